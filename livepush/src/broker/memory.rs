@@ -1,0 +1,236 @@
+//! The in-process broker: no setup, one process.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use super::{Broker, BrokerError, Delivery, History, Slot};
+use crate::event::{Envelope, EventId, Publication};
+use crate::topic::Topic;
+
+/// The embedded broker: events go straight from publishers to this process's subscribers, and a
+/// ring buffer per topic keeps the last `replay` events for `Last-Event-ID` replay.
+///
+/// Ids start at the current Unix time in microseconds, so they keep rising across restarts of the
+/// process: a client that reconnects with an id from before a restart is told its history is gone
+/// (`livepush.reset`) instead of being served unrelated events.
+pub struct MemoryBroker {
+    replay: usize,
+    ttl: Duration,
+    state: Mutex<State>,
+    delivery: OnceLock<Delivery>,
+    slots: Mutex<HashMap<String, u32>>,
+}
+
+struct State {
+    /// The last id issued.
+    last: u64,
+    /// Ids at or below this were issued before any retained topic state existed (or were
+    /// forgotten with their topic): history cannot vouch for them.
+    forgotten_through: u64,
+    topics: HashMap<Topic, Ring>,
+}
+
+#[derive(Default)]
+struct Ring {
+    events: VecDeque<(Instant, Arc<Envelope>)>,
+    /// The highest id dropped from this ring (by size or age).
+    evicted_through: u64,
+}
+
+impl MemoryBroker {
+    /// A broker that retains `replay` events per topic for `ttl` (0 turns replay off).
+    pub fn new(replay: usize, ttl: Duration) -> Self {
+        let start = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        MemoryBroker {
+            replay,
+            ttl,
+            state: Mutex::new(State {
+                last: start,
+                forgotten_through: start,
+                topics: HashMap::new(),
+            }),
+            delivery: OnceLock::new(),
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state consistent (every write is one step),
+        // so a poisoned lock is recovered rather than taking the hub down.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Ring {
+    fn prune(&mut self, now: Instant, ttl: Duration, keep: usize) {
+        while let Some((at, env)) = self.events.front() {
+            if self.events.len() > keep || now.duration_since(*at) > ttl {
+                self.evicted_through = self.evicted_through.max(env.id().get());
+                self.events.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn start(&self, delivery: Delivery) {
+        let _ = self.delivery.set(delivery);
+    }
+
+    async fn publish(&self, publication: Publication) -> Result<EventId, BrokerError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        // Id assignment, retention and delivery happen under one lock, so every subscriber sees
+        // events in id order and history never misses an event that live delivery skipped.
+        state.last += 1;
+        let id = EventId::new(state.last);
+        let envelope = Arc::new(Envelope::new(id, publication));
+        if self.replay > 0 {
+            let ring = state.topics.entry(envelope.topic().clone()).or_default();
+            ring.events.push_back((now, envelope.clone()));
+            ring.prune(now, self.ttl, self.replay);
+            if state.topics.len() > 1024 && id.get() % 1024 == 0 {
+                sweep(&mut state, now, self.ttl);
+            }
+        }
+        if let Some(delivery) = self.delivery.get() {
+            delivery.deliver(envelope);
+        }
+        Ok(id)
+    }
+
+    fn watch(&self, _topic: &Topic) {}
+
+    fn unwatch(&self, _topic: &Topic) {}
+
+    async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let after = after.get();
+        let mut complete = self.replay > 0 && after <= state.last;
+        let mut events = Vec::new();
+        let forgotten = state.forgotten_through;
+        for topic in topics {
+            match state.topics.get_mut(topic) {
+                Some(ring) => {
+                    ring.prune(now, self.ttl, self.replay);
+                    complete &= after >= ring.evicted_through;
+                    events.extend(
+                        ring.events
+                            .iter()
+                            .filter(|(_, e)| e.id().get() > after)
+                            .map(|(_, e)| e.clone()),
+                    );
+                }
+                None => complete &= after >= forgotten,
+            }
+        }
+        events.sort_by_key(|e| e.id());
+        Ok(History { events, complete })
+    }
+
+    async fn ready(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let held = slots.entry(key.to_owned()).or_insert(0);
+        if *held >= limit {
+            return Ok(Slot::Full);
+        }
+        *held += 1;
+        Ok(Slot::Granted)
+    }
+
+    async fn release_slot(&self, key: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = slots.get_mut(key) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                slots.remove(key);
+            }
+        }
+    }
+}
+
+/// Forgets topics whose retained events all expired, so one-off topics do not pile up.
+fn sweep(state: &mut State, now: Instant, ttl: Duration) {
+    let mut forgotten = state.forgotten_through;
+    state.topics.retain(|_, ring| {
+        ring.prune(now, ttl, usize::MAX);
+        if ring.events.is_empty() {
+            forgotten = forgotten.max(ring.evicted_through);
+            false
+        } else {
+            true
+        }
+    });
+    state.forgotten_through = forgotten;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn publication(topic: &str) -> Publication {
+        Publication {
+            topic: Topic::new(topic).unwrap(),
+            event: "e".into(),
+            category: None,
+            data: Bytes::from_static(b"{}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn history_returns_events_after_the_id_across_topics_in_order() {
+        let broker = MemoryBroker::new(10, Duration::from_secs(60));
+        let a = broker.publish(publication("a")).await.unwrap();
+        let b = broker.publish(publication("b")).await.unwrap();
+        let c = broker.publish(publication("a")).await.unwrap();
+        broker.publish(publication("other")).await.unwrap();
+        let topics = [Topic::new("a").unwrap(), Topic::new("b").unwrap()];
+        let h = broker.history(&topics, a).await.unwrap();
+        assert!(h.complete);
+        assert_eq!(h.events.iter().map(|e| e.id()).collect::<Vec<_>>(), [b, c]);
+    }
+
+    #[tokio::test]
+    async fn history_says_incomplete_when_the_ring_no_longer_reaches_back() {
+        let broker = MemoryBroker::new(2, Duration::from_secs(60));
+        let first = broker.publish(publication("a")).await.unwrap();
+        for _ in 0..3 {
+            broker.publish(publication("a")).await.unwrap();
+        }
+        let topics = [Topic::new("a").unwrap()];
+        let h = broker.history(&topics, first).await.unwrap();
+        assert!(!h.complete);
+        assert_eq!(h.events.len(), 2);
+        // an id from before this process started, or from the future, is not vouched for
+        assert!(!broker.history(&topics, EventId::new(1)).await.unwrap().complete);
+        assert!(!broker.history(&topics, EventId::new(u64::MAX)).await.unwrap().complete);
+    }
+
+    #[tokio::test]
+    async fn slots_are_capped_and_given_back() {
+        let broker = MemoryBroker::new(0, Duration::from_secs(1));
+        assert_eq!(broker.acquire_slot("k", 1).await.unwrap(), Slot::Granted);
+        assert_eq!(broker.acquire_slot("k", 1).await.unwrap(), Slot::Full);
+        broker.release_slot("k").await;
+        assert_eq!(broker.acquire_slot("k", 1).await.unwrap(), Slot::Granted);
+    }
+}

@@ -1,0 +1,115 @@
+//! The seam between the hub and whatever carries events between processes.
+//!
+//! A [`Broker`] assigns ids, retains events for replay, and carries every publication to every
+//! process that has local subscribers of its topic. The hub keeps the local side: one queue per
+//! connection, fed from one shared subscription per topic ([`Delivery`]). Two brokers ship:
+//! [`MemoryBroker`] (one process, the default) and, with the `redis` feature, `RedisBroker`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::event::{Envelope, EventId, Publication};
+use crate::fanout::Fanout;
+use crate::metrics::Metrics;
+use crate::topic::Topic;
+
+mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+pub use memory::MemoryBroker;
+
+/// A broker could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot be reached.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The broker answered with something unexpected.
+    #[error("broker protocol error: {0}")]
+    Protocol(String),
+}
+
+/// What a broker still holds of the past, for a client that reconnects with `Last-Event-ID`.
+#[derive(Debug, Default)]
+pub struct History {
+    /// The retained events with ids above the requested one, ordered by id.
+    pub events: Vec<Arc<Envelope>>,
+    /// False when some events after the requested id are no longer retained (or the id is not
+    /// one this broker issued): the client is then sent `livepush.reset` before the events.
+    pub complete: bool,
+}
+
+/// Whether a connection slot of a cap key was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The connection may proceed; release the slot when it ends.
+    Granted,
+    /// The key holds its maximum number of connections.
+    Full,
+}
+
+/// Carries events between the publishers and the subscribers of all processes.
+///
+/// Implementations must deliver events of one topic in id order, and ids must order events across
+/// topics (one sequence per broker), so that `Last-Event-ID` means the same on every topic.
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// A short name for logs and health output (`"memory"`, `"redis"`).
+    fn kind(&self) -> &'static str;
+
+    /// Called once by the hub before any other method: events of watched topics go to `delivery`.
+    fn start(&self, delivery: Delivery);
+
+    /// Assigns the next id, retains the event if replay is on, and delivers it to every process
+    /// that watches its topic.
+    async fn publish(&self, publication: Publication) -> Result<EventId, BrokerError>;
+
+    /// The first local subscriber of `topic` arrived. Must not block.
+    fn watch(&self, topic: &Topic);
+
+    /// The last local subscriber of `topic` left. Must not block.
+    fn unwatch(&self, topic: &Topic);
+
+    /// Retained events of `topics` with ids above `after`, in id order.
+    async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError>;
+
+    /// Whether the broker can publish right now (for `/health/ready`).
+    async fn ready(&self) -> Result<(), BrokerError>;
+
+    /// Takes one of at most `limit` connection slots of `key`, shared by all processes.
+    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError>;
+
+    /// Gives back a slot taken with [`Broker::acquire_slot`].
+    async fn release_slot(&self, key: &str);
+}
+
+/// The hub's side of a broker: where events of watched topics are handed over.
+#[derive(Clone)]
+pub struct Delivery {
+    pub(crate) fanout: Arc<Fanout>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl Delivery {
+    /// Hands one event to every local subscriber of its topic. Call it in id order.
+    pub fn deliver(&self, envelope: Arc<Envelope>) {
+        self.fanout.deliver(&envelope);
+    }
+
+    /// Records that the broker re-established its connection.
+    pub fn reconnected(&self) {
+        self.metrics.broker_reconnects.inc();
+    }
+
+    /// Whether any local subscriber listens on `topic`.
+    pub fn is_watched(&self, topic: &Topic) -> bool {
+        self.fanout.has_subscribers(topic)
+    }
+
+    /// Every topic with local subscribers (for re-subscribing after a reconnect).
+    pub fn watched_topics(&self) -> Vec<Topic> {
+        self.fanout.topics()
+    }
+}

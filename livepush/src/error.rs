@@ -1,0 +1,153 @@
+//! Errors, and the one place where they become HTTP answers.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::broker::BrokerError;
+use crate::event::{InvalidEventId, InvalidName};
+use crate::topic::TopicError;
+
+/// Why a publish did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The topic is not a valid topic name.
+    #[error("invalid topic: {0}")]
+    Topic(#[from] TopicError),
+    /// The event or category name is not valid.
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    /// The value could not be serialized to JSON.
+    #[error("event data could not be serialized to JSON: {0}")]
+    Serialize(String),
+    /// The encoded event is larger than `max_event_bytes`.
+    #[error("event is {size} bytes; the limit is {max} (LIVEPUSH_MAX_EVENT_BYTES)")]
+    TooLarge {
+        /// Size of the JSON payload.
+        size: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// The broker failed.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// The broker did not answer within `publish_timeout`.
+    #[error("broker did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl PublishError {
+    /// A short label for metrics.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            PublishError::Topic(_) => "invalid_topic",
+            PublishError::Name(_) => "invalid_name",
+            PublishError::Serialize(_) => "serialize",
+            PublishError::TooLarge { .. } => "too_large",
+            PublishError::Broker(_) => "broker",
+            PublishError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// Why a subscription was refused. Each maps to one status and a JSON body
+/// `{"error": "<code>", "message": "<what to do>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// A topic is invalid, none was given, or too many were (400).
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+    /// `Last-Event-ID` (or `lastEventId`) is malformed (400).
+    #[error(transparent)]
+    LastEventId(#[from] InvalidEventId),
+    /// The query string could not be read (400).
+    #[error("invalid query string: {0}")]
+    Query(String),
+    /// A `?category=` names no category of a registered event type (400).
+    #[error("unknown category {0:?}; known categories are listed at /events/catalog")]
+    UnknownCategory(String),
+    /// The hub rejects topics no registered template matches, and this one matches none (400).
+    #[error("topic {0:?} matches no topic published by this service (see /events/catalog)")]
+    UnregisteredTopic(String),
+    /// The authorize hook refused a topic (403).
+    #[error("not allowed to subscribe to topic {0:?}")]
+    Forbidden(String),
+    /// The process holds `max_connections` streams (429).
+    #[error("too many connections to this server; retry later")]
+    TooManyConnections {
+        /// Seconds to wait, sent as `Retry-After`.
+        retry_after: u64,
+    },
+    /// The cap key holds its maximum number of streams (429).
+    #[error("too many connections for this key; close another stream or retry later")]
+    KeyCapReached {
+        /// Seconds to wait, sent as `Retry-After`.
+        retry_after: u64,
+    },
+    /// The hub was not added to the router (500).
+    #[error("livepush hub missing: add it to the router with `.layer(hub.layer())` or `LivepushRouter::livepush`")]
+    HubMissing,
+    /// The hub is shutting down (503).
+    #[error("server is shutting down")]
+    ShuttingDown,
+}
+
+impl SubscribeError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            SubscribeError::Topic(TopicError::TooMany { .. }) => (StatusCode::BAD_REQUEST, "too_many_topics"),
+            SubscribeError::Topic(TopicError::NoTopics) => (StatusCode::BAD_REQUEST, "no_topics"),
+            SubscribeError::Topic(_) => (StatusCode::BAD_REQUEST, "invalid_topic"),
+            SubscribeError::LastEventId(_) => (StatusCode::BAD_REQUEST, "invalid_last_event_id"),
+            SubscribeError::Query(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            SubscribeError::UnknownCategory(_) => (StatusCode::BAD_REQUEST, "unknown_category"),
+            SubscribeError::UnregisteredTopic(_) => (StatusCode::BAD_REQUEST, "unregistered_topic"),
+            SubscribeError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            SubscribeError::TooManyConnections { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
+            SubscribeError::KeyCapReached { .. } => (StatusCode::TOO_MANY_REQUESTS, "key_cap_reached"),
+            SubscribeError::HubMissing => (StatusCode::INTERNAL_SERVER_ERROR, "hub_missing"),
+            SubscribeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+        }
+    }
+
+    /// The HTTP status this refusal is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The machine-readable code in the JSON body.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+}
+
+/// The JSON body of every error answer.
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+/// A JSON error answer: `{"error": code, "message": message}`.
+pub(crate) fn json_error(status: StatusCode, code: &str, message: String) -> Response {
+    let body = serde_json::to_vec(&ErrorBody { error: code, message }).unwrap_or_default();
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}
+
+impl IntoResponse for SubscribeError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let mut response = json_error(status, code, self.to_string());
+        if let SubscribeError::TooManyConnections { retry_after } | SubscribeError::KeyCapReached { retry_after } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        response
+    }
+}

@@ -1,0 +1,187 @@
+//! Events: ids, names and the envelope that carries one published event to subscribers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::frame;
+use crate::topic::Topic;
+
+/// The id of a published event, sent as the SSE `id:` field.
+///
+/// Ids come from one sequence per hub (in memory) or per key prefix (Redis), so they order events
+/// across every topic of a subscription: a client that reconnects with `Last-Event-ID: 41` is
+/// owed exactly the retained events with ids above 41.
+///
+/// ```
+/// use livepush::EventId;
+///
+/// let id: EventId = "42".parse().unwrap();
+/// assert_eq!(id.get(), 42);
+/// assert!("-1".parse::<EventId>().is_err());
+/// assert!("abc".parse::<EventId>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EventId(u64);
+
+impl EventId {
+    /// Wraps a raw sequence number.
+    pub const fn new(seq: u64) -> Self {
+        EventId(seq)
+    }
+
+    /// The raw sequence number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A `Last-Event-ID` that is not an id livepush issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Last-Event-ID must be a decimal event id of at most 20 digits, as sent in `id:` fields")]
+pub struct InvalidEventId;
+
+impl FromStr for EventId {
+    type Err = InvalidEventId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidEventId);
+        }
+        s.parse().map(EventId).map_err(|_| InvalidEventId)
+    }
+}
+
+/// The longest event or category name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// An event or category name that is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid name {name:?}: use 1 to 128 ASCII letters, digits and _ . : / -")]
+pub struct InvalidName {
+    /// The refused name.
+    pub name: String,
+}
+
+/// Checks an event or category name: 1 to [`MAX_NAME_LEN`] bytes of `[A-Za-z0-9_.:/-]`.
+///
+/// The macros run the same rule at compile time; this is the check of the direct publish API.
+pub fn validate_name(name: &str) -> Result<(), InvalidName> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidName {
+            name: name.chars().take(MAX_NAME_LEN + 1).collect(),
+        })
+    }
+}
+
+/// What a publisher hands to the broker: an event without an id yet.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    /// Where it goes.
+    pub topic: Topic,
+    /// The SSE `event:` name.
+    pub event: String,
+    /// The category, for `?category=` filters.
+    pub category: Option<String>,
+    /// The compact JSON payload.
+    pub data: Bytes,
+}
+
+/// One event with its id, and its SSE frame encoded once for every subscriber.
+#[derive(Debug)]
+pub struct Envelope {
+    id: EventId,
+    topic: Topic,
+    event: String,
+    category: Option<String>,
+    data: Bytes,
+    frame: Bytes,
+}
+
+impl Envelope {
+    /// Assigns `id` to a publication and encodes its frame.
+    pub fn new(id: EventId, publication: Publication) -> Self {
+        let frame = frame::event(id, &publication.event, &publication.data);
+        Envelope {
+            id,
+            topic: publication.topic,
+            event: publication.event,
+            category: publication.category,
+            data: publication.data,
+            frame,
+        }
+    }
+
+    /// The event id.
+    pub fn id(&self) -> EventId {
+        self.id
+    }
+
+    /// The topic it was published on.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// The SSE event name.
+    pub fn event(&self) -> &str {
+        &self.event
+    }
+
+    /// The category, if any.
+    pub fn category(&self) -> Option<&str> {
+        self.category.as_deref()
+    }
+
+    /// The JSON payload.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The encoded SSE frame (`id:`, `event:`, `data:` lines and the blank line).
+    pub fn frame(&self) -> &Bytes {
+        &self.frame
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ids_and_refuses_everything_else() {
+        assert_eq!("0".parse::<EventId>(), Ok(EventId::new(0)));
+        assert_eq!(" 17 ".parse::<EventId>(), Ok(EventId::new(17)));
+        for bad in ["", "-1", "1.5", "1e3", "abc", "99999999999999999999999", "+1", "18446744073709551616"] {
+            assert_eq!(bad.parse::<EventId>(), Err(InvalidEventId), "{bad:?}");
+        }
+        assert_eq!(
+            "18446744073709551615".parse::<EventId>(),
+            Ok(EventId::new(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn validates_names() {
+        assert!(validate_name("comment_created").is_ok());
+        assert!(validate_name("sync.completed").is_ok());
+        for bad in ["", "a b", "a\nb", "a\rb", "é", &"a".repeat(129)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

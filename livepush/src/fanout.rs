@@ -1,0 +1,155 @@
+//! Local fan-out: one shared entry per topic, one bounded queue per connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::mpsc;
+
+use crate::config::SlowConsumerPolicy;
+use crate::event::Envelope;
+use crate::metrics::Metrics;
+use crate::topic::Topic;
+
+/// The state one connection shares between the fan-out (writer) and its stream (reader).
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    pub(crate) id: u64,
+    /// `None` accepts every category.
+    categories: Option<Box<[String]>>,
+    policy: SlowConsumerPolicy,
+    /// Events dropped for this connection since its stream last reported them.
+    pub(crate) missed: AtomicU64,
+    /// Set when the queue overflowed under [`SlowConsumerPolicy::Disconnect`]: the stream ends.
+    pub(crate) cut_off: AtomicBool,
+}
+
+impl ConnState {
+    pub(crate) fn new(id: u64, categories: Option<Box<[String]>>, policy: SlowConsumerPolicy) -> Self {
+        ConnState {
+            id,
+            categories,
+            policy,
+            missed: AtomicU64::new(0),
+            cut_off: AtomicBool::new(false),
+        }
+    }
+
+    fn accepts(&self, envelope: &Envelope) -> bool {
+        match (&self.categories, envelope.category()) {
+            (None, _) => true,
+            (Some(wanted), Some(category)) => wanted.iter().any(|w| w == category),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// The sending half of one connection's queue, held once per topic it subscribed.
+#[derive(Clone)]
+pub(crate) struct Subscriber {
+    pub(crate) tx: mpsc::Sender<Arc<Envelope>>,
+    pub(crate) conn: Arc<ConnState>,
+}
+
+/// Topic → the local subscribers of that topic.
+pub(crate) struct Fanout {
+    topics: RwLock<HashMap<Topic, Vec<Subscriber>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Fanout {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Fanout {
+            topics: RwLock::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    /// Hands `envelope` to every subscriber of its topic. Never blocks: a full queue applies the
+    /// connection's slow-consumer policy.
+    pub(crate) fn deliver(&self, envelope: &Arc<Envelope>) {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let Some(subscribers) = topics.get(envelope.topic()) else {
+            return;
+        };
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        for sub in subscribers {
+            if !sub.conn.accepts(envelope) {
+                continue;
+            }
+            match sub.tx.try_send(envelope.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    sub.conn.missed.fetch_add(1, Ordering::Relaxed);
+                    if sub.conn.policy == SlowConsumerPolicy::Disconnect
+                        && !sub.conn.cut_off.swap(true, Ordering::Relaxed)
+                    {
+                        self.metrics.slow_consumer_disconnects.inc();
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        self.metrics.delivered.inc_by(delivered);
+        if dropped > 0 {
+            self.metrics.dropped.inc_by(dropped);
+        }
+    }
+
+    /// Adds `sub` to each topic; `on_first` runs (under the lock, so it is ordered with
+    /// `on_last`) for each topic that had no local subscriber before.
+    pub(crate) fn add(&self, topics: &[Topic], sub: &Subscriber, mut on_first: impl FnMut(&Topic)) {
+        let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        for topic in topics {
+            let subs = map.entry(topic.clone()).or_default();
+            if subs.is_empty() {
+                on_first(topic);
+            }
+            subs.push(sub.clone());
+        }
+        self.metrics.topics.set(map.len() as i64);
+    }
+
+    /// Removes connection `conn` from each topic; `on_last` runs for each topic left empty.
+    pub(crate) fn remove(&self, topics: &[Topic], conn: u64, mut on_last: impl FnMut(&Topic)) {
+        let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        for topic in topics {
+            if let Some(subs) = map.get_mut(topic) {
+                if let Some(at) = subs.iter().position(|s| s.conn.id == conn) {
+                    subs.swap_remove(at);
+                }
+                if subs.is_empty() {
+                    map.remove(topic);
+                    on_last(topic);
+                }
+            }
+        }
+        self.metrics.topics.set(map.len() as i64);
+    }
+
+    /// Drops every queue sender, which ends every open stream; returns the topics that were watched.
+    pub(crate) fn close_all(&self) -> Vec<Topic> {
+        let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        let topics = map.keys().cloned().collect();
+        map.clear();
+        self.metrics.topics.set(0);
+        topics
+    }
+
+    pub(crate) fn has_subscribers(&self, topic: &Topic) -> bool {
+        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        map.contains_key(topic)
+    }
+
+    pub(crate) fn topics(&self) -> Vec<Topic> {
+        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
+    }
+
+    /// Local subscriber count of each topic.
+    pub(crate) fn counts(&self) -> Vec<(Topic, usize)> {
+        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(t, s)| (t.clone(), s.len())).collect()
+    }
+}

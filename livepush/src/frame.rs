@@ -1,0 +1,146 @@
+//! The SSE wire format (<https://html.spec.whatwg.org/multipage/server-sent-events.html>).
+//!
+//! Written by hand rather than with `axum::response::sse::Event` because that type is built and
+//! encoded once per subscriber; here each event is encoded once into [`Bytes`] and shared.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::event::EventId;
+
+/// Encodes one event: `id:`, `event:`, one `data:` line per line of `data`, and a blank line.
+///
+/// `data` is split on `\r\n`, `\n` and `\r`, the three line ends SSE parsers accept, so no payload
+/// can end a frame early or inject a field. `event` must be a validated name (no line ends).
+///
+/// ```
+/// use livepush::{frame, EventId};
+///
+/// let f = frame::event(EventId::new(7), "created", b"{\"a\":1}\nsecond");
+/// assert_eq!(&f[..], b"id: 7\nevent: created\ndata: {\"a\":1}\ndata: second\n\n");
+/// ```
+pub fn event(id: EventId, event: &str, data: &[u8]) -> Bytes {
+    debug_assert!(!event.bytes().any(|b| b == b'\n' || b == b'\r'));
+    let mut buf = BytesMut::with_capacity(data.len() + event.len() + 40);
+    buf.put_slice(b"id: ");
+    let mut digits = itoa_buf(id.get());
+    buf.put_slice(digits.format());
+    buf.put_slice(b"\nevent: ");
+    buf.put_slice(event.as_bytes());
+    buf.put_u8(b'\n');
+    put_data_lines(&mut buf, data);
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// Encodes an event without an `id:` field (notices from livepush itself, such as a lag report),
+/// so it does not move the client's `Last-Event-ID`.
+pub fn notice(event: &str, data: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(data.len() + event.len() + 24);
+    buf.put_slice(b"event: ");
+    buf.put_slice(event.as_bytes());
+    buf.put_u8(b'\n');
+    put_data_lines(&mut buf, data);
+    buf.put_u8(b'\n');
+    buf.freeze()
+}
+
+/// A comment line: what heartbeats are. Line ends in `text` are replaced by spaces.
+pub fn comment(text: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(text.len() + 4);
+    buf.put_slice(b": ");
+    buf.extend(
+        text.bytes()
+            .map(|b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    buf.put_slice(b"\n\n");
+    buf.freeze()
+}
+
+/// The `retry:` field that tells `EventSource` how long to wait before reconnecting.
+pub fn retry(millis: u64) -> Bytes {
+    Bytes::from(format!("retry: {millis}\n\n"))
+}
+
+fn put_data_lines(buf: &mut BytesMut, data: &[u8]) {
+    let mut rest = data;
+    loop {
+        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r');
+        buf.put_slice(b"data: ");
+        match end {
+            None => {
+                buf.put_slice(rest);
+                buf.put_u8(b'\n');
+                return;
+            }
+            Some(at) => {
+                buf.put_slice(&rest[..at]);
+                buf.put_u8(b'\n');
+                let skip = if rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
+                rest = &rest[at + skip..];
+            }
+        }
+    }
+}
+
+/// A stack buffer for formatting a `u64` without allocating.
+struct ItoaBuf {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+fn itoa_buf(mut n: u64) -> ItoaBuf {
+    let mut bytes = [0u8; 20];
+    let mut start = bytes.len();
+    loop {
+        start -= 1;
+        bytes[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    ItoaBuf { bytes, start }
+}
+
+impl ItoaBuf {
+    fn format(&mut self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_every_kind_of_line_end_into_data_lines() {
+        let f = event(EventId::new(1), "e", b"a\r\nb\rc\nd");
+        assert_eq!(
+            &f[..],
+            b"id: 1\nevent: e\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+        );
+    }
+
+    #[test]
+    fn keeps_empty_and_trailing_lines() {
+        assert_eq!(&event(EventId::new(0), "e", b"")[..], b"id: 0\nevent: e\ndata: \n\n");
+        assert_eq!(
+            &event(EventId::new(u64::MAX), "e", b"x\n")[..],
+            b"id: 18446744073709551615\nevent: e\ndata: x\ndata: \n\n"
+        );
+    }
+
+    #[test]
+    fn comments_cannot_inject_fields() {
+        assert_eq!(&comment("a\nevent: x")[..], b": a event: x\n\n");
+    }
+
+    #[test]
+    fn notices_have_no_id() {
+        assert_eq!(&notice("livepush.lagged", b"{}")[..], b"event: livepush.lagged\ndata: {}\n\n");
+    }
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics of one hub, served at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// A label set with one label.
+pub(crate) type Label = [(&'static str, &'static str); 1];
+
+/// Every metric a hub keeps. Each hub has its own registry, so several hubs (tests, tenants) in
+/// one process do not mix their numbers.
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) connections: Gauge,
+    pub(crate) connections_total: Counter,
+    pub(crate) connections_rejected: Family<Label, Counter>,
+    pub(crate) subscriptions: Gauge,
+    pub(crate) topics: Gauge,
+    pub(crate) published: Counter,
+    pub(crate) delivered: Counter,
+    pub(crate) dropped: Counter,
+    pub(crate) replayed: Counter,
+    pub(crate) publish_errors: Family<Label, Counter>,
+    pub(crate) publish_latency: Histogram,
+    pub(crate) broker_reconnects: Counter,
+    pub(crate) slow_consumer_disconnects: Counter,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("livepush");
+        let connections = Gauge::default();
+        let connections_total = Counter::default();
+        let connections_rejected = Family::<Label, Counter>::default();
+        let subscriptions = Gauge::default();
+        let topics = Gauge::default();
+        let published = Counter::default();
+        let delivered = Counter::default();
+        let dropped = Counter::default();
+        let replayed = Counter::default();
+        let publish_errors = Family::<Label, Counter>::default();
+        // 50 µs .. ~1.6 s
+        let publish_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let broker_reconnects = Counter::default();
+        let slow_consumer_disconnects = Counter::default();
+        registry.register("connections", "Open SSE connections", connections.clone());
+        registry.register("connections", "SSE connections accepted", connections_total.clone());
+        registry.register(
+            "connections_rejected",
+            "SSE connections refused, by reason",
+            connections_rejected.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Topic subscriptions of open connections",
+            subscriptions.clone(),
+        );
+        registry.register("topics", "Topics with local subscribers", topics.clone());
+        registry.register("events_published", "Events published", published.clone());
+        registry.register(
+            "events_delivered",
+            "Events queued to local subscribers",
+            delivered.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events not queued because a subscriber's queue was full",
+            dropped.clone(),
+        );
+        registry.register(
+            "events_replayed",
+            "Events sent from history on reconnect",
+            replayed.clone(),
+        );
+        registry.register(
+            "publish_errors",
+            "Publishes that failed, by reason",
+            publish_errors.clone(),
+        );
+        registry.register(
+            "publish_duration_seconds",
+            "Time from publish call to broker acknowledgement",
+            publish_latency.clone(),
+        );
+        registry.register(
+            "broker_reconnects",
+            "Times the broker connection was re-established",
+            broker_reconnects.clone(),
+        );
+        registry.register(
+            "slow_consumer_disconnects",
+            "Streams closed because the client read too slowly",
+            slow_consumer_disconnects.clone(),
+        );
+        Metrics {
+            registry,
+            connections,
+            connections_total,
+            connections_rejected,
+            subscriptions,
+            topics,
+            published,
+            delivered,
+            dropped,
+            replayed,
+            publish_errors,
+            publish_latency,
+            broker_reconnects,
+            slow_consumer_disconnects,
+        }
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub(crate) fn reject(&self, reason: &'static str) {
+        self.connections_rejected.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    pub(crate) fn publish_error(&self, reason: &'static str) {
+        self.publish_errors.get_or_create(&[("reason", reason)]).inc();
+    }
+}

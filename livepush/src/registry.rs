@@ -1,0 +1,241 @@
+//! The link-time map of everything this binary pushes: publishing routes, subscribing routes and
+//! domain event types, collected with [`inventory`] from every `#[publish_event]`,
+//! `#[subscribe_to_events]` and `#[derive(SseEvent)]` linked into the program.
+//!
+//! ```
+//! // what does this service push, and where?
+//! for route in livepush::registry::publish_routes() {
+//!     println!("{} publishes `{}` on {}", route.handler, route.event, route.topic);
+//! }
+//! let catalog = livepush::registry::catalog();
+//! println!("{}", serde_json::to_string_pretty(&catalog).unwrap());
+//! ```
+
+use std::any::TypeId;
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+/// A handler with `#[publish_event]`: one entry per attribute.
+#[derive(Debug, Serialize)]
+pub struct PublishRoute {
+    /// The handler's function name.
+    pub handler: &'static str,
+    /// The module it is defined in.
+    pub module: &'static str,
+    /// The topic template.
+    pub topic: &'static str,
+    /// The SSE event name.
+    pub event: &'static str,
+    /// The category, if any.
+    pub category: Option<&'static str>,
+    /// The `data = …` mapping function, if any.
+    pub data: Option<&'static str>,
+    /// Source file.
+    pub file: &'static str,
+    /// Source line.
+    pub line: u32,
+}
+
+/// Where a subscribing handler takes its topics from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscribeMode {
+    /// From `?topic=a,b`.
+    Query,
+    /// From what the handler body returns.
+    Handler,
+}
+
+/// A handler with `#[subscribe_to_events]`.
+#[derive(Debug, Serialize)]
+pub struct SubscribeRoute {
+    /// The handler's function name.
+    pub handler: &'static str,
+    /// The module it is defined in.
+    pub module: &'static str,
+    /// Where its topics come from.
+    pub mode: SubscribeMode,
+    /// Source file.
+    pub file: &'static str,
+    /// Source line.
+    pub line: u32,
+}
+
+/// A type with `#[derive(SseEvent)]`.
+#[derive(Debug, Serialize)]
+pub struct EventType {
+    /// The type's name.
+    pub type_name: &'static str,
+    /// The module it is defined in.
+    pub module: &'static str,
+    /// The SSE event name.
+    pub event: &'static str,
+    /// The topic template.
+    pub topic: &'static str,
+    /// The category, if any.
+    pub category: Option<&'static str>,
+    /// The type's `TypeId`, for [`has_mapping_for`].
+    #[serde(skip)]
+    pub type_id: fn() -> TypeId,
+    /// Source file.
+    pub file: &'static str,
+    /// Source line.
+    pub line: u32,
+}
+
+inventory::collect!(PublishRoute);
+inventory::collect!(SubscribeRoute);
+inventory::collect!(EventType);
+
+/// Every `#[publish_event]` of the program.
+pub fn publish_routes() -> impl Iterator<Item = &'static PublishRoute> {
+    inventory::iter::<PublishRoute>.into_iter()
+}
+
+/// Every `#[subscribe_to_events]` handler of the program.
+pub fn subscribe_routes() -> impl Iterator<Item = &'static SubscribeRoute> {
+    inventory::iter::<SubscribeRoute>.into_iter()
+}
+
+/// Every `#[derive(SseEvent)]` type of the program.
+pub fn event_types() -> impl Iterator<Item = &'static EventType> {
+    inventory::iter::<EventType>.into_iter()
+}
+
+/// The registered mapping of domain event type `T`, if it derives `SseEvent`.
+pub fn event_type_of<T: 'static>() -> Option<&'static EventType> {
+    let id = TypeId::of::<T>();
+    event_types().find(|e| (e.type_id)() == id)
+}
+
+/// Whether domain event type `T` is mapped to an SSE event (derives `SseEvent`).
+pub fn has_mapping_for<T: 'static>() -> bool {
+    event_type_of::<T>().is_some()
+}
+
+/// Every category declared by a publishing route or an event type.
+pub fn categories() -> BTreeSet<&'static str> {
+    publish_routes()
+        .filter_map(|r| r.category)
+        .chain(event_types().filter_map(|e| e.category))
+        .collect()
+}
+
+/// Every topic template published to, by routes or event types.
+pub fn topic_templates() -> BTreeSet<&'static str> {
+    publish_routes()
+        .map(|r| r.topic)
+        .chain(event_types().map(|e| e.topic))
+        .collect()
+}
+
+/// Whether `topic` matches a registered topic template (`{…}` matches one or more characters).
+pub fn is_registered_topic(topic: &str) -> bool {
+    topic_templates().iter().any(|t| template_matches(t, topic))
+}
+
+/// Matches `topic` against `template`, where each `{name}` stands for a non-empty run of
+/// characters and `{{` / `}}` for literal braces.
+pub fn template_matches(template: &str, topic: &str) -> bool {
+    let pieces = template_pieces(template);
+    matches_from(&pieces, topic.as_bytes())
+}
+
+#[derive(Debug, PartialEq)]
+enum Piece {
+    Lit(String),
+    Hole,
+}
+
+fn template_pieces(template: &str) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    let mut lit = String::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                lit.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                lit.push('}');
+            }
+            '{' => {
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        break;
+                    }
+                }
+                if !lit.is_empty() {
+                    pieces.push(Piece::Lit(std::mem::take(&mut lit)));
+                }
+                pieces.push(Piece::Hole);
+            }
+            c => lit.push(c),
+        }
+    }
+    if !lit.is_empty() {
+        pieces.push(Piece::Lit(lit));
+    }
+    pieces
+}
+
+fn matches_from(pieces: &[Piece], rest: &[u8]) -> bool {
+    match pieces.split_first() {
+        None => rest.is_empty(),
+        Some((Piece::Lit(lit), tail)) => rest
+            .strip_prefix(lit.as_bytes())
+            .is_some_and(|r| matches_from(tail, r)),
+        Some((Piece::Hole, tail)) => (1..=rest.len()).any(|n| matches_from(tail, &rest[n..])),
+    }
+}
+
+/// A machine-readable description of what this program pushes (served at `/events/catalog`).
+#[derive(Debug, Serialize)]
+pub struct Catalog {
+    /// Topic templates published to.
+    pub topics: BTreeSet<&'static str>,
+    /// Categories declared.
+    pub categories: BTreeSet<&'static str>,
+    /// Publishing routes.
+    pub publish_routes: Vec<&'static PublishRoute>,
+    /// Subscribing routes.
+    pub subscribe_routes: Vec<&'static SubscribeRoute>,
+    /// Domain event types.
+    pub event_types: Vec<&'static EventType>,
+}
+
+/// Builds the [`Catalog`], sorted so that it reads the same on every run.
+pub fn catalog() -> Catalog {
+    let mut publish: Vec<_> = publish_routes().collect();
+    publish.sort_by_key(|r| (r.module, r.handler, r.topic, r.event));
+    let mut subscribe: Vec<_> = subscribe_routes().collect();
+    subscribe.sort_by_key(|r| (r.module, r.handler));
+    let mut types: Vec<_> = event_types().collect();
+    types.sort_by_key(|e| (e.module, e.type_name));
+    Catalog {
+        topics: topic_templates(),
+        categories: categories(),
+        publish_routes: publish,
+        subscribe_routes: subscribe,
+        event_types: types,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_topics() {
+        assert!(template_matches("comments", "comments"));
+        assert!(!template_matches("comments", "comment"));
+        assert!(template_matches("ticket:{id}", "ticket:42"));
+        assert!(!template_matches("ticket:{id}", "ticket:"));
+        assert!(template_matches("org:{org}:user:{id}", "org:a:b:user:7"));
+        assert!(!template_matches("org:{org}:user:{id}", "org:a:team:7"));
+        assert!(template_matches("lit{{x}}", "lit{x}"));
+    }
+}

@@ -1,0 +1,381 @@
+//! Subscriptions: what `#[subscribe_to_events]` handlers turn into SSE responses.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+
+use crate::broker::Slot;
+use crate::error::SubscribeError;
+use crate::event::EventId;
+use crate::fanout::{ConnState, Subscriber};
+use crate::frame;
+use crate::hub::Hub;
+use crate::registry;
+use crate::stream::{ConnectionGuard, EventStream, RESET_EVENT};
+use crate::topic::{Topic, Topics};
+
+/// Everything one SSE stream listens to: topics, optional category filter, optional cap key.
+///
+/// ```
+/// use livepush::{Subscription, Topics};
+///
+/// let sub = Subscription::new(Topics::one("user:7").and_broadcast())
+///     .cap_key("user:7")          // at most `max_connections_per_key` streams for this user
+///     .categories(["billing"]);   // only events of this category
+/// # drop(sub);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Subscription {
+    topics: Topics,
+    categories: Option<Vec<String>>,
+    cap_key: Option<String>,
+}
+
+impl Subscription {
+    /// A subscription to `topics`.
+    pub fn new(topics: impl Into<Topics>) -> Self {
+        Subscription {
+            topics: topics.into(),
+            categories: None,
+            cap_key: None,
+        }
+    }
+
+    /// Counts this stream against the per-key cap (`max_connections_per_key`) of `key`, shared by
+    /// all instances: a user id, a tenant id, an API key.
+    pub fn cap_key(mut self, key: impl Into<String>) -> Self {
+        self.cap_key = Some(key.into());
+        self
+    }
+
+    /// Only events of these categories reach the stream (default: all). Overrides `?category=`.
+    pub fn categories<I, S>(mut self, categories: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.categories = Some(categories.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The topics.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+}
+
+impl From<Topics> for Subscription {
+    fn from(topics: Topics) -> Self {
+        Subscription::new(topics)
+    }
+}
+
+/// What the body of a `#[subscribe_to_events]` handler may return.
+///
+/// `Topics`, `Subscription`, or `Result<T, E>` of these where `E: IntoResponse` (an `Err` is
+/// answered as is, so `Err(StatusCode::FORBIDDEN)` refuses the subscription).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot choose the topics of a #[subscribe_to_events] handler",
+    label = "return `Topics`, `Subscription`, or `Result<Topics, E>` where E: IntoResponse",
+    note = "or leave the handler body empty to take topics from `?topic=a,b`"
+)]
+pub trait IntoSubscription {
+    /// The subscription, or the response that refuses it.
+    // A refusal is rare and answered at once; boxing it would only cost an allocation. axum's own
+    // rejections are unboxed `Response`s too.
+    #[allow(clippy::result_large_err)]
+    fn into_subscription(self) -> Result<Subscription, Response>;
+}
+
+impl IntoSubscription for Topics {
+    #[allow(clippy::result_large_err)]
+    fn into_subscription(self) -> Result<Subscription, Response> {
+        Ok(Subscription::new(self))
+    }
+}
+
+impl IntoSubscription for Subscription {
+    #[allow(clippy::result_large_err)]
+    fn into_subscription(self) -> Result<Subscription, Response> {
+        Ok(self)
+    }
+}
+
+impl<T: IntoSubscription, E: IntoResponse> IntoSubscription for Result<T, E> {
+    #[allow(clippy::result_large_err)]
+    fn into_subscription(self) -> Result<Subscription, Response> {
+        match self {
+            Ok(sub) => sub.into_subscription(),
+            Err(refusal) => Err(refusal.into_response()),
+        }
+    }
+}
+
+/// What a subscription request carries besides its topics.
+#[derive(Debug, Default)]
+struct RequestOptions {
+    topics: Topics,
+    categories: Option<Vec<String>>,
+    last_event_id: Option<EventId>,
+}
+
+/// Reads `topic`, `category` and `lastEventId` from the query and `Last-Event-ID` from the
+/// headers. Repeated parameters and comma lists both work: `?topic=a&topic=b,c`.
+fn read_request(parts: &Parts) -> Result<RequestOptions, SubscribeError> {
+    let mut options = RequestOptions::default();
+    let mut last_event_id = None;
+    if let Some(query) = parts.uri.query() {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query).map_err(|e| SubscribeError::Query(e.to_string()))?;
+        for (key, value) in pairs {
+            match key.as_str() {
+                "topic" | "topics" => {
+                    for t in Topics::parse_list(&value).names() {
+                        options.topics.push(t.clone());
+                    }
+                }
+                "category" | "categories" => {
+                    let list = options.categories.get_or_insert_with(Vec::new);
+                    list.extend(value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from));
+                }
+                "lastEventId" | "last_event_id" => last_event_id = Some(value),
+                _ => {}
+            }
+        }
+    }
+    // The header wins: EventSource sets it on every reconnect, while a query value stays the
+    // one the page was first opened with.
+    if let Some(value) = parts.headers.get("last-event-id") {
+        let value = value
+            .to_str()
+            .map_err(|_| SubscribeError::LastEventId(crate::event::InvalidEventId))?;
+        last_event_id = Some(value.to_owned());
+    }
+    options.last_event_id = last_event_id
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.parse())
+        .transpose()?;
+    Ok(options)
+}
+
+/// The request as seen by a `#[subscribe_to_events]` handler; the macro adds it as an extractor.
+#[doc(hidden)]
+pub struct SubscribeContext {
+    hub: Hub,
+    /// The request, kept only when an authorize hook needs it.
+    parts: Option<Arc<Parts>>,
+    options: Result<RequestOptions, SubscribeError>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for SubscribeContext {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(hub) = parts.extensions.get::<Hub>().cloned() else {
+            tracing::error!("#[subscribe_to_events] handler ran without a livepush Hub: add `.livepush(&hub)` to the router after its routes");
+            return Err(SubscribeError::HubMissing.into_response());
+        };
+        let options = read_request(parts);
+        // Only the authorize hook needs the request; clone it only then.
+        let parts = hub.inner.authorizer.is_some().then(|| Arc::new(parts.clone()));
+        Ok(SubscribeContext { hub, parts, options })
+    }
+}
+
+impl SubscribeContext {
+    /// Subscribes to the topics of `?topic=a,b`.
+    pub async fn from_query(self) -> Response {
+        let options = match self.options {
+            Ok(options) => options,
+            Err(error) => return refuse(&self.hub, error),
+        };
+        let sub = Subscription {
+            topics: options.topics,
+            categories: options.categories,
+            cap_key: None,
+        };
+        open(&self.hub, self.parts, sub, options.last_event_id)
+            .await
+            .unwrap_or_else(|e| refuse(&self.hub, e))
+    }
+
+    /// Subscribes to what the handler body chose.
+    pub async fn with<T: IntoSubscription>(self, chosen: T) -> Response {
+        let mut sub = match chosen.into_subscription() {
+            Ok(sub) => sub,
+            Err(refusal) => {
+                self.hub.inner.metrics.reject("handler");
+                return refusal;
+            }
+        };
+        let options = match self.options {
+            Ok(options) => options,
+            Err(error) => return refuse(&self.hub, error),
+        };
+        if sub.categories.is_none() {
+            sub.categories = options.categories;
+        }
+        open(&self.hub, self.parts, sub, options.last_event_id)
+            .await
+            .unwrap_or_else(|e| refuse(&self.hub, e))
+    }
+}
+
+fn refuse(hub: &Hub, error: SubscribeError) -> Response {
+    hub.inner.metrics.reject(error.code());
+    tracing::debug!(%error, "subscription refused");
+    error.into_response()
+}
+
+/// Validates, authorizes and caps a subscription, then starts its stream.
+async fn open(
+    hub: &Hub,
+    parts: Option<Arc<Parts>>,
+    sub: Subscription,
+    last_event_id: Option<EventId>,
+) -> Result<Response, SubscribeError> {
+    let inner = &hub.inner;
+    if hub.is_shutting_down() {
+        return Err(SubscribeError::ShuttingDown);
+    }
+    let topics = sub.topics.validate(inner.config.max_topics_per_subscription)?;
+    if let Some(categories) = &sub.categories {
+        let known = registry::categories();
+        if let Some(unknown) = categories.iter().find(|c| !known.contains(c.as_str())) {
+            return Err(SubscribeError::UnknownCategory(unknown.clone()));
+        }
+    }
+    if inner.reject_unregistered {
+        if let Some(t) = topics.iter().find(|t| !registry::is_registered_topic(t.as_str())) {
+            return Err(SubscribeError::UnregisteredTopic(t.to_string()));
+        }
+    }
+    if let (Some(authorize), Some(parts)) = (&inner.authorizer, &parts) {
+        for topic in &topics {
+            if !authorize(parts.clone(), topic.clone()).await {
+                return Err(SubscribeError::Forbidden(topic.to_string()));
+            }
+        }
+    }
+    let retry_after = inner.config.retry_after_secs;
+    if inner.connections.fetch_add(1, Ordering::Relaxed) >= inner.config.max_connections {
+        inner.connections.fetch_sub(1, Ordering::Relaxed);
+        return Err(SubscribeError::TooManyConnections { retry_after });
+    }
+    inner.metrics.connections.inc();
+    let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+    // From here on the guard gives back whatever was taken, on every path.
+    let mut guard = ConnectionGuard {
+        hub: hub.clone(),
+        conn,
+        topics,
+        cap_key: None,
+        registered: false,
+    };
+    if let (Some(key), Some(limit)) = (sub.cap_key, inner.config.max_connections_per_key) {
+        match inner.broker.acquire_slot(&key, limit).await {
+            Ok(Slot::Granted) => guard.cap_key = Some(key),
+            Ok(Slot::Full) => return Err(SubscribeError::KeyCapReached { retry_after }),
+            Err(error) => tracing::warn!(%error, key, "connection cap unavailable; admitting (fail-open)"),
+        }
+    }
+
+    let (tx, rx) = mpsc::channel(inner.config.queue_capacity);
+    let state = Arc::new(ConnState::new(
+        conn,
+        sub.categories.map(Vec::into_boxed_slice),
+        inner.config.slow_consumer_policy(),
+    ));
+    let subscriber = Subscriber {
+        tx,
+        conn: state.clone(),
+    };
+    // Live first, history second: nothing published in between is missed, and duplicates of
+    // history in the live queue are skipped by id (`seen`).
+    let broker = &inner.broker;
+    inner.fanout.add(&guard.topics, &subscriber, |t| broker.watch(t));
+    drop(subscriber);
+    guard.registered = true;
+    inner.metrics.subscriptions.inc_by(guard.topics.len() as i64);
+
+    let mut pending = VecDeque::new();
+    pending.push_back(frame::retry(inner.config.client_retry_ms));
+    let mut seen = None;
+    if let Some(after) = last_event_id.filter(|_| inner.config.replay > 0) {
+        let (history, complete) = match broker.history(&guard.topics, after).await {
+            Ok(h) => (h.events, h.complete),
+            Err(error) => {
+                tracing::warn!(%error, "history unavailable; the client is told to reset");
+                (Vec::new(), false)
+            }
+        };
+        if !complete {
+            let data = serde_json::json!({ "last_event_id": after, "reason": "history_unavailable" });
+            pending.push_back(frame::notice(RESET_EVENT, data.to_string().as_bytes()));
+        }
+        let mut marks: HashMap<Topic, EventId> = guard.topics.iter().map(|t| (t.clone(), after)).collect();
+        for event in &history {
+            marks.insert(event.topic().clone(), event.id());
+            pending.push_back(event.frame().clone());
+        }
+        inner.metrics.replayed.inc_by(history.len() as u64);
+        seen = Some(marks);
+    }
+    inner.metrics.connections_total.inc();
+    tracing::debug!(conn, topics = ?guard.topics, "stream opened");
+    let stream = EventStream::new(rx, state, pending, seen, guard);
+    Ok(sse_response(Body::new(stream)))
+}
+
+/// An SSE response with the headers proxies need to pass it through unbuffered.
+pub(crate) fn sse_response(body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, last_event_id: Option<&str>) -> Parts {
+        let mut req = http::Request::builder().uri(uri);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn reads_topics_categories_and_ids() {
+        let o = read_request(&parts("/events?topic=a,b&topic=c&category=x&lastEventId=5", None)).unwrap();
+        assert_eq!(o.topics.names(), ["a", "b", "c"]);
+        assert_eq!(o.categories, Some(vec!["x".to_owned()]));
+        assert_eq!(o.last_event_id, Some(EventId::new(5)));
+        let o = read_request(&parts("/events?topic=a&lastEventId=5", Some("9"))).unwrap();
+        assert_eq!(o.last_event_id, Some(EventId::new(9)));
+    }
+
+    #[test]
+    fn refuses_malformed_ids() {
+        assert!(matches!(
+            read_request(&parts("/events?topic=a", Some("-3"))),
+            Err(SubscribeError::LastEventId(_))
+        ));
+        assert!(matches!(
+            read_request(&parts("/events?topic=a&lastEventId=x", None)),
+            Err(SubscribeError::LastEventId(_))
+        ));
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: installs what the tests need and is
+# missing (redis-server for the Redis tests, Chromium + ChromeDriver for the browser test),
+# then `cargo test --workspace --all-features`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing ${need_pkgs[*]} (needed by the tests)" >&2
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "scripts/test.sh: cannot install ${need_pkgs[*]}: no apt-get here. Install them (macOS: brew install redis chromium chromedriver) and run again." >&2
+    exit 1
+  fi
+fi
+
+exec cargo test --workspace --all-features "$@"

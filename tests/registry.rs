@@ -126,5 +126,5 @@ async fn health_and_metrics_routes_answer() {
     assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = metrics.text().await.unwrap();
     assert!(text.contains("livepush_connections 1"), "{text}");
-    assert!(text.contains("livepush_connections_total 1"), "{text}");
+    assert!(text.contains("livepush_connections_accepted_total 1"), "{text}");
 }

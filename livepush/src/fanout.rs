@@ -74,7 +74,9 @@ impl Fanout {
         };
         let (mut delivered, mut dropped) = (0u64, 0u64);
         for sub in subscribers {
-            if !sub.conn.accepts(envelope) {
+            // A connection that was cut off ends as soon as its body is polled again; until then
+            // (a client that stopped reading is not polled) nothing more is queued for it.
+            if !sub.conn.accepts(envelope) || sub.conn.cut_off.load(Ordering::Relaxed) {
                 continue;
             }
             match sub.tx.try_send(envelope.clone()) {
@@ -91,7 +93,11 @@ impl Fanout {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
-        self.metrics.delivered.inc_by(delivered);
+        if delivered > 0 {
+            self.metrics.delivered.inc_by(delivered);
+            let bytes = delivered.saturating_mul(envelope.frame().len() as u64);
+            self.metrics.queued_bytes.inc_by(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
         if dropped > 0 {
             self.metrics.dropped.inc_by(dropped);
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::broker::{Broker, Delivery, MemoryBroker};
 use crate::config::{Config, ConfigError};
@@ -303,7 +304,13 @@ impl Hub {
         category: Option<&str>,
         json: Bytes,
     ) -> Result<EventId, PublishError> {
-        let result = self.try_publish(topic.as_ref(), event, category, json).await;
+        let topic = topic.as_ref();
+        // Disabled (no allocation, fields not evaluated) unless debug spans of livepush are on.
+        let span = tracing::debug_span!("livepush.publish", topic, event);
+        let result = self
+            .try_publish(topic, event, category, json)
+            .instrument(span)
+            .await;
         if let Err(error) = &result {
             self.inner.metrics.publish_error(error.reason());
         }
@@ -365,7 +372,9 @@ impl Hub {
     /// Ends every open stream and refuses new ones (503). Call it when the server begins its
     /// graceful shutdown, or use [`Hub::shutdown_on`].
     pub fn shutdown(&self) {
-        self.inner.closing.store(true, Ordering::SeqCst);
+        if !self.inner.closing.swap(true, Ordering::SeqCst) {
+            tracing::info!(connections = self.connection_count(), "livepush shutting down: closing every stream");
+        }
         for topic in self.inner.fanout.close_all() {
             self.inner.broker.unwatch(&topic);
         }

@@ -82,16 +82,21 @@ pub use topic::{Topic, TopicError, Topics, BROADCAST_TOPIC, MAX_TOPIC_LEN};
 /// Publishing happens only when the return value is a success (2xx, `Ok`), see [`Publishable`].
 /// It fails open: a broker failure is logged and counted, and the response goes out unchanged.
 /// Attributes stack; the value is serialized once.
-//TMP pub use livepush_macros::publish_event;
+pub use livepush_macros::publish_event;
 
 /// Turns an async handler into an SSE endpoint.
 ///
 /// With an empty body, topics come from `?topic=a,b`. A body that returns [`Topics`],
 /// [`Subscription`] or `Result<_, E: IntoResponse>` chooses them after its extractors ran.
-//TMP pub use livepush_macros::subscribe_to_events;
+pub use livepush_macros::subscribe_to_events;
 
 /// Derives [`SseEvent`] from `#[sse(event = "...", topic = "...", category = "...")]`.
-//TMP pub use livepush_macros::SseEvent;
+pub use livepush_macros::SseEvent;
+
+/// Every Rust snippet of README.md, compiled (and run unless `no_run`) as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 /// What the macros expand to. Not public API: may change in any release.
 #[doc(hidden)]

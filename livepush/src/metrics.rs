@@ -27,6 +27,9 @@ pub(crate) struct Metrics {
     pub(crate) publish_latency: Histogram,
     pub(crate) broker_reconnects: Counter,
     pub(crate) slow_consumer_disconnects: Counter,
+    /// Bytes of frames waiting in connection queues (a frame queued for n connections counts n
+    /// times, though it is stored once).
+    pub(crate) queued_bytes: Gauge,
 }
 
 impl Metrics {
@@ -46,8 +49,14 @@ impl Metrics {
         let publish_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let broker_reconnects = Counter::default();
         let slow_consumer_disconnects = Counter::default();
+        let queued_bytes = Gauge::default();
         registry.register("connections", "Open SSE connections", connections.clone());
-        registry.register("connections", "SSE connections accepted", connections_total.clone());
+        // Not "connections": the gauge has that family name, and a family must be declared once.
+        registry.register(
+            "connections_accepted",
+            "SSE connections accepted",
+            connections_total.clone(),
+        );
         registry.register(
             "connections_rejected",
             "SSE connections refused, by reason",
@@ -95,6 +104,11 @@ impl Metrics {
             "Streams closed because the client read too slowly",
             slow_consumer_disconnects.clone(),
         );
+        registry.register(
+            "queued_bytes",
+            "Bytes of event frames waiting in connection queues",
+            queued_bytes.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -110,6 +124,7 @@ impl Metrics {
             publish_latency,
             broker_reconnects,
             slow_consumer_disconnects,
+            queued_bytes,
         }
     }
 

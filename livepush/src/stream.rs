@@ -34,6 +34,9 @@ pub(crate) struct ConnectionGuard {
     pub(crate) topics: Vec<Topic>,
     pub(crate) cap_key: Option<String>,
     pub(crate) registered: bool,
+    /// `livepush.connection{conn, topics}`: the parent of everything logged about this stream.
+    /// Disabled (no allocation) unless a subscriber wants debug spans of livepush.
+    pub(crate) span: tracing::Span,
 }
 
 impl Drop for ConnectionGuard {
@@ -55,7 +58,7 @@ impl Drop for ConnectionGuard {
                 Err(_) => tracing::warn!(key, "no runtime to give back a connection slot; it expires with its TTL"),
             }
         }
-        tracing::debug!(conn = self.conn, "stream closed");
+        tracing::debug!(parent: &self.span, "stream closed");
     }
 }
 
@@ -73,7 +76,7 @@ pub(crate) struct EventStream {
     wrote_since_tick: bool,
     batch: Vec<Arc<Envelope>>,
     done: bool,
-    _guard: ConnectionGuard,
+    guard: ConnectionGuard,
 }
 
 impl EventStream {
@@ -98,7 +101,7 @@ impl EventStream {
             wrote_since_tick: false,
             batch: Vec::with_capacity(8),
             done: false,
-            _guard: guard,
+            guard,
         }
     }
 
@@ -113,9 +116,16 @@ impl EventStream {
 
     /// Joins the frames of the received batch into one chunk (one write for the socket).
     fn take_batch(&mut self) -> Option<Bytes> {
-        let batch = std::mem::take(&mut self.batch);
-        let keep: Vec<&Arc<Envelope>> = batch.iter().filter(|e| !self.is_duplicate(e)).collect();
-        let chunk = match keep.as_slice() {
+        // Hot path (one delivery per call under light load): no allocation unless several frames
+        // are joined, and the duplicate filter only runs after a replay.
+        let dequeued: usize = self.batch.iter().map(|e| e.frame().len()).sum();
+        self.guard.hub.inner.metrics.queued_bytes.dec_by(dequeued as i64);
+        if self.seen.is_some() {
+            let mut batch = std::mem::take(&mut self.batch);
+            batch.retain(|e| !self.is_duplicate(e));
+            self.batch = batch;
+        }
+        let chunk = match self.batch.as_slice() {
             [] => None,
             [one] => Some(one.frame().clone()),
             many => {
@@ -127,9 +137,22 @@ impl EventStream {
                 Some(buf.freeze())
             }
         };
-        self.batch = batch;
         self.batch.clear();
         chunk
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        // Whatever is still queued is never sent: take it out of the queued-bytes gauge.
+        self.rx.close();
+        let mut left = 0usize;
+        while let Ok(envelope) = self.rx.try_recv() {
+            left += envelope.frame().len();
+        }
+        if left > 0 {
+            self.guard.hub.inner.metrics.queued_bytes.dec_by(left as i64);
+        }
     }
 }
 
@@ -148,6 +171,7 @@ impl Body for EventStream {
         if this.conn.cut_off.load(Ordering::Relaxed) {
             // Too slow under the disconnect policy: end the stream so the client reconnects with
             // its Last-Event-ID and replays what it missed.
+            tracing::debug!(parent: &this.guard.span, "slow consumer: queue overflowed, stream closed");
             this.done = true;
             return Poll::Ready(None);
         }
@@ -170,6 +194,7 @@ impl Body for EventStream {
         }
         let missed = this.conn.missed.swap(0, Ordering::Relaxed);
         if missed > 0 {
+            tracing::debug!(parent: &this.guard.span, missed, "slow consumer: events dropped");
             this.wrote_since_tick = true;
             let data = format!("{{\"missed\":{missed}}}");
             return Poll::Ready(Some(Ok(Frame::data(frame::notice(LAGGED_EVENT, data.as_bytes())))));

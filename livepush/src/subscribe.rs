@@ -272,12 +272,14 @@ async fn open(
     inner.metrics.connections.inc();
     let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
     // From here on the guard gives back whatever was taken, on every path.
+    let span = tracing::debug_span!("livepush.connection", conn, topics = ?topics);
     let mut guard = ConnectionGuard {
         hub: hub.clone(),
         conn,
         topics,
         cap_key: None,
         registered: false,
+        span,
     };
     if let (Some(key), Some(limit)) = (sub.cap_key, inner.config.max_connections_per_key) {
         match inner.broker.acquire_slot(&key, limit).await {
@@ -304,6 +306,12 @@ async fn open(
     drop(subscriber);
     guard.registered = true;
     inner.metrics.subscriptions.inc_by(guard.topics.len() as i64);
+    // `shutdown` may have run since the check above; it sets the flag before it closes the queues,
+    // so either it closed ours or we see the flag here (a stream that missed both would keep
+    // graceful shutdown waiting).
+    if hub.is_shutting_down() {
+        return Err(SubscribeError::ShuttingDown);
+    }
 
     let mut pending = VecDeque::new();
     pending.push_back(frame::retry(inner.config.client_retry_ms));
@@ -329,7 +337,7 @@ async fn open(
         seen = Some(marks);
     }
     inner.metrics.connections_total.inc();
-    tracing::debug!(conn, topics = ?guard.topics, "stream opened");
+    tracing::debug!(parent: &guard.span, "stream opened");
     let stream = EventStream::new(rx, state, pending, seen, guard);
     Ok(sse_response(Body::new(stream)))
 }

@@ -1,0 +1,121 @@
+//! # baseline_server: the bench protocol, hand-written with axum `Sse` + `tokio::sync::broadcast`
+//!
+//! No livepush: this is what an experienced axum user writes by hand, and what `bench_server`
+//! (the same two routes made with `#[publish_event]` / `#[subscribe_to_events]`) is compared
+//! with in `BENCHMARKS.md`. Same wire format as livepush (`id:`, `event: tick`, `data:` with the
+//! compact JSON), same heartbeat period (15 s, axum's `KeepAlive` default), same per-connection
+//! memory budget in spirit (one broadcast ring shared by all subscribers).
+//!
+//! - `POST /publish` with a JSON object: 200 echoing it, and the object goes to every subscriber.
+//! - `GET /events?topic=bench`: `text/event-stream` (any other topic streams nothing).
+//!
+//! Run:   cargo run --release --bin baseline_server      (`HOST`, `PORT` as for the examples)
+//!
+//! Per event and per subscriber, axum's `Sse` builds an `Event` (one buffer allocation and a copy
+//! of the payload) and writes it: the cost livepush avoids by encoding each event once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{http::StatusCode, Json, Router};
+use futures_util::stream::{self, Stream};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+/// Events buffered by the broadcast ring; a subscriber further behind than this loses events
+/// (`RecvError::Lagged`), which the load generator reports as `lost`.
+const RING: usize = 4096;
+
+#[derive(Clone)]
+struct AppState {
+    tx: broadcast::Sender<(u64, Arc<str>)>,
+    next_id: Arc<AtomicU64>,
+}
+
+#[derive(Deserialize)]
+struct TopicQuery {
+    topic: String,
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Json(body): Json<Map<String, Value>>,
+) -> Json<Map<String, Value>> {
+    // A map of JSON values always serializes.
+    let data: Arc<str> = serde_json::to_string(&body).unwrap_or_default().into();
+    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
+    // No subscriber is not an error: the event simply goes nowhere.
+    let _ = state.tx.send((id, data));
+    Json(body)
+}
+
+async fn events(State(state): State<AppState>, Query(q): Query<TopicQuery>) -> Response {
+    if q.topic != "bench" {
+        return (StatusCode::BAD_REQUEST, "unknown topic").into_response();
+    }
+    Sse::new(subscribe(state.tx.subscribe()))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The receiver as a stream of SSE events; lagged events are skipped (counted as lost).
+fn subscribe(
+    rx: broadcast::Receiver<(u64, Arc<str>)>,
+) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok((id, data)) => {
+                    let event = Event::default()
+                        .id(id.to_string())
+                        .event("tick")
+                        .data(&*data);
+                    return Some((Ok(event), rx));
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p.parse().unwrap_or_else(|_| {
+            eprintln!("error: PORT={p:?} is invalid: expected a port number from 0 to 65535");
+            std::process::exit(2)
+        }),
+        Err(_) => 3000,
+    };
+    let (tx, _) = broadcast::channel(RING);
+    let state = AppState {
+        tx,
+        next_id: Arc::new(AtomicU64::new(1)),
+    };
+    let app = Router::new()
+        .route("/publish", post(publish))
+        .route("/events", get(events))
+        .with_state(state);
+    let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {host}:{port}: {e}");
+            std::process::exit(2)
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("baseline_server listening on http://{addr}"),
+        Err(e) => eprintln!("warning: cannot read the listening address: {e}"),
+    }
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("error: server error: {e}");
+        std::process::exit(1)
+    }
+}

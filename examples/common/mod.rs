@@ -1,0 +1,128 @@
+//! What every example shares: logs, the hub and the listener from the environment, and serving
+//! until Ctrl-C or SIGTERM with a graceful shutdown.
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `HOST` | address to listen on (an IP or a host name) | `127.0.0.1` |
+//! | `PORT` | port to listen on | `3000` |
+//! | `REDIS_URL`, `LIVEPUSH_*` | the hub, see `livepush::Config::from_env` | in-memory |
+//! | `RUST_LOG` | log filter | `info` |
+//!
+//! An invalid value stops the program with a message naming it and exit status 2.
+//!
+//! Examples include this file with `#[path = "../common/mod.rs"] mod common;`, so each one stays a
+//! single `cargo run --bin NAME` away and the boilerplate lives in one place.
+#![allow(dead_code)] // not every example uses every helper
+
+pub mod api;
+pub mod clock;
+
+use std::fmt::Display;
+use std::io::IsTerminal;
+
+use axum::Router;
+use livepush::{Config, Hub, HubBuilder};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+}
+
+/// Prints `problem` and exits with status 2: for settings the program cannot run with.
+pub fn exit_with(problem: impl Display) -> ! {
+    eprintln!("error: {problem}");
+    std::process::exit(2)
+}
+
+/// The hub configured from the environment (`REDIS_URL`, `LIVEPUSH_*`), or exit.
+pub fn hub_from_env() -> Hub {
+    Hub::from_env().unwrap_or_else(|e| exit_with(format_args!("cannot configure livepush: {e}")))
+}
+
+/// Like [`hub_from_env`], with code-only settings (an authorize hook, for example) added by
+/// `customize`.
+pub fn hub_from_env_with(customize: impl FnOnce(HubBuilder) -> HubBuilder) -> Hub {
+    let config = Config::from_env()
+        .unwrap_or_else(|e| exit_with(format_args!("cannot configure livepush: {e}")));
+    customize(HubBuilder::from_config(config))
+        .build()
+        .unwrap_or_else(|e| exit_with(format_args!("cannot configure livepush: {e}")))
+}
+
+/// `HOST` and `PORT`, or exit.
+pub fn listen_address() -> (String, u16) {
+    let host = std::env::var("HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let port = match std::env::var("PORT") {
+        Ok(p) if !p.trim().is_empty() => p.trim().parse::<u16>().unwrap_or_else(|_| {
+            exit_with(format_args!(
+                "PORT={p:?} is invalid: expected a port number from 0 to 65535"
+            ))
+        }),
+        _ => 3000,
+    };
+    (host, port)
+}
+
+/// Serves `app` on `HOST:PORT` until Ctrl-C or SIGTERM; then ends every SSE stream (so the
+/// server does not wait on clients that never hang up) and finishes the requests in flight.
+pub async fn serve(name: &str, app: Router, hub: &Hub) {
+    let (host, port) = listen_address();
+    let listener = TcpListener::bind((host.as_str(), port))
+        .await
+        .unwrap_or_else(|e| exit_with(format_args!("cannot listen on {host}:{port}: {e}")));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| exit_with(format_args!("cannot read the listening address: {e}")));
+    tracing::info!(
+        broker = hub.broker_kind(),
+        "{name} listening on http://{addr}"
+    );
+    // `into_make_service`: `axum::serve(listener, app)` rebuilds the router's route table for
+    // every connection (`Router::with_state(())` per accept, ~4.7 KiB that a long-lived SSE
+    // connection keeps); the make-service only clones an `Arc`. Measured in BENCHMARKS.md.
+    let served = axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(hub.shutdown_on(shutdown_signal()))
+        .await;
+    if let Err(e) = served {
+        exit_with(format_args!("server error: {e}"));
+    }
+    tracing::info!("{name} stopped");
+}
+
+/// Completes on Ctrl-C, or on SIGTERM (what `docker stop` and Kubernetes send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(%e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: closing event streams");
+}

@@ -1,0 +1,232 @@
+//! # domain_events: a service layer that emits typed domain events
+//!
+//! No handler here publishes what it returns. The service layer (`Accounts`) does its work and
+//! emits domain events, each a struct with `#[derive(Serialize, SseEvent)]` that carries its SSE
+//! event name, topic template and category. Clients listen on their user channel plus the
+//! broadcast channel, and may filter by category. At start-up the program prints its registry:
+//! every event type it can push and where it goes; `/events/catalog` serves the same as JSON.
+//!
+//! Run:   cargo run --bin domain_events
+//!
+//! ```sh
+//! curl -N 'localhost:3000/users/7/events'                          # user:7 + broadcast
+//! curl -N 'localhost:3000/users/7/events?category=billing'         # only billing events
+//! curl -N 'localhost:3000/events?topic=user:7,broadcast'          # the same, topics by hand
+//! curl -X POST localhost:3000/users/7/sync                         # sync.completed (data_sync)
+//! curl -X POST -H 'content-type: application/json' -d '{"amount_cents":1200}' \
+//!      localhost:3000/users/7/invoices                             # invoice.paid (billing)
+//! curl -X POST -H 'content-type: application/json' -d '{"minutes":15}' \
+//!      localhost:3000/maintenance                                  # maintenance.scheduled, everyone
+//! curl localhost:3000/events/catalog
+//! ```
+//!
+//! The demo takes the user id from the path; a real service takes it from its auth extractor
+//! (see the `tickets` example), so nobody can listen on someone else's channel.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use livepush::registry;
+use livepush::{subscribe_to_events, Hub, LivepushRouter, SseEvent, Topics};
+use serde::{Deserialize, Serialize};
+
+use common::api::{ApiError, ApiJson, ApiPath};
+use common::clock::now_rfc3339;
+
+// ---- domain events: what happened, and where each one goes ----
+
+/// A user's bank accounts were synchronized.
+#[derive(Debug, Serialize, SseEvent)]
+#[sse(
+    event = "sync.completed",
+    topic = "user:{user_id}",
+    category = "data_sync"
+)]
+struct SyncCompleted {
+    user_id: u64,
+    accounts: u32,
+    finished_at: String,
+}
+
+/// A user's invoice was paid.
+#[derive(Debug, Serialize, SseEvent)]
+#[sse(event = "invoice.paid", topic = "user:{user_id}", category = "billing")]
+struct InvoicePaid {
+    user_id: u64,
+    invoice_id: u64,
+    amount_cents: u64,
+}
+
+/// Everyone is told about maintenance, on the broadcast channel.
+#[derive(Debug, Serialize, SseEvent)]
+#[sse(
+    event = "maintenance.scheduled",
+    topic = "broadcast",
+    category = "system"
+)]
+struct MaintenanceScheduled {
+    minutes: u32,
+    announced_at: String,
+}
+
+/// A domain event that stays on the server (audit log): no `SseEvent`, never pushed.
+#[derive(Debug, Serialize)]
+struct AuditRecorded {
+    what: String,
+}
+
+// ---- the service layer: business logic that knows nothing of HTTP ----
+
+/// Accounts and billing. Emitting is fail-open: the work is done whether or not the event
+/// reaches anyone, so a broker outage is logged, not returned.
+#[derive(Clone)]
+struct Accounts {
+    hub: Hub,
+    next_invoice: Arc<AtomicU64>,
+}
+
+impl Accounts {
+    async fn sync(&self, user_id: u64) -> SyncCompleted {
+        // ... talk to the bank ...
+        let done = SyncCompleted {
+            user_id,
+            accounts: 3,
+            finished_at: now_rfc3339(),
+        };
+        self.emit(&done).await;
+        self.audit(format!("synced accounts of user {user_id}"));
+        done
+    }
+
+    async fn pay_invoice(&self, user_id: u64, amount_cents: u64) -> InvoicePaid {
+        let paid = InvoicePaid {
+            user_id,
+            invoice_id: self.next_invoice.fetch_add(1, Ordering::Relaxed),
+            amount_cents,
+        };
+        self.emit(&paid).await;
+        paid
+    }
+
+    async fn schedule_maintenance(&self, minutes: u32) -> MaintenanceScheduled {
+        let notice = MaintenanceScheduled {
+            minutes,
+            announced_at: now_rfc3339(),
+        };
+        self.emit(&notice).await;
+        notice
+    }
+
+    async fn emit<E: SseEvent + std::fmt::Debug>(&self, event: &E) {
+        if let Err(error) = self.hub.emit(event).await {
+            tracing::warn!(%error, ?event, "domain event not pushed");
+        }
+    }
+
+    fn audit(&self, what: String) {
+        tracing::info!(record = ?AuditRecorded { what }, "audit");
+    }
+}
+
+// ---- HTTP: thin handlers over the service ----
+
+async fn sync(
+    State(accounts): State<Accounts>,
+    ApiPath(user_id): ApiPath<u64>,
+) -> (StatusCode, Json<SyncCompleted>) {
+    (StatusCode::ACCEPTED, Json(accounts.sync(user_id).await))
+}
+
+#[derive(Deserialize)]
+struct Payment {
+    amount_cents: u64,
+}
+
+async fn pay(
+    State(accounts): State<Accounts>,
+    ApiPath(user_id): ApiPath<u64>,
+    ApiJson(payment): ApiJson<Payment>,
+) -> Result<(StatusCode, Json<InvoicePaid>), ApiError> {
+    if payment.amount_cents == 0 {
+        return Err(ApiError::invalid("`amount_cents` must be above 0"));
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(accounts.pay_invoice(user_id, payment.amount_cents).await),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Maintenance {
+    minutes: u32,
+}
+
+async fn maintenance(
+    State(accounts): State<Accounts>,
+    ApiJson(m): ApiJson<Maintenance>,
+) -> (StatusCode, Json<MaintenanceScheduled>) {
+    (
+        StatusCode::CREATED,
+        Json(accounts.schedule_maintenance(m.minutes).await),
+    )
+}
+
+/// `GET /users/{id}/events[?category=billing]`: the user's channel and the broadcast channel,
+/// chosen by the handler. `?category=` still applies.
+#[subscribe_to_events]
+async fn user_events(ApiPath(user_id): ApiPath<u64>) -> Topics {
+    Topics::one(format!("user:{user_id}")).and_broadcast()
+}
+
+/// `GET /events?topic=user:7,broadcast[&category=billing]`.
+#[subscribe_to_events]
+async fn events() {}
+
+/// Prints what this program pushes, from the link-time registry.
+fn print_registry() {
+    let mut types: Vec<_> = registry::event_types().collect();
+    types.sort_by_key(|t| t.type_name);
+    tracing::info!("{} domain event types reach clients:", types.len());
+    for t in types {
+        tracing::info!(
+            "  {:<22} event {:<24} topic {:<16} category {}",
+            t.type_name,
+            t.event,
+            t.topic,
+            t.category.unwrap_or("-")
+        );
+    }
+    // The bridge question a dispatcher asks before pushing a domain event.
+    debug_assert!(registry::has_mapping_for::<InvoicePaid>());
+    tracing::info!(
+        "AuditRecorded is pushed: {} (server-side only)",
+        registry::has_mapping_for::<AuditRecorded>()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    common::init_tracing();
+    print_registry();
+    let hub = common::hub_from_env();
+    let accounts = Accounts {
+        hub: hub.clone(),
+        next_invoice: Arc::new(AtomicU64::new(1)),
+    };
+    let app = Router::new()
+        .route("/users/{id}/sync", post(sync))
+        .route("/users/{id}/invoices", post(pay))
+        .route("/maintenance", post(maintenance))
+        .route("/users/{id}/events", get(user_events))
+        .route("/events", get(events))
+        .with_state(accounts)
+        .livepush(&hub);
+    common::serve("domain_events", app, &hub).await;
+}

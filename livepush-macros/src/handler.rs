@@ -1,0 +1,281 @@
+//! The async fn an attribute macro wraps: recognising it, and the pieces its new body is made of.
+//!
+//! Both attribute macros keep the handler's name, visibility, generics, attributes, arguments and
+//! return type, add one extractor argument, and run the original body as an `async move` block so
+//! that its `return` and `?` keep their meaning.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
+use syn::visit_mut::VisitMut;
+use syn::{AttrStyle, Attribute, FnArg, Ident, Item, ItemFn, ReturnType, Signature, Token, Type};
+
+use crate::errors::Errors;
+
+/// The handler under `#[attribute]`, or the `compile_error!` (followed by the untouched item)
+/// explaining that the attribute goes on an async fn.
+pub(crate) fn parse(item: TokenStream, attribute: &str) -> Result<ItemFn, TokenStream> {
+    match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(func)) => Ok(func),
+        Ok(other) => {
+            let (what, head) = describe(&other);
+            let mut errors = Errors::default();
+            errors.spanned(
+                head,
+                format!("#[{attribute}] goes on an async axum handler (`async fn`), not on {what}"),
+            );
+            Err(errors.or_emit(item).unwrap_err())
+        }
+        Err(error) => {
+            let mut tokens = error.to_compile_error();
+            tokens.extend(item);
+            Err(tokens)
+        }
+    }
+}
+
+/// What kind of item this is, and the tokens that name it (keyword and name), for errors.
+fn describe(item: &Item) -> (&'static str, TokenStream) {
+    match item {
+        Item::Struct(s) => ("a struct", head(&s.struct_token, &s.ident)),
+        Item::Enum(e) => ("an enum", head(&e.enum_token, &e.ident)),
+        Item::Union(u) => ("a union", head(&u.union_token, &u.ident)),
+        Item::Impl(i) => ("an impl block", head(&i.impl_token, &i.self_ty)),
+        Item::Trait(t) => ("a trait", head(&t.trait_token, &t.ident)),
+        Item::Mod(m) => ("a module", head(&m.mod_token, &m.ident)),
+        Item::Const(c) => ("a const", head(&c.const_token, &c.ident)),
+        Item::Static(s) => ("a static", head(&s.static_token, &s.ident)),
+        Item::Type(t) => ("a type alias", head(&t.type_token, &t.ident)),
+        Item::Use(u) => ("a use declaration", u.to_token_stream()),
+        other => ("this item", other.to_token_stream()),
+    }
+}
+
+fn head(keyword: &impl ToTokens, name: &impl ToTokens) -> TokenStream {
+    quote!(#keyword #name)
+}
+
+/// Reports a handler that is not `async`, on its `fn` keyword.
+pub(crate) fn check_async(sig: &Signature, attribute: &str, errors: &mut Errors) {
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            sig.fn_token,
+            format!("#[{attribute}] goes on an async axum handler: make this an `async fn`"),
+        );
+    }
+}
+
+/// Removes the attributes named `name` (or `livepush::name`) and returns them.
+pub(crate) fn take_attrs(attrs: &mut Vec<Attribute>, name: &str) -> Vec<Attribute> {
+    let (ours, others) = std::mem::take(attrs)
+        .into_iter()
+        .partition(|attr| is_attr(attr, name));
+    *attrs = others;
+    ours
+}
+
+fn is_attr(attr: &Attribute, name: &str) -> bool {
+    let path = attr.path();
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    match segments.as_slice() {
+        [only] => only == name && path.leading_colon.is_none(),
+        [krate, last] => (krate == "livepush" || krate == "livepush_macros") && last == name,
+        _ => false,
+    }
+}
+
+/// The outer attributes (`#[...]`, kept on the fn) and the inner ones (`#![...]`, which must stay
+/// at the top of the body).
+pub(crate) fn split_attrs(attrs: Vec<Attribute>) -> (Vec<Attribute>, Vec<Attribute>) {
+    attrs
+        .into_iter()
+        .partition(|attr| matches!(attr.style, AttrStyle::Outer))
+}
+
+/// Adds `arg` as the first argument after any receiver. It is an axum `FromRequestParts`
+/// extractor, so any position but the last (the body extractor's) works.
+pub(crate) fn insert_arg(sig: &mut Signature, arg: FnArg) {
+    let at = usize::from(matches!(sig.inputs.first(), Some(FnArg::Receiver(_))));
+    sig.inputs.insert(at, arg);
+}
+
+/// `base`, or `base_1`, `base_2`... if an argument already binds it: a handler wrapped twice
+/// (an attribute under another name, `use livepush::publish_event as publish`) keeps working.
+pub(crate) fn fresh_arg_name(sig: &Signature, base: &str) -> Ident {
+    let taken: Vec<String> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(typed) => match &*typed.pat {
+                syn::Pat::Ident(p) => Some(p.ident.to_string()),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    // One of the first `taken.len() + 1` candidates is free.
+    let name = (0..=taken.len())
+        .map(|n| {
+            if n == 0 {
+                base.to_owned()
+            } else {
+                format!("{base}_{n}")
+            }
+        })
+        .find(|name| !taken.contains(name))
+        .unwrap_or_else(|| base.to_owned());
+    Ident::new(&name, Span::call_site())
+}
+
+/// The declared return type, if any.
+pub(crate) fn return_type(sig: &Signature) -> Option<&Type> {
+    match &sig.output {
+        ReturnType::Type(_, ty) => Some(ty),
+        ReturnType::Default => None,
+    }
+}
+
+/// `let #binding: #ret = async move #body.await;`
+///
+/// The type annotation lets `?` in the body convert errors as it did in the handler. A `let`
+/// cannot name an `impl Trait`, so those parts of the type are left to inference (`_`), which
+/// keeps the rest (`Result<_, AppError>`) known to `?`.
+pub(crate) fn run_body(binding: &Ident, ret: Option<&Type>, body: &syn::Block) -> TokenStream {
+    match ret {
+        Some(ty) => {
+            let ty = without_impl_trait(ty);
+            quote!(let #binding: #ty = async move #body.await;)
+        }
+        None => quote!(let #binding = async move #body.await;),
+    }
+}
+
+fn without_impl_trait(ty: &Type) -> Type {
+    struct Infer;
+    impl VisitMut for Infer {
+        fn visit_type_mut(&mut self, ty: &mut Type) {
+            if let Type::ImplTrait(impl_trait) = ty {
+                let underscore = Token![_](impl_trait.impl_token.span);
+                *ty = Type::Infer(syn::TypeInfer {
+                    underscore_token: underscore,
+                });
+            } else {
+                syn::visit_mut::visit_type_mut(self, ty);
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    Infer.visit_type_mut(&mut ty);
+    ty
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use syn::parse_quote;
+
+    #[test]
+    fn explains_that_the_attribute_goes_on_an_async_fn() {
+        for (item, what) in [
+            (
+                quote!(
+                    struct S;
+                ),
+                "not on a struct",
+            ),
+            (quote!(impl S {}), "not on an impl block"),
+            (
+                quote!(
+                    trait T {}
+                ),
+                "not on a trait",
+            ),
+            (
+                quote!(
+                    enum E {}
+                ),
+                "not on an enum",
+            ),
+        ] {
+            let out = parse(item.clone(), "publish_event")
+                .unwrap_err()
+                .to_string();
+            assert!(out.contains(what), "{out}");
+            assert!(out.ends_with(&item.to_string()), "keeps the item: {out}");
+        }
+        assert!(parse(
+            quote!(
+                async fn f() {}
+            ),
+            "publish_event"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn finds_our_attributes_by_plain_or_crate_path() {
+        let mut func: ItemFn = parse_quote! {
+            #[publish_event(topic = "a")]
+            #[doc = "kept"]
+            #[livepush::publish_event(topic = "b")]
+            #[other::publish_event]
+            #[::livepush::publish_event(topic = "c")]
+            async fn f() {}
+        };
+        let ours = take_attrs(&mut func.attrs, "publish_event");
+        assert_eq!(ours.len(), 3);
+        assert_eq!(func.attrs.len(), 2);
+    }
+
+    #[test]
+    fn picks_an_argument_name_no_argument_binds() {
+        let sig: Signature = parse_quote!(async fn f(__ctx: A, __ctx_1: B, x: C));
+        assert_eq!(fresh_arg_name(&sig, "__ctx"), "__ctx_2");
+        assert_eq!(fresh_arg_name(&sig, "__other"), "__other");
+    }
+
+    #[test]
+    fn inserts_the_extractor_after_the_receiver() {
+        let arg: FnArg = parse_quote!(ctx: Ctx);
+        let mut sig: Signature = parse_quote!(async fn f(a: A));
+        insert_arg(&mut sig, arg.clone());
+        assert_eq!(
+            sig.inputs.to_token_stream().to_string(),
+            "ctx : Ctx , a : A"
+        );
+        let mut sig: Signature = parse_quote!(async fn f(&self, a: A));
+        insert_arg(&mut sig, arg);
+        assert_eq!(
+            sig.inputs.to_token_stream().to_string(),
+            "& self , ctx : Ctx , a : A"
+        );
+    }
+
+    #[test]
+    fn annotates_the_body_type_with_impl_trait_left_to_inference() {
+        let out: Ident = parse_quote!(out);
+        let body: syn::Block = parse_quote!({ x });
+        let ty: Type = parse_quote!(Result<Json<T>, E>);
+        assert_eq!(
+            run_body(&out, Some(&ty), &body).to_string(),
+            "let out : Result < Json < T > , E > = async move { x } . await ;"
+        );
+        let ty: Type = parse_quote!(Result<impl IntoResponse, E>);
+        assert_eq!(
+            run_body(&out, Some(&ty), &body).to_string(),
+            "let out : Result < _ , E > = async move { x } . await ;"
+        );
+        let ty: Type = parse_quote!(impl IntoResponse);
+        assert_eq!(
+            run_body(&out, Some(&ty), &body).to_string(),
+            "let out : _ = async move { x } . await ;"
+        );
+    }
+
+    #[test]
+    fn reports_a_non_async_fn_on_its_fn_keyword() {
+        let mut errors = Errors::default();
+        check_async(&parse_quote!(fn f()), "subscribe_to_events", &mut errors);
+        let message = errors.finish().unwrap_err().to_string();
+        assert!(message.contains("make this an `async fn`"), "{message}");
+    }
+}

@@ -1,0 +1,270 @@
+//! Every rule of `#[publish_event]`, and what the checked attributes mean for the expansion.
+
+use std::collections::BTreeSet;
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::{ItemFn, LitStr, Type};
+
+use super::attr::PublishArgs;
+use super::bindings::argument_bindings;
+use crate::errors::Errors;
+use crate::event_name::{self, NameKind};
+use crate::handler;
+use crate::template::{Placeholder, Template};
+
+/// What the wrapper does, checked.
+pub(crate) struct Plan {
+    /// The handler's name, for the registry.
+    pub(crate) handler: String,
+    /// The declared return type.
+    pub(crate) ret: Type,
+    /// Placeholders naming arguments: read (as strings) before the body moves the arguments.
+    pub(crate) captures: Vec<Placeholder>,
+    /// One per attribute, top first.
+    pub(crate) publications: Vec<Publication>,
+}
+
+/// One checked attribute.
+pub(crate) struct Publication {
+    pub(crate) span: Span,
+    pub(crate) event: String,
+    pub(crate) category: Option<String>,
+    /// The template as written, for the registry.
+    pub(crate) topic: LitStr,
+    pub(crate) template: Template,
+    /// What fills each placeholder of `template`, in order.
+    pub(crate) holes: Vec<Hole>,
+    pub(crate) data: Option<syn::Path>,
+}
+
+/// What fills a placeholder.
+pub(crate) enum Hole {
+    /// The argument read before the body ran: an index into [`Plan::captures`].
+    Argument(usize),
+    /// A field of the published value.
+    Field(Placeholder),
+}
+
+/// Checks the handler and its attributes. Returns no plan only when an error was pushed.
+pub(crate) fn validate(
+    func: &ItemFn,
+    attrs: Vec<PublishArgs>,
+    errors: &mut Errors,
+) -> Option<Plan> {
+    handler::check_async(&func.sig, super::ATTRIBUTE, errors);
+    let ret = handler::return_type(&func.sig).cloned();
+    if ret.is_none() {
+        errors.spanned(
+            &func.sig,
+            "a #[publish_event] handler must return the value to publish (e.g. `Json<T>` or `(StatusCode, Json<T>)`)",
+        );
+    }
+    let default_event = default_event_name(func, attrs.iter().any(|a| a.event.is_none()), errors);
+    let bindings = argument_bindings(&func.sig.inputs);
+    let mut captures = Vec::new();
+    let mut publications = Vec::new();
+    for args in attrs {
+        publications.extend(
+            check_attribute(args, &default_event, errors).map(|checked| {
+                let holes = bind(&checked.template, &bindings, &mut captures);
+                Publication { holes, ..checked }
+            }),
+        );
+    }
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(Plan {
+        handler: func.sig.ident.unraw().to_string(),
+        ret: ret?,
+        captures,
+        publications,
+    })
+}
+
+/// The handler's name, which is the event name of attributes without `event`.
+fn default_event_name(func: &ItemFn, needed: bool, errors: &mut Errors) -> String {
+    let name = func.sig.ident.unraw().to_string();
+    if needed {
+        if let Err(error) = event_name::validate(&name) {
+            errors.spanned(
+                &func.sig.ident,
+                format!(
+                    "the event name defaults to the handler's name, `{name}`, and {}; set `event = \"...\"`",
+                    error.message(NameKind::Event)
+                ),
+            );
+        }
+    }
+    name
+}
+
+/// Checks one attribute; the publication it returns still needs its placeholders bound.
+fn check_attribute(
+    args: PublishArgs,
+    default_event: &str,
+    errors: &mut Errors,
+) -> Option<Publication> {
+    if let Some(event) = &args.event {
+        event_name::check_literal(event, NameKind::Event, errors);
+    }
+    if let Some(category) = &args.category {
+        event_name::check_literal(category, NameKind::Category, errors);
+    }
+    let Some(topic) = args.topic else {
+        if args.keys.contains("topic") {
+            return None; // reported as a wrong value
+        }
+        errors.spanned(
+            &args.whole,
+            "missing `topic` in #[publish_event]: add `topic = \"...\"`, such as `topic = \"comments\"` or `topic = \"ticket:{id}\"`",
+        );
+        return None;
+    };
+    let template = match Template::parse(&topic) {
+        Ok(template) => template,
+        Err(error) => {
+            errors.push(error);
+            return None;
+        }
+    };
+    for problem in template.topic_problems() {
+        errors.spanned(&topic, problem);
+    }
+    Some(Publication {
+        span: args.span,
+        event: args
+            .event
+            .map_or_else(|| default_event.to_owned(), |e| e.value()),
+        category: args.category.map(|c| c.value()),
+        topic,
+        template,
+        holes: Vec::new(),
+        data: args.data,
+    })
+}
+
+/// Binds each placeholder to an argument when one has its name, else to a field of the value.
+/// Argument placeholders shared by several attributes are read once.
+fn bind(
+    template: &Template,
+    bindings: &BTreeSet<String>,
+    captures: &mut Vec<Placeholder>,
+) -> Vec<Hole> {
+    template
+        .placeholders()
+        .map(|placeholder| {
+            if !bindings.contains(placeholder.root()) {
+                return Hole::Field(placeholder.clone());
+            }
+            let index = captures
+                .iter()
+                .position(|c| c == placeholder)
+                .unwrap_or_else(|| {
+                    captures.push(placeholder.clone());
+                    captures.len() - 1
+                });
+            Hole::Argument(index)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::attr::parse_all;
+    use super::*;
+    use quote::quote;
+    use syn::parse_quote;
+
+    fn plan(args: proc_macro2::TokenStream, func: ItemFn) -> Result<Plan, Vec<String>> {
+        let mut func = func;
+        let mut errors = Errors::default();
+        let stacked = handler::take_attrs(&mut func.attrs, "publish_event");
+        let attrs = parse_all(args, &stacked, &mut errors);
+        let plan = validate(&func, attrs, &mut errors);
+        match errors.finish() {
+            Ok(()) => Ok(plan.unwrap()),
+            Err(e) => Err(e.into_iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn placeholders_bind_arguments_first_then_fields() {
+        let plan = plan(
+            quote!(topic = "ticket:{id}:{title}"),
+            parse_quote! {
+                #[publish_event(topic = "ticket:{id}", event = "renamed")]
+                async fn rename(Path(id): Path<u64>) -> Json<Ticket> {}
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            plan.captures.len(),
+            1,
+            "`id` is read once for both attributes"
+        );
+        let holes = &plan.publications[0].holes;
+        assert!(matches!(holes[0], Hole::Argument(0)));
+        assert!(matches!(&holes[1], Hole::Field(p) if p.root() == "title"));
+        assert!(matches!(plan.publications[1].holes[0], Hole::Argument(0)));
+        assert_eq!(plan.publications[0].event, "rename");
+        assert_eq!(plan.publications[1].event, "renamed");
+    }
+
+    #[test]
+    fn a_handler_name_that_is_not_an_event_name_needs_an_explicit_event() {
+        let func: ItemFn = parse_quote!(
+            async fn créer() -> Json<u8> {}
+        );
+        let errors = plan(quote!(topic = "a"), func.clone()).err().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("the event name defaults to the handler's name, `créer`"));
+        assert!(errors[0].ends_with("set `event = \"...\"`"));
+        assert!(plan(quote!(topic = "a", event = "created"), func).is_ok());
+    }
+
+    #[test]
+    fn raw_handler_names_are_published_unraw() {
+        let plan = plan(
+            quote!(topic = "a"),
+            parse_quote!(
+                async fn r#move() -> Json<u8> {}
+            ),
+        )
+        .unwrap();
+        assert_eq!(plan.handler, "move");
+        assert_eq!(plan.publications[0].event, "move");
+    }
+
+    #[test]
+    fn refuses_topics_that_are_not_valid_topic_text() {
+        let errors = plan(
+            quote!(topic = "user {id}"),
+            parse_quote!(
+                async fn h() -> Json<u8> {}
+            ),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("whitespace ' '"), "{errors:?}");
+    }
+
+    #[test]
+    fn requires_a_topic_and_a_return_type() {
+        let errors = plan(
+            quote!(),
+            parse_quote!(
+                async fn h() {}
+            ),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("a #[publish_event] handler must return the value to publish")
+        );
+        assert!(errors[1].starts_with("missing `topic`"));
+    }
+}

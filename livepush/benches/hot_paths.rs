@@ -1,0 +1,180 @@
+//! Micro-benchmarks of livepush's hot paths: SSE frame encoding, topic parsing and validation,
+//! and the in-process fan-out of one event to 1, 100 and 10,000 subscribers through a real
+//! [`Hub`] (publish → broker → per-connection queue → the SSE body that a socket would read).
+//!
+//! Run: `cargo bench -p livepush --bench hot_paths` (results and their reading: BENCHMARKS.md).
+//! Timings are figures to compare, never assertions.
+
+use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::response::sse::Event as AxumEvent;
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use http_body::Body as _;
+use livepush::__private::SubscribeContext;
+use livepush::{frame, EventId, Hub, Topic, Topics};
+
+/// The payload the load generator publishes: `{"seq":…,"sent_ns":…,"pad":"x…"}`, 200 pad bytes.
+fn payload() -> Bytes {
+    let pad = "x".repeat(200);
+    Bytes::from(format!(
+        "{{\"seq\":123456,\"sent_ns\":1762000000000000000,\"pad\":\"{pad}\"}}"
+    ))
+}
+
+fn encoding(c: &mut Criterion) {
+    let data = payload();
+    let text = std::str::from_utf8(&data).expect("ASCII payload");
+    let multi_line = Bytes::from(format!("{text}\n{text}\r\n{text}"));
+    let mut g = c.benchmark_group("frame");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("livepush_event_250B", |b| {
+        b.iter(|| {
+            frame::event(
+                EventId::new(black_box(1_762_000_000_000_123)),
+                "tick",
+                black_box(&data),
+            )
+        })
+    });
+    g.bench_function("livepush_event_3_lines", |b| {
+        b.iter(|| frame::event(EventId::new(black_box(42)), "tick", black_box(&multi_line)))
+    });
+    // What axum's `Sse` does for every event and every subscriber (the baseline server's cost,
+    // paid N times per event where livepush pays `livepush_event_250B` once).
+    g.bench_function("axum_sse_event_250B", |b| {
+        b.iter(|| {
+            AxumEvent::default()
+                .id(black_box(1_762_000_000_000_123u64).to_string())
+                .event("tick")
+                .data(black_box(text))
+        })
+    });
+    g.finish();
+}
+
+fn topics(c: &mut Criterion) {
+    let mut g = c.benchmark_group("topic");
+    g.bench_function("new_short", |b| b.iter(|| Topic::new(black_box("bench"))));
+    g.bench_function("new_templated", |b| {
+        b.iter(|| Topic::new(black_box("comment:123e4567-e89b-12d3")))
+    });
+    g.bench_function("validate_only", |b| {
+        b.iter(|| Topic::validate(black_box("tenant:42/user:7")))
+    });
+    g.bench_function("parse_and_validate_list_of_3", |b| {
+        b.iter(|| Topics::parse_list(black_box("comments, user:7,broadcast")).validate(32))
+    });
+    g.bench_function("refuse_crlf", |b| {
+        b.iter(|| Topic::new(black_box("a\r\nevent: x")))
+    });
+    g.finish();
+}
+
+/// One SSE response body of the hub, as axum would poll it for a socket.
+struct Conn {
+    body: Body,
+}
+
+impl Conn {
+    /// Reads every frame available now; returns the bytes read.
+    fn drain(&mut self, cx: &mut Context<'_>) -> usize {
+        let mut n = 0;
+        while let Poll::Ready(Some(Ok(frame))) = Pin::new(&mut self.body).poll_frame(cx) {
+            if let Some(data) = frame.data_ref() {
+                n += data.len();
+            }
+        }
+        n
+    }
+}
+
+async fn subscribe(hub: &Hub) -> Conn {
+    let request = http::Request::builder()
+        .uri("/events?topic=bench")
+        .extension(hub.clone())
+        .body(())
+        .expect("static request");
+    let (mut parts, ()) = request.into_parts();
+    let Ok(ctx) = SubscribeContext::from_request_parts(&mut parts, &()).await else {
+        panic!("the hub extension is set");
+    };
+    let response = ctx.from_query().await;
+    assert!(
+        response.status().is_success(),
+        "subscription refused: {}",
+        response.status()
+    );
+    Conn {
+        body: response.into_body(),
+    }
+}
+
+fn fanout(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let mut cx = Context::from_waker(Waker::noop());
+    let data = payload();
+    let mut g = c.benchmark_group("fanout");
+    for n in [1usize, 100, 10_000] {
+        let hub = Hub::builder()
+            .max_connections(n + 1)
+            .build()
+            .expect("valid settings");
+        let mut conns: Vec<Conn> = rt.block_on(async {
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(subscribe(&hub).await);
+            }
+            v
+        });
+        let _guard = rt.enter();
+        for conn in &mut conns {
+            conn.drain(&mut cx); // the `retry:` hint
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        // publish (id, encode once, N queue pushes) + every stream reading its frame
+        g.bench_with_input(BenchmarkId::new("publish_and_read", n), &n, |b, _| {
+            b.iter(|| {
+                let id = rt
+                    .block_on(hub.publish_json("bench", "tick", None, data.clone()))
+                    .expect("publish");
+                let mut read = 0;
+                for conn in &mut conns {
+                    read += conn.drain(&mut cx);
+                }
+                assert!(read >= n * data.len(), "every subscriber got the event");
+                id
+            })
+        });
+        // publish only: the fan-out itself, queues drained outside the timing
+        g.bench_with_input(BenchmarkId::new("publish_only", n), &n, |b, _| {
+            b.iter_batched(
+                || {
+                    for conn in &mut conns {
+                        conn.drain(&mut cx);
+                    }
+                },
+                |()| {
+                    rt.block_on(hub.publish_json("bench", "tick", None, data.clone()))
+                        .expect("publish")
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        for conn in &mut conns {
+            conn.drain(&mut cx);
+        }
+        drop(conns);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, encoding, topics, fanout);
+criterion_main!(benches);

@@ -1,0 +1,452 @@
+//! The Redis broker: pub/sub between instances, Redis Streams for replay, sorted sets for caps.
+//!
+//! # What lives in Redis (all names start with the prefix, default `livepush:`)
+//! | name | type | what |
+//! | --- | --- | --- |
+//! | `{prefix}seq` | string | the last id issued |
+//! | `{prefix}epoch` | string | the first id issued by this Redis dataset |
+//! | `{prefix}topic:{topic}` | pub/sub channel | live events of a topic |
+//! | `{prefix}stream:{topic}` | stream (`MAXLEN ~ replay`, key TTL `replay_ttl`) | retained events |
+//! | `{prefix}slots:{key}` | sorted set (member → lease expiry, ms) | connection slots of a cap key |
+//!
+//! # Wire format
+//! A published event travels as one string, the same on the channel and in the stream entry
+//! (field `p`): `{id}\n{event}\n{category}\n{data}`: the decimal id, the event name, the
+//! category (empty when none), and the compact JSON payload as published. Event and category
+//! names never hold a newline (see [`validate_name`](crate::validate_name)); the payload is
+//! everything after the third newline, so it may hold any byte. The topic is the channel name (or
+//! stream key) without its prefix.
+//!
+//! # Commands per operation
+//! - publish: one EVALSHA (TIME, GET, SET, [XADD, XTRIM, EXPIRE], PUBLISH);
+//! - first local subscriber of a topic: one SUBSCRIBE; last one gone: one UNSUBSCRIBE; any further
+//!   subscriber of a topic this process already watches: nothing;
+//! - replay (`Last-Event-ID`): one EVALSHA for all topics (GET ×2, TIME, per topic EXISTS,
+//!   XINFO STREAM, XRANGE);
+//! - capped connection: one EVALSHA to acquire (TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, PEXPIRE), one
+//!   ZREM to release, and one EVALSHA per lease period for all slots this process holds.
+//! - reconnect: one PING per attempt, one SUBSCRIBE for all watched channels, and with replay one
+//!   history EVALSHA to deliver what was published while the connection was down.
+
+mod listener;
+mod scripts;
+mod slots;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, IntoConnectionInfo, ProtocolVersion, RedisError, Value};
+use tokio::sync::{mpsc, Notify};
+
+use super::{Broker, BrokerError, Delivery, History, Slot};
+use crate::config::Config;
+use crate::event::{Envelope, EventId, Publication};
+use crate::topic::Topic;
+use listener::{Command, Listener};
+use scripts::Scripts;
+use slots::Slots;
+
+/// How long a history read waits for the topics' channels to be subscribed (live first, history
+/// second) before it gives up and the client is told to reset.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+
+/// Safety margin when judging whether an id is younger than the retention time (clock steps,
+/// ids running ahead of the clock under extreme load): errs towards a reset.
+const AGE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The default lease of a connection slot: a crashed instance's slots are free after this long.
+const DEFAULT_SLOT_LEASE: Duration = Duration::from_secs(30);
+
+/// Carries events between instances through Redis.
+///
+/// Built by the hub when a Redis URL is configured ([`HubBuilder::redis`](crate::HubBuilder::redis),
+/// `REDIS_URL`). Each process holds two connections whatever the number of clients: one for
+/// commands (publish, history, caps) and one pub/sub connection that subscribes the channel of a
+/// topic when its first local subscriber arrives and unsubscribes it when the last one leaves.
+///
+/// It connects in the background and reconnects with backoff: the application starts while Redis
+/// is down, publishing fails fast (and the hub fails open), `/health/ready` answers 503, and once
+/// Redis is back every watched channel is subscribed again and, with replay on, the events
+/// published while the connection was down are delivered from the streams, in order, once.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let hub = livepush::Hub::builder()
+///     .redis("redis://127.0.0.1:6379/")
+///     .redis_prefix("myapp:")
+///     .replay(1000, std::time::Duration::from_secs(3600))
+///     .build()
+///     .unwrap();
+/// # drop(hub);
+/// # }
+/// ```
+pub struct RedisBroker {
+    inner: Arc<Inner>,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Taken by [`Broker::start`], which spawns the listener.
+    listener: Mutex<Option<Listener>>,
+}
+
+/// What the broker's methods and its background tasks share.
+pub(crate) struct Inner {
+    keys: Keys,
+    replay: usize,
+    ttl: Duration,
+    /// The command connection (publish, history, caps). A `ConnectionManager` reconnects by
+    /// itself; cloning it is cheap and shares the one connection.
+    conn: ConnectionManager,
+    scripts: Scripts,
+    /// Both connections answered since the last failure. While false, publishing and caps fail
+    /// at once instead of waiting for a connection attempt.
+    up: AtomicBool,
+    /// Wakes the listener to check the connections now (after a failed command).
+    check: Notify,
+    /// Channels confirmed subscribed on the pub/sub connection, as topics.
+    subscribed: Mutex<HashSet<Topic>>,
+    /// Signalled when `subscribed` grows.
+    subscribed_changed: Notify,
+    slots: Slots,
+}
+
+/// Names of keys and channels under the prefix.
+#[derive(Clone)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn seq(&self) -> String {
+        format!("{}seq", self.prefix)
+    }
+    fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+    fn stream(&self, topic: &Topic) -> String {
+        format!("{}stream:{}", self.prefix, topic)
+    }
+    fn channel(&self, topic: &Topic) -> String {
+        format!("{}topic:{}", self.prefix, topic)
+    }
+    fn slots(&self, key: &str) -> String {
+        format!("{}slots:{}", self.prefix, key)
+    }
+    /// The topic of a channel name, if it is one of ours.
+    fn topic_of_channel(&self, channel: &[u8]) -> Option<Topic> {
+        let name = std::str::from_utf8(channel).ok()?;
+        let topic = name.strip_prefix(&self.prefix)?.strip_prefix("topic:")?;
+        Topic::new(topic).ok()
+    }
+}
+
+impl RedisBroker {
+    /// A broker for the Redis at `url`, with the prefix, replay and TTL of `config`.
+    ///
+    /// Does not connect: connections are made in the background once the hub starts the broker,
+    /// so this succeeds while Redis is down. Fails only on a URL that cannot be parsed.
+    /// Must be called inside a Tokio runtime.
+    pub fn new(url: &str, config: &Config) -> Result<Self, BrokerError> {
+        let info = url
+            .into_connection_info()
+            .map_err(|e| BrokerError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        // RESP3: pub/sub messages arrive as push frames on an ordinary multiplexed connection, which
+        // the ConnectionManager can own and reconnect.
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(settings))
+            .map_err(|e| BrokerError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
+            .map_err(unavailable)?;
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        // No `set_automatic_resubscription`: the listener re-subscribes itself so that
+        // re-subscribing, delivering what was missed from the streams and the first live message
+        // happen in that order in one task. With redis-rs re-subscribing inside the reconnect, live
+        // messages could overtake the missed ones.
+        let sub = ConnectionManager::new_lazy_with_config(
+            client,
+            manager_config().set_push_sender(push_tx),
+        )
+        .map_err(unavailable)?;
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            keys: Keys {
+                prefix: config.redis_prefix.clone(),
+            },
+            replay: config.replay,
+            ttl: config.replay_ttl,
+            conn,
+            scripts: Scripts::new(),
+            up: AtomicBool::new(false),
+            check: Notify::new(),
+            subscribed: Mutex::new(HashSet::new()),
+            subscribed_changed: Notify::new(),
+            slots: Slots::new(DEFAULT_SLOT_LEASE),
+        });
+        let listener = Listener::new(inner.clone(), sub, push_rx, command_rx);
+        Ok(RedisBroker {
+            inner,
+            commands,
+            listener: Mutex::new(Some(listener)),
+        })
+    }
+
+    /// How long a connection slot stays taken without being refreshed: the time after which the
+    /// slots of a crashed instance are free again (default 30 s; refreshed every third of it).
+    /// Use it with [`HubBuilder::broker`](crate::HubBuilder::broker).
+    pub fn slot_lease(self, lease: Duration) -> Self {
+        self.inner
+            .slots
+            .set_lease(lease.max(Duration::from_millis(300)));
+        self
+    }
+}
+
+fn manager_config() -> ConnectionManagerConfig {
+    // One quick retry inside redis-rs; the listener drives further attempts with its own backoff,
+    // so a command never waits long on a dead server.
+    ConnectionManagerConfig::new()
+        .set_number_of_retries(1)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(500))
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+}
+
+fn unavailable(e: RedisError) -> BrokerError {
+    BrokerError::Unavailable(e.to_string())
+}
+
+impl Inner {
+    fn is_up(&self) -> Result<(), BrokerError> {
+        if self.up.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(BrokerError::Unavailable(
+                "Redis is not connected (reconnecting)".into(),
+            ))
+        }
+    }
+
+    /// Maps a Redis error; a connection failure marks the broker down and wakes the listener.
+    fn fail(&self, e: RedisError) -> BrokerError {
+        if e.is_io_error() || e.is_unrecoverable_error() || e.is_timeout() {
+            if self.up.swap(false, Ordering::AcqRel) {
+                tracing::warn!(error = %e, "Redis connection lost");
+            }
+            self.check.notify_one();
+            BrokerError::Unavailable(e.to_string())
+        } else {
+            BrokerError::Protocol(e.to_string())
+        }
+    }
+
+    /// Waits until the channels of `topics` are subscribed, so that history read afterwards and
+    /// live messages overlap instead of leaving a gap.
+    async fn wait_subscribed(&self, topics: &[Topic]) -> Result<(), BrokerError> {
+        let wait = async {
+            loop {
+                let changed = self.subscribed_changed.notified();
+                {
+                    let subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+                    if topics.iter().all(|t| subscribed.contains(t)) {
+                        return;
+                    }
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(SUBSCRIBE_WAIT, wait)
+            .await
+            .map_err(|_| {
+                BrokerError::Unavailable("pub/sub subscription not confirmed in time".into())
+            })
+    }
+
+    /// Retained events of `topics` after `after`, in id order, read in one script.
+    async fn read_history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
+        let horizon = self.ttl.saturating_sub(AGE_MARGIN).as_micros() as u64;
+        let mut invocation = self.scripts.history.prepare_invoke();
+        invocation.key(self.keys.seq()).key(self.keys.epoch());
+        for topic in topics {
+            invocation.key(self.keys.stream(topic));
+        }
+        invocation.arg(after.get()).arg(horizon);
+        let mut conn = self.conn.clone();
+        let (complete, raw): (i64, Vec<Value>) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let mut events = Vec::with_capacity(raw.len() / 2);
+        for pair in raw.chunks_exact(2) {
+            let (Value::Int(index), Value::BulkString(payload)) = (&pair[0], &pair[1]) else {
+                return Err(BrokerError::Protocol("unexpected history reply".into()));
+            };
+            let topic = usize::try_from(*index - 1)
+                .ok()
+                .and_then(|i| topics.get(i))
+                .ok_or_else(|| BrokerError::Protocol("history names an unknown topic".into()))?;
+            match decode(topic.clone(), payload) {
+                Some(envelope) => events.push(Arc::new(envelope)),
+                None => tracing::warn!(%topic, "skipping a retained event in an unknown format"),
+            }
+        }
+        events.sort_by_key(|e| e.id());
+        events.dedup_by_key(|e| e.id());
+        Ok(History {
+            events,
+            complete: complete == 1,
+        })
+    }
+}
+
+/// Encodes nothing: the publish script builds the payload. Decodes `{id}\n{event}\n{category}\n{data}`.
+pub(crate) fn decode(topic: Topic, payload: &[u8]) -> Option<Envelope> {
+    let mut parts = payload.splitn(4, |&b| b == b'\n');
+    let id = std::str::from_utf8(parts.next()?)
+        .ok()?
+        .parse::<EventId>()
+        .ok()?;
+    let event = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    let category = std::str::from_utf8(parts.next()?).ok()?;
+    let data = Bytes::copy_from_slice(parts.next()?);
+    let category = (!category.is_empty()).then(|| category.to_owned());
+    Some(Envelope::new(
+        id,
+        Publication {
+            topic,
+            event,
+            category,
+            data,
+        },
+    ))
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn start(&self, delivery: Delivery) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(listener) = listener else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(listener.run(delivery));
+                rt.spawn(slots::refresh_loop(Arc::downgrade(&self.inner)));
+            }
+            Err(_) => {
+                tracing::error!("the Redis broker needs a Tokio runtime; build the hub inside one")
+            }
+        }
+    }
+
+    async fn publish(&self, publication: Publication) -> Result<EventId, BrokerError> {
+        let inner = &self.inner;
+        inner.is_up()?;
+        let ttl_secs = inner.ttl.as_secs().max(1);
+        let mut conn = inner.conn.clone();
+        // The event comes back to this process through its own subscription, like to every other
+        // instance: one path, one order.
+        let id: String = inner
+            .scripts
+            .publish
+            .key(inner.keys.seq())
+            .key(inner.keys.epoch())
+            .key(inner.keys.stream(&publication.topic))
+            .arg(inner.keys.channel(&publication.topic))
+            .arg(&publication.event)
+            .arg(publication.category.as_deref().unwrap_or(""))
+            .arg(publication.data.as_ref())
+            .arg(inner.replay)
+            .arg(ttl_secs)
+            .arg(inner.ttl.as_micros() as u64)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| inner.fail(e))?;
+        id.parse()
+            .map_err(|_| BrokerError::Protocol(format!("publish script returned {id:?}")))
+    }
+
+    fn watch(&self, topic: &Topic) {
+        let _ = self.commands.send(Command::Reconcile(topic.clone()));
+    }
+
+    fn unwatch(&self, topic: &Topic) {
+        let _ = self.commands.send(Command::Reconcile(topic.clone()));
+    }
+
+    async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
+        if self.inner.replay == 0 {
+            return Ok(History::default());
+        }
+        self.inner.is_up()?;
+        // Live first, history second: once the channels are subscribed, anything published after
+        // the read below arrives live, and the stream dedupes the overlap by id.
+        self.inner.wait_subscribed(topics).await?;
+        self.inner.read_history(topics, after).await
+    }
+
+    async fn ready(&self) -> Result<(), BrokerError> {
+        self.inner.is_up()?;
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.inner.fail(e))
+    }
+
+    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
+        self.inner.is_up()?;
+        self.inner.slots.acquire(&self.inner, key, limit).await
+    }
+
+    async fn release_slot(&self, key: &str) {
+        self.inner.slots.release(&self.inner, key).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_wire_format() {
+        let topic = Topic::new("t").unwrap();
+        let e = decode(topic.clone(), b"42\ncreated\n\n{\"a\":\"x\ny\"}").unwrap();
+        assert_eq!(e.id(), EventId::new(42));
+        assert_eq!(e.event(), "created");
+        assert_eq!(e.category(), None);
+        assert_eq!(e.data().as_ref(), b"{\"a\":\"x\ny\"}");
+        let e = decode(topic.clone(), b"7\ne\nbilling\n{}").unwrap();
+        assert_eq!(e.category(), Some("billing"));
+        for bad in [&b""[..], b"x\ne\n\n{}", b"1\ne\n", b"-1\ne\n\n{}"] {
+            assert!(decode(topic.clone(), bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn maps_channels_back_to_topics() {
+        let keys = Keys {
+            prefix: "app:".into(),
+        };
+        let topic = Topic::new("user:7").unwrap();
+        assert_eq!(keys.channel(&topic), "app:topic:user:7");
+        assert_eq!(keys.topic_of_channel(b"app:topic:user:7"), Some(topic));
+        assert_eq!(keys.topic_of_channel(b"other:topic:user:7"), None);
+        assert_eq!(keys.topic_of_channel(b"app:stream:x"), None);
+    }
+}

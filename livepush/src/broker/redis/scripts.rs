@@ -1,0 +1,160 @@
+//! The Lua scripts: each operation is one atomic script, so id assignment, retention and the
+//! PUBLISH can never be seen half done by another instance.
+//!
+//! Ids are microsecond timestamps taken from the Redis clock, bumped by one when two events fall
+//! in the same microsecond: `id = max(last id + 1, TIME in µs)`. They order events across every
+//! topic (one sequence per prefix), like an `INCR` would, and two more things follow:
+//! - the age of an id is known, so history can tell "this topic had no event after your id" from
+//!   "its events expired" (see [`HISTORY`]);
+//! - ids keep rising when Redis restarts empty, so an id from before the restart is recognised
+//!   (it is below `{prefix}epoch`) instead of colliding with new events.
+
+use redis::Script;
+
+/// `KEYS`: seq, epoch, stream. `ARGV`: channel, event, category ("" for none), data,
+/// replay (events kept per topic, 0 = off), ttl in seconds, ttl in microseconds.
+/// Returns the new id as a string.
+///
+/// Cost: one round trip (EVALSHA); inside, TIME, GET, SET (+ SET epoch once per dataset),
+/// with replay XADD + XTRIM + EXPIRE, and PUBLISH.
+const PUBLISH: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local id = math.max(last + 1, now)
+local sid = string.format('%d', id)
+redis.call('SET', KEYS[1], sid)
+if last == 0 then redis.call('SET', KEYS[2], sid) end
+local payload = sid .. '\n' .. ARGV[2] .. '\n' .. ARGV[3] .. '\n' .. ARGV[4]
+if tonumber(ARGV[5]) > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], sid .. '-0', 'p', payload)
+  redis.call('XTRIM', KEYS[3], 'MINID', '~', string.format('%d', now - tonumber(ARGV[7])))
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
+redis.call('PUBLISH', ARGV[1], payload)
+return sid
+"#;
+
+/// `KEYS`: seq, epoch, then one stream per topic. `ARGV`: after (decimal id), horizon in µs
+/// (retention time minus a safety margin). Returns `{complete, {topic index, payload, ...}}`.
+///
+/// History is complete (no `livepush.reset`) only when all of these hold:
+/// 1. a sequence exists and `after` is not above it (else: an id this Redis never issued, e.g.
+///    Redis restarted empty);
+/// 2. `after` is not below the epoch, the first id of this Redis dataset (else: events between
+///    `after` and the restart are gone);
+/// 3. for each topic whose stream exists, when every retained entry is newer than `after`:
+///    no entry was ever trimmed (`entries-added` = `length` in `XINFO STREAM`, Redis ≥ 7;
+///    trimming removes the oldest entries, so a trimmed entry may lie after `after`; note that
+///    Redis 7.0 does not update `max-deleted-entry-id` when trimming, only on XDEL, which is
+///    checked too), and `after` is younger than the horizon measured from the first entry (else
+///    an earlier copy of the stream may have expired whole before this one was created);
+/// 4. for each topic without a stream: `after` is younger than the horizon (else the stream may
+///    have expired, taking events after `after` with it).
+///
+/// The rule errs on the side of a spurious reset: a client told to reset re-fetches its state,
+/// a client not told about a loss shows wrong data.
+///
+/// Cost: one round trip (EVALSHA); inside, GET ×2, TIME, and per topic EXISTS, then XINFO STREAM
+/// and XRANGE when the stream exists.
+const HISTORY: &str = r#"
+local after = tonumber(ARGV[1])
+local horizon = tonumber(ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if last == 0 or after > last then return {0, {}} end
+local complete = 1
+if after < epoch then complete = 0 end
+local out = {}
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local info = redis.call('XINFO', 'STREAM', KEYS[i])
+    local deleted, added, length = 0, 0, 0
+    for j = 1, #info, 2 do
+      local name = info[j]
+      if name == 'max-deleted-entry-id' then
+        deleted = tonumber(string.match(info[j + 1], '^(%d+)'))
+      elseif name == 'entries-added' then
+        added = info[j + 1]
+      elseif name == 'length' then
+        length = info[j + 1]
+      end
+    end
+    if deleted > after then complete = 0 end
+    local entries = redis.call('XRANGE', KEYS[i], '(' .. ARGV[1] .. '-0', '+')
+    if #entries == length then
+      if added > length then
+        complete = 0
+      elseif length > 0 then
+        local first = tonumber(string.match(entries[1][1], '^(%d+)'))
+        if after <= first - horizon then complete = 0 end
+      end
+    end
+    for _, entry in ipairs(entries) do
+      out[#out + 1] = i - 2
+      out[#out + 1] = entry[2][2]
+    end
+  elseif after <= now - horizon then
+    complete = 0
+  end
+end
+return {complete, out}
+"#;
+
+/// `KEYS`: the slot set of one cap key. `ARGV`: member, limit, lease in ms. Returns 1 when the
+/// slot was taken, 0 when the key is full.
+///
+/// Cost: one round trip (EVALSHA); inside, TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, PEXPIRE.
+const ACQUIRE_SLOT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
+/// `KEYS`: slot sets. `ARGV`: lease in ms, then for each key the number of members this instance
+/// holds there followed by the members. Extends every lease; a member that expired meanwhile (a
+/// long outage, a Redis restart) is added back, because its connection is still open.
+///
+/// Cost: one round trip per refresh period for all keys; inside, ZADD per member, PEXPIRE per key.
+const REFRESH_SLOTS: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[1])
+local a = 2
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, n do
+    redis.call('ZADD', KEYS[i], now + lease, ARGV[a])
+    a = a + 1
+  end
+  redis.call('PEXPIRE', KEYS[i], lease)
+end
+return 1
+"#;
+
+/// The scripts, hashed once. `redis::Script` sends EVALSHA and falls back to loading the script
+/// when Redis answers NOSCRIPT (after a restart, for example).
+pub(super) struct Scripts {
+    pub(super) publish: Script,
+    pub(super) history: Script,
+    pub(super) acquire_slot: Script,
+    pub(super) refresh_slots: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Scripts {
+            publish: Script::new(PUBLISH),
+            history: Script::new(HISTORY),
+            acquire_slot: Script::new(ACQUIRE_SLOT),
+            refresh_slots: Script::new(REFRESH_SLOTS),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The crm_comments page in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver), against the example binary started as a user starts it.
+//!
+//! Needs the Debian packages `chromium` and `chromium-driver` (`scripts/test.sh` installs them).
+//! Without them this test fails and says so: it never skips.
+
+mod spawned;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::wd::WindowHandle;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+use spawned::{free_port, Example};
+
+/// How long the page may take to show what it should.
+const PAGE_WAIT: Duration = Duration::from_secs(10);
+
+/// `name` on `PATH`, or the first of `fallbacks` that exists.
+fn find_program(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(fallbacks.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+}
+
+fn required(name: &str, fallbacks: &[&str]) -> PathBuf {
+    find_program(name, fallbacks).unwrap_or_else(|| {
+        panic!(
+            "`{name}` not found: the browser test needs Chromium and ChromeDriver. Install them with \
+             `apt-get install chromium chromium-driver`, or run `scripts/test.sh`, which does."
+        )
+    })
+}
+
+/// A chromedriver on a free loopback port, killed when dropped.
+struct ChromeDriver {
+    port: u16,
+    child: Child,
+}
+
+impl ChromeDriver {
+    async fn start(program: &Path) -> ChromeDriver {
+        let port = free_port();
+        let child = Command::new(program)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let driver = ChromeDriver { port, child };
+        let status = format!("http://127.0.0.1:{port}/status");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(response) = reqwest::get(&status).await {
+                if response.status().is_success() {
+                    return driver;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on port {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn open_browser(driver: &ChromeDriver, chromium: &Path, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("chrome"));
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--window-size=1000,800",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .unwrap_or_else(|e| panic!("cannot open a Chromium session through chromedriver: {e}"))
+}
+
+/// Waits until `check` answers true on the current window, or panics with `what`.
+async fn wait_until<F, Fut>(browser: &Client, what: &str, mut check: F)
+where
+    F: FnMut(Client) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PAGE_WAIT;
+    while Instant::now() < deadline {
+        if check(browser.clone()).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let html = browser.source().await.unwrap_or_default();
+    panic!("timed out after {PAGE_WAIT:?} waiting for: {what}\npage:\n{html}");
+}
+
+async fn status_of(browser: Client) -> String {
+    match browser.find(Locator::Css("#status")).await {
+        Ok(el) => el
+            .attr("data-state")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn comment_texts(browser: Client) -> Vec<String> {
+    let Ok(items) = browser.find_all(Locator::Css("#comments li .text")).await else {
+        return Vec::new();
+    };
+    let mut texts = Vec::new();
+    for item in items {
+        texts.push(item.text().await.unwrap_or_default());
+    }
+    texts
+}
+
+async fn wait_connected(browser: &Client, page: &str) {
+    wait_until(
+        browser,
+        &format!("{page} shows `connected`"),
+        |b| async move { status_of(b).await == "connected" },
+    )
+    .await;
+}
+
+async fn switch(browser: &Client, window: &WindowHandle) {
+    browser
+        .switch_to_window(window.clone())
+        .await
+        .expect("switch window");
+}
+
+async fn field(browser: &Client, css: &str) -> Element {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} not on the page: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comment_posted_in_one_page_appears_live_in_the_other() {
+    let chromium = required(
+        "chromium",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+    );
+    let chromedriver = required(
+        "chromedriver",
+        &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+    );
+    let example = Example::start("crm_comments", &[]);
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-profile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let browser = open_browser(&driver, &chromium, &profile).await;
+    let outcome = run_pages(&browser, &example).await;
+    let _ = browser.close().await;
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+    if let Err(message) = outcome {
+        panic!("{message}\n{}", example.output());
+    }
+}
+
+/// The scenario; errors carry what went wrong so the browser is closed before the test fails.
+async fn run_pages(browser: &Client, example: &Example) -> Result<(), String> {
+    let page_a = browser.window().await.map_err(|e| e.to_string())?;
+    browser
+        .goto(&example.url("/"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_connected(browser, "page A").await;
+
+    let page_b = browser
+        .new_window(false)
+        .await
+        .map_err(|e| e.to_string())?
+        .handle;
+    switch(browser, &page_b).await;
+    browser
+        .goto(&example.url("/"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_connected(browser, "page B").await;
+
+    // Post through page B's form, as a person would.
+    field(browser, "#author")
+        .await
+        .send_keys("Dana")
+        .await
+        .map_err(|e| e.to_string())?;
+    field(browser, "#text")
+        .await
+        .send_keys("Called the client, all good")
+        .await
+        .map_err(|e| e.to_string())?;
+    field(browser, "#send")
+        .await
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // Page A shows it, pushed over its event stream (it did nothing itself).
+    switch(browser, &page_a).await;
+    wait_until(
+        browser,
+        "page A shows the comment posted in page B",
+        |b| async move {
+            comment_texts(b)
+                .await
+                .iter()
+                .any(|t| t == "Called the client, all good")
+        },
+    )
+    .await;
+    let author = field(browser, "#comments li .author")
+        .await
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    if author != "Dana" {
+        return Err(format!("page A shows author {author:?}, expected \"Dana\""));
+    }
+    let state = status_of(browser.clone()).await;
+    let label = field(browser, "#status")
+        .await
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    if state != "connected" || label != "connected" {
+        return Err(format!(
+            "page A status is {state:?} / {label:?}, expected connected"
+        ));
+    }
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("crm_comments_page.png");
+    if let Ok(png) = browser.screenshot().await {
+        let _ = std::fs::write(&shot, png);
+    }
+
+    // Delete it from page A: page B drops it.
+    field(browser, "#comments li button.delete")
+        .await
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    switch(browser, &page_b).await;
+    wait_until(
+        browser,
+        "page B drops the comment deleted in page A",
+        |b| async move { comment_texts(b).await.is_empty() },
+    )
+    .await;
+    Ok(())
+}

@@ -1,0 +1,641 @@
+//! The Redis broker with real `redis-server`s: several hubs on one Redis, restarts, replay,
+//! subscription counts and connection caps shared across instances.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use livepush::__private::{encode, PublishContext, SubscribeContext};
+use livepush::broker::redis::RedisBroker;
+use livepush::{
+    Config, EventId, Hub, HubBuilder, LivepushRouter, Subscription, Topics, RESET_EVENT,
+};
+use serde_json::{json, Value};
+use support::{eventually, http, RedisServer, SseClient, TestServer};
+
+// Until the macros land in every build, the handlers are written as the macros expand them:
+// `#[subscribe_to_events] async fn events() {}` and
+// `#[publish_event(topic = "comments", event = "created")]` on `create`.
+async fn events(ctx: SubscribeContext) -> Response {
+    ctx.from_query().await
+}
+
+/// One user's stream, capped per user across instances: `x-user: <id>`.
+async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {
+    let user = headers
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("anonymous")
+        .to_owned();
+    ctx.with(Subscription::new(Topics::one(format!("user:{user}"))).cap_key(user))
+        .await
+}
+
+async fn create(publish: PublishContext, Json(comment): Json<Value>) -> (StatusCode, Json<Value>) {
+    let response = (StatusCode::CREATED, Json(comment));
+    publish
+        .publish(
+            "created",
+            None,
+            "comments".to_owned(),
+            &encode(&response.1 .0),
+        )
+        .await;
+    response
+}
+
+fn app(hub: &Hub) -> Router {
+    Router::new()
+        .route("/events", get(events))
+        .route("/me/events", get(my_events))
+        .route("/comments", post(create))
+        .livepush(hub)
+}
+
+fn builder(redis: &RedisServer) -> HubBuilder {
+    Hub::builder()
+        .redis(redis.url())
+        .replay(1000, Duration::from_secs(600))
+}
+
+/// A hub on `redis` served on a loopback port, once it is ready.
+async fn instance(hub: Hub) -> (Hub, TestServer) {
+    let server = TestServer::start(app(&hub)).await;
+    let ready = server.url("/health/ready");
+    eventually("the hub is ready", || async {
+        http()
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    (hub, server)
+}
+
+async fn numsub(redis: &RedisServer, channel: &str) -> i64 {
+    let mut conn = redis.connection().await;
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    n
+}
+
+/// Waits until `n` processes subscribe the channel of `topic` (SUBSCRIBE is sent in the background).
+async fn subscribed(redis: &RedisServer, topic: &str, n: i64) {
+    let channel = format!("livepush:topic:{topic}");
+    eventually(&format!("{n} subscriptions of {channel}"), || async {
+        numsub(redis, &channel).await == n
+    })
+    .await;
+}
+
+async fn client_count(redis: &RedisServer) -> usize {
+    let mut conn = redis.connection().await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    list.lines().count()
+}
+
+fn id_of(event: &eventsource_stream::Event) -> u64 {
+    event.id.parse().expect("decimal event id")
+}
+
+/// Reads events until the first event that is not a comment or hint, skipping nothing else.
+async fn next_event(client: &mut SseClient) -> eventsource_stream::Event {
+    client.next().await
+}
+
+#[tokio::test]
+async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instance() {
+    let redis = RedisServer::start();
+    let (a, server_a) = instance(builder(&redis).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&redis).build().unwrap()).await;
+    let mut on_a = SseClient::connect(&server_a.url("/events?topic=comments")).await;
+    let mut on_b = SseClient::connect(&server_b.url("/events?topic=comments")).await;
+    subscribed(&redis, "comments", 2).await;
+
+    let response = http()
+        .post(server_b.url("/comments"))
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = a
+        .publish("comments", "created", &json!({"text": "second"}))
+        .await
+        .unwrap();
+
+    for client in [&mut on_a, &mut on_b] {
+        let first = next_event(client).await;
+        assert_eq!(first.event, "created");
+        assert_eq!(first.data, r#"{"text":"hello"}"#);
+        let second = next_event(client).await;
+        assert_eq!(second.data, r#"{"text":"second"}"#);
+        assert_eq!(
+            id_of(&second),
+            id.get(),
+            "the id the publisher got is the id every subscriber sees"
+        );
+        assert!(id_of(&first) < id_of(&second));
+    }
+}
+
+#[tokio::test]
+async fn prefixes_keep_apps_on_one_redis_apart() {
+    let redis = RedisServer::start();
+    let (one, _s1) = instance(builder(&redis).redis_prefix("app1:").build().unwrap()).await;
+    let (_two, s2) = instance(builder(&redis).redis_prefix("app2:").build().unwrap()).await;
+    let mut client = SseClient::connect(&s2.url("/events?topic=comments")).await;
+    let mut conn = redis.connection().await;
+    eventually("app2 subscribed", || {
+        let mut conn = conn.clone();
+        async move {
+            let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("app2:topic:comments")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            n == 1
+        }
+    })
+    .await;
+    one.publish("comments", "created", &json!({"app": 1}))
+        .await
+        .unwrap();
+    assert!(client
+        .next_within(Duration::from_millis(500))
+        .await
+        .is_none());
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.iter().all(|k| k.starts_with("app1:")), "{keys:?}");
+}
+
+#[tokio::test]
+async fn subscribers_keep_receiving_after_redis_restarts_and_publishing_fails_open_meanwhile() {
+    let mut redis = RedisServer::start();
+    let (a, server_a) = instance(builder(&redis).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&redis).build().unwrap()).await;
+    let mut on_a = SseClient::connect(&server_a.url("/events?topic=comments")).await;
+    let mut on_b = SseClient::connect(&server_b.url("/events?topic=comments")).await;
+    subscribed(&redis, "comments", 2).await;
+
+    redis.kill();
+    for server in [&server_a, &server_b] {
+        let ready = server.url("/health/ready");
+        eventually("ready answers 503", || async {
+            http()
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 503)
+        })
+        .await;
+        let live = http().get(server.url("/health/live")).send().await.unwrap();
+        assert_eq!(live.status(), 200);
+    }
+    let started = std::time::Instant::now();
+    let response = http()
+        .post(server_a.url("/comments"))
+        .json(&json!({"text": "during the outage"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        201,
+        "a failed publish never changes the handler's answer"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "publishing to a dead Redis fails fast"
+    );
+    assert!(a.publish("comments", "created", &json!({})).await.is_err());
+
+    redis.restart();
+    for server in [&server_a, &server_b] {
+        let ready = server.url("/health/ready");
+        eventually("ready answers 200 again", || async {
+            http()
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+    subscribed(&redis, "comments", 2).await;
+    let response = http()
+        .post(server_b.url("/comments"))
+        .json(&json!({"text": "after the restart"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    for client in [&mut on_a, &mut on_b] {
+        let event = next_event(client).await;
+        assert_eq!(event.data, r#"{"text":"after the restart"}"#);
+    }
+    let metrics = http()
+        .get(server_a.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let reconnects = metrics
+        .lines()
+        .find(|l| l.starts_with("livepush_broker_reconnects"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(reconnects >= 1.0, "reconnects are counted:\n{metrics}");
+}
+
+#[tokio::test]
+async fn the_app_starts_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let hub = builder(&redis).build().expect("building never needs Redis");
+    let server = TestServer::start(app(&hub)).await;
+    assert_eq!(
+        http()
+            .get(server.url("/health/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http()
+            .get(server.url("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    let response = http()
+        .post(server.url("/comments"))
+        .json(&json!({"text": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    redis.restart();
+    let (_hub, server) = instance(hub).await;
+    let mut client = SseClient::connect(&server.url("/events?topic=comments")).await;
+    subscribed(&redis, "comments", 1).await;
+    http()
+        .post(server.url("/comments"))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut client).await.data, r#"{"n":1}"#);
+}
+
+#[tokio::test]
+async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_in_order() {
+    let redis = RedisServer::start();
+    let (a, server_a) = instance(builder(&redis).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&redis).build().unwrap()).await;
+    let mut client = SseClient::connect(&server_a.url("/events?topic=a,b")).await;
+    subscribed(&redis, "a", 1).await;
+    a.publish("a", "e", &json!({"n": 0})).await.unwrap();
+    let last = next_event(&mut client).await;
+    drop(client);
+
+    let mut missed = Vec::new();
+    for n in 1..=6 {
+        let topic = if n % 2 == 0 { "a" } else { "b" };
+        missed.push(a.publish(topic, "e", &json!({"n": n})).await.unwrap().get());
+    }
+    a.publish("elsewhere", "e", &json!({})).await.unwrap();
+
+    for (server, how) in [(&server_b, "header"), (&server_a, "query")] {
+        let mut again = match how {
+            "header" => {
+                SseClient::connect_with(
+                    &server.url("/events?topic=a,b"),
+                    &[("last-event-id", &last.id)],
+                )
+                .await
+            }
+            _ => {
+                SseClient::connect(
+                    &server.url(&format!("/events?topic=a,b&lastEventId={}", last.id)),
+                )
+                .await
+            }
+        };
+        let mut got = Vec::new();
+        for _ in 0..missed.len() {
+            let event = next_event(&mut again).await;
+            assert_ne!(event.event, RESET_EVENT, "history reaches back: no reset");
+            got.push(id_of(&event));
+        }
+        assert_eq!(got, missed, "exactly the missed events, in order ({how})");
+        assert!(
+            again
+                .next_within(Duration::from_millis(300))
+                .await
+                .is_none(),
+            "nothing more"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_publisher_running_through_a_reconnect_loses_nothing_and_duplicates_nothing() {
+    let redis = RedisServer::start();
+    let (a, server_a) = instance(builder(&redis).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&redis).build().unwrap()).await;
+    let mut first = SseClient::connect(&server_a.url("/events?topic=x,y")).await;
+    subscribed(&redis, "x", 1).await;
+    subscribed(&redis, "y", 1).await;
+
+    const TOTAL: usize = 400;
+    let publisher = tokio::spawn(async move {
+        let mut ids = Vec::with_capacity(TOTAL);
+        for n in 0..TOTAL {
+            let topic = if n % 3 == 0 { "y" } else { "x" };
+            ids.push(
+                a.publish(topic, "tick", &json!({"n": n}))
+                    .await
+                    .unwrap()
+                    .get(),
+            );
+            if n % 20 == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        ids
+    });
+
+    let mut received = Vec::new();
+    while received.len() < 50 {
+        received.push(id_of(&next_event(&mut first).await));
+    }
+    let last = received.last().unwrap().to_string();
+    drop(first);
+    // reconnect to the other instance while the publisher keeps going
+    let mut second = SseClient::connect_with(
+        &server_b.url("/events?topic=x,y"),
+        &[("last-event-id", &last)],
+    )
+    .await;
+    let published = publisher.await.unwrap();
+    while received.len() < TOTAL {
+        let event = next_event(&mut second).await;
+        assert_ne!(event.event, RESET_EVENT);
+        received.push(id_of(&event));
+    }
+    assert!(
+        second
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "no duplicate at the end"
+    );
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicate"
+    );
+    assert_eq!(
+        received, published,
+        "the union of both connections is everything published"
+    );
+}
+
+#[tokio::test]
+async fn a_client_is_told_when_history_no_longer_reaches_back() {
+    let redis = RedisServer::start();
+    // retention: 10 events per topic, 1 second
+    let (hub, server) = instance(
+        Hub::builder()
+            .redis(redis.url())
+            .replay(10, Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let url = server.url("/events?topic=t");
+    let _watcher = SseClient::connect(&url).await;
+    subscribed(&redis, "t", 1).await;
+
+    // expired: the whole stream is gone after its TTL
+    let old = hub.publish("t", "e", &json!({"n": 0})).await.unwrap();
+    let mut conn = redis.connection().await;
+    eventually("the stream expired", || {
+        let mut conn = conn.clone();
+        async move {
+            !redis::cmd("EXISTS")
+                .arg("livepush:stream:t")
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let fresh = hub.publish("t", "e", &json!({"n": 1})).await.unwrap();
+    let mut client = SseClient::connect_with(&url, &[("last-event-id", &old.to_string())]).await;
+    let reset = next_event(&mut client).await;
+    assert_eq!(reset.event, RESET_EVENT);
+    let data: Value = serde_json::from_str(&reset.data).unwrap();
+    assert_eq!(data["last_event_id"], json!(old.get()));
+    assert_eq!(
+        id_of(&next_event(&mut client).await),
+        fresh.get(),
+        "then what is retained"
+    );
+
+    // trimmed: far more events than retained
+    let _ = redis::cmd("DEL")
+        .arg("livepush:stream:t")
+        .query_async::<()>(&mut conn)
+        .await;
+    let (hub, server) = instance(
+        Hub::builder()
+            .redis(redis.url())
+            .replay(10, Duration::from_secs(600))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let url = server.url("/events?topic=t");
+    let _watcher = SseClient::connect(&url).await;
+    subscribed(&redis, "t", 2).await;
+    let first = hub.publish("t", "e", &json!({})).await.unwrap();
+    let mut last = first;
+    for _ in 0..300 {
+        last = hub.publish("t", "e", &json!({})).await.unwrap();
+    }
+    let mut client = SseClient::connect_with(&url, &[("last-event-id", &first.to_string())]).await;
+    assert_eq!(
+        next_event(&mut client).await.event,
+        RESET_EVENT,
+        "trimmed past the id"
+    );
+    let mut ids = Vec::new();
+    loop {
+        let id = id_of(&next_event(&mut client).await);
+        ids.push(id);
+        if id == last.get() {
+            break;
+        }
+    }
+    assert!(
+        ids.len() >= 10 && ids.windows(2).all(|w| w[0] < w[1]),
+        "{ids:?}"
+    );
+
+    // ids this Redis never issued: from before a restart, or from the future
+    for foreign in ["5", &(last.get() + 1_000_000_000).to_string()] {
+        let mut client = SseClient::connect_with(&url, &[("last-event-id", foreign)]).await;
+        assert_eq!(
+            next_event(&mut client).await.event,
+            RESET_EVENT,
+            "{foreign}"
+        );
+    }
+    // a client that missed nothing is not told to reset
+    let mut client = SseClient::connect_with(&url, &[("last-event-id", &last.to_string())]).await;
+    let next = hub.publish("t", "e", &json!({})).await.unwrap();
+    assert_eq!(id_of(&next_event(&mut client).await), next.get());
+    let _: EventId = next;
+}
+
+#[tokio::test]
+async fn one_redis_subscription_per_channel_per_process_whatever_the_number_of_clients() {
+    let redis = RedisServer::start();
+    let (_a, server_a) = instance(builder(&redis).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&redis).build().unwrap()).await;
+    let url_a = server_a.url("/events?topic=crowd");
+
+    let one = SseClient::connect(&url_a).await;
+    subscribed(&redis, "crowd", 1).await;
+    let connections_with_one_client = client_count(&redis).await;
+    let mut many = vec![one];
+    for _ in 1..50 {
+        many.push(SseClient::connect(&url_a).await);
+    }
+    let on_b = SseClient::connect(&server_b.url("/events?topic=crowd")).await;
+    subscribed(&redis, "crowd", 2).await; // one per process, not one per client
+    assert_eq!(
+        client_count(&redis).await,
+        connections_with_one_client,
+        "50 clients use the connections one client used"
+    );
+
+    drop(many);
+    subscribed(&redis, "crowd", 1).await; // process A left the channel
+    drop(on_b);
+    subscribed(&redis, "crowd", 0).await;
+    assert_eq!(client_count(&redis).await, connections_with_one_client);
+}
+
+#[tokio::test]
+async fn the_per_key_cap_is_shared_by_all_instances_and_given_back_on_disconnect() {
+    let redis = RedisServer::start();
+    let capped = || builder(&redis).max_connections_per_key(2).build().unwrap();
+    let (_a, server_a) = instance(capped()).await;
+    let (_b, server_b) = instance(capped()).await;
+    let user = [("x-user", "7")];
+
+    let first = SseClient::connect_with(&server_a.url("/me/events"), &user).await;
+    let _second = SseClient::connect_with(&server_b.url("/me/events"), &user).await;
+    let refused = SseClient::request(&server_a.url("/me/events"), &user).await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(refused.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let body: Value = refused.json().await.unwrap();
+    assert!(body.is_object(), "{body}");
+    // another key is not affected
+    let _other = SseClient::connect_with(&server_b.url("/me/events"), &[("x-user", "8")]).await;
+
+    drop(first); // abrupt: the TCP connection just goes away
+    let url = server_b.url("/me/events");
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    let _third = loop {
+        let response = SseClient::request(&url, &user).await;
+        if response.status() == 200 {
+            break SseClient::from_response(response);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        SseClient::request(&url, &user).await.status(),
+        429,
+        "still capped at 2"
+    );
+}
+
+#[tokio::test]
+async fn slots_of_a_crashed_instance_expire_while_live_ones_are_kept() {
+    let redis = RedisServer::start();
+    let lease = Duration::from_millis(900);
+    let config = Config::default();
+    let broker = RedisBroker::new(&redis.url(), &config)
+        .unwrap()
+        .slot_lease(lease);
+    let (_hub, server) = instance(
+        Hub::builder()
+            .broker(broker)
+            .max_connections_per_key(2)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let url = server.url("/me/events");
+    let user = [("x-user", "crash")];
+
+    // a crashed instance left one slot behind: a member it will never refresh nor remove
+    let mut conn = redis.connection().await;
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+    let expires_ms = secs * 1000 + micros / 1000 + lease.as_millis() as u64;
+    let _: () = redis::cmd("ZADD")
+        .arg("livepush:slots:crash")
+        .arg(expires_ms)
+        .arg("crashed-instance:1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let _live = SseClient::connect_with(&url, &user).await;
+    assert_eq!(SseClient::request(&url, &user).await.status(), 429);
+    // after several lease periods the crashed slot is gone and the live one was kept by refreshes
+    tokio::time::sleep(lease * 3).await;
+    let _next = SseClient::connect_with(&url, &user).await;
+    assert_eq!(
+        SseClient::request(&url, &user).await.status(),
+        429,
+        "the live slot was refreshed"
+    );
+}

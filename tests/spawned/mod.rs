@@ -1,0 +1,213 @@
+//! Example binaries run as a user runs them: the built executable, configured only by its
+//! environment, on a free loopback port. Killed when dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long an example may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The path of an example binary of this package, built by cargo for the integration tests.
+pub fn binary(name: &str) -> &'static str {
+    match name {
+        "crm_comments" => env!("CARGO_BIN_EXE_crm_comments"),
+        "bench_server" => env!("CARGO_BIN_EXE_bench_server"),
+        "tickets" => env!("CARGO_BIN_EXE_tickets"),
+        "domain_events" => env!("CARGO_BIN_EXE_domain_events"),
+        "multi_instance" => env!("CARGO_BIN_EXE_multi_instance"),
+        other => panic!("no example binary named {other}"),
+    }
+}
+
+/// A command for example `name` with a clean livepush environment: no variable of the
+/// developer's shell changes what the test sees.
+pub fn command(name: &str) -> Command {
+    let mut cmd = Command::new(binary(name));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("LIVEPUSH_")
+            || matches!(key.as_str(), "REDIS_URL" | "HOST" | "PORT" | "RUST_LOG")
+        {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// A running example.
+pub struct Example {
+    pub name: String,
+    pub port: u16,
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Example {
+    /// Starts example `name` on a free port with the extra environment `env`, and waits until it
+    /// logs the URL it serves (the contract of every example).
+    pub fn start(name: &str, env: &[(&str, &str)]) -> Example {
+        // The free port may be taken by another test between the probe and the bind: try again.
+        for _ in 0..3 {
+            match Self::try_start(name, env) {
+                Ok(example) => return example,
+                Err(output) if output.contains("cannot listen on") => continue,
+                Err(output) => panic!("{output}"),
+            }
+        }
+        panic!("{name}: no free port found in three tries");
+    }
+
+    fn try_start(name: &str, env: &[(&str, &str)]) -> Result<Example, String> {
+        let port = free_port();
+        let mut cmd = command(name);
+        cmd.env("HOST", "127.0.0.1").env("PORT", port.to_string());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(name)));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let out = child.stdout.take().expect("piped stdout");
+        let lines = stdout.clone();
+        let wanted = format!("listening on http://127.0.0.1:{port}");
+        let looked_for = wanted.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.contains(&looked_for) {
+                    let _ = ready_tx.send(());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let err = child.stderr.take().expect("piped stderr");
+        let err_text = stderr.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = BufReader::new(err).read_to_string(&mut text);
+            err_text.lock().unwrap().push_str(&text);
+        });
+        let mut example = Example {
+            name: name.to_owned(),
+            port,
+            child,
+            stdout,
+            stderr,
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if ready_rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+                return Ok(example);
+            }
+            if let Ok(Some(status)) = example.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100)); // let the readers catch up
+                return Err(format!(
+                    "{name} exited with {status} before listening:\n{}",
+                    example.output()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{name} did not log `{wanted}` within {START_TIMEOUT:?}:\n{}",
+                    example.output()
+                ));
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// What it printed so far, stdout then stderr.
+    pub fn output(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}",
+            self.stdout.lock().unwrap().join("\n"),
+            self.stderr.lock().unwrap()
+        )
+    }
+
+    /// Sends SIGTERM, as `docker stop` or Kubernetes would.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {} failed", self.child.id());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs example `name` with `env` until it exits (it should refuse to start); returns its exit
+/// status and stderr.
+pub fn run_to_exit(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let mut cmd = command(name);
+    cmd.env("HOST", "127.0.0.1")
+        .env("PORT", free_port().to_string());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary(name)));
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            let _ = child
+                .stderr
+                .take()
+                .expect("piped")
+                .read_to_string(&mut stderr);
+            return (status, stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{name} with {env:?} still runs after {START_TIMEOUT:?}: it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free loopback port")
+}

@@ -24,21 +24,47 @@ struct NewTicket {
 
 #[publish_event(topic = "tickets", event = "ticket_created")]
 #[publish_event(topic = "ticket:{id}", event = "created")]
-async fn create_ticket(Json(new): Json<NewTicket>) -> Result<(StatusCode, Json<Ticket>), (StatusCode, String)> {
+async fn create_ticket(
+    Json(new): Json<NewTicket>,
+) -> Result<(StatusCode, Json<Ticket>), (StatusCode, String)> {
     if new.title.trim().is_empty() {
-        return Err((StatusCode::UNPROCESSABLE_ENTITY, "title must not be empty".into()));
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "title must not be empty".into(),
+        ));
     }
     let id = new.title.len() as u64;
-    Ok((StatusCode::CREATED, Json(Ticket { id, title: new.title })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Ticket {
+            id,
+            title: new.title,
+        }),
+    ))
 }
 
 /// `{id}` binds the destructured path argument, not a field.
 #[publish_event(topic = "ticket:{id}", event = "renamed")]
-async fn rename_ticket(Path(id): Path<u64>, Json(new): Json<NewTicket>) -> (StatusCode, Json<Ticket>) {
+async fn rename_ticket(
+    Path(id): Path<u64>,
+    Json(new): Json<NewTicket>,
+) -> (StatusCode, Json<Ticket>) {
     if new.title == "conflict" {
-        return (StatusCode::CONFLICT, Json(Ticket { id, title: new.title }));
+        return (
+            StatusCode::CONFLICT,
+            Json(Ticket {
+                id,
+                title: new.title,
+            }),
+        );
     }
-    (StatusCode::OK, Json(Ticket { id, title: new.title }))
+    (
+        StatusCode::OK,
+        Json(Ticket {
+            id,
+            title: new.title,
+        }),
+    )
 }
 
 fn only_id(ticket: &Ticket) -> Value {
@@ -112,7 +138,10 @@ async fn stacked_attributes_publish_to_each_topic_and_templates_use_response_fie
 
     let created = one.next().await;
     assert_eq!(created.event, "created");
-    assert_eq!(serde_json::from_str::<Value>(&created.data).unwrap()["title"], "abc");
+    assert_eq!(
+        serde_json::from_str::<Value>(&created.data).unwrap()["title"],
+        "abc"
+    );
     let listed = all.next().await;
     assert_eq!(listed.event, "ticket_created");
     // one publish per attribute, each with its own id
@@ -187,7 +216,10 @@ async fn nothing_is_published_on_errors_or_non_2xx_statuses() {
     assert_eq!(response.status(), 201);
     let event = sub.next().await;
     assert_eq!(event.event, "ticket_created");
-    assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap()["title"], "ok");
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap()["title"],
+        "ok"
+    );
 }
 
 #[tokio::test]
@@ -220,7 +252,9 @@ async fn a_failing_publish_never_changes_the_response() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    assert!(hub.metrics_text().contains("livepush_publish_errors_total{reason=\"too_large\"} 2"));
+    assert!(hub
+        .metrics_text()
+        .contains("livepush_publish_errors_total{reason=\"too_large\"} 2"));
 }
 
 #[tokio::test]

@@ -66,7 +66,10 @@ async fn start(hub: &Hub) -> TestServer {
 
 async fn error_of(response: reqwest::Response) -> (StatusCode, Value) {
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(content_type, "application/json");
     (status, response.json().await.unwrap())
 }
@@ -91,10 +94,22 @@ async fn handler_chosen_topics_run_after_auth() {
     let response = SseClient::request(&server.url("/me/events"), &[]).await;
     assert_eq!(response.status(), 401);
 
-    let mut me = SseClient::connect_with(&server.url("/me/events"), &[("authorization", "Bearer user-7")]).await;
-    let mut other = SseClient::connect_with(&server.url("/me/events"), &[("authorization", "Bearer user-8")]).await;
-    hub.publish("user:7", "private", &json!({"to": 7})).await.unwrap();
-    hub.publish("broadcast", "all", &json!({"to": "all"})).await.unwrap();
+    let mut me = SseClient::connect_with(
+        &server.url("/me/events"),
+        &[("authorization", "Bearer user-7")],
+    )
+    .await;
+    let mut other = SseClient::connect_with(
+        &server.url("/me/events"),
+        &[("authorization", "Bearer user-8")],
+    )
+    .await;
+    hub.publish("user:7", "private", &json!({"to": 7}))
+        .await
+        .unwrap();
+    hub.publish("broadcast", "all", &json!({"to": "all"}))
+        .await
+        .unwrap();
 
     assert_eq!(me.next().await.event, "private");
     assert_eq!(me.next().await.event, "all");
@@ -106,10 +121,17 @@ async fn handler_chosen_topics_run_after_auth() {
 async fn handler_errors_are_answered_as_is() {
     let hub = Hub::builder().build().unwrap();
     let server = start(&hub).await;
-    let response = SseClient::request(&server.url("/admin/events"), &[("authorization", "Bearer user-2")]).await;
+    let response = SseClient::request(
+        &server.url("/admin/events"),
+        &[("authorization", "Bearer user-2")],
+    )
+    .await;
     assert_eq!(response.status(), 403);
-    let mut admin =
-        SseClient::connect_with(&server.url("/admin/events"), &[("authorization", "Bearer user-1")]).await;
+    let mut admin = SseClient::connect_with(
+        &server.url("/admin/events"),
+        &[("authorization", "Bearer user-1")],
+    )
+    .await;
     hub.publish("admin", "audit", &json!({})).await.unwrap();
     assert_eq!(admin.next().await.event, "audit");
 }
@@ -123,17 +145,26 @@ async fn the_authorize_hook_refuses_topics_with_403() {
         .build()
         .unwrap();
     let server = start(&hub).await;
-    let (status, body) = error_of(SseClient::request(&server.url("/events?topic=public,private:x"), &[]).await).await;
+    let (status, body) =
+        error_of(SseClient::request(&server.url("/events?topic=public,private:x"), &[]).await)
+            .await;
     assert_eq!(status, 403);
     assert_eq!(body["error"], "forbidden");
     assert!(body["message"].as_str().unwrap().contains("private:x"));
-    SseClient::connect_with(&server.url("/events?topic=public,private:x"), &[("x-staff", "1")]).await;
+    SseClient::connect_with(
+        &server.url("/events?topic=public,private:x"),
+        &[("x-staff", "1")],
+    )
+    .await;
     assert_eq!(hub.connection_count(), 1);
 }
 
 #[tokio::test]
 async fn bad_subscriptions_get_400_with_a_json_error() {
-    let hub = Hub::builder().max_topics_per_subscription(3).build().unwrap();
+    let hub = Hub::builder()
+        .max_topics_per_subscription(3)
+        .build()
+        .unwrap();
     let server = start(&hub).await;
     for (query, code) in [
         ("/events", "no_topics"),
@@ -153,9 +184,17 @@ async fn bad_subscriptions_get_400_with_a_json_error() {
         assert!(!body["message"].as_str().unwrap().is_empty());
     }
     let long = "a".repeat(livepush::MAX_TOPIC_LEN + 1);
-    let (status, body) = error_of(SseClient::request(&server.url(&format!("/events?topic={long}")), &[]).await).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_topic")));
-    let (status, _) = error_of(SseClient::request(&server.url("/events?topic=a"), &[("last-event-id", "abc")]).await).await;
+    let (status, body) =
+        error_of(SseClient::request(&server.url(&format!("/events?topic={long}")), &[]).await)
+            .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_topic"))
+    );
+    let (status, _) = error_of(
+        SseClient::request(&server.url("/events?topic=a"), &[("last-event-id", "abc")]).await,
+    )
+    .await;
     assert_eq!(status, 400);
     // the server is still fine
     SseClient::connect(&server.url("/events?topic=a")).await;
@@ -164,7 +203,10 @@ async fn bad_subscriptions_get_400_with_a_json_error() {
 
 #[tokio::test]
 async fn heartbeats_are_comment_lines_on_idle_streams() {
-    let hub = Hub::builder().heartbeat(Duration::from_millis(200)).build().unwrap();
+    let hub = Hub::builder()
+        .heartbeat(Duration::from_millis(200))
+        .build()
+        .unwrap();
     let server = start(&hub).await;
     let response = SseClient::request(&server.url("/events?topic=quiet"), &[]).await;
     let mut body = response.bytes_stream();
@@ -200,7 +242,10 @@ async fn the_connection_cap_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn replay_sends_missed_events_after_last_event_id_then_live_ones() {
-    let hub = Hub::builder().replay(100, Duration::from_secs(60)).build().unwrap();
+    let hub = Hub::builder()
+        .replay(100, Duration::from_secs(60))
+        .build()
+        .unwrap();
     let server = start(&hub).await;
     let mut first = SseClient::connect(&server.url("/events?topic=r1,r2")).await;
     hub.publish("r1", "e", &json!(0)).await.unwrap();
@@ -209,33 +254,53 @@ async fn replay_sends_missed_events_after_last_event_id_then_live_ones() {
     let mut missed = Vec::new();
     for i in 1..=5 {
         let topic = if i % 2 == 0 { "r1" } else { "r2" };
-        missed.push(hub.publish(topic, "e", &json!(i)).await.unwrap().to_string());
+        missed.push(
+            hub.publish(topic, "e", &json!(i))
+                .await
+                .unwrap()
+                .to_string(),
+        );
     }
-    let mut again = SseClient::connect_with(&server.url("/events?topic=r1,r2"), &[("last-event-id", &last)]).await;
+    let mut again = SseClient::connect_with(
+        &server.url("/events?topic=r1,r2"),
+        &[("last-event-id", &last)],
+    )
+    .await;
     for id in &missed {
         assert_eq!(&again.next().await.id, id);
     }
     let live = hub.publish("r2", "e", &json!("live")).await.unwrap();
     assert_eq!(again.next().await.id, live.to_string());
     // also through the query parameter, for clients that cannot set headers
-    let mut by_query = SseClient::connect(&server.url(&format!("/events?topic=r1,r2&lastEventId={}", missed[3]))).await;
+    let mut by_query =
+        SseClient::connect(&server.url(&format!("/events?topic=r1,r2&lastEventId={}", missed[3])))
+            .await;
     assert_eq!(by_query.next().await.id, missed[4]);
     assert_eq!(by_query.next().await.id, live.to_string());
 }
 
 #[tokio::test]
 async fn an_id_history_cannot_vouch_for_gets_the_reset_event_first() {
-    let hub = Hub::builder().replay(2, Duration::from_secs(60)).build().unwrap();
+    let hub = Hub::builder()
+        .replay(2, Duration::from_secs(60))
+        .build()
+        .unwrap();
     let server = start(&hub).await;
     let first = hub.publish("t", "e", &json!(1)).await.unwrap();
     for i in 2..=4 {
         hub.publish("t", "e", &json!(i)).await.unwrap();
     }
-    let mut client =
-        SseClient::connect_with(&server.url("/events?topic=t"), &[("last-event-id", &first.to_string())]).await;
+    let mut client = SseClient::connect_with(
+        &server.url("/events?topic=t"),
+        &[("last-event-id", &first.to_string())],
+    )
+    .await;
     let reset = client.next().await;
     assert_eq!(reset.event, livepush::RESET_EVENT);
-    assert!(reset.id.is_empty() || reset.id == first.to_string(), "reset must not move the id");
+    assert!(
+        reset.id.is_empty() || reset.id == first.to_string(),
+        "reset must not move the id"
+    );
     let data: Value = serde_json::from_str(&reset.data).unwrap();
     assert_eq!(data["reason"], "history_unavailable");
     // then what is still retained: the last two
@@ -254,6 +319,9 @@ async fn shutdown_ends_every_stream() {
     assert!(b.ended_within(Duration::from_secs(5)).await);
     let response = SseClient::request(&server.url("/events?topic=a"), &[]).await;
     assert_eq!(response.status(), 503);
-    support::eventually("gauges back to zero", || async { hub.connection_count() == 0 }).await;
+    support::eventually("gauges back to zero", || async {
+        hub.connection_count() == 0
+    })
+    .await;
     assert!(hub.subscriber_counts().is_empty());
 }

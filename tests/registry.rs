@@ -11,7 +11,11 @@ use serde_json::{json, Value};
 use support::{http, SseClient, TestServer};
 
 #[derive(Serialize, SseEvent)]
-#[sse(event = "sync.completed", topic = "user:{user_id}", category = "data_sync")]
+#[sse(
+    event = "sync.completed",
+    topic = "user:{user_id}",
+    category = "data_sync"
+)]
 struct SyncCompleted {
     user_id: u64,
     accounts: u32,
@@ -38,10 +42,21 @@ async fn events() {}
 #[tokio::test]
 async fn emit_publishes_a_domain_event_to_its_templated_topic() {
     let hub = Hub::builder().build().unwrap();
-    let server = TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let server =
+        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
     let mut sub = SseClient::connect(&server.url("/events?topic=user:42")).await;
-    hub.emit(&SyncCompleted { user_id: 41, accounts: 1 }).await.unwrap();
-    hub.emit(&SyncCompleted { user_id: 42, accounts: 3 }).await.unwrap();
+    hub.emit(&SyncCompleted {
+        user_id: 41,
+        accounts: 1,
+    })
+    .await
+    .unwrap();
+    hub.emit(&SyncCompleted {
+        user_id: 42,
+        accounts: 3,
+    })
+    .await
+    .unwrap();
     let event = sub.next().await;
     assert_eq!(event.event, "sync.completed");
     assert_eq!(event.data, r#"{"user_id":42,"accounts":3}"#);
@@ -55,9 +70,20 @@ async fn category_filters_let_through_only_matching_events() {
         .route("/events", get(events))
         .livepush(&hub);
     let server = TestServer::start(app).await;
-    let mut orders_only = SseClient::connect(&server.url("/events?topic=orders,user:1&category=orders")).await;
-    hub.emit(&SyncCompleted { user_id: 1, accounts: 1 }).await.unwrap();
-    let response = http().post(server.url("/orders")).json(&json!({"n": 1})).send().await.unwrap();
+    let mut orders_only =
+        SseClient::connect(&server.url("/events?topic=orders,user:1&category=orders")).await;
+    hub.emit(&SyncCompleted {
+        user_id: 1,
+        accounts: 1,
+    })
+    .await
+    .unwrap();
+    let response = http()
+        .post(server.url("/orders"))
+        .json(&json!({"n": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let event = orders_only.next().await;
     assert_eq!(event.event, "order_placed");
@@ -66,7 +92,10 @@ async fn category_filters_let_through_only_matching_events() {
 #[test]
 fn the_registry_lists_routes_and_event_types_of_this_program() {
     let routes: Vec<_> = registry::publish_routes().collect();
-    let place = routes.iter().find(|r| r.handler == "place_order").expect("place_order registered");
+    let place = routes
+        .iter()
+        .find(|r| r.handler == "place_order")
+        .expect("place_order registered");
     assert_eq!(place.topic, "orders");
     assert_eq!(place.event, "order_placed");
     assert_eq!(place.category, Some("orders"));
@@ -74,7 +103,9 @@ fn the_registry_lists_routes_and_event_types_of_this_program() {
     assert!(place.line > 0);
 
     let subs: Vec<_> = registry::subscribe_routes().collect();
-    assert!(subs.iter().any(|s| s.handler == "events" && s.mode == SubscribeMode::Query));
+    assert!(subs
+        .iter()
+        .any(|s| s.handler == "events" && s.mode == SubscribeMode::Query));
 
     let sync = registry::event_type_of::<SyncCompleted>().expect("SyncCompleted registered");
     assert_eq!(sync.event, "sync.completed");
@@ -84,7 +115,10 @@ fn the_registry_lists_routes_and_event_types_of_this_program() {
     assert!(registry::has_mapping_for::<Maintenance>());
     assert!(!registry::has_mapping_for::<Unmapped>());
 
-    assert_eq!(registry::categories().into_iter().collect::<Vec<_>>(), ["data_sync", "orders"]);
+    assert_eq!(
+        registry::categories().into_iter().collect::<Vec<_>>(),
+        ["data_sync", "orders"]
+    );
     assert!(registry::is_registered_topic("user:9"));
     assert!(!registry::is_registered_topic("nobody"));
 }
@@ -92,20 +126,44 @@ fn the_registry_lists_routes_and_event_types_of_this_program() {
 #[tokio::test]
 async fn the_catalog_is_served_as_json() {
     let hub = Hub::builder().build().unwrap();
-    let server = TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
-    let catalog: Value = http().get(server.url("/events/catalog")).send().await.unwrap().json().await.unwrap();
+    let server =
+        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let catalog: Value = http()
+        .get(server.url("/events/catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let topics = catalog["topics"].as_array().unwrap();
     assert!(topics.contains(&json!("user:{user_id}")));
     assert!(topics.contains(&json!("orders")));
-    assert!(catalog["publish_routes"].as_array().unwrap().iter().any(|r| r["handler"] == "place_order"));
-    assert!(catalog["event_types"].as_array().unwrap().iter().any(|e| e["event"] == "maintenance"));
-    assert!(catalog["subscribe_routes"].as_array().unwrap().iter().any(|s| s["mode"] == "query"));
+    assert!(catalog["publish_routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["handler"] == "place_order"));
+    assert!(catalog["event_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["event"] == "maintenance"));
+    assert!(catalog["subscribe_routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["mode"] == "query"));
 }
 
 #[tokio::test]
 async fn unregistered_topics_can_be_refused() {
-    let hub = Hub::builder().reject_unregistered_topics(true).build().unwrap();
-    let server = TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let hub = Hub::builder()
+        .reject_unregistered_topics(true)
+        .build()
+        .unwrap();
+    let server =
+        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
     let response = SseClient::request(&server.url("/events?topic=nobody"), &[]).await;
     assert_eq!(response.status(), 400);
     SseClient::connect(&server.url("/events?topic=user:5,orders")).await;
@@ -114,17 +172,31 @@ async fn unregistered_topics_can_be_refused() {
 #[tokio::test]
 async fn health_and_metrics_routes_answer() {
     let hub = Hub::builder().build().unwrap();
-    let server = TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let server =
+        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
     for path in ["/health", "/health/live", "/health/ready"] {
         let response = http().get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let health: Value = http().get(server.url("/health")).send().await.unwrap().json().await.unwrap();
+    let health: Value = http()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["broker"], "memory");
     let _client = SseClient::connect(&server.url("/events?topic=m")).await;
     let metrics = http().get(server.url("/metrics")).send().await.unwrap();
-    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(metrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = metrics.text().await.unwrap();
     assert!(text.contains("livepush_connections 1"), "{text}");
-    assert!(text.contains("livepush_connections_accepted_total 1"), "{text}");
+    assert!(
+        text.contains("livepush_connections_accepted_total 1"),
+        "{text}"
+    );
 }

@@ -130,16 +130,32 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut config = Config::default();
         if let Some(v) = get("LIVEPUSH_HEARTBEAT_SECS") {
-            let secs = parse_in(&v, "LIVEPUSH_HEARTBEAT_SECS", 1, 3600, "seconds from 1 to 3600")?;
+            let secs = parse_in(
+                &v,
+                "LIVEPUSH_HEARTBEAT_SECS",
+                1,
+                3600,
+                "seconds from 1 to 3600",
+            )?;
             config.heartbeat = Duration::from_secs(secs);
         }
         if let Some(v) = get("LIVEPUSH_MAX_CONNECTIONS") {
-            config.max_connections =
-                parse_in(&v, "LIVEPUSH_MAX_CONNECTIONS", 1, u32::MAX as u64, "a whole number ≥ 1")? as usize;
+            config.max_connections = parse_in(
+                &v,
+                "LIVEPUSH_MAX_CONNECTIONS",
+                1,
+                u32::MAX as u64,
+                "a whole number ≥ 1",
+            )? as usize;
         }
         if let Some(v) = get("LIVEPUSH_QUEUE_CAPACITY") {
-            config.queue_capacity =
-                parse_in(&v, "LIVEPUSH_QUEUE_CAPACITY", 1, 1 << 20, "a whole number from 1 to 1048576")? as usize;
+            config.queue_capacity = parse_in(
+                &v,
+                "LIVEPUSH_QUEUE_CAPACITY",
+                1,
+                1 << 20,
+                "a whole number from 1 to 1048576",
+            )? as usize;
         }
         if let Some(v) = get("LIVEPUSH_MAX_EVENT_BYTES") {
             config.max_event_bytes = parse_in(
@@ -151,11 +167,22 @@ impl Config {
             )? as usize;
         }
         if let Some(v) = get("LIVEPUSH_REPLAY") {
-            config.replay =
-                parse_in(&v, "LIVEPUSH_REPLAY", 0, 1 << 24, "events per topic, 0 (off) to 16777216")? as usize;
+            config.replay = parse_in(
+                &v,
+                "LIVEPUSH_REPLAY",
+                0,
+                1 << 24,
+                "events per topic, 0 (off) to 16777216",
+            )? as usize;
         }
         if let Some(v) = get("LIVEPUSH_REPLAY_TTL_SECS") {
-            let secs = parse_in(&v, "LIVEPUSH_REPLAY_TTL_SECS", 1, 30 * 86_400, "seconds from 1 to 2592000")?;
+            let secs = parse_in(
+                &v,
+                "LIVEPUSH_REPLAY_TTL_SECS",
+                1,
+                30 * 86_400,
+                "seconds from 1 to 2592000",
+            )?;
             config.replay_ttl = Duration::from_secs(secs);
         }
         if let Some(v) = get("LIVEPUSH_MAX_CONNECTIONS_PER_KEY") {
@@ -199,8 +226,15 @@ impl Config {
         if self.replay > 0 && self.replay_ttl.is_zero() {
             return invalid("replay_ttl", "must be longer than zero when replay is on");
         }
-        if self.redis_prefix.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-            return invalid("redis_prefix", "must not contain whitespace or control characters");
+        if self
+            .redis_prefix
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return invalid(
+                "redis_prefix",
+                "must not contain whitespace or control characters",
+            );
         }
         Ok(())
     }
@@ -215,7 +249,13 @@ impl Config {
     }
 }
 
-fn parse_in(value: &str, var: &'static str, min: u64, max: u64, expected: &'static str) -> Result<u64, ConfigError> {
+fn parse_in(
+    value: &str,
+    var: &'static str,
+    min: u64,
+    max: u64,
+    expected: &'static str,
+) -> Result<u64, ConfigError> {
     match value.trim().parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(ConfigError::InvalidVar {
@@ -232,7 +272,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 

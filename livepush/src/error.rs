@@ -95,7 +95,9 @@ pub enum SubscribeError {
 impl SubscribeError {
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
-            SubscribeError::Topic(TopicError::TooMany { .. }) => (StatusCode::BAD_REQUEST, "too_many_topics"),
+            SubscribeError::Topic(TopicError::TooMany { .. }) => {
+                (StatusCode::BAD_REQUEST, "too_many_topics")
+            }
             SubscribeError::Topic(TopicError::NoTopics) => (StatusCode::BAD_REQUEST, "no_topics"),
             SubscribeError::Topic(_) => (StatusCode::BAD_REQUEST, "invalid_topic"),
             SubscribeError::LastEventId(_) => (StatusCode::BAD_REQUEST, "invalid_last_event_id"),
@@ -103,8 +105,12 @@ impl SubscribeError {
             SubscribeError::UnknownCategory(_) => (StatusCode::BAD_REQUEST, "unknown_category"),
             SubscribeError::UnregisteredTopic(_) => (StatusCode::BAD_REQUEST, "unregistered_topic"),
             SubscribeError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            SubscribeError::TooManyConnections { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
-            SubscribeError::KeyCapReached { .. } => (StatusCode::TOO_MANY_REQUESTS, "key_cap_reached"),
+            SubscribeError::TooManyConnections { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_connections")
+            }
+            SubscribeError::KeyCapReached { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "key_cap_reached")
+            }
             SubscribeError::HubMissing => (StatusCode::INTERNAL_SERVER_ERROR, "hub_missing"),
             SubscribeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
         }
@@ -130,10 +136,17 @@ struct ErrorBody<'a> {
 
 /// A JSON error answer: `{"error": code, "message": message}`.
 pub(crate) fn json_error(status: StatusCode, code: &str, message: String) -> Response {
-    let body = serde_json::to_vec(&ErrorBody { error: code, message }).unwrap_or_default();
+    let body = serde_json::to_vec(&ErrorBody {
+        error: code,
+        message,
+    })
+    .unwrap_or_default();
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()
@@ -143,7 +156,9 @@ impl IntoResponse for SubscribeError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
         let mut response = json_error(status, code, self.to_string());
-        if let SubscribeError::TooManyConnections { retry_after } | SubscribeError::KeyCapReached { retry_after } = self {
+        if let SubscribeError::TooManyConnections { retry_after }
+        | SubscribeError::KeyCapReached { retry_after } = self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

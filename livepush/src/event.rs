@@ -167,7 +167,16 @@ mod tests {
     fn parses_ids_and_refuses_everything_else() {
         assert_eq!("0".parse::<EventId>(), Ok(EventId::new(0)));
         assert_eq!(" 17 ".parse::<EventId>(), Ok(EventId::new(17)));
-        for bad in ["", "-1", "1.5", "1e3", "abc", "99999999999999999999999", "+1", "18446744073709551616"] {
+        for bad in [
+            "",
+            "-1",
+            "1.5",
+            "1e3",
+            "abc",
+            "99999999999999999999999",
+            "+1",
+            "18446744073709551616",
+        ] {
             assert_eq!(bad.parse::<EventId>(), Err(InvalidEventId), "{bad:?}");
         }
         assert_eq!(

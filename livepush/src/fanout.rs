@@ -25,7 +25,11 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
-    pub(crate) fn new(id: u64, categories: Option<Box<[String]>>, policy: SlowConsumerPolicy) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        categories: Option<Box<[String]>>,
+        policy: SlowConsumerPolicy,
+    ) -> Self {
         ConnState {
             id,
             categories,
@@ -96,7 +100,9 @@ impl Fanout {
         if delivered > 0 {
             self.metrics.delivered.inc_by(delivered);
             let bytes = delivered.saturating_mul(envelope.frame().len() as u64);
-            self.metrics.queued_bytes.inc_by(i64::try_from(bytes).unwrap_or(i64::MAX));
+            self.metrics
+                .queued_bytes
+                .inc_by(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         if dropped > 0 {
             self.metrics.dropped.inc_by(dropped);

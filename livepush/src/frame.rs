@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn keeps_empty_and_trailing_lines() {
-        assert_eq!(&event(EventId::new(0), "e", b"")[..], b"id: 0\nevent: e\ndata: \n\n");
+        assert_eq!(
+            &event(EventId::new(0), "e", b"")[..],
+            b"id: 0\nevent: e\ndata: \n\n"
+        );
         assert_eq!(
             &event(EventId::new(u64::MAX), "e", b"x\n")[..],
             b"id: 18446744073709551615\nevent: e\ndata: x\ndata: \n\n"
@@ -141,6 +144,9 @@ mod tests {
 
     #[test]
     fn notices_have_no_id() {
-        assert_eq!(&notice("livepush.lagged", b"{}")[..], b"event: livepush.lagged\ndata: {}\n\n");
+        assert_eq!(
+            &notice("livepush.lagged", b"{}")[..],
+            b"event: livepush.lagged\ndata: {}\n\n"
+        );
     }
 }

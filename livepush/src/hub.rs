@@ -195,7 +195,9 @@ impl HubBuilder {
         F: Fn(Arc<Parts>, Topic) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = bool> + Send + 'static,
     {
-        self.authorizer = Some(Arc::new(move |parts, topic| Box::pin(authorize(parts, topic))));
+        self.authorizer = Some(Arc::new(move |parts, topic| {
+            Box::pin(authorize(parts, topic))
+        }));
         self
     }
 
@@ -210,7 +212,8 @@ impl HubBuilder {
             (None, None) => Arc::new(MemoryBroker::new(config.replay, config.replay_ttl)),
             #[cfg(feature = "redis")]
             (None, Some(url)) => Arc::new(
-                crate::broker::redis::RedisBroker::new(url, &config).map_err(|e| BuildError::Broker(e.to_string()))?,
+                crate::broker::redis::RedisBroker::new(url, &config)
+                    .map_err(|e| BuildError::Broker(e.to_string()))?,
             ),
             #[cfg(not(feature = "redis"))]
             (None, Some(_)) => return Err(ConfigError::RedisFeatureOff.into()),
@@ -271,7 +274,8 @@ impl Hub {
         data: &T,
     ) -> Result<EventId, PublishError> {
         let data = serde_json::to_vec(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(topic, event, None, Bytes::from(data)).await
+        self.publish_json(topic, event, None, Bytes::from(data))
+            .await
     }
 
     /// Publishes a domain event to the topic its `#[sse(topic = …)]` template names.
@@ -331,7 +335,10 @@ impl Hub {
         }
         let max = self.inner.config.max_event_bytes;
         if data.len() > max {
-            return Err(PublishError::TooLarge { size: data.len(), max });
+            return Err(PublishError::TooLarge {
+                size: data.len(),
+                max,
+            });
         }
         let publication = Publication {
             topic,
@@ -344,7 +351,10 @@ impl Hub {
         let id = tokio::time::timeout(timeout, self.inner.broker.publish(publication))
             .await
             .map_err(|_| PublishError::Timeout(timeout))??;
-        self.inner.metrics.publish_latency.observe(started.elapsed().as_secs_f64());
+        self.inner
+            .metrics
+            .publish_latency
+            .observe(started.elapsed().as_secs_f64());
         self.inner.metrics.published.inc();
         Ok(id)
     }
@@ -373,7 +383,10 @@ impl Hub {
     /// graceful shutdown, or use [`Hub::shutdown_on`].
     pub fn shutdown(&self) {
         if !self.inner.closing.swap(true, Ordering::SeqCst) {
-            tracing::info!(connections = self.connection_count(), "livepush shutting down: closing every stream");
+            tracing::info!(
+                connections = self.connection_count(),
+                "livepush shutting down: closing every stream"
+            );
         }
         for topic in self.inner.fanout.close_all() {
             self.inner.broker.unwatch(&topic);

@@ -137,10 +137,14 @@ impl Metrics {
     }
 
     pub(crate) fn reject(&self, reason: &'static str) {
-        self.connections_rejected.get_or_create(&[("reason", reason)]).inc();
+        self.connections_rejected
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     pub(crate) fn publish_error(&self, reason: &'static str) {
-        self.publish_errors.get_or_create(&[("reason", reason)]).inc();
+        self.publish_errors
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 }

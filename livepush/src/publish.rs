@@ -147,7 +147,13 @@ static WARNED_MISSING_HUB: AtomicBool = AtomicBool::new(false);
 impl PublishContext {
     /// Publishes `data` and never fails: a failure is logged and counted, and the handler's
     /// response goes out unchanged.
-    pub async fn publish(&self, event: &'static str, category: Option<&'static str>, topic: String, data: &Encoded) {
+    pub async fn publish(
+        &self,
+        event: &'static str,
+        category: Option<&'static str>,
+        topic: String,
+        data: &Encoded,
+    ) {
         let Some(hub) = &self.hub else {
             if !WARNED_MISSING_HUB.swap(true, Ordering::Relaxed) {
                 tracing::error!(

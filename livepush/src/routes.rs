@@ -68,7 +68,11 @@ impl Hub {
 
 async fn health(Extension(hub): Extension<Hub>) -> Response {
     let ready = hub.ready().await;
-    let status = if ready.is_ok() && !hub.is_shutting_down() { "ok" } else { "degraded" };
+    let status = if ready.is_ok() && !hub.is_shutting_down() {
+        "ok"
+    } else {
+        "degraded"
+    };
     Json(json!({
         "status": status,
         "broker": hub.broker_kind(),

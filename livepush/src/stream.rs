@@ -44,7 +44,9 @@ impl Drop for ConnectionGuard {
         let inner = &self.hub.inner;
         if self.registered {
             let broker = &inner.broker;
-            inner.fanout.remove(&self.topics, self.conn, |t| broker.unwatch(t));
+            inner
+                .fanout
+                .remove(&self.topics, self.conn, |t| broker.unwatch(t));
             inner.metrics.subscriptions.dec_by(self.topics.len() as i64);
         }
         inner.connections.fetch_sub(1, Ordering::Relaxed);
@@ -55,7 +57,10 @@ impl Drop for ConnectionGuard {
                 Ok(rt) => {
                     rt.spawn(async move { broker.release_slot(&key).await });
                 }
-                Err(_) => tracing::warn!(key, "no runtime to give back a connection slot; it expires with its TTL"),
+                Err(_) => tracing::warn!(
+                    key,
+                    "no runtime to give back a connection slot; it expires with its TTL"
+                ),
             }
         }
         tracing::debug!(parent: &self.span, "stream closed");
@@ -119,7 +124,12 @@ impl EventStream {
         // Hot path (one delivery per call under light load): no allocation unless several frames
         // are joined, and the duplicate filter only runs after a replay.
         let dequeued: usize = self.batch.iter().map(|e| e.frame().len()).sum();
-        self.guard.hub.inner.metrics.queued_bytes.dec_by(dequeued as i64);
+        self.guard
+            .hub
+            .inner
+            .metrics
+            .queued_bytes
+            .dec_by(dequeued as i64);
         if self.seen.is_some() {
             let mut batch = std::mem::take(&mut self.batch);
             batch.retain(|e| !self.is_duplicate(e));
@@ -151,7 +161,12 @@ impl Drop for EventStream {
             left += envelope.frame().len();
         }
         if left > 0 {
-            self.guard.hub.inner.metrics.queued_bytes.dec_by(left as i64);
+            self.guard
+                .hub
+                .inner
+                .metrics
+                .queued_bytes
+                .dec_by(left as i64);
         }
     }
 }
@@ -160,7 +175,10 @@ impl Body for EventStream {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
@@ -197,7 +215,10 @@ impl Body for EventStream {
             tracing::debug!(parent: &this.guard.span, missed, "slow consumer: events dropped");
             this.wrote_since_tick = true;
             let data = format!("{{\"missed\":{missed}}}");
-            return Poll::Ready(Some(Ok(Frame::data(frame::notice(LAGGED_EVENT, data.as_bytes())))));
+            return Poll::Ready(Some(Ok(Frame::data(frame::notice(
+                LAGGED_EVENT,
+                data.as_bytes(),
+            )))));
         }
         while this.heartbeat.poll_tick(cx).is_ready() {
             if !std::mem::replace(&mut this.wrote_since_tick, false) {

@@ -143,7 +143,13 @@ fn read_request(parts: &Parts) -> Result<RequestOptions, SubscribeError> {
                 }
                 "category" | "categories" => {
                     let list = options.categories.get_or_insert_with(Vec::new);
-                    list.extend(value.split(',').map(str::trim).filter(|c| !c.is_empty()).map(String::from));
+                    list.extend(
+                        value
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|c| !c.is_empty())
+                            .map(String::from),
+                    );
                 }
                 "lastEventId" | "last_event_id" => last_event_id = Some(value),
                 _ => {}
@@ -184,8 +190,16 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscribeContext {
         };
         let options = read_request(parts);
         // Only the authorize hook needs the request; clone it only then.
-        let parts = hub.inner.authorizer.is_some().then(|| Arc::new(parts.clone()));
-        Ok(SubscribeContext { hub, parts, options })
+        let parts = hub
+            .inner
+            .authorizer
+            .is_some()
+            .then(|| Arc::new(parts.clone()));
+        Ok(SubscribeContext {
+            hub,
+            parts,
+            options,
+        })
     }
 }
 
@@ -245,7 +259,9 @@ async fn open(
     if hub.is_shutting_down() {
         return Err(SubscribeError::ShuttingDown);
     }
-    let topics = sub.topics.validate(inner.config.max_topics_per_subscription)?;
+    let topics = sub
+        .topics
+        .validate(inner.config.max_topics_per_subscription)?;
     if let Some(categories) = &sub.categories {
         let known = registry::categories();
         if let Some(unknown) = categories.iter().find(|c| !known.contains(c.as_str())) {
@@ -253,7 +269,10 @@ async fn open(
         }
     }
     if inner.reject_unregistered {
-        if let Some(t) = topics.iter().find(|t| !registry::is_registered_topic(t.as_str())) {
+        if let Some(t) = topics
+            .iter()
+            .find(|t| !registry::is_registered_topic(t.as_str()))
+        {
             return Err(SubscribeError::UnregisteredTopic(t.to_string()));
         }
     }
@@ -285,7 +304,9 @@ async fn open(
         match inner.broker.acquire_slot(&key, limit).await {
             Ok(Slot::Granted) => guard.cap_key = Some(key),
             Ok(Slot::Full) => return Err(SubscribeError::KeyCapReached { retry_after }),
-            Err(error) => tracing::warn!(%error, key, "connection cap unavailable; admitting (fail-open)"),
+            Err(error) => {
+                tracing::warn!(%error, key, "connection cap unavailable; admitting (fail-open)")
+            }
         }
     }
 
@@ -302,10 +323,15 @@ async fn open(
     // Live first, history second: nothing published in between is missed, and duplicates of
     // history in the live queue are skipped by id (`seen`).
     let broker = &inner.broker;
-    inner.fanout.add(&guard.topics, &subscriber, |t| broker.watch(t));
+    inner
+        .fanout
+        .add(&guard.topics, &subscriber, |t| broker.watch(t));
     drop(subscriber);
     guard.registered = true;
-    inner.metrics.subscriptions.inc_by(guard.topics.len() as i64);
+    inner
+        .metrics
+        .subscriptions
+        .inc_by(guard.topics.len() as i64);
     // `shutdown` may have run since the check above; it sets the flag before it closes the queues,
     // so either it closed ours or we see the flag here (a stream that missed both would keep
     // graceful shutdown waiting).
@@ -325,10 +351,12 @@ async fn open(
             }
         };
         if !complete {
-            let data = serde_json::json!({ "last_event_id": after, "reason": "history_unavailable" });
+            let data =
+                serde_json::json!({ "last_event_id": after, "reason": "history_unavailable" });
             pending.push_back(frame::notice(RESET_EVENT, data.to_string().as_bytes()));
         }
-        let mut marks: HashMap<Topic, EventId> = guard.topics.iter().map(|t| (t.clone(), after)).collect();
+        let mut marks: HashMap<Topic, EventId> =
+            guard.topics.iter().map(|t| (t.clone(), after)).collect();
         for event in &history {
             marks.insert(event.topic().clone(), event.id());
             pending.push_back(event.frame().clone());
@@ -347,8 +375,14 @@ pub(crate) fn sse_response(body: Body) -> Response {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
@@ -367,7 +401,11 @@ mod tests {
 
     #[test]
     fn reads_topics_categories_and_ids() {
-        let o = read_request(&parts("/events?topic=a,b&topic=c&category=x&lastEventId=5", None)).unwrap();
+        let o = read_request(&parts(
+            "/events?topic=a,b&topic=c&category=x&lastEventId=5",
+            None,
+        ))
+        .unwrap();
         assert_eq!(o.topics.names(), ["a", "b", "c"]);
         assert_eq!(o.categories, Some(vec!["x".to_owned()]));
         assert_eq!(o.last_event_id, Some(EventId::new(5)));

@@ -249,7 +249,13 @@ mod tests {
 
     #[test]
     fn accepts_common_topic_shapes() {
-        for ok in ["comments", "ticket:42", "user:7f3a-b", "a.b/c@d#e=f+g~h*", "x"] {
+        for ok in [
+            "comments",
+            "ticket:42",
+            "user:7f3a-b",
+            "a.b/c@d#e=f+g~h*",
+            "x",
+        ] {
             assert!(Topic::new(ok).is_ok(), "{ok}");
         }
     }
@@ -282,7 +288,10 @@ mod tests {
     #[test]
     fn validates_topic_count() {
         let t = Topics::parse_list("a,b,c");
-        assert!(matches!(t.validate(2), Err(TopicError::TooMany { count: 3, max: 2 })));
+        assert!(matches!(
+            t.validate(2),
+            Err(TopicError::TooMany { count: 3, max: 2 })
+        ));
         assert_eq!(Topics::new().validate(2), Err(TopicError::NoTopics));
         assert_eq!(t.validate(3).unwrap().len(), 3);
     }

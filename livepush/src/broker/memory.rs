@@ -221,8 +221,20 @@ mod tests {
         assert!(!h.complete);
         assert_eq!(h.events.len(), 2);
         // an id from before this process started, or from the future, is not vouched for
-        assert!(!broker.history(&topics, EventId::new(1)).await.unwrap().complete);
-        assert!(!broker.history(&topics, EventId::new(u64::MAX)).await.unwrap().complete);
+        assert!(
+            !broker
+                .history(&topics, EventId::new(1))
+                .await
+                .unwrap()
+                .complete
+        );
+        assert!(
+            !broker
+                .history(&topics, EventId::new(u64::MAX))
+                .await
+                .unwrap()
+                .complete
+        );
     }
 
     #[tokio::test]

@@ -61,7 +61,9 @@ mod topic;
 
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
 pub use error::{PublishError, SubscribeError};
-pub use event::{validate_name, Envelope, EventId, InvalidEventId, InvalidName, Publication};
+pub use event::{
+    validate_name, Envelope, EventId, InvalidEventId, InvalidName, Publication, MAX_NAME_LEN,
+};
 pub use hub::{BuildError, Hub, HubBuilder};
 pub use publish::Publishable;
 pub use routes::LivepushRouter;

@@ -67,7 +67,7 @@ mod tests {
     fn a_body_with_a_return_type_chooses_the_topics() {
         let func = parse_quote!(
             async fn mine(user: AuthUser) -> Result<Topics, StatusCode> {
-                todo!()
+                Ok(Topics::one(format!("user:{}", user.id)))
             }
         );
         assert!(matches!(mode(func), Ok(Mode::Handler(_))));

@@ -12,7 +12,7 @@ mod app;
 use livepush::Hub;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{http, SseClient, TestServer};
+use support::{get_json, http, SseClient, TestServer};
 
 async fn start() -> TestServer {
     let hub = Hub::builder().build().unwrap();
@@ -282,14 +282,7 @@ async fn the_page_and_the_operational_routes_are_served() {
         let response = client.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
-    let catalog: Value = client
-        .get(server.url("/events/catalog"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog = get_json(&server.url("/events/catalog")).await;
     let routes = catalog["publish_routes"].as_array().unwrap();
     for (handler, event) in [
         ("create_comment", "comment_created"),

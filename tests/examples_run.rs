@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use spawned::{run_to_exit, Example};
-use support::{http, RedisServer, SseClient};
+use support::{get_json, http, RedisServer, SseClient};
 
 const EXAMPLES: [&str; 5] = [
     "crm_comments",
@@ -61,14 +61,7 @@ async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
             metrics.contains("# TYPE"),
             "{name}: /metrics is Prometheus text"
         );
-        let catalog: Value = client
-            .get(example.url("/events/catalog"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let catalog = get_json(&example.url("/events/catalog")).await;
         assert!(
             catalog["subscribe_routes"]
                 .as_array()
@@ -288,14 +281,7 @@ async fn domain_events_reach_user_and_broadcast_channels_filtered_by_category() 
 
     let unknown = SseClient::request(&example.url("/users/7/events?category=nope"), &[]).await;
     assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
-    let catalog: Value = client
-        .get(example.url("/events/catalog"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog = get_json(&example.url("/events/catalog")).await;
     let types: Vec<&str> = catalog["event_types"]
         .as_array()
         .unwrap()

@@ -15,7 +15,7 @@ use livepush::{
     Config, EventId, Hub, HubBuilder, LivepushRouter, Subscription, Topics, RESET_EVENT,
 };
 use serde_json::{json, Value};
-use support::{eventually, http, RedisServer, SseClient, TestServer};
+use support::{eventually, http, wait_for_status, RedisServer, SseClient, TestServer};
 
 // Until the macros land in every build, the handlers are written as the macros expand them:
 // `#[subscribe_to_events] async fn events() {}` and
@@ -65,15 +65,7 @@ fn builder(redis: &RedisServer) -> HubBuilder {
 /// A hub on `redis` served on a loopback port, once it is ready.
 async fn instance(hub: Hub) -> (Hub, TestServer) {
     let server = TestServer::start(app(&hub)).await;
-    let ready = server.url("/health/ready");
-    eventually("the hub is ready", || async {
-        http()
-            .get(&ready)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
+    wait_for_status(&server.url("/health/ready"), 200).await;
     (hub, server)
 }
 
@@ -198,15 +190,7 @@ async fn subscribers_keep_receiving_after_redis_restarts_and_publishing_fails_op
 
     redis.kill();
     for server in [&server_a, &server_b] {
-        let ready = server.url("/health/ready");
-        eventually("ready answers 503", || async {
-            http()
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 503)
-        })
-        .await;
+        wait_for_status(&server.url("/health/ready"), 503).await;
         let live = http().get(server.url("/health/live")).send().await.unwrap();
         assert_eq!(live.status(), 200);
     }
@@ -230,15 +214,7 @@ async fn subscribers_keep_receiving_after_redis_restarts_and_publishing_fails_op
 
     redis.restart();
     for server in [&server_a, &server_b] {
-        let ready = server.url("/health/ready");
-        eventually("ready answers 200 again", || async {
-            http()
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        })
-        .await;
+        wait_for_status(&server.url("/health/ready"), 200).await;
     }
     subscribed(&redis, "comments", 2).await;
     let response = http()

@@ -8,7 +8,7 @@ use livepush::registry::{self, SubscribeMode};
 use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter, SseEvent};
 use serde::Serialize;
 use serde_json::{json, Value};
-use support::{http, SseClient, TestServer};
+use support::{get_json, http, SseClient, TestServer};
 
 #[derive(Serialize, SseEvent)]
 #[sse(
@@ -128,14 +128,7 @@ async fn the_catalog_is_served_as_json() {
     let hub = Hub::builder().build().unwrap();
     let server =
         TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
-    let catalog: Value = http()
-        .get(server.url("/events/catalog"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog = get_json(&server.url("/events/catalog")).await;
     let topics = catalog["topics"].as_array().unwrap();
     assert!(topics.contains(&json!("user:{user_id}")));
     assert!(topics.contains(&json!("orders")));
@@ -178,14 +171,7 @@ async fn health_and_metrics_routes_answer() {
         let response = http().get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let health: Value = http()
-        .get(server.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get_json(&server.url("/health")).await;
     assert_eq!(health["broker"], "memory");
     let _client = SseClient::connect(&server.url("/events?topic=m")).await;
     let metrics = http().get(server.url("/metrics")).send().await.unwrap();

@@ -88,6 +88,25 @@ impl fmt::Display for TemplateError {
 }
 
 impl Template {
+    /// Parses a topic template literal and checks its literal text against the topic rules,
+    /// reporting every problem into `errors`; `None` when it cannot be used.
+    pub(crate) fn parse_topic(
+        topic: &LitStr,
+        errors: &mut crate::errors::Errors,
+    ) -> Option<Template> {
+        let template = match Template::parse(topic) {
+            Ok(template) => template,
+            Err(error) => {
+                errors.push(error);
+                return None;
+            }
+        };
+        for problem in template.topic_problems() {
+            errors.spanned(topic, problem);
+        }
+        Some(template)
+    }
+
     /// Parses the template in `lit`; every error is spanned on the literal.
     pub(crate) fn parse(lit: &LitStr) -> syn::Result<Template> {
         parse_str(&lit.value(), lit.span()).map_err(|errors| {

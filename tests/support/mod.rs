@@ -129,6 +129,31 @@ impl SseClient {
     }
 }
 
+/// GETs `url` and parses the answer as JSON (panics on any failure: it is a test).
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: body is not JSON: {e}"))
+}
+
+/// Polls `GET url` until it answers `status` or [`WAIT`] passes.
+pub async fn wait_for_status(url: &str, status: u16) {
+    let what = format!("GET {url} answers {status}");
+    eventually(&what, || async {
+        http()
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == status)
+    })
+    .await;
+}
+
 /// Polls `check` until it holds or [`WAIT`] passes.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

@@ -122,16 +122,7 @@ fn check_attribute(
         );
         return None;
     };
-    let template = match Template::parse(&topic) {
-        Ok(template) => template,
-        Err(error) => {
-            errors.push(error);
-            return None;
-        }
-    };
-    for problem in template.topic_problems() {
-        errors.spanned(&topic, problem);
-    }
+    let template = Template::parse_topic(&topic, errors)?;
     Some(Publication {
         span: args.span,
         event: args

@@ -54,16 +54,7 @@ pub(crate) fn validate(
         errors.spanned(&args.whole, "missing `topic` in #[sse(...)]: add `topic = \"...\"`, such as `topic = \"user:{user_id}\"`");
         return None;
     };
-    let template = match Template::parse(&topic) {
-        Ok(template) => template,
-        Err(error) => {
-            errors.push(error);
-            return None;
-        }
-    };
-    for problem in template.topic_problems() {
-        errors.spanned(&topic, problem);
-    }
+    let template = Template::parse_topic(&topic, errors)?;
     if let Some(fields) = &fields {
         check_placeholders(input, &template, fields, &topic, errors);
     }

@@ -86,10 +86,9 @@ pub async fn serve(name: &str, app: Router, hub: &Hub) {
         broker = hub.broker_kind(),
         "{name} listening on http://{addr}"
     );
-    // `into_make_service`: `axum::serve(listener, app)` rebuilds the router's route table for
-    // every connection (`Router::with_state(())` per accept, ~4.7 KiB that a long-lived SSE
-    // connection keeps); the make-service only clones an `Arc`. Measured in BENCHMARKS.md.
-    let served = axum::serve(listener, app.into_make_service())
+    // `livepush::serve`: `axum::serve` with TCP_NODELAY and the router made into a service once
+    // (see its docs; both measured in BENCHMARKS.md).
+    let served = livepush::serve(listener, app)
         .with_graceful_shutdown(hub.shutdown_on(shutdown_signal()))
         .await;
     if let Err(e) = served {

@@ -404,7 +404,7 @@ impl Hub {
     /// ```no_run
     /// # async fn run(app: axum::Router, hub: livepush::Hub) {
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
-    /// axum::serve(listener, app)
+    /// livepush::serve(listener, app) // or axum::serve
     ///     .with_graceful_shutdown(hub.shutdown_on(async {
     ///         let _ = tokio::signal::ctrl_c().await;
     ///     }))

@@ -38,6 +38,7 @@
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
 //! - [`registry`]: everything the program pushes, collected at link time.
 //! - [`frame`]: the SSE wire format, encoded once per event.
+//! - [`serve()`]: `axum::serve` with `TCP_NODELAY`, so small events are not held back by Nagle.
 //!
 //! [axum]: https://docs.rs/axum
 #![deny(missing_docs)]
@@ -54,6 +55,7 @@ mod metrics;
 mod publish;
 pub mod registry;
 mod routes;
+mod serve;
 mod sse_event;
 mod stream;
 mod subscribe;
@@ -67,6 +69,7 @@ pub use event::{
 pub use hub::{BuildError, Hub, HubBuilder};
 pub use publish::Publishable;
 pub use routes::LivepushRouter;
+pub use serve::{serve, NoDelayListener};
 pub use sse_event::SseEvent;
 pub use stream::{LAGGED_EVENT, RESET_EVENT};
 pub use subscribe::{IntoSubscription, Subscription};

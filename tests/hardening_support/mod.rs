@@ -180,7 +180,7 @@ pub struct GracefulServer {
 }
 
 impl GracefulServer {
-    /// Serves `app` with `axum::serve(..).with_graceful_shutdown(hub.shutdown_on(signal))`.
+    /// Serves `app` with `livepush::serve(..).with_graceful_shutdown(hub.shutdown_on(signal))`.
     pub async fn start(app: Router, hub: &livepush::Hub) -> GracefulServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -191,7 +191,7 @@ impl GracefulServer {
             let _ = signal.await;
         });
         let handle = tokio::spawn(async move {
-            axum::serve(listener, app)
+            livepush::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
                 .expect("serve");

@@ -28,7 +28,7 @@ impl TestServer {
             .expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         let handle = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            livepush::serve(listener, app).await.expect("serve");
         });
         TestServer { addr, handle }
     }

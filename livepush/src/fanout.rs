@@ -4,11 +4,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::mpsc;
-
 use crate::config::SlowConsumerPolicy;
 use crate::event::Envelope;
 use crate::metrics::Metrics;
+use crate::queue::{EventQueue, Pushed};
 use crate::topic::Topic;
 
 /// The state one connection shares between the fan-out (writer) and its stream (reader).
@@ -22,6 +21,8 @@ pub(crate) struct ConnState {
     pub(crate) missed: AtomicU64,
     /// Set when the queue overflowed under [`SlowConsumerPolicy::Disconnect`]: the stream ends.
     pub(crate) cut_off: AtomicBool,
+    /// Events waiting for the stream, in order.
+    pub(crate) queue: EventQueue,
 }
 
 impl ConnState {
@@ -29,6 +30,7 @@ impl ConnState {
         id: u64,
         categories: Option<Box<[String]>>,
         policy: SlowConsumerPolicy,
+        queue_capacity: usize,
     ) -> Self {
         ConnState {
             id,
@@ -36,6 +38,7 @@ impl ConnState {
             policy,
             missed: AtomicU64::new(0),
             cut_off: AtomicBool::new(false),
+            queue: EventQueue::new(queue_capacity),
         }
     }
 
@@ -48,12 +51,8 @@ impl ConnState {
     }
 }
 
-/// The sending half of one connection's queue, held once per topic it subscribed.
-#[derive(Clone)]
-pub(crate) struct Subscriber {
-    pub(crate) tx: mpsc::Sender<Arc<Envelope>>,
-    pub(crate) conn: Arc<ConnState>,
-}
+/// One connection, listed once under each topic it subscribed.
+pub(crate) type Subscriber = Arc<ConnState>;
 
 /// Topic → the local subscribers of that topic.
 pub(crate) struct Fanout {
@@ -80,21 +79,21 @@ impl Fanout {
         for sub in subscribers {
             // A connection that was cut off ends as soon as its body is polled again; until then
             // (a client that stopped reading is not polled) nothing more is queued for it.
-            if !sub.conn.accepts(envelope) || sub.conn.cut_off.load(Ordering::Relaxed) {
+            if !sub.accepts(envelope) || sub.cut_off.load(Ordering::Relaxed) {
                 continue;
             }
-            match sub.tx.try_send(envelope.clone()) {
-                Ok(()) => delivered += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+            match sub.queue.push(envelope) {
+                Pushed::Queued => delivered += 1,
+                Pushed::Full => {
                     dropped += 1;
-                    sub.conn.missed.fetch_add(1, Ordering::Relaxed);
-                    if sub.conn.policy == SlowConsumerPolicy::Disconnect
-                        && !sub.conn.cut_off.swap(true, Ordering::Relaxed)
+                    sub.missed.fetch_add(1, Ordering::Relaxed);
+                    if sub.policy == SlowConsumerPolicy::Disconnect
+                        && !sub.cut_off.swap(true, Ordering::Relaxed)
                     {
                         self.metrics.slow_consumer_disconnects.inc();
                     }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Pushed::Closed => {}
             }
         }
         if delivered > 0 {
@@ -128,7 +127,7 @@ impl Fanout {
         let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
         for topic in topics {
             if let Some(subs) = map.get_mut(topic) {
-                if let Some(at) = subs.iter().position(|s| s.conn.id == conn) {
+                if let Some(at) = subs.iter().position(|s| s.id == conn) {
                     subs.swap_remove(at);
                 }
                 if subs.is_empty() {
@@ -140,10 +139,14 @@ impl Fanout {
         self.metrics.topics.set(map.len() as i64);
     }
 
-    /// Drops every queue sender, which ends every open stream; returns the topics that were watched.
+    /// Closes every queue, which ends every open stream once it has sent what was queued;
+    /// returns the topics that were watched.
     pub(crate) fn close_all(&self) -> Vec<Topic> {
         let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
         let topics = map.keys().cloned().collect();
+        for sub in map.values().flatten() {
+            sub.queue.close();
+        }
         map.clear();
         self.metrics.topics.set(0);
         topics

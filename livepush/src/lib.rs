@@ -53,6 +53,7 @@ pub mod frame;
 mod hub;
 mod metrics;
 mod publish;
+mod queue;
 pub mod registry;
 mod routes;
 mod serve;

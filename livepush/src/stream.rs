@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::event::{Envelope, EventId};
@@ -69,7 +68,7 @@ impl Drop for ConnectionGuard {
 
 /// An SSE response body.
 pub(crate) struct EventStream {
-    rx: mpsc::Receiver<Arc<Envelope>>,
+    /// This connection's queue and flags, shared with the fan-out.
     conn: Arc<ConnState>,
     /// Frames to send before live events: the retry hint, a reset notice, replayed history.
     pending: VecDeque<Bytes>,
@@ -86,7 +85,6 @@ pub(crate) struct EventStream {
 
 impl EventStream {
     pub(crate) fn new(
-        rx: mpsc::Receiver<Arc<Envelope>>,
         conn: Arc<ConnState>,
         pending: VecDeque<Bytes>,
         seen: Option<HashMap<Topic, EventId>>,
@@ -97,7 +95,6 @@ impl EventStream {
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         EventStream {
-            rx,
             conn,
             pending,
             seen,
@@ -155,11 +152,7 @@ impl EventStream {
 impl Drop for EventStream {
     fn drop(&mut self) {
         // Whatever is still queued is never sent: take it out of the queued-bytes gauge.
-        self.rx.close();
-        let mut left = 0usize;
-        while let Ok(envelope) = self.rx.try_recv() {
-            left += envelope.frame().len();
-        }
+        let left = self.conn.queue.close_and_clear();
         if left > 0 {
             self.guard
                 .hub
@@ -194,9 +187,9 @@ impl Body for EventStream {
             return Poll::Ready(None);
         }
         loop {
-            match this.rx.poll_recv_many(cx, &mut this.batch, MAX_BATCH) {
+            match this.conn.queue.poll_take(cx, &mut this.batch, MAX_BATCH) {
                 Poll::Ready(0) => {
-                    // Every sender is gone: the hub is shutting down.
+                    // Closed and empty: the hub is shutting down.
                     this.done = true;
                     return Poll::Ready(None);
                 }

@@ -9,7 +9,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
 
 use crate::broker::Slot;
 use crate::error::SubscribeError;
@@ -310,23 +309,16 @@ async fn open(
         }
     }
 
-    let (tx, rx) = mpsc::channel(inner.config.queue_capacity);
-    let state = Arc::new(ConnState::new(
+    let state: Subscriber = Arc::new(ConnState::new(
         conn,
         sub.categories.map(Vec::into_boxed_slice),
         inner.config.slow_consumer_policy(),
+        inner.config.queue_capacity,
     ));
-    let subscriber = Subscriber {
-        tx,
-        conn: state.clone(),
-    };
     // Live first, history second: nothing published in between is missed, and duplicates of
     // history in the live queue are skipped by id (`seen`).
     let broker = &inner.broker;
-    inner
-        .fanout
-        .add(&guard.topics, &subscriber, |t| broker.watch(t));
-    drop(subscriber);
+    inner.fanout.add(&guard.topics, &state, |t| broker.watch(t));
     guard.registered = true;
     inner
         .metrics
@@ -366,7 +358,7 @@ async fn open(
     }
     inner.metrics.connections_total.inc();
     tracing::debug!(parent: &guard.span, "stream opened");
-    let stream = EventStream::new(rx, state, pending, seen, guard);
+    let stream = EventStream::new(state, pending, seen, guard);
     Ok(sse_response(Body::new(stream)))
 }
 

@@ -175,11 +175,12 @@ async fn health_and_metrics_routes_answer() {
     assert_eq!(health["broker"], "memory");
     let _client = SseClient::connect(&server.url("/events?topic=m")).await;
     let metrics = http().get(server.url("/metrics")).send().await.unwrap();
-    assert!(metrics.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain"));
+    assert_eq!(
+        metrics.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     let text = metrics.text().await.unwrap();
+    assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("livepush_connections 1"), "{text}");
     assert!(
         text.contains("livepush_connections_accepted_total 1"),

@@ -104,11 +104,14 @@ async fn ready(Extension(hub): Extension<Hub>) -> Response {
     }
 }
 
+/// The body is the OpenMetrics text format (`prometheus-client` writes `# EOF` and `_total`
+/// counters), so it goes out under the OpenMetrics media type that Prometheus negotiates;
+/// labelling it `text/plain; version=0.0.4` made strict scrapers reject the `# EOF` line.
 async fn metrics(Extension(hub): Extension<Hub>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
         )],
         hub.metrics_text(),
     )

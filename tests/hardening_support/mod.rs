@@ -100,6 +100,20 @@ impl RawResponse {
         }
     }
 
+    /// Reads while `more()` says bytes are still on their way (panics after [`WAIT`]).
+    pub async fn read_while(&mut self, mut more: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while more() {
+            let mut chunk = [0u8; 64 * 1024];
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
+                .await
+                .expect("the expected bytes did not arrive")
+                .expect("read body");
+            assert!(n > 0, "stream ended while bytes were expected");
+            self.body.extend_from_slice(&chunk[..n]);
+        }
+    }
+
     /// Reads the rest of a body that ends (its `Content-Length`, the last chunk, or a close).
     pub async fn read_to_end(&mut self) {
         let deadline = tokio::time::Instant::now() + WAIT;

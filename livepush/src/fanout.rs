@@ -38,7 +38,7 @@ impl ConnState {
             policy,
             missed: AtomicU64::new(0),
             cut_off: AtomicBool::new(false),
-            queue: EventQueue::new(queue_capacity),
+            queue: EventQueue::new(queue_capacity, crate::stream::MAX_BATCH),
         }
     }
 

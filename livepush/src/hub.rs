@@ -123,6 +123,13 @@ impl HubBuilder {
         self
     }
 
+    /// Write coalescing window (default 1 ms; `Duration::ZERO` writes every event at once).
+    /// See [`Config::coalesce`].
+    pub fn coalesce(mut self, window: Duration) -> Self {
+        self.config.coalesce = window;
+        self
+    }
+
     /// Largest event payload in bytes (default 64 KiB).
     pub fn max_event_bytes(mut self, bytes: usize) -> Self {
         self.config.max_event_bytes = bytes;

@@ -7,11 +7,13 @@
 //! lock per push and per batch taken, and a wake-up only when the queue goes from empty to not
 //! empty, where a bounded mpsc pays a semaphore, a block list and a waker per message
 //! (BENCHMARKS.md has the profile), and one small allocation per connection instead of a
-//! cache-padded channel.
+//! cache-padded channel. It also lets the reader hold events back for write coalescing
+//! ([`crate::Config::coalesce`]) without that ever costing an event: a queue that reaches its
+//! flush mark wakes the reader, which then writes at once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 
 use crate::event::Envelope;
 
@@ -25,10 +27,26 @@ pub(crate) enum Pushed {
     Closed,
 }
 
+/// What [`EventQueue::poll_take`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Taken {
+    /// This many events were moved out.
+    Events(usize),
+    /// Nothing queued; the reader is woken by the next push.
+    Empty,
+    /// Events are queued but the reader chose to wait; it is woken when the queue reaches its
+    /// flush mark or closes (and by whatever else it waits on).
+    Held,
+    /// Closed and empty: the stream is over.
+    Closed,
+}
+
 #[derive(Debug)]
 pub(crate) struct EventQueue {
     state: Mutex<State>,
     capacity: usize,
+    /// The queue length at which a push wakes a reader that holds events back.
+    flush_at: usize,
 }
 
 #[derive(Debug, Default)]
@@ -39,11 +57,27 @@ struct State {
     closed: bool,
 }
 
+impl State {
+    fn register(&mut self, waker: &Waker) {
+        match &mut self.waker {
+            Some(current) if current.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+}
+
 impl EventQueue {
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// A queue of at most `capacity` events; a reader holding events back is woken once
+    /// `flush_at` are queued, clamped to a quarter of the capacity: the other three quarters are
+    /// the slack that absorbs events published while the woken reader is on its way, so holding
+    /// back never makes a queue overflow for a client that keeps up. Below 8 events of capacity
+    /// the mark is 1: nothing is held.
+    pub(crate) fn new(capacity: usize, flush_at: usize) -> Self {
+        let capacity = capacity.max(1);
         EventQueue {
             state: Mutex::new(State::default()),
-            capacity: capacity.max(1),
+            capacity,
+            flush_at: flush_at.min(capacity / 4).max(1),
         }
     }
 
@@ -63,9 +97,11 @@ impl EventQueue {
                 return Pushed::Full;
             }
             state.items.push_back(event.clone());
-            // Only the first event wakes the reader: until it has taken them all it either is
-            // already scheduled or comes back by itself (it is polled again after every batch).
-            if state.items.len() == 1 {
+            // The first event wakes a waiting reader; until it has taken them all it is either
+            // scheduled, polled again after its write, or holding them back, which the flush
+            // mark ends.
+            let len = state.items.len();
+            if len == 1 || len == self.flush_at {
                 state.waker.take()
             } else {
                 None
@@ -77,28 +113,30 @@ impl EventQueue {
         Pushed::Queued
     }
 
-    /// Moves up to `max` queued events into `out`. `Ready(0)` means closed and empty: the stream
-    /// is over. `Pending` means empty; the reader is woken by the next push or by [`Self::close`].
+    /// Moves up to `max` queued events into `out`, unless `hold` (asked only while the queue is
+    /// open and below its flush mark) says to wait. One lock for the whole decision.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
         out: &mut Vec<Arc<Envelope>>,
         max: usize,
-    ) -> Poll<usize> {
+        hold: impl FnOnce(&mut Context<'_>) -> bool,
+    ) -> Taken {
         let mut state = self.lock();
         if state.items.is_empty() {
             if state.closed {
-                return Poll::Ready(0);
+                return Taken::Closed;
             }
-            match &mut state.waker {
-                Some(waker) if waker.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            return Poll::Pending;
+            state.register(cx.waker());
+            return Taken::Empty;
+        }
+        if !state.closed && state.items.len() < self.flush_at && hold(cx) {
+            state.register(cx.waker());
+            return Taken::Held;
         }
         let n = state.items.len().min(max);
         out.extend(state.items.drain(..n));
-        Poll::Ready(n)
+        Taken::Events(n)
     }
 
     /// Refuses further events and wakes the reader, which takes what is queued and then ends.
@@ -143,6 +181,10 @@ mod tests {
         Arc::new(Envelope::new(EventId::new(n), publication))
     }
 
+    fn never(_: &mut Context<'_>) -> bool {
+        false
+    }
+
     #[derive(Default)]
     struct CountingWaker(AtomicUsize);
     impl Wake for CountingWaker {
@@ -153,28 +195,79 @@ mod tests {
 
     #[test]
     fn wakes_on_first_event_only_and_takes_in_order() {
-        let queue = EventQueue::new(8);
+        let queue = EventQueue::new(8, 64);
         let counter = Arc::new(CountingWaker::default());
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
         let mut out = Vec::new();
-        assert_eq!(queue.poll_take(&mut cx, &mut out, 64), Poll::Pending);
+        assert_eq!(queue.poll_take(&mut cx, &mut out, 64, never), Taken::Empty);
         for n in 1..=3 {
             assert_eq!(queue.push(&event(n)), Pushed::Queued);
         }
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
-        assert_eq!(queue.poll_take(&mut cx, &mut out, 2), Poll::Ready(2));
-        assert_eq!(queue.poll_take(&mut cx, &mut out, 2), Poll::Ready(1));
+        assert_eq!(
+            queue.poll_take(&mut cx, &mut out, 2, never),
+            Taken::Events(2)
+        );
+        assert_eq!(
+            queue.poll_take(&mut cx, &mut out, 2, never),
+            Taken::Events(1)
+        );
         let ids: Vec<u64> = out.iter().map(|e| e.id().get()).collect();
         assert_eq!(ids, [1, 2, 3]);
-        assert_eq!(queue.poll_take(&mut cx, &mut out, 2), Poll::Pending);
+        assert_eq!(queue.poll_take(&mut cx, &mut out, 2, never), Taken::Empty);
         queue.push(&event(4));
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]
+    fn a_held_queue_wakes_its_reader_at_the_flush_mark_and_on_close() {
+        // capacity 16: the flush mark is clamped to 4
+        let queue = EventQueue::new(16, 64);
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        let hold = |_: &mut Context<'_>| true;
+        assert_eq!(queue.poll_take(&mut cx, &mut out, 64, hold), Taken::Empty);
+        queue.push(&event(1));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "first event");
+        assert_eq!(queue.poll_take(&mut cx, &mut out, 64, hold), Taken::Held);
+        queue.push(&event(2));
+        queue.push(&event(3));
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "held: no wake-up per event"
+        );
+        queue.push(&event(4));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2, "the flush mark");
+        // at the mark the reader is not asked whether to hold
+        assert_eq!(
+            queue.poll_take(&mut cx, &mut out, 64, |_| unreachable!()),
+            Taken::Events(4)
+        );
+
+        // the reader took the events, so it is not waiting: no wake-up needed for the next one
+        queue.push(&event(5));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert_eq!(queue.poll_take(&mut cx, &mut out, 64, hold), Taken::Held);
+        queue.close();
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            3,
+            "close wakes a holding reader"
+        );
+        assert_eq!(
+            queue.poll_take(&mut cx, &mut out, 64, |_| unreachable!()),
+            Taken::Events(1)
+        );
+        assert_eq!(queue.poll_take(&mut cx, &mut out, 64, hold), Taken::Closed);
+    }
+
+    #[test]
     fn full_and_closed_refuse_events() {
-        let queue = EventQueue::new(2);
+        let queue = EventQueue::new(2, 64);
         assert_eq!(queue.push(&event(1)), Pushed::Queued);
         assert_eq!(queue.push(&event(2)), Pushed::Queued);
         assert_eq!(queue.push(&event(3)), Pushed::Full);
@@ -184,21 +277,27 @@ mod tests {
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         let mut out = Vec::new();
-        assert_eq!(queue.poll_take(&mut cx, &mut out, 64), Poll::Ready(2));
-        assert_eq!(queue.poll_take(&mut cx, &mut out, 64), Poll::Ready(0));
+        assert_eq!(
+            queue.poll_take(&mut cx, &mut out, 64, never),
+            Taken::Events(2)
+        );
+        assert_eq!(queue.poll_take(&mut cx, &mut out, 64, never), Taken::Closed);
     }
 
     #[test]
     fn close_wakes_a_waiting_reader_and_clear_counts_bytes() {
-        let queue = EventQueue::new(4);
+        let queue = EventQueue::new(4, 64);
         let counter = Arc::new(CountingWaker::default());
         let waker = Waker::from(counter.clone());
         let mut cx = Context::from_waker(&waker);
-        assert_eq!(queue.poll_take(&mut cx, &mut Vec::new(), 64), Poll::Pending);
+        assert_eq!(
+            queue.poll_take(&mut cx, &mut Vec::new(), 64, never),
+            Taken::Empty
+        );
         queue.close();
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
 
-        let queue = EventQueue::new(4);
+        let queue = EventQueue::new(4, 64);
         let (a, b) = (event(1), event(2));
         queue.push(&a);
         queue.push(&b);

@@ -2,24 +2,27 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::event::{Envelope, EventId};
 use crate::fanout::ConnState;
 use crate::frame;
 use crate::hub::Hub;
+use crate::queue::Taken;
 use crate::topic::Topic;
 
 /// Most queued events written in one chunk: enough to save syscalls under load, small enough to
 /// keep one chunk well under a socket buffer.
-const MAX_BATCH: usize = 64;
+pub(crate) const MAX_BATCH: usize = 64;
 
 /// The name of the event sent when a client missed events that were dropped for it.
 pub const LAGGED_EVENT: &str = "livepush.lagged";
@@ -66,6 +69,46 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Write coalescing ([`crate::Config::coalesce`]): a stream that wrote less than `window` ago
+/// holds new events back until the window that began with that write has passed.
+struct Coalescer {
+    /// Zero when off.
+    window: Duration,
+    /// When events were last handed to the socket.
+    last_write: Option<Instant>,
+    /// Wakes the stream at the end of a window; made on first use.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl Coalescer {
+    /// Whether to hold queued events back; if so, the timer wakes the stream when the window
+    /// ends. A stream that has not written within the window writes at once.
+    fn hold(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.window.is_zero() {
+            return false;
+        }
+        let Some(until) = self.last_write.map(|at| at + self.window) else {
+            return false;
+        };
+        if Instant::now() >= until {
+            return false;
+        }
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(until)));
+        if timer.deadline() != until {
+            timer.as_mut().reset(until);
+        }
+        timer.as_mut().poll(cx).is_pending()
+    }
+
+    fn wrote(&mut self) {
+        if !self.window.is_zero() {
+            self.last_write = Some(Instant::now());
+        }
+    }
+}
+
 /// An SSE response body.
 pub(crate) struct EventStream {
     /// This connection's queue and flags, shared with the fan-out.
@@ -79,6 +122,7 @@ pub(crate) struct EventStream {
     heartbeat_frame: Bytes,
     wrote_since_tick: bool,
     batch: Vec<Arc<Envelope>>,
+    coalescer: Coalescer,
     done: bool,
     guard: ConnectionGuard,
 }
@@ -102,6 +146,11 @@ impl EventStream {
             heartbeat_frame: guard.hub.inner.heartbeat_frame.clone(),
             wrote_since_tick: false,
             batch: Vec::with_capacity(8),
+            coalescer: Coalescer {
+                window: config.coalesce,
+                last_write: None,
+                timer: None,
+            },
             done: false,
             guard,
         }
@@ -187,20 +236,27 @@ impl Body for EventStream {
             return Poll::Ready(None);
         }
         loop {
-            match this.conn.queue.poll_take(cx, &mut this.batch, MAX_BATCH) {
-                Poll::Ready(0) => {
-                    // Closed and empty: the hub is shutting down.
+            let coalescer = &mut this.coalescer;
+            let taken = this
+                .conn
+                .queue
+                .poll_take(cx, &mut this.batch, MAX_BATCH, |cx| coalescer.hold(cx));
+            match taken {
+                // Closed and empty: the hub is shutting down.
+                Taken::Closed => {
                     this.done = true;
                     return Poll::Ready(None);
                 }
-                Poll::Ready(_) => {
+                Taken::Empty => break,
+                Taken::Held => return Poll::Pending,
+                Taken::Events(_) => {
                     if let Some(chunk) = this.take_batch() {
                         this.wrote_since_tick = true;
+                        this.coalescer.wrote();
                         return Poll::Ready(Some(Ok(Frame::data(chunk))));
                     }
                     // all duplicates of replayed history: look again
                 }
-                Poll::Pending => break,
             }
         }
         let missed = this.conn.missed.swap(0, Ordering::Relaxed);
@@ -227,5 +283,131 @@ impl Body for EventStream {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::body::BodyDataStream;
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::subscribe::{open, Subscription};
+    use crate::{Hub, Topics};
+
+    async fn subscribe(hub: &Hub) -> BodyDataStream {
+        let topics = Topics::parse_list("t");
+        let response = open(hub, None, Subscription::new(topics), None)
+            .await
+            .unwrap();
+        let mut body = response.into_body().into_data_stream();
+        let retry = body.next().await.unwrap().unwrap();
+        assert!(retry.starts_with(b"retry:"));
+        body
+    }
+
+    /// Polls `future` once without waiting (a later `.await` registers the real waker).
+    fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+        Pin::new(future).poll(&mut Context::from_waker(std::task::Waker::noop()))
+    }
+
+    /// The `data:` payloads of one chunk, in order.
+    fn payloads(chunk: &[u8]) -> Vec<String> {
+        String::from_utf8_lossy(chunk)
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_owned()))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_just_wrote_waits_out_the_window_and_sends_one_chunk() {
+        let hub = Hub::builder()
+            .coalesce(Duration::from_millis(5))
+            .build()
+            .unwrap();
+        let mut body = subscribe(&hub).await;
+        hub.publish("t", "e", &1).await.unwrap();
+        // quiet before: written at once
+        let started = tokio::time::Instant::now();
+        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["1"]);
+        assert_eq!(tokio::time::Instant::now(), started);
+
+        hub.publish("t", "e", &2).await.unwrap();
+        let mut next = body.next();
+        assert!(
+            poll_once(&mut next).is_pending(),
+            "held back within the window"
+        );
+        hub.publish("t", "e", &3).await.unwrap();
+        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["2", "3"]);
+        assert_eq!(
+            tokio::time::Instant::now(),
+            started + Duration::from_millis(5)
+        );
+
+        // quiet for longer than the window: written at once again
+        tokio::time::advance(Duration::from_millis(6)).await;
+        hub.publish("t", "e", &4).await.unwrap();
+        let before = tokio::time::Instant::now();
+        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["4"]);
+        assert_eq!(tokio::time::Instant::now(), before);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_is_written_at_the_flush_mark_without_waiting() {
+        // capacity 16: a held stream writes once 4 events are queued
+        let hub = Hub::builder()
+            .coalesce(Duration::from_millis(5))
+            .queue_capacity(16)
+            .build()
+            .unwrap();
+        let mut body = subscribe(&hub).await;
+        hub.publish("t", "e", &1).await.unwrap();
+        body.next().await.unwrap().unwrap();
+        for n in 2..=5 {
+            hub.publish("t", "e", &n).await.unwrap();
+        }
+        let mut next = body.next();
+        match poll_once(&mut next) {
+            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["2", "3", "4", "5"]),
+            other => panic!("expected the burst at once, got {other:?}"),
+        }
+        // nothing dropped for a client that keeps up
+        assert!(!hub
+            .metrics_text()
+            .contains("livepush_events_dropped_total 1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_window_writes_every_event_at_once() {
+        let hub = Hub::builder().coalesce(Duration::ZERO).build().unwrap();
+        let mut body = subscribe(&hub).await;
+        hub.publish("t", "e", &1).await.unwrap();
+        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["1"]);
+        hub.publish("t", "e", &2).await.unwrap();
+        let mut next = body.next();
+        match poll_once(&mut next) {
+            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["2"]),
+            other => panic!("expected event 2 at once, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_a_held_back_stream_after_sending_what_it_held() {
+        let hub = Hub::builder()
+            .coalesce(Duration::from_millis(5))
+            .build()
+            .unwrap();
+        let mut body = subscribe(&hub).await;
+        hub.publish("t", "e", &1).await.unwrap();
+        body.next().await.unwrap().unwrap();
+        hub.publish("t", "e", &2).await.unwrap();
+        let mut next = body.next();
+        assert!(poll_once(&mut next).is_pending());
+        hub.shutdown();
+        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["2"]);
+        assert!(body.next().await.is_none());
     }
 }

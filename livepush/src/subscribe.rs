@@ -248,7 +248,7 @@ fn refuse(hub: &Hub, error: SubscribeError) -> Response {
 }
 
 /// Validates, authorizes and caps a subscription, then starts its stream.
-async fn open(
+pub(crate) async fn open(
     hub: &Hub,
     parts: Option<Arc<Parts>>,
     sub: Subscription,

@@ -8,7 +8,7 @@ use axum::serve::{Listener, Serve};
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 
-/// Serves `app` on `listener`: [`axum::serve`] with the two settings an SSE server needs.
+/// Serves `app` on `listener`: [`axum::serve()`] with the two settings an SSE server needs.
 ///
 /// - **`TCP_NODELAY` on every accepted socket.** An SSE frame is a few hundred bytes written on
 ///   its own. With Nagle's algorithm on (the kernel default, and what `axum::serve` leaves), the

@@ -185,6 +185,12 @@ mod tests {
         false
     }
 
+    /// A waker and the count of its wake-ups.
+    fn counting_waker() -> (Arc<CountingWaker>, Waker) {
+        let counter = Arc::new(CountingWaker::default());
+        (counter.clone(), Waker::from(counter))
+    }
+
     #[derive(Default)]
     struct CountingWaker(AtomicUsize);
     impl Wake for CountingWaker {
@@ -196,8 +202,7 @@ mod tests {
     #[test]
     fn wakes_on_first_event_only_and_takes_in_order() {
         let queue = EventQueue::new(8, 64);
-        let counter = Arc::new(CountingWaker::default());
-        let waker = Waker::from(counter.clone());
+        let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let mut out = Vec::new();
         assert_eq!(queue.poll_take(&mut cx, &mut out, 64, never), Taken::Empty);
@@ -224,8 +229,7 @@ mod tests {
     fn a_held_queue_wakes_its_reader_at_the_flush_mark_and_on_close() {
         // capacity 16: the flush mark is clamped to 4
         let queue = EventQueue::new(16, 64);
-        let counter = Arc::new(CountingWaker::default());
-        let waker = Waker::from(counter.clone());
+        let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let mut out = Vec::new();
         let hold = |_: &mut Context<'_>| true;
@@ -287,8 +291,7 @@ mod tests {
     #[test]
     fn close_wakes_a_waiting_reader_and_clear_counts_bytes() {
         let queue = EventQueue::new(4, 64);
-        let counter = Arc::new(CountingWaker::default());
-        let waker = Waker::from(counter.clone());
+        let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(
             queue.poll_take(&mut cx, &mut Vec::new(), 64, never),

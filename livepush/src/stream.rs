@@ -308,6 +308,11 @@ mod tests {
         body
     }
 
+    /// A hub with a 5 ms coalescing window.
+    fn held_hub(builder: crate::HubBuilder) -> Hub {
+        builder.coalesce(Duration::from_millis(5)).build().unwrap()
+    }
+
     /// Polls `future` once without waiting (a later `.await` registers the real waker).
     fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
         Pin::new(future).poll(&mut Context::from_waker(std::task::Waker::noop()))
@@ -323,10 +328,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stream_that_just_wrote_waits_out_the_window_and_sends_one_chunk() {
-        let hub = Hub::builder()
-            .coalesce(Duration::from_millis(5))
-            .build()
-            .unwrap();
+        let hub = held_hub(Hub::builder());
         let mut body = subscribe(&hub).await;
         hub.publish("t", "e", &1).await.unwrap();
         // quiet before: written at once
@@ -358,11 +360,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_burst_is_written_at_the_flush_mark_without_waiting() {
         // capacity 16: a held stream writes once 4 events are queued
-        let hub = Hub::builder()
-            .coalesce(Duration::from_millis(5))
-            .queue_capacity(16)
-            .build()
-            .unwrap();
+        let hub = held_hub(Hub::builder().queue_capacity(16));
         let mut body = subscribe(&hub).await;
         hub.publish("t", "e", &1).await.unwrap();
         body.next().await.unwrap().unwrap();
@@ -396,10 +394,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_a_held_back_stream_after_sending_what_it_held() {
-        let hub = Hub::builder()
-            .coalesce(Duration::from_millis(5))
-            .build()
-            .unwrap();
+        let hub = held_hub(Hub::builder());
         let mut body = subscribe(&hub).await;
         for n in 1..=2 {
             hub.publish("t", "e", &n).await.unwrap();

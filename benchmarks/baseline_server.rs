@@ -21,6 +21,7 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{http::StatusCode, Json, Router};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
@@ -114,6 +115,17 @@ async fn main() {
         Ok(addr) => println!("baseline_server listening on http://{addr}"),
         Err(e) => eprintln!("warning: cannot read the listening address: {e}"),
     }
+    // `BASELINE_NODELAY=1`: the same server with `TCP_NODELAY` on every accepted socket, as
+    // `livepush::serve` does (axum's default leaves Nagle's algorithm on). An informative row of
+    // BENCHMARKS.md; the target rows compare with the default.
+    let nodelay = std::env::var("BASELINE_NODELAY").is_ok_and(|v| v == "1");
+    let listener = listener.tap_io(move |tcp| {
+        if nodelay {
+            if let Err(e) = tcp.set_nodelay(true) {
+                eprintln!("warning: cannot set TCP_NODELAY: {e}");
+            }
+        }
+    });
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("error: server error: {e}");
         std::process::exit(1)

@@ -4,7 +4,7 @@
 #
 #   scripts/bench.sh                 # everything: baseline, livepush in-memory, livepush + Redis, 19k row
 #   QUICK=1 scripts/bench.sh         # fewer events per row (a smoke run, not figures to publish)
-#   ROWS="baseline memory" scripts/bench.sh   # a subset of: baseline memory redis big
+#   ROWS="baseline memory" scripts/bench.sh   # a subset of: baseline nodelay memory redis big
 #   REPEAT=3 scripts/bench.sh        # each N = 100 / 1,000 / 10,000 row 3 times; the table shows
 #                                    # the run with the median CPU per delivery, and the range
 #
@@ -19,7 +19,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LOADGEN_DIR="${LOADGEN_DIR:-$ROOT/../shared/bench/loadgen}"
 OUT="${OUT:-$ROOT/bench-results}"
-ROWS="${ROWS:-baseline memory redis big}"
+ROWS="${ROWS:-baseline nodelay memory redis big}"
 QUICK="${QUICK:-0}"
 REPEAT="${REPEAT:-1}"
 SERVER_CPU="${SERVER_CPU:-0}"
@@ -69,11 +69,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_server() { # kind (baseline|memory|redis) port
+start_server() { # kind (baseline|nodelay|memory|redis) port
     local kind=$1 port=$2 bin=$LIVEPUSH_BIN
-    [ "$kind" = baseline ] && bin=$BASELINE_BIN
+    case $kind in baseline | nodelay) bin=$BASELINE_BIN ;; esac
     local env=(PORT="$port" RUST_LOG=warn LIVEPUSH_MAX_CONNECTIONS=20000
         LIVEPUSH_HEARTBEAT_SECS="${HEARTBEAT_SECS:-15}")
+    # "nodelay": the baseline with TCP_NODELAY, as livepush::serve sets it (an informative row)
+    [ "$kind" = nodelay ] && env+=(BASELINE_NODELAY=1)
     [ "$kind" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$REDIS_PORT/")
     env "${env[@]}" taskset -c "$SERVER_CPU" "$bin" >"$OUT/server-$kind-$port.log" 2>&1 &
     SERVER_PID=$!
@@ -156,7 +158,7 @@ throughput_rows() { # kind
 
 for what in $ROWS; do
     case $what in
-    baseline | memory) throughput_rows "$what" ;;
+    baseline | memory | nodelay) throughput_rows "$what" ;;
     redis)
         need redis-server
         need redis-cli
@@ -176,7 +178,7 @@ for what in $ROWS; do
         HEARTBEAT_SECS=5 run_row baseline baseline-n19000 --subscribers 19000 --events $EV_BIG \
             --hold-s $HOLD_BIG --source-ips 4 --connect-concurrency 512 --timeout-s 300
         ;;
-    *) echo "error: unknown row set $what (baseline memory redis big)" >&2; exit 2 ;;
+    *) echo "error: unknown row set $what (baseline nodelay memory redis big)" >&2; exit 2 ;;
     esac
 done
 

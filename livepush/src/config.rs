@@ -28,16 +28,20 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Largest event payload in bytes (`LIVEPUSH_MAX_EVENT_BYTES`, default 64 KiB).
     pub max_event_bytes: usize,
-    /// Write coalescing (`LIVEPUSH_COALESCE_MS`, default 1 ms; zero turns it off): a stream that
-    /// wrote less than this long ago waits until this long has passed before its next write, and
-    /// sends every event queued by then in that one write.
+    /// The longest write-coalescing window (`LIVEPUSH_COALESCE_MS`, default 16 ms; zero turns
+    /// coalescing off).
     ///
-    /// A stream that has been quiet for the window writes at once, so events that arrive less
-    /// often than this per connection (typical UI traffic) see no delay at all. Under heavy
-    /// traffic it bounds the writes to one per window per connection: each write to a socket
-    /// costs several microseconds of kernel time whatever it carries, so this is where the CPU
-    /// goes at high rates (BENCHMARKS.md: at 100 subscribers and ~4,000 events/s it cut server
-    /// CPU per delivery by ~40 % for at most 1 ms more latency).
+    /// A stream that writes its events one at a time keeps up and never waits: events that
+    /// arrive less often than a connection can be written to (typical UI traffic, and 100
+    /// events/s to 1,000 subscribers in BENCHMARKS.md) go out at once. A stream that finds
+    /// several events queued when it writes has fallen behind; it then waits a window after each
+    /// write and sends everything queued by then in one write. The window starts at 1 ms,
+    /// doubles with each further write of several events up to this value, and closes after a
+    /// write of a single event. A queue that fills to its flush mark is written at once, so
+    /// holding back never costs an event. Each write to a socket costs several microseconds of
+    /// kernel time whatever it carries, so under heavy traffic this is where the CPU goes
+    /// (BENCHMARKS.md: at 1,000 subscribers and full load, 16 ms instead of a fixed 1 ms window
+    /// cut server CPU per delivery by about half, and latency with it).
     pub coalesce: Duration,
     /// Events retained per topic for `Last-Event-ID` replay; 0 turns replay off
     /// (`LIVEPUSH_REPLAY`, default 0).
@@ -70,7 +74,7 @@ impl Default for Config {
             max_connections: 10_000,
             queue_capacity: 256,
             max_event_bytes: 64 * 1024,
-            coalesce: Duration::from_millis(1),
+            coalesce: Duration::from_millis(16),
             replay: 0,
             replay_ttl: Duration::from_secs(3600),
             max_topics_per_subscription: 32,

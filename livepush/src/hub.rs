@@ -123,8 +123,8 @@ impl HubBuilder {
         self
     }
 
-    /// Write coalescing window (default 1 ms; `Duration::ZERO` writes every event at once).
-    /// See [`Config::coalesce`].
+    /// The longest write-coalescing window of a stream that falls behind (default 16 ms;
+    /// `Duration::ZERO` writes every event at once). See [`Config::coalesce`].
     pub fn coalesce(mut self, window: Duration) -> Self {
         self.config.coalesce = window;
         self

@@ -69,28 +69,56 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Write coalescing ([`crate::Config::coalesce`]): a stream that wrote less than `window` ago
-/// holds new events back until the window that began with that write has passed.
+/// The first coalescing window a stream opens when it falls behind (capped by the configured
+/// longest window).
+const FIRST_WINDOW: Duration = Duration::from_millis(1);
+
+/// Adaptive write coalescing ([`crate::Config::coalesce`]). A stream that writes its events one
+/// at a time keeps up and never waits. One that finds several events queued when it writes has
+/// fallen behind: it then waits out a window after each write, sending everything queued by then
+/// in one write. The window starts at [`FIRST_WINDOW`], doubles with every further write of
+/// several events up to the configured longest window, and closes after a write of a single
+/// event, so the delay exists only while writing each event on its own would cost more than the
+/// stream can afford.
 struct Coalescer {
-    /// Zero when off.
+    /// The longest window; zero turns coalescing off.
+    max: Duration,
+    /// The current window; zero while the stream keeps up.
     window: Duration,
-    /// When events were last handed to the socket.
+    /// When events were last handed to the socket (kept only while a window is open).
     last_write: Option<Instant>,
     /// Wakes the stream at the end of a window; made on first use.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the stream is holding events back until the window ends.
+    held: bool,
 }
 
 impl Coalescer {
-    /// Whether to hold queued events back; if so, the timer wakes the stream when the window
-    /// ends. A stream that has not written within the window writes at once.
-    fn hold(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.window.is_zero() {
-            return false;
+    fn new(max: Duration) -> Self {
+        Coalescer {
+            max,
+            window: Duration::ZERO,
+            last_write: None,
+            timer: None,
+            held: false,
         }
+    }
+
+    /// Whether to hold queued events back; if so, the timer (or, once the window has ended, an
+    /// immediate wake-up) brings the stream back.
+    fn hold(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(until) = self.last_write.map(|at| at + self.window) else {
             return false;
         };
         if Instant::now() >= until {
+            if std::mem::replace(&mut self.held, false) {
+                // The window ended while holding: take one more turn at the back of the run
+                // queue before writing, behind the streams that were already waiting. Without
+                // this the timer's wake-up lets a held stream cut ahead of them, and under load
+                // held streams then write smaller batches more often (BENCHMARKS.md, N = 10,000).
+                cx.waker().wake_by_ref();
+                return true;
+            }
             return false;
         }
         let timer = self
@@ -99,12 +127,20 @@ impl Coalescer {
         if timer.deadline() != until {
             timer.as_mut().reset(until);
         }
-        timer.as_mut().poll(cx).is_pending()
+        self.held = timer.as_mut().poll(cx).is_pending();
+        self.held
     }
 
-    fn wrote(&mut self) {
-        if !self.window.is_zero() {
+    /// After a write of `events` queued events: widen the window if the stream is behind, close
+    /// it if it keeps up. The clock is read only while a window is open.
+    fn wrote(&mut self, events: usize) {
+        self.held = false;
+        if events > 1 && !self.max.is_zero() {
+            self.window = (self.window * 2).clamp(FIRST_WINDOW.min(self.max), self.max);
             self.last_write = Some(Instant::now());
+        } else {
+            self.window = Duration::ZERO;
+            self.last_write = None;
         }
     }
 }
@@ -146,11 +182,7 @@ impl EventStream {
             heartbeat_frame: guard.hub.inner.heartbeat_frame.clone(),
             wrote_since_tick: false,
             batch: Vec::with_capacity(8),
-            coalescer: Coalescer {
-                window: config.coalesce,
-                last_write: None,
-                timer: None,
-            },
+            coalescer: Coalescer::new(config.coalesce),
             done: false,
             guard,
         }
@@ -249,10 +281,10 @@ impl Body for EventStream {
                 }
                 Taken::Empty => break,
                 Taken::Held => return Poll::Pending,
-                Taken::Events(_) => {
+                Taken::Events(taken) => {
                     if let Some(chunk) = this.take_batch() {
                         this.wrote_since_tick = true;
-                        this.coalescer.wrote();
+                        this.coalescer.wrote(taken);
                         return Poll::Ready(Some(Ok(Frame::data(chunk))));
                     }
                     // all duplicates of replayed history: look again
@@ -308,7 +340,7 @@ mod tests {
         body
     }
 
-    /// A hub with a 5 ms coalescing window.
+    /// A hub whose longest coalescing window is 5 ms (windows of 1, 2, 4, 5, 5... ms).
     fn held_hub(builder: crate::HubBuilder) -> Hub {
         builder.coalesce(Duration::from_millis(5)).build().unwrap()
     }
@@ -326,35 +358,99 @@ mod tests {
             .collect()
     }
 
+    /// Publishes `events` before the stream reads, then reads them: written at once in one
+    /// chunk (no window was open), which opens the first window (1 ms) when there are several.
+    async fn fall_behind(
+        hub: &Hub,
+        body: &mut BodyDataStream,
+        events: std::ops::RangeInclusive<i32>,
+    ) {
+        let expected: Vec<String> = events.clone().map(|n| n.to_string()).collect();
+        for n in events {
+            hub.publish("t", "e", &n).await.unwrap();
+        }
+        let before = tokio::time::Instant::now();
+        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), expected);
+        assert_eq!(tokio::time::Instant::now(), before, "written at once");
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_stream_that_just_wrote_waits_out_the_window_and_sends_one_chunk() {
+    async fn a_stream_that_keeps_up_writes_every_event_at_once() {
         let hub = held_hub(Hub::builder());
         let mut body = subscribe(&hub).await;
-        hub.publish("t", "e", &1).await.unwrap();
-        // quiet before: written at once
-        let started = tokio::time::Instant::now();
-        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["1"]);
-        assert_eq!(tokio::time::Instant::now(), started);
+        for n in 1..=3 {
+            hub.publish("t", "e", &n).await.unwrap();
+            let mut next = body.next();
+            match poll_once(&mut next) {
+                Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), [n.to_string()]),
+                other => panic!("expected event {n} at once, got {other:?}"),
+            }
+        }
+    }
 
-        hub.publish("t", "e", &2).await.unwrap();
-        let mut next = body.next();
-        assert!(
-            poll_once(&mut next).is_pending(),
-            "held back within the window"
-        );
-        hub.publish("t", "e", &3).await.unwrap();
-        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["2", "3"]);
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_falls_behind_waits_a_window_that_doubles_up_to_the_limit() {
+        let hub = held_hub(Hub::builder());
+        let mut body = subscribe(&hub).await;
+        fall_behind(&hub, &mut body, 1..=2).await;
+        let mut last_write = tokio::time::Instant::now();
+        for (pair, window_ms) in [(3, 1), (5, 2), (7, 4), (9, 5), (11, 5)] {
+            hub.publish("t", "e", &pair).await.unwrap();
+            let mut next = body.next();
+            assert!(
+                poll_once(&mut next).is_pending(),
+                "{pair} held within the window"
+            );
+            hub.publish("t", "e", &(pair + 1)).await.unwrap();
+            assert_eq!(
+                payloads(&next.await.unwrap().unwrap()),
+                [pair.to_string(), (pair + 1).to_string()]
+            );
+            let now = tokio::time::Instant::now();
+            assert_eq!(now - last_write, Duration::from_millis(window_ms));
+            last_write = now;
+        }
+        // a single event (held: the window is still open) closes the window...
+        hub.publish("t", "e", &13).await.unwrap();
+        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["13"]);
         assert_eq!(
-            tokio::time::Instant::now(),
-            started + Duration::from_millis(5)
+            tokio::time::Instant::now() - last_write,
+            Duration::from_millis(5)
         );
+        // ...so the next one is written at once
+        hub.publish("t", "e", &14).await.unwrap();
+        let mut next = body.next();
+        match poll_once(&mut next) {
+            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["14"]),
+            other => panic!("expected event 14 at once, got {other:?}"),
+        }
+    }
 
-        // quiet for longer than the window: written at once again
-        tokio::time::advance(Duration::from_millis(6)).await;
-        hub.publish("t", "e", &4).await.unwrap();
-        let before = tokio::time::Instant::now();
-        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["4"]);
-        assert_eq!(tokio::time::Instant::now(), before);
+    #[tokio::test(start_paused = true)]
+    async fn a_held_stream_takes_one_more_turn_when_its_window_ends() {
+        #[derive(Default)]
+        struct Flag(std::sync::atomic::AtomicBool);
+        impl std::task::Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let hub = held_hub(Hub::builder());
+        let mut body = subscribe(&hub).await;
+        fall_behind(&hub, &mut body, 1..=2).await;
+        hub.publish("t", "e", &3).await.unwrap();
+        let mut next = body.next();
+        assert!(poll_once(&mut next).is_pending(), "held within the window");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let flag = Arc::new(Flag::default());
+        let waker = std::task::Waker::from(flag.clone());
+        let poll = Pin::new(&mut next).poll(&mut Context::from_waker(&waker));
+        assert!(poll.is_pending(), "the first poll after the window yields");
+        assert!(flag.0.load(Ordering::SeqCst), "after waking itself");
+        match poll_once(&mut next) {
+            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["3"]),
+            other => panic!("expected event 3 on the next turn, got {other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -362,14 +458,13 @@ mod tests {
         // capacity 16: a held stream writes once 4 events are queued
         let hub = held_hub(Hub::builder().queue_capacity(16));
         let mut body = subscribe(&hub).await;
-        hub.publish("t", "e", &1).await.unwrap();
-        body.next().await.unwrap().unwrap();
-        for n in 2..=5 {
+        fall_behind(&hub, &mut body, 1..=2).await;
+        for n in 3..=6 {
             hub.publish("t", "e", &n).await.unwrap();
         }
         let mut next = body.next();
         match poll_once(&mut next) {
-            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["2", "3", "4", "5"]),
+            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["3", "4", "5", "6"]),
             other => panic!("expected the burst at once, got {other:?}"),
         }
         // nothing dropped for a client that keeps up
@@ -382,13 +477,12 @@ mod tests {
     async fn a_zero_window_writes_every_event_at_once() {
         let hub = Hub::builder().coalesce(Duration::ZERO).build().unwrap();
         let mut body = subscribe(&hub).await;
-        hub.publish("t", "e", &1).await.unwrap();
-        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["1"]);
-        hub.publish("t", "e", &2).await.unwrap();
+        fall_behind(&hub, &mut body, 1..=2).await;
+        hub.publish("t", "e", &3).await.unwrap();
         let mut next = body.next();
         match poll_once(&mut next) {
-            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["2"]),
-            other => panic!("expected event 2 at once, got {other:?}"),
+            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["3"]),
+            other => panic!("expected event 3 at once, got {other:?}"),
         }
     }
 
@@ -396,17 +490,12 @@ mod tests {
     async fn shutdown_ends_a_held_back_stream_after_sending_what_it_held() {
         let hub = held_hub(Hub::builder());
         let mut body = subscribe(&hub).await;
-        for n in 1..=2 {
-            hub.publish("t", "e", &n).await.unwrap();
-            if n == 1 {
-                // the write that opens the window
-                body.next().await.unwrap().unwrap();
-            }
-        }
+        fall_behind(&hub, &mut body, 1..=2).await;
+        hub.publish("t", "e", &3).await.unwrap();
         let mut next = body.next();
-        assert!(poll_once(&mut next).is_pending(), "event 2 is held back");
+        assert!(poll_once(&mut next).is_pending(), "event 3 is held back");
         hub.shutdown();
-        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["2"]);
+        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["3"]);
         assert!(body.next().await.is_none());
     }
 }

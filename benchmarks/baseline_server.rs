@@ -3,7 +3,8 @@
 //! No livepush: this is what an experienced axum user writes by hand, and what `bench_server`
 //! (the same two routes made with `#[publish_event]` / `#[subscribe_to_events]`) is compared
 //! with in `BENCHMARKS.md`. Same wire format as livepush (`id:`, `event: tick`, `data:` with the
-//! compact JSON), same heartbeat period (15 s, axum's `KeepAlive` default), same per-connection
+//! compact JSON), same heartbeat period (15 s, axum's `KeepAlive` default, or
+//! `LIVEPUSH_HEARTBEAT_SECS` as for bench_server, so both send as many), same per-connection
 //! memory budget in spirit (one broadcast ring shared by all subscribers).
 //!
 //! - `POST /publish` with a JSON object: 200 echoing it, and the object goes to every subscriber.
@@ -16,6 +17,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -36,6 +38,7 @@ const RING: usize = 4096;
 struct AppState {
     tx: broadcast::Sender<(u64, Arc<str>)>,
     next_id: Arc<AtomicU64>,
+    keep_alive: Duration,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +63,7 @@ async fn events(State(state): State<AppState>, Query(q): Query<TopicQuery>) -> R
         return (StatusCode::BAD_REQUEST, "unknown topic").into_response();
     }
     Sse::new(subscribe(state.tx.subscribe()))
-        .keep_alive(KeepAlive::default())
+        .keep_alive(KeepAlive::new().interval(state.keep_alive))
         .into_response()
 }
 
@@ -95,10 +98,21 @@ async fn main() {
         }),
         Err(_) => 3000,
     };
+    let keep_alive = match std::env::var("LIVEPUSH_HEARTBEAT_SECS") {
+        Ok(s) => match s.parse::<u64>() {
+            Ok(secs) if secs > 0 => Duration::from_secs(secs),
+            _ => {
+                eprintln!("error: LIVEPUSH_HEARTBEAT_SECS={s:?} is invalid: expected whole seconds above 0");
+                std::process::exit(2)
+            }
+        },
+        Err(_) => Duration::from_secs(15),
+    };
     let (tx, _) = broadcast::channel(RING);
     let state = AppState {
         tx,
         next_id: Arc::new(AtomicU64::new(1)),
+        keep_alive,
     };
     let app = Router::new()
         .route("/publish", post(publish))

@@ -137,7 +137,7 @@ EOF
 if [ "$QUICK" = 1 ]; then
     EV_100=1000; EV_1K=300; EV_10K=30; EV_LAT=200; EV_BIG=5; HOLD_BIG=2
 else
-    EV_100=10000; EV_1K=2000; EV_10K=200; EV_LAT=1000; EV_BIG=20; HOLD_BIG=20
+    EV_100=10000; EV_1K=2000; EV_10K=200; EV_LAT=1000; EV_BIG=50; HOLD_BIG=20
 fi
 
 # rep_row KIND ROW ARGS...: run_row REPEAT times (rows ROW#1, ROW#2, ...); the table takes the
@@ -172,10 +172,11 @@ for what in $ROWS; do
         kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""
         ;;
     big)
-        # 19,000 connections held for HOLD_BIG s with 5 s heartbeats, then a few events to all.
-        HEARTBEAT_SECS=5 run_row memory memory-n19000 --subscribers 19000 --events $EV_BIG \
+        # 19,000 connections held for HOLD_BIG s with 5 s heartbeats (both servers), then EV_BIG
+        # events to all.
+        HEARTBEAT_SECS=5 rep_row memory memory-n19000 --subscribers 19000 --events $EV_BIG \
             --hold-s $HOLD_BIG --source-ips 4 --connect-concurrency 512 --timeout-s 300
-        HEARTBEAT_SECS=5 run_row baseline baseline-n19000 --subscribers 19000 --events $EV_BIG \
+        HEARTBEAT_SECS=5 rep_row baseline baseline-n19000 --subscribers 19000 --events $EV_BIG \
             --hold-s $HOLD_BIG --source-ips 4 --connect-concurrency 512 --timeout-s 300
         ;;
     *) echo "error: unknown row set $what (baseline nodelay memory redis big)" >&2; exit 2 ;;

@@ -145,6 +145,35 @@ async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instanc
 }
 
 #[tokio::test]
+async fn a_stream_answers_once_redis_confirmed_its_topic_so_the_next_event_is_not_missed() {
+    let redis = RedisServer::start();
+    // no replay: only the live subscription can bring the event
+    let (_a, server_a) = instance(Hub::builder().redis(redis.url()).build().unwrap()).await;
+    let (b, _server_b) = instance(Hub::builder().redis(redis.url()).build().unwrap()).await;
+
+    redis.pause();
+    let url = server_a.url("/events?topic=fresh");
+    let connecting = tokio::spawn(async move { SseClient::connect(&url).await });
+    // Paused, Redis cannot confirm the SUBSCRIBE; the hub waits up to 2 s for it before it
+    // answers anyway (fail-open), so at 0.5 s the client must still be waiting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !connecting.is_finished(),
+        "the SSE response went out before Redis confirmed the subscription"
+    );
+    redis.resume();
+    let mut client = connecting.await.unwrap();
+
+    // published the moment the client has its response, from another instance
+    b.publish("fresh", "created", &json!({"n": 1}))
+        .await
+        .unwrap();
+    let event = next_event(&mut client).await;
+    assert_eq!(event.event, "created");
+    assert_eq!(event.data, r#"{"n":1}"#);
+}
+
+#[tokio::test]
 async fn prefixes_keep_apps_on_one_redis_apart() {
     let redis = RedisServer::start();
     let (one, _s1) = instance(builder(&redis).redis_prefix("app1:").build().unwrap()).await;

@@ -331,6 +331,14 @@ pub(crate) async fn open(
         return Err(SubscribeError::ShuttingDown);
     }
 
+    // Answer only once the broker delivers the topics here (Redis: SUBSCRIBE confirmed), so a
+    // client that publishes right after it sees the response gets its own event. Fail-open: a
+    // broker that cannot confirm in time does not keep the client out; its events start when
+    // the subscription does.
+    if let Err(error) = broker.subscribed(&guard.topics).await {
+        tracing::warn!(parent: &guard.span, %error, "broker subscription not confirmed; the stream starts without waiting");
+    }
+
     let mut pending = VecDeque::new();
     pending.push_back(frame::retry(inner.config.client_retry_ms));
     let mut seen = None;

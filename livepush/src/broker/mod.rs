@@ -72,6 +72,15 @@ pub trait Broker: Send + Sync + 'static {
     /// The last local subscriber of `topic` left. Must not block.
     fn unwatch(&self, topic: &Topic);
 
+    /// Resolves once events of `topics` published from now on reach the [`Delivery`] of this
+    /// process: for a broker that subscribes to a server in the background (Redis), once that
+    /// subscription is confirmed. An SSE response is sent only after this, so an event published
+    /// right after a client sees the response is not missed. The default suits a broker that
+    /// delivers in-process: ready at once.
+    async fn subscribed(&self, _topics: &[Topic]) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
     /// Retained events of `topics` with ids above `after`, in id order.
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError>;
 

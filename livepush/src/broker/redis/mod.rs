@@ -389,6 +389,13 @@ impl Broker for RedisBroker {
         let _ = self.commands.send(Command::Reconcile(topic.clone()));
     }
 
+    async fn subscribed(&self, topics: &[Topic]) -> Result<(), BrokerError> {
+        // Down: do not wait for a subscription that cannot come (the listener subscribes every
+        // watched topic again when it reconnects).
+        self.inner.is_up()?;
+        self.inner.wait_subscribed(topics).await
+    }
+
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
         if self.inner.replay == 0 {
             return Ok(History::default());

@@ -125,7 +125,7 @@ impl Config {
     /// | `LIVEPUSH_MAX_CONNECTIONS` | connections per process, ≥ 1 | 10000 |
     /// | `LIVEPUSH_QUEUE_CAPACITY` | events queued per connection, ≥ 1 | 256 |
     /// | `LIVEPUSH_MAX_EVENT_BYTES` | largest payload, ≥ 16 | 65536 |
-    /// | `LIVEPUSH_COALESCE_MS` | write coalescing window, 0–1000 ms; 0 = off | 1 |
+    /// | `LIVEPUSH_COALESCE_MS` | longest write-coalescing window, 0–1000 ms; 0 = off | 16 |
     /// | `LIVEPUSH_REPLAY` | events retained per topic; 0 = off | 0 |
     /// | `LIVEPUSH_REPLAY_TTL_SECS` | retention time, ≥ 1 | 3600 |
     /// | `LIVEPUSH_MAX_CONNECTIONS_PER_KEY` | per-key cap across instances | unset |

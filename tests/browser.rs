@@ -4,7 +4,7 @@
 //! Needs the Debian packages `chromium` and `chromium-driver` (`scripts/test.sh` installs them).
 //! Without them this test fails and says so: it never skips.
 
-mod spawned;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +14,7 @@ use fantoccini::elements::Element;
 use fantoccini::wd::WindowHandle;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use spawned::{free_port, Example};
+use support::{free_port, Example};
 
 /// How long the page may take to show what it should.
 const PAGE_WAIT: Duration = Duration::from_secs(10);

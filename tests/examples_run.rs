@@ -1,15 +1,13 @@
 //! Every example binary, run as its header says: the contract of DESIGN.md (HOST/PORT, logged
 //! URL, routes, invalid settings refused, graceful shutdown on SIGTERM) and what each shows.
 
-mod spawned;
 mod support;
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use spawned::{run_to_exit, Example};
-use support::{get_json, http, RedisServer, SseClient};
+use support::{get_json, http, run_to_exit, Example, RedisServer, SseClient};
 
 const EXAMPLES: [&str; 5] = [
     "crm_comments",

@@ -2,17 +2,15 @@
 //! closed and a reconnect replays exactly what it missed; without replay the client is told how
 //! many events it missed and keeps its stream.
 
-mod hardening_support;
 mod support;
 
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use hardening_support::{metric, raw_get, RawResponse};
 use livepush::{subscribe_to_events, EventId, Hub, LivepushRouter, SlowConsumerPolicy};
 use serde_json::{json, Value};
-use support::{eventually, SseClient, TestServer};
+use support::{eventually, metric, raw_get, RawResponse, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

@@ -1,17 +1,15 @@
 //! Every bad input through real HTTP: a clear 4xx (a JSON error body wherever livepush answers;
 //! hyper's and axum's own refusals where they answer first), and the server works afterwards.
 
-mod hardening_support;
 mod support;
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hardening_support::{metric, raw_get, raw_request};
 use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use support::{http, SseClient, TestServer};
+use support::{http, metric, raw_get, raw_request, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

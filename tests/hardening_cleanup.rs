@@ -2,7 +2,6 @@
 //! client close, network reset, shutdown, refusals midway, caps; and 10,000 connect/disconnect
 //! cycles leave nothing behind (in memory and in Redis).
 
-mod hardening_support;
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,10 +12,9 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use hardening_support::{metric, raw_get, GracefulServer};
 use livepush::{subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
 use serde::Deserialize;
-use support::{eventually, RedisServer, SseClient, TestServer};
+use support::{eventually, metric, raw_get, GracefulServer, RedisServer, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}
@@ -70,10 +68,7 @@ async fn assert_nothing_left(hub: &Hub) {
 }
 
 /// Opens a stream with the raw client and returns it once the answer's head arrived.
-async fn open_raw(
-    server_addr: std::net::SocketAddr,
-    target: &str,
-) -> hardening_support::RawResponse {
+async fn open_raw(server_addr: std::net::SocketAddr, target: &str) -> support::RawResponse {
     let response = raw_get(server_addr, target.as_bytes(), &[]).await;
     assert_eq!(response.status, 200, "{}", response.head);
     response

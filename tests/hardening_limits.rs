@@ -2,18 +2,16 @@
 //! macro path), axum's request body limit on publishing routes, topics per subscription and topic
 //! length.
 
-mod hardening_support;
 mod support;
 
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hardening_support::{capture_logs, metric};
 use livepush::{
     publish_event, subscribe_to_events, Hub, LivepushRouter, PublishError, MAX_TOPIC_LEN,
 };
 use serde_json::{json, Value};
-use support::{http, SseClient, TestServer};
+use support::{capture_logs, http, metric, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

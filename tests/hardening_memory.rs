@@ -2,15 +2,13 @@
 //! process's resident memory and the queued-bytes gauge stay bounded and other clients keep
 //! receiving every event. Alone in its binary so no other test moves the RSS it measures.
 
-mod hardening_support;
 mod support;
 
 use axum::routing::get;
 use axum::Router;
-use hardening_support::{metric, raw_get, rss_kib};
 use livepush::{subscribe_to_events, Hub, LivepushRouter};
 use serde_json::json;
-use support::{SseClient, TestServer};
+use support::{metric, raw_get, rss_kib, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

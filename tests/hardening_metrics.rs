@@ -2,7 +2,6 @@
 //! disconnect; broker reconnects are counted; the exposition declares each family once; tracing
 //! spans carry the connection id and topics, and the topic and event of a publish.
 
-mod hardening_support;
 mod support;
 
 use std::collections::HashSet;
@@ -10,10 +9,9 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use hardening_support::{capture_logs, metric};
 use livepush::{subscribe_to_events, Hub, LivepushRouter};
 use serde_json::json;
-use support::{eventually, http, RedisServer, SseClient, TestServer};
+use support::{capture_logs, eventually, http, metric, RedisServer, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

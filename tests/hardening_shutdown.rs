@@ -1,7 +1,6 @@
 //! Graceful shutdown: open streams end at once with a clean close, the server exits promptly,
 //! publishes in flight complete, and new subscriptions are refused.
 
-mod hardening_support;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -9,10 +8,9 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hardening_support::{metric, raw_get, GracefulServer};
 use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
 use serde_json::{json, Value};
-use support::{http, SseClient, TestServer};
+use support::{http, metric, raw_get, GracefulServer, SseClient, TestServer};
 use tokio::sync::Notify;
 
 #[subscribe_to_events]

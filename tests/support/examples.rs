@@ -1,12 +1,13 @@
 //! Example binaries run as a user runs them: the built executable, configured only by its
 //! environment, on a free loopback port. Killed when dropped.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// How long an example may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -202,12 +203,4 @@ pub fn run_to_exit(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A TCP port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free loopback port")
 }

@@ -1,19 +1,13 @@
-//! Helpers of the hardening tests (`tests/hardening_*.rs`): a raw HTTP/1.1 client for what
-//! `reqwest` cannot do (stop reading, reset the connection, send bytes a client library refuses),
-//! a server with graceful shutdown, and readers of `/metrics` and of the process's memory.
-#![allow(dead_code)]
+//! A raw HTTP/1.1 client for what `reqwest` cannot do: stop reading, reset the connection, send
+//! bytes a client library refuses.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
-/// How long a helper waits for an answer that should come at once.
-pub const WAIT: Duration = Duration::from_secs(10);
+use super::WAIT;
 
 /// One HTTP/1.1 exchange on its own TCP connection, read by hand.
 pub struct RawResponse {
@@ -184,110 +178,4 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = &body[(start + size + 2).min(body.len())..];
     }
     out
-}
-
-/// An axum app on a loopback port whose graceful shutdown the test triggers.
-pub struct GracefulServer {
-    pub addr: SocketAddr,
-    trigger: Option<oneshot::Sender<()>>,
-    pub handle: JoinHandle<()>,
-}
-
-impl GracefulServer {
-    /// Serves `app` with `livepush::serve(..).with_graceful_shutdown(hub.shutdown_on(signal))`.
-    pub async fn start(app: Router, hub: &livepush::Hub) -> GracefulServer {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
-        let (trigger, signal) = oneshot::channel::<()>();
-        let shutdown = hub.shutdown_on(async move {
-            let _ = signal.await;
-        });
-        let handle = tokio::spawn(async move {
-            livepush::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .expect("serve");
-        });
-        GracefulServer {
-            addr,
-            trigger: Some(trigger),
-            handle,
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Sends the shutdown signal.
-    pub fn shutdown(&mut self) {
-        if let Some(trigger) = self.trigger.take() {
-            let _ = trigger.send(());
-        }
-    }
-}
-
-impl Drop for GracefulServer {
-    fn drop(&mut self) {
-        self.handle.abort();
-    }
-}
-
-/// The value of the sample `name` (with its labels, e.g. `x_total{reason="a"}`) in Prometheus text;
-/// 0 when absent (a label set not used yet).
-pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .map(|v| {
-            v.trim()
-                .parse()
-                .unwrap_or_else(|_| panic!("metric {name} = {v:?}"))
-        })
-        .unwrap_or(0.0)
-}
-
-/// Resident memory of this process in KiB (Linux `/proc/self/status`), `None` elsewhere.
-pub fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// What a `tracing` fmt subscriber wrote, for tests that check logs.
-#[derive(Clone, Default)]
-pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Everything logged so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
-    }
-}
-
-/// Captures the logs of this thread matching `filter` (an `EnvFilter` directive), with span
-/// closes; use it in a `current_thread` test so the server's tasks log on this thread too.
-pub fn capture_logs(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_env_filter(filter)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
 }

@@ -1,0 +1,58 @@
+//! Readers of what a test observes besides HTTP: `/metrics` samples, this process's memory, logs.
+
+/// The value of the sample `name` (with its labels, e.g. `x_total{reason="a"}`) in Prometheus text;
+/// 0 when absent (a label set not used yet).
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map(|v| {
+            v.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("metric {name} = {v:?}"))
+        })
+        .unwrap_or(0.0)
+}
+
+/// Resident memory of this process in KiB (Linux `/proc/self/status`), `None` elsewhere.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// What a `tracing` fmt subscriber wrote, for tests that check logs.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+/// Captures the logs of this thread matching `filter` (an `EnvFilter` directive), with span
+/// closes; use it in a `current_thread` test so the server's tasks log on this thread too.
+pub fn capture_logs(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}

@@ -1,0 +1,85 @@
+//! A real SSE client: an HTTP GET whose body is parsed by `eventsource-stream`.
+
+use std::time::Duration;
+
+use eventsource_stream::{Event, EventStream, Eventsource};
+use futures_util::{Stream, StreamExt};
+
+use super::WAIT;
+
+type ByteStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
+
+/// A real SSE client: an HTTP GET whose body is parsed by `eventsource-stream`.
+pub struct SseClient {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    events: EventStream<ByteStream>,
+}
+
+impl SseClient {
+    /// Connects and checks that the answer is 200; panics with the body otherwise.
+    pub async fn connect(url: &str) -> SseClient {
+        Self::connect_with(url, &[]).await
+    }
+
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> SseClient {
+        let response = Self::request(url, headers).await;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            let body = response.text().await.unwrap_or_default();
+            panic!("GET {url} answered {status}: {body}");
+        }
+        Self::from_response(response)
+    }
+
+    /// Sends the GET and returns the raw response (for tests of refusals).
+    pub async fn request(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = reqwest::Client::new().get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        tokio::time::timeout(WAIT, req.send())
+            .await
+            .expect("SSE connect timed out")
+            .expect("SSE connect failed")
+    }
+
+    pub fn from_response(response: reqwest::Response) -> SseClient {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes: ByteStream = Box::pin(response.bytes_stream());
+        SseClient {
+            status,
+            headers,
+            events: bytes.eventsource(),
+        }
+    }
+
+    /// The next event, or panics after [`WAIT`].
+    pub async fn next(&mut self) -> Event {
+        self.next_within(WAIT)
+            .await
+            .expect("no SSE event arrived in time")
+    }
+
+    /// The next event within `limit`, `None` if none came or the stream ended.
+    pub async fn next_within(&mut self, limit: Duration) -> Option<Event> {
+        match tokio::time::timeout(limit, self.events.next()).await {
+            Ok(Some(Ok(event))) => Some(event),
+            Ok(Some(Err(e))) => panic!("SSE stream error: {e}"),
+            Ok(None) | Err(_) => None,
+        }
+    }
+
+    /// Whether the server ended the stream within `limit`.
+    pub async fn ended_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.next()).await {
+                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+}

@@ -350,6 +350,14 @@ mod tests {
         Pin::new(future).poll(&mut Context::from_waker(std::task::Waker::noop()))
     }
 
+    /// The payloads of the chunk the stream yields when polled once now; panics if it waits.
+    fn written_now(body: &mut BodyDataStream) -> Vec<String> {
+        match poll_once(&mut body.next()) {
+            Poll::Ready(Some(Ok(chunk))) => payloads(&chunk),
+            other => panic!("expected a chunk at once, got {other:?}"),
+        }
+    }
+
     /// The `data:` payloads of one chunk, in order.
     fn payloads(chunk: &[u8]) -> Vec<String> {
         String::from_utf8_lossy(chunk)
@@ -374,17 +382,25 @@ mod tests {
         assert_eq!(tokio::time::Instant::now(), before, "written at once");
     }
 
+    /// A stream of `hub` that fell behind (a 1 ms window is open) holding event 3 back.
+    async fn holding_event_3(hub: &Hub) -> BodyDataStream {
+        let mut body = subscribe(hub).await;
+        fall_behind(hub, &mut body, 1..=2).await;
+        hub.publish("t", "e", &3).await.unwrap();
+        assert!(
+            poll_once(&mut body.next()).is_pending(),
+            "event 3 is held back"
+        );
+        body
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_stream_that_keeps_up_writes_every_event_at_once() {
         let hub = held_hub(Hub::builder());
         let mut body = subscribe(&hub).await;
         for n in 1..=3 {
             hub.publish("t", "e", &n).await.unwrap();
-            let mut next = body.next();
-            match poll_once(&mut next) {
-                Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), [n.to_string()]),
-                other => panic!("expected event {n} at once, got {other:?}"),
-            }
+            assert_eq!(written_now(&mut body), [n.to_string()]);
         }
     }
 
@@ -419,11 +435,7 @@ mod tests {
         );
         // ...so the next one is written at once
         hub.publish("t", "e", &14).await.unwrap();
-        let mut next = body.next();
-        match poll_once(&mut next) {
-            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["14"]),
-            other => panic!("expected event 14 at once, got {other:?}"),
-        }
+        assert_eq!(written_now(&mut body), ["14"]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -436,21 +448,14 @@ mod tests {
             }
         }
         let hub = held_hub(Hub::builder());
-        let mut body = subscribe(&hub).await;
-        fall_behind(&hub, &mut body, 1..=2).await;
-        hub.publish("t", "e", &3).await.unwrap();
-        let mut next = body.next();
-        assert!(poll_once(&mut next).is_pending(), "held within the window");
+        let mut body = holding_event_3(&hub).await;
         tokio::time::advance(Duration::from_millis(1)).await;
         let flag = Arc::new(Flag::default());
         let waker = std::task::Waker::from(flag.clone());
-        let poll = Pin::new(&mut next).poll(&mut Context::from_waker(&waker));
+        let poll = Pin::new(&mut body.next()).poll(&mut Context::from_waker(&waker));
         assert!(poll.is_pending(), "the first poll after the window yields");
         assert!(flag.0.load(Ordering::SeqCst), "after waking itself");
-        match poll_once(&mut next) {
-            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["3"]),
-            other => panic!("expected event 3 on the next turn, got {other:?}"),
-        }
+        assert_eq!(written_now(&mut body), ["3"], "written on the next turn");
     }
 
     #[tokio::test(start_paused = true)]
@@ -462,11 +467,7 @@ mod tests {
         for n in 3..=6 {
             hub.publish("t", "e", &n).await.unwrap();
         }
-        let mut next = body.next();
-        match poll_once(&mut next) {
-            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["3", "4", "5", "6"]),
-            other => panic!("expected the burst at once, got {other:?}"),
-        }
+        assert_eq!(written_now(&mut body), ["3", "4", "5", "6"]);
         // nothing dropped for a client that keeps up
         assert!(!hub
             .metrics_text()
@@ -479,23 +480,15 @@ mod tests {
         let mut body = subscribe(&hub).await;
         fall_behind(&hub, &mut body, 1..=2).await;
         hub.publish("t", "e", &3).await.unwrap();
-        let mut next = body.next();
-        match poll_once(&mut next) {
-            Poll::Ready(Some(Ok(chunk))) => assert_eq!(payloads(&chunk), ["3"]),
-            other => panic!("expected event 3 at once, got {other:?}"),
-        }
+        assert_eq!(written_now(&mut body), ["3"]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_ends_a_held_back_stream_after_sending_what_it_held() {
         let hub = held_hub(Hub::builder());
-        let mut body = subscribe(&hub).await;
-        fall_behind(&hub, &mut body, 1..=2).await;
-        hub.publish("t", "e", &3).await.unwrap();
-        let mut next = body.next();
-        assert!(poll_once(&mut next).is_pending(), "event 3 is held back");
+        let mut body = holding_event_3(&hub).await;
         hub.shutdown();
-        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["3"]);
+        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["3"]);
         assert!(body.next().await.is_none());
     }
 }

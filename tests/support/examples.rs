@@ -66,12 +66,7 @@ impl Example {
 
     fn try_start(name: &str, env: &[(&str, &str)]) -> Result<Example, String> {
         let port = free_port();
-        let mut cmd = command(name);
-        cmd.env("HOST", "127.0.0.1").env("PORT", port.to_string());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
+        let mut child = configured(name, port, env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -170,16 +165,20 @@ impl Drop for Example {
     }
 }
 
-/// Runs example `name` with `env` until it exits (it should refuse to start); returns its exit
-/// status and stderr.
-pub fn run_to_exit(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+/// The example `name` set to listen on 127.0.0.1:`port`, with `env` on top.
+fn configured(name: &str, port: u16, env: &[(&str, &str)]) -> Command {
     let mut cmd = command(name);
-    cmd.env("HOST", "127.0.0.1")
-        .env("PORT", free_port().to_string());
+    cmd.env("HOST", "127.0.0.1").env("PORT", port.to_string());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
+    cmd
+}
+
+/// Runs example `name` with `env` until it exits (it should refuse to start); returns its exit
+/// status and stderr.
+pub fn run_to_exit(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let mut child = configured(name, free_port(), env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -12,7 +12,7 @@ mod app;
 use livepush::Hub;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{get_json, http, SseClient, TestServer};
+use support::{get_json, http, SseClient, TestServer, LIVEPUSH_ROUTES};
 
 async fn start() -> TestServer {
     let hub = Hub::builder().build().unwrap();
@@ -272,13 +272,7 @@ async fn the_page_and_the_operational_routes_are_served() {
     let html = page.text().await.unwrap();
     assert!(html.contains("new EventSource(\"/events?topic=comments\")"));
 
-    for path in [
-        "/health",
-        "/health/live",
-        "/health/ready",
-        "/metrics",
-        "/events/catalog",
-    ] {
+    for path in LIVEPUSH_ROUTES {
         let response = client.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }

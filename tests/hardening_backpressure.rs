@@ -131,13 +131,9 @@ async fn with_replay_a_slow_client_is_cut_off_and_replays_exactly_what_it_missed
     }
     let all: Vec<u64> = got.iter().chain(&replayed).copied().collect();
     assert_eq!(all, published.iter().map(|id| id.get()).collect::<Vec<_>>());
-    assert!(
-        client
-            .next_within(Duration::from_millis(200))
-            .await
-            .is_none(),
-        "nothing twice"
-    );
+    client
+        .assert_quiet(Duration::from_millis(200), "nothing twice")
+        .await;
     assert_eq!(
         metric(&hub.metrics_text(), "livepush_events_replayed_total"),
         (EVENTS - got.len()) as f64

@@ -21,6 +21,16 @@ pub use redis_server::RedisServer;
 pub use server::{GracefulServer, TestServer};
 pub use sse::SseClient;
 
+/// The routes `router.livepush(&hub)` adds, which every example serves and answers 200 on
+/// (`../shared/DESIGN.md`).
+pub const LIVEPUSH_ROUTES: [&str; 5] = [
+    "/health",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/events/catalog",
+];
+
 /// How long a test waits for something that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(10);
 

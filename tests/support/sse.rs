@@ -71,6 +71,14 @@ impl SseClient {
         }
     }
 
+    /// Panics with `why` if an event arrives within `limit` (an open, silent stream and an
+    /// ended one are both quiet).
+    pub async fn assert_quiet(&mut self, limit: Duration, why: &str) {
+        if let Some(event) = self.next_within(limit).await {
+            panic!("{why}: got {event:?}");
+        }
+    }
+
     /// Whether the server ended the stream within `limit`.
     pub async fn ended_within(&mut self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;

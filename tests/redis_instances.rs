@@ -174,6 +174,27 @@ async fn a_stream_answers_once_redis_confirmed_its_topic_so_the_next_event_is_no
 }
 
 #[tokio::test]
+async fn a_replay_without_a_confirmed_subscription_waits_once_and_tells_the_client_to_reset() {
+    let redis = RedisServer::start();
+    let (_a, server) = instance(builder(&redis).build().unwrap()).await;
+    redis.pause();
+    let started = std::time::Instant::now();
+    let url = server.url("/events?topic=frozen");
+    let mut client = SseClient::connect_with(&url, &[("last-event-id", "1")]).await;
+    let waited = started.elapsed();
+    redis.resume();
+    // History cannot be read in order without live delivery: a reset, not a silent gap.
+    let reset = next_event(&mut client).await;
+    assert_eq!(reset.event, RESET_EVENT);
+    assert!(reset.data.contains("history_unavailable"), "{}", reset.data);
+    // One wait for the subscription (2 s), not a second one for the history read.
+    assert!(
+        waited < Duration::from_millis(3500),
+        "answered after {waited:?}"
+    );
+}
+
+#[tokio::test]
 async fn prefixes_keep_apps_on_one_redis_apart() {
     let redis = RedisServer::start();
     let (one, _s1) = instance(builder(&redis).redis_prefix("app1:").build().unwrap()).await;

@@ -335,15 +335,28 @@ pub(crate) async fn open(
     // client that publishes right after it sees the response gets its own event. Fail-open: a
     // broker that cannot confirm in time does not keep the client out; its events start when
     // the subscription does.
-    if let Err(error) = broker.subscribed(&guard.topics).await {
-        tracing::warn!(parent: &guard.span, %error, "broker subscription not confirmed; the stream starts without waiting");
-    }
+    let subscribed = match broker.subscribed(&guard.topics).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(parent: &guard.span, %error, "broker subscription not confirmed; the stream starts without waiting");
+            false
+        }
+    };
 
     let mut pending = VecDeque::new();
     pending.push_back(frame::retry(inner.config.client_retry_ms));
     let mut seen = None;
     if let Some(after) = last_event_id.filter(|_| inner.config.replay > 0) {
-        let (history, complete) = match broker.history(&guard.topics, after).await {
+        // History is read only once live events arrive (above); without a confirmed
+        // subscription that order cannot be kept, and the client is told to reset.
+        let history = if subscribed {
+            broker.history(&guard.topics, after).await
+        } else {
+            Err(crate::broker::BrokerError::Unavailable(
+                "no confirmed subscription to read history against".into(),
+            ))
+        };
+        let (history, complete) = match history {
             Ok(h) => (h.events, h.complete),
             Err(error) => {
                 tracing::warn!(%error, "history unavailable; the client is told to reset");

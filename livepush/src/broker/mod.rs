@@ -81,7 +81,9 @@ pub trait Broker: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Retained events of `topics` with ids above `after`, in id order.
+    /// Retained events of `topics` with ids above `after`, in id order. The hub calls it only
+    /// after [`Broker::subscribed`] succeeded for `topics`, so that no event falls between the
+    /// history read and live delivery.
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError>;
 
     /// Whether the broker can publish right now (for `/health/ready`).

@@ -401,9 +401,8 @@ impl Broker for RedisBroker {
             return Ok(History::default());
         }
         self.inner.is_up()?;
-        // Live first, history second: once the channels are subscribed, anything published after
-        // the read below arrives live, and the stream dedupes the overlap by id.
-        self.inner.wait_subscribed(topics).await?;
+        // Called once `subscribed` confirmed the channels: anything published after the read
+        // below arrives live, and the stream dedupes the overlap by id.
         self.inner.read_history(topics, after).await
     }
 

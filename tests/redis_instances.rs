@@ -226,11 +226,23 @@ async fn prefixes_keep_apps_on_one_redis_apart() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert!(keys.iter().all(|k| k.starts_with("app1:")), "{keys:?}");
+    // app2 keeps its own position and readiness probe, under its own prefix; the event of app1
+    // went into app1's keys only.
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("app1:") || k.starts_with("app2:")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k == "app1:stream:comments")
+            && !keys.iter().any(|k| k.starts_with("app2:stream:")),
+        "{keys:?}"
+    );
 }
 
 #[tokio::test]
-async fn subscribers_keep_receiving_after_redis_restarts_and_publishing_fails_open_meanwhile() {
+async fn subscribers_get_what_was_published_during_an_outage_after_a_reset_when_redis_restarts_empty(
+) {
     let mut redis = RedisServer::start();
     let (a, server_a) = instance(builder(&redis).build().unwrap()).await;
     let (_b, server_b) = instance(builder(&redis).build().unwrap()).await;
@@ -260,9 +272,14 @@ async fn subscribers_keep_receiving_after_redis_restarts_and_publishing_fails_op
         started.elapsed() < Duration::from_secs(2),
         "publishing to a dead Redis fails fast"
     );
-    assert!(a.publish("comments", "created", &json!({})).await.is_err());
+    let buffered = a.publish("comments", "created", &json!({})).await;
+    assert!(
+        matches!(buffered, Err(livepush::PublishError::Buffered)),
+        "{buffered:?}"
+    );
 
     redis.restart();
+    // ready again only once A's retry buffer published what it held
     for server in [&server_a, &server_b] {
         wait_for_status(&server.url("/health/ready"), 200).await;
     }
@@ -275,8 +292,31 @@ async fn subscribers_keep_receiving_after_redis_restarts_and_publishing_fails_op
         .unwrap();
     assert_eq!(response.status(), 201);
     for client in [&mut on_a, &mut on_b] {
-        let event = next_event(client).await;
-        assert_eq!(event.data, r#"{"text":"after the restart"}"#);
+        // Redis came back empty: each stream is told to reset (its history is gone), and what
+        // A accepted during the outage arrives late, in order, before the next event.
+        let mut data = Vec::new();
+        let mut reset_first = false;
+        loop {
+            let event = next_event(client).await;
+            if event.event == RESET_EVENT {
+                assert!(!event.id.is_empty(), "a reset carries an id to resume from");
+                reset_first |= data.is_empty();
+                continue;
+            }
+            data.push(event.data);
+            if data.last().is_some_and(|d| d.contains("after the restart")) {
+                break;
+            }
+        }
+        assert!(reset_first, "the restart is a gap: a reset comes first");
+        assert_eq!(
+            data,
+            [
+                r#"{"text":"during the outage"}"#,
+                "{}",
+                r#"{"text":"after the restart"}"#
+            ]
+        );
     }
     let metrics = http()
         .get(server_a.url("/metrics"))

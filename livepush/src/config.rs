@@ -61,6 +61,15 @@ pub struct Config {
     /// What to do with a consumer that falls behind; `None` picks by replay (see
     /// [`SlowConsumerPolicy`]).
     pub slow_consumer: Option<SlowConsumerPolicy>,
+    /// Most publications kept in the retry buffer while the broker cannot take them
+    /// (`LIVEPUSH_RETRY_BUFFER_EVENTS`, default 10,000; 0 turns the buffer off, and a failed
+    /// publish is then only an error).
+    pub retry_buffer_events: usize,
+    /// Most payload bytes kept in the retry buffer (`LIVEPUSH_RETRY_BUFFER_BYTES`, default 16 MiB).
+    pub retry_buffer_bytes: usize,
+    /// Longest a publication waits in the retry buffer before it is given up and its topic's
+    /// subscribers are told to reset (`LIVEPUSH_RETRY_BUFFER_SECS`, default 30 s).
+    pub retry_buffer_age: Duration,
     /// Redis URL (`REDIS_URL`); `None` selects the in-memory broker.
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel (`LIVEPUSH_REDIS_PREFIX`, default `livepush:`).
@@ -83,6 +92,9 @@ impl Default for Config {
             client_retry_ms: 2000,
             publish_timeout: Duration::from_secs(2),
             slow_consumer: None,
+            retry_buffer_events: 10_000,
+            retry_buffer_bytes: 16 << 20,
+            retry_buffer_age: Duration::from_secs(30),
             redis_url: None,
             redis_prefix: "livepush:".to_owned(),
         }
@@ -129,6 +141,9 @@ impl Config {
     /// | `LIVEPUSH_REPLAY` | events retained per topic; 0 = off | 0 |
     /// | `LIVEPUSH_REPLAY_TTL_SECS` | retention time, ≥ 1 | 3600 |
     /// | `LIVEPUSH_MAX_CONNECTIONS_PER_KEY` | per-key cap across instances | unset |
+    /// | `LIVEPUSH_RETRY_BUFFER_EVENTS` | publications kept while the broker is down, 0–16777216; 0 = off | 10000 |
+    /// | `LIVEPUSH_RETRY_BUFFER_BYTES` | payload bytes kept while the broker is down, 1024–1073741824 | 16777216 |
+    /// | `LIVEPUSH_RETRY_BUFFER_SECS` | longest wait in the retry buffer, 1–3600 s | 30 |
     /// | `LIVEPUSH_REDIS_PREFIX` | prefix of Redis keys and channels | `livepush:` |
     ///
     /// An empty variable counts as unset. A value of the wrong form is an error that names the
@@ -221,6 +236,34 @@ impl Config {
                 "a whole number ≥ 1",
             )? as u32);
         }
+        if let Some(v) = get("LIVEPUSH_RETRY_BUFFER_EVENTS") {
+            config.retry_buffer_events = parse_in(
+                &v,
+                "LIVEPUSH_RETRY_BUFFER_EVENTS",
+                0,
+                1 << 24,
+                "publications from 0 (off) to 16777216",
+            )? as usize;
+        }
+        if let Some(v) = get("LIVEPUSH_RETRY_BUFFER_BYTES") {
+            config.retry_buffer_bytes = parse_in(
+                &v,
+                "LIVEPUSH_RETRY_BUFFER_BYTES",
+                1024,
+                1 << 30,
+                "bytes from 1024 to 1073741824",
+            )? as usize;
+        }
+        if let Some(v) = get("LIVEPUSH_RETRY_BUFFER_SECS") {
+            let secs = parse_in(
+                &v,
+                "LIVEPUSH_RETRY_BUFFER_SECS",
+                1,
+                3600,
+                "seconds from 1 to 3600",
+            )?;
+            config.retry_buffer_age = Duration::from_secs(secs);
+        }
         if let Some(v) = get("LIVEPUSH_REDIS_PREFIX") {
             config.redis_prefix = v;
         }
@@ -252,6 +295,12 @@ impl Config {
         }
         if self.max_connections_per_key == Some(0) {
             return invalid("max_connections_per_key", "must be at least 1");
+        }
+        if self.retry_buffer_events > 0 && self.retry_buffer_age.is_zero() {
+            return invalid(
+                "retry_buffer_age",
+                "must be longer than zero when the retry buffer is on",
+            );
         }
         if self.replay > 0 && self.replay_ttl.is_zero() {
             return invalid("replay_ttl", "must be longer than zero when replay is on");
@@ -321,9 +370,15 @@ mod tests {
             ("LIVEPUSH_REPLAY_TTL_SECS", "60"),
             ("LIVEPUSH_MAX_CONNECTIONS_PER_KEY", "2"),
             ("LIVEPUSH_REDIS_PREFIX", "app1:"),
+            ("LIVEPUSH_RETRY_BUFFER_EVENTS", "5"),
+            ("LIVEPUSH_RETRY_BUFFER_BYTES", "4096"),
+            ("LIVEPUSH_RETRY_BUFFER_SECS", "7"),
             ("REDIS_URL", "redis://127.0.0.1:6379"),
         ])
         .unwrap();
+        assert_eq!(c.retry_buffer_events, 5);
+        assert_eq!(c.retry_buffer_bytes, 4096);
+        assert_eq!(c.retry_buffer_age, Duration::from_secs(7));
         assert_eq!(c.heartbeat, Duration::from_secs(3));
         assert_eq!(c.max_connections, 50);
         assert_eq!(c.queue_capacity, 8);
@@ -357,6 +412,9 @@ mod tests {
             ("LIVEPUSH_COALESCE_MS", "0.5"),
             ("LIVEPUSH_REPLAY", "lots"),
             ("LIVEPUSH_REPLAY_TTL_SECS", "0"),
+            ("LIVEPUSH_RETRY_BUFFER_EVENTS", "many"),
+            ("LIVEPUSH_RETRY_BUFFER_BYTES", "10"),
+            ("LIVEPUSH_RETRY_BUFFER_SECS", "0"),
         ] {
             let err = from(&[(var, value)]).unwrap_err();
             assert!(err.to_string().contains(var), "{err}");

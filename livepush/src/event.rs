@@ -23,7 +23,7 @@ use crate::topic::Topic;
 /// assert!("-1".parse::<EventId>().is_err());
 /// assert!("abc".parse::<EventId>().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
 pub struct EventId(u64);
 

@@ -1,11 +1,12 @@
 //! Local fan-out: one shared entry per topic, one bounded queue per connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::config::SlowConsumerPolicy;
-use crate::event::Envelope;
+use crate::event::{Envelope, EventId, Publication};
+use crate::frame::RESET_EVENT;
 use crate::metrics::Metrics;
 use crate::queue::{EventQueue, Pushed};
 use crate::topic::Topic;
@@ -38,11 +39,15 @@ impl ConnState {
             policy,
             missed: AtomicU64::new(0),
             cut_off: AtomicBool::new(false),
-            queue: EventQueue::new(queue_capacity, crate::stream::MAX_BATCH),
+            queue: EventQueue::new(queue_capacity, crate::queue::MAX_BATCH),
         }
     }
 
     fn accepts(&self, envelope: &Envelope) -> bool {
+        // A reset concerns every event of its topic, whatever the category filter.
+        if envelope.event() == RESET_EVENT {
+            return true;
+        }
         match (&self.categories, envelope.category()) {
             (None, _) => true,
             (Some(wanted), Some(category)) => wanted.iter().any(|w| w == category),
@@ -75,6 +80,39 @@ impl Fanout {
         let Some(subscribers) = topics.get(envelope.topic()) else {
             return;
         };
+        self.push_to(subscribers.iter(), envelope);
+    }
+
+    /// Queues one `livepush.reset` with id `at` for every connection that subscribed any of
+    /// `topics`, once per connection however many of them it holds.
+    pub(crate) fn reset(&self, topics: &[Topic], at: EventId, data: &[u8]) {
+        let Some(first) = topics.first() else {
+            return;
+        };
+        let envelope = Arc::new(Envelope::new(
+            at,
+            Publication {
+                topic: first.clone(),
+                event: RESET_EVENT.to_owned(),
+                category: None,
+                data: bytes::Bytes::copy_from_slice(data),
+            },
+        ));
+        let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let mut seen = HashSet::new();
+        let subscribers = topics
+            .iter()
+            .filter_map(|t| map.get(t))
+            .flatten()
+            .filter(|sub| seen.insert(sub.id));
+        self.push_to(subscribers, &envelope);
+    }
+
+    fn push_to<'a>(
+        &self,
+        subscribers: impl Iterator<Item = &'a Subscriber>,
+        envelope: &Arc<Envelope>,
+    ) {
         let (mut delivered, mut dropped) = (0u64, 0u64);
         for sub in subscribers {
             // A connection that was cut off ends as soon as its body is polled again; until then

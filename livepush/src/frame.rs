@@ -7,6 +7,15 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::event::EventId;
 
+/// The name of the event sent when a client missed events that were dropped for it
+/// (`{"missed": N}`, no `id:`).
+pub const LAGGED_EVENT: &str = "livepush.lagged";
+/// The name of the event sent when a stream may have missed events: the history no longer
+/// reaches back to `Last-Event-ID`, or the broker lost events (see the README's guarantee
+/// table). It carries an `id:` to resume from and `{"reason": ...}`; the client reloads its
+/// state and keeps the stream open.
+pub const RESET_EVENT: &str = "livepush.reset";
+
 /// Encodes one event: `id:`, `event:`, one `data:` line per line of `data`, and a blank line.
 ///
 /// `data` is split on `\r\n`, `\n` and `\r`, the three line ends SSE parsers accept, so no payload

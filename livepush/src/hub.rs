@@ -11,12 +11,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::broker::{Broker, Delivery, MemoryBroker};
+use crate::broker::{Broker, BrokerError, Delivery, MemoryBroker};
 use crate::config::{Config, ConfigError};
 use crate::error::PublishError;
 use crate::event::{validate_name, EventId, Publication};
 use crate::fanout::Fanout;
 use crate::metrics::Metrics;
+use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
 use crate::topic::Topic;
 
@@ -57,6 +58,8 @@ pub(crate) struct HubInner {
     pub(crate) next_conn: AtomicU64,
     pub(crate) closing: AtomicBool,
     pub(crate) heartbeat_frame: Bytes,
+    /// Publications the broker could not take yet, in order.
+    pub(crate) retry: Arc<RetryBuffer>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -156,7 +159,23 @@ impl HubBuilder {
         self
     }
 
-    /// Uses the Redis broker at `url` (requires the `redis` feature).
+    /// Bounds the retry buffer, where publications wait while the broker cannot take them
+    /// (default 10,000 publications, 16 MiB of payload, 30 s; `events = 0` turns it off).
+    ///
+    /// A publish that fails on the broker is kept and published in order once the broker
+    /// answers, and later publications queue behind it. What overflows the buffer, or waits
+    /// longer than `max_age`, is given up oldest first, and every subscriber of its topic, in
+    /// every process, gets `livepush.reset` once the broker is back.
+    pub fn retry_buffer(mut self, events: usize, bytes: usize, max_age: Duration) -> Self {
+        self.config.retry_buffer_events = events;
+        self.config.retry_buffer_bytes = bytes;
+        self.config.retry_buffer_age = max_age;
+        self
+    }
+
+    /// Uses the Redis broker at `url` (requires the `redis` feature): `redis://`, `rediss://`,
+    /// or `redis+sentinel://[user:password@]host:port[,host:port...]/<master-name>[?db=N]` to
+    /// follow the master that Redis Sentinel names through failovers.
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.config.redis_url = Some(url.into());
         self
@@ -231,8 +250,17 @@ impl HubBuilder {
             fanout: fanout.clone(),
             metrics: metrics.clone(),
         });
+        let retry = Arc::new(RetryBuffer::new(
+            Limits {
+                events: config.retry_buffer_events,
+                bytes: config.retry_buffer_bytes,
+                age: config.retry_buffer_age,
+            },
+            metrics.clone(),
+        ));
         Ok(Hub {
             inner: Arc::new(HubInner {
+                retry,
                 heartbeat_frame: crate::frame::comment("heartbeat"),
                 config,
                 broker,
@@ -353,17 +381,37 @@ impl Hub {
             category: category.map(str::to_owned),
             data,
         };
+        let inner = &self.inner;
+        let retry = &inner.retry;
+        let publication = if retry.enabled() {
+            match retry.queue_if_waiting(publication, &inner.broker) {
+                Some(publication) => publication,
+                None => return Err(PublishError::Buffered),
+            }
+        } else {
+            publication
+        };
         let started = Instant::now();
-        let timeout = self.inner.config.publish_timeout;
-        let id = tokio::time::timeout(timeout, self.inner.broker.publish(publication))
-            .await
-            .map_err(|_| PublishError::Timeout(timeout))??;
-        self.inner
-            .metrics
-            .publish_latency
-            .observe(started.elapsed().as_secs_f64());
-        self.inner.metrics.published.inc();
-        Ok(id)
+        let timeout = inner.config.publish_timeout;
+        let error = match tokio::time::timeout(timeout, inner.broker.publish(&publication)).await {
+            Ok(Ok(id)) => {
+                inner
+                    .metrics
+                    .publish_latency
+                    .observe(started.elapsed().as_secs_f64());
+                inner.metrics.published.inc();
+                return Ok(id);
+            }
+            Ok(Err(error)) => error,
+            // The outcome is unknown: the broker may still run it. Publishing it again later is
+            // at least once, which a client tolerates (a duplicate); not publishing could lose it.
+            Err(_) => BrokerError::Unavailable(format!("no answer within {timeout:?}")),
+        };
+        if !retry.enabled() {
+            return Err(PublishError::Broker(error));
+        }
+        retry.push(publication, &error, &inner.broker);
+        Err(PublishError::Buffered)
     }
 
     /// Open SSE connections of this process.
@@ -376,9 +424,16 @@ impl Hub {
         self.inner.fanout.counts()
     }
 
-    /// Whether the broker can publish now (`/health/ready`).
-    pub async fn ready(&self) -> Result<(), crate::broker::BrokerError> {
-        self.inner.broker.ready().await
+    /// Whether publishing works now (`/health/ready`): the broker can publish and delivers every
+    /// watched topic to this process, and nothing waits in the retry buffer.
+    pub async fn ready(&self) -> Result<(), BrokerError> {
+        self.inner.broker.ready().await?;
+        match self.inner.retry.len() {
+            0 => Ok(()),
+            waiting => Err(BrokerError::Unavailable(format!(
+                "{waiting} publications wait in the retry buffer"
+            ))),
+        }
     }
 
     /// The hub's metrics in the Prometheus text format (what `/metrics` serves).

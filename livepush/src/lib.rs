@@ -55,6 +55,7 @@ mod metrics;
 mod publish;
 mod queue;
 pub mod registry;
+mod retry;
 mod routes;
 mod serve;
 mod sse_event;
@@ -67,12 +68,12 @@ pub use error::{PublishError, SubscribeError};
 pub use event::{
     validate_name, Envelope, EventId, InvalidEventId, InvalidName, Publication, MAX_NAME_LEN,
 };
+pub use frame::{LAGGED_EVENT, RESET_EVENT};
 pub use hub::{BuildError, Hub, HubBuilder};
 pub use publish::Publishable;
 pub use routes::LivepushRouter;
 pub use serve::{serve, NoDelayListener};
 pub use sse_event::SseEvent;
-pub use stream::{LAGGED_EVENT, RESET_EVENT};
 pub use subscribe::{IntoSubscription, Subscription};
 pub use topic::{Topic, TopicError, Topics, BROADCAST_TOPIC, MAX_TOPIC_LEN};
 

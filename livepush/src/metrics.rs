@@ -26,6 +26,12 @@ pub(crate) struct Metrics {
     pub(crate) publish_errors: Family<Label, Counter>,
     pub(crate) publish_latency: Histogram,
     pub(crate) broker_reconnects: Counter,
+    /// Gaps the broker detected and turned into resets (a lost connection without a complete
+    /// catch-up, a server restarted empty, a subscription the server dropped).
+    pub(crate) broker_gaps: Counter,
+    pub(crate) retry_buffer_events: Gauge,
+    pub(crate) events_retried: Counter,
+    pub(crate) events_given_up: Counter,
     pub(crate) slow_consumer_disconnects: Counter,
     /// Bytes of frames waiting in connection queues (a frame queued for n connections counts n
     /// times, though it is stored once).
@@ -48,6 +54,10 @@ impl Metrics {
         // 50 µs .. ~1.6 s
         let publish_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let broker_reconnects = Counter::default();
+        let broker_gaps = Counter::default();
+        let retry_buffer_events = Gauge::default();
+        let events_retried = Counter::default();
+        let events_given_up = Counter::default();
         let slow_consumer_disconnects = Counter::default();
         let queued_bytes = Gauge::default();
         registry.register("connections", "Open SSE connections", connections.clone());
@@ -100,6 +110,26 @@ impl Metrics {
             broker_reconnects.clone(),
         );
         registry.register(
+            "broker_gaps",
+            "Gaps in delivery the broker detected; each sent livepush.reset to the streams of the affected topics",
+            broker_gaps.clone(),
+        );
+        registry.register(
+            "retry_buffer_events",
+            "Publications waiting in the retry buffer for the broker",
+            retry_buffer_events.clone(),
+        );
+        registry.register(
+            "events_retried",
+            "Buffered publications published late, once the broker answered",
+            events_retried.clone(),
+        );
+        registry.register(
+            "events_given_up",
+            "Buffered publications dropped (buffer full or too old); their topics were told to reset",
+            events_given_up.clone(),
+        );
+        registry.register(
             "slow_consumer_disconnects",
             "Streams closed because the client read too slowly",
             slow_consumer_disconnects.clone(),
@@ -123,6 +153,10 @@ impl Metrics {
             publish_errors,
             publish_latency,
             broker_reconnects,
+            broker_gaps,
+            retry_buffer_events,
+            events_retried,
+            events_given_up,
             slow_consumer_disconnects,
             queued_bytes,
         }

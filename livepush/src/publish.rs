@@ -10,6 +10,7 @@ use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::error::PublishError;
 use crate::hub::Hub;
 
 /// A handler return value that `#[publish_event]` can publish.
@@ -173,8 +174,20 @@ impl PublishContext {
             }
         };
         let size = json.len();
-        if let Err(error) = hub.publish_json(&topic, event, category, json).await {
-            tracing::warn!(event, topic, size, %error, "publish failed; the handler's response is unchanged");
+        match hub.publish_json(&topic, event, category, json).await {
+            Ok(_) => {}
+            // The retry buffer logs the outage once; it is not a loss.
+            Err(PublishError::Buffered) => {
+                tracing::debug!(
+                    event,
+                    topic,
+                    size,
+                    "publish buffered until the broker answers"
+                )
+            }
+            Err(error) => {
+                tracing::warn!(event, topic, size, %error, "publish failed; the handler's response is unchanged")
+            }
         }
     }
 }

@@ -17,6 +17,10 @@ use std::task::{Context, Waker};
 
 use crate::event::Envelope;
 
+/// Most queued events written in one chunk: enough to save syscalls under load, small enough to
+/// keep one chunk well under a socket buffer. Also the flush mark of a held queue.
+pub(crate) const MAX_BATCH: usize = 64;
+
 /// What [`EventQueue::push`] did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pushed {

@@ -15,19 +15,10 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::event::{Envelope, EventId};
 use crate::fanout::ConnState;
-use crate::frame;
+use crate::frame::{self, LAGGED_EVENT};
 use crate::hub::Hub;
-use crate::queue::Taken;
+use crate::queue::{Taken, MAX_BATCH};
 use crate::topic::Topic;
-
-/// Most queued events written in one chunk: enough to save syscalls under load, small enough to
-/// keep one chunk well under a socket buffer.
-pub(crate) const MAX_BATCH: usize = 64;
-
-/// The name of the event sent when a client missed events that were dropped for it.
-pub const LAGGED_EVENT: &str = "livepush.lagged";
-/// The name of the event sent when the history no longer reaches back to `Last-Event-ID`.
-pub const RESET_EVENT: &str = "livepush.reset";
 
 /// Releases everything one connection holds when its stream ends, whichever way it ends.
 pub(crate) struct ConnectionGuard {

@@ -9,15 +9,17 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
-use crate::broker::Slot;
+use crate::broker::{History, Slot};
 use crate::error::SubscribeError;
 use crate::event::EventId;
 use crate::fanout::{ConnState, Subscriber};
 use crate::frame;
+use crate::frame::RESET_EVENT;
 use crate::hub::Hub;
 use crate::registry;
-use crate::stream::{ConnectionGuard, EventStream, RESET_EVENT};
+use crate::stream::{ConnectionGuard, EventStream};
 use crate::topic::{Topic, Topics};
 
 /// Everything one SSE stream listens to: topics, optional category filter, optional cap key.
@@ -356,31 +358,53 @@ pub(crate) async fn open(
                 "no confirmed subscription to read history against".into(),
             ))
         };
-        let (history, complete) = match history {
-            Ok(h) => (h.events, h.complete),
-            Err(error) => {
-                tracing::warn!(%error, "history unavailable; the client is told to reset");
-                (Vec::new(), false)
+        match history {
+            Ok(history) => {
+                inner.metrics.replayed.inc_by(history.events.len() as u64);
+                seen = Some(replay(&mut pending, &guard.topics, after, history));
             }
-        };
-        if !complete {
-            let data =
-                serde_json::json!({ "last_event_id": after, "reason": "history_unavailable" });
-            pending.push_back(frame::notice(RESET_EVENT, data.to_string().as_bytes()));
+            Err(error) => {
+                // Nothing was replayed, so nothing needs filtering: every live event goes out.
+                tracing::warn!(%error, "history unavailable; the client is told to reset");
+                pending.push_back(reset_frame(after, after));
+            }
         }
-        let mut marks: HashMap<Topic, EventId> =
-            guard.topics.iter().map(|t| (t.clone(), after)).collect();
-        for event in &history {
-            marks.insert(event.topic().clone(), event.id());
-            pending.push_back(event.frame().clone());
-        }
-        inner.metrics.replayed.inc_by(history.len() as u64);
-        seen = Some(marks);
     }
     inner.metrics.connections_total.inc();
     tracing::debug!(parent: &guard.span, "stream opened");
     let stream = EventStream::new(state, pending, seen, guard);
     Ok(sse_response(Body::new(stream)))
+}
+
+/// Queues the replayed `history` (after a reset when it is incomplete) and returns, per topic,
+/// the highest id sent: live events at or below are duplicates. After a reset that is the
+/// reset's id, never the client's, so an id the broker never issued does not mute the live
+/// events that follow.
+fn replay(
+    pending: &mut VecDeque<Bytes>,
+    topics: &[Topic],
+    after: EventId,
+    history: History,
+) -> HashMap<Topic, EventId> {
+    let start = if history.complete {
+        after
+    } else {
+        let at = history.reset_id();
+        pending.push_back(reset_frame(at, after));
+        at
+    };
+    let mut marks: HashMap<Topic, EventId> = topics.iter().map(|t| (t.clone(), start)).collect();
+    for event in &history.events {
+        marks.insert(event.topic().clone(), event.id());
+        pending.push_back(event.frame().clone());
+    }
+    marks
+}
+
+/// `livepush.reset` for a client that asked for what came after `asked`; it resumes from `at`.
+fn reset_frame(at: EventId, asked: EventId) -> Bytes {
+    let data = serde_json::json!({ "last_event_id": asked, "reason": "history_unavailable" });
+    frame::event(at, RESET_EVENT, data.to_string().as_bytes())
 }
 
 /// An SSE response with the headers proxies need to pass it through unbuffered.

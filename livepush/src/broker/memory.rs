@@ -90,14 +90,14 @@ impl Broker for MemoryBroker {
         let _ = self.delivery.set(delivery);
     }
 
-    async fn publish(&self, publication: Publication) -> Result<EventId, BrokerError> {
+    async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {
         let now = Instant::now();
         let mut state = self.lock();
         // Id assignment, retention and delivery happen under one lock, so every subscriber sees
         // events in id order and history never misses an event that live delivery skipped.
         state.last += 1;
         let id = EventId::new(state.last);
-        let envelope = Arc::new(Envelope::new(id, publication));
+        let envelope = Arc::new(Envelope::new(id, publication.clone()));
         if self.replay > 0 {
             let ring = state.topics.entry(envelope.topic().clone()).or_default();
             ring.events.push_back((now, envelope.clone()));
@@ -139,7 +139,11 @@ impl Broker for MemoryBroker {
             }
         }
         events.sort_by_key(|e| e.id());
-        Ok(History { events, complete })
+        Ok(History {
+            events,
+            complete,
+            last: EventId::new(state.last),
+        })
     }
 
     async fn ready(&self) -> Result<(), BrokerError> {
@@ -199,10 +203,10 @@ mod tests {
     #[tokio::test]
     async fn history_returns_events_after_the_id_across_topics_in_order() {
         let broker = MemoryBroker::new(10, Duration::from_secs(60));
-        let a = broker.publish(publication("a")).await.unwrap();
-        let b = broker.publish(publication("b")).await.unwrap();
-        let c = broker.publish(publication("a")).await.unwrap();
-        broker.publish(publication("other")).await.unwrap();
+        let a = broker.publish(&publication("a")).await.unwrap();
+        let b = broker.publish(&publication("b")).await.unwrap();
+        let c = broker.publish(&publication("a")).await.unwrap();
+        broker.publish(&publication("other")).await.unwrap();
         let topics = [Topic::new("a").unwrap(), Topic::new("b").unwrap()];
         let h = broker.history(&topics, a).await.unwrap();
         assert!(h.complete);
@@ -212,14 +216,16 @@ mod tests {
     #[tokio::test]
     async fn history_says_incomplete_when_the_ring_no_longer_reaches_back() {
         let broker = MemoryBroker::new(2, Duration::from_secs(60));
-        let first = broker.publish(publication("a")).await.unwrap();
+        let first = broker.publish(&publication("a")).await.unwrap();
         for _ in 0..3 {
-            broker.publish(publication("a")).await.unwrap();
+            broker.publish(&publication("a")).await.unwrap();
         }
         let topics = [Topic::new("a").unwrap()];
         let h = broker.history(&topics, first).await.unwrap();
         assert!(!h.complete);
         assert_eq!(h.events.len(), 2);
+        // a client that resumes from the reset is owed the two retained events, no more
+        assert_eq!(h.reset_id().get(), h.events[0].id().get() - 1);
         // an id from before this process started, or from the future, is not vouched for
         assert!(
             !broker
@@ -228,12 +234,17 @@ mod tests {
                 .unwrap()
                 .complete
         );
+        let ahead = broker
+            .history(&topics, EventId::new(u64::MAX))
+            .await
+            .unwrap();
+        assert!(!ahead.complete);
+        // the reset brings a client that is ahead back to the broker's own sequence
+        assert_eq!(ahead.reset_id(), ahead.last);
+        let resumed = broker.history(&topics, ahead.reset_id()).await.unwrap();
         assert!(
-            !broker
-                .history(&topics, EventId::new(u64::MAX))
-                .await
-                .unwrap()
-                .complete
+            resumed.complete,
+            "resuming from a reset does not reset again"
         );
     }
 

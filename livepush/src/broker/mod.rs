@@ -39,6 +39,23 @@ pub struct History {
     /// False when some events after the requested id are no longer retained (or the id is not
     /// one this broker issued): the client is then sent `livepush.reset` before the events.
     pub complete: bool,
+    /// The newest id the broker had issued when the history was read. Every event published
+    /// later has a higher id and reaches the subscriber live, so this is where a client resumes
+    /// after a reset (see [`History::reset_id`]).
+    pub last: EventId,
+}
+
+impl History {
+    /// The id a `livepush.reset` sent with this history carries: just below the first retained
+    /// event that follows the reset, or [`History::last`] when none does. A client that
+    /// reconnects with it is owed exactly what came after, so a reset is not repeated, and an id
+    /// the broker never issued (far ahead of its sequence) is left behind for good.
+    pub fn reset_id(&self) -> EventId {
+        match self.events.first() {
+            Some(first) => EventId::new(first.id().get().saturating_sub(1).min(self.last.get())),
+            None => self.last,
+        }
+    }
 }
 
 /// Whether a connection slot of a cap key was granted.
@@ -63,8 +80,10 @@ pub trait Broker: Send + Sync + 'static {
     fn start(&self, delivery: Delivery);
 
     /// Assigns the next id, retains the event if replay is on, and delivers it to every process
-    /// that watches its topic.
-    async fn publish(&self, publication: Publication) -> Result<EventId, BrokerError>;
+    /// that watches its topic. On an error the hub keeps the publication in its retry buffer and
+    /// calls this again, in order, once [`Broker::ready`] succeeds: an error must mean "not
+    /// published" or "not known to be published", never "published and lost".
+    async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError>;
 
     /// The first local subscriber of `topic` arrived. Must not block.
     fn watch(&self, topic: &Topic);
@@ -86,7 +105,8 @@ pub trait Broker: Send + Sync + 'static {
     /// history read and live delivery.
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError>;
 
-    /// Whether the broker can publish right now (for `/health/ready`).
+    /// Whether the broker can publish right now and delivers every watched topic to this
+    /// process (for `/health/ready`, and before the hub retries buffered publications).
     async fn ready(&self) -> Result<(), BrokerError>;
 
     /// Takes one of at most `limit` connection slots of `key`, shared by all processes.
@@ -107,6 +127,26 @@ impl Delivery {
     /// Hands one event to every local subscriber of its topic. Call it in id order.
     pub fn deliver(&self, envelope: Arc<Envelope>) {
         self.fanout.deliver(&envelope);
+    }
+
+    /// Tells every local stream of `topics` that events may be missing before `at`: each gets
+    /// one `livepush.reset` whose `id:` is `at`, and nothing else changes for other streams.
+    /// Call it for every gap a broker detects (a connection lost without a complete catch-up,
+    /// a server restarted empty, a subscription dropped by the server), in id order with
+    /// [`Delivery::deliver`]: `at` is where the clients resume.
+    pub fn reset(&self, topics: &[Topic], at: EventId, reason: &str) {
+        if topics.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            topics = topics.len(),
+            %at,
+            reason,
+            "events may be missing on watched topics; their streams are told to reset"
+        );
+        self.metrics.broker_gaps.inc();
+        let data = serde_json::json!({ "reason": reason });
+        self.fanout.reset(topics, at, data.to_string().as_bytes());
     }
 
     /// Records that the broker re-established its connection.

@@ -8,6 +8,7 @@
 //! | `{prefix}topic:{topic}` | pub/sub channel | live events of a topic |
 //! | `{prefix}stream:{topic}` | stream (`MAXLEN ~ replay`, key TTL `replay_ttl`) | retained events |
 //! | `{prefix}slots:{key}` | sorted set (member → lease expiry, ms) | connection slots of a cap key |
+//! | `{prefix}ready` | string, 10 s TTL | written by `/health/ready` to prove that writes work |
 //!
 //! # Wire format
 //! A published event travels as one string, the same on the channel and in the stream entry
@@ -25,22 +26,36 @@
 //!   XINFO STREAM, XRANGE);
 //! - capped connection: one EVALSHA to acquire (TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, PEXPIRE), one
 //!   ZREM to release, and one EVALSHA per lease period for all slots this process holds.
-//! - reconnect: one PING per attempt, one SUBSCRIBE for all watched channels, and with replay one
-//!   history EVALSHA to deliver what was published while the connection was down.
+//! - readiness (`/health/ready`): one SET with a 10 s expiry;
+//! - reconnect: per attempt, two connections (HELLO 3, PING), one SUBSCRIBE for all watched
+//!   channels, and one history EVALSHA that delivers what was published while the connection
+//!   was down (replay on) or names the position the watched streams are reset to.
+//!
+//! # Faults and what subscribers see
+//! The listener owns both connections and reconnects them itself, with a backoff of 50 to
+//! 500 ms, for ever, logging every failed attempt's cause (rate-limited, never the password):
+//! `redis-rs`' `ConnectionManager` keeps a failed connection after an authentication error and
+//! never tries again, and it is bound to one server, where Sentinel names a new master after a
+//! failover. After any reconnect the events of watched topics published meanwhile are read
+//! from the streams and delivered in order; when that cannot be proven complete (replay off,
+//! Redis restarted empty, trimmed or expired streams, writes lost in a failover), the local
+//! streams of those topics get `livepush.reset` instead of a silent gap. A subscription the
+//! server drops (an `UNSUBSCRIBE` nobody asked for) is handled like a lost connection.
 
 mod listener;
 mod scripts;
 mod slots;
+mod target;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, ProtocolVersion, RedisError, Value};
+use redis::aio::MultiplexedConnection;
+use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
 use tokio::sync::{mpsc, Notify};
 
 use super::{Broker, BrokerError, Delivery, History, Slot};
@@ -50,6 +65,7 @@ use crate::topic::Topic;
 use listener::{Command, Listener};
 use scripts::Scripts;
 use slots::Slots;
+use target::Target;
 
 /// How long a history read waits for the topics' channels to be subscribed (live first, history
 /// second) before it gives up and the client is told to reset.
@@ -70,9 +86,12 @@ const DEFAULT_SLOT_LEASE: Duration = Duration::from_secs(30);
 /// topic when its first local subscriber arrives and unsubscribes it when the last one leaves.
 ///
 /// It connects in the background and reconnects with backoff: the application starts while Redis
-/// is down, publishing fails fast (and the hub fails open), `/health/ready` answers 503, and once
-/// Redis is back every watched channel is subscribed again and, with replay on, the events
-/// published while the connection was down are delivered from the streams, in order, once.
+/// is down, publishing fails fast (the hub keeps publications in its retry buffer),
+/// `/health/ready` answers 503, and once Redis is back every watched channel is subscribed again
+/// and, with replay on, the events published while the connection was down are delivered from
+/// the streams, in order, once; where that cannot be proven complete, the affected streams get
+/// `livepush.reset`. With a `redis+sentinel://` URL it asks the sentinels for the master before
+/// every connection attempt, so it follows a failover.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
@@ -98,15 +117,21 @@ pub(crate) struct Inner {
     keys: Keys,
     replay: usize,
     ttl: Duration,
-    /// The command connection (publish, history, caps). A `ConnectionManager` reconnects by
-    /// itself; cloning it is cheap and shares the one connection.
-    conn: ConnectionManager,
+    /// The command connection (publish, history, caps) while connected; the listener replaces
+    /// it on every reconnect. Cloning it is cheap and shares the one connection.
+    conn: RwLock<Option<MultiplexedConnection>>,
     scripts: Scripts,
-    /// Both connections answered since the last failure. While false, publishing and caps fail
-    /// at once instead of waiting for a connection attempt.
+    /// Both connections answered and every watched channel was subscribed since the last
+    /// failure. While false, publishing and caps fail at once instead of waiting for a
+    /// connection attempt.
     up: AtomicBool,
     /// Wakes the listener to check the connections now (after a failed command).
     check: Notify,
+    /// Set with `check` when the server answered but must be left (a read-only replica after a
+    /// failover, an authentication error): the listener reconnects even if PING works.
+    reconnect: AtomicBool,
+    /// The hub's side, for readiness (every watched topic subscribed).
+    delivery: OnceLock<Delivery>,
     /// Channels confirmed subscribed on the pub/sub connection, as topics.
     subscribed: Mutex<HashSet<Topic>>,
     /// Signalled when `subscribed` grows.
@@ -136,6 +161,9 @@ impl Keys {
     fn slots(&self, key: &str) -> String {
         format!("{}slots:{}", self.prefix, key)
     }
+    fn ready(&self) -> String {
+        format!("{}ready", self.prefix)
+    }
     /// The topic of a channel name, if it is one of ours.
     fn topic_of_channel(&self, channel: &[u8]) -> Option<Topic> {
         let name = std::str::from_utf8(channel).ok()?;
@@ -145,35 +173,15 @@ impl Keys {
 }
 
 impl RedisBroker {
-    /// A broker for the Redis at `url`, with the prefix, replay and TTL of `config`.
+    /// A broker for the Redis at `url` (`redis://`, `rediss://` or `redis+sentinel://`), with the
+    /// prefix, replay and TTL of `config`.
     ///
     /// Does not connect: connections are made in the background once the hub starts the broker,
-    /// so this succeeds while Redis is down. Fails only on a URL that cannot be parsed.
-    /// Must be called inside a Tokio runtime.
+    /// so this succeeds while Redis is down. Fails only on a URL that cannot be parsed (the
+    /// error never repeats the URL, which may hold a password). Must be called inside a Tokio
+    /// runtime.
     pub fn new(url: &str, config: &Config) -> Result<Self, BrokerError> {
-        let info = url
-            .into_connection_info()
-            .map_err(|e| BrokerError::Unavailable(format!("invalid Redis URL: {e}")))?;
-        // RESP3: pub/sub messages arrive as push frames on an ordinary multiplexed connection, which
-        // the ConnectionManager can own and reconnect.
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings))
-            .map_err(|e| BrokerError::Unavailable(format!("invalid Redis URL: {e}")))?;
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())
-            .map_err(unavailable)?;
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
-        // No `set_automatic_resubscription`: the listener re-subscribes itself so that
-        // re-subscribing, delivering what was missed from the streams and the first live message
-        // happen in that order in one task. With redis-rs re-subscribing inside the reconnect, live
-        // messages could overtake the missed ones.
-        let sub = ConnectionManager::new_lazy_with_config(
-            client,
-            manager_config().set_push_sender(push_tx),
-        )
-        .map_err(unavailable)?;
+        let target = Target::parse(url)?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             keys: Keys {
@@ -181,15 +189,17 @@ impl RedisBroker {
             },
             replay: config.replay,
             ttl: config.replay_ttl,
-            conn,
+            conn: RwLock::new(None),
             scripts: Scripts::new(),
             up: AtomicBool::new(false),
             check: Notify::new(),
+            reconnect: AtomicBool::new(false),
+            delivery: OnceLock::new(),
             subscribed: Mutex::new(HashSet::new()),
             subscribed_changed: Notify::new(),
             slots: Slots::new(DEFAULT_SLOT_LEASE),
         });
-        let listener = Listener::new(inner.clone(), sub, push_rx, command_rx);
+        let listener = Listener::new(inner.clone(), target, command_rx);
         Ok(RedisBroker {
             inner,
             commands,
@@ -208,19 +218,21 @@ impl RedisBroker {
     }
 }
 
-fn manager_config() -> ConnectionManagerConfig {
-    // One quick retry inside redis-rs; the listener drives further attempts with its own backoff,
-    // so a command never waits long on a dead server.
-    ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(500))
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
+/// What a failed command says about the connection it ran on.
+fn needs_reconnect(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::ReadOnly)
+    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
 }
 
-fn unavailable(e: RedisError) -> BrokerError {
-    BrokerError::Unavailable(e.to_string())
+fn needs_check(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_unrecoverable_error() || e.is_timeout() || e.is_connection_dropped()
+}
+
+/// A Redis error as text for logs and health output: its category and the server's words.
+pub(super) fn describe(e: &RedisError) -> String {
+    e.to_string()
 }
 
 impl Inner {
@@ -234,17 +246,42 @@ impl Inner {
         }
     }
 
+    /// The command connection, while connected.
+    fn conn(&self) -> Result<MultiplexedConnection, BrokerError> {
+        self.is_up()?;
+        self.conn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| BrokerError::Unavailable("Redis is not connected (reconnecting)".into()))
+    }
+
     /// Maps a Redis error; a connection failure marks the broker down and wakes the listener.
     fn fail(&self, e: RedisError) -> BrokerError {
-        if e.is_io_error() || e.is_unrecoverable_error() || e.is_timeout() {
+        let reconnect = needs_reconnect(&e);
+        if reconnect || needs_check(&e) {
+            if reconnect {
+                self.reconnect.store(true, Ordering::Release);
+            }
             if self.up.swap(false, Ordering::AcqRel) {
-                tracing::warn!(error = %e, "Redis connection lost");
+                tracing::warn!(error = %describe(&e), "Redis command failed; checking the connection");
             }
             self.check.notify_one();
-            BrokerError::Unavailable(e.to_string())
+            BrokerError::Unavailable(describe(&e))
         } else {
-            BrokerError::Protocol(e.to_string())
+            BrokerError::Protocol(describe(&e))
         }
+    }
+
+    /// Why `/health/ready` must not say ready, if anything: a watched topic whose channel is
+    /// not subscribed (yet) on the pub/sub connection.
+    fn unsubscribed_topics(&self) -> usize {
+        let Some(delivery) = self.delivery.get() else {
+            return 0;
+        };
+        let watched = delivery.watched_topics();
+        let subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+        watched.iter().filter(|t| !subscribed.contains(*t)).count()
     }
 
     /// Waits until the channels of `topics` are subscribed, so that history read afterwards and
@@ -269,8 +306,14 @@ impl Inner {
             })
     }
 
-    /// Retained events of `topics` after `after`, in id order, read in one script.
-    async fn read_history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
+    /// Retained events of `topics` after `after`, in id order, read in one script on `conn`
+    /// (the listener reads on the connection it is setting up, before the broker is up).
+    async fn read_history(
+        &self,
+        conn: &mut MultiplexedConnection,
+        topics: &[Topic],
+        after: EventId,
+    ) -> Result<History, RedisError> {
         let horizon = self.ttl.saturating_sub(AGE_MARGIN).as_micros() as u64;
         let mut invocation = self.scripts.history.prepare_invoke();
         invocation.key(self.keys.seq()).key(self.keys.epoch());
@@ -278,20 +321,22 @@ impl Inner {
             invocation.key(self.keys.stream(topic));
         }
         invocation.arg(after.get()).arg(horizon);
-        let mut conn = self.conn.clone();
-        let (complete, raw): (i64, Vec<Value>) = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.fail(e))?;
+        let (complete, last, raw): (i64, String, Vec<Value>) =
+            invocation.invoke_async(conn).await?;
+        let protocol =
+            |what: &str| RedisError::from((ErrorKind::Parse, "history script", what.to_owned()));
+        let last: EventId = last
+            .parse()
+            .map_err(|_| protocol("the position is not an id"))?;
         let mut events = Vec::with_capacity(raw.len() / 2);
         for pair in raw.chunks_exact(2) {
             let (Value::Int(index), Value::BulkString(payload)) = (&pair[0], &pair[1]) else {
-                return Err(BrokerError::Protocol("unexpected history reply".into()));
+                return Err(protocol("unexpected history reply"));
             };
             let topic = usize::try_from(*index - 1)
                 .ok()
                 .and_then(|i| topics.get(i))
-                .ok_or_else(|| BrokerError::Protocol("history names an unknown topic".into()))?;
+                .ok_or_else(|| protocol("history names an unknown topic"))?;
             match decode(topic.clone(), payload) {
                 Some(envelope) => events.push(Arc::new(envelope)),
                 None => tracing::warn!(%topic, "skipping a retained event in an unknown format"),
@@ -302,6 +347,7 @@ impl Inner {
         Ok(History {
             events,
             complete: complete == 1,
+            last,
         })
     }
 }
@@ -335,6 +381,7 @@ impl Broker for RedisBroker {
     }
 
     fn start(&self, delivery: Delivery) {
+        let _ = self.inner.delivery.set(delivery.clone());
         let listener = self
             .listener
             .lock()
@@ -354,11 +401,10 @@ impl Broker for RedisBroker {
         }
     }
 
-    async fn publish(&self, publication: Publication) -> Result<EventId, BrokerError> {
+    async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {
         let inner = &self.inner;
-        inner.is_up()?;
+        let mut conn = inner.conn()?;
         let ttl_secs = inner.ttl.as_secs().max(1);
-        let mut conn = inner.conn.clone();
         // The event comes back to this process through its own subscription, like to every other
         // instance: one path, one order.
         let id: String = inner
@@ -400,23 +446,36 @@ impl Broker for RedisBroker {
         if self.inner.replay == 0 {
             return Ok(History::default());
         }
-        self.inner.is_up()?;
+        let mut conn = self.inner.conn()?;
         // Called once `subscribed` confirmed the channels: anything published after the read
         // below arrives live, and the stream dedupes the overlap by id.
-        self.inner.read_history(topics, after).await
+        self.inner
+            .read_history(&mut conn, topics, after)
+            .await
+            .map_err(|e| self.inner.fail(e))
     }
 
     async fn ready(&self) -> Result<(), BrokerError> {
-        self.inner.is_up()?;
-        let mut conn = self.inner.conn.clone();
-        redis::cmd("PING")
+        let mut conn = self.inner.conn()?;
+        let missing = self.inner.unsubscribed_topics();
+        if missing > 0 {
+            return Err(BrokerError::Unavailable(format!(
+                "{missing} watched channels are not subscribed yet"
+            )));
+        }
+        // A write, not a PING: out of memory, a read-only replica or a revoked permission fail
+        // publishes while PING still answers.
+        redis::cmd("SET")
+            .arg(self.inner.keys.ready())
+            .arg(1)
+            .arg("PX")
+            .arg(10_000)
             .query_async::<()>(&mut conn)
             .await
             .map_err(|e| self.inner.fail(e))
     }
 
     async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
-        self.inner.is_up()?;
         self.inner.slots.acquire(&self.inner, key, limit).await
     }
 

@@ -36,11 +36,17 @@ return sid
 "#;
 
 /// `KEYS`: seq, epoch, then one stream per topic. `ARGV`: after (decimal id), horizon in µs
-/// (retention time minus a safety margin). Returns `{complete, {topic index, payload, ...}}`.
+/// (retention time minus a safety margin). Returns `{complete, last, {topic index, payload, ...}}`
+/// where `last` is the newest id issued (decimal): every later event has a higher id, so it is
+/// where a client resumes after a reset. Called with no stream key, it only reads the position.
+///
+/// A dataset that issued no id yet (new, or restarted empty) starts its sequence and epoch at
+/// the current time here, so that a reset can name a position that every later event is above
+/// and that history then vouches for: a client resuming from it is not reset again.
 ///
 /// History is complete (no `livepush.reset`) only when all of these hold:
-/// 1. a sequence exists and `after` is not above it (else: an id this Redis never issued, e.g.
-///    Redis restarted empty);
+/// 1. `after` is not above the sequence (else: an id this Redis never issued, e.g. Redis
+///    restarted empty, a failover lost the newest writes, or a bogus id);
 /// 2. `after` is not below the epoch, the first id of this Redis dataset (else: events between
 ///    `after` and the restart are gone);
 /// 3. for each topic whose stream exists, when every retained entry is newer than `after`:
@@ -60,11 +66,20 @@ return sid
 const HISTORY: &str = r#"
 local after = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if last == 0 or after > last then return {0, {}} end
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local epoch
+if last == 0 then
+  last = now
+  redis.call('SET', KEYS[1], string.format('%d', last))
+  redis.call('SET', KEYS[2], string.format('%d', last))
+  epoch = last
+else
+  epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+local slast = string.format('%d', last)
+if after > last then return {0, slast, {}} end
 local complete = 1
 if after < epoch then complete = 0 end
 local out = {}
@@ -100,7 +115,7 @@ for i = 3, #KEYS do
     complete = 0
   end
 end
-return {complete, out}
+return {complete, slast, out}
 "#;
 
 /// `KEYS`: the slot set of one cap key. `ARGV`: member, limit, lease in ms. Returns 1 when the

@@ -62,7 +62,7 @@ impl Slots {
             self.instance,
             self.next.fetch_add(1, Ordering::Relaxed)
         );
-        let mut conn = inner.conn.clone();
+        let mut conn = inner.conn()?;
         let granted: i64 = inner
             .scripts
             .acquire_slot
@@ -96,7 +96,13 @@ impl Slots {
         let Some(member) = member else {
             return;
         };
-        let mut conn = inner.conn.clone();
+        let Ok(mut conn) = inner.conn() else {
+            tracing::debug!(
+                key,
+                "Redis is down: the connection slot expires with its lease"
+            );
+            return;
+        };
         let removed = redis::cmd("ZREM")
             .arg(inner.keys.slots(key))
             .arg(&member)
@@ -123,7 +129,7 @@ impl Slots {
                     .arg(members.len())
                     .arg(members);
             }
-            let mut conn = inner.conn.clone();
+            let mut conn = inner.conn()?;
             invocation
                 .invoke_async::<()>(&mut conn)
                 .await

@@ -1,0 +1,462 @@
+//! The retry buffer: publications the broker could not take, kept in order until it can.
+//!
+//! A publish that fails on the broker (down, timed out, out of memory, a read-only replica, an
+//! authentication error) is not lost: it waits here and one background task publishes it, in
+//! order, once the broker answers again. Later publications queue behind it while it waits, so
+//! what one process publishes keeps its order. The buffer is bounded by count, bytes and age;
+//! what does not fit, or waits too long, is dropped oldest first, and the topics it was for get a
+//! gap marker, a `livepush.reset` published through the broker before anything else once it is
+//! back, so the subscribers of those topics in every process are told (DESIGN.md, decision 11).
+//! The buffer lives in the process: a process that dies with publications in it loses them;
+//! the transactional outbox is the answer to that.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::broker::{Broker, BrokerError};
+use crate::event::Publication;
+use crate::frame::RESET_EVENT;
+use crate::metrics::Metrics;
+use crate::topic::Topic;
+
+/// First and longest wait between two attempts while the broker keeps failing.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// How much the buffer holds at most.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Publications; 0 turns the buffer off (a failed publish is then an error, as without it).
+    pub(crate) events: usize,
+    /// Payload bytes.
+    pub(crate) bytes: usize,
+    /// How long a publication may wait before it is given up.
+    pub(crate) age: Duration,
+}
+
+/// Why a topic's subscribers are told to reset; the `reason` of the gap marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loss {
+    Overflow,
+    Expired,
+}
+
+impl Loss {
+    fn reason(self) -> &'static str {
+        match self {
+            Loss::Overflow => "retry_buffer_overflow",
+            Loss::Expired => "retry_buffer_expired",
+        }
+    }
+}
+
+/// One buffered publication.
+struct Entry {
+    /// Unique per buffer: the drain task takes an entry out only if it is still the one it
+    /// published (it may have been dropped for space meanwhile).
+    seq: u64,
+    since: Instant,
+    publication: Publication,
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        self.publication.data.len()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Entry>,
+    /// Payload bytes in `queue`.
+    bytes: usize,
+    next_seq: u64,
+    /// Topics that lost publications, with the first reason and how many: each becomes one gap
+    /// marker, published before the queue.
+    gaps: BTreeMap<Topic, (Loss, u64)>,
+    /// Whether the drain task runs.
+    draining: bool,
+}
+
+/// What the drain task publishes next.
+enum Job {
+    Marker(Topic, Publication),
+    Entry(u64, Publication),
+}
+
+pub(crate) struct RetryBuffer {
+    limits: Limits,
+    state: Mutex<State>,
+    metrics: Arc<Metrics>,
+}
+
+impl RetryBuffer {
+    pub(crate) fn new(limits: Limits, metrics: Arc<Metrics>) -> Self {
+        RetryBuffer {
+            limits,
+            state: Mutex::new(State::default()),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change of the state is one step under the lock: a poisoned lock is consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.limits.events > 0
+    }
+
+    /// Whether nothing waits: neither publications nor gap markers.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        let state = self.lock();
+        state.queue.is_empty() && state.gaps.is_empty()
+    }
+
+    /// Publications waiting (gap markers included).
+    pub(crate) fn len(&self) -> usize {
+        let state = self.lock();
+        state.queue.len() + state.gaps.len()
+    }
+
+    /// Keeps `publication` for later unless the buffer is empty: then it is handed back, and the
+    /// caller publishes it directly. Publishing directly while something waits would overtake it.
+    pub(crate) fn queue_if_waiting(
+        self: &Arc<Self>,
+        publication: Publication,
+        broker: &Arc<dyn Broker>,
+    ) -> Option<Publication> {
+        let mut state = self.lock();
+        if state.queue.is_empty() && state.gaps.is_empty() {
+            return Some(publication);
+        }
+        self.push_locked(&mut state, publication, broker);
+        None
+    }
+
+    /// Keeps a publication the broker refused, to publish it once the broker answers again.
+    pub(crate) fn push(
+        self: &Arc<Self>,
+        publication: Publication,
+        error: &BrokerError,
+        broker: &Arc<dyn Broker>,
+    ) {
+        let mut state = self.lock();
+        if state.queue.is_empty() && state.gaps.is_empty() {
+            tracing::warn!(%error, "publishing failed; publications wait in the retry buffer until the broker answers");
+        }
+        self.push_locked(&mut state, publication, broker);
+    }
+
+    fn push_locked(
+        self: &Arc<Self>,
+        state: &mut State,
+        publication: Publication,
+        broker: &Arc<dyn Broker>,
+    ) {
+        let entry = Entry {
+            seq: state.next_seq,
+            since: Instant::now(),
+            publication,
+        };
+        state.next_seq += 1;
+        state.bytes += entry.size();
+        state.queue.push_back(entry);
+        let mut dropped = 0;
+        while state.queue.len() > self.limits.events || state.bytes > self.limits.bytes {
+            let Some(oldest) = state.queue.pop_front() else {
+                break;
+            };
+            state.bytes -= oldest.size();
+            lose(state, oldest.publication.topic, Loss::Overflow);
+            dropped += 1;
+        }
+        if dropped > 0 {
+            self.metrics.events_given_up.inc_by(dropped);
+            tracing::warn!(
+                dropped,
+                limit_events = self.limits.events,
+                limit_bytes = self.limits.bytes,
+                "retry buffer full: the oldest publications were given up; their topics' subscribers will be told to reset"
+            );
+        }
+        self.metrics
+            .retry_buffer_events
+            .set(state.queue.len() as i64);
+        if !state.draining {
+            state.draining = true;
+            let buffer = self.clone();
+            let broker = broker.clone();
+            tokio::spawn(async move { buffer.drain(broker).await });
+        }
+    }
+
+    /// Publishes what waits, gap markers first, then the queue in order; waits and retries
+    /// while the broker fails. Ends when nothing is left.
+    async fn drain(self: Arc<Self>, broker: Arc<dyn Broker>) {
+        let mut backoff = BACKOFF_MIN;
+        let mut published = 0u64;
+        let mut failing = false;
+        loop {
+            if failing {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                // Resume only once the broker delivers every watched topic again, so what is
+                // published next is not missed by this process's own subscribers.
+                if broker.ready().await.is_err() {
+                    self.expire();
+                    continue;
+                }
+                failing = false;
+            }
+            self.expire();
+            let Some(job) = self.next_job() else {
+                break;
+            };
+            let publication = match &job {
+                Job::Marker(_, p) | Job::Entry(_, p) => p,
+            };
+            match broker.publish(publication).await {
+                Ok(_) => {
+                    self.done(job);
+                    published += 1;
+                    backoff = BACKOFF_MIN;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "retrying a buffered publication later");
+                    failing = true;
+                }
+            }
+        }
+        if published > 0 {
+            tracing::info!(
+                published,
+                "retry buffer drained: buffered publications published late, in order"
+            );
+        }
+    }
+
+    /// Takes the next job, or marks the task ended when there is none (under the same lock, so
+    /// a publication queued right after starts a new task).
+    fn next_job(&self) -> Option<Job> {
+        let mut state = self.lock();
+        if let Some((topic, (loss, lost))) = state.gaps.iter().next() {
+            let data = serde_json::json!({ "reason": loss.reason(), "lost": lost });
+            let marker = Publication {
+                topic: topic.clone(),
+                event: RESET_EVENT.to_owned(),
+                category: None,
+                data: Bytes::from(data.to_string()),
+            };
+            return Some(Job::Marker(topic.clone(), marker));
+        }
+        match state.queue.front() {
+            Some(entry) => Some(Job::Entry(entry.seq, entry.publication.clone())),
+            None => {
+                state.draining = false;
+                None
+            }
+        }
+    }
+
+    /// Takes a published job out of the buffer.
+    fn done(&self, job: Job) {
+        let mut state = self.lock();
+        match job {
+            Job::Marker(topic, _) => {
+                state.gaps.remove(&topic);
+            }
+            Job::Entry(seq, _) => {
+                if state.queue.front().is_some_and(|e| e.seq == seq) {
+                    if let Some(entry) = state.queue.pop_front() {
+                        state.bytes -= entry.size();
+                    }
+                    self.metrics.events_retried.inc();
+                }
+            }
+        }
+        self.metrics
+            .retry_buffer_events
+            .set(state.queue.len() as i64);
+    }
+
+    /// Gives up publications older than the age limit.
+    fn expire(&self) {
+        let mut state = self.lock();
+        let mut dropped = 0;
+        while let Some(oldest) = state.queue.front() {
+            if oldest.since.elapsed() <= self.limits.age {
+                break;
+            }
+            if let Some(oldest) = state.queue.pop_front() {
+                state.bytes -= oldest.size();
+                lose(&mut state, oldest.publication.topic, Loss::Expired);
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.metrics.events_given_up.inc_by(dropped);
+            self.metrics
+                .retry_buffer_events
+                .set(state.queue.len() as i64);
+            tracing::warn!(
+                dropped,
+                max_age = ?self.limits.age,
+                "buffered publications waited too long and were given up; their topics' subscribers will be told to reset"
+            );
+        }
+    }
+}
+
+fn lose(state: &mut State, topic: Topic, loss: Loss) {
+    state.gaps.entry(topic).or_insert((loss, 0)).1 += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{Delivery, History, Slot};
+    use crate::event::EventId;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A broker that fails while `down` is set and records what it published.
+    #[derive(Default)]
+    struct Flaky {
+        down: AtomicBool,
+        published: Mutex<Vec<(String, String)>>,
+    }
+
+    #[async_trait]
+    impl Broker for Flaky {
+        fn kind(&self) -> &'static str {
+            "flaky"
+        }
+        fn start(&self, _: Delivery) {}
+        async fn publish(&self, p: &Publication) -> Result<EventId, BrokerError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(BrokerError::Unavailable("down".into()));
+            }
+            let mut published = self.published.lock().unwrap();
+            published.push((p.topic.to_string(), String::from_utf8_lossy(&p.data).into()));
+            Ok(EventId::new(published.len() as u64))
+        }
+        fn watch(&self, _: &Topic) {}
+        fn unwatch(&self, _: &Topic) {}
+        async fn history(&self, _: &[Topic], _: EventId) -> Result<History, BrokerError> {
+            Ok(History::default())
+        }
+        async fn ready(&self) -> Result<(), BrokerError> {
+            match self.down.load(Ordering::SeqCst) {
+                true => Err(BrokerError::Unavailable("down".into())),
+                false => Ok(()),
+            }
+        }
+        async fn acquire_slot(&self, _: &str, _: u32) -> Result<Slot, BrokerError> {
+            Ok(Slot::Granted)
+        }
+        async fn release_slot(&self, _: &str) {}
+    }
+
+    fn publication(topic: &str, n: u32) -> Publication {
+        Publication {
+            topic: Topic::new(topic).unwrap(),
+            event: "e".into(),
+            category: None,
+            data: Bytes::from(n.to_string()),
+        }
+    }
+
+    fn setup(events: usize, age: Duration) -> (Arc<RetryBuffer>, Arc<Flaky>, Arc<dyn Broker>) {
+        let limits = Limits {
+            events,
+            bytes: 1 << 20,
+            age,
+        };
+        let buffer = Arc::new(RetryBuffer::new(limits, Arc::new(Metrics::new())));
+        let flaky = Arc::new(Flaky::default());
+        flaky.down.store(true, Ordering::SeqCst);
+        let broker: Arc<dyn Broker> = flaky.clone();
+        (buffer, flaky, broker)
+    }
+
+    async fn drained(buffer: &RetryBuffer) {
+        for _ in 0..200 {
+            if buffer.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the buffer did not drain");
+    }
+
+    #[tokio::test]
+    async fn publishes_what_waited_in_order_once_the_broker_answers() {
+        let (buffer, flaky, broker) = setup(10, Duration::from_secs(30));
+        let error = BrokerError::Unavailable("down".into());
+        buffer.push(publication("a", 1), &error, &broker);
+        for n in 2..=4 {
+            assert!(buffer
+                .queue_if_waiting(publication("a", n), &broker)
+                .is_none());
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(
+            buffer.len(),
+            4,
+            "nothing is given up while the broker is down"
+        );
+        flaky.down.store(false, Ordering::SeqCst);
+        drained(&buffer).await;
+        let published = flaky.published.lock().unwrap().clone();
+        let data: Vec<_> = published.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(data, ["1", "2", "3", "4"]);
+        assert!(
+            buffer
+                .queue_if_waiting(publication("a", 5), &broker)
+                .is_some(),
+            "an empty buffer hands publications back for a direct publish"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_overflow_publishes_a_reset_for_the_topics_that_lost_events_first() {
+        let (buffer, flaky, broker) = setup(2, Duration::from_secs(30));
+        let error = BrokerError::Unavailable("down".into());
+        buffer.push(publication("a", 1), &error, &broker);
+        buffer.queue_if_waiting(publication("a", 2), &broker);
+        buffer.queue_if_waiting(publication("b", 3), &broker);
+        buffer.queue_if_waiting(publication("b", 4), &broker);
+        flaky.down.store(false, Ordering::SeqCst);
+        drained(&buffer).await;
+        let published = flaky.published.lock().unwrap().clone();
+        assert_eq!(published.len(), 3, "{published:?}");
+        assert_eq!(published[0].0, "a");
+        assert!(
+            published[0].1.contains("retry_buffer_overflow")
+                && published[0].1.contains("\"lost\":2"),
+            "{published:?}"
+        );
+        assert_eq!(published[1], ("b".to_owned(), "3".to_owned()));
+        assert_eq!(published[2], ("b".to_owned(), "4".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn publications_that_wait_too_long_are_given_up_with_a_reset() {
+        let (buffer, flaky, broker) = setup(10, Duration::from_millis(50));
+        let error = BrokerError::Unavailable("down".into());
+        buffer.push(publication("a", 1), &error, &broker);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        flaky.down.store(false, Ordering::SeqCst);
+        drained(&buffer).await;
+        let published = flaky.published.lock().unwrap().clone();
+        assert_eq!(published.len(), 1, "{published:?}");
+        assert!(published[0].1.contains("retry_buffer_expired"));
+    }
+}

@@ -549,11 +549,8 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
         last = hub.publish("t", "e", &json!({})).await.unwrap();
     }
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &first.to_string())]).await;
-    assert_eq!(
-        next_event(&mut client).await.event,
-        RESET_EVENT,
-        "trimmed past the id"
-    );
+    let reset = next_event(&mut client).await;
+    assert_eq!(reset.event, RESET_EVENT, "trimmed past the id");
     let mut ids = Vec::new();
     loop {
         let id = id_of(&next_event(&mut client).await);
@@ -565,6 +562,14 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     assert!(
         ids.len() >= 10 && ids.windows(2).all(|w| w[0] < w[1]),
         "{ids:?}"
+    );
+    // the reset's id is just below what followed it: resuming from it is not reset again
+    assert_eq!(id_of(&reset), ids[0] - 1);
+    let mut resumed = SseClient::connect_with(&url, &[("last-event-id", &reset.id)]).await;
+    assert_eq!(
+        id_of(&next_event(&mut resumed).await),
+        ids[0],
+        "no second reset"
     );
 
     // ids this Redis never issued: from before a restart, or from the future

@@ -51,10 +51,11 @@ return sid
 ///    `after` and the restart are gone);
 /// 3. for each topic whose stream exists, when every retained entry is newer than `after`:
 ///    no entry was ever trimmed (`entries-added` = `length` in `XINFO STREAM`, Redis ≥ 7;
-///    trimming removes the oldest entries, so a trimmed entry may lie after `after`; note that
-///    Redis 7.0 does not update `max-deleted-entry-id` when trimming, only on XDEL, which is
-///    checked too), and `after` is younger than the horizon measured from the first entry (else
-///    an earlier copy of the stream may have expired whole before this one was created);
+///    trimming removes the oldest entries, so a trimmed entry may lie after `after`, unless
+///    `after` is just below the first entry, as the id of a reset is; note that Redis 7.0 does
+///    not update `max-deleted-entry-id` when trimming, only on XDEL, which is checked too), and
+///    `after` is younger than the horizon measured from the first entry (else an earlier copy of
+///    the stream may have expired whole before this one was created);
 /// 4. for each topic without a stream: `after` is younger than the horizon (else the stream may
 ///    have expired, taking events after `after` with it).
 ///
@@ -100,11 +101,12 @@ for i = 3, #KEYS do
     if deleted > after then complete = 0 end
     local entries = redis.call('XRANGE', KEYS[i], '(' .. ARGV[1] .. '-0', '+')
     if #entries == length then
-      if added > length then
-        complete = 0
-      elseif length > 0 then
+      if length > 0 then
         local first = tonumber(string.match(entries[1][1], '^(%d+)'))
+        if added > length and after < first - 1 then complete = 0 end
         if after <= first - horizon then complete = 0 end
+      elseif added > 0 then
+        complete = 0
       end
     end
     for _, entry in ipairs(entries) do

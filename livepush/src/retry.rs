@@ -11,6 +11,7 @@
 //! the transactional outbox is the answer to that.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -91,6 +92,9 @@ enum Job {
 pub(crate) struct RetryBuffer {
     limits: Limits,
     state: Mutex<State>,
+    /// Whether anything waits (publications or gap markers); written under the `state` lock,
+    /// read without it so that a publish while nothing waits takes no lock.
+    waiting: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -99,6 +103,7 @@ impl RetryBuffer {
         RetryBuffer {
             limits,
             state: Mutex::new(State::default()),
+            waiting: AtomicBool::new(false),
             metrics,
         }
     }
@@ -132,6 +137,11 @@ impl RetryBuffer {
         publication: Publication,
         broker: &Arc<dyn Broker>,
     ) -> Option<Publication> {
+        // Nothing waits in the common case: no lock. A publication that raced with the first
+        // failure may overtake it, like any two concurrent publishes.
+        if !self.waiting.load(Ordering::Acquire) {
+            return Some(publication);
+        }
         let mut state = self.lock();
         if state.queue.is_empty() && state.gaps.is_empty() {
             return Some(publication);
@@ -189,6 +199,7 @@ impl RetryBuffer {
         self.metrics
             .retry_buffer_events
             .set(state.queue.len() as i64);
+        self.waiting.store(true, Ordering::Release);
         if !state.draining {
             state.draining = true;
             let buffer = self.clone();
@@ -260,6 +271,7 @@ impl RetryBuffer {
             Some(entry) => Some(Job::Entry(entry.seq, entry.publication.clone())),
             None => {
                 state.draining = false;
+                self.waiting.store(false, Ordering::Release);
                 None
             }
         }

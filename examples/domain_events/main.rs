@@ -125,8 +125,10 @@ impl Accounts {
     }
 
     async fn emit<E: SseEvent + std::fmt::Debug>(&self, event: &E) {
-        if let Err(error) = self.hub.emit(event).await {
-            tracing::warn!(%error, ?event, "domain event not pushed");
+        match self.hub.emit(event).await {
+            // Waits in the retry buffer for the broker: pushed late, or its topic is reset.
+            Ok(_) | Err(livepush::PublishError::Buffered) => {}
+            Err(error) => tracing::warn!(%error, ?event, "domain event not pushed"),
         }
     }
 

@@ -246,9 +246,11 @@ impl HubBuilder {
         };
         let metrics = Arc::new(Metrics::new());
         let fanout = Arc::new(Fanout::new(metrics.clone()));
+        let reconnected = Arc::new(tokio::sync::Notify::new());
         broker.start(Delivery {
             fanout: fanout.clone(),
             metrics: metrics.clone(),
+            reconnected: reconnected.clone(),
         });
         let retry = Arc::new(RetryBuffer::new(
             Limits {
@@ -257,6 +259,7 @@ impl HubBuilder {
                 age: config.retry_buffer_age,
             },
             metrics.clone(),
+            reconnected,
         ));
         Ok(Hub {
             inner: Arc::new(HubInner {

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, BrokerError};
@@ -95,15 +96,19 @@ pub(crate) struct RetryBuffer {
     /// Whether anything waits (publications or gap markers); written under the `state` lock,
     /// read without it so that a publish while nothing waits takes no lock.
     waiting: AtomicBool,
+    /// Woken when the broker reconnects: the drain task then tries at once instead of waiting
+    /// out its backoff.
+    reconnected: Arc<Notify>,
     metrics: Arc<Metrics>,
 }
 
 impl RetryBuffer {
-    pub(crate) fn new(limits: Limits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(limits: Limits, metrics: Arc<Metrics>, reconnected: Arc<Notify>) -> Self {
         RetryBuffer {
             limits,
             state: Mutex::new(State::default()),
             waiting: AtomicBool::new(false),
+            reconnected,
             metrics,
         }
     }
@@ -216,7 +221,10 @@ impl RetryBuffer {
         let mut failing = false;
         loop {
             if failing {
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = self.reconnected.notified() => {}
+                }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 // Resume only once the broker delivers every watched topic again, so what is
                 // published next is not missed by this process's own subscribers.
@@ -391,7 +399,11 @@ mod tests {
             bytes: 1 << 20,
             age,
         };
-        let buffer = Arc::new(RetryBuffer::new(limits, Arc::new(Metrics::new())));
+        let buffer = Arc::new(RetryBuffer::new(
+            limits,
+            Arc::new(Metrics::new()),
+            Arc::new(Notify::new()),
+        ));
         let flaky = Arc::new(Flaky::default());
         flaky.down.store(true, Ordering::SeqCst);
         let broker: Arc<dyn Broker> = flaky.clone();

@@ -121,6 +121,8 @@ pub trait Broker: Send + Sync + 'static {
 pub struct Delivery {
     pub(crate) fanout: Arc<Fanout>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Woken by [`Delivery::reconnected`]: the hub's retry buffer waits on it between attempts.
+    pub(crate) reconnected: Arc<tokio::sync::Notify>,
 }
 
 impl Delivery {
@@ -149,9 +151,11 @@ impl Delivery {
         self.fanout.reset(topics, at, data.to_string().as_bytes());
     }
 
-    /// Records that the broker re-established its connection.
+    /// Records that the broker re-established its connection, and tells the hub, which then
+    /// publishes what waits in its retry buffer at once.
     pub fn reconnected(&self) {
         self.metrics.broker_reconnects.inc();
+        self.reconnected.notify_waiters();
     }
 
     /// Whether any local subscriber listens on `topic`.

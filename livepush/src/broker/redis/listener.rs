@@ -278,6 +278,8 @@ impl Listener {
             tracing::info!(server = %self.target.describe(), channels = topics.len(), "Redis reconnected; channels re-subscribed");
         } else {
             tracing::info!(server = %self.target.describe(), "Redis connected");
+            // Publications made before the first connection wait in the hub's retry buffer.
+            delivery.reconnected.notify_waiters();
         }
         self.ever_connected = true;
         Ok(())

@@ -57,8 +57,8 @@ fn server(url: &str) -> Result<Target, BrokerError> {
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
-    let client = Client::open(info.set_redis_settings(settings))
-        .map_err(|e| invalid(e.category()))?;
+    let client =
+        Client::open(info.set_redis_settings(settings)).map_err(|e| invalid(e.category()))?;
     Ok(Target::Server(client))
 }
 
@@ -127,9 +127,7 @@ fn sentinel(rest: &str) -> Result<Target, BrokerError> {
             }
         }
     }
-    let client = builder
-        .build()
-        .map_err(|e| invalid(e.category()))?;
+    let client = builder.build().map_err(|e| invalid(e.category()))?;
     Ok(Target::Sentinel {
         client: Box::new(client),
         master,

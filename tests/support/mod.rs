@@ -1,7 +1,9 @@
 //! The integration tests' helpers, in one place: servers on loopback ports ([`server`]), a real
 //! SSE client ([`sse`]), a raw HTTP/1.1 client for what `reqwest` cannot do ([`raw`]), a private
-//! `redis-server` a test can kill, pause and restart ([`redis_server`]), the example binaries run
-//! as a user runs them ([`examples`]), and readers of `/metrics`, memory and logs ([`observe`]).
+//! `redis-server` a test can kill, pause, restart and administer ([`redis_server`]), a Sentinel
+//! topology ([`sentinel`]), a TCP proxy that cuts one instance off Redis ([`tcp_proxy`]), the
+//! example binaries run as a user runs them ([`examples`]), and readers of `/metrics`, memory and
+//! logs ([`observe`]).
 // Each test crate uses a part of these: the rest is neither dead code nor an unused import there.
 #![allow(dead_code, unused_imports)]
 
@@ -9,8 +11,10 @@ pub mod examples;
 pub mod observe;
 pub mod raw;
 pub mod redis_server;
+pub mod sentinel;
 pub mod server;
 pub mod sse;
+pub mod tcp_proxy;
 
 use std::time::Duration;
 
@@ -18,8 +22,10 @@ pub use examples::{run_to_exit, Example};
 pub use observe::{capture_logs, metric, rss_kib, Captured};
 pub use raw::{raw_get, raw_request, RawResponse};
 pub use redis_server::RedisServer;
+pub use sentinel::Sentinel;
 pub use server::{GracefulServer, TestServer};
 pub use sse::SseClient;
+pub use tcp_proxy::TcpProxy;
 
 /// The routes `router.livepush(&hub)` adds, which every example serves and answers 200 on
 /// (`../shared/DESIGN.md`).

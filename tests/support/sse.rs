@@ -14,6 +14,8 @@ pub struct SseClient {
     pub status: reqwest::StatusCode,
     pub headers: reqwest::header::HeaderMap,
     events: EventStream<ByteStream>,
+    /// Every byte received, for clients made by [`SseClient::connect_recorded`].
+    raw: Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>,
 }
 
 impl SseClient {
@@ -52,7 +54,43 @@ impl SseClient {
             status,
             headers,
             events: bytes.eventsource(),
+            raw: None,
         }
+    }
+
+    /// [`SseClient::connect_with`] that also keeps every byte received, so a test can look at
+    /// the frames as sent ([`SseClient::raw_text`]): the parsed [`Event::id`] is the *last* id
+    /// seen, as the SSE spec wants, so only the bytes tell whether a frame had its own `id:`.
+    pub async fn connect_recorded(url: &str, headers: &[(&str, &str)]) -> SseClient {
+        let response = Self::request(url, headers).await;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            let body = response.text().await.unwrap_or_default();
+            panic!("GET {url} answered {status}: {body}");
+        }
+        let headers = response.headers().clone();
+        let raw = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = raw.clone();
+        let bytes: ByteStream = Box::pin(response.bytes_stream().inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                sink.lock().expect("raw bytes").extend_from_slice(chunk);
+            }
+        }));
+        SseClient {
+            status,
+            headers,
+            events: bytes.eventsource(),
+            raw: Some(raw),
+        }
+    }
+
+    /// The bytes received so far, for a client made by [`SseClient::connect_recorded`].
+    pub fn raw_text(&self) -> String {
+        let raw = self
+            .raw
+            .as_ref()
+            .expect("raw_text needs a client made by SseClient::connect_recorded");
+        String::from_utf8_lossy(&raw.lock().expect("raw bytes")).into_owned()
     }
 
     /// The next event, or panics after [`WAIT`].

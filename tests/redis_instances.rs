@@ -381,6 +381,29 @@ async fn the_app_starts_while_redis_is_down() {
 }
 
 #[tokio::test]
+async fn a_stream_opened_before_redis_was_ever_reached_is_reset_when_it_connects() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let hub = builder(&redis).build().unwrap();
+    let server = TestServer::start(app(&hub)).await;
+    // No confirmed subscription can exist yet: the stream opens anyway (fail-open) after the
+    // bounded wait, and what others publish before its subscription exists may be missed.
+    let mut client = SseClient::connect(&server.url("/events?topic=early")).await;
+    redis.restart();
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let reset = next_event(&mut client).await;
+    assert_eq!(reset.event, RESET_EVENT, "the gap is told, not hidden");
+    assert!(reset.data.contains("broker_gap"), "{}", reset.data);
+    let (other, _other_server) = instance(builder(&redis).build().unwrap()).await;
+    let id = other
+        .publish("early", "created", &json!({"n": 1}))
+        .await
+        .unwrap();
+    let event = next_event(&mut client).await;
+    assert_eq!((event.event.as_str(), id_of(&event)), ("created", id.get()));
+}
+
+#[tokio::test]
 async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_in_order() {
     let redis = RedisServer::start();
     let (a, server_a) = instance(builder(&redis).build().unwrap()).await;

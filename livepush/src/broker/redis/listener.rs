@@ -271,6 +271,7 @@ impl Listener {
         *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
         self.link = Some(Link { sub, pushes });
         self.inner.reconnect.store(false, Ordering::Release);
+        self.inner.ever_up.store(true, Ordering::Release);
         self.inner.up.store(true, Ordering::Release);
         self.inner.subscribed_changed.notify_waiters();
         if self.ever_connected {
@@ -296,12 +297,16 @@ impl Listener {
         delivery: &Delivery,
     ) -> Result<(), RedisError> {
         let replaying = self.inner.replay > 0 && !topics.is_empty();
+        // Streams opened without a confirmed subscription (while Redis was down, or before the
+        // first connection) may have missed what others published before it existed.
+        let unconfirmed = self.inner.unconfirmed.swap(false, Ordering::AcqRel);
         let history = match self.delivered_through {
             Some(after) if replaying => self.inner.read_history(conn, topics, after).await?,
-            // Only the position: nothing can be replayed.
-            _ => {
+            // Only the position: nothing can be replayed. After a lost connection that is a gap
+            // (replay off); at the first connection only for streams that opened unconfirmed.
+            previous => {
                 let mut position = self.inner.read_history(conn, &[], EventId::new(0)).await?;
-                position.complete = false;
+                position.complete = previous.is_none() && !unconfirmed;
                 position
             }
         };

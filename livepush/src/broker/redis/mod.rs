@@ -132,6 +132,11 @@ pub(crate) struct Inner {
     reconnect: AtomicBool,
     /// The hub's side, for readiness (every watched topic subscribed).
     delivery: OnceLock<Delivery>,
+    /// Whether the broker was ever connected.
+    ever_up: AtomicBool,
+    /// A stream was opened without a confirmed subscription since the last connection: the next
+    /// one cannot prove that stream missed nothing.
+    unconfirmed: AtomicBool,
     /// Channels confirmed subscribed on the pub/sub connection, as topics.
     subscribed: Mutex<HashSet<Topic>>,
     /// Signalled when `subscribed` grows.
@@ -195,6 +200,8 @@ impl RedisBroker {
             check: Notify::new(),
             reconnect: AtomicBool::new(false),
             delivery: OnceLock::new(),
+            ever_up: AtomicBool::new(false),
+            unconfirmed: AtomicBool::new(false),
             subscribed: Mutex::new(HashSet::new()),
             subscribed_changed: Notify::new(),
             slots: Slots::new(DEFAULT_SLOT_LEASE),
@@ -436,10 +443,20 @@ impl Broker for RedisBroker {
     }
 
     async fn subscribed(&self, topics: &[Topic]) -> Result<(), BrokerError> {
-        // Down: do not wait for a subscription that cannot come (the listener subscribes every
-        // watched topic again when it reconnects).
-        self.inner.is_up()?;
-        self.inner.wait_subscribed(topics).await
+        let inner = &self.inner;
+        // Down after having been up: do not wait for a subscription that cannot come (the
+        // listener subscribes every watched topic again when it reconnects). Not connected yet
+        // (the process just started): the first connection is a moment away, wait for it.
+        let waited = match inner.is_up() {
+            Err(down) if inner.ever_up.load(Ordering::Acquire) => Err(down),
+            _ => inner.wait_subscribed(topics).await,
+        };
+        if waited.is_err() {
+            // The hub opens the stream anyway (fail-open): what other instances publish before
+            // the subscription exists is missed, so the next connection resets it.
+            inner.unconfirmed.store(true, Ordering::Release);
+        }
+        waited
     }
 
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {

@@ -304,7 +304,10 @@ impl Hub {
     /// Serializes `data` to JSON once and publishes it as event `event` on `topic`.
     ///
     /// Returns the event id. Errors when the topic or name is invalid, the data does not
-    /// serialize, is larger than `max_event_bytes`, or the broker fails.
+    /// serialize, or is larger than `max_event_bytes`. When the broker cannot take the event
+    /// (down, no answer in time, out of memory…), it waits in the retry buffer and is published
+    /// in order once the broker answers: that is [`PublishError::Buffered`], not a loss (see
+    /// [`HubBuilder::retry_buffer`]). With the retry buffer off, it is the broker's error.
     pub async fn publish<T: Serialize + ?Sized>(
         &self,
         topic: impl AsRef<str>,

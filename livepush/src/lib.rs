@@ -37,6 +37,8 @@
 //! - [`Hub`]: one per process, built by [`HubBuilder`] or from the environment ([`Config`]).
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
 //! - [`registry`]: everything the program pushes, collected at link time.
+//! - [`Cursor`] / [`WithCursor`]: the `Livepush-Cursor` of a list endpoint, so that a client that
+//!   loads a list and then subscribes misses nothing published in between.
 //! - [`frame`]: the SSE wire format, encoded once per event.
 //! - [`serve()`]: `axum::serve` with `TCP_NODELAY`, so small events are not held back by Nagle.
 //!
@@ -46,6 +48,7 @@
 
 pub mod broker;
 mod config;
+mod cursor;
 mod error;
 mod event;
 mod fanout;
@@ -64,6 +67,7 @@ mod subscribe;
 mod topic;
 
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
+pub use cursor::{Cursor, WithCursor, CURSOR_HEADER};
 pub use error::{PublishError, SubscribeError};
 pub use event::{
     validate_name, Envelope, EventId, InvalidEventId, InvalidName, Publication, MAX_NAME_LEN,

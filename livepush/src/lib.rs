@@ -36,7 +36,8 @@
 //!   endpoint; [`SseEvent`] maps domain event types to SSE events sent with [`Hub::emit`].
 //! - [`Hub`]: one per process, built by [`HubBuilder`] or from the environment ([`Config`]).
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
-//! - [`registry`]: everything the program pushes, collected at link time.
+//! - [`registry`]: everything the program pushes, collected at link time, also as an AsyncAPI
+//!   3.0 document ([`registry::asyncapi`]).
 //! - [`Cursor`] / [`WithCursor`]: the `Livepush-Cursor` of a list endpoint, so that a client that
 //!   loads a list and then subscribes misses nothing published in between.
 //! - [`frame`]: the SSE wire format, encoded once per event.
@@ -46,6 +47,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod asyncapi;
 pub mod broker;
 mod config;
 mod cursor;
@@ -60,6 +62,7 @@ mod queue;
 pub mod registry;
 mod retry;
 mod routes;
+mod schema;
 mod serve;
 mod sse_event;
 mod stream;
@@ -114,6 +117,7 @@ pub struct ReadmeDoctests;
 pub mod __private {
     pub use crate::publish::{encode, Encoded, PublishContext};
     pub use crate::registry::{EventType, PublishRoute, SubscribeMode, SubscribeRoute};
+    pub use crate::schema::{NoSchema, Probe, ReturnProbe, Schemas, ViaJsonSchema};
     pub use crate::subscribe::SubscribeContext;
     pub use axum::response::Response;
     pub use inventory;

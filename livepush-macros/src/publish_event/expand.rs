@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! #vis async fn name(__livepush_publish: PublishContext, <args>) -> Ret {
-//!     inventory::submit! { PublishRoute { .. } }                  // one per attribute
+//!     inventory::submit! { PublishRoute { .., payload: |s| ReturnProbe::<Ret>.schema(s) } } // one per attribute
 //!     let __livepush_arg_0 = ToString::to_string(&id);           // argument placeholders
 //!     let __livepush_out: Ret = async move { <body> }.await;
 //!     // Everything is encoded before the first `.await`, so no borrow of the value is held

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { subscribe, parseRetryAfter } from "../dist/index.js";
-import { post, sleep, startExample, startRedis, until } from "./support.mjs";
+import { post, ready, sleep, startExample, startRedis, until } from "./support.mjs";
 
 const quick = { initialMs: 100, maxMs: 500 };
 
@@ -14,6 +14,8 @@ test("resumes after the server restarts with no event lost (Redis, replay on)", 
   // A second instance on the same Redis takes the comments while the first is down.
   const other = await startExample("crm_comments", env);
   t.after(() => other.stop());
+  await ready(server);
+  await ready(other);
   const port = server.port;
   const seen = [];
   const sub = subscribe(server.url("/events"), { topics: ["comments"], retry: quick, storage: null });
@@ -28,6 +30,7 @@ test("resumes after the server restarts with no event lost (Redis, replay on)", 
   for (let i = 0; i < 5; i++) await post(other.url, `while down ${i}`);
   server = await startExample("crm_comments", env, port);
   t.after(() => server.stop());
+  await ready(server);
   await until("the comments posted while it was down", () => seen.length >= 10);
   for (let i = 0; i < 3; i++) await post(server.url, `after ${i}`);
   await until("the live ones after the restart", () => seen.length >= 13);
@@ -115,4 +118,23 @@ test("Retry-After: seconds and HTTP dates", () => {
   assert.equal(parseRetryAfter(null), undefined);
   const soon = parseRetryAfter(new Date(Date.now() + 3000).toUTCString());
   assert.ok(soon > 1000 && soon <= 3000, String(soon));
+});
+
+test("beforeConnect refreshes credentials after a 401 and the stream opens", async (t) => {
+  const server = await startExample("tickets");
+  t.after(() => server.stop());
+  const asked = [];
+  const sub = subscribe(server.url("/events"), {
+    topics: ["ticket:1"],
+    storage: null,
+    retry: quick,
+    // The first token has expired; after the 401 a fresh one is fetched.
+    beforeConnect: ({ previousStatus }) => {
+      asked.push(previousStatus);
+      return { authorization: `Bearer ${previousStatus === 401 ? "alice-token" : "expired-token"}` };
+    },
+  });
+  t.after(() => sub.close());
+  await sub.opened;
+  assert.deepEqual(asked, [undefined, 401]);
 });

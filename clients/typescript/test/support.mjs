@@ -108,6 +108,15 @@ export async function until(what, check, ms = 15_000) {
   }
 }
 
+/** Waits until the example's broker is ready (`/health/ready` answers 200): with Redis, a
+ * publish before that waits in the retry buffer and may land after later ones. */
+export async function ready(server) {
+  await until(`${server.url()} ready`, async () => {
+    const response = await fetch(server.url("/health/ready")).catch(() => null);
+    return response?.status === 200;
+  });
+}
+
 export async function post(base, text, author = "test") {
   const response = await fetch(base("/comments"), {
     method: "POST",

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: installs what the tests need and is
-# missing (redis-server for the Redis tests, Chromium + ChromeDriver for the browser test),
-# then `cargo test --workspace --all-features`.
+# missing (redis-server for the Redis tests, Chromium + ChromeDriver for the browser test,
+# Node.js + npm for the TypeScript client), then `cargo test --workspace --all-features`, then
+# the client's tests (`npm ci && npm test` in clients/typescript) against the example binaries
+# that cargo just built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,8 @@ need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+command -v node >/dev/null 2>&1 || need_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${need_pkgs[*]} (needed by the tests)" >&2
   if command -v apt-get >/dev/null 2>&1; then
@@ -17,9 +21,15 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
   else
-    echo "scripts/test.sh: cannot install ${need_pkgs[*]}: no apt-get here. Install them (macOS: brew install redis chromium chromedriver) and run again." >&2
+    echo "scripts/test.sh: cannot install ${need_pkgs[*]}: no apt-get here. Install them (macOS: brew install redis chromium chromedriver node) and run again." >&2
     exit 1
   fi
 fi
 
-exec cargo test --workspace --all-features "$@"
+cargo test --workspace --all-features "$@"
+
+# The client's tests start the example binaries built above (target/debug, or
+# $CARGO_TARGET_DIR/debug).
+cd clients/typescript
+npm ci --no-audit --no-fund --loglevel=error
+npm test

@@ -293,3 +293,174 @@ async fn run_pages(browser: &Client, example: &Example) -> Result<(), String> {
     .await;
     Ok(())
 }
+
+/// A Chromium session of its own (driver, profile), for one scenario.
+struct BrowserSession {
+    browser: Client,
+    driver: ChromeDriver,
+    profile: PathBuf,
+}
+
+impl BrowserSession {
+    async fn open(name: &str) -> BrowserSession {
+        let chromium = required(
+            "chromium",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        );
+        let chromedriver = required(
+            "chromedriver",
+            &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+        );
+        let driver = ChromeDriver::start(&chromedriver).await;
+        let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("chromium-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let browser = open_browser(&driver, &chromium, &profile).await;
+        BrowserSession {
+            browser,
+            driver,
+            profile,
+        }
+    }
+
+    /// Closes the browser, then fails with the scenario's error and the example's output.
+    async fn close(self, outcome: Result<(), String>, example: &Example) {
+        let _ = self.browser.close().await;
+        drop(self.driver);
+        let _ = std::fs::remove_dir_all(&self.profile);
+        if let Err(message) = outcome {
+            panic!("{message}\n{}", example.output());
+        }
+    }
+}
+
+async fn post_json(url: String, body: serde_json::Value) -> Result<(), String> {
+    let response = reqwest::Client::new()
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("POST {url} answered {}", response.status()));
+    }
+    Ok(())
+}
+
+async fn log_events(browser: Client) -> Vec<String> {
+    let Ok(items) = browser.find_all(Locator::Css("#log li .event")).await else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for item in items {
+        names.push(item.text().await.unwrap_or_default());
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_page_resumes_after_the_id_it_stored() {
+    let example = Example::start("domain_events", &[("LIVEPUSH_REPLAY", "100")]);
+    let session = BrowserSession::open("reload").await;
+    let outcome = reload_scenario(&session.browser, &example).await;
+    session.close(outcome, &example).await;
+}
+
+/// The page shows one event, goes away, an event is pushed meanwhile, and the page is loaded
+/// again in the same tab: it shows that event (replayed after the id in sessionStorage) and not
+/// the first one again.
+async fn reload_scenario(browser: &Client, example: &Example) -> Result<(), String> {
+    let page = example.url("/?user=7");
+    browser.goto(&page).await.map_err(|e| e.to_string())?;
+    wait_connected(browser, "the notifications page").await;
+    post_json(example.url("/users/7/sync"), json!({})).await?;
+    wait_until(browser, "the page shows sync.completed", |b| async move {
+        log_events(b).await == ["sync.completed"]
+    })
+    .await;
+    browser
+        .goto("about:blank")
+        .await
+        .map_err(|e| e.to_string())?;
+    post_json(
+        example.url("/users/7/invoices"),
+        json!({ "amount_cents": 1200 }),
+    )
+    .await?;
+    browser.goto(&page).await.map_err(|e| e.to_string())?;
+    wait_until(
+        browser,
+        "the reloaded page shows the invoice pushed while it was away",
+        |b| async move { log_events(b).await.iter().any(|e| e == "invoice.paid") },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = log_events(browser.clone()).await;
+    if events != ["invoice.paid"] {
+        return Err(format!(
+            "the reloaded page shows {events:?}: expected only invoice.paid"
+        ));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comment_posted_between_the_list_and_the_subscription_appears_once() {
+    let example = Example::start("crm_comments", &[("LIVEPUSH_REPLAY", "100")]);
+    let session = BrowserSession::open("cursor").await;
+    let outcome = cursor_scenario(&session.browser, &example).await;
+    session.close(outcome, &example).await;
+}
+
+/// `#hold` makes the page wait after `GET /comments` until the test lets it subscribe; the
+/// comment posted in that gap reaches it through the list's `Livepush-Cursor`.
+async fn cursor_scenario(browser: &Client, example: &Example) -> Result<(), String> {
+    post_json(
+        example.url("/comments"),
+        json!({ "author": "Ann", "text": "already there" }),
+    )
+    .await?;
+    browser
+        .goto(&example.url("/#hold"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_until(
+        browser,
+        "the page holds before subscribing",
+        |b| async move {
+            b.execute("return window.crmHeld === true", vec![])
+                .await
+                .is_ok_and(|v| v == json!(true))
+        },
+    )
+    .await;
+    post_json(
+        example.url("/comments"),
+        json!({ "author": "Ben", "text": "posted in between" }),
+    )
+    .await?;
+    browser
+        .execute("window.crmRelease()", vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_connected(browser, "the page").await;
+    wait_until(
+        browser,
+        "the page shows the comment posted in between",
+        |b| async move {
+            comment_texts(b)
+                .await
+                .iter()
+                .any(|t| t == "posted in between")
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let texts = comment_texts(browser.clone()).await;
+    if texts != ["posted in between", "already there"] {
+        return Err(format!(
+            "the page shows {texts:?}: expected each comment once"
+        ));
+    }
+    Ok(())
+}

@@ -270,7 +270,14 @@ async fn the_page_and_the_operational_routes_are_served() {
         .unwrap()
         .starts_with("text/html"));
     let html = page.text().await.unwrap();
-    assert!(html.contains("new EventSource(\"/events?topic=comments\")"));
+    assert!(html.contains("<script type=\"module\" src=\"/page.js\">"));
+    let script = client.get(server.url("/page.js")).send().await.unwrap();
+    assert!(script.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let script = script.text().await.unwrap();
+    assert!(script.contains("topics: [\"comments\"]"), "{script}");
 
     for path in LIVEPUSH_ROUTES {
         let response = client.get(server.url(path)).send().await.unwrap();

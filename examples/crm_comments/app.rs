@@ -9,14 +9,18 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{extract::State, Json, Router};
-use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
+use livepush::{publish_event, subscribe_to_events, Cursor, Hub, LivepushRouter, WithCursor};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::api::{ApiError, ApiJson, ApiPath};
 use crate::common::clock::now_rfc3339;
 
-/// The live page: plain HTML and JavaScript, no build step.
+/// The live page: HTML, and its script bundled with the TypeScript client (`page.rs`).
 const INDEX_HTML: &str = include_str!("index.html");
+
+#[path = "page.rs"]
+mod page;
 
 /// Longest author name, in characters.
 pub const MAX_AUTHOR_CHARS: usize = 80;
@@ -24,7 +28,7 @@ pub const MAX_AUTHOR_CHARS: usize = 80;
 pub const MAX_TEXT_CHARS: usize = 2000;
 
 /// A comment, as stored, answered and published.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Comment {
     pub id: u64,
     pub author: String,
@@ -72,6 +76,7 @@ impl Store {
 pub fn router(hub: &Hub) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/page.js", get(page::script))
         .route("/comments", get(list_comments).post(create_comment))
         .route(
             "/comments/{id}",
@@ -90,9 +95,13 @@ async fn index() -> impl IntoResponse {
 #[subscribe_to_events]
 async fn events() {}
 
-/// `GET /comments`: every comment, oldest first.
-async fn list_comments(State(store): State<Store>) -> Json<Vec<Comment>> {
-    Json(store.lock().by_id.values().cloned().collect())
+/// `GET /comments`: every comment, oldest first, with the `Livepush-Cursor` to subscribe from
+/// (read before the list, see [`Cursor`]).
+async fn list_comments(
+    cursor: Cursor,
+    State(store): State<Store>,
+) -> WithCursor<Json<Vec<Comment>>> {
+    cursor.with(Json(store.lock().by_id.values().cloned().collect()))
 }
 
 /// `GET /comments/{id}`.

@@ -2,7 +2,9 @@
 //!
 //! Comments on a CRM record, live in every open tab. Shows `#[publish_event]` on ordinary axum
 //! handlers (create, update, delete publish what they return, only on success),
-//! `#[subscribe_to_events]` with topics from `?topic=`, and a plain HTML + `EventSource` page.
+//! `#[subscribe_to_events]` with topics from `?topic=`, a list with a `Livepush-Cursor`
+//! (`Cursor` extractor), and a page on the typed TypeScript client (`page.ts`, bundled into
+//! `page.js`; types generated from `/events/asyncapi.json` into `events.gen.ts`).
 //!
 //! Run:   cargo run --bin crm_comments
 //! Open:  http://127.0.0.1:3000 in two tabs and post in one.
@@ -19,7 +21,7 @@
 //! | route | answer | published on `comments` |
 //! | --- | --- | --- |
 //! | `GET /` | the live page | |
-//! | `GET /comments` | every comment | |
+//! | `GET /comments` | every comment, header `Livepush-Cursor` | |
 //! | `POST /comments` `{"author","text"}` | 201 `{"id","author","text","created_at"}` | `comment_created` |
 //! | `PUT /comments/{id}` `{"author"?,"text"?}` | 200 the changed comment | `comment_updated` |
 //! | `DELETE /comments/{id}` | 200 the deleted comment | `comment_deleted` |
@@ -27,7 +29,8 @@
 //!
 //! Invalid input (bad JSON, missing or empty fields, author over 80 or text over 2,000
 //! characters, unknown id) answers 4xx `{"error","message"}` and publishes nothing.
-//! Also served: `/health`, `/health/live`, `/health/ready`, `/metrics`, `/events/catalog`.
+//! Also served: `/health`, `/health/live`, `/health/ready`, `/metrics`, `/events/catalog`,
+//! `/events/asyncapi.json`, and the page's script `/page.js`.
 //! Settings: `HOST`, `PORT`, `REDIS_URL`, `LIVEPUSH_*` (see `examples/common/mod.rs`).
 
 #[path = "../common/mod.rs"]

@@ -7,6 +7,8 @@
 //! every event type it can push and where it goes; `/events/catalog` serves the same as JSON.
 //!
 //! Run:   cargo run --bin domain_events
+//! Open:  http://127.0.0.1:3000/?user=7, a live notification log on the typed TypeScript client
+//!        (`page.ts`; with `LIVEPUSH_REPLAY=100` a reload shows what was pushed while it was away)
 //!
 //! ```sh
 //! curl -N 'localhost:3000/users/7/events'                          # user:7 + broadcast
@@ -25,6 +27,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod page;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,6 +38,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::registry;
 use livepush::{subscribe_to_events, Hub, LivepushRouter, SseEvent, Topics};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use common::api::{ApiError, ApiJson, ApiPath};
@@ -43,7 +47,7 @@ use common::clock::now_rfc3339;
 // ---- domain events: what happened, and where each one goes ----
 
 /// A user's bank accounts were synchronized.
-#[derive(Debug, Serialize, SseEvent)]
+#[derive(Debug, Serialize, SseEvent, JsonSchema)]
 #[sse(
     event = "sync.completed",
     topic = "user:{user_id}",
@@ -56,7 +60,7 @@ struct SyncCompleted {
 }
 
 /// A user's invoice was paid.
-#[derive(Debug, Serialize, SseEvent)]
+#[derive(Debug, Serialize, SseEvent, JsonSchema)]
 #[sse(event = "invoice.paid", topic = "user:{user_id}", category = "billing")]
 struct InvoicePaid {
     user_id: u64,
@@ -65,7 +69,7 @@ struct InvoicePaid {
 }
 
 /// Everyone is told about maintenance, on the broadcast channel.
-#[derive(Debug, Serialize, SseEvent)]
+#[derive(Debug, Serialize, SseEvent, JsonSchema)]
 #[sse(
     event = "maintenance.scheduled",
     topic = "broadcast",
@@ -223,6 +227,8 @@ async fn main() {
         next_invoice: Arc::new(AtomicU64::new(1)),
     };
     let app = Router::new()
+        .route("/", get(page::index))
+        .route("/page.js", get(page::script))
         .route("/users/{id}/sync", post(sync))
         .route("/users/{id}/invoices", post(pay))
         .route("/maintenance", post(maintenance))

@@ -36,7 +36,10 @@
 //!   endpoint; [`SseEvent`] maps domain event types to SSE events sent with [`Hub::emit`].
 //! - [`Hub`]: one per process, built by [`HubBuilder`] or from the environment ([`Config`]).
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
-//! - [`registry`]: everything the program pushes, collected at link time.
+//! - [`registry`]: everything the program pushes, collected at link time, also as an AsyncAPI
+//!   3.0 document ([`registry::asyncapi`]).
+//! - [`Cursor`] / [`WithCursor`]: the `Livepush-Cursor` of a list endpoint, so that a client that
+//!   loads a list and then subscribes misses nothing published in between.
 //! - [`frame`]: the SSE wire format, encoded once per event.
 //! - [`serve()`]: `axum::serve` with `TCP_NODELAY`, so small events are not held back by Nagle.
 //!
@@ -44,8 +47,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod asyncapi;
 pub mod broker;
 mod config;
+mod cursor;
 mod error;
 mod event;
 mod fanout;
@@ -57,6 +62,7 @@ mod queue;
 pub mod registry;
 mod retry;
 mod routes;
+mod schema;
 mod serve;
 mod sse_event;
 mod stream;
@@ -64,6 +70,7 @@ mod subscribe;
 mod topic;
 
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
+pub use cursor::{Cursor, WithCursor, CURSOR_HEADER};
 pub use error::{PublishError, SubscribeError};
 pub use event::{
     validate_name, Envelope, EventId, InvalidEventId, InvalidName, Publication, MAX_NAME_LEN,
@@ -110,6 +117,7 @@ pub struct ReadmeDoctests;
 pub mod __private {
     pub use crate::publish::{encode, Encoded, PublishContext};
     pub use crate::registry::{EventType, PublishRoute, SubscribeMode, SubscribeRoute};
+    pub use crate::schema::{NoSchema, Probe, ReturnProbe, Schemas, ViaJsonSchema};
     pub use crate::subscribe::SubscribeContext;
     pub use axum::response::Response;
     pub use inventory;

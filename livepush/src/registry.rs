@@ -9,12 +9,18 @@
 //! }
 //! let catalog = livepush::registry::catalog();
 //! println!("{}", serde_json::to_string_pretty(&catalog).unwrap());
+//! // the same as an AsyncAPI 3.0 document (served at /events/asyncapi.json)
+//! let document = livepush::registry::asyncapi();
+//! assert_eq!(document["asyncapi"], "3.0.0");
 //! ```
 
 use std::any::TypeId;
 use std::collections::BTreeSet;
 
 use serde::Serialize;
+
+pub use crate::asyncapi::{asyncapi, AsyncApi};
+pub use crate::schema::{PayloadSchema, Schemas};
 
 /// A handler with `#[publish_event]`: one entry per attribute.
 #[derive(Debug, Serialize)]
@@ -31,6 +37,10 @@ pub struct PublishRoute {
     pub category: Option<&'static str>,
     /// The `data = …` mapping function, if any.
     pub data: Option<&'static str>,
+    /// The JSON Schema of what is published (the handler's returned type; `{}` with `data = …`
+    /// or without the `schemars` feature), for [`asyncapi`].
+    #[serde(skip)]
+    pub payload: PayloadSchema,
     /// Source file.
     pub file: &'static str,
     /// Source line.
@@ -78,6 +88,9 @@ pub struct EventType {
     /// The type's `TypeId`, for [`has_mapping_for`].
     #[serde(skip)]
     pub type_id: fn() -> TypeId,
+    /// The JSON Schema of the type (`{}` without the `schemars` feature), for [`asyncapi`].
+    #[serde(skip)]
+    pub payload: PayloadSchema,
     /// Source file.
     pub file: &'static str,
     /// Source line.

@@ -22,6 +22,7 @@ use crate::registry;
 /// | `GET /health/ready` | 200 when the broker can publish, else 503 |
 /// | `GET /metrics` | Prometheus text format |
 /// | `GET /events/catalog` | JSON [`Catalog`](crate::registry::Catalog) of routes and event types |
+/// | `GET /events/asyncapi.json` | the [AsyncAPI 3.0 document](crate::registry::asyncapi), with the request's host as its server |
 ///
 /// Call it after the routes that publish or subscribe (like any `.layer`), or use
 /// [`Hub::layer`] and [`Hub::ops_routes`] separately.
@@ -54,7 +55,8 @@ impl Hub {
         Extension(self.clone())
     }
 
-    /// `/health`, `/health/live`, `/health/ready`, `/metrics` and `/events/catalog`.
+    /// `/health`, `/health/live`, `/health/ready`, `/metrics`, `/events/catalog` and
+    /// `/events/asyncapi.json`.
     pub fn ops_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
             .route("/health", get(health))
@@ -62,6 +64,7 @@ impl Hub {
             .route("/health/ready", get(ready))
             .route("/metrics", get(metrics))
             .route("/events/catalog", get(catalog))
+            .route("/events/asyncapi.json", get(asyncapi))
             .layer(self.layer())
     }
 }
@@ -120,4 +123,18 @@ async fn metrics(Extension(hub): Extension<Hub>) -> Response {
 
 async fn catalog() -> Response {
     Json(registry::catalog()).into_response()
+}
+
+/// The document names the host the client asked, so its server entry is where it came from.
+async fn asyncapi(headers: axum::http::HeaderMap) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    Json(
+        registry::AsyncApi::default()
+            .server(host, "/events")
+            .document(),
+    )
+    .into_response()
 }

@@ -348,6 +348,11 @@ pub(crate) async fn open(
     let mut pending = VecDeque::new();
     pending.push_back(frame::retry(inner.config.client_retry_ms));
     let mut seen = None;
+    if let Some(after) = last_event_id.filter(|_| inner.config.replay == 0) {
+        // No history to replay: a client that asks for events after an id it is behind on
+        // (a list's cursor, a reconnect) is told to reload instead of silently missing them.
+        seen = unreplayable(&mut pending, broker.as_ref(), &guard.topics, after).await;
+    }
     if let Some(after) = last_event_id.filter(|_| inner.config.replay > 0) {
         // History is read only once live events arrive (above); without a confirmed
         // subscription that order cannot be kept, and the client is told to reset.
@@ -374,6 +379,29 @@ pub(crate) async fn open(
     tracing::debug!(parent: &guard.span, "stream opened");
     let stream = EventStream::new(state, pending, seen, guard);
     Ok(sse_response(Body::new(stream)))
+}
+
+/// Without replay: a reset at the broker's position when `after` is behind it (or the position
+/// is unknown), and marks that skip live events at or below that position, which the client's
+/// reload covers.
+async fn unreplayable(
+    pending: &mut VecDeque<Bytes>,
+    broker: &dyn crate::broker::Broker,
+    topics: &[Topic],
+    after: EventId,
+) -> Option<HashMap<Topic, EventId>> {
+    match broker.position().await {
+        Ok(position) if after >= position => None,
+        Ok(position) => {
+            pending.push_back(reset_frame(position, after));
+            Some(topics.iter().map(|t| (t.clone(), position)).collect())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "stream position unavailable; the client is told to reset");
+            pending.push_back(reset_frame(after, after));
+            None
+        }
+    }
 }
 
 /// Queues the replayed `history` (after a reset when it is incomplete) and returns, per topic,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! #vis async fn name(__livepush_publish: PublishContext, <args>) -> Ret {
-//!     inventory::submit! { PublishRoute { .. } }                  // one per attribute
+//!     inventory::submit! { PublishRoute { .., payload: |s| ReturnProbe::<Ret>.schema(s) } } // one per attribute
 //!     let __livepush_arg_0 = ToString::to_string(&id);           // argument placeholders
 //!     let __livepush_out: Ret = async move { <body> }.await;
 //!     // Everything is encoded before the first `.await`, so no borrow of the value is held
@@ -45,7 +45,11 @@ pub(crate) fn expand(func: ItemFn, plan: &Plan) -> TokenStream {
     let out = Ident::new("__livepush_out", Span::call_site());
     let value = Ident::new("__livepush_value", Span::call_site());
 
-    let routes = plan.publications.iter().map(|p| route(&plan.handler, p));
+    let payload = payload_schema(&sig, &plan.ret);
+    let routes = plan
+        .publications
+        .iter()
+        .map(|p| route(&plan.handler, p, &payload));
     let captures = plan.captures.iter().enumerate().map(|(i, placeholder)| {
         let var = capture_var(i);
         let expr = placeholder.expr();
@@ -156,7 +160,7 @@ fn capture_var(index: usize) -> Ident {
 }
 
 /// The registry entry of one attribute. Spanned on the attribute so that `line!()` is its line.
-fn route(handler: &str, publication: &Publication) -> TokenStream {
+fn route(handler: &str, publication: &Publication, payload: &TokenStream) -> TokenStream {
     let topic = publication.topic.value();
     let event = &publication.event;
     let category = option_str(publication.category.as_deref());
@@ -170,9 +174,39 @@ fn route(handler: &str, publication: &Publication) -> TokenStream {
                 event: #event,
                 category: #category,
                 data: #data,
+                payload: #payload,
                 file: ::std::file!(),
                 line: ::std::line!(),
             }
         }
     }
+}
+
+/// The registry's schema function of the published type: `<Ret as Publishable>::Data` through
+/// the runtime's probe (`JsonSchema` when implemented, else none; a return type that is not
+/// `Publishable` gets none here and its one error where the value is published). The entry is a static inside
+/// the handler, where generic parameters, `Self` and `impl Trait` cannot be named: those get
+/// none (and `impl Trait` its one error from the publishing code).
+fn payload_schema(sig: &syn::Signature, ret: &syn::Type) -> TokenStream {
+    let unnameable = names_any(quote!(#ret), &["Self", "impl"]);
+    if !sig.generics.params.is_empty() || unnameable {
+        return quote!(|_| ::std::option::Option::None);
+    }
+    quote! {
+        |__livepush_schemas| {
+            #[allow(unused_imports)]
+            use ::livepush::__private::{NoSchema as _, ViaJsonSchema as _};
+            let __livepush_probe = &::livepush::__private::ReturnProbe::<#ret>::new();
+            __livepush_probe.payload_schema(__livepush_schemas)
+        }
+    }
+}
+
+/// Whether `tokens` hold one of the identifiers `names`, at any depth.
+fn names_any(tokens: TokenStream, names: &[&str]) -> bool {
+    tokens.into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => names.iter().any(|n| i == n),
+        proc_macro2::TokenTree::Group(g) => names_any(g.stream(), names),
+        _ => false,
+    })
 }

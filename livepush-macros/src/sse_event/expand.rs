@@ -37,6 +37,12 @@ pub(crate) fn expand(input: &DeriveInput, event: &Event) -> TokenStream {
                     topic: #topic,
                     category: #category,
                     type_id: || ::std::any::TypeId::of::<#ty>(),
+                    payload: |__livepush_schemas| {
+                        #[allow(unused_imports)]
+                        use ::livepush::__private::{NoSchema as _, ViaJsonSchema as _};
+                        let __livepush_probe = &::livepush::__private::Probe::<#ty>::new();
+                        __livepush_probe.payload_schema(__livepush_schemas)
+                    },
                     file: ::std::file!(),
                     line: ::std::line!(),
                 }

@@ -146,6 +146,10 @@ impl Broker for MemoryBroker {
         })
     }
 
+    async fn position(&self) -> Result<EventId, BrokerError> {
+        Ok(EventId::new(self.lock().last))
+    }
+
     async fn ready(&self) -> Result<(), BrokerError> {
         Ok(())
     }

@@ -105,6 +105,16 @@ pub trait Broker: Send + Sync + 'static {
     /// history read and live delivery.
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError>;
 
+    /// The newest id this broker has issued (the position a stream opened with it as
+    /// `Last-Event-ID` resumes from): what a list endpoint sends as its cursor. The default
+    /// answers an error, and a cursor is then left out.
+    async fn position(&self) -> Result<EventId, BrokerError> {
+        Err(BrokerError::Unavailable(format!(
+            "the {} broker does not report its position",
+            self.kind()
+        )))
+    }
+
     /// Whether the broker can publish right now and delivers every watched topic to this
     /// process (for `/health/ready`, and before the hub retries buffered publications).
     async fn ready(&self) -> Result<(), BrokerError>;

@@ -472,6 +472,20 @@ impl Broker for RedisBroker {
             .map_err(|e| self.inner.fail(e))
     }
 
+    async fn position(&self) -> Result<EventId, BrokerError> {
+        let mut conn = self.inner.conn()?;
+        // Before the first publish the key is missing: position 0, below every issued id.
+        let seq: Option<String> = redis::cmd("GET")
+            .arg(self.inner.keys.seq())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.inner.fail(e))?;
+        seq.as_deref()
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| BrokerError::Protocol(format!("{} holds {seq:?}", self.inner.keys.seq())))
+    }
+
     async fn ready(&self) -> Result<(), BrokerError> {
         let mut conn = self.inner.conn()?;
         let missing = self.inner.unsubscribed_topics();

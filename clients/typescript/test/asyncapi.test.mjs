@@ -1,0 +1,46 @@
+// Every example's AsyncAPI document validates with the official parser, and the committed
+// generated types and page bundles are what the current documents and pages build to.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Parser } from "@asyncapi/parser";
+import { generate } from "../bin/livepush-typescript.mjs";
+import { startExample } from "./support.mjs";
+
+const examples = resolve(dirname(fileURLToPath(import.meta.url)), "../../../examples");
+const EXAMPLES = {
+  crm_comments: {},
+  bench_server: {},
+  domain_events: {},
+  multi_instance: {},
+  tickets: {},
+};
+// The pages that use the client, with their committed generated types.
+const PAGES = ["crm_comments", "domain_events"];
+
+for (const [name, env] of Object.entries(EXAMPLES)) {
+  test(`${name}: /events/asyncapi.json is valid AsyncAPI 3.0`, async (t) => {
+    const server = await startExample(name, env);
+    t.after(() => server.stop());
+    const response = await fetch(server.url("/events/asyncapi.json"));
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    const { document, diagnostics } = await new Parser().parse(text);
+    const errors = diagnostics.filter((d) => d.severity === 0);
+    assert.deepEqual(errors, [], `${name}: parser errors`);
+    assert.ok(document, "parsed");
+    assert.equal(document.version(), "3.0.0");
+    const messages = document.components().messages().all().map((m) => m.name());
+    assert.ok(messages.includes("livepush.reset") && messages.includes("livepush.lagged"));
+    if (PAGES.includes(name)) {
+      const committed = await readFile(resolve(examples, name, "events.gen.ts"), "utf8");
+      assert.equal(
+        generate(JSON.parse(text), "/events/asyncapi.json"),
+        committed,
+        `examples/${name}/events.gen.ts is stale: npm run gen-types -- ${server.url("/events/asyncapi.json")} --out ../../examples/${name}/events.gen.ts`,
+      );
+    }
+  });
+}

@@ -1,0 +1,377 @@
+// Built from page.ts and the livepush client by `npm run build:pages` (clients/typescript). Do not edit.
+
+// src/index.ts
+var RETRYABLE = /* @__PURE__ */ new Set([408, 425, 429, 500, 502, 503, 504]);
+function subscribe(url, options = {}) {
+  return new LivepushSubscription(url, options);
+}
+var LivepushSubscription = class {
+  constructor(url, options) {
+    this.url = url;
+    this.options = options;
+    this.handlers = /* @__PURE__ */ new Map();
+    this.abort = new AbortController();
+    this.current = "connecting";
+    this.opened = new Promise((resolve) => this.markOpened = resolve);
+    this.storage = options.storage === void 0 ? defaultStorage() : options.storage;
+    this.storageKey = options.storageKey ?? defaultKey(url, options);
+    this.lastId = options.lastEventId ?? this.read() ?? void 0;
+    if (options.lastEventId != null) this.remember(options.lastEventId);
+    void this.run();
+  }
+  get lastEventId() {
+    return this.lastId;
+  }
+  get status() {
+    return this.current;
+  }
+  on(event, handler) {
+    let set = this.handlers.get(event);
+    if (!set) this.handlers.set(event, set = /* @__PURE__ */ new Set());
+    set.add(handler);
+    return () => set.delete(handler);
+  }
+  close() {
+    if (this.current === "closed") return;
+    this.abort.abort();
+    this.setStatus("closed", {});
+  }
+  setStatus(status, detail) {
+    if (this.current === "closed") return;
+    this.current = status;
+    this.options.onStatus?.(status, detail);
+  }
+  async run() {
+    const fetchFn = this.options.fetch ?? globalThis.fetch.bind(globalThis);
+    let attempt = 0;
+    let previousStatus;
+    while (!this.abort.signal.aborted) {
+      let delay;
+      const detail = {};
+      try {
+        const extra = await this.options.beforeConnect?.({
+          attempt,
+          lastEventId: this.lastId,
+          previousStatus
+        });
+        const headers = {
+          accept: "text/event-stream",
+          ...this.options.headers,
+          ...extra ?? {}
+        };
+        if (this.lastId !== void 0) headers["last-event-id"] = this.lastId;
+        this.setStatus("connecting", {});
+        const response = await fetchFn(this.requestUrl(), {
+          headers,
+          signal: this.abort.signal,
+          cache: "no-store"
+        });
+        previousStatus = response.status;
+        if (response.ok && response.body) {
+          attempt = 0;
+          previousStatus = void 0;
+          this.setStatus("open", {});
+          this.markOpened();
+          await this.readStream(response.body);
+          delay = this.backoff(0);
+        } else {
+          detail.httpStatus = response.status;
+          const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
+          void response.body?.cancel().catch(() => {
+          });
+          const credentials = (response.status === 401 || response.status === 403) && this.options.beforeConnect;
+          if (!RETRYABLE.has(response.status) && !credentials) {
+            this.options.onError?.(new Error(`${this.url} answered ${response.status}`));
+            this.setStatus("closed", detail);
+            return;
+          }
+          delay = retryAfter === void 0 ? this.backoff(attempt) : retryAfter + this.jitterUpTo(retryAfter * 0.1 + 50);
+        }
+      } catch (error) {
+        if (this.abort.signal.aborted) return;
+        detail.error = error;
+        delay = this.backoff(attempt);
+      }
+      attempt += 1;
+      detail.delayMs = Math.round(delay);
+      this.setStatus("retrying", detail);
+      await sleep(delay, this.abort.signal);
+    }
+  }
+  requestUrl() {
+    const params = [];
+    if (this.options.topics?.length) params.push("topic=" + encodeURIComponent(this.options.topics.join(",")));
+    if (this.options.categories?.length)
+      params.push("category=" + encodeURIComponent(this.options.categories.join(",")));
+    if (params.length === 0) return this.url;
+    return this.url + (this.url.includes("?") ? "&" : "?") + params.join("&");
+  }
+  /** Reads SSE frames (https://html.spec.whatwg.org/multipage/server-sent-events.html) until the end. */
+  async readStream(body) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let data = [];
+    let event = "";
+    let id;
+    try {
+      for (; ; ) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buffer += decoder.decode(value, { stream: true });
+        let start2 = 0;
+        for (; ; ) {
+          const end = lineEnd(buffer, start2);
+          if (end < 0) break;
+          const line = buffer.slice(start2, end);
+          start2 = end + (buffer[end] === "\r" && buffer[end + 1] === "\n" ? 2 : 1);
+          if (line === "") {
+            if (id !== void 0) this.lastId = id;
+            if (data.length > 0) this.dispatch(event || "message", data.join("\n"), id);
+            else if (id !== void 0) this.remember(id);
+            data = [];
+            event = "";
+            id = void 0;
+            continue;
+          }
+          if (line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let value2 = colon < 0 ? "" : line.slice(colon + 1);
+          if (value2.startsWith(" ")) value2 = value2.slice(1);
+          if (field === "data") data.push(value2);
+          else if (field === "event") event = value2;
+          else if (field === "id" && !value2.includes("\0")) id = value2;
+          else if (field === "retry" && /^\d+$/.test(value2)) this.serverRetryMs = Number(value2);
+        }
+        buffer = buffer.slice(start2);
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  }
+  dispatch(event, raw, id) {
+    const meta = { id, event };
+    let data;
+    try {
+      data = JSON.parse(raw);
+    } catch (error) {
+      this.options.onError?.(error);
+      data = raw;
+    }
+    try {
+      if (event === "livepush.reset") this.options.onReset?.(data, meta);
+      if (event === "livepush.lagged") this.options.onLagged?.(data, meta);
+      for (const handler of this.handlers.get(event) ?? []) handler(data, meta);
+    } catch (error) {
+      this.options.onError?.(error);
+    }
+    if (id !== void 0) this.remember(id);
+  }
+  backoff(attempt) {
+    const retry = this.options.retry ?? {};
+    const initial = retry.initialMs ?? this.serverRetryMs ?? 500;
+    const max = retry.maxMs ?? 3e4;
+    const jitter = Math.min(1, Math.max(0, retry.jitter ?? 0.5));
+    const base = Math.min(max, initial * 2 ** Math.min(attempt, 20));
+    return base * (1 - jitter) + this.jitterUpTo(base * jitter);
+  }
+  jitterUpTo(ms) {
+    return Math.random() * ms;
+  }
+  read() {
+    try {
+      return this.storage?.getItem(this.storageKey) ?? null;
+    } catch {
+      return null;
+    }
+  }
+  remember(id) {
+    this.lastId = id;
+    try {
+      this.storage?.setItem(this.storageKey, id);
+    } catch {
+    }
+  }
+};
+function defaultStorage() {
+  try {
+    return globalThis.sessionStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+function defaultKey(url, options) {
+  const topics = [...options.topics ?? []].sort().join(",");
+  const categories = [...options.categories ?? []].sort().join(",");
+  return `livepush:last-event-id:${url}?topic=${topics}&category=${categories}`;
+}
+function lineEnd(buffer, from) {
+  for (let i = from; i < buffer.length; i++) {
+    const c = buffer.charCodeAt(i);
+    if (c === 10) return i;
+    if (c === 13) return i + 1 < buffer.length ? i : -1;
+  }
+  return -1;
+}
+function parseRetryAfter(value) {
+  if (value == null) return void 0;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1e3;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? void 0 : Math.max(0, at - Date.now());
+}
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+// ../../examples/crm_comments/page.ts
+var comments = /* @__PURE__ */ new Map();
+var subscription;
+var $ = (id) => {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`#${id} is missing from the page`);
+  return element;
+};
+var LABELS = {
+  connecting: ["connecting", "connecting\u2026"],
+  open: ["connected", "connected"],
+  retrying: ["reconnecting", "reconnecting\u2026"],
+  closed: ["disconnected", "disconnected"]
+};
+function setStatus(status) {
+  const [state, label] = LABELS[status];
+  $("status").dataset.state = state;
+  $("status").textContent = label;
+}
+function showError(message = "") {
+  $("error").textContent = message;
+}
+function render() {
+  const items = [...comments.values()].sort((a, b) => b.id - a.id);
+  $("comments").replaceChildren(...items.map(item));
+  $("empty").hidden = items.length > 0;
+}
+function item(c) {
+  const li = document.createElement("li");
+  li.dataset.id = String(c.id);
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const author2 = document.createElement("span");
+  author2.className = "author";
+  author2.textContent = c.author;
+  const when = document.createElement("time");
+  when.dateTime = c.updated_at ?? c.created_at;
+  when.textContent = new Date(when.dateTime).toLocaleTimeString() + (c.updated_at ? " (edited)" : "");
+  const actions = document.createElement("span");
+  actions.className = "actions";
+  actions.append(button("edit", () => edit(c)), button("delete", () => remove(c.id)));
+  meta.append(author2, when, actions);
+  const text2 = document.createElement("div");
+  text2.className = "text";
+  text2.textContent = c.text;
+  li.append(meta, text2);
+  return li;
+}
+function button(label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "link " + label;
+  b.textContent = label;
+  b.addEventListener("click", onClick);
+  return b;
+}
+function upsert(comment) {
+  comments.set(comment.id, comment);
+  render();
+}
+function drop(comment) {
+  comments.delete(comment.id);
+  render();
+}
+async function load() {
+  const response = await fetch("/comments", { headers: { accept: "application/json" } });
+  if (!response.ok) throw new Error("GET /comments answered " + response.status);
+  const list = await response.json();
+  comments = new Map(list.map((c) => [c.id, c]));
+  render();
+  return response.headers.get("livepush-cursor");
+}
+async function start() {
+  subscription?.close();
+  let cursor;
+  try {
+    cursor = await load();
+  } catch (error) {
+    showError("Could not load comments: " + error.message);
+    setTimeout(start, 3e3);
+    return;
+  }
+  await testHold();
+  const sub = subscribe("/events", {
+    topics: ["comments"],
+    lastEventId: cursor,
+    onStatus: setStatus,
+    // The server could not replay what came after our position: the list may be stale.
+    onReset: () => void start(),
+    onLagged: () => void start()
+  });
+  sub.on("comment_created", upsert);
+  sub.on("comment_updated", upsert);
+  sub.on("comment_deleted", drop);
+  subscription = sub;
+}
+function testHold() {
+  if (location.hash !== "#hold") return Promise.resolve();
+  const page = window;
+  return new Promise((resolve) => {
+    page.crmRelease = () => {
+      page.crmHeld = false;
+      resolve();
+    };
+    page.crmHeld = true;
+  });
+}
+async function send(method, url, body) {
+  showError();
+  const response = await fetch(url, {
+    method,
+    headers: body ? { "content-type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : void 0
+  });
+  if (!response.ok) {
+    const problem = await response.json().catch(() => ({ message: response.statusText }));
+    showError(problem.message || "Request failed (" + response.status + ")");
+    return null;
+  }
+  return await response.json();
+}
+function edit(c) {
+  const text2 = prompt("Edit comment", c.text);
+  if (text2 !== null && text2 !== c.text) void send("PUT", "/comments/" + c.id, { text: text2 });
+}
+function remove(id) {
+  void send("DELETE", "/comments/" + id);
+}
+var author = $("author");
+var text = $("text");
+$("new-comment").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (await send("POST", "/comments", { author: author.value, text: text.value })) {
+    text.value = "";
+    text.focus();
+  }
+});
+author.value = localStorage.getItem("author") || "";
+author.addEventListener("change", () => localStorage.setItem("author", author.value));
+render();
+void start();

@@ -1,0 +1,332 @@
+//! The registry as an AsyncAPI 3.0 document (<https://www.asyncapi.com/docs/reference/specification/v3.0.0>).
+//!
+//! One channel per topic template (its `{placeholders}` as parameters), one message per event
+//! name with the JSON Schema of its payload, the `livepush.*` notices as messages of every
+//! channel, one `receive` operation per channel, and the SSE endpoint as the server.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+
+use crate::frame::{LAGGED_EVENT, RESET_EVENT};
+use crate::registry::{event_types, publish_routes, subscribe_routes, PayloadSchema};
+use crate::schema::Schemas;
+
+/// The AsyncAPI 3.0 document of everything this program pushes, without a server entry.
+///
+/// Served, with the request's host as the server, at `GET /events/asyncapi.json`. Payload
+/// schemas come from `schemars::JsonSchema` impls with the `schemars` feature; other payloads
+/// are documented as `{}`.
+///
+/// ```
+/// let document = livepush::registry::asyncapi();
+/// assert_eq!(document["asyncapi"], "3.0.0");
+/// assert!(document["components"]["messages"]["livepush.reset"].is_object());
+/// ```
+pub fn asyncapi() -> Value {
+    AsyncApi::default().document()
+}
+
+/// Settings of an AsyncAPI document: its title and version, and the SSE server.
+///
+/// ```
+/// use livepush::registry::AsyncApi;
+///
+/// let document = AsyncApi::default()
+///     .title("crm")
+///     .server("crm.example.com", "/events")
+///     .document();
+/// assert_eq!(document["servers"]["sse"]["pathname"], "/events");
+/// ```
+#[derive(Debug, Clone)]
+pub struct AsyncApi {
+    title: String,
+    version: String,
+    server: Option<(String, String)>,
+}
+
+impl Default for AsyncApi {
+    fn default() -> Self {
+        AsyncApi {
+            title: "livepush events".into(),
+            version: "1.0.0".into(),
+            server: None,
+        }
+    }
+}
+
+/// What one event name stands for: its payload schemas and categories, over every route and
+/// event type that publishes it.
+#[derive(Default)]
+struct MessageInfo {
+    payloads: Vec<Option<PayloadSchema>>,
+    categories: BTreeSet<&'static str>,
+    sources: BTreeSet<String>,
+}
+
+impl AsyncApi {
+    /// The document's `info.title`.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = title.into();
+        self
+    }
+
+    /// The document's `info.version` (the version of your API, not of AsyncAPI).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Names the SSE endpoint clients subscribe at: `host` (with port) and its path.
+    pub fn server(mut self, host: impl Into<String>, pathname: impl Into<String>) -> Self {
+        self.server = Some((host.into(), pathname.into()));
+        self
+    }
+
+    /// Builds the document, sorted so that it reads the same on every run.
+    pub fn document(&self) -> Value {
+        let mut messages: BTreeMap<&'static str, MessageInfo> = BTreeMap::new();
+        let mut channels: BTreeMap<&'static str, BTreeSet<&'static str>> = BTreeMap::new();
+        for route in publish_routes() {
+            let info = messages.entry(route.event).or_default();
+            // `data = f` publishes what `f` returns, a type the macro does not name.
+            info.payloads
+                .push(route.data.is_none().then_some(route.payload));
+            info.categories.extend(route.category);
+            info.sources
+                .insert(format!("{}::{}", route.module, route.handler));
+            channels.entry(route.topic).or_default().insert(route.event);
+        }
+        for event in event_types() {
+            let info = messages.entry(event.event).or_default();
+            info.payloads.push(Some(event.payload));
+            info.categories.extend(event.category);
+            info.sources
+                .insert(format!("{}::{}", event.module, event.type_name));
+            channels.entry(event.topic).or_default().insert(event.event);
+        }
+
+        let mut schemas = Schemas::new();
+        let mut components_messages = Map::new();
+        for (event, info) in &messages {
+            components_messages.insert(key(event), message(event, info, &mut schemas));
+        }
+        for (name, notice) in notices() {
+            components_messages.insert(name.into(), notice);
+        }
+
+        let mut channels_json = Map::new();
+        let mut operations = Map::new();
+        for (template, events) in &channels {
+            let id = key(template);
+            let (address, parameters) = address_and_parameters(template);
+            let mut refs = Map::new();
+            for event in events.iter().copied().chain([RESET_EVENT, LAGGED_EVENT]) {
+                let k = key(event);
+                refs.insert(
+                    k.clone(),
+                    json!({ "$ref": format!("#/components/messages/{k}") }),
+                );
+            }
+            let operation_messages: Vec<Value> = refs
+                .keys()
+                .map(|k| json!({ "$ref": format!("#/channels/{id}/messages/{k}") }))
+                .collect();
+            let mut channel = json!({
+                "address": address,
+                "title": template,
+                "description": format!("Topic `{template}`: subscribe with `?topic=` and a topic this template matches."),
+                "messages": refs,
+            });
+            if !parameters.is_empty() {
+                channel["parameters"] = Value::Object(parameters);
+            }
+            if self.server.is_some() {
+                channel["servers"] = json!([{ "$ref": "#/servers/sse" }]);
+            }
+            channels_json.insert(id.clone(), channel);
+            operations.insert(
+                format!("receive_{id}"),
+                json!({
+                    "action": "receive",
+                    "channel": { "$ref": format!("#/channels/{id}") },
+                    "summary": format!("Events published on `{template}`"),
+                    "messages": operation_messages,
+                }),
+            );
+        }
+
+        let mut subscribe: Vec<Value> = subscribe_routes()
+            .map(|r| json!({ "handler": format!("{}::{}", r.module, r.handler), "topics_from": r.mode }))
+            .collect();
+        subscribe.sort_by_key(|v| v["handler"].as_str().map(str::to_owned));
+        let mut document = json!({
+            "asyncapi": "3.0.0",
+            "info": {
+                "title": self.title,
+                "version": self.version,
+                "description": "Server-Sent Events: `GET <server>?topic=a,b&category=c` streams frames with `id:`, `event:` (a message name below) and `data:` (its JSON payload). Reconnect with `Last-Event-ID` (or `?lastEventId=`) to receive what came after that id.",
+            },
+            "defaultContentType": "application/json",
+            "channels": channels_json,
+            "operations": operations,
+            "components": {
+                "messages": components_messages,
+                "schemas": schemas.into_definitions(),
+            },
+            "x-livepush-subscribe-routes": subscribe,
+            "x-livepush-categories": crate::registry::categories(),
+        });
+        if let Some((host, pathname)) = &self.server {
+            document["servers"] = json!({
+                "sse": {
+                    "host": host,
+                    "pathname": pathname,
+                    "protocol": "http",
+                    "description": "The SSE endpoint (text/event-stream); 429 with Retry-After when over a connection cap, 503 while shutting down.",
+                }
+            });
+        }
+        document
+    }
+}
+
+/// The message of one event name.
+fn message(event: &str, info: &MessageInfo, schemas: &mut Schemas) -> Value {
+    let mut payloads: Vec<Value> = Vec::new();
+    for payload in &info.payloads {
+        let schema = payload
+            .and_then(|f| f(schemas))
+            .unwrap_or_else(|| json!({}));
+        if !payloads.contains(&schema) {
+            payloads.push(schema);
+        }
+    }
+    // An empty schema admits anything, so one unknown payload makes the union unknown.
+    let payload = if payloads.len() == 1 || payloads.iter().any(|p| p == &json!({})) {
+        payloads.into_iter().next().unwrap_or_else(|| json!({}))
+    } else {
+        json!({ "oneOf": payloads })
+    };
+    let mut message = json!({
+        "name": event,
+        "title": event,
+        "summary": format!("SSE `event: {event}`, published by {}", info.sources.iter().cloned().collect::<Vec<_>>().join(", ")),
+        "contentType": "application/json",
+        "payload": payload,
+    });
+    if !info.categories.is_empty() {
+        message["tags"] = info
+            .categories
+            .iter()
+            .map(|c| json!({ "name": c, "description": "category (`?category=` filter)" }))
+            .collect();
+    }
+    message
+}
+
+/// The notices every stream may carry besides the published events.
+fn notices() -> [(&'static str, Value); 2] {
+    [
+        (
+            RESET_EVENT,
+            json!({
+                "name": RESET_EVENT,
+                "title": RESET_EVENT,
+                "summary": "Events may have been missed: reload your state, then go on from this frame's id (it is the Last-Event-ID to resume from).",
+                "contentType": "application/json",
+                "payload": {
+                    "type": "object",
+                    "required": ["reason"],
+                    "properties": {
+                        "reason": { "type": "string", "description": "why: history_unavailable, a broker fault, a retry-buffer overflow" },
+                        "last_event_id": { "type": "integer", "minimum": 0, "description": "the id the client asked to resume after" },
+                        "lost": { "type": "integer", "minimum": 0, "description": "publications given up by the retry buffer" },
+                    },
+                },
+            }),
+        ),
+        (
+            LAGGED_EVENT,
+            json!({
+                "name": LAGGED_EVENT,
+                "title": LAGGED_EVENT,
+                "summary": "This client read too slowly and `missed` events were dropped for it (no id: the stream goes on).",
+                "contentType": "application/json",
+                "payload": {
+                    "type": "object",
+                    "required": ["missed"],
+                    "properties": { "missed": { "type": "integer", "minimum": 1 } },
+                },
+            }),
+        ),
+    ]
+}
+
+/// A component or channel key: AsyncAPI allows `[A-Za-z0-9._-]`.
+fn key(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The channel address of a topic template and its parameters. A placeholder that names a
+/// nested field (`{org.id}`) becomes `{org_id}`, since parameter names allow no dots.
+fn address_and_parameters(template: &str) -> (String, Map<String, Value>) {
+    let mut address = String::new();
+    let mut parameters = Map::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                address.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                address.push('}');
+            }
+            '{' => {
+                let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
+                let param: String = name
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || c == '-' {
+                            c
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                address.push('{');
+                address.push_str(&param);
+                address.push('}');
+                parameters.insert(
+                    param,
+                    json!({ "description": format!("fills `{{{name}}}` of the topic template") }),
+                );
+            }
+            c => address.push(c),
+        }
+    }
+    (address, parameters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_become_addresses_with_parameters() {
+        let (address, parameters) = address_and_parameters("org:{org.id}:user:{id}");
+        assert_eq!(address, "org:{org_id}:user:{id}");
+        assert_eq!(parameters.keys().collect::<Vec<_>>(), ["id", "org_id"]);
+        assert_eq!(key("comment:{id}"), "comment__id_");
+    }
+}

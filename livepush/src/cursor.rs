@@ -1,0 +1,142 @@
+//! Load-then-subscribe without a gap: the stream position a list endpoint read its data at.
+//!
+//! A page that loads `GET /comments` and then subscribes misses what was published in between,
+//! unless the list tells it where the stream stood. [`Cursor`] is that position; [`WithCursor`]
+//! sends it as the `Livepush-Cursor` header. A client that subscribes with it as
+//! `Last-Event-ID` (or `?lastEventId=`) gets every event published after it (replay on), or a
+//! `livepush.reset` when the history cannot vouch for it (replay off or trimmed), and then
+//! reloads the list.
+//!
+//! ```
+//! use axum::{extract::State, Json};
+//! use livepush::{Cursor, WithCursor};
+//! # #[derive(Clone, Default)] struct Db;
+//! # impl Db { fn all(&self) -> Vec<String> { vec![] } }
+//!
+//! // The cursor is read when the extractor runs, before the handler reads the list.
+//! async fn list(cursor: Cursor, State(db): State<Db>) -> WithCursor<Json<Vec<String>>> {
+//!     cursor.with(Json(db.all()))
+//! }
+//! # let _ = axum::Router::<Db>::new().route("/", axum::routing::get(list));
+//! ```
+//!
+//! # Why the position is read first
+//! Events are published after the write they describe. Reading the position before the data
+//! means that every write missing from the list is published after the position, so the client
+//! receives it; a write that made it into the list and was published after the position reaches
+//! the client too, so apply events idempotently (upsert and delete by key, as the TypeScript
+//! client's examples do). With a transactional outbox the cursor is exact: read the outbox's
+//! newest id in the transaction that reads the list and answer [`Cursor::at`] it.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+
+use crate::broker::BrokerError;
+use crate::event::EventId;
+use crate::hub::Hub;
+
+/// The header a list endpoint sends its [`Cursor`] in: `Livepush-Cursor`.
+pub const CURSOR_HEADER: &str = "livepush-cursor";
+
+impl Hub {
+    /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
+    /// yields exactly the events published afterwards (with replay on). See [`Cursor`].
+    pub async fn position(&self) -> Result<EventId, BrokerError> {
+        self.inner.broker.position().await
+    }
+}
+
+/// The stream position when the request was extracted; `None` when the broker could not tell
+/// (then no header is sent and clients subscribe from now).
+///
+/// An axum extractor: it needs the hub layer (`.livepush(&hub)`) on the route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(Option<EventId>);
+
+impl Cursor {
+    /// A cursor at `id`: the newest outbox id read in the transaction that read the data.
+    pub fn at(id: EventId) -> Self {
+        Cursor(Some(id))
+    }
+
+    /// The position, if known.
+    pub fn id(&self) -> Option<EventId> {
+        self.0
+    }
+
+    /// Reads the position of `hub` now.
+    pub async fn read(hub: &Hub) -> Self {
+        match hub.position().await {
+            Ok(id) => Cursor(Some(id)),
+            Err(error) => {
+                tracing::warn!(%error, "stream position unavailable; the list goes out without a cursor");
+                Cursor(None)
+            }
+        }
+    }
+
+    /// `response` with this cursor in its `Livepush-Cursor` header.
+    pub fn with<T>(self, response: T) -> WithCursor<T> {
+        WithCursor {
+            cursor: self,
+            response,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Cursor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Hub>() {
+            Some(hub) => Ok(Cursor::read(hub).await),
+            None => {
+                tracing::error!("a `Cursor` extractor ran without a livepush Hub: add `.livepush(&hub)` to the router after its routes");
+                Err(crate::error::SubscribeError::HubMissing.into_response())
+            }
+        }
+    }
+}
+
+/// A response with a `Livepush-Cursor` header; built by [`Cursor::with`].
+#[derive(Debug)]
+pub struct WithCursor<T> {
+    cursor: Cursor,
+    response: T,
+}
+
+impl<T: IntoResponse> IntoResponse for WithCursor<T> {
+    fn into_response(self) -> Response {
+        let mut response = self.response.into_response();
+        if let Some(id) = self.cursor.0 {
+            if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+                response.headers_mut().insert(CURSOR_HEADER, value);
+            }
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Json;
+
+    #[tokio::test]
+    async fn the_cursor_is_the_newest_id() {
+        let hub = Hub::builder().build().unwrap();
+        let id = hub.publish("t", "e", &1).await.unwrap();
+        let cursor = Cursor::read(&hub).await;
+        assert_eq!(cursor.id(), Some(id));
+        let response = cursor.with(Json(1)).into_response();
+        assert_eq!(response.headers()[CURSOR_HEADER], id.to_string().as_str());
+    }
+
+    #[test]
+    fn an_unknown_cursor_sends_no_header() {
+        let response = Cursor(None).with(Json(1)).into_response();
+        assert!(response.headers().get(CURSOR_HEADER).is_none());
+    }
+}

@@ -1,0 +1,94 @@
+//! `Livepush-Cursor` on `GET /comments`: subscribing with it as `Last-Event-ID` yields exactly
+//! the events published after the list was read (replay on), or a reset (replay off, behind).
+
+mod support;
+
+#[path = "../examples/common/mod.rs"]
+mod common;
+
+#[path = "../examples/crm_comments/app.rs"]
+mod app;
+
+use std::time::Duration;
+
+use livepush::{Hub, RESET_EVENT};
+use serde_json::{json, Value};
+use support::{http, SseClient, TestServer};
+
+async fn post(server: &TestServer, text: &str) -> Value {
+    let response = http()
+        .post(server.url("/comments"))
+        .json(&json!({ "author": "a", "text": text }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+/// The list and its cursor.
+async fn list(server: &TestServer) -> (Vec<Value>, String) {
+    let response = http().get(server.url("/comments")).send().await.unwrap();
+    let cursor = response
+        .headers()
+        .get("livepush-cursor")
+        .expect("GET /comments carries Livepush-Cursor")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (response.json().await.unwrap(), cursor)
+}
+
+#[tokio::test]
+async fn subscribing_from_the_cursor_yields_what_came_after_the_list_and_nothing_before() {
+    let hub = Hub::builder()
+        .replay(100, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let server = TestServer::start(app::router(&hub)).await;
+    post(&server, "before").await;
+    let (comments, cursor) = list(&server).await;
+    assert_eq!(comments.len(), 1);
+    // Published after the list was read, before the subscription: the page's race.
+    post(&server, "in between").await;
+    let url = server.url("/events?topic=comments");
+    let mut sse = SseClient::connect_with(&url, &[("last-event-id", &cursor)]).await;
+    let event = sse.next().await;
+    assert_eq!(event.event, "comment_created");
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap()["text"],
+        "in between"
+    );
+    post(&server, "live").await;
+    let event = sse.next().await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap()["text"],
+        "live"
+    );
+}
+
+#[tokio::test]
+async fn without_replay_a_cursor_behind_the_stream_gets_a_reset_to_resume_from() {
+    let hub = Hub::builder().build().unwrap();
+    let server = TestServer::start(app::router(&hub)).await;
+    let (_, cursor) = list(&server).await;
+    post(&server, "in between").await;
+    let url = server.url("/events?topic=comments");
+    let mut sse = SseClient::connect_with(&url, &[("last-event-id", &cursor)]).await;
+    let reset = sse.next().await;
+    assert_eq!(reset.event, RESET_EVENT);
+    assert!(reset.id.parse::<u64>().unwrap() > cursor.parse::<u64>().unwrap());
+    post(&server, "live").await;
+    let event = sse.next().await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap()["text"],
+        "live"
+    );
+
+    // A cursor nothing was published after needs no reset.
+    let (_, cursor) = list(&server).await;
+    let mut sse = SseClient::connect_with(&url, &[("last-event-id", &cursor)]).await;
+    post(&server, "next").await;
+    let event = sse.next().await;
+    assert_eq!(event.event, "comment_created");
+}

@@ -42,7 +42,7 @@
 //!
 //! [axum]: https://docs.rs/axum
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod broker;
 mod config;

@@ -52,13 +52,13 @@ fn invalid(what: &str) -> BrokerError {
 fn server(url: &str) -> Result<Target, BrokerError> {
     let info = url
         .into_connection_info()
-        .map_err(|e| invalid(&e.category().to_string()))?;
+        .map_err(|e| invalid(e.category()))?;
     let settings = info
         .redis_settings()
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
-    let client = Client::open(info.set_redis_settings(settings))
-        .map_err(|e| invalid(&e.category().to_string()))?;
+    let client =
+        Client::open(info.set_redis_settings(settings)).map_err(|e| invalid(e.category()))?;
     Ok(Target::Server(client))
 }
 
@@ -96,7 +96,7 @@ fn sentinel(rest: &str) -> Result<Target, BrokerError> {
         return Err(invalid("redis+sentinel:// needs at least one host:port"));
     }
     let mut builder = SentinelClientBuilder::new(sentinels, &master, SentinelServerType::Master)
-        .map_err(|e| invalid(&e.category().to_string()))?
+        .map_err(|e| invalid(e.category()))?
         .set_client_to_redis_protocol(ProtocolVersion::RESP3);
     if let Some(credentials) = credentials {
         let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
@@ -127,9 +127,7 @@ fn sentinel(rest: &str) -> Result<Target, BrokerError> {
             }
         }
     }
-    let client = builder
-        .build()
-        .map_err(|e| invalid(&e.category().to_string()))?;
+    let client = builder.build().map_err(|e| invalid(e.category()))?;
     Ok(Target::Sentinel {
         client: Box::new(client),
         master,

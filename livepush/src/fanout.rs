@@ -93,7 +93,7 @@ impl Fanout {
             at,
             Publication {
                 topic: first.clone(),
-                event: RESET_EVENT.to_owned(),
+                event: crate::frame::RESET,
                 category: None,
                 data: bytes::Bytes::copy_from_slice(data),
             },

@@ -66,7 +66,8 @@ mod topic;
 pub use config::{Config, ConfigError, SlowConsumerPolicy};
 pub use error::{PublishError, SubscribeError};
 pub use event::{
-    validate_name, Envelope, EventId, InvalidEventId, InvalidName, Publication, MAX_NAME_LEN,
+    validate_name, Envelope, EventId, EventName, InvalidEventId, InvalidName, Publication,
+    MAX_NAME_LEN,
 };
 pub use frame::{LAGGED_EVENT, RESET_EVENT};
 pub use hub::{BuildError, Hub, HubBuilder};
@@ -111,6 +112,14 @@ pub mod __private {
     pub use crate::publish::{encode, Encoded, PublishContext};
     pub use crate::registry::{EventType, PublishRoute, SubscribeMode, SubscribeRoute};
     pub use crate::subscribe::SubscribeContext;
+
+    /// The Redis broker's payload decoder, for the `broker_payload` fuzz target: the envelope,
+    /// or `None` (dropped and counted) for anything malformed.
+    #[cfg(feature = "redis")]
+    pub fn decode_broker_payload(topic: crate::Topic, payload: &[u8]) -> Option<crate::Envelope> {
+        crate::broker::redis::decode(topic, payload)
+    }
+
     pub use axum::response::Response;
     pub use inventory;
 

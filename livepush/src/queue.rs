@@ -178,7 +178,7 @@ mod tests {
     fn event(n: u64) -> Arc<Envelope> {
         let publication = Publication {
             topic: Topic::new("t").unwrap(),
-            event: "e".to_owned(),
+            event: crate::EventName::from_static("e"),
             category: None,
             data: n.to_string().into(),
         };

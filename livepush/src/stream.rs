@@ -15,7 +15,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::event::{Envelope, EventId};
 use crate::fanout::ConnState;
-use crate::frame::{self, LAGGED_EVENT};
+use crate::frame;
 use crate::hub::Hub;
 use crate::queue::{Taken, MAX_BATCH};
 use crate::topic::Topic;
@@ -288,7 +288,7 @@ impl Body for EventStream {
             this.wrote_since_tick = true;
             let data = format!("{{\"missed\":{missed}}}");
             return Poll::Ready(Some(Ok(Frame::data(frame::notice(
-                LAGGED_EVENT,
+                &frame::LAGGED,
                 data.as_bytes(),
             )))));
         }

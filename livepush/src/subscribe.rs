@@ -16,7 +16,6 @@ use crate::error::SubscribeError;
 use crate::event::EventId;
 use crate::fanout::{ConnState, Subscriber};
 use crate::frame;
-use crate::frame::RESET_EVENT;
 use crate::hub::Hub;
 use crate::registry;
 use crate::stream::{ConnectionGuard, EventStream};
@@ -404,7 +403,7 @@ fn replay(
 /// `livepush.reset` for a client that asked for what came after `asked`; it resumes from `at`.
 fn reset_frame(at: EventId, asked: EventId) -> Bytes {
     let data = serde_json::json!({ "last_event_id": asked, "reason": "history_unavailable" });
-    frame::event(at, RESET_EVENT, data.to_string().as_bytes())
+    frame::event(at, &frame::RESET, data.to_string().as_bytes())
 }
 
 /// An SSE response with the headers proxies need to pass it through unbuffered.

@@ -26,7 +26,7 @@
 //! let app: Router = Router::new()
 //!     .route("/comments", post(create))
 //!     .route("/events", get(events))
-//!     .livepush(&hub); // the hub, /health, /metrics and /events/catalog
+//!     .livepush(&hub); // the hub and /health (mount hub.admin_routes() for /metrics, /events/catalog)
 //! # drop(app);
 //! # }
 //! ```

@@ -335,7 +335,7 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
         }
         got.expect("a message posted on A reaches a subscriber of B")
     };
-    assert_eq!(first.event, "message_posted");
+    assert_eq!(first.event, "message_posted", "{first:?}");
     let data: Value = serde_json::from_str(&first.data).unwrap();
     assert_eq!(
         data["instance"],

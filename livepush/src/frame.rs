@@ -15,9 +15,16 @@ pub const LAGGED_EVENT: &str = "livepush.lagged";
 /// table). It carries an `id:` to resume from and `{"reason": ...}`; the client reloads its
 /// state and keeps the stream open.
 pub const RESET_EVENT: &str = "livepush.reset";
+/// The name of the event a stream sends when its subscription expires
+/// ([`Subscription::until`](crate::Subscription::until)), just before it ends: `{"reason":
+/// "expired"}`, no `id:`. The client gets fresh credentials and reconnects (with its
+/// `Last-Event-ID`); a reconnect with the expired ones is refused like any unauthenticated
+/// request.
+pub const EXPIRED_EVENT: &str = "livepush.expired";
 
 pub(crate) const LAGGED: EventName = EventName::from_static(LAGGED_EVENT);
 pub(crate) const RESET: EventName = EventName::from_static(RESET_EVENT);
+pub(crate) const EXPIRED: EventName = EventName::from_static(EXPIRED_EVENT);
 
 /// Encodes one event: `id:`, `event:`, one `data:` line per line of `data`, and a blank line.
 ///

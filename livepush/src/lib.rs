@@ -38,7 +38,8 @@
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
 //! - [`registry`]: everything the program pushes, collected at link time.
 //! - [`frame`]: the SSE wire format, encoded once per event.
-//! - [`serve()`]: `axum::serve` with `TCP_NODELAY`, so small events are not held back by Nagle.
+//! - [`serve()`]: HTTP/1.1 and h2c on one port with header-read, idle, write and drain
+//!   deadlines and `TCP_NODELAY`; [`serve_tls`] adds TLS with ALPN `h2` (feature `tls`).
 //!
 //! [axum]: https://docs.rs/axum
 #![deny(missing_docs)]
@@ -69,13 +70,18 @@ pub use event::{
     validate_name, Envelope, EventId, EventName, InvalidEventId, InvalidName, Publication,
     MAX_NAME_LEN,
 };
-pub use frame::{LAGGED_EVENT, RESET_EVENT};
+pub use frame::{EXPIRED_EVENT, LAGGED_EVENT, RESET_EVENT};
 pub use hub::{BuildError, Hub, HubBuilder};
 pub use publish::Publishable;
 pub use routes::LivepushRouter;
-pub use serve::{serve, NoDelayListener};
+#[cfg(feature = "tls")]
+pub use serve::serve_tls;
+pub use serve::{serve, DeadlineIo, NoDelayListener, Serve, ServeConfig};
 pub use sse_event::SseEvent;
 pub use subscribe::{IntoSubscription, Subscription};
+/// rustls, as [`serve_tls`] takes it (`rustls::ServerConfig`, `rustls::pki_types`).
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 pub use topic::{Topic, TopicError, Topics, BROADCAST_TOPIC, MAX_TOPIC_LEN};
 
 /// Publishes the value an async axum handler returns, after it succeeded.
@@ -119,7 +125,6 @@ pub mod __private {
     pub fn decode_broker_payload(topic: crate::Topic, payload: &[u8]) -> Option<crate::Envelope> {
         crate::broker::redis::decode(topic, payload)
     }
-
     pub use axum::response::Response;
     pub use inventory;
 

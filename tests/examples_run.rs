@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{get_json, http, run_to_exit, Example, RedisServer, SseClient, LIVEPUSH_ROUTES};
+use support::{
+    get_json, http, run_to_exit, wait_for_status, Example, RedisServer, SseClient, LIVEPUSH_ROUTES,
+};
 
 const EXAMPLES: [&str; 5] = [
     "crm_comments",
@@ -320,6 +322,11 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
             .send()
     };
 
+    // As a load balancer would: traffic only once each instance is ready. A stream opened on B
+    // before B's Redis listener first connected gets a `livepush.reset` (broker_gap) when it
+    // does (seen in about half the runs, before this change too).
+    wait_for_status(&a.url("/health/ready"), 200).await;
+    wait_for_status(&b.url("/health/ready"), 200).await;
     let mut on_b = SseClient::connect(&b.url("/events?topic=room:lobby")).await;
     let first = {
         // B's Redis subscription may take a moment after the stream opened: publish until the

@@ -1,5 +1,6 @@
 //! The crm_comments page in a real browser: headless Chromium driven over WebDriver
-//! (chromedriver), against the example binary started as a user starts it.
+//! (chromedriver), against the example binary started as a user starts it; and a page that
+//! opens more streams than HTTP/1.1 allows, over `livepush::serve_tls` and h2.
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver` (`scripts/test.sh` installs them).
 //! Without them this test fails and says so: it never skips.
@@ -85,27 +86,31 @@ impl Drop for ChromeDriver {
     }
 }
 
-async fn open_browser(driver: &ChromeDriver, chromium: &Path, profile: &Path) -> Client {
+async fn open_browser(
+    driver: &ChromeDriver,
+    chromium: &Path,
+    profile: &Path,
+    extra_args: &[&str],
+) -> Client {
+    let mut args = vec![
+        json!("--headless"),
+        json!("--no-sandbox"),
+        json!("--disable-gpu"),
+        json!("--disable-dev-shm-usage"),
+        json!("--disable-quic"),
+        json!("--no-first-run"),
+        json!("--disable-background-networking"),
+        json!("--disable-component-update"),
+        json!("--disable-sync"),
+        json!("--window-size=1000,800"),
+        json!(format!("--user-data-dir={}", profile.display())),
+    ];
+    args.extend(extra_args.iter().map(|a| json!(a)));
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--window-size=1000,800",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
+        json!({ "binary": chromium, "args": args }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector)
@@ -193,7 +198,7 @@ async fn a_comment_posted_in_one_page_appears_live_in_the_other() {
     let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("chromium-profile-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
-    let browser = open_browser(&driver, &chromium, &profile).await;
+    let browser = open_browser(&driver, &chromium, &profile, &[]).await;
     let outcome = run_pages(&browser, &example).await;
     let _ = browser.close().await;
     drop(driver);
@@ -315,7 +320,7 @@ impl BrowserSession {
         let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("chromium-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
-        let browser = open_browser(&driver, &chromium, &profile).await;
+        let browser = open_browser(&driver, &chromium, &profile, &[]).await;
         BrowserSession {
             browser,
             driver,
@@ -463,4 +468,148 @@ async fn cursor_scenario(browser: &Client, example: &Example) -> Result<(), Stri
         ));
     }
     Ok(())
+}
+
+/// Over HTTP/1.1 a browser opens about six connections per origin, so a seventh `EventSource`
+/// waits. Over TLS with ALPN `h2` (`livepush::serve_tls`) all streams share one connection:
+/// this page opens eight and every one of them receives its event.
+mod h2 {
+    use std::sync::Arc;
+
+    use axum::response::Html;
+    use axum::routing::get;
+    use axum::Router;
+    use livepush::{subscribe_to_events, Hub, LivepushRouter};
+
+    use super::*;
+
+    #[subscribe_to_events]
+    async fn events() {}
+
+    const STREAMS: usize = 8;
+
+    const PAGE: &str = r#"<!doctype html><meta charset="utf-8"><title>eight streams</title>
+<p id="state">starting</p>
+<script>
+  window.opened = 0;
+  window.ticks = 0;
+  for (let i = 0; i < 8; i++) {
+    const source = new EventSource("/events?topic=t" + i);
+    source.onopen = () => { window.opened++; };
+    source.addEventListener("tick", () => { window.ticks++; });
+  }
+</script>"#;
+
+    async fn page() -> Html<&'static str> {
+        Html(PAGE)
+    }
+
+    fn tls_config() -> Arc<livepush::rustls::ServerConfig> {
+        use livepush::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+        let config = livepush::rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        Arc::new(config)
+    }
+
+    /// `[opened, ticks, protocol of the page]` as the page sees them.
+    async fn page_state(browser: &Client) -> (u64, u64, String) {
+        let value = browser
+            .execute(
+                "return [window.opened || 0, window.ticks || 0, \
+                 (performance.getEntriesByType('navigation')[0] || {}).nextHopProtocol || '']",
+                vec![],
+            )
+            .await
+            .unwrap_or_default();
+        (
+            value[0].as_u64().unwrap_or(0),
+            value[1].as_u64().unwrap_or(0),
+            value[2].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_opens_more_than_six_streams_over_tls_h2() {
+        let chromium = required(
+            "chromium",
+            &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        );
+        let chromedriver = required(
+            "chromedriver",
+            &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+        );
+        let hub = Hub::builder().build().unwrap();
+        let app = Router::new()
+            .route("/", get(page))
+            .route("/events", get(events))
+            .livepush(&hub);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(std::future::IntoFuture::into_future(livepush::serve_tls(
+            listener,
+            app,
+            tls_config(),
+        )));
+        let driver = ChromeDriver::start(&chromedriver).await;
+        let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("chromium-profile-h2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        // the certificate is made by the test: Chromium is told to accept it
+        let browser = open_browser(
+            &driver,
+            &chromium,
+            &profile,
+            &["--ignore-certificate-errors"],
+        )
+        .await;
+        let outcome = async {
+            browser
+                .goto(&format!("https://127.0.0.1:{}/", addr.port()))
+                .await
+                .map_err(|e| e.to_string())?;
+            let deadline = Instant::now() + PAGE_WAIT;
+            while hub.connection_count() < STREAMS || page_state(&browser).await.0 < STREAMS as u64
+            {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "{} of {STREAMS} streams open (page: {:?})",
+                        hub.connection_count(),
+                        page_state(&browser).await
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            for i in 0..STREAMS {
+                hub.publish(format!("t{i}"), "tick", &i)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            let deadline = Instant::now() + PAGE_WAIT;
+            loop {
+                let (opened, ticks, protocol) = page_state(&browser).await;
+                if ticks == STREAMS as u64 {
+                    if protocol != "h2" {
+                        return Err(format!("the page was loaded over {protocol:?}, not h2"));
+                    }
+                    return Ok(opened);
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("{ticks} of {STREAMS} streams got their event"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        .await;
+        let _ = browser.close().await;
+        drop(driver);
+        let _ = std::fs::remove_dir_all(&profile);
+        server.abort();
+        let opened = outcome.unwrap_or_else(|message| panic!("{message}"));
+        assert_eq!(opened, STREAMS as u64);
+    }
 }

@@ -92,8 +92,10 @@ async fn every_generated_payload_round_trips_through_a_real_sse_parser() {
         let id = EventId::new(rng.next() >> rng.below(64));
         // a heartbeat and a notice around the event must not disturb it
         let mut wire = frame::comment("heartbeat\nevent: fake").to_vec();
-        wire.extend_from_slice(&frame::event(id, name, data.as_bytes()));
-        wire.extend_from_slice(&frame::notice("livepush.lagged", b"{\"missed\":1}"));
+        let event_name = livepush::EventName::new(name).unwrap();
+        wire.extend_from_slice(&frame::event(id, &event_name, data.as_bytes()));
+        let lagged = livepush::EventName::from_static("livepush.lagged");
+        wire.extend_from_slice(&frame::notice(&lagged, b"{\"missed\":1}"));
         let events = parse(&wire, &mut rng).await;
         assert_eq!(events.len(), 2, "case {case}: {data:?} -> {events:?}");
         assert_eq!(events[0].event, name, "case {case}: {data:?}");

@@ -17,7 +17,10 @@ use support::{capture_logs, eventually, http, metric, RedisServer, SseClient, Te
 async fn events() {}
 
 fn app(hub: &Hub) -> Router {
-    Router::new().route("/events", get(events)).livepush(hub)
+    Router::new()
+        .route("/events", get(events))
+        .livepush(hub)
+        .merge(hub.admin_routes())
 }
 
 async fn scrape(server: &TestServer) -> String {

@@ -54,6 +54,7 @@ fn app(hub: &Hub) -> Router {
         .route("/me/events", get(my_events))
         .route("/comments", post(create))
         .livepush(hub)
+        .merge(hub.admin_routes())
 }
 
 fn builder(redis: &RedisServer) -> HubBuilder {

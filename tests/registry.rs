@@ -42,8 +42,13 @@ async fn events() {}
 #[tokio::test]
 async fn emit_publishes_a_domain_event_to_its_templated_topic() {
     let hub = Hub::builder().build().unwrap();
-    let server =
-        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let server = TestServer::start(
+        Router::new()
+            .route("/events", get(events))
+            .livepush(&hub)
+            .merge(hub.admin_routes()),
+    )
+    .await;
     let mut sub = SseClient::connect(&server.url("/events?topic=user:42")).await;
     hub.emit(&SyncCompleted {
         user_id: 41,
@@ -126,8 +131,13 @@ fn the_registry_lists_routes_and_event_types_of_this_program() {
 #[tokio::test]
 async fn the_catalog_is_served_as_json() {
     let hub = Hub::builder().build().unwrap();
-    let server =
-        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let server = TestServer::start(
+        Router::new()
+            .route("/events", get(events))
+            .livepush(&hub)
+            .merge(hub.admin_routes()),
+    )
+    .await;
     let catalog = get_json(&server.url("/events/catalog")).await;
     let topics = catalog["topics"].as_array().unwrap();
     assert!(topics.contains(&json!("user:{user_id}")));
@@ -155,8 +165,13 @@ async fn unregistered_topics_can_be_refused() {
         .reject_unregistered_topics(true)
         .build()
         .unwrap();
-    let server =
-        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let server = TestServer::start(
+        Router::new()
+            .route("/events", get(events))
+            .livepush(&hub)
+            .merge(hub.admin_routes()),
+    )
+    .await;
     let response = SseClient::request(&server.url("/events?topic=nobody"), &[]).await;
     assert_eq!(response.status(), 400);
     SseClient::connect(&server.url("/events?topic=user:5,orders")).await;
@@ -165,8 +180,13 @@ async fn unregistered_topics_can_be_refused() {
 #[tokio::test]
 async fn health_and_metrics_routes_answer() {
     let hub = Hub::builder().build().unwrap();
-    let server =
-        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let server = TestServer::start(
+        Router::new()
+            .route("/events", get(events))
+            .livepush(&hub)
+            .merge(hub.admin_routes()),
+    )
+    .await;
     for path in ["/health", "/health/live", "/health/ready"] {
         let response = http().get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");

@@ -38,6 +38,8 @@ async fn main() {
     let app = Router::new()
         .route("/publish", post(publish))
         .route("/events", get(events))
-        .livepush(&hub);
+        .livepush(&hub)
+        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        .merge(hub.admin_routes());
     common::serve("bench_server", app, &hub).await;
 }

@@ -6,6 +6,7 @@
 //! | `HOST` | address to listen on (an IP or a host name) | `127.0.0.1` |
 //! | `PORT` | port to listen on | `3000` |
 //! | `REDIS_URL`, `LIVEPUSH_*` | the hub, see `livepush::Config::from_env` | in-memory |
+//! | `LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, `_IDLE_TIMEOUT_SECS`, `_MAX_PENDING_HEADS`, `_WRITE_TIMEOUT_SECS`, `_DRAIN_SECS` | the server, see `livepush::ServeConfig::from_env` | 10 s, 60 s, 512, 10 s, 5 s |
 //! | `RUST_LOG` | log filter | `info` |
 //!
 //! An invalid value stops the program with a message naming it and exit status 2.
@@ -73,8 +74,11 @@ pub fn listen_address() -> (String, u16) {
 }
 
 /// Serves `app` on `HOST:PORT` until Ctrl-C or SIGTERM; then ends every SSE stream (so the
-/// server does not wait on clients that never hang up) and finishes the requests in flight.
+/// server does not wait on clients that never hang up) and lets connections finish for the
+/// drain deadline (`LIVEPUSH_DRAIN_SECS`, 5 s) at most.
 pub async fn serve(name: &str, app: Router, hub: &Hub) {
+    let settings = livepush::ServeConfig::from_env()
+        .unwrap_or_else(|e| exit_with(format_args!("cannot configure the server: {e}")));
     let (host, port) = listen_address();
     let listener = TcpListener::bind((host.as_str(), port))
         .await
@@ -86,9 +90,10 @@ pub async fn serve(name: &str, app: Router, hub: &Hub) {
         broker = hub.broker_kind(),
         "{name} listening on http://{addr}"
     );
-    // `livepush::serve`: `axum::serve` with TCP_NODELAY and the router made into a service once
-    // (see its docs; both measured in BENCHMARKS.md).
+    // `livepush::serve`: HTTP/1.1 and h2c, header-read, idle, write and drain deadlines,
+    // TCP_NODELAY (see its docs).
     let served = livepush::serve(listener, app)
+        .config(settings)
         .with_graceful_shutdown(hub.shutdown_on(shutdown_signal()))
         .await;
     if let Err(e) = served {

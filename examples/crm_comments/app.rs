@@ -85,6 +85,8 @@ pub fn router(hub: &Hub) -> Router {
         .route("/events", get(events))
         .with_state(Store::default())
         .livepush(hub)
+        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        .merge(hub.admin_routes())
 }
 
 async fn index() -> impl IntoResponse {

@@ -235,6 +235,8 @@ async fn main() {
         .route("/users/{id}/events", get(user_events))
         .route("/events", get(events))
         .with_state(accounts)
-        .livepush(&hub);
+        .livepush(&hub)
+        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        .merge(hub.admin_routes());
     common::serve("domain_events", app, &hub).await;
 }

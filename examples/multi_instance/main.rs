@@ -147,6 +147,8 @@ async fn main() {
         .route("/instance", get(whoami))
         .route("/events", get(events))
         .with_state(instance)
-        .livepush(&hub);
+        .livepush(&hub)
+        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        .merge(hub.admin_routes());
     common::serve("multi_instance", app, &hub).await;
 }

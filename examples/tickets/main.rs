@@ -88,6 +88,16 @@ fn user_from_headers(headers: &HeaderMap) -> Result<User, ApiError> {
     user_for_token(token.trim()).ok_or_else(|| ApiError::unauthorized("unknown or expired token"))
 }
 
+/// Middleware: 401 unless the request carries a known bearer token.
+async fn require_token(
+    headers: HeaderMap,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<axum::response::Response, ApiError> {
+    user_from_headers(&headers)?;
+    Ok(next.run(request).await)
+}
+
 /// The authenticated caller: a handler that takes it answers 401 to anonymous requests before
 /// its body runs, whether it publishes, subscribes or neither.
 struct AuthUser(User);
@@ -320,5 +330,11 @@ async fn main() {
             }
         })
     });
-    common::serve("tickets", router(store).livepush(&hub), &hub).await;
+    // `/metrics` and `/events/catalog` describe the service from the inside (handler names,
+    // source files): behind the same token as everything else here.
+    let admin = hub
+        .admin_routes()
+        .route_layer(axum::middleware::from_fn(require_token));
+    let app = router(store).livepush(&hub).merge(admin);
+    common::serve("tickets", app, &hub).await;
 }

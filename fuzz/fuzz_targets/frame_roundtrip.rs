@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livepush::{frame, validate_name, EventId};
+use livepush::{frame, EventId, EventName};
 
 /// One parsed SSE event: (id, event name, data).
 type Parsed = (Option<Vec<u8>>, Vec<u8>, Vec<u8>);
@@ -97,15 +97,11 @@ fuzz_target!(|input: &[u8]| {
     let rest = &input[8..];
     let split = rest.iter().position(|&b| b == 0xff).unwrap_or(0);
     let candidate = std::str::from_utf8(&rest[..split]).unwrap_or("");
-    let name = if validate_name(candidate).is_ok() {
-        candidate
-    } else {
-        "e"
-    };
+    let name = EventName::new(candidate).unwrap_or(EventName::from_static("e"));
     let data = &rest[(split + 1).min(rest.len())..];
 
     let mut wire = frame::comment(&String::from_utf8_lossy(data)).to_vec();
-    wire.extend_from_slice(&frame::event(id, name, data));
+    wire.extend_from_slice(&frame::event(id, &name, data));
     let events = parse(&wire);
     assert_eq!(events.len(), 1, "one frame is one event: {wire:?}");
     let (got_id, got_name, got_data) = &events[0];

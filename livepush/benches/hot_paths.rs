@@ -27,6 +27,8 @@ fn payload() -> Bytes {
     ))
 }
 
+const TICK: livepush::EventName = livepush::EventName::from_static("tick");
+
 fn encoding(c: &mut Criterion) {
     let data = payload();
     let text = std::str::from_utf8(&data).expect("ASCII payload");
@@ -37,13 +39,13 @@ fn encoding(c: &mut Criterion) {
         b.iter(|| {
             frame::event(
                 EventId::new(black_box(1_762_000_000_000_123)),
-                "tick",
+                &TICK,
                 black_box(&data),
             )
         })
     });
     g.bench_function("livepush_event_3_lines", |b| {
-        b.iter(|| frame::event(EventId::new(black_box(42)), "tick", black_box(&multi_line)))
+        b.iter(|| frame::event(EventId::new(black_box(42)), &TICK, black_box(&multi_line)))
     });
     // What axum's `Sse` does for every event and every subscriber (the baseline server's cost,
     // paid N times per event where livepush pays `livepush_event_250B` once).

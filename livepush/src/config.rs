@@ -328,7 +328,7 @@ impl Config {
     }
 }
 
-fn parse_in(
+pub(crate) fn parse_in(
     value: &str,
     var: &'static str,
     min: u64,

@@ -106,6 +106,10 @@ pub enum SubscribeError {
     /// The hub is shutting down (503).
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The subscription's expiry ([`Subscription::until`](crate::Subscription::until)) has
+    /// already passed: the credentials it came from are expired (401).
+    #[error("the credentials of this subscription have expired; authenticate again")]
+    Expired,
 }
 
 impl SubscribeError {
@@ -129,6 +133,7 @@ impl SubscribeError {
             }
             SubscribeError::HubMissing => (StatusCode::INTERNAL_SERVER_ERROR, "hub_missing"),
             SubscribeError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            SubscribeError::Expired => (StatusCode::UNAUTHORIZED, "expired"),
         }
     }
 

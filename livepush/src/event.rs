@@ -76,12 +76,7 @@ pub struct InvalidName {
 ///
 /// The macros run the same rule at compile time; this is the check of the direct publish API.
 pub fn validate_name(name: &str) -> Result<(), InvalidName> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-'));
-    if ok {
+    if is_valid_name(name.as_bytes()) {
         Ok(())
     } else {
         Err(InvalidName {
@@ -90,13 +85,144 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
     }
 }
 
+/// An SSE event name, validated like a [`Topic`]: 1 to [`MAX_NAME_LEN`] bytes of
+/// `[A-Za-z0-9_.:/-]`, so never a CR, LF or NUL on the wire.
+///
+/// Every frame livepush writes takes its name as an `EventName`, whether it came from the
+/// macros, [`Hub::publish`](crate::Hub::publish) or a payload read back from a broker.
+///
+/// ```
+/// use livepush::EventName;
+///
+/// let name = EventName::new("comment_created").unwrap();
+/// assert_eq!(name.as_str(), "comment_created");
+/// assert!(EventName::new("a\r\nevent: forged").is_err());
+/// const RESET: EventName = EventName::from_static("livepush.reset");
+/// assert_eq!(RESET, "livepush.reset");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventName(std::borrow::Cow<'static, str>);
+
+impl EventName {
+    /// Validates `name` ([`validate_name`]).
+    pub fn new(name: impl Into<String>) -> Result<Self, InvalidName> {
+        let name = name.into();
+        validate_name(&name)?;
+        Ok(EventName(std::borrow::Cow::Owned(name)))
+    }
+
+    /// A name known when compiling; panics (at compile time in a `const`) when it is invalid.
+    pub const fn from_static(name: &'static str) -> Self {
+        assert!(is_valid_name(name.as_bytes()), "invalid SSE event name");
+        EventName(std::borrow::Cow::Borrowed(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::ops::Deref for EventName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for EventName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq<str> for EventName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for EventName {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl FromStr for EventName {
+    type Err = InvalidName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventName::new(s)
+    }
+}
+
+impl TryFrom<&str> for EventName {
+    type Error = InvalidName;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        EventName::new(s)
+    }
+}
+
+impl TryFrom<String> for EventName {
+    type Error = InvalidName;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        EventName::new(s)
+    }
+}
+
+impl Serialize for EventName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The Redis broker sends the name as one argument of its publish script.
+#[cfg(feature = "redis")]
+impl redis::ToRedisArgs for EventName {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        out.write_arg(self.as_str().as_bytes())
+    }
+}
+
+#[cfg(feature = "redis")]
+impl redis::ToSingleRedisArg for EventName {}
+
+const fn is_valid_name(name: &[u8]) -> bool {
+    if name.is_empty() || name.len() > MAX_NAME_LEN {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        let b = name[i];
+        if !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-')) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 /// What a publisher hands to the broker: an event without an id yet.
 #[derive(Debug, Clone)]
 pub struct Publication {
     /// Where it goes.
     pub topic: Topic,
     /// The SSE `event:` name.
-    pub event: String,
+    pub event: EventName,
     /// The category, for `?category=` filters.
     pub category: Option<String>,
     /// The compact JSON payload.
@@ -108,7 +234,7 @@ pub struct Publication {
 pub struct Envelope {
     id: EventId,
     topic: Topic,
-    event: String,
+    event: EventName,
     category: Option<String>,
     data: Bytes,
     frame: Bytes,
@@ -139,7 +265,7 @@ impl Envelope {
     }
 
     /// The SSE event name.
-    pub fn event(&self) -> &str {
+    pub fn event(&self) -> &EventName {
         &self.event
     }
 

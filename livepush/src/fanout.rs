@@ -93,7 +93,7 @@ impl Fanout {
             at,
             Publication {
                 topic: first.clone(),
-                event: RESET_EVENT.to_owned(),
+                event: crate::frame::RESET,
                 category: None,
                 data: bytes::Bytes::copy_from_slice(data),
             },
@@ -129,6 +129,14 @@ impl Fanout {
                         && !sub.cut_off.swap(true, Ordering::Relaxed)
                     {
                         self.metrics.slow_consumer_disconnects.inc();
+                        // The client replays from its Last-Event-ID: nothing queued will be
+                        // sent, so free it now rather than when the connection ends (a client
+                        // that stopped reading is closed by the server's write deadline, but
+                        // hyper does not poll its body until then).
+                        let left = sub.queue.close_and_clear();
+                        self.metrics
+                            .queued_bytes
+                            .dec_by(i64::try_from(left).unwrap_or(i64::MAX));
                     }
                 }
                 Pushed::Closed => {}

@@ -5,7 +5,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::event::EventId;
+use crate::event::{EventId, EventName};
 
 /// The name of the event sent when a client missed events that were dropped for it
 /// (`{"missed": N}`, no `id:`).
@@ -15,20 +15,30 @@ pub const LAGGED_EVENT: &str = "livepush.lagged";
 /// table). It carries an `id:` to resume from and `{"reason": ...}`; the client reloads its
 /// state and keeps the stream open.
 pub const RESET_EVENT: &str = "livepush.reset";
+/// The name of the event a stream sends when its subscription expires
+/// ([`Subscription::until`](crate::Subscription::until)), just before it ends: `{"reason":
+/// "expired"}`, no `id:`. The client gets fresh credentials and reconnects (with its
+/// `Last-Event-ID`); a reconnect with the expired ones is refused like any unauthenticated
+/// request.
+pub const EXPIRED_EVENT: &str = "livepush.expired";
+
+pub(crate) const LAGGED: EventName = EventName::from_static(LAGGED_EVENT);
+pub(crate) const RESET: EventName = EventName::from_static(RESET_EVENT);
+pub(crate) const EXPIRED: EventName = EventName::from_static(EXPIRED_EVENT);
 
 /// Encodes one event: `id:`, `event:`, one `data:` line per line of `data`, and a blank line.
 ///
 /// `data` is split on `\r\n`, `\n` and `\r`, the three line ends SSE parsers accept, so no payload
-/// can end a frame early or inject a field. `event` must be a validated name (no line ends).
+/// can end a frame early or inject a field. `event` is an [`EventName`], so it holds no line end.
 ///
 /// ```
-/// use livepush::{frame, EventId};
+/// use livepush::{frame, EventId, EventName};
 ///
-/// let f = frame::event(EventId::new(7), "created", b"{\"a\":1}\nsecond");
+/// let name = EventName::new("created").unwrap();
+/// let f = frame::event(EventId::new(7), &name, b"{\"a\":1}\nsecond");
 /// assert_eq!(&f[..], b"id: 7\nevent: created\ndata: {\"a\":1}\ndata: second\n\n");
 /// ```
-pub fn event(id: EventId, event: &str, data: &[u8]) -> Bytes {
-    debug_assert!(!event.bytes().any(|b| b == b'\n' || b == b'\r'));
+pub fn event(id: EventId, event: &EventName, data: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(data.len() + event.len() + 40);
     buf.put_slice(b"id: ");
     let mut digits = itoa_buf(id.get());
@@ -43,7 +53,7 @@ pub fn event(id: EventId, event: &str, data: &[u8]) -> Bytes {
 
 /// Encodes an event without an `id:` field (notices from livepush itself, such as a lag report),
 /// so it does not move the client's `Last-Event-ID`.
-pub fn notice(event: &str, data: &[u8]) -> Bytes {
+pub fn notice(event: &EventName, data: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(data.len() + event.len() + 24);
     buf.put_slice(b"event: ");
     buf.put_slice(event.as_bytes());
@@ -125,9 +135,11 @@ impl ItoaBuf {
 mod tests {
     use super::*;
 
+    const E: EventName = EventName::from_static("e");
+
     #[test]
     fn splits_every_kind_of_line_end_into_data_lines() {
-        let f = event(EventId::new(1), "e", b"a\r\nb\rc\nd");
+        let f = event(EventId::new(1), &E, b"a\r\nb\rc\nd");
         assert_eq!(
             &f[..],
             b"id: 1\nevent: e\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
@@ -137,11 +149,11 @@ mod tests {
     #[test]
     fn keeps_empty_and_trailing_lines() {
         assert_eq!(
-            &event(EventId::new(0), "e", b"")[..],
+            &event(EventId::new(0), &E, b"")[..],
             b"id: 0\nevent: e\ndata: \n\n"
         );
         assert_eq!(
-            &event(EventId::new(u64::MAX), "e", b"x\n")[..],
+            &event(EventId::new(u64::MAX), &E, b"x\n")[..],
             b"id: 18446744073709551615\nevent: e\ndata: x\ndata: \n\n"
         );
     }
@@ -154,7 +166,7 @@ mod tests {
     #[test]
     fn notices_have_no_id() {
         assert_eq!(
-            &notice("livepush.lagged", b"{}")[..],
+            &notice(&LAGGED, b"{}")[..],
             b"event: livepush.lagged\ndata: {}\n\n"
         );
     }

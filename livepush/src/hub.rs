@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::broker::{Broker, BrokerError, Delivery, MemoryBroker};
 use crate::config::{Config, ConfigError};
 use crate::error::PublishError;
-use crate::event::{validate_name, EventId, Publication};
+use crate::event::{validate_name, EventId, EventName, Publication};
 use crate::fanout::Fanout;
 use crate::metrics::Metrics;
 use crate::retry::{Limits, RetryBuffer};
@@ -370,7 +370,7 @@ impl Hub {
         data: Bytes,
     ) -> Result<EventId, PublishError> {
         let topic = Topic::new(topic)?;
-        validate_name(event)?;
+        let event = EventName::new(event)?;
         if let Some(category) = category {
             validate_name(category)?;
         }
@@ -383,7 +383,7 @@ impl Hub {
         }
         let publication = Publication {
             topic,
-            event: event.to_owned(),
+            event,
             category: category.map(str::to_owned),
             data,
         };

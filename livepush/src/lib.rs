@@ -26,7 +26,7 @@
 //! let app: Router = Router::new()
 //!     .route("/comments", post(create))
 //!     .route("/events", get(events))
-//!     .livepush(&hub); // the hub, /health, /metrics and /events/catalog
+//!     .livepush(&hub); // the hub and /health (mount hub.admin_routes() for /metrics, /events/catalog)
 //! # drop(app);
 //! # }
 //! ```
@@ -41,11 +41,12 @@
 //! - [`Cursor`] / [`WithCursor`]: the `Livepush-Cursor` of a list endpoint, so that a client that
 //!   loads a list and then subscribes misses nothing published in between.
 //! - [`frame`]: the SSE wire format, encoded once per event.
-//! - [`serve()`]: `axum::serve` with `TCP_NODELAY`, so small events are not held back by Nagle.
+//! - [`serve()`]: HTTP/1.1 and h2c on one port with header-read, idle, write and drain
+//!   deadlines and `TCP_NODELAY`; [`serve_tls`] adds TLS with ALPN `h2` (feature `tls`).
 //!
 //! [axum]: https://docs.rs/axum
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod asyncapi;
 pub mod broker;
@@ -73,15 +74,21 @@ pub use config::{Config, ConfigError, SlowConsumerPolicy};
 pub use cursor::{Cursor, WithCursor, CURSOR_HEADER};
 pub use error::{PublishError, SubscribeError};
 pub use event::{
-    validate_name, Envelope, EventId, InvalidEventId, InvalidName, Publication, MAX_NAME_LEN,
+    validate_name, Envelope, EventId, EventName, InvalidEventId, InvalidName, Publication,
+    MAX_NAME_LEN,
 };
-pub use frame::{LAGGED_EVENT, RESET_EVENT};
+pub use frame::{EXPIRED_EVENT, LAGGED_EVENT, RESET_EVENT};
 pub use hub::{BuildError, Hub, HubBuilder};
 pub use publish::Publishable;
 pub use routes::LivepushRouter;
-pub use serve::{serve, NoDelayListener};
+#[cfg(feature = "tls")]
+pub use serve::serve_tls;
+pub use serve::{serve, DeadlineIo, NoDelayListener, Serve, ServeConfig};
 pub use sse_event::SseEvent;
 pub use subscribe::{IntoSubscription, Subscription};
+/// rustls, as [`serve_tls`] takes it (`rustls::ServerConfig`, `rustls::pki_types`).
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 pub use topic::{Topic, TopicError, Topics, BROADCAST_TOPIC, MAX_TOPIC_LEN};
 
 /// Publishes the value an async axum handler returns, after it succeeded.
@@ -119,6 +126,13 @@ pub mod __private {
     pub use crate::registry::{EventType, PublishRoute, SubscribeMode, SubscribeRoute};
     pub use crate::schema::{NoSchema, Probe, ReturnProbe, Schemas, ViaJsonSchema};
     pub use crate::subscribe::SubscribeContext;
+
+    /// The Redis broker's payload decoder, for the `broker_payload` fuzz target: the envelope,
+    /// or `None` (dropped and counted) for anything malformed.
+    #[cfg(feature = "redis")]
+    pub fn decode_broker_payload(topic: crate::Topic, payload: &[u8]) -> Option<crate::Envelope> {
+        crate::broker::redis::decode(topic, payload)
+    }
     pub use axum::response::Response;
     pub use inventory;
 

@@ -7,6 +7,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// Broker payloads that were not a well-formed event (a bad id, an invalid event or category
+/// name, broken framing), dropped without reaching a stream. One count per process: the
+/// decoder runs below any one hub. Every hub's `/metrics` shows it.
+pub(crate) static MALFORMED_PAYLOADS: std::sync::LazyLock<Counter> =
+    std::sync::LazyLock::new(Counter::default);
+
 /// A label set with one label.
 pub(crate) type Label = [(&'static str, &'static str); 1];
 
@@ -133,6 +139,11 @@ impl Metrics {
             "slow_consumer_disconnects",
             "Streams closed because the client read too slowly",
             slow_consumer_disconnects.clone(),
+        );
+        registry.register(
+            "broker_malformed_payloads",
+            "Broker payloads dropped because they were not a well-formed event (process-wide)",
+            MALFORMED_PAYLOADS.clone(),
         );
         registry.register(
             "queued_bytes",

@@ -156,12 +156,19 @@ impl EventQueue {
     }
 
     /// Closes the queue and drops what it holds; returns the bytes of the frames never sent.
+    /// Wakes the reader, which then finds the queue closed and ends.
     pub(crate) fn close_and_clear(&self) -> usize {
-        let mut state = self.lock();
-        state.closed = true;
-        state.waker = None;
-        let left = state.items.iter().map(|e| e.frame().len()).sum();
-        state.items = VecDeque::new();
+        let (left, items, waker) = {
+            let mut state = self.lock();
+            state.closed = true;
+            let left = state.items.iter().map(|e| e.frame().len()).sum();
+            (left, std::mem::take(&mut state.items), state.waker.take())
+        };
+        // dropped outside the lock: the last reference to an envelope frees its frame
+        drop(items);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         left
     }
 }
@@ -178,7 +185,7 @@ mod tests {
     fn event(n: u64) -> Arc<Envelope> {
         let publication = Publication {
             topic: Topic::new("t").unwrap(),
-            event: "e".to_owned(),
+            event: crate::EventName::from_static("e"),
             category: None,
             data: n.to_string().into(),
         };

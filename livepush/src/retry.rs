@@ -21,7 +21,6 @@ use tokio::time::Instant;
 
 use crate::broker::{Broker, BrokerError};
 use crate::event::Publication;
-use crate::frame::RESET_EVENT;
 use crate::metrics::Metrics;
 use crate::topic::Topic;
 
@@ -269,7 +268,7 @@ impl RetryBuffer {
             let data = serde_json::json!({ "reason": loss.reason(), "lost": lost });
             let marker = Publication {
                 topic: topic.clone(),
-                event: RESET_EVENT.to_owned(),
+                event: crate::frame::RESET,
                 category: None,
                 data: Bytes::from(data.to_string()),
             };
@@ -387,7 +386,7 @@ mod tests {
     fn publication(topic: &str, n: u32) -> Publication {
         Publication {
             topic: Topic::new(topic).unwrap(),
-            event: "e".into(),
+            event: crate::EventName::from_static("e"),
             category: None,
             data: Bytes::from(n.to_string()),
         }

@@ -13,19 +13,20 @@ use crate::registry;
 /// Adds livepush to a [`Router`] in one call.
 ///
 /// `router.livepush(&hub)` makes the hub reachable from every `#[publish_event]` and
-/// `#[subscribe_to_events]` handler routed so far, and adds the operational routes:
+/// `#[subscribe_to_events]` handler routed so far, and adds the probes ([`Hub::health_routes`]):
 ///
 /// | route | answer |
 /// | --- | --- |
 /// | `GET /health` | JSON: broker kind, readiness, open connections |
 /// | `GET /health/live` | 200 while the process serves requests |
 /// | `GET /health/ready` | 200 when the broker can publish, else 503 |
-/// | `GET /metrics` | Prometheus text format |
-/// | `GET /events/catalog` | JSON [`Catalog`](crate::registry::Catalog) of routes and event types |
-/// | `GET /events/asyncapi.json` | the [AsyncAPI 3.0 document](crate::registry::asyncapi), with the request's host as its server |
+///
+/// What describes the service from the inside, `/metrics`, `/events/catalog` (every
+/// handler's name, module, file and line) and `/events/asyncapi.json`, is not added: mount [`Hub::admin_routes`] where only
+/// operators reach it, on another listener or behind your authentication.
 ///
 /// Call it after the routes that publish or subscribe (like any `.layer`), or use
-/// [`Hub::layer`] and [`Hub::ops_routes`] separately.
+/// [`Hub::layer`] and [`Hub::health_routes`] separately.
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -36,16 +37,18 @@ use crate::registry;
 ///
 /// let hub = Hub::builder().build().unwrap();
 /// let app: Router = Router::new().route("/events", get(events)).livepush(&hub);
-/// # drop(app);
+/// // /metrics and /events/catalog on a second router, served on an internal port
+/// let admin: Router = hub.admin_routes();
+/// # drop((app, admin));
 /// ```
 pub trait LivepushRouter {
-    /// Adds the hub and the operational routes.
+    /// Adds the hub and the health routes.
     fn livepush(self, hub: &Hub) -> Self;
 }
 
 impl<S: Clone + Send + Sync + 'static> LivepushRouter for Router<S> {
     fn livepush(self, hub: &Hub) -> Self {
-        self.merge(hub.ops_routes()).layer(hub.layer())
+        self.merge(hub.health_routes()).layer(hub.layer())
     }
 }
 
@@ -55,13 +58,42 @@ impl Hub {
         Extension(self.clone())
     }
 
-    /// `/health`, `/health/live`, `/health/ready`, `/metrics`, `/events/catalog` and
-    /// `/events/asyncapi.json`.
-    pub fn ops_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+    /// `/health`, `/health/live` and `/health/ready`: what load balancers and orchestrators
+    /// probe. [`LivepushRouter::livepush`] adds them.
+    pub fn health_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
             .route("/health", get(health))
             .route("/health/live", get(live))
             .route("/health/ready", get(ready))
+            .layer(self.layer())
+    }
+
+    /// `/metrics` (OpenMetrics text), `/events/catalog` (the JSON
+    /// [`Catalog`](crate::registry::Catalog): every publishing and subscribing handler with
+    /// its module, source file and line, every event type) and `/events/asyncapi.json` (the
+    /// [AsyncAPI 3.0 document](crate::registry::asyncapi), with the request's host as its
+    /// server). For operators and client teams, not the public:
+    /// serve it on a listener only they reach, or behind your authentication.
+    ///
+    /// ```
+    /// use axum::{http::{HeaderMap, StatusCode}, middleware::{self, Next}, extract::Request, response::Response, Router};
+    /// use livepush::{Hub, LivepushRouter};
+    ///
+    /// async fn operators_only(headers: HeaderMap, request: Request, next: Next) -> Result<Response, StatusCode> {
+    ///     match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+    ///         Some("Bearer ops-secret") => Ok(next.run(request).await),
+    ///         _ => Err(StatusCode::UNAUTHORIZED),
+    ///     }
+    /// }
+    ///
+    /// let hub = Hub::builder().build().unwrap();
+    /// let app: Router = Router::new()
+    ///     .livepush(&hub)
+    ///     .merge(hub.admin_routes().route_layer(middleware::from_fn(operators_only)));
+    /// # drop(app);
+    /// ```
+    pub fn admin_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
             .route("/metrics", get(metrics))
             .route("/events/catalog", get(catalog))
             .route("/events/asyncapi.json", get(asyncapi))

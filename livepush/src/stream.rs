@@ -15,7 +15,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
 use crate::event::{Envelope, EventId};
 use crate::fanout::ConnState;
-use crate::frame::{self, LAGGED_EVENT};
+use crate::frame;
 use crate::hub::Hub;
 use crate::queue::{Taken, MAX_BATCH};
 use crate::topic::Topic;
@@ -150,6 +150,10 @@ pub(crate) struct EventStream {
     wrote_since_tick: bool,
     batch: Vec<Arc<Envelope>>,
     coalescer: Coalescer,
+    /// When the subscription's credentials expire ([`crate::Subscription::until`]).
+    expiry: Option<Pin<Box<Sleep>>>,
+    /// The expiry notice was sent: the stream ends at the next poll.
+    expired: bool,
     done: bool,
     guard: ConnectionGuard,
 }
@@ -174,9 +178,16 @@ impl EventStream {
             wrote_since_tick: false,
             batch: Vec::with_capacity(8),
             coalescer: Coalescer::new(config.coalesce),
+            expiry: None,
+            expired: false,
             done: false,
             guard,
         }
+    }
+
+    /// Ends the stream at `at` with a `livepush.expired` notice.
+    pub(crate) fn expire_at(&mut self, at: Instant) {
+        self.expiry = Some(Box::pin(tokio::time::sleep_until(at)));
     }
 
     fn is_duplicate(&self, envelope: &Envelope) -> bool {
@@ -248,6 +259,21 @@ impl Body for EventStream {
         if this.done {
             return Poll::Ready(None);
         }
+        if this.expired {
+            tracing::debug!(parent: &this.guard.span, "subscription expired: stream closed");
+            this.done = true;
+            return Poll::Ready(None);
+        }
+        if let Some(expiry) = &mut this.expiry {
+            if expiry.as_mut().poll(cx).is_ready() {
+                this.expiry = None;
+                this.expired = true;
+                return Poll::Ready(Some(Ok(Frame::data(frame::notice(
+                    &frame::EXPIRED,
+                    br#"{"reason":"expired"}"#,
+                )))));
+            }
+        }
         if let Some(frame) = this.pending.pop_front() {
             return Poll::Ready(Some(Ok(Frame::data(frame))));
         }
@@ -288,7 +314,7 @@ impl Body for EventStream {
             this.wrote_since_tick = true;
             let data = format!("{{\"missed\":{missed}}}");
             return Poll::Ready(Some(Ok(Frame::data(frame::notice(
-                LAGGED_EVENT,
+                &frame::LAGGED,
                 data.as_bytes(),
             )))));
         }

@@ -16,7 +16,6 @@ use crate::error::SubscribeError;
 use crate::event::EventId;
 use crate::fanout::{ConnState, Subscriber};
 use crate::frame;
-use crate::frame::RESET_EVENT;
 use crate::hub::Hub;
 use crate::registry;
 use crate::stream::{ConnectionGuard, EventStream};
@@ -29,7 +28,8 @@ use crate::topic::{Topic, Topics};
 ///
 /// let sub = Subscription::new(Topics::one("user:7").and_broadcast())
 ///     .cap_key("user:7")          // at most `max_connections_per_key` streams for this user
-///     .categories(["billing"]);   // only events of this category
+///     .categories(["billing"])    // only events of this category
+///     .until(std::time::Instant::now() + std::time::Duration::from_secs(900)); // the token's expiry
 /// # drop(sub);
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -37,6 +37,7 @@ pub struct Subscription {
     topics: Topics,
     categories: Option<Vec<String>>,
     cap_key: Option<String>,
+    until: Option<std::time::Instant>,
 }
 
 impl Subscription {
@@ -46,7 +47,28 @@ impl Subscription {
             topics: topics.into(),
             categories: None,
             cap_key: None,
+            until: None,
         }
+    }
+
+    /// Ends the stream at `deadline`, when the credentials it was opened with expire (a
+    /// token's `exp`): the stream sends [`EXPIRED_EVENT`](crate::EXPIRED_EVENT)
+    /// (`livepush.expired`, `{"reason":"expired"}`, no `id:`) and ends, so the client
+    /// authenticates again and reconnects with its `Last-Event-ID`. A deadline already past
+    /// refuses the subscription with 401 ([`SubscribeError::Expired`]).
+    ///
+    /// For a token that carries its expiry as Unix seconds, see [`Subscription::until_unix`].
+    pub fn until(mut self, deadline: std::time::Instant) -> Self {
+        self.until = Some(deadline);
+        self
+    }
+
+    /// [`Subscription::until`] for an expiry in seconds since the Unix epoch (a JWT's `exp`).
+    pub fn until_unix(self, exp: u64) -> Self {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp);
+        let now = std::time::SystemTime::now();
+        let left = at.duration_since(now).unwrap_or_default();
+        self.until(std::time::Instant::now() + left)
     }
 
     /// Counts this stream against the per-key cap (`max_connections_per_key`) of `key`, shared by
@@ -215,6 +237,7 @@ impl SubscribeContext {
             topics: options.topics,
             categories: options.categories,
             cap_key: None,
+            until: None,
         };
         open(&self.hub, self.parts, sub, options.last_event_id)
             .await
@@ -259,6 +282,9 @@ pub(crate) async fn open(
     let inner = &hub.inner;
     if hub.is_shutting_down() {
         return Err(SubscribeError::ShuttingDown);
+    }
+    if sub.until.is_some_and(|at| at <= std::time::Instant::now()) {
+        return Err(SubscribeError::Expired);
     }
     let topics = sub
         .topics
@@ -377,7 +403,10 @@ pub(crate) async fn open(
     }
     inner.metrics.connections_total.inc();
     tracing::debug!(parent: &guard.span, "stream opened");
-    let stream = EventStream::new(state, pending, seen, guard);
+    let mut stream = EventStream::new(state, pending, seen, guard);
+    if let Some(at) = sub.until {
+        stream.expire_at(tokio::time::Instant::from_std(at));
+    }
     Ok(sse_response(Body::new(stream)))
 }
 
@@ -432,7 +461,7 @@ fn replay(
 /// `livepush.reset` for a client that asked for what came after `asked`; it resumes from `at`.
 fn reset_frame(at: EventId, asked: EventId) -> Bytes {
     let data = serde_json::json!({ "last_event_id": asked, "reason": "history_unavailable" });
-    frame::event(at, RESET_EVENT, data.to_string().as_bytes())
+    frame::event(at, &frame::RESET, data.to_string().as_bytes())
 }
 
 /// An SSE response with the headers proxies need to pass it through unbuffered.

@@ -136,6 +136,11 @@ impl Example {
         )
     }
 
+    /// The process id (for `prlimit` and `/proc/PID/fd`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM, as `docker stop` or Kubernetes would.
     pub fn terminate(&self) {
         let status = Command::new("kill")

@@ -17,6 +17,8 @@ const EXAMPLES = {
   multi_instance: {},
   tickets: {},
 };
+// tickets serves its admin routes (the AsyncAPI document among them) only with a bearer token.
+const HEADERS = { tickets: { authorization: "Bearer alice-token" } };
 // The pages that use the client, with their committed generated types.
 const PAGES = ["crm_comments", "domain_events"];
 
@@ -24,7 +26,11 @@ for (const [name, env] of Object.entries(EXAMPLES)) {
   test(`${name}: /events/asyncapi.json is valid AsyncAPI 3.0`, async (t) => {
     const server = await startExample(name, env);
     t.after(() => server.stop());
-    const response = await fetch(server.url("/events/asyncapi.json"));
+    if (HEADERS[name]) {
+      const anonymous = await fetch(server.url("/events/asyncapi.json"));
+      assert.equal(anonymous.status, 401, `${name}: the document needs the token`);
+    }
+    const response = await fetch(server.url("/events/asyncapi.json"), { headers: HEADERS[name] ?? {} });
     assert.equal(response.status, 200);
     const text = await response.text();
     const { document, diagnostics } = await new Parser().parse(text);

@@ -198,7 +198,7 @@ mod tests {
     fn publication(topic: &str) -> Publication {
         Publication {
             topic: Topic::new(topic).unwrap(),
-            event: "e".into(),
+            event: crate::EventName::from_static("e"),
             category: None,
             data: Bytes::from_static(b"{}"),
         }

@@ -360,15 +360,31 @@ impl Inner {
 }
 
 /// Encodes nothing: the publish script builds the payload. Decodes `{id}\n{event}\n{category}\n{data}`.
+///
+/// Another producer may write to the same channels, so nothing is trusted: the event and
+/// category names are validated like ours ([`crate::EventName`]), and a payload that is not
+/// well formed is dropped and counted (`livepush_broker_malformed_payloads_total`), never
+/// written to a stream.
 pub(crate) fn decode(topic: Topic, payload: &[u8]) -> Option<Envelope> {
+    let envelope = decode_checked(topic, payload);
+    if envelope.is_none() {
+        crate::metrics::MALFORMED_PAYLOADS.inc();
+    }
+    envelope
+}
+
+fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
     let mut parts = payload.splitn(4, |&b| b == b'\n');
     let id = std::str::from_utf8(parts.next()?)
         .ok()?
         .parse::<EventId>()
         .ok()?;
-    let event = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    let event = crate::EventName::new(std::str::from_utf8(parts.next()?).ok()?).ok()?;
     let category = std::str::from_utf8(parts.next()?).ok()?;
     let data = Bytes::copy_from_slice(parts.next()?);
+    if !category.is_empty() {
+        crate::event::validate_name(category).ok()?;
+    }
     let category = (!category.is_empty()).then(|| category.to_owned());
     Some(Envelope::new(
         id,
@@ -529,7 +545,16 @@ mod tests {
         assert_eq!(e.data().as_ref(), b"{\"a\":\"x\ny\"}");
         let e = decode(topic.clone(), b"7\ne\nbilling\n{}").unwrap();
         assert_eq!(e.category(), Some("billing"));
-        for bad in [&b""[..], b"x\ne\n\n{}", b"1\ne\n", b"-1\ne\n\n{}"] {
+        for bad in [
+            &b""[..],
+            b"x\ne\n\n{}",
+            b"1\ne\n",
+            b"-1\ne\n\n{}",
+            b"1\ne\rid: 9\n\n{}",
+            b"1\n\n\n{}",
+            b"1\ne\nbad category\n{}",
+            b"1\ne\xff\n\n{}",
+        ] {
             assert!(decode(topic.clone(), bad).is_none(), "{bad:?}");
         }
     }

@@ -49,6 +49,7 @@ fn app(hub: &Hub) -> Router {
         .route("/events", get(events))
         .route("/comments", post(create))
         .livepush(hub)
+        .merge(hub.admin_routes())
 }
 
 /// A hub on the Redis at `url`, replay on.

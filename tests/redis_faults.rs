@@ -12,37 +12,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use livepush::__private::{encode, PublishContext, SubscribeContext};
+use axum::Router;
 use livepush::{Hub, HubBuilder, LivepushRouter, PublishError, LAGGED_EVENT, RESET_EVENT};
 use serde_json::{json, Value};
+use support::handlers::{create, events};
 use support::{
     capture_logs, eventually, http, metric, wait_for_status, RedisServer, Sentinel, SseClient,
     TcpProxy, TestServer,
 };
-
-// The handlers as the macros expand them (as in tests/redis_instances.rs):
-// `#[subscribe_to_events] async fn events() {}` and
-// `#[publish_event(topic = "comments", event = "created")]` on `create`.
-async fn events(ctx: SubscribeContext) -> Response {
-    ctx.from_query().await
-}
-
-async fn create(publish: PublishContext, Json(comment): Json<Value>) -> (StatusCode, Json<Value>) {
-    let response = (StatusCode::CREATED, Json(comment));
-    publish
-        .publish(
-            "created",
-            None,
-            "comments".to_owned(),
-            &encode(&response.1 .0),
-        )
-        .await;
-    response
-}
 
 fn app(hub: &Hub) -> Router {
     Router::new()

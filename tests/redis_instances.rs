@@ -5,24 +5,18 @@ mod support;
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use livepush::__private::{encode, PublishContext, SubscribeContext};
+use axum::Router;
+use livepush::__private::SubscribeContext;
 use livepush::broker::redis::RedisBroker;
 use livepush::{
     Config, EventId, Hub, HubBuilder, LivepushRouter, Subscription, Topics, RESET_EVENT,
 };
 use serde_json::{json, Value};
+use support::handlers::{create, events};
 use support::{eventually, http, wait_for_status, RedisServer, SseClient, TestServer};
-
-// Until the macros land in every build, the handlers are written as the macros expand them:
-// `#[subscribe_to_events] async fn events() {}` and
-// `#[publish_event(topic = "comments", event = "created")]` on `create`.
-async fn events(ctx: SubscribeContext) -> Response {
-    ctx.from_query().await
-}
 
 /// One user's stream, capped per user across instances: `x-user: <id>`.
 async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {
@@ -33,19 +27,6 @@ async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {
         .to_owned();
     ctx.with(Subscription::new(Topics::one(format!("user:{user}"))).cap_key(user))
         .await
-}
-
-async fn create(publish: PublishContext, Json(comment): Json<Value>) -> (StatusCode, Json<Value>) {
-    let response = (StatusCode::CREATED, Json(comment));
-    publish
-        .publish(
-            "created",
-            None,
-            "comments".to_owned(),
-            &encode(&response.1 .0),
-        )
-        .await;
-    response
 }
 
 fn app(hub: &Hub) -> Router {

@@ -8,6 +8,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod examples;
+pub mod handlers;
 pub mod observe;
 pub mod raw;
 pub mod redis_server;

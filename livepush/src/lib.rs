@@ -36,6 +36,8 @@
 //!   endpoint; [`SseEvent`] maps domain event types to SSE events sent with [`Hub::emit`].
 //! - [`Hub`]: one per process, built by [`HubBuilder`] or from the environment ([`Config`]).
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
+//! - `outbox` (features `outbox-postgres`, `outbox-sqlite`): events written in the app's own
+//!   database transaction and relayed after commit, for handlers that write to a database.
 //! - [`registry`]: everything the program pushes, collected at link time.
 //! - [`frame`]: the SSE wire format, encoded once per event.
 //! - [`serve()`]: `axum::serve` with `TCP_NODELAY`, so small events are not held back by Nagle.
@@ -52,6 +54,8 @@ mod fanout;
 pub mod frame;
 mod hub;
 mod metrics;
+#[cfg(any(feature = "outbox-postgres", feature = "outbox-sqlite"))]
+pub mod outbox;
 mod publish;
 mod queue;
 pub mod registry;

@@ -1,25 +1,31 @@
 //! The integration tests' helpers, in one place: servers on loopback ports ([`server`]), a real
 //! SSE client ([`sse`]), a raw HTTP/1.1 client for what `reqwest` cannot do ([`raw`]), a private
 //! `redis-server` a test can kill, pause and restart ([`redis_server`]), the example binaries run
-//! as a user runs them ([`examples`]), and readers of `/metrics`, memory and logs ([`observe`]).
+//! as a user runs them ([`examples`]), readers of `/metrics`, memory and logs ([`observe`]),
+//! real PostgreSQL and SQLite databases per test ([`database`]), and a TCP proxy a test can cut
+//! ([`tcp_proxy`]).
 // Each test crate uses a part of these: the rest is neither dead code nor an unused import there.
 #![allow(dead_code, unused_imports)]
 
+pub mod database;
 pub mod examples;
 pub mod observe;
 pub mod raw;
 pub mod redis_server;
 pub mod server;
 pub mod sse;
+pub mod tcp_proxy;
 
 use std::time::Duration;
 
+pub use database::{Postgres, Sqlite};
 pub use examples::{run_to_exit, Example};
 pub use observe::{capture_logs, metric, rss_kib, Captured};
 pub use raw::{raw_get, raw_request, RawResponse};
 pub use redis_server::RedisServer;
 pub use server::{GracefulServer, TestServer};
 pub use sse::SseClient;
+pub use tcp_proxy::TcpProxy;
 
 /// The routes `router.livepush(&hub)` adds, which every example serves and answers 200 on
 /// (`../shared/DESIGN.md`).
@@ -89,4 +95,9 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind a free loopback port")
+}
+
+/// Waits until `hub.ready()` succeeds (a Redis broker connected and subscribed).
+pub async fn wait_until_ready(hub: &livepush::Hub) {
+    eventually("the hub is ready", || async { hub.ready().await.is_ok() }).await;
 }

@@ -31,12 +31,22 @@ pub fn command(name: &str) -> Command {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("LIVEPUSH_")
-            || matches!(key.as_str(), "REDIS_URL" | "HOST" | "PORT" | "RUST_LOG")
+            || matches!(
+                key.as_str(),
+                "REDIS_URL" | "DATABASE_URL" | "HOST" | "PORT" | "RUST_LOG"
+            )
         {
             cmd.env_remove(&key);
         }
     }
     cmd.env("RUST_LOG", "info");
+    // A working directory of its own: what an example creates there (crm_comments' SQLite file
+    // when DATABASE_URL is unset) is neither shared between tests nor left in the repository.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("examples")
+        .join(super::database::unique(name));
+    std::fs::create_dir_all(&dir).expect("create the example's working directory");
+    cmd.current_dir(dir);
     cmd
 }
 

@@ -34,6 +34,8 @@ impl TcpProxy {
                     continue;
                 }
                 let mut cuts = cuts.clone();
+                // only cuts from now on end this connection
+                cuts.borrow_and_update();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(target).await else {
                         return;

@@ -159,6 +159,18 @@ impl Store {
                 Store::Postgres(pool) => {
                     // Concurrent CREATE ... IF NOT EXISTS can still collide on PostgreSQL's
                     // catalogs: one process at a time.
+                    // Already there (every start but the first): no DDL, and none of the
+                    // "already exists, skipping" notices it would log.
+                    let exists: bool = sqlx::query_scalar(
+                        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL",
+                    )
+                    .bind(table)
+                    .bind(format!("{table}_meta"))
+                    .fetch_one(pool)
+                    .await?;
+                    if exists {
+                        return Ok(());
+                    }
                     let mut tx = pool.begin().await?;
                     sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked")
                     .bind(format!("livepush_schema:{table}"))

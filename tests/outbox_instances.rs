@@ -42,7 +42,10 @@ async fn post_created(example: &Example, text: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// A stream of `comments` on `example`, once its broker is connected (a stream opened before
+/// the first Redis connection starts with a `broker_gap` reset).
 async fn subscribe(example: &Example) -> SseClient {
+    example.wait_ready().await;
     SseClient::connect(&example.url("/events?topic=comments")).await
 }
 

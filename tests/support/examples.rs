@@ -137,6 +137,12 @@ impl Example {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
+    /// Waits until `/health/ready` answers 200: with Redis, the broker is connected, so a
+    /// stream opened from now on is not reset (`broker_gap`) by the first connection.
+    pub async fn wait_ready(&self) {
+        super::wait_for_status(&self.url("/health/ready"), 200).await;
+    }
+
     /// What it printed so far, stdout then stderr.
     pub fn output(&self) -> String {
         format!(

@@ -70,24 +70,39 @@ async fn database(kind: &str) -> (String, Option<DropDb>) {
             .await
             .unwrap();
         let base = server.rsplit_once('/').unwrap().0;
-        (format!("{base}/{tag}"), Some(DropDb { server, name: tag }))
+        (
+            format!("{base}/{tag}"),
+            Some(DropDb::Postgres { server, name: tag }),
+        )
     } else {
         let path = std::env::temp_dir().join(format!("{tag}.db"));
-        for s in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{s}", path.display()));
-        }
-        (format!("sqlite://{}?mode=rwc", path.display()), None)
+        remove_sqlite(&path);
+        (
+            format!("sqlite://{}?mode=rwc", path.display()),
+            Some(DropDb::Sqlite(path)),
+        )
     }
 }
 
-struct DropDb {
-    server: String,
-    name: String,
+fn remove_sqlite(path: &std::path::Path) {
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+}
+
+/// Removes the run's database when the run ends.
+enum DropDb {
+    Postgres { server: String, name: String },
+    Sqlite(std::path::PathBuf),
 }
 
 impl Drop for DropDb {
     fn drop(&mut self) {
-        let (server, name) = (self.server.clone(), self.name.clone());
+        let (server, name) = match self {
+            DropDb::Sqlite(path) => return remove_sqlite(path),
+            DropDb::Postgres { server, name } => (server, name),
+        };
+        let (server, name) = (server.clone(), name.clone());
         let _ = std::thread::spawn(move || {
             tokio::runtime::Runtime::new().unwrap().block_on(async {
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh machine: installs what the tests need and is
 # missing (redis-server for the Redis tests, Chromium + ChromeDriver for the browser test,
-# Node.js + npm for the TypeScript client), then `cargo test --workspace --all-features`, then
-# the client's tests (`npm ci && npm test` in clients/typescript) against the example binaries
-# that cargo just built.
+# Node.js + npm for the TypeScript client), checks that PostgreSQL answers on 127.0.0.1:5432 for
+# the outbox tests (or that LIVEPUSH_SKIP_POSTGRES=1 says to skip them), then
+# `cargo test --workspace --all-features`, then the client's tests (`npm ci && npm test` in
+# clients/typescript) against the example binaries that cargo just built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,20 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "scripts/test.sh: cannot install ${need_pkgs[*]}: no apt-get here. Install them (macOS: brew install redis chromium chromedriver node) and run again." >&2
     exit 1
   fi
+fi
+
+# The outbox tests create a database per test on this server (trust auth, user postgres).
+pg_url="${LIVEPUSH_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+if [ "${LIVEPUSH_SKIP_POSTGRES:-}" = "1" ]; then
+  echo "scripts/test.sh: LIVEPUSH_SKIP_POSTGRES=1: the PostgreSQL tests are SKIPPED (the SQLite ones run)" >&2
+elif ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && [ -z "${LIVEPUSH_TEST_POSTGRES_URL:-}" ]; then
+  cat >&2 <<MSG
+scripts/test.sh: no PostgreSQL answers on 127.0.0.1:5432, and the outbox tests need one.
+  Install and start one (Debian/Ubuntu: sudo apt-get install postgresql, then set trust auth
+  for 127.0.0.1 in pg_hba.conf), or point LIVEPUSH_TEST_POSTGRES_URL at a server
+  (now: $pg_url), or run LIVEPUSH_SKIP_POSTGRES=1 scripts/test.sh to skip the PostgreSQL tests.
+MSG
+  exit 1
 fi
 
 cargo test --workspace --all-features "$@"

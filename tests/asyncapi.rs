@@ -13,7 +13,7 @@ mod app;
 use livepush::registry;
 use livepush::Hub;
 use serde_json::{json, Value};
-use support::{get_json, TestServer};
+use support::{get_json, Sqlite, TestServer};
 
 const SNAPSHOT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -84,7 +84,9 @@ fn one_channel_per_topic_with_every_event_and_the_notices() {
 #[tokio::test]
 async fn the_served_document_names_the_host_it_was_asked_on() {
     let hub = Hub::builder().build().unwrap();
-    let server = TestServer::start(app::router(&hub)).await;
+    let file = Sqlite::create();
+    let db = app::Db::open(&file.url).await.unwrap();
+    let server = TestServer::start(app::router(&hub, db)).await;
     let document: Value = get_json(&server.url("/events/asyncapi.json")).await;
     let host = server.url("").trim_start_matches("http://").to_owned();
     assert_eq!(document["servers"]["sse"]["host"], host.as_str());

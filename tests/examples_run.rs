@@ -314,6 +314,9 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let a = Example::start("multi_instance", &env);
     let b = Example::start("multi_instance", &env);
+    // A stream opened before B's first Redis connection starts with a reset (broker_gap).
+    a.wait_ready().await;
+    b.wait_ready().await;
     let client = http();
     let post = |text: &str| {
         client

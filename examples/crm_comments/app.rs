@@ -1,17 +1,25 @@
-//! The crm_comments app: an in-memory comment store, its JSON API, and the page.
+//! The crm_comments app: comments in a database (SQLite or PostgreSQL, through `sqlx`), their
+//! JSON API, and the page. Every change is written with its event in one transaction (the
+//! outbox), so an event reaches subscribers if and only if its change committed.
 //!
-//! `router(&hub)` builds everything; `main.rs` serves it and the tests start it in-process.
+//! `Db::open(url)` connects and migrates, `router(&hub, db)` builds everything; `main.rs`
+//! serves it and the tests start it in-process.
+#![allow(dead_code)] // the tests include this file and use part of it
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::str::FromStr;
+use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{extract::State, Json, Router};
-use livepush::{publish_event, subscribe_to_events, Cursor, Hub, LivepushRouter, WithCursor};
+use livepush::outbox::{Outbox, OutboxError};
+use livepush::{subscribe_to_events, Cursor, Hub, LivepushRouter, SseEvent, WithCursor};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::AnyPool;
 
 use crate::common::api::{ApiError, ApiJson, ApiPath};
 use crate::common::clock::now_rfc3339;
@@ -52,28 +60,149 @@ pub struct CommentChange {
     text: Option<String>,
 }
 
-#[derive(Default)]
-struct Comments {
-    next_id: u64,
-    by_id: BTreeMap<u64, Comment>,
+// Published as `comment_created` on `comments` (the comment as answered). Plain comments, not
+// docs, on these three: a doc comment would make schemars describe the wrapper instead of
+// documenting `Comment` itself as the payload (`#[schemars(transparent)]` needs no attributes).
+#[derive(Serialize, SseEvent, JsonSchema)]
+#[sse(event = "comment_created", topic = "comments")]
+#[schemars(transparent)]
+pub struct CommentCreated(pub Comment);
+
+// Published as `comment_updated` on `comments`.
+#[derive(Serialize, SseEvent, JsonSchema)]
+#[sse(event = "comment_updated", topic = "comments")]
+#[schemars(transparent)]
+pub struct CommentUpdated(pub Comment);
+
+// Published as `comment_deleted` on `comments`.
+#[derive(Serialize, SseEvent, JsonSchema)]
+#[sse(event = "comment_deleted", topic = "comments")]
+#[schemars(transparent)]
+pub struct CommentDeleted(pub Comment);
+
+/// Where the comments live when `DATABASE_URL` is unset: a file in the working directory,
+/// created on first start.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://crm_comments.db?mode=rwc";
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("examples/crm_comments/migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("examples/crm_comments/migrations/postgres");
+
+/// The comment store: a pool of the database and its outbox.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    outbox: Outbox,
+    kind: &'static str,
 }
 
-/// The comments of this process. A real service keeps them in its database.
-#[derive(Clone, Default)]
-pub struct Store(Arc<Mutex<Comments>>);
+type CommentRow = (i64, String, String, String, Option<String>);
 
-impl Store {
-    fn lock(&self) -> MutexGuard<'_, Comments> {
-        // A panic while holding the lock leaves the map consistent (every write is one insert
-        // or remove), so a poisoned lock is still usable.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+const COLUMNS: &str = "id, author, text, created_at, updated_at";
+
+impl Db {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`), applies the migrations and creates the
+    /// outbox table. Waits up to 10 s for a database that is starting.
+    pub async fn open(url: &str) -> Result<Db, String> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(format!(
+                "DATABASE_URL must start with sqlite: or postgres:// (got {:?})",
+                url.split(':').next().unwrap_or_default()
+            ));
+        }
+        let options = AnyConnectOptions::from_str(url).map_err(|e| format!("DATABASE_URL: {e}"))?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 8 })
+            // a database that is down answers 503 within this, instead of hanging the request
+            .acquire_timeout(Duration::from_secs(3))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // readers do not block the writer; several processes share the file
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000")
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        let outbox = Outbox::connect(url).map_err(|e| e.to_string())?;
+        let migrator = if sqlite {
+            &SQLITE_MIGRATIONS
+        } else {
+            &POSTGRES_MIGRATIONS
+        };
+        let mut last = String::new();
+        for _ in 0..20 {
+            let ready = async {
+                migrator.run(&pool).await.map_err(|e| e.to_string())?;
+                outbox.ensure_schema().await.map_err(|e| e.to_string())
+            };
+            match ready.await {
+                Ok(()) => {
+                    let kind = if sqlite { "SQLite" } else { "PostgreSQL" };
+                    return Ok(Db { pool, outbox, kind });
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(format!("cannot prepare the database: {last}"))
+    }
+
+    /// `"SQLite"` or `"PostgreSQL"`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The outbox, for starting its relay.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 }
 
+fn comment((id, author, text, created_at, updated_at): CommentRow) -> Comment {
+    Comment {
+        id: id as u64,
+        author,
+        text,
+        created_at,
+        updated_at,
+    }
+}
+
+/// A database failure as the handler's answer: 503 when the database cannot be reached (retry
+/// later), 500 otherwise; nothing was published either way.
+fn db_error(e: impl Into<OutboxError>) -> ApiError {
+    let e = e.into();
+    tracing::warn!(error = %e, "database error");
+    if e.is_unavailable() || is_busy(&e) {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database cannot be reached right now; try again",
+        )
+    } else {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "database_error",
+            "the database refused the change",
+        )
+    }
+}
+
+/// SQLite's "database is locked" (another process held the write lock past the busy timeout).
+fn is_busy(e: &OutboxError) -> bool {
+    matches!(e, OutboxError::Database(sqlx::Error::Database(d)) if d.code().is_some_and(|c| c == "5" || c == "6"))
+}
+
 /// The whole app: the page, the comment API, `/events`, and livepush's operational routes.
-pub fn router(hub: &Hub) -> Router {
+pub fn router(hub: &Hub, db: Db) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/page.js", get(page::script))
@@ -83,9 +212,10 @@ pub fn router(hub: &Hub) -> Router {
             get(get_comment).put(update_comment).delete(delete_comment),
         )
         .route("/events", get(events))
-        .with_state(Store::default())
+        .with_state(db)
         .livepush(hub)
-        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        // /metrics, /events/catalog and /events/asyncapi.json: open here, as a demo (see the
+        // README on mounting them where only operators reach them)
         .merge(hub.admin_routes())
 }
 
@@ -98,54 +228,63 @@ async fn index() -> impl IntoResponse {
 async fn events() {}
 
 /// `GET /comments`: every comment, oldest first, with the `Livepush-Cursor` to subscribe from
-/// (read before the list, see [`Cursor`]).
+/// (the stream position read before the list, see [`Cursor`]: an event of a row already in the
+/// list may follow once more, and the page applies events by id).
 async fn list_comments(
     cursor: Cursor,
-    State(store): State<Store>,
-) -> WithCursor<Json<Vec<Comment>>> {
-    cursor.with(Json(store.lock().by_id.values().cloned().collect()))
+    State(db): State<Db>,
+) -> Result<WithCursor<Json<Vec<Comment>>>, ApiError> {
+    let rows: Vec<CommentRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM comments ORDER BY id"))
+            .fetch_all(&db.pool)
+            .await
+            .map_err(db_error)?;
+    Ok(cursor.with(Json(rows.into_iter().map(comment).collect())))
 }
 
 /// `GET /comments/{id}`.
 async fn get_comment(
-    State(store): State<Store>,
+    State(db): State<Db>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<Comment>, ApiError> {
-    store
-        .lock()
-        .by_id
-        .get(&id)
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| unknown(id))
+    let row: Option<CommentRow> =
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM comments WHERE id = $1"))
+            .bind(db_id(id)?)
+            .fetch_optional(&db.pool)
+            .await
+            .map_err(db_error)?;
+    row.map(comment).map(Json).ok_or_else(|| unknown(id))
 }
 
 /// `POST /comments`: 201 with the new comment, which every subscriber of `comments` receives as
-/// `comment_created`.
-#[publish_event(topic = "comments", event = "comment_created")]
+/// `comment_created` once the insert committed.
 async fn create_comment(
-    State(store): State<Store>,
+    State(db): State<Db>,
     ApiJson(new): ApiJson<NewComment>,
 ) -> Result<(StatusCode, Json<Comment>), ApiError> {
     let author = checked("author", &new.author, MAX_AUTHOR_CHARS)?;
     let text = checked("text", &new.text, MAX_TEXT_CHARS)?;
-    let mut comments = store.lock();
-    comments.next_id += 1;
-    let comment = Comment {
-        id: comments.next_id,
-        author,
-        text,
-        created_at: now_rfc3339(),
-        updated_at: None,
-    };
-    comments.by_id.insert(comment.id, comment.clone());
-    Ok((StatusCode::CREATED, Json(comment)))
+    let mut tx = db.pool.begin().await.map_err(db_error)?;
+    let row: CommentRow = sqlx::query_as(&format!(
+        "INSERT INTO comments (author, text, created_at) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+    ))
+    .bind(author)
+    .bind(text)
+    .bind(now_rfc3339())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let created = comment(row);
+    db.outbox
+        .commit_emit(tx, &CommentCreated(created.clone()))
+        .await
+        .map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 /// `PUT /comments/{id}`: 200 with the changed comment, published as `comment_updated`.
-#[publish_event(topic = "comments", event = "comment_updated")]
 async fn update_comment(
-    State(store): State<Store>,
+    State(db): State<Db>,
     ApiPath(id): ApiPath<u64>,
     ApiJson(change): ApiJson<CommentChange>,
 ) -> Result<Json<Comment>, ApiError> {
@@ -160,30 +299,51 @@ async fn update_comment(
         .text
         .map(|t| checked("text", &t, MAX_TEXT_CHARS))
         .transpose()?;
-    let mut comments = store.lock();
-    let comment = comments.by_id.get_mut(&id).ok_or_else(|| unknown(id))?;
-    if let Some(author) = author {
-        comment.author = author;
-    }
-    if let Some(text) = text {
-        comment.text = text;
-    }
-    comment.updated_at = Some(now_rfc3339());
-    Ok(Json(comment.clone()))
+    let mut tx = db.pool.begin().await.map_err(db_error)?;
+    let row: Option<CommentRow> = sqlx::query_as(&format!(
+        "UPDATE comments SET author = COALESCE($1, author), text = COALESCE($2, text), \
+         updated_at = $3 WHERE id = $4 RETURNING {COLUMNS}"
+    ))
+    .bind(author)
+    .bind(text)
+    .bind(now_rfc3339())
+    .bind(db_id(id)?)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    // Unknown id: the transaction rolls back when dropped, and nothing is published.
+    let updated = comment(row.ok_or_else(|| unknown(id))?);
+    db.outbox
+        .commit_emit(tx, &CommentUpdated(updated.clone()))
+        .await
+        .map_err(db_error)?;
+    Ok(Json(updated))
 }
 
 /// `DELETE /comments/{id}`: 200 with the deleted comment, published as `comment_deleted`.
-#[publish_event(topic = "comments", event = "comment_deleted")]
 async fn delete_comment(
-    State(store): State<Store>,
+    State(db): State<Db>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<Comment>, ApiError> {
-    store
-        .lock()
-        .by_id
-        .remove(&id)
-        .map(Json)
-        .ok_or_else(|| unknown(id))
+    let mut tx = db.pool.begin().await.map_err(db_error)?;
+    let row: Option<CommentRow> = sqlx::query_as(&format!(
+        "DELETE FROM comments WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(db_id(id)?)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let deleted = comment(row.ok_or_else(|| unknown(id))?);
+    db.outbox
+        .commit_emit(tx, &CommentDeleted(deleted.clone()))
+        .await
+        .map_err(db_error)?;
+    Ok(Json(deleted))
+}
+
+/// The id as the database stores it (a signed 64-bit integer).
+fn db_id(id: u64) -> Result<i64, ApiError> {
+    i64::try_from(id).map_err(|_| unknown(id))
 }
 
 /// `value` trimmed, if it is not empty and at most `max` characters long.

@@ -1,13 +1,24 @@
 //! # crm_comments: the quickstart
 //!
-//! Comments on a CRM record, live in every open tab. Shows `#[publish_event]` on ordinary axum
-//! handlers (create, update, delete publish what they return, only on success),
-//! `#[subscribe_to_events]` with topics from `?topic=`, a list with a `Livepush-Cursor`
-//! (`Cursor` extractor), and a page on the typed TypeScript client (`page.ts`, bundled into
-//! `page.js`; types generated from `/events/asyncapi.json` into `events.gen.ts`).
+//! Comments on a CRM record, kept in a database and live in every open tab. Shows the
+//! transactional outbox (create, update and delete write their event in the same transaction
+//! as the change: it reaches subscribers if and only if the change committed, even when the
+//! process dies right after the commit), `#[subscribe_to_events]` with topics from `?topic=`,
+//! a list with a `Livepush-Cursor` (`Cursor` extractor), and a page on the typed TypeScript
+//! client (`page.ts`, bundled into `page.js`; types generated from `/events/asyncapi.json` into
+//! `events.gen.ts`).
 //!
-//! Run:   cargo run --bin crm_comments
+//! Run:   cargo run --bin crm_comments        (SQLite: creates ./crm_comments.db)
 //! Open:  http://127.0.0.1:3000 in two tabs and post in one.
+//!
+//! Several instances: give them the same `DATABASE_URL` and `REDIS_URL`, e.g.
+//!
+//! ```sh
+//! DATABASE_URL=postgres://postgres@127.0.0.1/test REDIS_URL=redis://127.0.0.1/ PORT=3001 cargo run --bin crm_comments
+//! DATABASE_URL=postgres://postgres@127.0.0.1/test REDIS_URL=redis://127.0.0.1/ PORT=3002 cargo run --bin crm_comments
+//! ```
+//!
+//! Both answer `GET /comments` alike, and a comment posted to either reaches subscribers of both.
 //!
 //! Or with curl, in two terminals:
 //!
@@ -31,7 +42,10 @@
 //! characters, unknown id) answers 4xx `{"error","message"}` and publishes nothing.
 //! Also served: `/health`, `/health/live`, `/health/ready`, `/metrics`, `/events/catalog`,
 //! `/events/asyncapi.json`, and the page's script `/page.js`.
-//! Settings: `HOST`, `PORT`, `REDIS_URL`, `LIVEPUSH_*` (see `examples/common/mod.rs`).
+//! Settings: `HOST`, `PORT`, `REDIS_URL`, `LIVEPUSH_*` (see `examples/common/mod.rs`),
+//! `DATABASE_URL` (unset: `sqlite://crm_comments.db?mode=rwc`; `postgres://…`) and
+//! `LIVEPUSH_OUTBOX_RELAY=on|off` (default on: whether this process relays committed events;
+//! a database down at run time answers 503 with a JSON body and publishes nothing).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -42,5 +56,20 @@ mod app;
 async fn main() {
     common::init_tracing();
     let hub = common::hub_from_env();
-    common::serve("crm_comments", app::router(&hub), &hub).await;
+    let relay_on = livepush::outbox::relay_enabled_from_env()
+        .unwrap_or_else(|e| common::exit_with(format_args!("cannot configure livepush: {e}")));
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| app::DEFAULT_DATABASE_URL.to_owned());
+    let db = app::Db::open(&url)
+        .await
+        .unwrap_or_else(|e| common::exit_with(e));
+    let relay = relay_on.then(|| db.outbox().relay(&hub).start());
+    tracing::info!(relay = relay_on, "comments stored in {}", db.kind());
+    common::serve("crm_comments", app::router(&hub, db), &hub).await;
+    // After the requests in flight: what they committed is relayed before the process ends.
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
 }

@@ -279,6 +279,33 @@ impl HubBuilder {
     }
 }
 
+/// A publication whose topic and names are valid and whose payload is at most `max` bytes.
+pub(crate) fn checked_publication(
+    topic: &str,
+    event: &str,
+    category: Option<&str>,
+    data: Bytes,
+    max: usize,
+) -> Result<Publication, PublishError> {
+    let topic = Topic::new(topic)?;
+    let event = EventName::new(event)?;
+    if let Some(category) = category {
+        validate_name(category)?;
+    }
+    if data.len() > max {
+        return Err(PublishError::TooLarge {
+            size: data.len(),
+            max,
+        });
+    }
+    Ok(Publication {
+        topic,
+        event,
+        category: category.map(str::to_owned),
+        data,
+    })
+}
+
 impl Hub {
     /// A builder with default settings (in-memory broker).
     pub fn builder() -> HubBuilder {
@@ -369,24 +396,13 @@ impl Hub {
         category: Option<&str>,
         data: Bytes,
     ) -> Result<EventId, PublishError> {
-        let topic = Topic::new(topic)?;
-        let event = EventName::new(event)?;
-        if let Some(category) = category {
-            validate_name(category)?;
-        }
-        let max = self.inner.config.max_event_bytes;
-        if data.len() > max {
-            return Err(PublishError::TooLarge {
-                size: data.len(),
-                max,
-            });
-        }
-        let publication = Publication {
+        let publication = checked_publication(
             topic,
             event,
-            category: category.map(str::to_owned),
+            category,
             data,
-        };
+            self.inner.config.max_event_bytes,
+        )?;
         let inner = &self.inner;
         let retry = &inner.retry;
         let publication = if retry.enabled() {
@@ -418,6 +434,38 @@ impl Hub {
         }
         retry.push(publication, &error, &inner.broker);
         Err(PublishError::Buffered)
+    }
+
+    /// Publishes a validated publication once per `key` (see [`Broker::publish_once`]), without
+    /// the retry buffer: the outbox relay owns its rows and retries them itself, marking a row
+    /// only after the broker acknowledged it, so it needs the broker's error, not a buffering.
+    #[cfg_attr(
+        not(any(feature = "outbox-postgres", feature = "outbox-sqlite")),
+        allow(dead_code)
+    )]
+    pub(crate) async fn publish_relayed(
+        &self,
+        publication: &Publication,
+        key: &str,
+    ) -> Result<EventId, BrokerError> {
+        let inner = &self.inner;
+        let started = Instant::now();
+        let timeout = inner.config.publish_timeout;
+        match tokio::time::timeout(timeout, inner.broker.publish_once(publication, key)).await {
+            Ok(Ok(id)) => {
+                inner
+                    .metrics
+                    .publish_latency
+                    .observe(started.elapsed().as_secs_f64());
+                inner.metrics.published.inc();
+                Ok(id)
+            }
+            Ok(Err(error)) => Err(error),
+            // Unknown outcome: the relay publishes the row again, and the key dedupes it.
+            Err(_) => Err(BrokerError::Unavailable(format!(
+                "no answer within {timeout:?}"
+            ))),
+        }
     }
 
     /// Open SSE connections of this process.

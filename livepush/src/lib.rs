@@ -36,6 +36,8 @@
 //!   endpoint; [`SseEvent`] maps domain event types to SSE events sent with [`Hub::emit`].
 //! - [`Hub`]: one per process, built by [`HubBuilder`] or from the environment ([`Config`]).
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
+//! - `outbox` (features `outbox-postgres`, `outbox-sqlite`): events written in the app's own
+//!   database transaction and relayed after commit, for handlers that write to a database.
 //! - [`registry`]: everything the program pushes, collected at link time, also as an AsyncAPI
 //!   3.0 document ([`registry::asyncapi`]).
 //! - [`Cursor`] / [`WithCursor`]: the `Livepush-Cursor` of a list endpoint, so that a client that
@@ -58,6 +60,8 @@ mod fanout;
 pub mod frame;
 mod hub;
 mod metrics;
+#[cfg(any(feature = "outbox-postgres", feature = "outbox-sqlite"))]
+pub mod outbox;
 mod publish;
 mod queue;
 pub mod registry;

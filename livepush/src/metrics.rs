@@ -18,6 +18,10 @@ pub(crate) type Label = [(&'static str, &'static str); 1];
 
 /// Every metric a hub keeps. Each hub has its own registry, so several hubs (tests, tenants) in
 /// one process do not mix their numbers.
+#[cfg_attr(
+    not(any(feature = "outbox-postgres", feature = "outbox-sqlite")),
+    allow(dead_code)
+)]
 pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) connections: Gauge,
@@ -42,6 +46,12 @@ pub(crate) struct Metrics {
     /// Bytes of frames waiting in connection queues (a frame queued for n connections counts n
     /// times, though it is stored once).
     pub(crate) queued_bytes: Gauge,
+    /// Outbox rows the relays of this process published to the broker.
+    pub(crate) outbox_relayed: Counter,
+    /// Failed relay rounds (database or broker errors; each is retried with backoff).
+    pub(crate) outbox_errors: Counter,
+    /// Age of the oldest committed outbox row not relayed yet, as last seen by a relay.
+    pub(crate) outbox_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -66,6 +76,9 @@ impl Metrics {
         let events_given_up = Counter::default();
         let slow_consumer_disconnects = Counter::default();
         let queued_bytes = Gauge::default();
+        let outbox_relayed = Counter::default();
+        let outbox_errors = Counter::default();
+        let outbox_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register("connections", "Open SSE connections", connections.clone());
         // Not "connections": the gauge has that family name, and a family must be declared once.
         registry.register(
@@ -150,6 +163,21 @@ impl Metrics {
             "Bytes of event frames waiting in connection queues",
             queued_bytes.clone(),
         );
+        registry.register(
+            "outbox_relayed",
+            "Outbox rows published to the broker by this process's relay",
+            outbox_relayed.clone(),
+        );
+        registry.register(
+            "outbox_errors",
+            "Outbox relay rounds that failed (database or broker) and were retried",
+            outbox_errors.clone(),
+        );
+        registry.register(
+            "outbox_lag_seconds",
+            "Age of the oldest committed outbox row not relayed yet",
+            outbox_lag.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -170,6 +198,9 @@ impl Metrics {
             events_given_up,
             slow_consumer_disconnects,
             queued_bytes,
+            outbox_relayed,
+            outbox_errors,
+            outbox_lag,
         }
     }
 

@@ -31,12 +31,22 @@ pub fn command(name: &str) -> Command {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("LIVEPUSH_")
-            || matches!(key.as_str(), "REDIS_URL" | "HOST" | "PORT" | "RUST_LOG")
+            || matches!(
+                key.as_str(),
+                "REDIS_URL" | "DATABASE_URL" | "HOST" | "PORT" | "RUST_LOG"
+            )
         {
             cmd.env_remove(&key);
         }
     }
     cmd.env("RUST_LOG", "info");
+    // A working directory of its own: what an example creates there (crm_comments' SQLite file
+    // when DATABASE_URL is unset) is neither shared between tests nor left in the repository.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("examples")
+        .join(super::database::unique(name));
+    std::fs::create_dir_all(&dir).expect("create the example's working directory");
+    cmd.current_dir(dir);
     cmd
 }
 
@@ -125,6 +135,12 @@ impl Example {
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Waits until `/health/ready` answers 200: with Redis, the broker is connected, so a
+    /// stream opened from now on is not reset (`broker_gap`) by the first connection.
+    pub async fn wait_ready(&self) {
+        super::wait_for_status(&self.url("/health/ready"), 200).await;
     }
 
     /// What it printed so far, stdout then stderr.

@@ -1,12 +1,13 @@
 //! The integration tests' helpers, in one place: servers on loopback ports ([`server`]), a real
 //! SSE client ([`sse`]), a raw HTTP/1.1 client for what `reqwest` cannot do ([`raw`]), a private
 //! `redis-server` a test can kill, pause, restart and administer ([`redis_server`]), a Sentinel
-//! topology ([`sentinel`]), a TCP proxy that cuts one instance off Redis ([`tcp_proxy`]), the
-//! example binaries run as a user runs them ([`examples`]), and readers of `/metrics`, memory and
-//! logs ([`observe`]).
+//! topology ([`sentinel`]), a TCP proxy a test can cut ([`tcp_proxy`]), the example binaries run
+//! as a user runs them ([`examples`]), readers of `/metrics`, memory and logs ([`observe`]), and
+//! real PostgreSQL and SQLite databases per test ([`database`]).
 // Each test crate uses a part of these: the rest is neither dead code nor an unused import there.
 #![allow(dead_code, unused_imports)]
 
+pub mod database;
 pub mod examples;
 pub mod handlers;
 pub mod observe;
@@ -19,6 +20,7 @@ pub mod tcp_proxy;
 
 use std::time::Duration;
 
+pub use database::{Postgres, Sqlite};
 pub use examples::{run_to_exit, Example};
 pub use observe::{capture_logs, metric, rss_kib, Captured};
 pub use raw::{raw_get, raw_request, RawResponse};
@@ -96,4 +98,9 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind a free loopback port")
+}
+
+/// Waits until `hub.ready()` succeeds (a Redis broker connected and subscribed).
+pub async fn wait_until_ready(hub: &livepush::Hub) {
+    eventually("the hub is ready", || async { hub.ready().await.is_ok() }).await;
 }

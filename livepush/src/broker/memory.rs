@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
-use super::{Broker, BrokerError, Delivery, History, Slot};
+use super::{Broker, BrokerError, Delivery, History, Slot, DEDUPE_WINDOW};
 use crate::event::{Envelope, EventId, Publication};
 use crate::topic::Topic;
 
@@ -31,6 +31,38 @@ struct State {
     /// forgotten with their topic): history cannot vouch for them.
     forgotten_through: u64,
     topics: HashMap<Topic, Ring>,
+    /// Keys of [`Broker::publish_once`] seen within the dedupe window, with the id each got.
+    dedupe: Dedupe,
+}
+
+/// The recent dedupe keys: bounded by [`DEDUPE_WINDOW`] and by [`DEDUPE_MAX_KEYS`] (oldest
+/// forgotten first).
+#[derive(Default)]
+struct Dedupe {
+    ids: HashMap<String, EventId>,
+    order: VecDeque<(Instant, String)>,
+}
+
+/// Most dedupe keys remembered at once (about 100 bytes each).
+const DEDUPE_MAX_KEYS: usize = 100_000;
+
+impl Dedupe {
+    fn get(&mut self, now: Instant, key: &str) -> Option<EventId> {
+        while let Some((at, old)) = self.order.front() {
+            if self.order.len() > DEDUPE_MAX_KEYS || now.duration_since(*at) > DEDUPE_WINDOW {
+                self.ids.remove(old);
+                self.order.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.ids.get(key).copied()
+    }
+
+    fn insert(&mut self, now: Instant, key: &str, id: EventId) {
+        self.ids.insert(key.to_owned(), id);
+        self.order.push_back((now, key.to_owned()));
+    }
 }
 
 #[derive(Default)]
@@ -54,10 +86,33 @@ impl MemoryBroker {
                 last: start,
                 forgotten_through: start,
                 topics: HashMap::new(),
+                dedupe: Dedupe::default(),
             }),
             delivery: OnceLock::new(),
             slots: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Assigns the next id, retains and delivers, under the caller's lock.
+    fn publish_locked(&self, state: &mut State, publication: &Publication) -> EventId {
+        let now = Instant::now();
+        // Id assignment, retention and delivery happen under one lock, so every subscriber sees
+        // events in id order and history never misses an event that live delivery skipped.
+        state.last += 1;
+        let id = EventId::new(state.last);
+        let envelope = Arc::new(Envelope::new(id, publication.clone()));
+        if self.replay > 0 {
+            let ring = state.topics.entry(envelope.topic().clone()).or_default();
+            ring.events.push_back((now, envelope.clone()));
+            ring.prune(now, self.ttl, self.replay);
+            if state.topics.len() > 1024 && id.get() % 1024 == 0 {
+                sweep(state, now, self.ttl);
+            }
+        }
+        if let Some(delivery) = self.delivery.get() {
+            delivery.deliver(envelope);
+        }
+        id
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -91,24 +146,21 @@ impl Broker for MemoryBroker {
     }
 
     async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {
+        Ok(self.publish_locked(&mut self.lock(), publication))
+    }
+
+    async fn publish_once(
+        &self,
+        publication: &Publication,
+        key: &str,
+    ) -> Result<EventId, BrokerError> {
         let now = Instant::now();
         let mut state = self.lock();
-        // Id assignment, retention and delivery happen under one lock, so every subscriber sees
-        // events in id order and history never misses an event that live delivery skipped.
-        state.last += 1;
-        let id = EventId::new(state.last);
-        let envelope = Arc::new(Envelope::new(id, publication.clone()));
-        if self.replay > 0 {
-            let ring = state.topics.entry(envelope.topic().clone()).or_default();
-            ring.events.push_back((now, envelope.clone()));
-            ring.prune(now, self.ttl, self.replay);
-            if state.topics.len() > 1024 && id.get() % 1024 == 0 {
-                sweep(&mut state, now, self.ttl);
-            }
+        if let Some(id) = state.dedupe.get(now, key) {
+            return Ok(id);
         }
-        if let Some(delivery) = self.delivery.get() {
-            delivery.deliver(envelope);
-        }
+        let id = self.publish_locked(&mut state, publication);
+        state.dedupe.insert(now, key, id);
         Ok(id)
     }
 
@@ -250,6 +302,21 @@ mod tests {
             resumed.complete,
             "resuming from a reset does not reset again"
         );
+    }
+
+    #[tokio::test]
+    async fn a_second_publication_with_the_same_key_is_not_published_and_gets_the_first_id() {
+        let broker = MemoryBroker::new(10, Duration::from_secs(60));
+        let first = broker.publish_once(&publication("a"), "k1").await.unwrap();
+        let again = broker.publish_once(&publication("a"), "k1").await.unwrap();
+        let other = broker.publish_once(&publication("a"), "k2").await.unwrap();
+        assert_eq!(first, again);
+        assert!(other > first);
+        let h = broker
+            .history(&[Topic::new("a").unwrap()], EventId::new(first.get() - 1))
+            .await
+            .unwrap();
+        assert_eq!(h.events.len(), 2, "the repeated key was not retained twice");
     }
 
     #[tokio::test]

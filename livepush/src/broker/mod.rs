@@ -20,6 +20,14 @@ pub mod redis;
 
 pub use memory::MemoryBroker;
 
+/// How long the shipped brokers remember a dedupe key of [`Broker::publish_once`]: a second
+/// publication with the same key within this window is not published again. The outbox relay
+/// relies on it: a relay that crashed after publishing a row and before marking it publishes the
+/// row again when it (or another relay) takes over, and subscribers still see it once, with the
+/// id of the first publication. A row republished after the window reaches subscribers twice, with
+/// two ids (at least once).
+pub const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A broker could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -84,6 +92,21 @@ pub trait Broker: Send + Sync + 'static {
     /// calls this again, in order, once [`Broker::ready`] succeeds: an error must mean "not
     /// published" or "not known to be published", never "published and lost".
     async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError>;
+
+    /// Like [`Broker::publish`], for a publication whose identity is `key` (the outbox relay
+    /// uses `outbox:<outbox id>:<row id>`): when a publication with the same key was published
+    /// within [`DEDUPE_WINDOW`], nothing is published and the id it got then is returned, so a
+    /// row relayed twice reaches subscribers once. The check and the publication are one atomic
+    /// step. The default publishes every time (no dedupe): a broker of your own that cannot
+    /// dedupe gives the relay's subscribers at least once instead of once.
+    async fn publish_once(
+        &self,
+        publication: &Publication,
+        key: &str,
+    ) -> Result<EventId, BrokerError> {
+        let _ = key;
+        self.publish(publication).await
+    }
 
     /// The first local subscriber of `topic` arrived. Must not block.
     fn watch(&self, topic: &Topic);

@@ -9,6 +9,7 @@
 //! | `{prefix}stream:{topic}` | stream (`MAXLEN ~ replay`, key TTL `replay_ttl`) | retained events |
 //! | `{prefix}slots:{key}` | sorted set (member → lease expiry, ms) | connection slots of a cap key |
 //! | `{prefix}ready` | string, 10 s TTL | written by `/health/ready` to prove that writes work |
+//! | `{prefix}once:{key}` | string, TTL [`DEDUPE_WINDOW`](super::DEDUPE_WINDOW) | the id of a `publish_once` (outbox rows) |
 //!
 //! # Wire format
 //! A published event travels as one string, the same on the channel and in the stream entry
@@ -225,6 +226,43 @@ impl RedisBroker {
     }
 }
 
+impl RedisBroker {
+    /// One publish script call; with `once`, deduped by that key (see `Broker::publish_once`).
+    async fn publish_with(
+        &self,
+        publication: &Publication,
+        once: Option<&str>,
+    ) -> Result<EventId, BrokerError> {
+        let inner = &self.inner;
+        let mut conn = inner.conn()?;
+        let ttl_secs = inner.ttl.as_secs().max(1);
+        let mut invocation = inner.scripts.publish.prepare_invoke();
+        invocation
+            .key(inner.keys.seq())
+            .key(inner.keys.epoch())
+            .key(inner.keys.stream(&publication.topic));
+        if let Some(key) = once {
+            invocation.key(format!("{}once:{key}", inner.keys.prefix));
+        }
+        // The event comes back to this process through its own subscription, like to every other
+        // instance: one path, one order.
+        let id: String = invocation
+            .arg(inner.keys.channel(&publication.topic))
+            .arg(&publication.event)
+            .arg(publication.category.as_deref().unwrap_or(""))
+            .arg(publication.data.as_ref())
+            .arg(inner.replay)
+            .arg(ttl_secs)
+            .arg(inner.ttl.as_micros() as u64)
+            .arg(super::DEDUPE_WINDOW.as_secs())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| inner.fail(e))?;
+        id.parse()
+            .map_err(|_| BrokerError::Protocol(format!("publish script returned {id:?}")))
+    }
+}
+
 /// What a failed command says about the connection it ran on.
 fn needs_reconnect(e: &RedisError) -> bool {
     matches!(
@@ -425,29 +463,15 @@ impl Broker for RedisBroker {
     }
 
     async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {
-        let inner = &self.inner;
-        let mut conn = inner.conn()?;
-        let ttl_secs = inner.ttl.as_secs().max(1);
-        // The event comes back to this process through its own subscription, like to every other
-        // instance: one path, one order.
-        let id: String = inner
-            .scripts
-            .publish
-            .key(inner.keys.seq())
-            .key(inner.keys.epoch())
-            .key(inner.keys.stream(&publication.topic))
-            .arg(inner.keys.channel(&publication.topic))
-            .arg(&publication.event)
-            .arg(publication.category.as_deref().unwrap_or(""))
-            .arg(publication.data.as_ref())
-            .arg(inner.replay)
-            .arg(ttl_secs)
-            .arg(inner.ttl.as_micros() as u64)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| inner.fail(e))?;
-        id.parse()
-            .map_err(|_| BrokerError::Protocol(format!("publish script returned {id:?}")))
+        self.publish_with(publication, None).await
+    }
+
+    async fn publish_once(
+        &self,
+        publication: &Publication,
+        key: &str,
+    ) -> Result<EventId, BrokerError> {
+        self.publish_with(publication, Some(key)).await
     }
 
     fn watch(&self, topic: &Topic) {

@@ -11,13 +11,19 @@
 
 use redis::Script;
 
-/// `KEYS`: seq, epoch, stream. `ARGV`: channel, event, category ("" for none), data,
-/// replay (events kept per topic, 0 = off), ttl in seconds, ttl in microseconds.
-/// Returns the new id as a string.
+/// `KEYS`: seq, epoch, stream, and optionally a dedupe key. `ARGV`: channel, event, category
+/// ("" for none), data, replay (events kept per topic, 0 = off), ttl in seconds, ttl in
+/// microseconds, dedupe window in seconds (with a dedupe key).
+/// Returns the new id as a string; with a dedupe key that exists, the id it holds, and nothing
+/// is published (`Broker::publish_once`).
 ///
 /// Cost: one round trip (EVALSHA); inside, TIME, GET, SET (+ SET epoch once per dataset),
-/// with replay XADD + XTRIM + EXPIRE, and PUBLISH.
+/// with replay XADD + XTRIM + EXPIRE, and PUBLISH; with a dedupe key GET and SET EX.
 const PUBLISH: &str = r#"
+if KEYS[4] then
+  local first = redis.call('GET', KEYS[4])
+  if first then return first end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -32,6 +38,7 @@ if tonumber(ARGV[5]) > 0 then
   redis.call('EXPIRE', KEYS[3], ARGV[6])
 end
 redis.call('PUBLISH', ARGV[1], payload)
+if KEYS[4] then redis.call('SET', KEYS[4], sid, 'EX', ARGV[8]) end
 return sid
 "#;
 

@@ -1,0 +1,292 @@
+//! The transactional outbox on real databases (SQLite and PostgreSQL), in-process: a rollback
+//! publishes nothing, a commit publishes once, a relay that dies between publishing and
+//! marking is taken over without a duplicate, and rows committed while the broker is down go
+//! out in order once it is back.
+//!
+//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/support/database.rs`).
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use livepush::outbox::Outbox;
+use livepush::{Hub, LivepushRouter};
+use serde_json::{json, Value};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use support::{eventually, metric, Postgres, RedisServer, Sqlite, SseClient, TestServer};
+
+/// The app's own table, next to the outbox.
+async fn app_pool(url: &str) -> AnyPool {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(4)
+        .connect(url)
+        .await
+        .unwrap();
+    if url.starts_with("sqlite:") {
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("CREATE TABLE IF NOT EXISTS notes (n BIGINT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
+/// A hub served with `/events`, an outbox on `url` with its schema, and the app's pool.
+struct Setup {
+    hub: Hub,
+    server: TestServer,
+    outbox: Outbox,
+    pool: AnyPool,
+}
+
+async fn setup(url: &str, hub: Hub) -> Setup {
+    let pool = app_pool(url).await;
+    let outbox = Outbox::connect(url).unwrap();
+    outbox.ensure_schema().await.unwrap();
+    let app = axum::Router::new()
+        .route("/events", axum::routing::get(events))
+        .livepush(&hub);
+    Setup {
+        server: TestServer::start(app).await,
+        hub,
+        outbox,
+        pool,
+    }
+}
+
+#[livepush::subscribe_to_events]
+async fn events() {}
+
+/// Writes note `n` and its event `note` on `notes` in one transaction and commits it.
+async fn commit_note(s: &Setup, n: i64) {
+    let mut tx = s.pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO notes (n) VALUES ($1)")
+        .bind(n)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    s.outbox
+        .commit(tx, "notes", "note", &json!({ "n": n }))
+        .await
+        .unwrap();
+}
+
+/// The `n` of the next `note` event (resets and other events skipped).
+async fn next_note(sub: &mut SseClient) -> (String, i64) {
+    loop {
+        let e = sub.next().await;
+        if e.event == "note" {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            return (e.id, v["n"].as_i64().unwrap());
+        }
+        assert_eq!(e.event, "livepush.reset", "unexpected event {e:?}");
+    }
+}
+
+async fn rollback_publishes_nothing_and_commit_publishes_once(url: &str) {
+    let s = setup(url, Hub::builder().build().unwrap()).await;
+    let _relay = s.outbox.relay(&s.hub).start();
+    let mut sub = SseClient::connect(&s.server.url("/events?topic=notes")).await;
+
+    // Rolled back explicitly, and dropped without a commit: neither is ever published.
+    let mut tx = s.pool.begin().await.unwrap();
+    s.outbox
+        .publish(&mut *tx, "notes", "note", &json!({ "n": -1 }))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    {
+        let mut tx = s.pool.begin().await.unwrap();
+        s.outbox
+            .publish(&mut tx, "notes", "note", &json!({ "n": -2 }))
+            .await
+            .unwrap();
+    }
+    commit_note(&s, 1).await;
+    assert_eq!(next_note(&mut sub).await.1, 1, "only the committed note");
+    sub.assert_quiet(Duration::from_millis(700), "one commit, one event")
+        .await;
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM livepush_outbox WHERE relayed_at IS NULL")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 0);
+    assert_eq!(
+        metric(&s.hub.metrics_text(), "livepush_outbox_relayed_total"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn sqlite_a_rolled_back_transaction_publishes_nothing_and_a_committed_one_exactly_once() {
+    let db = Sqlite::create();
+    rollback_publishes_nothing_and_commit_publishes_once(&db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_a_rolled_back_transaction_publishes_nothing_and_a_committed_one_exactly_once() {
+    let Some(db) = Postgres::create().await else {
+        return;
+    };
+    rollback_publishes_nothing_and_commit_publishes_once(&db.url).await;
+}
+
+async fn a_relay_dying_between_publish_and_mark_duplicates_nothing(url: &str) {
+    let s = setup(url, Hub::builder().build().unwrap()).await;
+    let mut sub = SseClient::connect(&s.server.url("/events?topic=notes")).await;
+    for n in 0..10 {
+        commit_note(&s, n).await;
+    }
+    // The first relay publishes rows up to the fifth and "dies" before marking any of them.
+    let published = Arc::new(AtomicUsize::new(0));
+    let seen = published.clone();
+    let first = s
+        .outbox
+        .relay(&s.hub)
+        .fault_after_publish(move |_| seen.fetch_add(1, Ordering::SeqCst) + 1 == 5)
+        .start();
+    eventually("the first relay died", || async { first.is_finished() }).await;
+    assert_eq!(published.load(Ordering::SeqCst), 5);
+    let unmarked: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM livepush_outbox WHERE relayed_at IS NULL")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(unmarked, 10, "the dead relay marked nothing");
+
+    let _second = s.outbox.relay(&s.hub).start();
+    let mut ids = HashSet::new();
+    for n in 0..10 {
+        let (id, got) = next_note(&mut sub).await;
+        assert_eq!(got, n, "in commit order, each once");
+        assert!(ids.insert(id), "a new id for every row");
+    }
+    sub.assert_quiet(
+        Duration::from_millis(700),
+        "the five rows published twice reached the subscriber once",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_a_relay_that_dies_between_publish_and_mark_is_taken_over_without_a_duplicate() {
+    let db = Sqlite::create();
+    a_relay_dying_between_publish_and_mark_duplicates_nothing(&db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_a_relay_that_dies_between_publish_and_mark_is_taken_over_without_a_duplicate() {
+    let Some(db) = Postgres::create().await else {
+        return;
+    };
+    a_relay_dying_between_publish_and_mark_duplicates_nothing(&db.url).await;
+}
+
+#[tokio::test]
+async fn redis_a_relay_that_dies_between_publish_and_mark_is_taken_over_without_a_duplicate() {
+    let redis = RedisServer::start();
+    let db = Sqlite::create();
+    let hub = Hub::builder().redis(redis.url()).build().unwrap();
+    support::wait_until_ready(&hub).await;
+    let s = setup(&db.url, hub).await;
+    let mut sub = SseClient::connect(&s.server.url("/events?topic=notes")).await;
+    for n in 0..6 {
+        commit_note(&s, n).await;
+    }
+    let first = s
+        .outbox
+        .relay(&s.hub)
+        .fault_after_publish(|row| row == 3)
+        .start();
+    eventually("the first relay died", || async { first.is_finished() }).await;
+    let _second = s.outbox.relay(&s.hub).start();
+    for n in 0..6 {
+        assert_eq!(next_note(&mut sub).await.1, n);
+    }
+    sub.assert_quiet(
+        Duration::from_millis(700),
+        "Redis deduped the republished rows",
+    )
+    .await;
+}
+
+async fn rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(url: &str) {
+    let mut redis = RedisServer::start();
+    let hub = Hub::builder()
+        .redis(redis.url())
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    support::wait_until_ready(&hub).await;
+    let s = setup(url, hub).await;
+    let _relay = s.outbox.relay(&s.hub).start();
+    let mut sub = SseClient::connect(&s.server.url("/events?topic=notes")).await;
+    commit_note(&s, 0).await;
+    assert_eq!(next_note(&mut sub).await.1, 0);
+
+    redis.kill();
+    for n in 1..=50 {
+        commit_note(&s, n).await;
+    }
+    eventually("the relay counts its failed rounds", || async {
+        metric(&s.hub.metrics_text(), "livepush_outbox_errors_total") >= 1.0
+    })
+    .await;
+    let pending: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM livepush_outbox WHERE relayed_at IS NULL")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap();
+    assert_eq!(pending, 50, "nothing is marked while the broker is down");
+    redis.restart();
+    for n in 1..=50 {
+        assert_eq!(next_note(&mut sub).await.1, n, "in order, once");
+    }
+    sub.assert_quiet(Duration::from_millis(700), "no duplicate after the outage")
+        .await;
+}
+
+#[tokio::test]
+async fn sqlite_rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back() {
+    let db = Sqlite::create();
+    rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(&db.url).await;
+}
+
+#[tokio::test]
+async fn postgres_rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back() {
+    let Some(db) = Postgres::create().await else {
+        return;
+    };
+    rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(&db.url).await;
+}
+
+#[tokio::test]
+async fn an_invalid_event_is_refused_before_anything_is_written() {
+    let db = Sqlite::create();
+    let s = setup(&db.url, Hub::builder().build().unwrap()).await;
+    let mut tx = s.pool.begin().await.unwrap();
+    let refused = s
+        .outbox
+        .publish(&mut *tx, "bad topic", "note", &json!({}))
+        .await;
+    assert!(
+        matches!(refused, Err(livepush::outbox::OutboxError::Invalid(_))),
+        "{refused:?}"
+    );
+    tx.commit().await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM livepush_outbox")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 pub use database::{Postgres, Sqlite};
 pub use examples::{run_to_exit, Example};
-pub use observe::{capture_logs, metric, rss_kib, Captured};
+pub use observe::{capture_logs, capture_logs_globally, metric, rss_kib, Captured};
 pub use raw::{raw_get, raw_request, RawResponse};
 pub use redis_server::RedisServer;
 pub use sentinel::Sentinel;

@@ -56,3 +56,19 @@ pub fn capture_logs(filter: &str) -> (Captured, tracing::subscriber::DefaultGuar
         .finish();
     (logs, tracing::subscriber::set_default(subscriber))
 }
+
+/// Captures the logs of the whole process matching `filter`, with span closes, by installing a
+/// global subscriber: for a test binary of its own (a second call panics).
+pub fn capture_logs_globally(filter: &str) -> Captured {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber)
+        .expect("one global subscriber per test binary");
+    logs
+}

@@ -11,11 +11,11 @@ export type Comment = {
 
 /** Every event this service pushes: SSE event name → payload. */
 export interface Events {
-  /** SSE `event: comment_created`, published by crm_comments::app::create_comment */
+  /** SSE `event: comment_created`, published by crm_comments::app::CommentCreated */
   comment_created: Comment;
-  /** SSE `event: comment_deleted`, published by crm_comments::app::delete_comment */
+  /** SSE `event: comment_deleted`, published by crm_comments::app::CommentDeleted */
   comment_deleted: Comment;
-  /** SSE `event: comment_updated`, published by crm_comments::app::update_comment */
+  /** SSE `event: comment_updated`, published by crm_comments::app::CommentUpdated */
   comment_updated: Comment;
 }
 

@@ -248,12 +248,65 @@ async fn rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back
             .await
             .unwrap();
     assert_eq!(pending, 50, "nothing is marked while the broker is down");
+    eventually("the lag grows while rows wait for the broker", || async {
+        metric(&s.hub.metrics_text(), "livepush_outbox_lag_seconds") >= 0.5
+    })
+    .await;
     redis.restart();
     for n in 1..=50 {
         assert_eq!(next_note(&mut sub).await.1, n, "in order, once");
     }
     sub.assert_quiet(Duration::from_millis(700), "no duplicate after the outage")
         .await;
+    eventually("no lag once every row went out", || async {
+        metric(&s.hub.metrics_text(), "livepush_outbox_lag_seconds") == 0.0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn relayed_rows_are_deleted_after_the_retention_and_kept_before() {
+    let db = Sqlite::create();
+    let s = setup(&db.url, Hub::builder().build().unwrap()).await;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM livepush_outbox")
+            .fetch_one(&s.pool)
+            .await
+            .unwrap()
+    };
+    let mut sub = SseClient::connect(&s.server.url("/events?topic=notes")).await;
+    {
+        // default retention (1 h): relayed rows stay, even with frequent cleanups
+        let relay = s
+            .outbox
+            .relay(&s.hub)
+            .cleanup_every(Duration::from_millis(20))
+            .start();
+        for n in 1..=3 {
+            commit_note(&s, n).await;
+            assert_eq!(next_note(&mut sub).await.1, n);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(count().await, 3, "within the retention, rows are kept");
+        relay.shutdown().await;
+    }
+    let _relay = s
+        .outbox
+        .relay(&s.hub)
+        .retention(Duration::from_millis(100))
+        .cleanup_every(Duration::from_millis(20))
+        .start();
+    commit_note(&s, 4).await;
+    assert_eq!(next_note(&mut sub).await.1, 4);
+    eventually("relayed rows past the retention are deleted", || async {
+        count().await == 0
+    })
+    .await;
+    sub.assert_quiet(
+        Duration::from_millis(300),
+        "deleting rows publishes nothing",
+    )
+    .await;
 }
 
 #[tokio::test]

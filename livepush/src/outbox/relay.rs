@@ -74,6 +74,12 @@ impl Relay {
         self
     }
 
+    /// How often the relay deletes relayed rows older than the retention (default 60 s).
+    pub fn cleanup_every(mut self, every: Duration) -> Self {
+        self.cleanup_every = every.max(Duration::from_millis(1));
+        self
+    }
+
     #[doc(hidden)]
     /// Test builds only: see [`Fault`].
     pub fn fault_after_publish(
@@ -133,6 +139,8 @@ impl Relay {
                 }
                 Err(e) => {
                     metrics.outbox_errors.inc();
+                    // Rows wait while the broker (or the database) fails: the lag must show it.
+                    self.record_lag().await;
                     tracing::warn!(error = %e, table, "outbox relay round failed; retrying with backoff");
                     if pause(&mut stop, &mut backoff).await {
                         break;

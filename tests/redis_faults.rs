@@ -474,14 +474,40 @@ async fn an_instance_cut_off_from_redis_catches_up_and_publishes_what_it_accepte
     }
 }
 
-#[tokio::test]
-async fn killing_the_pubsub_connections_mid_stream_loses_no_event_silently() {
+/// Two instances on one Redis, each with a subscriber of `ticks` whose channel is subscribed.
+struct Ticks {
+    redis: RedisServer,
+    a: Hub,
+    servers: [TestServer; 2],
+    on_a: SseClient,
+    on_b: SseClient,
+}
+
+async fn ticks() -> Ticks {
     let redis = RedisServer::start();
     let (a, server_a) = instance(builder(redis.url()).build().unwrap()).await;
     let (_b, server_b) = instance(builder(redis.url()).build().unwrap()).await;
-    let mut on_a = subscribe(&server_a, "ticks").await;
-    let mut on_b = subscribe(&server_b, "ticks").await;
+    let on_a = subscribe(&server_a, "ticks").await;
+    let on_b = subscribe(&server_b, "ticks").await;
     subscribed(&redis, "ticks", 2).await;
+    Ticks {
+        redis,
+        a,
+        servers: [server_a, server_b],
+        on_a,
+        on_b,
+    }
+}
+
+#[tokio::test]
+async fn killing_the_pubsub_connections_mid_stream_loses_no_event_silently() {
+    let Ticks {
+        redis,
+        a,
+        servers: _servers, // serving until the end of the test
+        mut on_a,
+        mut on_b,
+    } = ticks().await;
 
     const TOTAL: usize = 80;
     let publisher = {
@@ -512,12 +538,13 @@ async fn killing_the_pubsub_connections_mid_stream_loses_no_event_silently() {
 
 #[tokio::test]
 async fn a_redis_frozen_by_debug_sleep_mid_stream_loses_no_event_silently() {
-    let redis = RedisServer::start();
-    let (a, server_a) = instance(builder(redis.url()).build().unwrap()).await;
-    let (_b, server_b) = instance(builder(redis.url()).build().unwrap()).await;
-    let mut on_a = subscribe(&server_a, "ticks").await;
-    let mut on_b = subscribe(&server_b, "ticks").await;
-    subscribed(&redis, "ticks", 2).await;
+    let Ticks {
+        redis,
+        a,
+        servers: [server_a, server_b],
+        mut on_a,
+        mut on_b,
+    } = ticks().await;
 
     // One publisher (A) whose publishes run into the freeze: some wait, some time out and are
     // buffered, and a timed-out one may have been executed by Redis anyway (at-least-once).

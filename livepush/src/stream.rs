@@ -154,6 +154,9 @@ pub(crate) struct EventStream {
     expiry: Option<Pin<Box<Sleep>>>,
     /// The expiry notice was sent: the stream ends at the next poll.
     expired: bool,
+    /// A partitioned broker and topics in several partitions: each frame's `id:` line is this
+    /// connection's position (broker/partitioned.rs), written here per connection.
+    position: Option<Box<crate::broker::partitioned::Position>>,
     done: bool,
     guard: ConnectionGuard,
 }
@@ -180,9 +183,15 @@ impl EventStream {
             coalescer: Coalescer::new(config.coalesce),
             expiry: None,
             expired: false,
+            position: None,
             done: false,
             guard,
         }
+    }
+
+    /// Writes `position` as the `id:` line of every frame (topics in several partitions).
+    pub(crate) fn write_positions(&mut self, position: crate::broker::partitioned::Position) {
+        self.position = Some(Box::new(position));
     }
 
     /// Ends the stream at `at` with a `livepush.expired` notice.
@@ -214,6 +223,15 @@ impl EventStream {
             let mut batch = std::mem::take(&mut self.batch);
             batch.retain(|e| !self.is_duplicate(e));
             self.batch = batch;
+        }
+        if let Some(position) = &mut self.position {
+            let chunk = (!self.batch.is_empty()).then(|| {
+                let mut buf = BytesMut::new();
+                position.frames_into(&self.batch, &mut buf);
+                buf.freeze()
+            });
+            self.batch.clear();
+            return chunk;
         }
         let chunk = match self.batch.as_slice() {
             [] => None,

@@ -11,6 +11,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
+use crate::broker::partitioned::{self, LastEventId};
 use crate::broker::{History, Slot};
 use crate::error::SubscribeError;
 use crate::event::EventId;
@@ -146,7 +147,7 @@ impl<T: IntoSubscription, E: IntoResponse> IntoSubscription for Result<T, E> {
 struct RequestOptions {
     topics: Topics,
     categories: Option<Vec<String>>,
-    last_event_id: Option<EventId>,
+    last_event_id: Option<LastEventId>,
 }
 
 /// Reads `topic`, `category` and `lastEventId` from the query and `Last-Event-ID` from the
@@ -189,7 +190,9 @@ fn read_request(parts: &Parts) -> Result<RequestOptions, SubscribeError> {
     }
     options.last_event_id = last_event_id
         .filter(|v| !v.trim().is_empty())
-        .map(|v| v.parse())
+        .map(|v| {
+            LastEventId::parse(&v).ok_or(SubscribeError::LastEventId(crate::event::InvalidEventId))
+        })
         .transpose()?;
     Ok(options)
 }
@@ -277,8 +280,10 @@ pub(crate) async fn open(
     hub: &Hub,
     parts: Option<Arc<Parts>>,
     sub: Subscription,
-    last_event_id: Option<EventId>,
+    last: Option<LastEventId>,
 ) -> Result<Response, SubscribeError> {
+    // One sequence: the plain id (a position vector means nothing here: 0, reset once).
+    let last_event_id = last.as_ref().map(LastEventId::plain);
     let inner = &hub.inner;
     if hub.is_shutting_down() {
         return Err(SubscribeError::ShuttingDown);
@@ -374,6 +379,31 @@ pub(crate) async fn open(
     let mut pending = VecDeque::new();
     pending.push_back(frame::retry(inner.config.client_retry_ms));
     let mut seen = None;
+    // --- partitioned brokers (Redis Cluster): a position per partition, see broker/partitioned.rs
+    if let Some(partitioned) = broker.partitioned() {
+        let replay = inner.config.replay > 0;
+        let opened = partitioned::open(
+            partitioned,
+            &guard.topics,
+            last.as_ref(),
+            replay,
+            subscribed,
+        )
+        .await;
+        inner.metrics.replayed.inc_by(opened.replayed as u64);
+        pending.extend(opened.frames);
+        inner.metrics.connections_total.inc();
+        tracing::debug!(parent: &guard.span, "stream opened");
+        let mut stream = EventStream::new(state, pending, opened.seen, guard);
+        if let Some(position) = opened.position {
+            stream.write_positions(position);
+        }
+        if let Some(at) = sub.until {
+            stream.expire_at(tokio::time::Instant::from_std(at));
+        }
+        return Ok(sse_response(Body::new(stream)));
+    }
+    // --- one sequence
     if let Some(after) = last_event_id.filter(|_| inner.config.replay == 0) {
         // No history to replay: a client that asks for events after an id it is behind on
         // (a list's cursor, a reconnect) is told to reload instead of silently missing them.
@@ -502,9 +532,9 @@ mod tests {
         .unwrap();
         assert_eq!(o.topics.names(), ["a", "b", "c"]);
         assert_eq!(o.categories, Some(vec!["x".to_owned()]));
-        assert_eq!(o.last_event_id, Some(EventId::new(5)));
+        assert_eq!(o.last_event_id, Some(LastEventId::Plain(EventId::new(5))));
         let o = read_request(&parts("/events?topic=a&lastEventId=5", Some("9"))).unwrap();
-        assert_eq!(o.last_event_id, Some(EventId::new(9)));
+        assert_eq!(o.last_event_id, Some(LastEventId::Plain(EventId::new(9))));
     }
 
     #[test]

@@ -15,10 +15,12 @@ use crate::metrics::Metrics;
 use crate::topic::Topic;
 
 mod memory;
+pub(crate) mod partitioned;
 #[cfg(feature = "redis")]
 pub mod redis;
 
 pub use memory::MemoryBroker;
+pub use partitioned::Partitioned;
 
 /// How long the shipped brokers remember a dedupe key of [`Broker::publish_once`]: a second
 /// publication with the same key within this window is not published again. The outbox relay
@@ -141,6 +143,13 @@ pub trait Broker: Send + Sync + 'static {
     /// Whether the broker can publish right now and delivers every watched topic to this
     /// process (for `/health/ready`, and before the hub retries buffered publications).
     async fn ready(&self) -> Result<(), BrokerError>;
+
+    /// A broker with one id sequence per partition (Redis Cluster) answers its partitioning
+    /// here; the hub then writes each connection's position in the partitions of its topics as
+    /// its `id:` line (see [`Partitioned`]). The default, one sequence: `None`.
+    fn partitioned(&self) -> Option<&dyn Partitioned> {
+        None
+    }
 
     /// Takes one of at most `limit` connection slots of `key`, shared by all processes.
     async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError>;

@@ -1,0 +1,529 @@
+//! Brokers with one id sequence per partition (Redis Cluster), and the per-connection position
+//! that lets one `Last-Event-ID` cover topics of several partitions.
+//!
+//! # Why a position, not an id
+//! With one sequence (memory, one Redis) an id orders every event of a subscription, so the id
+//! of the last event a client saw is its whole position. With one sequence per partition (so
+//! that publishes spread over shards) two topics of one connection may lie in two partitions,
+//! whose ids say nothing about each other; the browser still keeps one `Last-Event-ID`. So the
+//! `id:` line a connection is sent names its position in each partition its topics lie in.
+//!
+//! # Encoding (what the `id:` line holds)
+//! - **Every topic of the connection in one partition**: the plain decimal id of that
+//!   partition's sequence, exactly as on one Redis (`id: 1796371200000123`), so the event's frame
+//!   is sent as encoded once for everyone.
+//! - **Several partitions**: `{P}.{p}-{seq}.{p}-{seq}...` in lowercase base 36: `P` the
+//!   partition count of the deployment, then, sorted by partition, each partition `p` of the
+//!   connection's topics with the last id of it the connection was sent (or was reset to). Only
+//!   this line is written per connection; the rest of the frame (`event:`, `data:`) is the one
+//!   shared [`Envelope::frame`] minus its `id:` line, sliced, not copied.
+//!
+//! Ids are Redis-clock microseconds (16 decimal digits, 10 base-36 digits until 2085), so with
+//! `P` ≤ 36 one partition costs 13 bytes (`.`, digit, `-`, ten digits) and the `id:` line of an
+//! event costs 21 bytes for one partition (today's), 32 bytes for two and 110 bytes for eight
+//! (`"id: "` + 1 + 13·k + `"\n"`). Work per delivery on a multi-partition connection: one map
+//! lookup (topic → partition), one base-36 formatting of the new id, one copy of the line.
+//!
+//! # What an unknown position gets
+//! A plain id on a connection whose topics span several partitions is taken as the position in
+//! each of them (ids are times: "what came after this moment"); a vector with another partition
+//! count (another deployment, or `P` changed), a partition missing from the vector, or an
+//! unparsable vector count as position 0 for those partitions, which the history check of every
+//! partition answers with `livepush.reset` (0 is below every partition's epoch), once: the reset
+//! carries a position the deployment issued. Ids of a single Redis (a deployment moved to a
+//! cluster) are below the epochs of the cluster's partitions, so they get one reset too.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{BrokerError, History};
+use crate::event::{Envelope, EventId};
+use crate::topic::Topic;
+
+/// A broker whose ids come from several sequences, one per partition of the topic space
+/// (see the [module documentation](self)). The hub asks [`Broker::partitioned`](super::Broker::partitioned)
+/// for it and then encodes per-connection positions instead of plain ids where needed.
+#[async_trait]
+pub trait Partitioned: Send + Sync {
+    /// The number of partitions (1 to 1296).
+    fn partitions(&self) -> u32;
+
+    /// The partition of `topic`, below [`Partitioned::partitions`]; the same in every process.
+    fn partition_of(&self, topic: &Topic) -> u32;
+
+    /// The newest id of each of `partitions` (where a connection that has seen nothing of them
+    /// yet stands).
+    async fn positions(&self, partitions: &[u32]) -> Result<Vec<EventId>, BrokerError>;
+
+    /// Like [`Broker::history`](super::Broker::history), for `topics` that all lie in `partition`.
+    async fn partition_history(
+        &self,
+        partition: u32,
+        topics: &[Topic],
+        after: EventId,
+    ) -> Result<History, BrokerError>;
+}
+
+/// Longest accepted `Last-Event-ID` vector, in bytes (1296 partitions of 13 bytes would be
+/// 17 kB; a header that long is refused anyway).
+const MAX_VECTOR_LEN: usize = 8192;
+
+/// A `Last-Event-ID` as sent by the client: a plain id or a position vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LastEventId {
+    /// A decimal id (one sequence, or one partition).
+    Plain(EventId),
+    /// `{P}.{p}-{seq}...`: partition count and (partition, id) pairs.
+    Vector(u32, Vec<(u32, EventId)>),
+    /// Looks like a vector but is not one livepush wrote: every partition resets.
+    Unknown,
+}
+
+impl LastEventId {
+    /// Parses a header value; `None` for text that is neither a plain id nor vector-shaped (the
+    /// caller answers 400 as for any malformed id).
+    pub(crate) fn parse(s: &str) -> Option<LastEventId> {
+        let s = s.trim();
+        if let Ok(id) = s.parse::<EventId>() {
+            return Some(LastEventId::Plain(id));
+        }
+        if s.len() > MAX_VECTOR_LEN
+            || !s.contains('.')
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'.' || b == b'-')
+        {
+            return None;
+        }
+        Some(parse_vector(s).unwrap_or(LastEventId::Unknown))
+    }
+
+    /// The single id a broker with one sequence resumes from: a vector means nothing to it, and
+    /// 0 is below every id it issued, so the client is reset once.
+    pub(crate) fn plain(&self) -> EventId {
+        match self {
+            LastEventId::Plain(id) => *id,
+            _ => EventId::new(0),
+        }
+    }
+
+    /// Where the client stands in `partition` of a deployment of `count` partitions.
+    fn at(&self, count: u32, partition: u32) -> EventId {
+        match self {
+            LastEventId::Plain(id) => *id,
+            LastEventId::Vector(p, entries) if *p == count => entries
+                .iter()
+                .find(|(q, _)| *q == partition)
+                .map_or(EventId::new(0), |(_, id)| *id),
+            _ => EventId::new(0),
+        }
+    }
+}
+
+fn parse_vector(s: &str) -> Option<LastEventId> {
+    let mut parts = s.split('.');
+    let count = u32::try_from(base36_parse(parts.next()?)?).ok()?;
+    let mut entries = Vec::new();
+    for part in parts {
+        let (p, id) = part.split_once('-')?;
+        let p = u32::try_from(base36_parse(p)?).ok()?;
+        if p >= count {
+            return None;
+        }
+        entries.push((p, EventId::new(base36_parse(id)?)));
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    Some(LastEventId::Vector(count, entries))
+}
+
+fn base36_parse(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 13 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in s.bytes() {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'z' => b - b'a' + 10,
+            _ => return None,
+        };
+        n = n.checked_mul(36)?.checked_add(u64::from(d))?;
+    }
+    Some(n)
+}
+
+fn base36_push(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 13];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        let d = (n % 36) as u8;
+        digits[i] = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(d as char);
+    }
+}
+
+/// One connection's position in each partition of its topics (only for connections whose topics
+/// span several partitions); writes the `id:` line of each event it is sent.
+#[derive(Debug)]
+pub(crate) struct Position {
+    count: u32,
+    /// Sorted by partition.
+    entries: Vec<(u32, EventId)>,
+    /// Topic → index into `entries`.
+    topics: HashMap<Topic, usize>,
+}
+
+impl Position {
+    fn new(count: u32, topics: &[(Topic, u32)], at: impl Fn(u32) -> EventId) -> Self {
+        let mut parts: Vec<u32> = topics.iter().map(|(_, p)| *p).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        let entries: Vec<(u32, EventId)> = parts.iter().map(|&p| (p, at(p))).collect();
+        let topics = topics
+            .iter()
+            .map(|(t, p)| (t.clone(), parts.binary_search(p).unwrap_or(0)))
+            .collect();
+        Position {
+            count,
+            entries,
+            topics,
+        }
+    }
+
+    /// The `id:` value for the current position.
+    pub(crate) fn encode(&self) -> String {
+        let mut out = String::with_capacity(2 + self.entries.len() * 13);
+        base36_push(&mut out, u64::from(self.count));
+        for (p, id) in &self.entries {
+            out.push('.');
+            base36_push(&mut out, u64::from(*p));
+            out.push('-');
+            base36_push(&mut out, id.get());
+        }
+        out
+    }
+
+    /// Moves the partition of `topic` to `id` (an event of it, or a reset to it).
+    fn advance(&mut self, topic: &Topic, id: EventId) {
+        if let Some(&i) = self.topics.get(topic) {
+            self.entries[i].1 = id;
+        }
+    }
+
+    /// The frame of `envelope` for this connection: its position as the `id:` line, then the
+    /// shared rest of the frame.
+    pub(crate) fn frame(&mut self, envelope: &Envelope) -> Bytes {
+        self.advance(envelope.topic(), envelope.id());
+        let frame = envelope.frame();
+        let body = match frame.iter().position(|&b| b == b'\n') {
+            Some(end) if frame.starts_with(b"id: ") => frame.slice(end + 1..),
+            _ => frame.clone(),
+        };
+        let line = self.encode();
+        let mut buf = BytesMut::with_capacity(line.len() + 5 + body.len());
+        buf.put_slice(b"id: ");
+        buf.put_slice(line.as_bytes());
+        buf.put_u8(b'\n');
+        buf.put_slice(&body);
+        buf.freeze()
+    }
+
+    /// Appends the frames of `batch` to `out` (the stream's write path).
+    pub(crate) fn frames_into(&mut self, batch: &[Arc<Envelope>], out: &mut BytesMut) {
+        for envelope in batch {
+            let frame = self.frame(envelope);
+            out.extend_from_slice(&frame);
+        }
+    }
+}
+
+/// What [`open`] prepared for a stream of a partitioned broker.
+pub(crate) struct Opened {
+    /// Frames to send first (a reset, replayed history), after the retry hint.
+    pub(crate) frames: Vec<Bytes>,
+    /// Per topic, the highest id already sent: live events at or below are duplicates.
+    pub(crate) seen: Option<HashMap<Topic, EventId>>,
+    /// The position the stream keeps writing (connections spanning several partitions).
+    pub(crate) position: Option<Position>,
+    /// Events replayed (for the metric).
+    pub(crate) replayed: usize,
+}
+
+/// Prepares a stream of `topics` on a partitioned broker, once the broker confirmed (or failed
+/// to confirm: `subscribed` false) live delivery: reads each partition's history after the
+/// client's position (or, without `Last-Event-ID`, each partition's current position), and
+/// answers the frames to send first. Partitions whose history cannot vouch for the client's
+/// position get one `livepush.reset` for the whole connection, sent before any replayed event.
+pub(crate) async fn open(
+    broker: &dyn Partitioned,
+    topics: &[Topic],
+    last: Option<&LastEventId>,
+    replay: bool,
+    subscribed: bool,
+) -> Opened {
+    let count = broker.partitions();
+    let placed: Vec<(Topic, u32)> = topics
+        .iter()
+        .map(|t| (t.clone(), broker.partition_of(t)))
+        .collect();
+    let mut parts: Vec<u32> = placed.iter().map(|(_, p)| *p).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    let single = parts.len() == 1;
+    let mut opened = Opened {
+        frames: Vec::new(),
+        seen: None,
+        position: None,
+        replayed: 0,
+    };
+    let Some(last) = last else {
+        if single {
+            return opened;
+        }
+        // Where the connection stands in partitions it has not been sent anything of yet.
+        let now = broker.positions(&parts).await.unwrap_or_else(|error| {
+            tracing::warn!(%error, "partition positions unavailable; a reconnect resets");
+            vec![EventId::new(0); parts.len()]
+        });
+        opened.position = Some(Position::new(count, &placed, |p| {
+            parts
+                .iter()
+                .position(|&q| q == p)
+                .and_then(|i| now.get(i).copied())
+                .unwrap_or_default()
+        }));
+        return opened;
+    };
+    // Per partition: where the client stands, and what the history says.
+    let mut reset_to: Vec<(u32, EventId)> = Vec::new();
+    let mut marks: HashMap<Topic, EventId> = HashMap::new();
+    let mut events: Vec<(u32, Arc<Envelope>)> = Vec::new();
+    let mut starts: HashMap<u32, EventId> = HashMap::new();
+    for &p in &parts {
+        let after = last.at(count, p);
+        let part_topics: Vec<Topic> = placed
+            .iter()
+            .filter(|(_, q)| *q == p)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let start = if replay {
+            let history = if subscribed {
+                broker.partition_history(p, &part_topics, after).await
+            } else {
+                Err(BrokerError::Unavailable(
+                    "no confirmed subscription to read history against".into(),
+                ))
+            };
+            match history {
+                Ok(history) => {
+                    let start = if history.complete {
+                        after
+                    } else {
+                        let at = history.reset_id();
+                        reset_to.push((p, at));
+                        at
+                    };
+                    for event in history.events {
+                        marks.insert(event.topic().clone(), event.id());
+                        events.push((p, event));
+                    }
+                    start
+                }
+                Err(error) => {
+                    tracing::warn!(%error, partition = p, "history unavailable; the client is told to reset");
+                    reset_to.push((p, after));
+                    after
+                }
+            }
+        } else {
+            // No history: a client behind the partition's position is told to reload.
+            match broker.positions(&[p]).await.map(|v| v.first().copied()) {
+                Ok(Some(now)) if after >= now => after,
+                Ok(Some(now)) => {
+                    reset_to.push((p, now));
+                    now
+                }
+                _ => {
+                    reset_to.push((p, after));
+                    after
+                }
+            }
+        };
+        starts.insert(p, start);
+        for t in &part_topics {
+            marks.entry(t.clone()).or_insert(start);
+        }
+    }
+    let mut position = Position::new(count, &placed, |p| {
+        starts.get(&p).copied().unwrap_or_default()
+    });
+    let asked = match last {
+        LastEventId::Plain(id) => id.to_string(),
+        _ => position.encode_asked(last),
+    };
+    if !reset_to.is_empty() {
+        let data = serde_json::json!({ "last_event_id": asked, "reason": "history_unavailable" });
+        let data = data.to_string();
+        if single {
+            opened.frames.push(crate::frame::event(
+                reset_to[0].1,
+                &crate::frame::RESET,
+                data.as_bytes(),
+            ));
+        } else {
+            let mut line = String::new();
+            let _ = write!(line, "id: {}\n", position.encode());
+            let mut buf = BytesMut::from(line.as_bytes());
+            buf.extend_from_slice(&crate::frame::notice(&crate::frame::RESET, data.as_bytes()));
+            opened.frames.push(buf.freeze());
+        }
+    }
+    // Events of one partition are in id order; across partitions ids are only roughly
+    // comparable (clocks of different servers), which is all the order a client may assume.
+    events.sort_by_key(|(p, e)| (e.id(), *p));
+    opened.replayed = events.len();
+    for (_, event) in &events {
+        if single {
+            opened.frames.push(event.frame().clone());
+        } else {
+            opened.frames.push(position.frame(event));
+        }
+    }
+    opened.seen = Some(marks);
+    if !single {
+        opened.position = Some(position);
+    }
+    opened
+}
+
+impl Position {
+    /// The client's position as sent, for the reset's `last_event_id`.
+    fn encode_asked(&self, last: &LastEventId) -> String {
+        match last {
+            LastEventId::Plain(id) => id.to_string(),
+            LastEventId::Vector(count, entries) => {
+                let mut out = String::new();
+                base36_push(&mut out, u64::from(*count));
+                for (p, id) in entries {
+                    out.push('.');
+                    base36_push(&mut out, u64::from(*p));
+                    out.push('-');
+                    base36_push(&mut out, id.get());
+                }
+                out
+            }
+            LastEventId::Unknown => String::from("unknown"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventName, Publication};
+
+    fn topic(s: &str) -> Topic {
+        Topic::new(s).unwrap()
+    }
+
+    #[test]
+    fn parses_plain_ids_and_vectors() {
+        assert_eq!(
+            LastEventId::parse("42"),
+            Some(LastEventId::Plain(EventId::new(42)))
+        );
+        assert_eq!(
+            LastEventId::parse("g.3-a.b-z"),
+            Some(LastEventId::Vector(
+                16,
+                vec![(3, EventId::new(10)), (11, EventId::new(35))]
+            ))
+        );
+        // vector-shaped but not ours: every partition resets
+        for unknown in ["g.3", "g.h-1", "1.0-zzzzzzzzzzzzzz", "g.", "g.-1"] {
+            assert_eq!(
+                LastEventId::parse(unknown),
+                Some(LastEventId::Unknown),
+                "{unknown}"
+            );
+        }
+        // neither: refused like any malformed id
+        for bad in ["", "-3", "abc", "G.1-2", "1.2\r\nid: 3", "1,2"] {
+            assert_eq!(LastEventId::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            LastEventId::parse("g.3-a").unwrap().plain(),
+            EventId::new(0)
+        );
+    }
+
+    #[test]
+    fn a_vector_from_another_partition_count_is_position_zero() {
+        let v = LastEventId::parse("g.3-a").unwrap();
+        assert_eq!(v.at(16, 3), EventId::new(10));
+        assert_eq!(v.at(16, 4), EventId::new(0), "a partition it does not name");
+        assert_eq!(v.at(8, 3), EventId::new(0), "another deployment");
+        assert_eq!(LastEventId::Unknown.at(16, 3), EventId::new(0));
+        assert_eq!(
+            LastEventId::Plain(EventId::new(9)).at(16, 3),
+            EventId::new(9)
+        );
+    }
+
+    #[test]
+    fn writes_the_position_as_the_id_line_and_shares_the_rest_of_the_frame() {
+        let (a, b) = (topic("a"), topic("b"));
+        let mut position = Position::new(16, &[(a.clone(), 3), (b.clone(), 11)], |p| {
+            EventId::new(u64::from(p))
+        });
+        assert_eq!(position.encode(), "g.3-3.b-b");
+        let envelope = Envelope::new(
+            EventId::new(1_796_371_200_000_123),
+            Publication {
+                topic: b.clone(),
+                event: EventName::new("e").unwrap(),
+                category: None,
+                data: Bytes::from_static(b"{}"),
+            },
+        );
+        let frame = position.frame(&envelope);
+        assert_eq!(
+            &frame[..],
+            b"id: g.3-3.b-hordjbjszf\nevent: e\ndata: {}\n\n"
+        );
+        let line = frame.split(|&b| b == b'\n').next().unwrap();
+        // "id: " + "g" + ".3-3" + ".b-" and ten digits + "\n"
+        assert_eq!(line.len() + 1, 4 + 1 + 4 + 13 + 1);
+        // the vector parses back to the same position
+        let parsed = LastEventId::parse(std::str::from_utf8(&line[4..]).unwrap()).unwrap();
+        assert_eq!(parsed.at(16, 11), EventId::new(1_796_371_200_000_123));
+        assert_eq!(parsed.at(16, 3), EventId::new(3));
+    }
+
+    #[test]
+    fn id_line_bytes_per_event_at_1_2_and_8_partitions() {
+        let now = 1_796_371_200_000_000u64;
+        let plain = crate::frame::event(EventId::new(now), &EventName::new("e").unwrap(), b"");
+        let plain_line = plain.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert_eq!(plain_line, 21);
+        for (k, bytes) in [(2u32, 32usize), (8, 110)] {
+            let topics: Vec<(Topic, u32)> =
+                (0..k).map(|p| (topic(&format!("t{p}")), p * 2)).collect();
+            let position = Position::new(16, &topics, |_| EventId::new(now));
+            assert_eq!(4 + position.encode().len() + 1, bytes, "{k} partitions");
+        }
+    }
+}

@@ -174,11 +174,27 @@ impl HubBuilder {
     }
 
     /// Uses the Redis broker at `url` (requires the `redis` feature): `redis://`, `rediss://`,
-    /// or `redis+sentinel://[user:password@]host:port[,host:port...]/<master-name>[?db=N]` to
-    /// follow the master that Redis Sentinel names through failovers.
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/<master-name>[?db=N]` to
+    /// follow the master that Redis Sentinel names through failovers, or
+    /// `redis+cluster://[user:password@]host:port[,host:port...][?partitions=N]` for a Redis
+    /// Cluster ([`HubBuilder::redis_cluster`]).
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.config.redis_url = Some(url.into());
         self
+    }
+
+    /// Uses the Redis broker on the Redis Cluster (Redis ≥ 7) reached through any of `nodes`
+    /// (`host:port`), with the default partition count: the same as
+    /// `redis("redis+cluster://host:port,host:port")`; put credentials and `?partitions=N` in
+    /// such a URL when needed. Topics are spread over partitions, each with its own id
+    /// sequence, streams and shard channels (see `docs/multi-instance.md`).
+    pub fn redis_cluster<I, S>(self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(|n| n.as_ref().to_owned()).collect();
+        self.redis(format!("redis+cluster://{}", nodes.join(",")))
     }
 
     /// Prefix of every Redis key and channel (default `livepush:`).
@@ -236,6 +252,11 @@ impl HubBuilder {
         let broker: Arc<dyn Broker> = match (self.broker, &config.redis_url) {
             (Some(broker), _) => broker,
             (None, None) => Arc::new(MemoryBroker::new(config.replay, config.replay_ttl)),
+            #[cfg(feature = "redis")]
+            (None, Some(url)) if url.starts_with("redis+cluster://") => Arc::new(
+                crate::broker::redis::RedisClusterBroker::new(url, &config)
+                    .map_err(|e| BuildError::Broker(e.to_string()))?,
+            ),
             #[cfg(feature = "redis")]
             (None, Some(url)) => Arc::new(
                 crate::broker::redis::RedisBroker::new(url, &config)

@@ -399,7 +399,7 @@ fn timed_out(what: &'static str) -> RedisError {
 
 /// Up to a quarter less than `backoff`, so that instances that lost Redis together do not all
 /// knock at once. The clock's nanoseconds are random enough for that.
-fn jitter(backoff: Duration) -> Duration {
+pub(super) fn jitter(backoff: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -410,7 +410,7 @@ fn jitter(backoff: Duration) -> Duration {
 /// Logs failed connection attempts: each new cause at once, the same cause again at most every
 /// [`LOG_EVERY`], with the number of attempts in between.
 #[derive(Default)]
-struct Failures {
+pub(super) struct Failures {
     last_cause: Option<String>,
     last_logged: Option<Instant>,
     attempts: u64,
@@ -418,7 +418,7 @@ struct Failures {
 }
 
 impl Failures {
-    fn failed(&mut self, server: &str, error: &RedisError) {
+    pub(super) fn failed(&mut self, server: &str, error: &RedisError) {
         let cause = describe(error);
         self.attempts += 1;
         let since = *self.since.get_or_insert_with(Instant::now);
@@ -440,7 +440,7 @@ impl Failures {
         }
     }
 
-    fn recovered(&mut self, server: &str) {
+    pub(super) fn recovered(&mut self, server: &str) {
         if let Some(since) = self.since.take() {
             tracing::info!(
                 server,

@@ -43,6 +43,7 @@
 //! streams of those topics get `livepush.reset` instead of a silent gap. A subscription the
 //! server drops (an `UNSUBSCRIBE` nobody asked for) is handled like a lost connection.
 
+pub mod cluster;
 mod listener;
 mod scripts;
 mod slots;
@@ -63,6 +64,7 @@ use super::{Broker, BrokerError, Delivery, History, Slot};
 use crate::config::Config;
 use crate::event::{Envelope, EventId, Publication};
 use crate::topic::Topic;
+pub use cluster::RedisClusterBroker;
 use listener::{Command, Listener};
 use scripts::Scripts;
 use slots::Slots;

@@ -19,7 +19,7 @@ use redis::Script;
 ///
 /// Cost: one round trip (EVALSHA); inside, TIME, GET, SET (+ SET epoch once per dataset),
 /// with replay XADD + XTRIM + EXPIRE, and PUBLISH; with a dedupe key GET and SET EX.
-const PUBLISH: &str = r#"
+pub(super) const PUBLISH: &str = r#"
 if KEYS[4] then
   local first = redis.call('GET', KEYS[4])
   if first then return first end
@@ -71,7 +71,7 @@ return sid
 ///
 /// Cost: one round trip (EVALSHA); inside, GET ×2, TIME, and per topic EXISTS, then XINFO STREAM
 /// and XRANGE when the stream exists.
-const HISTORY: &str = r#"
+pub(super) const HISTORY: &str = r#"
 local after = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -131,7 +131,7 @@ return {complete, slast, out}
 /// slot was taken, 0 when the key is full.
 ///
 /// Cost: one round trip (EVALSHA); inside, TIME, ZREMRANGEBYSCORE, ZCARD, ZADD, PEXPIRE.
-const ACQUIRE_SLOT: &str = r#"
+pub(super) const ACQUIRE_SLOT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)

@@ -1,0 +1,565 @@
+//! The Redis Cluster broker against a real cluster: 3 masters + 3 replicas started once for
+//! this binary, two app instances per scenario (each scenario with its own key prefix).
+//!
+//! The scenarios run in one test, in order, because two of them change the topology (a slot
+//! moves, a master dies) and every scenario must know which master serves which topic.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cluster;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use livepush::__private::SubscribeContext;
+use livepush::{Hub, LivepushRouter, PublishError, Subscription, Topics, RESET_EVENT};
+use serde_json::{json, Value};
+use support::handlers::events;
+use support::{wait_for_status, SseClient, TestServer};
+
+use cluster::Cluster;
+
+async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {
+    let user = headers
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("anonymous")
+        .to_owned();
+    ctx.with(Subscription::new(Topics::one(format!("user:{user}"))).cap_key(user))
+        .await
+}
+
+struct Instance {
+    hub: Hub,
+    server: TestServer,
+}
+
+impl Instance {
+    async fn start(cluster: &Cluster, prefix: &str) -> Instance {
+        let hub = Hub::builder()
+            .redis_cluster(cluster.seeds())
+            .redis_prefix(prefix)
+            .replay(10_000, Duration::from_secs(600))
+            .max_connections_per_key(1)
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/events", get(events))
+            .route("/me/events", get(my_events))
+            .livepush(&hub)
+            .merge(hub.admin_routes());
+        let server = TestServer::start(app).await;
+        wait_for_status(&server.url("/health/ready"), 200).await;
+        Instance { hub, server }
+    }
+
+    fn events_url(&self, topics: &[String]) -> String {
+        self.server
+            .url(&format!("/events?topic={}", topics.join(",")))
+    }
+}
+
+/// What a client saw: events (topic, n, id line) and resets, in order.
+#[derive(Debug, Clone, PartialEq)]
+enum Seen {
+    Event { topic: String, n: u64, id: String },
+    Reset { id: String },
+}
+
+async fn next_seen(client: &mut SseClient, limit: Duration) -> Option<Seen> {
+    let event = client.next_within(limit).await?;
+    if event.event == RESET_EVENT {
+        return Some(Seen::Reset { id: event.id });
+    }
+    let data: Value = serde_json::from_str(&event.data).unwrap();
+    Some(Seen::Event {
+        topic: data["topic"].as_str().unwrap().to_owned(),
+        n: data["n"].as_u64().unwrap(),
+        id: event.id,
+    })
+}
+
+fn topics(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// Which master serves each of `candidates` (the partitions do not depend on the prefix):
+/// subscribes them on `instance` and reads `PUBSUB SHARDCHANNELS` on every master.
+async fn placement(
+    cluster: &Cluster,
+    instance: &Instance,
+    prefix: &str,
+    candidates: &[String],
+) -> BTreeMap<u16, Vec<String>> {
+    let mut client = SseClient::connect(&instance.events_url(candidates)).await;
+    let _ = client.next_within(Duration::from_millis(50)).await;
+    let mut out: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for master in cluster.masters().await {
+        for channel in cluster.shard_channels(master.port).await {
+            if let Some(rest) = channel.strip_prefix(prefix) {
+                let topic = rest.split_once("}topic:").unwrap().1.to_owned();
+                out.entry(master.port).or_default().push(topic);
+            }
+        }
+    }
+    for list in out.values_mut() {
+        list.sort();
+    }
+    drop(client);
+    out
+}
+
+/// The channel name of `topic` as subscribed somewhere in the cluster.
+async fn channel_of(cluster: &Cluster, prefix: &str, topic: &str) -> String {
+    for master in cluster.masters().await {
+        for channel in cluster.shard_channels(master.port).await {
+            if channel.starts_with(prefix) && channel.ends_with(&format!("}}topic:{topic}")) {
+                return channel;
+            }
+        }
+    }
+    panic!("no shard channel for {topic}")
+}
+
+/// Publishes `{topic, n}` for n = 0, 1, … round-robin over `topics` until `stop`, every
+/// `every`; answers the n's the hub accepted (published, or buffered to be published).
+fn publisher(
+    hub: Hub,
+    topics: Vec<String>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+    limit: u64,
+) -> tokio::task::JoinHandle<Vec<(String, u64)>> {
+    tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) && n < limit {
+            let topic = topics[(n as usize) % topics.len()].clone();
+            match hub
+                .publish(&topic, "tick", &json!({ "topic": topic, "n": n }))
+                .await
+            {
+                Ok(_) | Err(PublishError::Buffered) => accepted.push((topic, n)),
+                Err(error) => eprintln!("publish {n} refused: {error}"),
+            }
+            n += 1;
+            tokio::time::sleep(every).await;
+        }
+        accepted
+    })
+}
+
+/// Every accepted publication was received, or a reset came before the next event received
+/// after it; the last one was received (delivery resumed). Duplicates of the same n (a
+/// publish retried by the client library after a lost reply) are allowed here, order is not
+/// broken.
+fn assert_no_silent_gap(accepted: &[(String, u64)], seen: &[Seen]) {
+    let order: HashMap<u64, usize> = accepted
+        .iter()
+        .enumerate()
+        .map(|(i, (_, n))| (*n, i))
+        .collect();
+    let mut next = 0usize;
+    let mut reset = false;
+    for s in seen {
+        match s {
+            Seen::Reset { .. } => reset = true,
+            Seen::Event { n, .. } => {
+                let at = *order
+                    .get(n)
+                    .unwrap_or_else(|| panic!("received {n}, never accepted"));
+                if at + 1 == next {
+                    continue; // the same publication again (at least once)
+                }
+                assert!(at >= next, "{n} arrived out of order: {seen:?}");
+                assert!(
+                    at == next || reset,
+                    "silent gap: accepted {:?} never arrived and no reset came before {n}",
+                    &accepted[next..at]
+                );
+                next = at + 1;
+                reset = false;
+            }
+        }
+    }
+    assert_eq!(
+        next,
+        accepted.len(),
+        "delivery did not resume up to the last publication; saw {seen:?}"
+    );
+}
+
+/// Reads `client` until it saw accepted publication `last` (or `limit` passes).
+async fn read_until(client: &mut SseClient, seen: &mut Vec<Seen>, last: u64, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if seen
+            .iter()
+            .any(|s| matches!(s, Seen::Event { n, .. } if *n == last))
+        {
+            return;
+        }
+        if let Some(s) = next_seen(client, Duration::from_millis(200)).await {
+            seen.push(s);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster() {
+    let logs = support::capture_logs_globally("livepush=info");
+    let mut cluster = Cluster::start().await;
+    let started = std::time::Instant::now();
+    fan_out_caps_all_shards_and_connection_bound(&cluster).await;
+    eprintln!(
+        "fan-out, caps, all shards, connections: ok ({:?})",
+        started.elapsed()
+    );
+    replay_across_shards_through_a_reconnect(&cluster).await;
+    eprintln!("replay across shards: ok ({:?})", started.elapsed());
+    single_partition_connections_keep_plain_ids_and_foreign_ids_reset_once(&cluster).await;
+    eprintln!("plain ids, foreign ids: ok ({:?})", started.elapsed());
+    let before = logs.text().len();
+    a_watched_slot_moves(&cluster).await;
+    // the broker noticed (not only redis-rs): the moved channel was re-subscribed and caught up
+    let during = logs.text()[before..].to_owned();
+    assert!(
+        during.contains("Redis Cluster ended a shard subscription")
+            && during.contains("partition re-subscribed and caught up"),
+        "{during}"
+    );
+    eprintln!("slot move: ok ({:?})", started.elapsed());
+    let before = logs.text().len();
+    a_master_dies(&mut cluster).await;
+    let during = logs.text()[before..].to_owned();
+    assert!(
+        during.contains("node connection dropped")
+            && during.contains("partition re-subscribed and caught up"),
+        "{during}"
+    );
+    eprintln!("master killed: ok ({:?})", started.elapsed());
+}
+
+async fn fan_out_caps_all_shards_and_connection_bound(cluster: &Cluster) {
+    let prefix = "fan:";
+    // before any instance: nobody but the test talks to the nodes
+    let mut baseline = HashMap::new();
+    for node in &cluster.nodes {
+        baseline.insert(node.port, cluster.clients(node.port).await.len());
+    }
+    let a = Instance::start(cluster, prefix).await;
+    let b = Instance::start(cluster, prefix).await;
+    let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    let placed = placement(cluster, &b, prefix, &names).await;
+    assert_eq!(
+        placed.len(),
+        3,
+        "12 topics land on all three masters: {placed:?}"
+    );
+
+    // one subscription with topics on all three shards, on each instance
+    let mut on_b = SseClient::connect_recorded(&b.events_url(&names), &[]).await;
+    let mut on_a = SseClient::connect(&a.events_url(&names)).await;
+    for (i, topic) in names.iter().enumerate() {
+        a.hub
+            .publish(topic, "tick", &json!({ "topic": topic, "n": i }))
+            .await
+            .unwrap();
+    }
+    for client in [&mut on_b, &mut on_a] {
+        let mut got = Vec::new();
+        while got.len() < names.len() {
+            match next_seen(client, Duration::from_secs(10)).await {
+                Some(Seen::Event { topic, n, id }) => {
+                    assert_eq!(topic, names[n as usize]);
+                    // topics in several partitions: the id line is the connection's position
+                    assert!(id.contains('.') && id.contains('-'), "position id {id}");
+                    got.push(n);
+                }
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+        got.sort();
+        assert_eq!(got, (0..12).collect::<Vec<_>>());
+    }
+    // the frame body is shared; only the id line differs per connection
+    let raw = on_b.raw_text();
+    assert!(
+        raw.contains("event: tick\ndata: {\"n\":0,\"topic\":\"t0\"}\n\n"),
+        "{raw}"
+    );
+
+    // per-key caps across instances
+    let me = a.server.url("/me/events");
+    let first = SseClient::connect_with(&me, &[("x-user", "u1")]).await;
+    let refused = SseClient::request(&b.server.url("/me/events"), &[("x-user", "u1")]).await;
+    assert_eq!(
+        refused.status(),
+        429,
+        "the cap key is shared through the cluster"
+    );
+    drop(first);
+    support::eventually("the slot is given back", || async {
+        SseClient::request(&b.server.url("/me/events"), &[("x-user", "u1")])
+            .await
+            .status()
+            == 200
+    })
+    .await;
+
+    // many more clients, same connections: at most one command and one pub/sub connection per
+    // node per instance, whatever the number of clients and topics
+    let mut more = Vec::new();
+    for i in 0..20 {
+        let url = if i % 2 == 0 { &a } else { &b }.events_url(&names);
+        more.push(SseClient::connect(&url).await);
+    }
+    for node in &cluster.nodes {
+        let clients = cluster.clients(node.port).await;
+        let ours = clients.len() - baseline[&node.port];
+        let subscribers = clients.iter().filter(|l| !l.contains(" ssub=0 ")).count();
+        eprintln!(
+            "node {} ({}): {ours} connections of the two instances, {subscribers} with shard subscriptions",
+            node.port,
+            if node.is_master().await { "master" } else { "replica" }
+        );
+        assert!(ours <= 4, "node {}: {clients:#?}", node.port);
+        assert!(subscribers <= 2, "node {}: {clients:#?}", node.port);
+        if node.is_master().await {
+            assert_eq!(
+                subscribers, 2,
+                "one pub/sub connection per instance: {clients:#?}"
+            );
+        }
+    }
+}
+
+async fn replay_across_shards_through_a_reconnect(cluster: &Cluster) {
+    let prefix = "replay:";
+    let a = Instance::start(cluster, prefix).await;
+    let b = Instance::start(cluster, prefix).await;
+    let names: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+    let placed = placement(cluster, &a, prefix, &names).await;
+    assert_eq!(placed.len(), 3, "{placed:?}");
+    // two topics on each master
+    let chosen: Vec<String> = placed
+        .values()
+        .flat_map(|t| t.iter().take(2).cloned())
+        .collect();
+    let mut first = SseClient::connect(&a.events_url(&chosen)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = 300;
+    let publishing = publisher(
+        b.hub.clone(),
+        chosen.clone(),
+        Duration::from_millis(4),
+        stop.clone(),
+        total,
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 100 {
+        seen.push(
+            next_seen(&mut first, Duration::from_secs(10))
+                .await
+                .expect("live event"),
+        );
+    }
+    let last_id = match seen.last().unwrap() {
+        Seen::Event { id, .. } => id.clone(),
+        other => panic!("{other:?}"),
+    };
+    drop(first);
+    // the publisher keeps going while the client reconnects, to the other instance
+    let mut second =
+        SseClient::connect_with(&b.events_url(&chosen), &[("last-event-id", &last_id)]).await;
+    let accepted = publishing.await.unwrap();
+    assert_eq!(accepted.len() as u64, total, "nothing refused");
+    let last = accepted.last().unwrap().1;
+    read_until(&mut second, &mut seen, last, Duration::from_secs(15)).await;
+    let mut per_topic: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut all = HashSet::new();
+    for s in &seen {
+        match s {
+            Seen::Event { topic, n, .. } => {
+                assert!(all.insert(*n), "{n} twice");
+                per_topic.entry(topic.clone()).or_default().push(*n);
+            }
+            Seen::Reset { .. } => panic!("no reset expected: history covers the reconnect"),
+        }
+    }
+    assert_eq!(
+        all.len() as u64,
+        total,
+        "the union of both connections is everything"
+    );
+    for (topic, ns) in per_topic {
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "{topic} out of order: {ns:?}"
+        );
+    }
+}
+
+async fn single_partition_connections_keep_plain_ids_and_foreign_ids_reset_once(cluster: &Cluster) {
+    let prefix = "plain:";
+    let a = Instance::start(cluster, prefix).await;
+    let one = topics(&["solo"]);
+    let mut client = SseClient::connect(&a.events_url(&one)).await;
+    a.hub
+        .publish("solo", "tick", &json!({ "topic": "solo", "n": 0 }))
+        .await
+        .unwrap();
+    let id = match next_seen(&mut client, Duration::from_secs(10)).await {
+        Some(Seen::Event { id, .. }) => id,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        id.parse::<u64>().is_ok(),
+        "one partition: the plain id of today, got {id}"
+    );
+    a.hub
+        .publish("solo", "tick", &json!({ "topic": "solo", "n": 1 }))
+        .await
+        .unwrap();
+    // exact replay with the plain id
+    let mut again = SseClient::connect_with(&a.events_url(&one), &[("last-event-id", &id)]).await;
+    match next_seen(&mut again, Duration::from_secs(10)).await {
+        Some(Seen::Event { n: 1, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // an id of the single Redis this deployment moved from (far below the partition's epoch),
+    // and a position of another deployment (another partition count): one reset, whose id is
+    // a position of this deployment, then what is retained after it; a client that goes on
+    // from there is not reset again
+    for foreign in ["17", "8.1-zzz.3-abc"] {
+        let mut moved =
+            SseClient::connect_with(&a.events_url(&one), &[("last-event-id", foreign)]).await;
+        let mut last_id = match next_seen(&mut moved, Duration::from_secs(10)).await {
+            Some(Seen::Reset { id }) => id,
+            other => panic!("{foreign}: expected a reset, got {other:?}"),
+        };
+        let mut replayed = Vec::new();
+        while let Some(seen) = next_seen(&mut moved, Duration::from_millis(300)).await {
+            match seen {
+                Seen::Event { n, id, .. } => {
+                    replayed.push(n);
+                    last_id = id;
+                }
+                other => panic!("{foreign}: a second reset {other:?}"),
+            }
+        }
+        assert_eq!(
+            replayed,
+            [0, 1],
+            "{foreign}: the retained events follow the reset"
+        );
+        let mut resumed =
+            SseClient::connect_with(&a.events_url(&one), &[("last-event-id", &last_id)]).await;
+        resumed
+            .assert_quiet(Duration::from_millis(300), "going on from there: no reset")
+            .await;
+    }
+    // a malformed id is still refused
+    let bad = SseClient::request(&a.events_url(&one), &[("last-event-id", "x y")]).await;
+    assert_eq!(bad.status(), 400);
+}
+
+async fn a_watched_slot_moves(cluster: &Cluster) {
+    let prefix = "move:";
+    let a = Instance::start(cluster, prefix).await;
+    let b = Instance::start(cluster, prefix).await;
+    let watched = topics(&["moving"]);
+    let mut client = SseClient::connect(&a.events_url(&watched)).await;
+    let channel = channel_of(cluster, prefix, "moving").await;
+    let slot = cluster.keyslot(&channel).await;
+    let from = cluster.owner_of(slot).await;
+    let to = cluster
+        .masters()
+        .await
+        .into_iter()
+        .map(|m| m.port)
+        .find(|&p| p != from)
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = publisher(
+        b.hub.clone(),
+        watched.clone(),
+        Duration::from_millis(10),
+        stop.clone(),
+        u64::MAX,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.move_slot(slot, to).await;
+    assert_eq!(cluster.owner_of(slot).await, to);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let accepted = publishing.await.unwrap();
+    let last = accepted.last().unwrap().1;
+    let mut got = Vec::new();
+    read_until(&mut client, &mut got, last, Duration::from_secs(15)).await;
+    assert_no_silent_gap(&accepted, &got);
+    // the subscription followed the slot: the channel is now subscribed on its new owner
+    assert!(
+        cluster.shard_channels(to).await.contains(&channel),
+        "{channel} subscribed on the new owner"
+    );
+    let resets = got
+        .iter()
+        .filter(|s| matches!(s, Seen::Reset { .. }))
+        .count();
+    eprintln!(
+        "slot {slot} moved {from} → {to}: {} events, {resets} resets",
+        got.len() - resets
+    );
+}
+
+async fn a_master_dies(cluster: &mut Cluster) {
+    let prefix = "kill:";
+    let a = Instance::start(cluster, prefix).await;
+    let b = Instance::start(cluster, prefix).await;
+    let watched = topics(&["doomed"]);
+    let mut client = SseClient::connect(&a.events_url(&watched)).await;
+    let channel = channel_of(cluster, prefix, "doomed").await;
+    let slot = cluster.keyslot(&channel).await;
+    let victim = cluster.owner_of(slot).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = publisher(
+        b.hub.clone(),
+        watched.clone(),
+        Duration::from_millis(10),
+        stop.clone(),
+        u64::MAX,
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed_at = std::time::Instant::now();
+    cluster.kill_master(victim).await;
+    let promoted = cluster.owner_of(slot).await;
+    assert_ne!(promoted, victim);
+    eprintln!(
+        "master {victim} killed; replica {promoted} serves slot {slot} after {:?}",
+        killed_at.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let accepted = publishing.await.unwrap();
+    let last = accepted.last().unwrap().1;
+    let mut got = Vec::new();
+    read_until(&mut client, &mut got, last, Duration::from_secs(20)).await;
+    assert_no_silent_gap(&accepted, &got);
+    let resets = got
+        .iter()
+        .filter(|s| matches!(s, Seen::Reset { .. }))
+        .count();
+    eprintln!(
+        "after the failover: {} of {} accepted events received, {resets} resets",
+        got.len() - resets,
+        accepted.len()
+    );
+}

@@ -34,7 +34,6 @@
 //! cluster) are below the epochs of the cluster's partitions, so they get one reset too.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -384,9 +383,10 @@ pub(crate) async fn open(
                 data.as_bytes(),
             ));
         } else {
-            let mut line = String::new();
-            let _ = write!(line, "id: {}\n", position.encode());
-            let mut buf = BytesMut::from(line.as_bytes());
+            let mut buf = BytesMut::new();
+            buf.put_slice(b"id: ");
+            buf.put_slice(position.encode().as_bytes());
+            buf.put_u8(b'\n');
             buf.extend_from_slice(&crate::frame::notice(&crate::frame::RESET, data.as_bytes()));
             opened.frames.push(buf.freeze());
         }

@@ -150,6 +150,28 @@ async fn bench_server_echoes_and_publishes_objects_only() {
     let event = sub.next().await;
     assert_eq!(event.event, "tick");
     assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap(), sent);
+
+    // `?topic=T` publishes on T (the bench rows with many topics); an invalid topic is a 400
+    let mut room = SseClient::connect(&example.url("/events?topic=room:7")).await;
+    let bad = client
+        .post(example.url("/publish?topic=a%20b"))
+        .json(&sent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let to_room = json!({"seq": 2});
+    let response = client
+        .post(example.url("/publish?topic=room:7"))
+        .json(&to_room)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let event = room.next().await;
+    assert_eq!(serde_json::from_str::<Value>(&event.data).unwrap(), to_room);
+    sub.assert_quiet(Duration::from_millis(200), "not on bench")
+        .await;
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! # bench_server: the server of the bench protocol
 //!
 //! The smallest livepush app: `POST /publish` with any JSON object answers 200 echoing it and
-//! publishes it as event `tick` on topic `bench`; `GET /events?topic=bench` streams it. The
-//! load generator of `../shared/bench` measures it (see BENCHMARKS.md).
+//! publishes it as event `tick` on topic `bench` (or on `T` for `POST /publish?topic=T`);
+//! `GET /events?topic=bench` streams it. The load generator of `../shared/bench` measures it
+//! (see BENCHMARKS.md).
 //!
 //! Run:   cargo run --release --bin bench_server
 //! Try:   curl -N 'localhost:3000/events?topic=bench'
@@ -15,16 +16,35 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use axum::extract::Query;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, LivepushRouter};
+use livepush::{publish_event, subscribe_to_events, LivepushRouter, Topic};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-/// Echoes the object; `#[publish_event]` publishes it once the 200 is decided. Anything but a
-/// JSON object is refused by the extractor (400/415/422) and never published.
-#[publish_event(topic = "bench", event = "tick")]
-async fn publish(Json(body): Json<Map<String, Value>>) -> Json<Map<String, Value>> {
-    Json(body)
+/// `?topic=T` of `POST /publish`; `bench` when absent.
+#[derive(Deserialize)]
+struct Target {
+    #[serde(default = "bench")]
+    topic: String,
+}
+
+fn bench() -> String {
+    "bench".to_owned()
+}
+
+/// Echoes the object; `#[publish_event]` publishes it on `?topic=` (default `bench`) once the
+/// 200 is decided. Anything but a JSON object is refused by the extractor (400/415/422), an
+/// invalid topic with 400, and nothing is published.
+#[publish_event(topic = "{target.topic}", event = "tick")]
+async fn publish(
+    Query(target): Query<Target>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Json<Map<String, Value>>, StatusCode> {
+    Topic::new(&target.topic).map_err(|_| StatusCode::BAD_REQUEST)?;
+    Ok(Json(body))
 }
 
 /// `GET /events?topic=bench`.

@@ -369,9 +369,10 @@ pub(crate) async fn open(
     let mut position = Position::new(count, &placed, |p| {
         starts.get(&p).copied().unwrap_or_default()
     });
+    // What the client sent: a number for a plain id (as on one Redis), else the text.
     let asked = match last {
-        LastEventId::Plain(id) => id.to_string(),
-        _ => position.encode_asked(last),
+        LastEventId::Plain(id) => serde_json::json!(id),
+        _ => serde_json::json!(position.encode_asked(last)),
     };
     if !reset_to.is_empty() {
         let data = serde_json::json!({ "last_event_id": asked, "reason": "history_unavailable" });

@@ -225,9 +225,11 @@ impl EventStream {
             self.batch = batch;
         }
         if let Some(position) = &mut self.position {
+            let broker = &self.guard.hub.inner.broker;
+            let place = |t: &Topic| broker.partitioned().map(|p| p.partition_of(t));
             let chunk = (!self.batch.is_empty()).then(|| {
                 let mut buf = BytesMut::new();
-                position.frames_into(&self.batch, &mut buf);
+                position.frames_into(&self.batch, &mut buf, &place);
                 buf.freeze()
             });
             self.batch.clear();

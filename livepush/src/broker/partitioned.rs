@@ -215,9 +215,15 @@ impl Position {
         out
     }
 
-    /// Moves the partition of `topic` to `id` (an event of it, or a reset to it).
-    fn advance(&mut self, topic: &Topic, id: EventId) {
-        if let Some(&i) = self.topics.get(topic) {
+    /// Moves the partition of `topic` to `id` (an event of it, or a reset to it). A reset is
+    /// addressed by one topic of its partition, maybe not one of this connection's: `place`
+    /// names its partition then.
+    fn advance(&mut self, topic: &Topic, id: EventId, place: &dyn Fn(&Topic) -> Option<u32>) {
+        let index = match self.topics.get(topic) {
+            Some(&i) => Some(i),
+            None => place(topic).and_then(|p| self.entries.iter().position(|(q, _)| *q == p)),
+        };
+        if let Some(i) = index {
             self.entries[i].1 = id;
         }
     }
@@ -225,7 +231,15 @@ impl Position {
     /// The frame of `envelope` for this connection: its position as the `id:` line, then the
     /// shared rest of the frame.
     pub(crate) fn frame(&mut self, envelope: &Envelope) -> Bytes {
-        self.advance(envelope.topic(), envelope.id());
+        self.frame_placed(envelope, &|_| None)
+    }
+
+    fn frame_placed(
+        &mut self,
+        envelope: &Envelope,
+        place: &dyn Fn(&Topic) -> Option<u32>,
+    ) -> Bytes {
+        self.advance(envelope.topic(), envelope.id(), place);
         let frame = envelope.frame();
         let body = match frame.iter().position(|&b| b == b'\n') {
             Some(end) if frame.starts_with(b"id: ") => frame.slice(end + 1..),
@@ -240,10 +254,16 @@ impl Position {
         buf.freeze()
     }
 
-    /// Appends the frames of `batch` to `out` (the stream's write path).
-    pub(crate) fn frames_into(&mut self, batch: &[Arc<Envelope>], out: &mut BytesMut) {
+    /// Appends the frames of `batch` to `out` (the stream's write path); `place` is the
+    /// broker's partitioning.
+    pub(crate) fn frames_into(
+        &mut self,
+        batch: &[Arc<Envelope>],
+        out: &mut BytesMut,
+        place: &dyn Fn(&Topic) -> Option<u32>,
+    ) {
         for envelope in batch {
-            let frame = self.frame(envelope);
+            let frame = self.frame_placed(envelope, place);
             out.extend_from_slice(&frame);
         }
     }
@@ -297,13 +317,18 @@ pub(crate) async fn open(
             tracing::warn!(%error, "partition positions unavailable; a reconnect resets");
             vec![EventId::new(0); parts.len()]
         });
-        opened.position = Some(Position::new(count, &placed, |p| {
+        let at = |p: u32| {
             parts
                 .iter()
                 .position(|&q| q == p)
                 .and_then(|i| now.get(i).copied())
                 .unwrap_or_default()
-        }));
+        };
+        // The connection starts at these positions: a live event at or below one was published
+        // before it (after the subscription, before the read) and is not sent, or a reconnect
+        // from a position that claims it would miss it.
+        opened.seen = Some(placed.iter().map(|(t, p)| (t.clone(), at(*p))).collect());
+        opened.position = Some(Position::new(count, &placed, at));
         return opened;
     };
     // Per partition: where the client stands, and what the history says.
@@ -512,6 +537,27 @@ mod tests {
         let parsed = LastEventId::parse(std::str::from_utf8(&line[4..]).unwrap()).unwrap();
         assert_eq!(parsed.at(16, 11), EventId::new(1_796_371_200_000_123));
         assert_eq!(parsed.at(16, 3), EventId::new(3));
+    }
+
+    #[test]
+    fn a_reset_addressed_by_another_topic_of_the_partition_moves_it() {
+        let (a, b) = (topic("a"), topic("b"));
+        let mut position = Position::new(16, &[(a, 3), (b, 11)], |_| EventId::new(1));
+        let reset = Envelope::new(
+            EventId::new(35),
+            Publication {
+                topic: topic("other-topic-of-11"),
+                event: crate::frame::RESET,
+                category: None,
+                data: Bytes::from_static(b"{}"),
+            },
+        );
+        let mut out = BytesMut::new();
+        position.frames_into(&[Arc::new(reset)], &mut out, &|_| Some(11));
+        assert!(
+            out.starts_with(b"id: g.3-1.b-z\nevent: livepush.reset\n"),
+            "{out:?}"
+        );
     }
 
     #[test]

@@ -1,16 +1,15 @@
 //! Graceful shutdown: open streams end at once with a clean close, the server exits promptly,
 //! publishes in flight complete, and new subscriptions are refused.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support;
+use crate::support::{http, metric, raw_get, GracefulServer, SseClient, TestServer};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
 use serde_json::{json, Value};
-use support::{http, metric, raw_get, GracefulServer, SseClient, TestServer};
 use tokio::sync::Notify;
 
 #[subscribe_to_events]

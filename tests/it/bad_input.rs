@@ -1,15 +1,13 @@
 //! Every bad input through real HTTP: a clear 4xx (a JSON error body wherever livepush answers;
 //! hyper's and axum's own refusals where they answer first), and the server works afterwards.
 
-mod support;
-
+use crate::support::{http, metric, raw_get, raw_request, SseClient, TestServer};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use support::{http, metric, raw_get, raw_request, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

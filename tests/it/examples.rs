@@ -1,15 +1,13 @@
 //! Every example binary, run as its header says: the contract of DESIGN.md (HOST/PORT, logged
 //! URL, routes, invalid settings refused, graceful shutdown on SIGTERM) and what each shows.
 
-mod support;
-
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::{json, Value};
-use support::{
+use crate::support::{
     get_json, http, run_to_exit, wait_for_status, Example, RedisServer, SseClient, LIVEPUSH_ROUTES,
 };
+use reqwest::StatusCode;
+use serde_json::{json, Value};
 
 const EXAMPLES: [&str; 5] = [
     "crm_comments",

@@ -6,15 +6,13 @@
 //!
 //! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/support/database.rs`).
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::{get_json, http, Example, Postgres, RedisServer, Sqlite, SseClient, TcpProxy};
 use futures_util::{stream, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{get_json, http, Example, Postgres, RedisServer, Sqlite, SseClient, TcpProxy};
 
 fn start(db: &str, redis: &RedisServer, relay: &str) -> Example {
     Example::start(

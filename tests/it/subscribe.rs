@@ -1,9 +1,9 @@
 //! `#[subscribe_to_events]` over real HTTP: topics, auth, headers, heartbeats, refusals, replay.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support;
+use crate::support::{SseClient, TestServer};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -12,7 +12,6 @@ use axum::Router;
 use futures_util::StreamExt;
 use livepush::{subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
 use serde_json::{json, Value};
-use support::{SseClient, TestServer};
 
 /// A demo bearer-token extractor: `Authorization: Bearer user-<id>`.
 struct AuthUser {

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use crate::support::{eventually, metric, raw_get, RawResponse, SseClient, TestServer};
 use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, EventId, Hub, LivepushRouter, SlowConsumerPolicy};
 use serde_json::{json, Value};
+
+use crate::support::{eventually, metric, raw_get, RawResponse, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

@@ -6,16 +6,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support;
-use crate::support::{
-    eventually, metric, raw_get, GracefulServer, RedisServer, SseClient, TestServer,
-};
 use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
 use serde::Deserialize;
+
+use crate::support;
+use crate::support::{
+    eventually, metric, raw_get, GracefulServer, RedisServer, SseClient, TestServer,
+};
 
 #[subscribe_to_events]
 async fn events() {}

@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
 use crate::support::{
     get_json, http, run_to_exit, wait_for_status, Example, RedisServer, SseClient, LIVEPUSH_ROUTES,
 };
-use reqwest::StatusCode;
-use serde_json::{json, Value};
 
 const EXAMPLES: [&str; 5] = [
     "crm_comments",

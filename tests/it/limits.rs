@@ -2,7 +2,6 @@
 //! macro path), axum's request body limit on publishing routes, topics per subscription and topic
 //! length.
 
-use crate::support::{capture_logs, http, metric, SseClient, TestServer};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,6 +9,8 @@ use livepush::{
     publish_event, subscribe_to_events, Hub, LivepushRouter, PublishError, MAX_TOPIC_LEN,
 };
 use serde_json::{json, Value};
+
+use crate::support::{capture_logs, http, metric, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

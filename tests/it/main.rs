@@ -31,6 +31,7 @@ mod outbox_instances;
 mod publish;
 mod redis_faults;
 mod redis_instances;
+mod replay;
 mod serving;
 mod shutdown;
 mod subscribe;

@@ -4,11 +4,12 @@
 
 use std::collections::HashSet;
 
-use crate::support::{eventually, http, metric, RedisServer, SseClient, TestServer};
 use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, Hub, LivepushRouter};
 use serde_json::json;
+
+use crate::support::{eventually, http, metric, RedisServer, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

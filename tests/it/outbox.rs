@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support;
-use crate::support::{eventually, metric, Postgres, RedisServer, Sqlite, SseClient, TestServer};
 use livepush::outbox::Outbox;
 use livepush::{Hub, LivepushRouter};
 use serde_json::{json, Value};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
+
+use crate::support;
+use crate::support::{eventually, metric, Postgres, RedisServer, Sqlite, SseClient, TestServer};
 
 /// The app's own table, next to the outbox.
 async fn app_pool(url: &str) -> AnyPool {

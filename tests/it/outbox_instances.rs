@@ -9,10 +9,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::{get_json, http, Example, Postgres, RedisServer, Sqlite, SseClient, TcpProxy};
 use futures_util::{stream, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::support::{get_json, http, Example, Postgres, RedisServer, Sqlite, SseClient, TcpProxy};
 
 fn start(db: &str, redis: &RedisServer, relay: &str) -> Example {
     Example::start(

@@ -10,15 +10,16 @@
 
 use std::time::{Duration, Instant};
 
+use axum::routing::{get, post};
+use axum::Router;
+use livepush::{Hub, HubBuilder, LivepushRouter, PublishError, LAGGED_EVENT, RESET_EVENT};
+use serde_json::{json, Value};
+
 use crate::support::handlers::{create, events};
 use crate::support::{
     capture_logs, eventually, http, metric, wait_for_status, RedisServer, Sentinel, SseClient,
     TcpProxy, TestServer,
 };
-use axum::routing::{get, post};
-use axum::Router;
-use livepush::{Hub, HubBuilder, LivepushRouter, PublishError, LAGGED_EVENT, RESET_EVENT};
-use serde_json::{json, Value};
 
 fn app(hub: &Hub) -> Router {
     Router::new()

@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use crate::support;
-use crate::support::handlers::{create, events};
-use crate::support::{eventually, http, wait_for_status, RedisServer, SseClient, TestServer};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -16,6 +13,10 @@ use livepush::{
     Config, EventId, Hub, HubBuilder, LivepushRouter, Subscription, Topics, RESET_EVENT,
 };
 use serde_json::{json, Value};
+
+use crate::support;
+use crate::support::handlers::{create, events};
+use crate::support::{eventually, http, wait_for_status, RedisServer, SseClient, TestServer};
 
 /// One user's stream, capped per user across instances: `x-user: <id>`.
 async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {

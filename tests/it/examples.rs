@@ -1,5 +1,5 @@
-//! Every example binary, run as its header says: the contract of DESIGN.md (HOST/PORT, logged
-//! URL, routes, invalid settings refused, graceful shutdown on SIGTERM) and what each shows.
+//! Every example binary, run as its header says: the contract every example keeps (HOST/PORT,
+//! logged URL, routes, invalid settings refused, graceful shutdown on SIGTERM) and what each shows.
 
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
     for name in EXAMPLES {
         let mut example = Example::start(name, &[]);
         let client = http();
-        // tickets serves its admin routes only with its token (DESIGN.md); the others openly
+        // tickets serves its admin routes only with its token (its main.rs); the others openly
         let token = (name == "tickets").then_some("Bearer alice-token");
         let get = |path: &str| {
             let request = client.get(example.url(path));

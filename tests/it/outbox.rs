@@ -3,7 +3,7 @@
 //! marking is taken over without a duplicate, and rows committed while the broker is down go
 //! out in order once it is back.
 //!
-//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/support/database.rs`).
+//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/it/support/database.rs`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,7 +4,7 @@
 //! subscriber once and in commit order, and a database that is down answers 503 and publishes
 //! nothing.
 //!
-//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/support/database.rs`).
+//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/it/support/database.rs`).
 
 use std::collections::HashSet;
 use std::time::Duration;

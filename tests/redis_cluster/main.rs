@@ -4,7 +4,8 @@
 //! The scenarios run in one test, in order, because two of them change the topology (a slot
 //! moves, a master dies) and every scenario must know which master serves which topic.
 
-#[path = "../support/mod.rs"]
+#[path = "../it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 mod cluster;
@@ -214,7 +215,7 @@ async fn read_until(client: &mut SseClient, seen: &mut Vec<Seen>, last: u64, lim
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster() {
-    let logs = support::capture_logs_globally("livepush=info");
+    let logs = support::observe::capture_logs_globally("livepush=info");
     let mut cluster = Cluster::start().await;
     let started = std::time::Instant::now();
     fan_out_caps_all_shards_and_connection_bound(&cluster).await;

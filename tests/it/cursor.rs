@@ -1,20 +1,14 @@
 //! `Livepush-Cursor` on `GET /comments`: subscribing with it as `Last-Event-ID` yields exactly
 //! the events published after the list was read (replay on), or a reset (replay off, behind).
 
-mod support;
-
-#[path = "../examples/common/mod.rs"]
-mod common;
-
-#[path = "../examples/crm_comments/app.rs"]
-mod app;
-
 use std::time::Duration;
 
 use livepush::outbox::RelayHandle;
 use livepush::{Hub, RESET_EVENT};
 use serde_json::{json, Value};
-use support::{http, Sqlite, SseClient, TestServer};
+
+use crate::app;
+use crate::support::{http, Sqlite, SseClient, TestServer};
 
 /// crm_comments on a SQLite file of its own with its outbox relay, and a watcher stream that
 /// tells when the relay has published a comment.

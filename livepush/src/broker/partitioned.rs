@@ -27,8 +27,8 @@
 //! # What an unknown position gets
 //! A plain id on a connection whose topics span several partitions is taken as the position in
 //! each of them (ids are times: "what came after this moment"); a vector with another partition
-//! count (another deployment, or `P` changed), a partition missing from the vector, or an
-//! unparsable vector count as position 0 for those partitions, which the history check of every
+//! count (another deployment, or `P` changed) or a partition missing from the vector count as
+//! position 0 for those partitions, which the history check of every
 //! partition answers with `livepush.reset` (0 is below every partition's epoch), once: the reset
 //! carries a position the deployment issued. Ids of a single Redis (a deployment moved to a
 //! cluster) are below the epochs of the cluster's partitions, so they get one reset too.
@@ -78,13 +78,11 @@ pub(crate) enum LastEventId {
     Plain(EventId),
     /// `{P}.{p}-{seq}...`: partition count and (partition, id) pairs.
     Vector(u32, Vec<(u32, EventId)>),
-    /// Looks like a vector but is not one livepush wrote: every partition resets.
-    Unknown,
 }
 
 impl LastEventId {
-    /// Parses a header value; `None` for text that is neither a plain id nor vector-shaped (the
-    /// caller answers 400 as for any malformed id).
+    /// Parses a header value; `None` for text that is neither a plain id nor a well-formed
+    /// vector (the caller answers 400 as for any malformed id).
     pub(crate) fn parse(s: &str) -> Option<LastEventId> {
         let s = s.trim();
         if let Ok(id) = s.parse::<EventId>() {
@@ -98,7 +96,7 @@ impl LastEventId {
         {
             return None;
         }
-        Some(parse_vector(s).unwrap_or(LastEventId::Unknown))
+        parse_vector(s)
     }
 
     /// The single id a broker with one sequence resumes from: a vector means nothing to it, and
@@ -118,7 +116,7 @@ impl LastEventId {
                 .iter()
                 .find(|(q, _)| *q == partition)
                 .map_or(EventId::new(0), |(_, id)| *id),
-            _ => EventId::new(0),
+            LastEventId::Vector(..) => EventId::new(0),
         }
     }
 }
@@ -451,7 +449,6 @@ impl Position {
                 }
                 out
             }
-            LastEventId::Unknown => String::from("unknown"),
         }
     }
 }
@@ -478,16 +475,21 @@ mod tests {
                 vec![(3, EventId::new(10)), (11, EventId::new(35))]
             ))
         );
-        // vector-shaped but not ours: every partition resets
-        for unknown in ["g.3", "g.h-1", "1.0-zzzzzzzzzzzzzz", "g.", "g.-1"] {
-            assert_eq!(
-                LastEventId::parse(unknown),
-                Some(LastEventId::Unknown),
-                "{unknown}"
-            );
-        }
-        // neither: refused like any malformed id
-        for bad in ["", "-3", "abc", "G.1-2", "1.2\r\nid: 3", "1,2"] {
+        // neither a plain id nor a well-formed vector: refused like any malformed id
+        for bad in [
+            "",
+            "-3",
+            "abc",
+            "1.5",
+            "g.3",
+            "g.h-1",
+            "1.0-zzzzzzzzzzzzzz",
+            "g.",
+            "g.-1",
+            "G.1-2",
+            "1.2\r\nid: 3",
+            "1,2",
+        ] {
             assert_eq!(LastEventId::parse(bad), None, "{bad:?}");
         }
         assert_eq!(
@@ -502,7 +504,6 @@ mod tests {
         assert_eq!(v.at(16, 3), EventId::new(10));
         assert_eq!(v.at(16, 4), EventId::new(0), "a partition it does not name");
         assert_eq!(v.at(8, 3), EventId::new(0), "another deployment");
-        assert_eq!(LastEventId::Unknown.at(16, 3), EventId::new(0));
         assert_eq!(
             LastEventId::Plain(EventId::new(9)).at(16, 3),
             EventId::new(9)

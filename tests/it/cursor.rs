@@ -1,14 +1,6 @@
 //! `Livepush-Cursor` on `GET /comments`: subscribing with it as `Last-Event-ID` yields exactly
 //! the events published after the list was read (replay on), or a reset (replay off, behind).
 
-mod support;
-
-#[path = "../examples/common/mod.rs"]
-mod common;
-
-#[path = "../examples/crm_comments/app.rs"]
-mod app;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +11,9 @@ use tokio::sync::watch;
 use livepush::outbox::{Outbox, OutboxError, RelayHandle};
 use livepush::{Hub, RESET_EVENT};
 use serde_json::{json, Value};
-use support::{http, Example, Postgres, RedisServer, Sqlite, SseClient, TestServer};
+
+use crate::app;
+use crate::support::{http, Example, Postgres, RedisServer, Sqlite, SseClient, TestServer};
 
 /// crm_comments on a database of its own (a SQLite file, or PostgreSQL) with its outbox relay,
 /// and a watcher stream that tells when the relay has published a comment.
@@ -281,7 +275,7 @@ async fn every_page_ends_with_the_database_and_no_duplicate(
             }
             seen.len() >= COMMENTS
         };
-        let deadline = tokio::time::Instant::now() + support::WAIT;
+        let deadline = tokio::time::Instant::now() + crate::support::WAIT;
         while !complete() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -447,7 +441,7 @@ async fn without_a_relay_the_cursor_waits_its_bound_then_falls_back_to_the_posit
 
     // Once a relay published it, the cursor is the event the row got …
     let relay = outbox.relay(&hub).start();
-    support::eventually("the relay publishes the row", || async {
+    crate::support::eventually("the relay publishes the row", || async {
         hub.position().await.unwrap() > before
     })
     .await;
@@ -488,7 +482,7 @@ async fn postgres_writers_wait_while_a_list_transaction_holds_the_cursor() {
         "a writer committed an outbox row while a list transaction held the cursor"
     );
     list.commit().await.unwrap();
-    tokio::time::timeout(support::WAIT, writer)
+    tokio::time::timeout(crate::support::WAIT, writer)
         .await
         .expect("the writer goes on once the list's transaction ended")
         .unwrap();

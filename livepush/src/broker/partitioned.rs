@@ -44,7 +44,7 @@ use crate::event::{Envelope, EventId};
 use crate::topic::Topic;
 
 /// A broker whose ids come from several sequences, one per partition of the topic space
-/// (see the [module documentation](self)). The hub asks [`Broker::partitioned`](super::Broker::partitioned)
+/// (the position encoding is described in `docs/multi-instance.md`). The hub asks [`Broker::partitioned`](super::Broker::partitioned)
 /// for it and then encodes per-connection positions instead of plain ids where needed.
 #[async_trait]
 pub trait Partitioned: Send + Sync {

@@ -4,7 +4,7 @@
 //! # What lives in Redis (all names start with the prefix, default `livepush:`)
 //! Topics map to `P` partitions (default 16, `?partitions=N` in the URL); partition `p` has a
 //! hash tag `{tag}` chosen so that the partitions spread over the slot space (see
-//! [`layout`](self::layout)). Per partition, in its one slot:
+//! `docs/multi-instance.md`). Per partition, in its one slot:
 //! | name | type | what |
 //! | --- | --- | --- |
 //! | `{prefix}{tag}seq` | string | the last id issued in the partition |

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use axum::{extract::State, Json};
-//! use livepush::{Cursor, WithCursor};
+//! use livepush::cursor::{Cursor, WithCursor};
 //! # #[derive(Clone, Default)] struct Db;
 //! # impl Db { fn all(&self) -> Vec<String> { vec![] } }
 //!
@@ -44,7 +44,7 @@ impl Hub {
     /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
     /// yields exactly the events published afterwards (with replay on). See [`Cursor`].
     pub async fn position(&self) -> Result<EventId, BrokerError> {
-        self.inner.broker.position().await
+        self.broker().position().await
     }
 }
 

@@ -1,12 +1,30 @@
-//! Errors, and the one place where they become HTTP answers.
+//! Every error type of livepush, and the one place where they become HTTP answers.
+//!
+//! Errors are looked up, not typed daily, so they live here rather than at the crate root, as
+//! in tokio's `broadcast::error` or axum's `extract::rejection`. The errors of the building
+//! blocks are defined next to them ([`TopicError`] with `Topic`, [`BrokerError`] with the
+//! broker seam…) and re-exported here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::broker::BrokerError;
-use crate::event::{InvalidEventId, InvalidName};
-use crate::topic::TopicError;
+pub use crate::broker::BrokerError;
+pub use crate::config::ConfigError;
+pub use crate::event::{InvalidEventId, InvalidName};
+pub use crate::topic::TopicError;
+
+/// Why a hub could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The broker could not be set up (an unparsable `REDIS_URL`, for example).
+    #[error("broker setup failed: {0}")]
+    Broker(#[source] BrokerError),
+}
 
 /// Why a publish did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +119,7 @@ pub enum SubscribeError {
         retry_after: u64,
     },
     /// The hub was not added to the router (500).
-    #[error("livepush hub missing: add it to the router with `.layer(hub.layer())` or `LivepushRouter::livepush`")]
+    #[error("livepush hub missing: add it to the router with `.layer(hub.layer())` or `RouterExt::livepush`")]
     HubMissing,
     /// The hub is shutting down (503).
     #[error("server is shutting down")]

@@ -168,7 +168,7 @@ impl PublishContext {
         let json = match &data.0 {
             Ok(json) => json.clone(),
             Err(error) => {
-                hub.inner.metrics.publish_error("serialize");
+                hub.metrics().publish_error("serialize");
                 tracing::error!(event, topic, %error, "event data could not be serialized; nothing was published");
                 return;
             }

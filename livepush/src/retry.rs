@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, BrokerError};
-use crate::event::Publication;
+use crate::envelope::Publication;
 use crate::metrics::Metrics;
 use crate::topic::Topic;
 
@@ -268,7 +268,7 @@ impl RetryBuffer {
             let data = serde_json::json!({ "reason": loss.reason(), "lost": lost });
             let marker = Publication {
                 topic: topic.clone(),
-                event: crate::frame::RESET,
+                event: crate::sse::RESET,
                 category: None,
                 data: Bytes::from(data.to_string()),
             };

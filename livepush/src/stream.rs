@@ -13,51 +13,24 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
-use crate::event::{Envelope, EventId};
-use crate::fanout::ConnState;
-use crate::frame;
+use crate::envelope::Envelope;
+use crate::event::EventId;
+use crate::connections::{Admission, KeySlot, Registration};
+use crate::fanout::Connection;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::sse;
 use crate::queue::{Taken, MAX_BATCH};
 use crate::topic::Topic;
 
-/// Releases everything one connection holds when its stream ends, whichever way it ends.
-pub(crate) struct ConnectionGuard {
-    pub(crate) hub: Hub,
-    pub(crate) conn: u64,
-    pub(crate) topics: Vec<Topic>,
-    pub(crate) cap_key: Option<String>,
-    pub(crate) registered: bool,
-    /// `livepush.connection{conn, topics}`: the parent of everything logged about this stream.
-    /// Disabled (no allocation) unless a subscriber wants debug spans of livepush.
-    pub(crate) span: tracing::Span,
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        let inner = &self.hub.inner;
-        if self.registered {
-            let broker = &inner.broker;
-            inner
-                .fanout
-                .remove(&self.topics, self.conn, |t| broker.unwatch(t));
-            inner.metrics.subscriptions.dec_by(self.topics.len() as i64);
-        }
-        inner.connections.fetch_sub(1, Ordering::Relaxed);
-        inner.metrics.connections.dec();
-        if let Some(key) = self.cap_key.take() {
-            let broker = inner.broker.clone();
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    rt.spawn(async move { broker.release_slot(&key).await });
-                }
-                Err(_) => tracing::warn!(
-                    key,
-                    "no runtime to give back a connection slot; it expires with its TTL"
-                ),
-            }
-        }
-        tracing::debug!(parent: &self.span, "stream closed");
-    }
+/// What one stream holds until it ends. Each part gives back what it took when dropped, in this
+/// order: the fan-out registration, the cap key's slot, then the process connection.
+pub(crate) struct Held {
+    /// Held only to be dropped.
+    pub(crate) _registration: Registration,
+    /// Held only to be dropped.
+    pub(crate) _slot: Option<KeySlot>,
+    pub(crate) admission: Admission,
 }
 
 /// The first coalescing window a stream opens when it falls behind (capped by the configured
@@ -139,7 +112,7 @@ impl Coalescer {
 /// An SSE response body.
 pub(crate) struct EventStream {
     /// This connection's queue and flags, shared with the fan-out.
-    conn: Arc<ConnState>,
+    conn: Arc<Connection>,
     /// Frames to send before live events: the retry hint, a reset notice, replayed history.
     pending: VecDeque<Bytes>,
     /// After a replay: per topic, the highest id already sent; live events at or below are
@@ -155,17 +128,20 @@ pub(crate) struct EventStream {
     /// The expiry notice was sent: the stream ends at the next poll.
     expired: bool,
     done: bool,
-    guard: ConnectionGuard,
+    metrics: Arc<Metrics>,
+    /// Dropped with the stream, after [`EventStream`]'s own `Drop`.
+    held: Held,
 }
 
 impl EventStream {
     pub(crate) fn new(
-        conn: Arc<ConnState>,
+        hub: &Hub,
+        conn: Arc<Connection>,
         pending: VecDeque<Bytes>,
         seen: Option<HashMap<Topic, EventId>>,
-        guard: ConnectionGuard,
+        held: Held,
     ) -> Self {
-        let config = &guard.hub.inner.config;
+        let config = hub.config();
         let period = config.heartbeat;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -174,14 +150,15 @@ impl EventStream {
             pending,
             seen,
             heartbeat,
-            heartbeat_frame: guard.hub.inner.heartbeat_frame.clone(),
+            heartbeat_frame: hub.heartbeat_frame().clone(),
             wrote_since_tick: false,
             batch: Vec::with_capacity(8),
             coalescer: Coalescer::new(config.coalesce),
             expiry: None,
             expired: false,
             done: false,
-            guard,
+            metrics: hub.metrics().clone(),
+            held,
         }
     }
 
@@ -204,12 +181,7 @@ impl EventStream {
         // Hot path (one delivery per call under light load): no allocation unless several frames
         // are joined, and the duplicate filter only runs after a replay.
         let dequeued: usize = self.batch.iter().map(|e| e.frame().len()).sum();
-        self.guard
-            .hub
-            .inner
-            .metrics
-            .queued_bytes
-            .dec_by(dequeued as i64);
+        self.metrics.queued_bytes.dec_by(dequeued as i64);
         if self.seen.is_some() {
             let mut batch = std::mem::take(&mut self.batch);
             batch.retain(|e| !self.is_duplicate(e));
@@ -237,12 +209,7 @@ impl Drop for EventStream {
         // Whatever is still queued is never sent: take it out of the queued-bytes gauge.
         let left = self.conn.queue.close_and_clear();
         if left > 0 {
-            self.guard
-                .hub
-                .inner
-                .metrics
-                .queued_bytes
-                .dec_by(left as i64);
+            self.metrics.queued_bytes.dec_by(left as i64);
         }
     }
 }
@@ -260,7 +227,7 @@ impl Body for EventStream {
             return Poll::Ready(None);
         }
         if this.expired {
-            tracing::debug!(parent: &this.guard.span, "subscription expired: stream closed");
+            tracing::debug!(parent: this.held.admission.span(), "subscription expired: stream closed");
             this.done = true;
             return Poll::Ready(None);
         }
@@ -268,8 +235,8 @@ impl Body for EventStream {
             if expiry.as_mut().poll(cx).is_ready() {
                 this.expiry = None;
                 this.expired = true;
-                return Poll::Ready(Some(Ok(Frame::data(frame::notice(
-                    &frame::EXPIRED,
+                return Poll::Ready(Some(Ok(Frame::data(sse::notice(
+                    &sse::EXPIRED,
                     br#"{"reason":"expired"}"#,
                 )))));
             }
@@ -280,7 +247,7 @@ impl Body for EventStream {
         if this.conn.cut_off.load(Ordering::Relaxed) {
             // Too slow under the disconnect policy: end the stream so the client reconnects with
             // its Last-Event-ID and replays what it missed.
-            tracing::debug!(parent: &this.guard.span, "slow consumer: queue overflowed, stream closed");
+            tracing::debug!(parent: this.held.admission.span(), "slow consumer: queue overflowed, stream closed");
             this.done = true;
             return Poll::Ready(None);
         }
@@ -310,11 +277,11 @@ impl Body for EventStream {
         }
         let missed = this.conn.missed.swap(0, Ordering::Relaxed);
         if missed > 0 {
-            tracing::debug!(parent: &this.guard.span, missed, "slow consumer: events dropped");
+            tracing::debug!(parent: this.held.admission.span(), missed, "slow consumer: events dropped");
             this.wrote_since_tick = true;
             let data = format!("{{\"missed\":{missed}}}");
-            return Poll::Ready(Some(Ok(Frame::data(frame::notice(
-                &frame::LAGGED,
+            return Poll::Ready(Some(Ok(Frame::data(sse::notice(
+                &sse::LAGGED,
                 data.as_bytes(),
             )))));
         }

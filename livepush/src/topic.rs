@@ -6,11 +6,11 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 
 /// The longest topic name accepted, in bytes.
-pub const MAX_TOPIC_LEN: usize = 256;
+pub(crate) const MAX_TOPIC_LEN: usize = 256;
 
 /// A validated topic name, cheap to clone.
 ///
-/// A topic is 1 to [`MAX_TOPIC_LEN`] bytes of ASCII letters, digits and `_ - . : / @ # = + ~ *`.
+/// A topic is 1 to [`Topic::MAX_LEN`] bytes of ASCII letters, digits and `_ - . : / @ # = + ~ *`.
 /// Anything else — spaces, commas, CR, LF, NUL, non-ASCII — is refused, so a topic can never break
 /// an SSE frame, a query string list or a Redis key.
 ///
@@ -69,6 +69,9 @@ fn allowed(byte: u8) -> bool {
 }
 
 impl Topic {
+    /// The longest topic accepted, in bytes.
+    pub const MAX_LEN: usize = MAX_TOPIC_LEN;
+
     /// Validates `name` and makes it a topic.
     pub fn new(name: impl AsRef<str>) -> Result<Self, TopicError> {
         let name = name.as_ref();
@@ -145,7 +148,7 @@ impl TryFrom<String> for Topic {
 }
 
 /// The topic that [`Topics::and_broadcast`] adds: events every client should see.
-pub const BROADCAST_TOPIC: &str = "broadcast";
+pub(crate) const BROADCAST_TOPIC: &str = "broadcast";
 
 /// The topics of one subscription: what a `#[subscribe_to_events]` handler returns.
 ///
@@ -163,6 +166,9 @@ pub const BROADCAST_TOPIC: &str = "broadcast";
 pub struct Topics(Vec<String>);
 
 impl Topics {
+    /// The topic every client may share: [`Topics::and_broadcast`] adds it.
+    pub const BROADCAST: &str = BROADCAST_TOPIC;
+
     /// No topics yet.
     pub fn new() -> Self {
         Topics(Vec::new())
@@ -179,7 +185,7 @@ impl Topics {
         self
     }
 
-    /// Adds the shared [`BROADCAST_TOPIC`] next to the topics already named.
+    /// Adds the shared [`Topics::BROADCAST`] next to the topics already named.
     pub fn and_broadcast(self) -> Self {
         self.and(BROADCAST_TOPIC)
     }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{Broker, BrokerError, Delivery, History, Slot, DEDUPE_WINDOW};
-use crate::event::{Envelope, EventId, Publication};
+use crate::envelope::{Envelope, Publication};
+use crate::event::EventId;
 use crate::topic::Topic;
 
 /// The embedded broker: events go straight from publishers to this process's subscribers, and a

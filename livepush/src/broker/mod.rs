@@ -9,15 +9,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::event::{Envelope, EventId, Publication};
-use crate::fanout::Fanout;
-use crate::metrics::Metrics;
+use crate::event::EventId;
 use crate::topic::Topic;
 
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+pub use crate::envelope::{Envelope, Publication};
+pub use crate::fanout::Delivery;
 pub use memory::MemoryBroker;
 
 /// How long the shipped brokers remember a dedupe key of [`Broker::publish_once`]: a second
@@ -147,57 +147,4 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Gives back a slot taken with [`Broker::acquire_slot`].
     async fn release_slot(&self, key: &str);
-}
-
-/// The hub's side of a broker: where events of watched topics are handed over.
-#[derive(Clone)]
-pub struct Delivery {
-    pub(crate) fanout: Arc<Fanout>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Woken by [`Delivery::reconnected`]: the hub's retry buffer waits on it between attempts.
-    pub(crate) reconnected: Arc<tokio::sync::Notify>,
-}
-
-impl Delivery {
-    /// Hands one event to every local subscriber of its topic. Call it in id order.
-    pub fn deliver(&self, envelope: Arc<Envelope>) {
-        self.fanout.deliver(&envelope);
-    }
-
-    /// Tells every local stream of `topics` that events may be missing before `at`: each gets
-    /// one `livepush.reset` whose `id:` is `at`, and nothing else changes for other streams.
-    /// Call it for every gap a broker detects (a connection lost without a complete catch-up,
-    /// a server restarted empty, a subscription dropped by the server), in id order with
-    /// [`Delivery::deliver`]: `at` is where the clients resume.
-    pub fn reset(&self, topics: &[Topic], at: EventId, reason: &str) {
-        if topics.is_empty() {
-            return;
-        }
-        tracing::warn!(
-            topics = topics.len(),
-            %at,
-            reason,
-            "events may be missing on watched topics; their streams are told to reset"
-        );
-        self.metrics.broker_gaps.inc();
-        let data = serde_json::json!({ "reason": reason });
-        self.fanout.reset(topics, at, data.to_string().as_bytes());
-    }
-
-    /// Records that the broker re-established its connection, and tells the hub, which then
-    /// publishes what waits in its retry buffer at once.
-    pub fn reconnected(&self) {
-        self.metrics.broker_reconnects.inc();
-        self.reconnected.notify_waiters();
-    }
-
-    /// Whether any local subscriber listens on `topic`.
-    pub fn is_watched(&self, topic: &Topic) -> bool {
-        self.fanout.has_subscribers(topic)
-    }
-
-    /// Every topic with local subscribers (for re-subscribing after a reconnect).
-    pub fn watched_topics(&self) -> Vec<Topic> {
-        self.fanout.topics()
-    }
 }

@@ -159,7 +159,7 @@ impl Outbox {
             inner: Arc::new(Inner {
                 table: DEFAULT_TABLE.to_owned(),
                 store,
-                max_event_bytes: crate::Config::default().max_event_bytes,
+                max_event_bytes: crate::config::Config::default().max_event_bytes,
                 wake: Arc::new(Notify::new()),
             }),
         }
@@ -337,20 +337,20 @@ impl Outbox {
     }
 
     /// A relay of this outbox into `hub`'s broker, to configure and [start](Relay::start).
-    pub fn relay(&self, hub: &crate::Hub) -> Relay {
+    pub fn relay(&self, hub: &crate::hub::Hub) -> Relay {
         Relay::new(self.clone(), hub.clone())
     }
 }
 
 /// Whether this process runs a relay: `LIVEPUSH_OUTBOX_RELAY=on|off` (default on; also
 /// `true`/`false`, `1`/`0`).
-pub fn relay_enabled_from_env() -> Result<bool, crate::ConfigError> {
+pub fn relay_enabled_from_env() -> Result<bool, crate::config::ConfigError> {
     match std::env::var("LIVEPUSH_OUTBOX_RELAY") {
         Err(_) => Ok(true),
         Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
             "" | "on" | "true" | "1" | "yes" => Ok(true),
             "off" | "false" | "0" | "no" => Ok(false),
-            _ => Err(crate::ConfigError::InvalidVar {
+            _ => Err(crate::config::ConfigError::InvalidVar {
                 var: "LIVEPUSH_OUTBOX_RELAY",
                 value: v,
                 expected: "on or off",

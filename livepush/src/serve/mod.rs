@@ -21,6 +21,9 @@ use tokio::task::JoinSet;
 use crate::config::{parse_in, ConfigError};
 
 pub use io::DeadlineIo;
+/// rustls, as [`serve_tls`] takes it (`rustls::ServerConfig`, `rustls::pki_types`).
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -160,7 +163,7 @@ impl ServeConfig {
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};
-/// use livepush::{subscribe_to_events, Hub, LivepushRouter};
+/// use livepush::{subscribe_to_events, Hub, RouterExt};
 ///
 /// #[subscribe_to_events]
 /// async fn events() {}

@@ -15,7 +15,7 @@
 //! A published event travels as one string, the same on the channel and in the stream entry
 //! (field `p`): `{id}\n{event}\n{category}\n{data}`: the decimal id, the event name, the
 //! category (empty when none), and the compact JSON payload as published. Event and category
-//! names never hold a newline (see [`validate_name`](crate::validate_name)); the payload is
+//! names never hold a newline (see [`EventName`](crate::EventName)); the payload is
 //! everything after the third newline, so it may hold any byte. The topic is the channel name (or
 //! stream key) without its prefix.
 //!
@@ -61,7 +61,8 @@ use tokio::sync::{mpsc, Notify};
 
 use super::{Broker, BrokerError, Delivery, History, Slot};
 use crate::config::Config;
-use crate::event::{Envelope, EventId, Publication};
+use crate::envelope::{Envelope, Publication};
+use crate::event::EventId;
 use crate::topic::Topic;
 use listener::{Command, Listener};
 use scripts::Scripts;
@@ -417,7 +418,7 @@ fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
         .ok()?
         .parse::<EventId>()
         .ok()?;
-    let event = crate::EventName::new(std::str::from_utf8(parts.next()?).ok()?).ok()?;
+    let event = crate::event::EventName::new(std::str::from_utf8(parts.next()?).ok()?).ok()?;
     let category = std::str::from_utf8(parts.next()?).ok()?;
     let data = Bytes::copy_from_slice(parts.next()?);
     if !category.is_empty() {

@@ -19,8 +19,11 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-pub use crate::asyncapi::{asyncapi, AsyncApi};
-pub use crate::schema::{PayloadSchema, Schemas};
+mod asyncapi;
+pub(crate) mod schema;
+
+pub use self::asyncapi::{asyncapi, AsyncApi};
+pub use self::schema::{PayloadSchema, Schemas};
 
 /// A handler with `#[publish_event]`: one entry per attribute.
 #[derive(Debug, Serialize)]

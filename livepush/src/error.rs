@@ -28,6 +28,7 @@ pub enum BuildError {
 
 /// Why a publish did not happen.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The topic is not a valid topic name.
     #[error("invalid topic: {0}")]
@@ -37,7 +38,7 @@ pub enum PublishError {
     Name(#[from] InvalidName),
     /// The value could not be serialized to JSON.
     #[error("event data could not be serialized to JSON: {0}")]
-    Serialize(String),
+    Serialize(#[source] serde_json::Error),
     /// The encoded event is larger than `max_event_bytes`.
     #[error("event is {size} bytes; the limit is {max} (LIVEPUSH_MAX_EVENT_BYTES)")]
     TooLarge {
@@ -69,8 +70,16 @@ impl PublishError {
     }
 }
 
+/// Serializes `value` to compact JSON: the one place a JSON serialization failure becomes an
+/// error.
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<bytes::Bytes, PublishError> {
+    serde_json::to_vec(value)
+        .map(bytes::Bytes::from)
+        .map_err(PublishError::Serialize)
+}
+
 impl PublishError {
-    /// A short label for metrics.
+    /// A short label for metrics: the one place it is derived.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
             PublishError::Topic(_) => "invalid_topic",
@@ -87,6 +96,7 @@ impl PublishError {
 /// Why a subscription was refused. Each maps to one status and a JSON body
 /// `{"error": "<code>", "message": "<what to do>"}`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubscribeError {
     /// A topic is invalid, none was given, or too many were (400).
     #[error(transparent)]
@@ -96,7 +106,7 @@ pub enum SubscribeError {
     LastEventId(#[from] InvalidEventId),
     /// The query string could not be read (400).
     #[error("invalid query string: {0}")]
-    Query(String),
+    Query(#[source] serde_urlencoded::de::Error),
     /// A `?category=` names no category of a registered event type (400).
     #[error("unknown category {0:?}; known categories are listed at /events/catalog")]
     UnknownCategory(String),

@@ -14,7 +14,7 @@ use crate::broker::{Broker, BrokerError, Delivery, MemoryBroker};
 use crate::config::Config;
 use crate::connections::{Admission, Connections, KeySlot, Registration};
 use crate::envelope::Publication;
-use crate::error::{BuildError, PublishError, SubscribeError};
+use crate::error::{to_json, BuildError, PublishError, SubscribeError};
 use crate::event::{validate_name, EventId, EventName};
 use crate::fanout::{Connection, Fanout};
 use crate::metrics::Metrics;
@@ -259,7 +259,7 @@ impl HubBuilder {
                 heartbeat_frame: crate::sse::comment("heartbeat"),
                 connections: Arc::new(Connections::new(
                     config.max_connections,
-                    config.retry_after_secs,
+                    config.retry_after.as_secs(),
                     metrics.clone(),
                 )),
                 config,
@@ -335,9 +335,8 @@ impl Hub {
         event: &str,
         data: &T,
     ) -> Result<EventId, PublishError> {
-        let data = serde_json::to_vec(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(topic, event, None, Bytes::from(data))
-            .await
+        let data = to_json(data)?;
+        self.publish_json(topic, event, None, data).await
     }
 
     /// Publishes a domain event to the topic its `#[sse(topic = …)]` template names.
@@ -357,8 +356,8 @@ impl Hub {
     /// # }
     /// ```
     pub async fn emit<E: SseEvent>(&self, event: &E) -> Result<EventId, PublishError> {
-        let data = serde_json::to_vec(event).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(event.topic(), E::EVENT, E::CATEGORY, Bytes::from(data))
+        let data = to_json(event)?;
+        self.publish_json(event.topic(), E::EVENT, E::CATEGORY, data)
             .await
     }
 
@@ -378,9 +377,14 @@ impl Hub {
             .instrument(span)
             .await;
         if let Err(error) = &result {
-            self.inner.metrics.publish_error(error.reason());
+            self.count_failure(error);
         }
         result
+    }
+
+    /// Counts a publish that failed, under its [`PublishError`]'s label.
+    pub(crate) fn count_failure(&self, error: &PublishError) {
+        self.inner.metrics.publish_error(error.reason());
     }
 
     async fn try_publish(

@@ -155,7 +155,7 @@ fn read_request(parts: &Parts) -> Result<RequestOptions, SubscribeError> {
     let mut last_event_id = None;
     if let Some(query) = parts.uri.query() {
         let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(query).map_err(|e| SubscribeError::Query(e.to_string()))?;
+            serde_urlencoded::from_str(query).map_err(SubscribeError::Query)?;
         for (key, value) in pairs {
             match key.as_str() {
                 "topic" | "topics" => {
@@ -380,7 +380,7 @@ impl Backlog {
         confirmed: bool,
     ) -> Backlog {
         let mut backlog = Backlog {
-            pending: VecDeque::from([sse::retry(hub.config().client_retry_ms)]),
+            pending: VecDeque::from([sse::retry(hub.config().client_retry.as_millis() as u64)]),
             seen: None,
         };
         let Some(after) = after else {

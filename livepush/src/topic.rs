@@ -27,6 +27,7 @@ pub struct Topic(Arc<str>);
 
 /// Why a topic or a list of topics was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TopicError {
     /// The topic is empty.
     #[error("a topic must not be empty")]

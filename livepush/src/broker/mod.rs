@@ -30,6 +30,7 @@ pub const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60
 
 /// A broker could not do what was asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     /// The broker cannot be reached.
     #[error("broker unavailable: {0}")]
@@ -37,6 +38,9 @@ pub enum BrokerError {
     /// The broker answered with something unexpected.
     #[error("broker protocol error: {0}")]
     Protocol(String),
+    /// The broker's address cannot be used (an unparsable `REDIS_URL`, for example).
+    #[error("invalid broker address: {0}")]
+    InvalidAddress(String),
 }
 
 /// What a broker still holds of the past, for a client that reconnects with `Last-Event-ID`.
@@ -68,6 +72,7 @@ impl History {
 
 /// Whether a connection slot of a cap key was granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Slot {
     /// The connection may proceed; release the slot when it ends.
     Granted,

@@ -61,7 +61,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::error::PublishError;
+use crate::error::{to_json, PublishError};
 use crate::hub::checked_publication;
 use crate::sse_event::SseEvent;
 
@@ -234,8 +234,8 @@ impl Outbox {
         C: OutboxConnection + ?Sized,
         T: Serialize + ?Sized,
     {
-        let data = serde_json::to_vec(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(conn, topic.as_ref(), event, None, Bytes::from(data))
+        let data = to_json(data)?;
+        self.publish_json(conn, topic.as_ref(), event, None, data)
             .await
     }
 
@@ -246,15 +246,9 @@ impl Outbox {
         C: OutboxConnection + ?Sized,
         E: SseEvent,
     {
-        let data = serde_json::to_vec(event).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(
-            conn,
-            &event.topic(),
-            E::EVENT,
-            E::CATEGORY,
-            Bytes::from(data),
-        )
-        .await
+        let data = to_json(event)?;
+        self.publish_json(conn, &event.topic(), E::EVENT, E::CATEGORY, data)
+            .await
     }
 
     async fn publish_json<C>(
@@ -271,7 +265,7 @@ impl Outbox {
         let checked =
             checked_publication(topic, event, category, data, self.inner.max_event_bytes)?;
         let data = std::str::from_utf8(&checked.data)
-            .map_err(|e| PublishError::Serialize(e.to_string()))?;
+            .map_err(|e| PublishError::Serialize(serde::ser::Error::custom(e)))?;
         let row = NewRow {
             table: &self.inner.table,
             topic: checked.topic.as_str(),

@@ -53,6 +53,7 @@ pub struct PublishRoute {
 /// Where a subscribing handler takes its topics from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SubscribeMode {
     /// From `?topic=a,b`.
     Query,

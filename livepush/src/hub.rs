@@ -221,7 +221,8 @@ impl HubBuilder {
 
     /// Builds the hub. With a Redis URL, connects in the background: the hub starts even while
     /// Redis is down (publishing fails open and `/health/ready` answers 503 until it is up).
-    /// Must be called inside a Tokio runtime when Redis is used.
+    /// Must be called inside a Tokio runtime when Redis is used: without one it fails with
+    /// [`BuildError::Broker`].
     pub fn build(self) -> Result<Hub, BuildError> {
         self.config.validate()?;
         let config = self.config;
@@ -239,11 +240,13 @@ impl HubBuilder {
         let metrics = Arc::new(Metrics::new());
         let fanout = Arc::new(Fanout::new(metrics.clone()));
         let reconnected = Arc::new(tokio::sync::Notify::new());
-        broker.start(Delivery::new(
-            fanout.clone(),
-            metrics.clone(),
-            reconnected.clone(),
-        ));
+        broker
+            .start(Delivery::new(
+                fanout.clone(),
+                metrics.clone(),
+                reconnected.clone(),
+            ))
+            .map_err(BuildError::Broker)?;
         let retry = Arc::new(RetryBuffer::new(
             Limits {
                 events: config.retry_buffer_events,

@@ -142,8 +142,9 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
-    fn start(&self, delivery: Delivery) {
+    fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
         let _ = self.delivery.set(delivery);
+        Ok(())
     }
 
     async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {

@@ -86,11 +86,15 @@ pub enum Slot {
 /// topics (one sequence per broker), so that `Last-Event-ID` means the same on every topic.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// A short name for logs and health output (`"memory"`, `"redis"`).
-    fn kind(&self) -> &'static str;
+    /// A short name for logs and health output (`"memory"`, `"redis"`; the default `"custom"`).
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
 
-    /// Called once by the hub before any other method: events of watched topics go to `delivery`.
-    fn start(&self, delivery: Delivery);
+    /// Called once by [`HubBuilder::build`](crate::HubBuilder::build) before any other method:
+    /// events of watched topics go to `delivery`. An error (such as no Tokio runtime to run a
+    /// background connection on) fails the build, instead of giving a hub that never delivers.
+    fn start(&self, delivery: Delivery) -> Result<(), BrokerError>;
 
     /// Assigns the next id, retains the event if replay is on, and delivers it to every process
     /// that watches its topic. On an error the hub keeps the publication in its retry buffer and
@@ -144,12 +148,21 @@ pub trait Broker: Send + Sync + 'static {
     }
 
     /// Whether the broker can publish right now and delivers every watched topic to this
-    /// process (for `/health/ready`, and before the hub retries buffered publications).
-    async fn ready(&self) -> Result<(), BrokerError>;
+    /// process (for `/health/ready`, and before the hub retries buffered publications). The
+    /// default suits a broker that is always ready: `Ok`.
+    async fn ready(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
 
-    /// Takes one of at most `limit` connection slots of `key`, shared by all processes.
-    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError>;
+    /// Takes one of at most `limit` connection slots of `key`, shared by all processes. The
+    /// default grants every slot: a broker without shared state enforces no per-key cap.
+    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
+        let _ = (key, limit);
+        Ok(Slot::Granted)
+    }
 
-    /// Gives back a slot taken with [`Broker::acquire_slot`].
-    async fn release_slot(&self, key: &str);
+    /// Gives back a slot taken with [`Broker::acquire_slot`]. The default does nothing.
+    async fn release_slot(&self, key: &str) {
+        let _ = key;
+    }
 }

@@ -442,25 +442,23 @@ impl Broker for RedisBroker {
         "redis"
     }
 
-    fn start(&self, delivery: Delivery) {
+    fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+            BrokerError::Unavailable(
+                "the Redis broker needs a Tokio runtime; build the hub inside one".into(),
+            )
+        })?;
         let _ = self.inner.delivery.set(delivery.clone());
         let listener = self
             .listener
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let Some(listener) = listener else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(listener.run(delivery));
-                rt.spawn(slots::refresh_loop(Arc::downgrade(&self.inner)));
-            }
-            Err(_) => {
-                tracing::error!("the Redis broker needs a Tokio runtime; build the hub inside one")
-            }
+        if let Some(listener) = listener {
+            rt.spawn(listener.run(delivery));
+            rt.spawn(slots::refresh_loop(Arc::downgrade(&self.inner)));
         }
+        Ok(())
     }
 
     async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {

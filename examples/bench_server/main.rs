@@ -17,7 +17,7 @@ mod common;
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, LivepushRouter};
+use livepush::{publish_event, subscribe_to_events, RouterExt};
 use serde_json::{Map, Value};
 
 /// Echoes the object; `#[publish_event]` publishes it once the 200 is decided. Anything but a

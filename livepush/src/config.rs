@@ -175,11 +175,13 @@ impl Config {
         for setting in SETTINGS {
             let Some(var) = setting.var else { continue };
             if let Some(text) = get(var) {
-                let value = setting.parse(&text).ok_or_else(|| ConfigError::InvalidVar {
-                    var,
-                    value: text,
-                    expected: setting.expected,
-                })?;
+                let Some(value) = setting.parse(&text) else {
+                    return Err(ConfigError::InvalidVar {
+                        var,
+                        value: text,
+                        expected: setting.expected,
+                    });
+                };
                 (setting.set)(&mut config, value);
             }
         }
@@ -578,7 +580,10 @@ mod tests {
                     Some(Value::Count(n)) => n.to_string(),
                     Some(Value::Time(t)) => (t.as_nanos() / per.as_nanos()).to_string(),
                 };
-                format!("    /// | `{}` | {var} | {unit} | {range} | {default} |", s.name)
+                format!(
+                    "    /// | `{}` | {var} | {unit} | {range} | {default} |",
+                    s.name
+                )
             })
             .collect()
     }
@@ -587,7 +592,10 @@ mod tests {
     fn the_doc_table_lists_every_setting_as_the_table_holds_it() {
         let source = include_str!("config.rs");
         for row in doc_rows() {
-            assert!(source.contains(&format!("{row}\n")), "missing or stale doc row:\n{row}");
+            assert!(
+                source.contains(&format!("{row}\n")),
+                "missing or stale doc row:\n{row}"
+            );
         }
     }
 
@@ -626,12 +634,18 @@ mod tests {
         };
         assert!(matches!(
             config.validate(),
-            Err(ConfigError::Invalid { setting: "heartbeat", .. })
+            Err(ConfigError::Invalid {
+                setting: "heartbeat",
+                ..
+            })
         ));
         let config = Config {
             heartbeat: Duration::from_millis(200),
             ..Config::default()
         };
-        assert!(config.validate().is_ok(), "code may give a fraction of a second");
+        assert!(
+            config.validate().is_ok(),
+            "code may give a fraction of a second"
+        );
     }
 }

@@ -5,7 +5,6 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-
 /// The id of a published event, sent as the SSE `id:` field.
 ///
 /// Ids come from one sequence per hub (in memory) or per key prefix (Redis), so they order events

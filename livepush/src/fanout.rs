@@ -7,9 +7,9 @@ use std::sync::{Arc, RwLock};
 use crate::config::SlowConsumerPolicy;
 use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
-use crate::sse;
 use crate::metrics::Metrics;
 use crate::queue::{EventQueue, Pushed};
+use crate::sse;
 use crate::topic::Topic;
 
 /// One connection: the state it shares between the fan-out (writer) and its stream (reader),
@@ -155,7 +155,12 @@ impl Fanout {
 
     /// Adds `sub` to each topic; `on_first` runs (under the lock, so it is ordered with
     /// `on_last`) for each topic that had no local subscriber before.
-    pub(crate) fn add(&self, topics: &[Topic], sub: &Arc<Connection>, mut on_first: impl FnMut(&Topic)) {
+    pub(crate) fn add(
+        &self,
+        topics: &[Topic],
+        sub: &Arc<Connection>,
+        mut on_first: impl FnMut(&Topic),
+    ) {
         let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
         for topic in topics {
             let subs = map.entry(topic.clone()).or_default();

@@ -231,8 +231,7 @@ impl HubBuilder {
             (None, None) => Arc::new(MemoryBroker::new(config.replay, config.replay_ttl)),
             #[cfg(feature = "redis")]
             (None, Some(url)) => Arc::new(
-                crate::broker::redis::RedisBroker::new(url, &config)
-                    .map_err(BuildError::Broker)?,
+                crate::broker::redis::RedisBroker::new(url, &config).map_err(BuildError::Broker)?,
             ),
             #[cfg(not(feature = "redis"))]
             (None, Some(_)) => return Err(crate::config::ConfigError::RedisFeatureOff.into()),
@@ -587,8 +586,18 @@ impl Hub {
     }
 
     /// Lists `connection` in the fan-out under each of `topics` until the registration drops.
-    pub(crate) fn register(&self, topics: Vec<Topic>, connection: &Arc<Connection>) -> Registration {
+    pub(crate) fn register(
+        &self,
+        topics: Vec<Topic>,
+        connection: &Arc<Connection>,
+    ) -> Registration {
         let inner = &self.inner;
-        Registration::new(&inner.fanout, &inner.broker, &inner.metrics, topics, connection)
+        Registration::new(
+            &inner.fanout,
+            &inner.broker,
+            &inner.metrics,
+            topics,
+            connection,
+        )
     }
 }

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 /// the crate docs (`lib.rs`). A module may use every module listed before it: those of the
 /// layers above, and those before it in its own layer.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("vocabulary", &["topic", "event", "config", "metrics", "sse_event"]),
+    (
+        "vocabulary",
+        &["topic", "event", "config", "metrics", "sse_event"],
+    ),
     ("wire format", &["sse", "envelope"]),
     ("local delivery", &["queue", "fanout"]),
     ("broker seam", &["broker"]),
@@ -20,7 +23,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "HTTP",
         &[
-            "layer", "publish", "registry", "stream", "subscribe", "cursor", "routes", "serve",
+            "layer",
+            "publish",
+            "registry",
+            "stream",
+            "subscribe",
+            "cursor",
+            "routes",
+            "serve",
             "outbox",
         ],
     ),
@@ -172,7 +182,11 @@ fn violations() -> Vec<String> {
 #[test]
 fn every_module_uses_only_the_layers_above_it() {
     let broken = violations();
-    assert!(broken.is_empty(), "layer order broken:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "layer order broken:\n{}",
+        broken.join("\n")
+    );
 }
 
 #[test]

@@ -126,8 +126,8 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::publish::{encode, Encoded, PublishContext};
-    pub use crate::registry::{EventType, PublishRoute, SubscribeMode, SubscribeRoute};
     pub use crate::registry::schema::{NoSchema, Probe, ReturnProbe, Schemas, ViaJsonSchema};
+    pub use crate::registry::{EventType, PublishRoute, SubscribeMode, SubscribeRoute};
     pub use crate::subscribe::SubscribeContext;
 
     /// The Redis broker's payload decoder, for the `broker_payload` fuzz target: the envelope,

@@ -13,14 +13,14 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
+use crate::connections::{Admission, KeySlot, Registration};
 use crate::envelope::Envelope;
 use crate::event::EventId;
-use crate::connections::{Admission, KeySlot, Registration};
 use crate::fanout::Connection;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::sse;
 use crate::queue::{Taken, MAX_BATCH};
+use crate::sse;
 use crate::topic::Topic;
 
 /// What one stream holds until it ends. Each part gives back what it took when dropped, in this

@@ -14,9 +14,9 @@ use crate::broker::History;
 use crate::error::SubscribeError;
 use crate::event::EventId;
 use crate::fanout::Connection;
-use crate::sse;
 use crate::hub::Hub;
 use crate::registry;
+use crate::sse;
 use crate::stream::{EventStream, Held};
 use crate::topic::{Topic, Topics};
 
@@ -51,7 +51,7 @@ impl Subscription {
     }
 
     /// Ends the stream at `deadline`, when the credentials it was opened with expire (a
-    /// token's `exp`): the stream sends [`EXPIRED_EVENT`](crate::EXPIRED_EVENT)
+    /// token's `exp`): the stream sends [`sse::EXPIRED`](crate::sse::EXPIRED)
     /// (`livepush.expired`, `{"reason":"expired"}`, no `id:`) and ends, so the client
     /// authenticates again and reconnects with its `Last-Event-ID`. A deadline already past
     /// refuses the subscription with 401 ([`SubscribeError::Expired`]).
@@ -373,12 +373,7 @@ impl Backlog {
     /// The backlog of a stream that resumes after `after` (a reconnect's `Last-Event-ID`, a
     /// list's cursor). History is read only once live events arrive (`confirmed`); without a
     /// confirmed subscription that order cannot be kept, and the client is told to reset.
-    async fn read(
-        hub: &Hub,
-        topics: &[Topic],
-        after: Option<EventId>,
-        confirmed: bool,
-    ) -> Backlog {
+    async fn read(hub: &Hub, topics: &[Topic], after: Option<EventId>, confirmed: bool) -> Backlog {
         let mut backlog = Backlog {
             pending: VecDeque::from([sse::retry(hub.config().client_retry.as_millis() as u64)]),
             seen: None,
@@ -390,12 +385,13 @@ impl Backlog {
         if hub.config().replay == 0 {
             // No history to replay: a client that asks for events after an id it is behind on
             // (a list's cursor, a reconnect) is told to reload instead of silently missing them.
-            backlog.seen =
-                unreplayable(&mut backlog.pending, broker.as_ref(), topics, after).await;
+            backlog.seen = unreplayable(&mut backlog.pending, broker.as_ref(), topics, after).await;
             return backlog;
         }
         if !confirmed {
-            tracing::warn!("no confirmed subscription to read history against; the client is told to reset");
+            tracing::warn!(
+                "no confirmed subscription to read history against; the client is told to reset"
+            );
             backlog.pending.push_back(reset_frame(after, after));
             return backlog;
         }

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::sse::{LAGGED_NAME, RESET_NAME};
 use super::{event_types, publish_routes, subscribe_routes, PayloadSchema, Schemas};
+use crate::sse::{LAGGED_NAME, RESET_NAME};
 
 /// The AsyncAPI 3.0 document of everything this program pushes, without a server entry.
 ///

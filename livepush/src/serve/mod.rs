@@ -83,7 +83,7 @@ impl ServeConfig {
     /// variable counts as unset.
     ///
     /// ```
-    /// let config = livepush::ServeConfig::from_env().expect("valid LIVEPUSH_* variables");
+    /// let config = livepush::serve::ServeConfig::from_env().expect("valid LIVEPUSH_* variables");
     /// assert!(config.max_pending_heads >= 1);
     /// ```
     pub fn from_env() -> Result<ServeConfig, ConfigError> {
@@ -201,7 +201,7 @@ pub fn serve(listener: TcpListener, app: Router) -> Serve {
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use livepush::rustls::{self, pki_types::{CertificateDer, PrivateKeyDer}};
+/// use livepush::serve::rustls::{self, pki_types::{CertificateDer, PrivateKeyDer}};
 ///
 /// # async fn run(app: axum::Router, cert: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> std::io::Result<()> {
 /// let tls = rustls::ServerConfig::builder()
@@ -209,7 +209,7 @@ pub fn serve(listener: TcpListener, app: Router) -> Serve {
 ///     .with_single_cert(cert, key)
 ///     .expect("a valid certificate and key");
 /// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
-/// livepush::serve_tls(listener, app, Arc::new(tls)).await
+/// livepush::serve::serve_tls(listener, app, Arc::new(tls)).await
 /// # }
 /// ```
 #[cfg(feature = "tls")]

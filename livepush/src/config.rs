@@ -32,17 +32,13 @@ pub struct Config {
     /// The longest write-coalescing window (`LIVEPUSH_COALESCE_MS`, default 16 ms; zero turns
     /// coalescing off).
     ///
-    /// A stream that writes its events one at a time keeps up and never waits: events that
-    /// arrive less often than a connection can be written to (typical UI traffic, and 100
-    /// events/s to 1,000 subscribers in BENCHMARKS.md) go out at once. A stream that finds
-    /// several events queued when it writes has fallen behind; it then waits a window after each
-    /// write and sends everything queued by then in one write. The window starts at 1 ms,
+    /// A stream that writes its events one at a time keeps up and never waits. A stream that
+    /// finds several events queued when it writes has fallen behind; it then waits a window after
+    /// each write and sends everything queued by then in one write. The window starts at 1 ms,
     /// doubles with each further write of several events up to this value, and closes after a
     /// write of a single event. A queue that fills to its flush mark is written at once, so
-    /// holding back never costs an event. Each write to a socket costs several microseconds of
-    /// kernel time whatever it carries, so under heavy traffic this is where the CPU goes
-    /// (BENCHMARKS.md: at 1,000 subscribers and full load, 16 ms instead of a fixed 1 ms window
-    /// cut server CPU per delivery by about half, and latency with it).
+    /// holding back never costs an event. Why: each write to a socket costs kernel time whatever
+    /// it carries (figures in BENCHMARKS.md).
     pub coalesce: Duration,
     /// Events retained per topic for `Last-Event-ID` replay; 0 turns replay off
     /// (`LIVEPUSH_REPLAY`, default 0).

@@ -490,7 +490,7 @@ impl Hub {
         }
     }
 
-    /// The hub's metrics in the Prometheus text format (what `/metrics` serves).
+    /// The hub's metrics in the OpenMetrics text format (what `/metrics` serves).
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.render()
     }

@@ -191,7 +191,7 @@ impl Metrics {
         }
     }
 
-    /// The metrics in the Prometheus text exposition format.
+    /// The metrics in the OpenMetrics text format (what Prometheus scrapes).
     pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail.

@@ -141,9 +141,8 @@ async fn ready(Extension(hub): Extension<Hub>) -> Response {
     }
 }
 
-/// The body is the OpenMetrics text format (`prometheus-client` writes `# EOF` and `_total`
-/// counters), so it goes out under the OpenMetrics media type that Prometheus negotiates;
-/// labelling it `text/plain; version=0.0.4` made strict scrapers reject the `# EOF` line.
+/// OpenMetrics output (`prometheus-client` writes `# EOF` and `_total` counters), so the
+/// OpenMetrics media type.
 async fn metrics(Extension(hub): Extension<Hub>) -> Response {
     (
         [(

@@ -37,13 +37,8 @@ pub(crate) struct Held {
 /// longest window).
 const FIRST_WINDOW: Duration = Duration::from_millis(1);
 
-/// Adaptive write coalescing ([`crate::Config::coalesce`]). A stream that writes its events one
-/// at a time keeps up and never waits. One that finds several events queued when it writes has
-/// fallen behind: it then waits out a window after each write, sending everything queued by then
-/// in one write. The window starts at [`FIRST_WINDOW`], doubles with every further write of
-/// several events up to the configured longest window, and closes after a write of a single
-/// event, so the delay exists only while writing each event on its own would cost more than the
-/// stream can afford.
+/// Adaptive write coalescing, as [`crate::Config::coalesce`] describes it; the window starts at
+/// [`FIRST_WINDOW`].
 struct Coalescer {
     /// The longest window; zero turns coalescing off.
     max: Duration,

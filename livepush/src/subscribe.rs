@@ -18,7 +18,7 @@ use crate::hub::Hub;
 use crate::registry;
 use crate::sse;
 use crate::stream::{EventStream, Held};
-use crate::topic::{Topic, Topics};
+use crate::topic::{split_list, Topic, Topics};
 
 /// Everything one SSE stream listens to: topics, optional category filter, optional cap key.
 ///
@@ -117,21 +117,18 @@ pub trait IntoSubscription {
 }
 
 impl IntoSubscription for Topics {
-    #[allow(clippy::result_large_err)]
     fn into_subscription(self) -> Result<Subscription, Response> {
         Ok(Subscription::new(self))
     }
 }
 
 impl IntoSubscription for Subscription {
-    #[allow(clippy::result_large_err)]
     fn into_subscription(self) -> Result<Subscription, Response> {
         Ok(self)
     }
 }
 
 impl<T: IntoSubscription, E: IntoResponse> IntoSubscription for Result<T, E> {
-    #[allow(clippy::result_large_err)]
     fn into_subscription(self) -> Result<Subscription, Response> {
         match self {
             Ok(sub) => sub.into_subscription(),
@@ -165,13 +162,7 @@ fn read_request(parts: &Parts) -> Result<RequestOptions, SubscribeError> {
                 }
                 "category" | "categories" => {
                     let list = options.categories.get_or_insert_with(Vec::new);
-                    list.extend(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|c| !c.is_empty())
-                            .map(String::from),
-                    );
+                    list.extend(split_list(&value).map(String::from));
                 }
                 "lastEventId" | "last_event_id" => last_event_id = Some(value),
                 _ => {}

@@ -201,10 +201,7 @@ impl Topics {
 
     /// Parses a comma-separated list such as the `?topic=a,b` query value. Empty items are skipped.
     pub fn parse_list(list: &str) -> Self {
-        list.split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .fold(Topics::new(), |acc, t| acc.and(t))
+        split_list(list).fold(Topics::new(), |acc, t| acc.and(t))
     }
 
     /// The topic names as given.
@@ -248,6 +245,12 @@ impl From<String> for Topics {
     fn from(value: String) -> Self {
         Topics::one(value)
     }
+}
+
+/// The items of a comma-separated query value (`a, b,,c` → `a`, `b`, `c`): how `?topic=` and
+/// `?category=` lists are read.
+pub(crate) fn split_list(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

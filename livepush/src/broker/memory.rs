@@ -106,7 +106,7 @@ impl MemoryBroker {
             let ring = state.topics.entry(envelope.topic().clone()).or_default();
             ring.events.push_back((now, envelope.clone()));
             ring.prune(now, self.ttl, self.replay);
-            if state.topics.len() > 1024 && id.get() % 1024 == 0 {
+            if state.topics.len() > SWEEP_ABOVE_TOPICS && id.get() % SWEEP_EVERY_EVENTS == 0 {
                 sweep(state, now, self.ttl);
             }
         }
@@ -228,6 +228,12 @@ impl Broker for MemoryBroker {
         }
     }
 }
+
+/// Above this many retained topics, expired ones are swept (see [`sweep`]).
+const SWEEP_ABOVE_TOPICS: usize = 1024;
+/// How often the sweep runs then, in published events: its cost (a pass over every topic)
+/// spread thin.
+const SWEEP_EVERY_EVENTS: u64 = 1024;
 
 /// Forgets topics whose retained events all expired, so one-off topics do not pile up.
 fn sweep(state: &mut State, now: Instant, ttl: Duration) {

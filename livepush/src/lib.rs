@@ -50,7 +50,9 @@
 //!
 //! ## How the crate is layered
 //!
-//! Each module uses only modules of the layers above it (a test, `layers`, keeps it so):
+//! Each module uses only the modules listed before it: those of the layers above, and those
+//! before it in its own row (a unit test, `layers`, fails on any other `crate::` path, and keeps
+//! its own copy of this table):
 //!
 //! | layer | modules | what they hold |
 //! | --- | --- | --- |
@@ -61,12 +63,15 @@
 //! | core | `error`, `retry`, `connections`, `hub` | the errors, the retry buffer, admission guards, and the [`Hub`] façade over them |
 //! | HTTP | `layer`, `publish`, `registry`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
 //!
-//! Two choices differ from the obvious order. The envelope sits with the wire format, not with
+//! Three choices differ from the obvious order. The envelope sits with the wire format, not with
 //! the event vocabulary, because it is built *from* a frame (an event is encoded once, when it
-//! gets its id); keeping it in `event` made `event` and the wire format use each other. And
-//! `error` opens the core layer rather than closing the vocabulary: the two HTTP-facing errors
-//! wrap the broker's, so it comes after the broker seam, and the vocabulary's own errors
-//! (`TopicError`, `InvalidName`, …) stay next to their types and are re-exported from it.
+//! gets its id); keeping it in `event` made `event` and the wire format use each other. `error`
+//! opens the core layer rather than closing the vocabulary: the two HTTP-facing errors wrap the
+//! broker's, so it comes after the broker seam, and the vocabulary's own errors (`TopicError`,
+//! `InvalidName`, …) stay next to their types and are re-exported from it, so a broker author
+//! reads `broker` without reading the hub. And `registry` holds its AsyncAPI rendering and the
+//! payload schemas as submodules: the document is a view of the registry, and as sibling modules
+//! each used the other.
 //!
 //! [axum]: https://docs.rs/axum
 #![deny(missing_docs)]

@@ -6,7 +6,7 @@ mod support;
 
 use axum::routing::get;
 use axum::Router;
-use livepush::{subscribe_to_events, Hub, LivepushRouter};
+use livepush::{subscribe_to_events, Hub, RouterExt};
 use serde_json::json;
 use support::{metric, raw_get, rss_kib, SseClient, TestServer};
 

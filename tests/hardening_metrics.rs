@@ -8,7 +8,7 @@ use std::collections::HashSet;
 
 use axum::routing::get;
 use axum::Router;
-use livepush::{subscribe_to_events, Hub, LivepushRouter};
+use livepush::{subscribe_to_events, Hub, RouterExt};
 use serde_json::json;
 use support::{eventually, http, metric, RedisServer, SseClient, TestServer};
 

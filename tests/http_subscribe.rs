@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
-use livepush::{subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
+use livepush::{subscribe_to_events, Hub, RouterExt, Subscription, Topics};
 use serde_json::{json, Value};
 use support::{SseClient, TestServer};
 
@@ -183,7 +183,7 @@ async fn bad_subscriptions_get_400_with_a_json_error() {
         assert_eq!(body["error"], code, "{query}: {body}");
         assert!(!body["message"].as_str().unwrap().is_empty());
     }
-    let long = "a".repeat(livepush::MAX_TOPIC_LEN + 1);
+    let long = "a".repeat(livepush::Topic::MAX_LEN + 1);
     let (status, body) =
         error_of(SseClient::request(&server.url(&format!("/events?topic={long}")), &[]).await)
             .await;
@@ -296,7 +296,7 @@ async fn an_id_history_cannot_vouch_for_gets_the_reset_event_first() {
     )
     .await;
     let reset = client.next().await;
-    assert_eq!(reset.event, livepush::RESET_EVENT);
+    assert_eq!(reset.event, livepush::sse::RESET.as_str());
     let data: Value = serde_json::from_str(&reset.data).unwrap();
     assert_eq!(data["reason"], "history_unavailable");
     // then what is still retained: the last two

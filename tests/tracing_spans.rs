@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use livepush::{subscribe_to_events, Hub, LivepushRouter};
+use livepush::{subscribe_to_events, Hub, RouterExt};
 use support::{capture_logs_globally, eventually, SseClient, TestServer};
 
 #[subscribe_to_events]

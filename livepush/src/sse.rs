@@ -133,6 +133,16 @@ mod tests {
     const E: EventName = EventName::from_static("e");
 
     #[test]
+    fn encodes_id_event_and_one_data_line_per_line() {
+        let name = EventName::new("created").unwrap();
+        let f = event(EventId::new(7), &name, b"{\"a\":1}\nsecond");
+        assert_eq!(
+            &f[..],
+            b"id: 7\nevent: created\ndata: {\"a\":1}\ndata: second\n\n"
+        );
+    }
+
+    #[test]
     fn splits_every_kind_of_line_end_into_data_lines() {
         let f = event(EventId::new(1), &E, b"a\r\nb\rc\nd");
         assert_eq!(

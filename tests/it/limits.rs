@@ -2,15 +2,14 @@
 //! macro path), axum's request body limit on publishing routes, topics per subscription and topic
 //! length.
 
-mod support;
-
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::error::PublishError;
 use livepush::{publish_event, subscribe_to_events, Hub, RouterExt, Topic};
 use serde_json::{json, Value};
-use support::{capture_logs, http, metric, SseClient, TestServer};
+
+use crate::support::{capture_logs, http, metric, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

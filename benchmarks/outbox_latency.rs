@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use livepush::outbox::Outbox;
-use livepush::{subscribe_to_events, Hub, LivepushRouter};
+use livepush::{subscribe_to_events, Hub, RouterExt};
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Connection};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};

@@ -1,6 +1,6 @@
 //! The crm_comments page in a real browser: headless Chromium driven over WebDriver
 //! (chromedriver), against the example binary started as a user starts it; and a page that
-//! opens more streams than HTTP/1.1 allows, over `livepush::serve_tls` and h2.
+//! opens more streams than HTTP/1.1 allows, over `livepush::serve::serve_tls` and h2.
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver` (`scripts/test.sh` installs them).
 //! Without them this test fails and says so: it never skips.
@@ -478,7 +478,7 @@ async fn cursor_scenario(browser: &Client, example: &Example) -> Result<(), Stri
 }
 
 /// Over HTTP/1.1 a browser opens about six connections per origin, so a seventh `EventSource`
-/// waits. Over TLS with ALPN `h2` (`livepush::serve_tls`) all streams share one connection:
+/// waits. Over TLS with ALPN `h2` (`livepush::serve::serve_tls`) all streams share one connection:
 /// this page opens eight and every one of them receives its event.
 mod h2 {
     use std::sync::Arc;
@@ -486,7 +486,7 @@ mod h2 {
     use axum::response::Html;
     use axum::routing::get;
     use axum::Router;
-    use livepush::{subscribe_to_events, Hub, LivepushRouter};
+    use livepush::{subscribe_to_events, Hub, RouterExt};
 
     use super::*;
 
@@ -511,12 +511,12 @@ mod h2 {
         Html(PAGE)
     }
 
-    fn tls_config() -> Arc<livepush::rustls::ServerConfig> {
-        use livepush::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    fn tls_config() -> Arc<livepush::serve::rustls::ServerConfig> {
+        use livepush::serve::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
         let key =
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-        let config = livepush::rustls::ServerConfig::builder()
+        let config = livepush::serve::rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(vec![certified.cert.der().clone()], key)
             .unwrap();
@@ -557,11 +557,9 @@ mod h2 {
             .livepush(&hub);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(std::future::IntoFuture::into_future(livepush::serve_tls(
-            listener,
-            app,
-            tls_config(),
-        )));
+        let server = tokio::spawn(std::future::IntoFuture::into_future(
+            livepush::serve::serve_tls(listener, app, tls_config()),
+        ));
         let driver = ChromeDriver::start(&chromedriver).await;
         let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("chromium-profile-h2-{}", std::process::id()));

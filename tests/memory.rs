@@ -10,7 +10,7 @@ mod support;
 
 use axum::routing::get;
 use axum::Router;
-use livepush::{subscribe_to_events, Hub, LivepushRouter};
+use livepush::{subscribe_to_events, Hub, RouterExt};
 use serde_json::json;
 use support::observe::rss_kib;
 use support::{metric, raw_get, SseClient, TestServer};
@@ -25,8 +25,11 @@ async fn a_client_that_never_reads_keeps_memory_bounded_and_others_keep_receivin
     const ROUND: usize = 8;
     const ROUNDS: usize = 320; // 2,560 events of 16 KiB: 40 MiB published
     let hub = Hub::builder().queue_capacity(QUEUE).build().unwrap();
-    let server =
-        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    // No write deadline: this test is about what a client that stays connected without reading
+    // costs, however long the publishing takes on a loaded machine (the deadline that cuts such
+    // a client is tested in tests/it/serving.rs).
+    let app = Router::new().route("/events", get(events)).livepush(&hub);
+    let server = TestServer::start_with(app, |serve| serve.write_timeout(None)).await;
 
     // Connected, then never reads another byte.
     let mut stalled = raw_get(server.addr, b"/events?topic=feed", &[]).await;

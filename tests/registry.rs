@@ -13,7 +13,7 @@ mod support;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::registry::{self, SubscribeMode};
-use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter, SseEvent};
+use livepush::{publish_event, subscribe_to_events, Hub, RouterExt, SseEvent};
 use serde::Serialize;
 use serde_json::{json, Value};
 use support::{get_json, http, SseClient, TestServer};

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use livepush::{subscribe_to_events, Hub, LivepushRouter};
+use livepush::{subscribe_to_events, Hub, RouterExt};
 use support::observe::capture_logs_globally;
 use support::{eventually, SseClient, TestServer};
 

@@ -20,7 +20,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, LivepushRouter, Topic};
+use livepush::{publish_event, subscribe_to_events, RouterExt, Topic};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 

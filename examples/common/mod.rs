@@ -6,7 +6,7 @@
 //! | `HOST` | address to listen on (an IP or a host name) | `127.0.0.1` |
 //! | `PORT` | port to listen on | `3000` |
 //! | `REDIS_URL`, `LIVEPUSH_*` | the hub, see `livepush::Config::from_env` | in-memory |
-//! | `LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, `_IDLE_TIMEOUT_SECS`, `_MAX_PENDING_HEADS`, `_WRITE_TIMEOUT_SECS`, `_DRAIN_SECS` | the server, see `livepush::ServeConfig::from_env` | 10 s, 60 s, 512, 10 s, 5 s |
+//! | `LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, `_IDLE_TIMEOUT_SECS`, `_MAX_PENDING_HEADS`, `_WRITE_TIMEOUT_SECS`, `_DRAIN_SECS` | the server, see `livepush::serve::ServeConfig::from_env` | 10 s, 60 s, 512, 10 s, 5 s |
 //! | `RUST_LOG` | log filter | `info` |
 //!
 //! An invalid value stops the program with a message naming it and exit status 2.
@@ -77,7 +77,7 @@ pub fn listen_address() -> (String, u16) {
 /// server does not wait on clients that never hang up) and lets connections finish for the
 /// drain deadline (`LIVEPUSH_DRAIN_SECS`, 5 s) at most.
 pub async fn serve(name: &str, app: Router, hub: &Hub) {
-    let settings = livepush::ServeConfig::from_env()
+    let settings = livepush::serve::ServeConfig::from_env()
         .unwrap_or_else(|e| exit_with(format_args!("cannot configure the server: {e}")));
     let (host, port) = listen_address();
     let listener = TcpListener::bind((host.as_str(), port))

@@ -37,7 +37,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::registry;
-use livepush::{subscribe_to_events, Hub, LivepushRouter, SseEvent, Topics};
+use livepush::{subscribe_to_events, Hub, RouterExt, SseEvent, Topics};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -131,7 +131,7 @@ impl Accounts {
     async fn emit<E: SseEvent + std::fmt::Debug>(&self, event: &E) {
         match self.hub.emit(event).await {
             // Waits in the retry buffer for the broker: pushed late, or its topic is reset.
-            Ok(_) | Err(livepush::PublishError::Buffered) => {}
+            Ok(_) | Err(livepush::error::PublishError::Buffered) => {}
             Err(error) => tracing::warn!(%error, ?event, "domain event not pushed"),
         }
     }

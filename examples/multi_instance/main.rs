@@ -48,7 +48,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
+use livepush::{publish_event, subscribe_to_events, Hub, RouterExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

@@ -50,7 +50,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, LivepushRouter, Topic};
+use livepush::{publish_event, subscribe_to_events, RouterExt, Topic};
 use serde::{Deserialize, Serialize};
 
 use common::api::{ApiError, ApiJson, ApiPath};

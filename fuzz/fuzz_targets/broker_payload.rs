@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livepush::{Topic, MAX_NAME_LEN};
+use livepush::{EventName, Topic};
 
 fuzz_target!(|payload: &[u8]| {
     let topic = Topic::new("t").expect("a valid topic");
@@ -12,7 +12,7 @@ fuzz_target!(|payload: &[u8]| {
         return; // dropped and counted
     };
     let name = envelope.event().as_str();
-    assert!(!name.is_empty() && name.len() <= MAX_NAME_LEN);
+    assert!(!name.is_empty() && name.len() <= EventName::MAX_LEN);
     assert!(name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b)));

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livepush::{frame, EventId, EventName};
+use livepush::__private::frame;
+use livepush::{EventId, EventName};
 
 /// One parsed SSE event: (id, event name, data).
 type Parsed = (Option<Vec<u8>>, Vec<u8>, Vec<u8>);

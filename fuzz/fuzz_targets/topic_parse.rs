@@ -3,13 +3,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use livepush::{Topic, TopicError, Topics, MAX_TOPIC_LEN};
+use livepush::error::TopicError;
+use livepush::{Topic, Topics};
 
 fuzz_target!(|input: &str| {
     match Topic::new(input) {
         Ok(topic) => {
             let s = topic.as_str();
-            assert!(!s.is_empty() && s.len() <= MAX_TOPIC_LEN);
+            assert!(!s.is_empty() && s.len() <= Topic::MAX_LEN);
             assert!(s.bytes().all(|b| b.is_ascii_graphic() && b != b','));
             assert_eq!(Topic::new(s).as_ref(), Ok(&topic));
         }

@@ -16,8 +16,8 @@ use axum::response::sse::Event as AxumEvent;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use http_body::Body as _;
-use livepush::__private::SubscribeContext;
-use livepush::{frame, EventId, Hub, Topic, Topics};
+use livepush::__private::{frame, SubscribeContext};
+use livepush::{EventId, Hub, Topic, Topics};
 
 /// The payload the load generator publishes: `{"seq":…,"sent_ns":…,"pad":"x…"}`, 200 pad bytes.
 fn payload() -> Bytes {

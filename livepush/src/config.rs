@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// What happens to a subscriber whose queue is full because it reads slower than events arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SlowConsumerPolicy {
     /// Close the stream. The client's `EventSource` reconnects with its `Last-Event-ID` and, with
     /// replay on, gets every event it missed: lossless. The default when replay is on.
@@ -31,17 +32,13 @@ pub struct Config {
     /// The longest write-coalescing window (`LIVEPUSH_COALESCE_MS`, default 16 ms; zero turns
     /// coalescing off).
     ///
-    /// A stream that writes its events one at a time keeps up and never waits: events that
-    /// arrive less often than a connection can be written to (typical UI traffic, and 100
-    /// events/s to 1,000 subscribers in BENCHMARKS.md) go out at once. A stream that finds
-    /// several events queued when it writes has fallen behind; it then waits a window after each
-    /// write and sends everything queued by then in one write. The window starts at 1 ms,
+    /// A stream that writes its events one at a time keeps up and never waits. A stream that
+    /// finds several events queued when it writes has fallen behind; it then waits a window after
+    /// each write and sends everything queued by then in one write. The window starts at 1 ms,
     /// doubles with each further write of several events up to this value, and closes after a
     /// write of a single event. A queue that fills to its flush mark is written at once, so
-    /// holding back never costs an event. Each write to a socket costs several microseconds of
-    /// kernel time whatever it carries, so under heavy traffic this is where the CPU goes
-    /// (BENCHMARKS.md: at 1,000 subscribers and full load, 16 ms instead of a fixed 1 ms window
-    /// cut server CPU per delivery by about half, and latency with it).
+    /// holding back never costs an event. Why: each write to a socket costs kernel time whatever
+    /// it carries (figures in BENCHMARKS.md).
     pub coalesce: Duration,
     /// Events retained per topic for `Last-Event-ID` replay; 0 turns replay off
     /// (`LIVEPUSH_REPLAY`, default 0).
@@ -52,10 +49,10 @@ pub struct Config {
     pub max_topics_per_subscription: usize,
     /// Most concurrent connections per cap key, shared by all instances (default: no cap).
     pub max_connections_per_key: Option<u32>,
-    /// `Retry-After` seconds sent with 429 answers (default 5).
-    pub retry_after_secs: u64,
-    /// `retry:` hint sent to clients at connect, in milliseconds (default 2,000).
-    pub client_retry_ms: u64,
+    /// `Retry-After` sent with 429 answers, in whole seconds (default 5 s).
+    pub retry_after: Duration,
+    /// `retry:` hint sent to clients at connect, in whole milliseconds (default 2,000 ms).
+    pub client_retry: Duration,
     /// Longest a publish may wait for the broker before it fails open (default 2 s).
     pub publish_timeout: Duration,
     /// What to do with a consumer that falls behind; `None` picks by replay (see
@@ -88,8 +85,8 @@ impl Default for Config {
             replay_ttl: Duration::from_secs(3600),
             max_topics_per_subscription: 32,
             max_connections_per_key: None,
-            retry_after_secs: 5,
-            client_retry_ms: 2000,
+            retry_after: Duration::from_secs(5),
+            client_retry: Duration::from_millis(2000),
             publish_timeout: Duration::from_secs(2),
             slow_consumer: None,
             retry_buffer_events: 10_000,
@@ -103,6 +100,7 @@ impl Default for Config {
 
 /// A setting that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// An environment variable holds a value of the wrong form.
     #[error("environment variable {var}={value:?} is invalid: {expected}")]
@@ -130,24 +128,33 @@ pub enum ConfigError {
 impl Config {
     /// Reads the `LIVEPUSH_*` variables and `REDIS_URL` over the defaults.
     ///
-    /// | variable | meaning | default |
-    /// | --- | --- | --- |
-    /// | `REDIS_URL` | Redis broker URL; unset: in-memory broker | unset |
-    /// | `LIVEPUSH_HEARTBEAT_SECS` | heartbeat interval, 1–3600 | 15 |
-    /// | `LIVEPUSH_MAX_CONNECTIONS` | connections per process, ≥ 1 | 10000 |
-    /// | `LIVEPUSH_QUEUE_CAPACITY` | events queued per connection, ≥ 1 | 256 |
-    /// | `LIVEPUSH_MAX_EVENT_BYTES` | largest payload, ≥ 16 | 65536 |
-    /// | `LIVEPUSH_COALESCE_MS` | longest write-coalescing window, 0–1000 ms; 0 = off | 16 |
-    /// | `LIVEPUSH_REPLAY` | events retained per topic; 0 = off | 0 |
-    /// | `LIVEPUSH_REPLAY_TTL_SECS` | retention time, ≥ 1 | 3600 |
-    /// | `LIVEPUSH_MAX_CONNECTIONS_PER_KEY` | per-key cap across instances | unset |
-    /// | `LIVEPUSH_RETRY_BUFFER_EVENTS` | publications kept while the broker is down, 0–16777216; 0 = off | 10000 |
-    /// | `LIVEPUSH_RETRY_BUFFER_BYTES` | payload bytes kept while the broker is down, 1024–1073741824 | 16777216 |
-    /// | `LIVEPUSH_RETRY_BUFFER_SECS` | longest wait in the retry buffer, 1–3600 s | 30 |
-    /// | `LIVEPUSH_REDIS_PREFIX` | prefix of Redis keys and channels | `livepush:` |
+    /// | setting | variable | unit | range | default |
+    /// | --- | --- | --- | --- | --- |
+    /// | `redis_url` | `REDIS_URL` | URL | unset: in-memory broker | unset |
+    /// | `heartbeat` | `LIVEPUSH_HEARTBEAT_SECS` | s | more than 0, at most 3600 | 15 |
+    /// | `max_connections` | `LIVEPUSH_MAX_CONNECTIONS` | connections | 1 to 4294967295 | 10000 |
+    /// | `queue_capacity` | `LIVEPUSH_QUEUE_CAPACITY` | events | 1 to 1048576 | 256 |
+    /// | `coalesce` | `LIVEPUSH_COALESCE_MS` | ms | 0 to 1000 | 16 |
+    /// | `max_event_bytes` | `LIVEPUSH_MAX_EVENT_BYTES` | bytes | 16 to 67108864 | 65536 |
+    /// | `replay` | `LIVEPUSH_REPLAY` | events per topic | 0 to 16777216 | 0 |
+    /// | `replay_ttl` | `LIVEPUSH_REPLAY_TTL_SECS` | s | more than 0, at most 2592000 | 3600 |
+    /// | `max_connections_per_key` | `LIVEPUSH_MAX_CONNECTIONS_PER_KEY` | connections | 1 to 4294967295 | unset |
+    /// | `retry_buffer_events` | `LIVEPUSH_RETRY_BUFFER_EVENTS` | publications | 0 to 16777216 | 10000 |
+    /// | `retry_buffer_bytes` | `LIVEPUSH_RETRY_BUFFER_BYTES` | bytes | 1024 to 1073741824 | 16777216 |
+    /// | `retry_buffer_age` | `LIVEPUSH_RETRY_BUFFER_SECS` | s | more than 0, at most 3600 | 30 |
+    /// | `redis_prefix` | `LIVEPUSH_REDIS_PREFIX` | text | no whitespace or control characters | `livepush:` |
+    /// | `max_topics_per_subscription` | none | topics | 1 to 18446744073709551615 | 32 |
+    /// | `retry_after` | none | s | 0 to 86400 | 5 |
+    /// | `client_retry` | none | ms | 0 to 86400000 | 2000 |
+    /// | `publish_timeout` | none | ms | more than 0, at most 86400000 | 2000 |
     ///
-    /// An empty variable counts as unset. A value of the wrong form is an error that names the
-    /// variable, so a service can refuse to start with a clear message.
+    /// 0 turns coalescing, replay and the retry buffer off.
+    ///
+    /// The builder ([`HubBuilder`](crate::HubBuilder)) and [`Config::validate`] hold settings
+    /// made in code to the same ranges, so a value is accepted or refused alike wherever it comes
+    /// from (code can also give a time setting a fraction of its unit). An empty variable counts
+    /// as unset. A value of the wrong form is an error that names the variable, so a service can
+    /// refuse to start with a clear message.
     ///
     /// ```
     /// let config = livepush::Config::from_env().expect("valid LIVEPUSH_* variables");
@@ -161,108 +168,18 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut config = Config::default();
-        if let Some(v) = get("LIVEPUSH_HEARTBEAT_SECS") {
-            let secs = parse_in(
-                &v,
-                "LIVEPUSH_HEARTBEAT_SECS",
-                1,
-                3600,
-                "seconds from 1 to 3600",
-            )?;
-            config.heartbeat = Duration::from_secs(secs);
-        }
-        if let Some(v) = get("LIVEPUSH_MAX_CONNECTIONS") {
-            config.max_connections = parse_in(
-                &v,
-                "LIVEPUSH_MAX_CONNECTIONS",
-                1,
-                u32::MAX as u64,
-                "a whole number ≥ 1",
-            )? as usize;
-        }
-        if let Some(v) = get("LIVEPUSH_QUEUE_CAPACITY") {
-            config.queue_capacity = parse_in(
-                &v,
-                "LIVEPUSH_QUEUE_CAPACITY",
-                1,
-                1 << 20,
-                "a whole number from 1 to 1048576",
-            )? as usize;
-        }
-        if let Some(v) = get("LIVEPUSH_COALESCE_MS") {
-            let ms = parse_in(
-                &v,
-                "LIVEPUSH_COALESCE_MS",
-                0,
-                1000,
-                "milliseconds from 0 (off) to 1000",
-            )?;
-            config.coalesce = Duration::from_millis(ms);
-        }
-        if let Some(v) = get("LIVEPUSH_MAX_EVENT_BYTES") {
-            config.max_event_bytes = parse_in(
-                &v,
-                "LIVEPUSH_MAX_EVENT_BYTES",
-                16,
-                64 << 20,
-                "bytes from 16 to 67108864",
-            )? as usize;
-        }
-        if let Some(v) = get("LIVEPUSH_REPLAY") {
-            config.replay = parse_in(
-                &v,
-                "LIVEPUSH_REPLAY",
-                0,
-                1 << 24,
-                "events per topic, 0 (off) to 16777216",
-            )? as usize;
-        }
-        if let Some(v) = get("LIVEPUSH_REPLAY_TTL_SECS") {
-            let secs = parse_in(
-                &v,
-                "LIVEPUSH_REPLAY_TTL_SECS",
-                1,
-                30 * 86_400,
-                "seconds from 1 to 2592000",
-            )?;
-            config.replay_ttl = Duration::from_secs(secs);
-        }
-        if let Some(v) = get("LIVEPUSH_MAX_CONNECTIONS_PER_KEY") {
-            config.max_connections_per_key = Some(parse_in(
-                &v,
-                "LIVEPUSH_MAX_CONNECTIONS_PER_KEY",
-                1,
-                u32::MAX as u64,
-                "a whole number ≥ 1",
-            )? as u32);
-        }
-        if let Some(v) = get("LIVEPUSH_RETRY_BUFFER_EVENTS") {
-            config.retry_buffer_events = parse_in(
-                &v,
-                "LIVEPUSH_RETRY_BUFFER_EVENTS",
-                0,
-                1 << 24,
-                "publications from 0 (off) to 16777216",
-            )? as usize;
-        }
-        if let Some(v) = get("LIVEPUSH_RETRY_BUFFER_BYTES") {
-            config.retry_buffer_bytes = parse_in(
-                &v,
-                "LIVEPUSH_RETRY_BUFFER_BYTES",
-                1024,
-                1 << 30,
-                "bytes from 1024 to 1073741824",
-            )? as usize;
-        }
-        if let Some(v) = get("LIVEPUSH_RETRY_BUFFER_SECS") {
-            let secs = parse_in(
-                &v,
-                "LIVEPUSH_RETRY_BUFFER_SECS",
-                1,
-                3600,
-                "seconds from 1 to 3600",
-            )?;
-            config.retry_buffer_age = Duration::from_secs(secs);
+        for setting in SETTINGS {
+            let Some(var) = setting.var else { continue };
+            if let Some(text) = get(var) {
+                let Some(value) = setting.parse(&text) else {
+                    return Err(ConfigError::InvalidVar {
+                        var,
+                        value: text,
+                        expected: setting.expected,
+                    });
+                };
+                (setting.set)(&mut config, value);
+            }
         }
         if let Some(v) = get("LIVEPUSH_REDIS_PREFIX") {
             config.redis_prefix = v;
@@ -272,48 +189,27 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks the settings against each other and their ranges.
+    /// Checks every setting against its range (the table of [`Config::from_env`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting, reason| Err(ConfigError::Invalid { setting, reason });
-        if self.heartbeat.is_zero() {
-            return invalid("heartbeat", "must be longer than zero");
-        }
-        if self.max_connections == 0 {
-            return invalid("max_connections", "must be at least 1");
-        }
-        if self.queue_capacity == 0 {
-            return invalid("queue_capacity", "must be at least 1");
-        }
-        if self.coalesce > Duration::from_secs(1) {
-            return invalid("coalesce", "must be at most 1 s");
-        }
-        if self.max_event_bytes < 16 {
-            return invalid("max_event_bytes", "must be at least 16");
-        }
-        if self.max_topics_per_subscription == 0 {
-            return invalid("max_topics_per_subscription", "must be at least 1");
-        }
-        if self.max_connections_per_key == Some(0) {
-            return invalid("max_connections_per_key", "must be at least 1");
-        }
-        if self.retry_buffer_events > 0 && self.retry_buffer_age.is_zero() {
-            return invalid(
-                "retry_buffer_age",
-                "must be longer than zero when the retry buffer is on",
-            );
-        }
-        if self.replay > 0 && self.replay_ttl.is_zero() {
-            return invalid("replay_ttl", "must be longer than zero when replay is on");
+        for setting in SETTINGS {
+            if let Some(value) = (setting.get)(self) {
+                if !setting.accepts(value) {
+                    return Err(ConfigError::Invalid {
+                        setting: setting.name,
+                        reason: setting.expected,
+                    });
+                }
+            }
         }
         if self
             .redis_prefix
             .bytes()
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
-            return invalid(
-                "redis_prefix",
-                "must not contain whitespace or control characters",
-            );
+            return Err(ConfigError::Invalid {
+                setting: "redis_prefix",
+                reason: "must not contain whitespace or control characters",
+            });
         }
         Ok(())
     }
@@ -327,6 +223,244 @@ impl Config {
         })
     }
 }
+
+/// The unit a numeric setting is counted in: in its environment variable, and in the range of
+/// [`SETTINGS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Seconds,
+    Millis,
+    /// A count of what it names (connections, events, bytes…).
+    Count(&'static str),
+}
+
+/// A setting's value as checked: a count, or a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Value {
+    Count(u64),
+    Time(Duration),
+}
+
+/// One numeric setting: its `Config` field, environment variable, unit, range and how to read
+/// and write it. The one place each of these is written.
+struct Setting {
+    /// The `Config` field.
+    name: &'static str,
+    var: Option<&'static str>,
+    unit: Unit,
+    /// The least value, in `unit`; for a time, 1 means "more than zero" (code may give a
+    /// fraction of the unit).
+    min: u64,
+    /// The greatest value, in `unit`.
+    max: u64,
+    /// The range in words, for error messages.
+    expected: &'static str,
+    get: fn(&Config) -> Option<Value>,
+    set: fn(&mut Config, Value),
+}
+
+impl Setting {
+    /// Reads an environment value: a whole number of `unit` in range.
+    fn parse(&self, text: &str) -> Option<Value> {
+        let n: u64 = text.trim().parse().ok()?;
+        let value = match self.unit {
+            Unit::Seconds => Value::Time(Duration::from_secs(n)),
+            Unit::Millis => Value::Time(Duration::from_millis(n)),
+            Unit::Count(_) => Value::Count(n),
+        };
+        self.accepts(value).then_some(value)
+    }
+
+    fn accepts(&self, value: Value) -> bool {
+        let unit = match self.unit {
+            Unit::Seconds => Duration::from_secs(1),
+            Unit::Millis => Duration::from_millis(1),
+            Unit::Count(_) => {
+                return matches!(value, Value::Count(n) if (self.min..=self.max).contains(&n))
+            }
+        };
+        let Value::Time(t) = value else { return false };
+        let least_ok = match self.min {
+            0 => true,
+            1 => !t.is_zero(),
+            min => t >= unit * min as u32,
+        };
+        least_ok && t.as_nanos() <= unit.as_nanos() * u128::from(self.max)
+    }
+}
+
+fn count(n: usize) -> Option<Value> {
+    Some(Value::Count(n as u64))
+}
+
+fn as_count(value: Value) -> usize {
+    match value {
+        Value::Count(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        Value::Time(_) => unreachable!("a count setting is set from a count"),
+    }
+}
+
+fn as_time(value: Value) -> Duration {
+    match value {
+        Value::Time(t) => t,
+        Value::Count(_) => unreachable!("a time setting is set from a time"),
+    }
+}
+
+/// Every numeric setting. `REDIS_URL` and `LIVEPUSH_REDIS_PREFIX` are text, read in
+/// [`Config::from_lookup`].
+const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "heartbeat",
+        var: Some("LIVEPUSH_HEARTBEAT_SECS"),
+        unit: Unit::Seconds,
+        min: 1,
+        max: 3600,
+        expected: "seconds, more than 0 and at most 3600",
+        get: |c| Some(Value::Time(c.heartbeat)),
+        set: |c, v| c.heartbeat = as_time(v),
+    },
+    Setting {
+        name: "max_connections",
+        var: Some("LIVEPUSH_MAX_CONNECTIONS"),
+        unit: Unit::Count("connections"),
+        min: 1,
+        max: u32::MAX as u64,
+        expected: "a whole number from 1 to 4294967295",
+        get: |c| count(c.max_connections),
+        set: |c, v| c.max_connections = as_count(v),
+    },
+    Setting {
+        name: "queue_capacity",
+        var: Some("LIVEPUSH_QUEUE_CAPACITY"),
+        unit: Unit::Count("events"),
+        min: 1,
+        max: 1 << 20,
+        expected: "a whole number from 1 to 1048576",
+        get: |c| count(c.queue_capacity),
+        set: |c, v| c.queue_capacity = as_count(v),
+    },
+    Setting {
+        name: "coalesce",
+        var: Some("LIVEPUSH_COALESCE_MS"),
+        unit: Unit::Millis,
+        min: 0,
+        max: 1000,
+        expected: "milliseconds from 0 (off) to 1000",
+        get: |c| Some(Value::Time(c.coalesce)),
+        set: |c, v| c.coalesce = as_time(v),
+    },
+    Setting {
+        name: "max_event_bytes",
+        var: Some("LIVEPUSH_MAX_EVENT_BYTES"),
+        unit: Unit::Count("bytes"),
+        min: 16,
+        max: 64 << 20,
+        expected: "bytes from 16 to 67108864",
+        get: |c| count(c.max_event_bytes),
+        set: |c, v| c.max_event_bytes = as_count(v),
+    },
+    Setting {
+        name: "replay",
+        var: Some("LIVEPUSH_REPLAY"),
+        unit: Unit::Count("events per topic"),
+        min: 0,
+        max: 1 << 24,
+        expected: "events per topic, 0 (off) to 16777216",
+        get: |c| count(c.replay),
+        set: |c, v| c.replay = as_count(v),
+    },
+    Setting {
+        name: "replay_ttl",
+        var: Some("LIVEPUSH_REPLAY_TTL_SECS"),
+        unit: Unit::Seconds,
+        min: 1,
+        max: 30 * 86_400,
+        expected: "seconds, more than 0 and at most 2592000",
+        get: |c| Some(Value::Time(c.replay_ttl)),
+        set: |c, v| c.replay_ttl = as_time(v),
+    },
+    Setting {
+        name: "max_connections_per_key",
+        var: Some("LIVEPUSH_MAX_CONNECTIONS_PER_KEY"),
+        unit: Unit::Count("connections"),
+        min: 1,
+        max: u32::MAX as u64,
+        expected: "a whole number from 1 to 4294967295",
+        get: |c| c.max_connections_per_key.map(|n| Value::Count(n.into())),
+        set: |c, v| c.max_connections_per_key = Some(as_count(v) as u32),
+    },
+    Setting {
+        name: "retry_buffer_events",
+        var: Some("LIVEPUSH_RETRY_BUFFER_EVENTS"),
+        unit: Unit::Count("publications"),
+        min: 0,
+        max: 1 << 24,
+        expected: "publications from 0 (off) to 16777216",
+        get: |c| count(c.retry_buffer_events),
+        set: |c, v| c.retry_buffer_events = as_count(v),
+    },
+    Setting {
+        name: "retry_buffer_bytes",
+        var: Some("LIVEPUSH_RETRY_BUFFER_BYTES"),
+        unit: Unit::Count("bytes"),
+        min: 1024,
+        max: 1 << 30,
+        expected: "bytes from 1024 to 1073741824",
+        get: |c| count(c.retry_buffer_bytes),
+        set: |c, v| c.retry_buffer_bytes = as_count(v),
+    },
+    Setting {
+        name: "retry_buffer_age",
+        var: Some("LIVEPUSH_RETRY_BUFFER_SECS"),
+        unit: Unit::Seconds,
+        min: 1,
+        max: 3600,
+        expected: "seconds, more than 0 and at most 3600",
+        get: |c| Some(Value::Time(c.retry_buffer_age)),
+        set: |c, v| c.retry_buffer_age = as_time(v),
+    },
+    Setting {
+        name: "max_topics_per_subscription",
+        var: None,
+        unit: Unit::Count("topics"),
+        min: 1,
+        max: u64::MAX,
+        expected: "at least 1",
+        get: |c| count(c.max_topics_per_subscription),
+        set: |c, v| c.max_topics_per_subscription = as_count(v),
+    },
+    Setting {
+        name: "retry_after",
+        var: None,
+        unit: Unit::Seconds,
+        min: 0,
+        max: 86_400,
+        expected: "at most 86400 s",
+        get: |c| Some(Value::Time(c.retry_after)),
+        set: |c, v| c.retry_after = as_time(v),
+    },
+    Setting {
+        name: "client_retry",
+        var: None,
+        unit: Unit::Millis,
+        min: 0,
+        max: 86_400_000,
+        expected: "at most 86400000 ms",
+        get: |c| Some(Value::Time(c.client_retry)),
+        set: |c, v| c.client_retry = as_time(v),
+    },
+    Setting {
+        name: "publish_timeout",
+        var: None,
+        unit: Unit::Millis,
+        min: 1,
+        max: 86_400_000,
+        expected: "more than 0 and at most 86400000 ms",
+        get: |c| Some(Value::Time(c.publish_timeout)),
+        set: |c, v| c.publish_timeout = as_time(v),
+    },
+];
 
 pub(crate) fn parse_in(
     value: &str,
@@ -419,5 +553,95 @@ mod tests {
             let err = from(&[(var, value)]).unwrap_err();
             assert!(err.to_string().contains(var), "{err}");
         }
+    }
+
+    /// The doc table of `Config::from_env`, rendered from `SETTINGS` and the defaults.
+    fn doc_rows() -> Vec<String> {
+        let defaults = Config::default();
+        SETTINGS
+            .iter()
+            .map(|s| {
+                let var = s.var.map_or("none".to_owned(), |v| format!("`{v}`"));
+                let (unit, per) = match s.unit {
+                    Unit::Seconds => ("s", Duration::from_secs(1)),
+                    Unit::Millis => ("ms", Duration::from_millis(1)),
+                    Unit::Count(what) => (what, Duration::ZERO),
+                };
+                let range = match (s.unit, s.min) {
+                    (Unit::Seconds | Unit::Millis, 1) => format!("more than 0, at most {}", s.max),
+                    _ => format!("{} to {}", s.min, s.max),
+                };
+                let default = match (s.get)(&defaults) {
+                    None => "unset".to_owned(),
+                    Some(Value::Count(n)) => n.to_string(),
+                    Some(Value::Time(t)) => (t.as_nanos() / per.as_nanos()).to_string(),
+                };
+                format!(
+                    "    /// | `{}` | {var} | {unit} | {range} | {default} |",
+                    s.name
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_doc_table_lists_every_setting_as_the_table_holds_it() {
+        let source = include_str!("config.rs");
+        for row in doc_rows() {
+            assert!(
+                source.contains(&format!("{row}\n")),
+                "missing or stale doc row:\n{row}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_environment_and_code_accept_and_refuse_the_same_values() {
+        for s in SETTINGS {
+            let Some(var) = s.var else { continue };
+            let mut probes = vec![s.min, s.max, s.max.saturating_add(1)];
+            if s.min > 0 {
+                probes.push(s.min - 1);
+            }
+            for n in probes {
+                let from_env = from(&[(var, &n.to_string())]);
+                let parsed = match s.unit {
+                    Unit::Seconds => Value::Time(Duration::from_secs(n)),
+                    Unit::Millis => Value::Time(Duration::from_millis(n)),
+                    Unit::Count(_) => Value::Count(n),
+                };
+                let mut in_code = Config::default();
+                (s.set)(&mut in_code, parsed);
+                assert_eq!(
+                    from_env.is_ok(),
+                    in_code.validate().is_ok(),
+                    "{var}={n}: the environment and code disagree"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_two_hour_heartbeat_is_refused_from_code_as_from_the_environment() {
+        assert!(from(&[("LIVEPUSH_HEARTBEAT_SECS", "7200")]).is_err());
+        let config = Config {
+            heartbeat: Duration::from_secs(7200),
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                setting: "heartbeat",
+                ..
+            })
+        ));
+        let config = Config {
+            heartbeat: Duration::from_millis(200),
+            ..Config::default()
+        };
+        assert!(
+            config.validate().is_ok(),
+            "code may give a fraction of a second"
+        );
     }
 }

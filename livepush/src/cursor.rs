@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use axum::{extract::State, Json};
-//! use livepush::{Cursor, WithCursor};
+//! use livepush::cursor::{Cursor, WithCursor};
 //! # #[derive(Clone, Default)] struct Db;
 //! # impl Db { fn all(&self) -> Vec<String> { vec![] } }
 //!
@@ -35,7 +35,7 @@
 //! ```no_run
 //! # #[cfg(feature = "outbox-postgres")]
 //! # async fn list(hub: livepush::Hub, pool: sqlx::PgPool, outbox: livepush::outbox::Outbox)
-//! #     -> Result<livepush::WithCursor<axum::Json<Vec<String>>>, livepush::outbox::OutboxError> {
+//! #     -> Result<livepush::cursor::WithCursor<axum::Json<Vec<String>>>, livepush::outbox::OutboxError> {
 //! let mut tx = pool.begin().await?;
 //! let cursor = outbox.cursor(&hub, &mut tx).await?; // first in the transaction
 //! let texts: Vec<String> = sqlx::query_scalar("SELECT text FROM comments ORDER BY id")
@@ -82,7 +82,7 @@ impl Hub {
     /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
     /// yields exactly the events published afterwards (with replay on). See [`Cursor`].
     pub async fn position(&self) -> Result<EventId, BrokerError> {
-        self.inner.broker.position().await
+        self.broker().position().await
     }
 }
 

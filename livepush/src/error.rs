@@ -1,15 +1,34 @@
-//! Errors, and the one place where they become HTTP answers.
+//! Every error type of livepush, and the one place where they become HTTP answers.
+//!
+//! Errors are looked up, not typed daily, so they live here rather than at the crate root, as
+//! in tokio's `broadcast::error` or axum's `extract::rejection`. The errors of the building
+//! blocks are defined next to them ([`TopicError`] with `Topic`, [`BrokerError`] with the
+//! broker seam…) and re-exported here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::broker::BrokerError;
-use crate::event::{InvalidEventId, InvalidName};
-use crate::topic::TopicError;
+pub use crate::broker::BrokerError;
+pub use crate::config::ConfigError;
+pub use crate::event::{InvalidEventId, InvalidName};
+pub use crate::topic::TopicError;
+
+/// Why a hub could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The broker could not be set up (an unparsable `REDIS_URL`, for example).
+    #[error("broker setup failed: {0}")]
+    Broker(#[source] BrokerError),
+}
 
 /// Why a publish did not happen.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The topic is not a valid topic name.
     #[error("invalid topic: {0}")]
@@ -19,7 +38,7 @@ pub enum PublishError {
     Name(#[from] InvalidName),
     /// The value could not be serialized to JSON.
     #[error("event data could not be serialized to JSON: {0}")]
-    Serialize(String),
+    Serialize(#[source] serde_json::Error),
     /// The encoded event is larger than `max_event_bytes`.
     #[error("event is {size} bytes; the limit is {max} (LIVEPUSH_MAX_EVENT_BYTES)")]
     TooLarge {
@@ -51,8 +70,16 @@ impl PublishError {
     }
 }
 
+/// Serializes `value` to compact JSON: the one place a JSON serialization failure becomes an
+/// error.
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<bytes::Bytes, PublishError> {
+    serde_json::to_vec(value)
+        .map(bytes::Bytes::from)
+        .map_err(PublishError::Serialize)
+}
+
 impl PublishError {
-    /// A short label for metrics.
+    /// A short label for metrics: the one place it is derived.
     pub(crate) fn reason(&self) -> &'static str {
         match self {
             PublishError::Topic(_) => "invalid_topic",
@@ -69,6 +96,7 @@ impl PublishError {
 /// Why a subscription was refused. Each maps to one status and a JSON body
 /// `{"error": "<code>", "message": "<what to do>"}`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubscribeError {
     /// A topic is invalid, none was given, or too many were (400).
     #[error(transparent)]
@@ -78,7 +106,7 @@ pub enum SubscribeError {
     LastEventId(#[from] InvalidEventId),
     /// The query string could not be read (400).
     #[error("invalid query string: {0}")]
-    Query(String),
+    Query(#[source] serde_urlencoded::de::Error),
     /// A `?category=` names no category of a registered event type (400).
     #[error("unknown category {0:?}; known categories are listed at /events/catalog")]
     UnknownCategory(String),
@@ -101,7 +129,7 @@ pub enum SubscribeError {
         retry_after: u64,
     },
     /// The hub was not added to the router (500).
-    #[error("livepush hub missing: add it to the router with `.layer(hub.layer())` or `LivepushRouter::livepush`")]
+    #[error("livepush hub missing: add it to the router with `.layer(hub.layer())` or `RouterExt::livepush`")]
     HubMissing,
     /// The hub is shutting down (503).
     #[error("server is shutting down")]

@@ -1,13 +1,9 @@
-//! Events: ids, names and the envelope that carries one published event to subscribers.
+//! The vocabulary of events: ids and names.
 
 use std::fmt;
 use std::str::FromStr;
 
-use bytes::Bytes;
 use serde::Serialize;
-
-use crate::frame;
-use crate::topic::Topic;
 
 /// The id of a published event, sent as the SSE `id:` field.
 ///
@@ -62,7 +58,7 @@ impl FromStr for EventId {
 }
 
 /// The longest event or category name accepted, in bytes.
-pub const MAX_NAME_LEN: usize = 128;
+pub(crate) const MAX_NAME_LEN: usize = 128;
 
 /// An event or category name that is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,8 +70,9 @@ pub struct InvalidName {
 
 /// Checks an event or category name: 1 to [`MAX_NAME_LEN`] bytes of `[A-Za-z0-9_.:/-]`.
 ///
-/// The macros run the same rule at compile time; this is the check of the direct publish API.
-pub fn validate_name(name: &str) -> Result<(), InvalidName> {
+/// The macros run the same rule at compile time; this is the check of the direct publish API
+/// (category names too, which follow the event-name rule).
+pub(crate) fn validate_name(name: &str) -> Result<(), InvalidName> {
     if is_valid_name(name.as_bytes()) {
         Ok(())
     } else {
@@ -85,7 +82,7 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
     }
 }
 
-/// An SSE event name, validated like a [`Topic`]: 1 to [`MAX_NAME_LEN`] bytes of
+/// An SSE event name, validated like a [`Topic`](crate::Topic): 1 to [`EventName::MAX_LEN`] bytes of
 /// `[A-Za-z0-9_.:/-]`, so never a CR, LF or NUL on the wire.
 ///
 /// Every frame livepush writes takes its name as an `EventName`, whether it came from the
@@ -104,7 +101,10 @@ pub fn validate_name(name: &str) -> Result<(), InvalidName> {
 pub struct EventName(std::borrow::Cow<'static, str>);
 
 impl EventName {
-    /// Validates `name` ([`validate_name`]).
+    /// The longest event (or category) name accepted, in bytes.
+    pub const MAX_LEN: usize = MAX_NAME_LEN;
+
+    /// Validates `name`: 1 to [`EventName::MAX_LEN`] bytes of `[A-Za-z0-9_.:/-]`.
     pub fn new(name: impl Into<String>) -> Result<Self, InvalidName> {
         let name = name.into();
         validate_name(&name)?;
@@ -214,75 +214,6 @@ const fn is_valid_name(name: &[u8]) -> bool {
         i += 1;
     }
     true
-}
-
-/// What a publisher hands to the broker: an event without an id yet.
-#[derive(Debug, Clone)]
-pub struct Publication {
-    /// Where it goes.
-    pub topic: Topic,
-    /// The SSE `event:` name.
-    pub event: EventName,
-    /// The category, for `?category=` filters.
-    pub category: Option<String>,
-    /// The compact JSON payload.
-    pub data: Bytes,
-}
-
-/// One event with its id, and its SSE frame encoded once for every subscriber.
-#[derive(Debug)]
-pub struct Envelope {
-    id: EventId,
-    topic: Topic,
-    event: EventName,
-    category: Option<String>,
-    data: Bytes,
-    frame: Bytes,
-}
-
-impl Envelope {
-    /// Assigns `id` to a publication and encodes its frame.
-    pub fn new(id: EventId, publication: Publication) -> Self {
-        let frame = frame::event(id, &publication.event, &publication.data);
-        Envelope {
-            id,
-            topic: publication.topic,
-            event: publication.event,
-            category: publication.category,
-            data: publication.data,
-            frame,
-        }
-    }
-
-    /// The event id.
-    pub fn id(&self) -> EventId {
-        self.id
-    }
-
-    /// The topic it was published on.
-    pub fn topic(&self) -> &Topic {
-        &self.topic
-    }
-
-    /// The SSE event name.
-    pub fn event(&self) -> &EventName {
-        &self.event
-    }
-
-    /// The category, if any.
-    pub fn category(&self) -> Option<&str> {
-        self.category.as_deref()
-    }
-
-    /// The JSON payload.
-    pub fn data(&self) -> &Bytes {
-        &self.data
-    }
-
-    /// The encoded SSE frame (`id:`, `event:`, `data:` lines and the blank line).
-    pub fn frame(&self) -> &Bytes {
-        &self.frame
-    }
 }
 
 #[cfg(test)]

@@ -5,15 +5,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::config::SlowConsumerPolicy;
-use crate::event::{Envelope, EventId, Publication};
-use crate::frame::RESET_EVENT;
+use crate::envelope::{Envelope, Publication};
+use crate::event::EventId;
 use crate::metrics::Metrics;
 use crate::queue::{EventQueue, Pushed};
+use crate::sse;
 use crate::topic::Topic;
 
-/// The state one connection shares between the fan-out (writer) and its stream (reader).
+/// One connection: the state it shares between the fan-out (writer) and its stream (reader),
+/// listed once under each topic it subscribed.
 #[derive(Debug)]
-pub(crate) struct ConnState {
+pub(crate) struct Connection {
     pub(crate) id: u64,
     /// `None` accepts every category.
     categories: Option<Box<[String]>>,
@@ -26,14 +28,14 @@ pub(crate) struct ConnState {
     pub(crate) queue: EventQueue,
 }
 
-impl ConnState {
+impl Connection {
     pub(crate) fn new(
         id: u64,
         categories: Option<Box<[String]>>,
         policy: SlowConsumerPolicy,
         queue_capacity: usize,
     ) -> Self {
-        ConnState {
+        Connection {
             id,
             categories,
             policy,
@@ -45,7 +47,7 @@ impl ConnState {
 
     fn accepts(&self, envelope: &Envelope) -> bool {
         // A reset concerns every event of its topic, whatever the category filter.
-        if envelope.event() == RESET_EVENT {
+        if *envelope.event() == sse::RESET {
             return true;
         }
         match (&self.categories, envelope.category()) {
@@ -56,12 +58,9 @@ impl ConnState {
     }
 }
 
-/// One connection, listed once under each topic it subscribed.
-pub(crate) type Subscriber = Arc<ConnState>;
-
 /// Topic → the local subscribers of that topic.
 pub(crate) struct Fanout {
-    topics: RwLock<HashMap<Topic, Vec<Subscriber>>>,
+    topics: RwLock<HashMap<Topic, Vec<Arc<Connection>>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -93,7 +92,7 @@ impl Fanout {
             at,
             Publication {
                 topic: first.clone(),
-                event: crate::frame::RESET,
+                event: crate::sse::RESET,
                 category: None,
                 data: bytes::Bytes::copy_from_slice(data),
             },
@@ -110,7 +109,7 @@ impl Fanout {
 
     fn push_to<'a>(
         &self,
-        subscribers: impl Iterator<Item = &'a Subscriber>,
+        subscribers: impl Iterator<Item = &'a Arc<Connection>>,
         envelope: &Arc<Envelope>,
     ) {
         let (mut delivered, mut dropped) = (0u64, 0u64);
@@ -156,7 +155,12 @@ impl Fanout {
 
     /// Adds `sub` to each topic; `on_first` runs (under the lock, so it is ordered with
     /// `on_last`) for each topic that had no local subscriber before.
-    pub(crate) fn add(&self, topics: &[Topic], sub: &Subscriber, mut on_first: impl FnMut(&Topic)) {
+    pub(crate) fn add(
+        &self,
+        topics: &[Topic],
+        sub: &Arc<Connection>,
+        mut on_first: impl FnMut(&Topic),
+    ) {
         let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
         for topic in topics {
             let subs = map.entry(topic.clone()).or_default();
@@ -212,5 +216,76 @@ impl Fanout {
     pub(crate) fn counts(&self) -> Vec<(Topic, usize)> {
         let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
         map.iter().map(|(t, s)| (t.clone(), s.len())).collect()
+    }
+}
+
+/// The hub's side of a broker: where events of watched topics are handed over.
+#[derive(Clone)]
+pub struct Delivery {
+    fanout: Arc<Fanout>,
+    metrics: Arc<Metrics>,
+    /// Woken by [`Delivery::reconnected`]: the hub's retry buffer waits on it between attempts.
+    reconnected: Arc<tokio::sync::Notify>,
+}
+
+impl Delivery {
+    pub(crate) fn new(
+        fanout: Arc<Fanout>,
+        metrics: Arc<Metrics>,
+        reconnected: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Delivery {
+            fanout,
+            metrics,
+            reconnected,
+        }
+    }
+
+    /// Hands one event to every local subscriber of its topic. Call it in id order.
+    pub fn deliver(&self, envelope: Arc<Envelope>) {
+        self.fanout.deliver(&envelope);
+    }
+
+    /// Tells every local stream of `topics` that events may be missing before `at`: each gets
+    /// one `livepush.reset` whose `id:` is `at`, and nothing else changes for other streams.
+    /// Call it for every gap a broker detects (a connection lost without a complete catch-up,
+    /// a server restarted empty, a subscription dropped by the server), in id order with
+    /// [`Delivery::deliver`]: `at` is where the clients resume.
+    pub fn reset(&self, topics: &[Topic], at: EventId, reason: &str) {
+        if topics.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            topics = topics.len(),
+            %at,
+            reason,
+            "events may be missing on watched topics; their streams are told to reset"
+        );
+        self.metrics.broker_gaps.inc();
+        let data = serde_json::json!({ "reason": reason });
+        self.fanout.reset(topics, at, data.to_string().as_bytes());
+    }
+
+    /// Records that the broker re-established its connection, and tells the hub, which then
+    /// publishes what waits in its retry buffer at once.
+    pub fn reconnected(&self) {
+        self.metrics.broker_reconnects.inc();
+        self.reconnected.notify_waiters();
+    }
+
+    /// Wakes the hub's retry buffer without counting a reconnect (the broker's first
+    /// connection: publications made before it wait in the buffer).
+    pub(crate) fn connected(&self) {
+        self.reconnected.notify_waiters();
+    }
+
+    /// Whether any local subscriber listens on `topic`.
+    pub fn is_watched(&self, topic: &Topic) -> bool {
+        self.fanout.has_subscribers(topic)
+    }
+
+    /// Every topic with local subscribers (for re-subscribing after a reconnect).
+    pub fn watched_topics(&self) -> Vec<Topic> {
+        self.fanout.topics()
     }
 }

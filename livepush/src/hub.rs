@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,10 +11,12 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::broker::{Broker, BrokerError, Delivery, MemoryBroker};
-use crate::config::{Config, ConfigError};
-use crate::error::PublishError;
-use crate::event::{validate_name, EventId, EventName, Publication};
-use crate::fanout::Fanout;
+use crate::config::Config;
+use crate::connections::{Admission, Connections, KeySlot, Registration};
+use crate::envelope::Publication;
+use crate::error::{to_json, BuildError, PublishError, SubscribeError};
+use crate::event::{validate_name, EventId, EventName};
+use crate::fanout::{Connection, Fanout};
 use crate::metrics::Metrics;
 use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
@@ -29,7 +30,7 @@ pub(crate) type Authorizer = Arc<dyn Fn(Arc<Parts>, Topic) -> BoxFuture<bool> + 
 /// The center of livepush: publishes events and serves subscriptions.
 ///
 /// Cheap to clone (an `Arc`). Build one per process with [`Hub::builder`] or [`Hub::from_env`],
-/// add it to the router with [`LivepushRouter::livepush`](crate::LivepushRouter::livepush), and
+/// add it to the router with [`RouterExt::livepush`](crate::RouterExt::livepush), and
 /// publish with the macros or with [`Hub::publish`] / [`Hub::emit`].
 ///
 /// ```
@@ -44,22 +45,24 @@ pub(crate) type Authorizer = Arc<dyn Fn(Arc<Parts>, Topic) -> BoxFuture<bool> + 
 /// ```
 #[derive(Clone)]
 pub struct Hub {
-    pub(crate) inner: Arc<HubInner>,
+    inner: Arc<HubInner>,
 }
 
-pub(crate) struct HubInner {
-    pub(crate) config: Config,
-    pub(crate) broker: Arc<dyn Broker>,
-    pub(crate) fanout: Arc<Fanout>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) authorizer: Option<Authorizer>,
-    pub(crate) reject_unregistered: bool,
-    pub(crate) connections: AtomicUsize,
-    pub(crate) next_conn: AtomicU64,
-    pub(crate) closing: AtomicBool,
-    pub(crate) heartbeat_frame: Bytes,
+/// The parts of a hub; each has one owner, and other modules reach them through `Hub`'s methods.
+struct HubInner {
+    config: Config,
+    broker: Arc<dyn Broker>,
+    /// Topic → local connections; fed by the broker through its [`Delivery`].
+    fanout: Arc<Fanout>,
+    metrics: Arc<Metrics>,
+    authorizer: Option<Authorizer>,
+    reject_unregistered: bool,
+    /// The process cap, connection ids and the closing flag.
+    connections: Arc<Connections>,
+    /// The heartbeat comment, encoded once.
+    heartbeat_frame: Bytes,
     /// Publications the broker could not take yet, in order.
-    pub(crate) retry: Arc<RetryBuffer>,
+    retry: Arc<RetryBuffer>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -78,17 +81,6 @@ pub struct HubBuilder {
     broker: Option<Arc<dyn Broker>>,
     authorizer: Option<Authorizer>,
     reject_unregistered: bool,
-}
-
-/// Why a hub could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// A setting is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The broker could not be set up (an unparsable `REDIS_URL`, for example).
-    #[error("broker setup failed: {0}")]
-    Broker(String),
 }
 
 impl HubBuilder {
@@ -154,7 +146,7 @@ impl HubBuilder {
 
     /// What to do with clients that read too slowly (default: by replay, see
     /// [`SlowConsumerPolicy`](crate::SlowConsumerPolicy)).
-    pub fn slow_consumer(mut self, policy: crate::SlowConsumerPolicy) -> Self {
+    pub fn slow_consumer(mut self, policy: crate::config::SlowConsumerPolicy) -> Self {
         self.config.slow_consumer = Some(policy);
         self
     }
@@ -245,7 +237,8 @@ impl HubBuilder {
 
     /// Builds the hub. With a Redis URL, connects in the background: the hub starts even while
     /// Redis is down (publishing fails open and `/health/ready` answers 503 until it is up).
-    /// Must be called inside a Tokio runtime when Redis is used.
+    /// Must be called inside a Tokio runtime when Redis is used: without one it fails with
+    /// [`BuildError::Broker`].
     pub fn build(self) -> Result<Hub, BuildError> {
         self.config.validate()?;
         let config = self.config;
@@ -255,24 +248,25 @@ impl HubBuilder {
             #[cfg(feature = "redis")]
             (None, Some(url)) if url.starts_with("redis+cluster://") => Arc::new(
                 crate::broker::redis::RedisClusterBroker::new(url, &config)
-                    .map_err(|e| BuildError::Broker(e.to_string()))?,
+                    .map_err(BuildError::Broker)?,
             ),
             #[cfg(feature = "redis")]
             (None, Some(url)) => Arc::new(
-                crate::broker::redis::RedisBroker::new(url, &config)
-                    .map_err(|e| BuildError::Broker(e.to_string()))?,
+                crate::broker::redis::RedisBroker::new(url, &config).map_err(BuildError::Broker)?,
             ),
             #[cfg(not(feature = "redis"))]
-            (None, Some(_)) => return Err(ConfigError::RedisFeatureOff.into()),
+            (None, Some(_)) => return Err(crate::config::ConfigError::RedisFeatureOff.into()),
         };
         let metrics = Arc::new(Metrics::new());
         let fanout = Arc::new(Fanout::new(metrics.clone()));
         let reconnected = Arc::new(tokio::sync::Notify::new());
-        broker.start(Delivery {
-            fanout: fanout.clone(),
-            metrics: metrics.clone(),
-            reconnected: reconnected.clone(),
-        });
+        broker
+            .start(Delivery::new(
+                fanout.clone(),
+                metrics.clone(),
+                reconnected.clone(),
+            ))
+            .map_err(BuildError::Broker)?;
         let retry = Arc::new(RetryBuffer::new(
             Limits {
                 events: config.retry_buffer_events,
@@ -285,16 +279,18 @@ impl HubBuilder {
         Ok(Hub {
             inner: Arc::new(HubInner {
                 retry,
-                heartbeat_frame: crate::frame::comment("heartbeat"),
+                heartbeat_frame: crate::sse::comment("heartbeat"),
+                connections: Arc::new(Connections::new(
+                    config.max_connections,
+                    config.retry_after.as_secs(),
+                    metrics.clone(),
+                )),
                 config,
                 broker,
                 fanout,
                 metrics,
                 authorizer: self.authorizer,
                 reject_unregistered: self.reject_unregistered,
-                connections: AtomicUsize::new(0),
-                next_conn: AtomicU64::new(1),
-                closing: AtomicBool::new(false),
             }),
         })
     }
@@ -362,9 +358,8 @@ impl Hub {
         event: &str,
         data: &T,
     ) -> Result<EventId, PublishError> {
-        let data = serde_json::to_vec(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(topic, event, None, Bytes::from(data))
-            .await
+        let data = to_json(data)?;
+        self.publish_json(topic, event, None, data).await
     }
 
     /// Publishes a domain event to the topic its `#[sse(topic = …)]` template names.
@@ -384,8 +379,8 @@ impl Hub {
     /// # }
     /// ```
     pub async fn emit<E: SseEvent>(&self, event: &E) -> Result<EventId, PublishError> {
-        let data = serde_json::to_vec(event).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(event.topic(), E::EVENT, E::CATEGORY, Bytes::from(data))
+        let data = to_json(event)?;
+        self.publish_json(event.topic(), E::EVENT, E::CATEGORY, data)
             .await
     }
 
@@ -405,9 +400,14 @@ impl Hub {
             .instrument(span)
             .await;
         if let Err(error) = &result {
-            self.inner.metrics.publish_error(error.reason());
+            self.count_failure(error);
         }
         result
+    }
+
+    /// Counts a publish that failed, under its [`PublishError`]'s label.
+    pub(crate) fn count_failure(&self, error: &PublishError) {
+        self.inner.metrics.publish_error(error.reason());
     }
 
     async fn try_publish(
@@ -491,7 +491,7 @@ impl Hub {
 
     /// Open SSE connections of this process.
     pub fn connection_count(&self) -> usize {
-        self.inner.connections.load(Ordering::Relaxed)
+        self.inner.connections.count()
     }
 
     /// Topics with local subscribers, and how many each has.
@@ -511,7 +511,7 @@ impl Hub {
         }
     }
 
-    /// The hub's metrics in the Prometheus text format (what `/metrics` serves).
+    /// The hub's metrics in the OpenMetrics text format (what `/metrics` serves).
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.render()
     }
@@ -519,7 +519,7 @@ impl Hub {
     /// Ends every open stream and refuses new ones (503). Call it when the server begins its
     /// graceful shutdown, or use [`Hub::shutdown_on`].
     pub fn shutdown(&self) {
-        if !self.inner.closing.swap(true, Ordering::SeqCst) {
+        if self.inner.connections.close() {
             tracing::info!(
                 connections = self.connection_count(),
                 "livepush shutting down: closing every stream"
@@ -532,7 +532,7 @@ impl Hub {
 
     /// Whether [`Hub::shutdown`] was called.
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.closing.load(Ordering::SeqCst)
+        self.inner.connections.is_closing()
     }
 
     /// Wraps a shutdown signal for `axum::serve(..).with_graceful_shutdown(..)`: when `signal`
@@ -558,5 +558,67 @@ impl Hub {
             signal.await;
             hub.shutdown();
         }
+    }
+}
+
+/// What the other modules of the crate reach a hub's parts through.
+impl Hub {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    /// The authorize hook, if one was set.
+    pub(crate) fn authorizer(&self) -> Option<&Authorizer> {
+        self.inner.authorizer.as_ref()
+    }
+
+    /// Whether subscriptions to topics no registered template matches are refused.
+    pub(crate) fn rejects_unregistered_topics(&self) -> bool {
+        self.inner.reject_unregistered
+    }
+
+    /// The heartbeat comment, encoded once.
+    pub(crate) fn heartbeat_frame(&self) -> &Bytes {
+        &self.inner.heartbeat_frame
+    }
+
+    /// Takes one of the process's connections for a stream of `topics` (429 when none is left).
+    pub(crate) fn admit(&self, topics: &[Topic]) -> Result<Admission, SubscribeError> {
+        self.inner.connections.admit(topics)
+    }
+
+    /// Takes a connection slot of `key` when a per-key cap is set; `None` without a key, without
+    /// a cap, or when the broker cannot say (fail-open).
+    pub(crate) async fn take_slot(
+        &self,
+        key: Option<String>,
+    ) -> Result<Option<KeySlot>, SubscribeError> {
+        match (key, self.inner.config.max_connections_per_key) {
+            (Some(key), Some(limit)) => {
+                let retry_after = self.inner.connections.retry_after();
+                KeySlot::acquire(&self.inner.broker, key, limit, retry_after).await
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Lists `connection` in the fan-out under each of `topics` until the registration drops.
+    pub(crate) fn register(
+        &self,
+        topics: Vec<Topic>,
+        connection: &Arc<Connection>,
+    ) -> Registration {
+        let inner = &self.inner;
+        Registration::new(
+            &inner.fanout,
+            &inner.broker,
+            &inner.metrics,
+            topics,
+            connection,
+        )
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use axum::{http::StatusCode, routing::{get, post}, Json, Router};
-//! use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
+//! use livepush::{publish_event, subscribe_to_events, Hub, RouterExt};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize)]
@@ -40,83 +40,87 @@
 //!   database transaction and relayed after commit, for handlers that write to a database.
 //! - [`registry`]: everything the program pushes, collected at link time, also as an AsyncAPI
 //!   3.0 document ([`registry::asyncapi`]).
-//! - [`Cursor`] / [`WithCursor`]: the `Livepush-Cursor` of a list endpoint, so that a client that
-//!   loads a list and then subscribes misses nothing published in between.
-//! - [`frame`]: the SSE wire format, encoded once per event.
+//! - [`cursor`]: the `Livepush-Cursor` of a list endpoint, so that a client that loads a list
+//!   and then subscribes misses nothing published in between.
+//! - [`sse`]: the event names of livepush's own notices (`livepush.reset`, …); every event is
+//!   encoded into its SSE frame once.
 //! - [`serve()`]: HTTP/1.1 and h2c on one port with header-read, idle, write and drain
-//!   deadlines and `TCP_NODELAY`; [`serve_tls`] adds TLS with ALPN `h2` (feature `tls`).
+//!   deadlines and `TCP_NODELAY`; [`serve::serve_tls`] adds TLS with ALPN `h2` (feature `tls`).
+//! - [`error`]: every error type.
+//!
+//! ## How the crate is layered
+//!
+//! Each module uses only the modules listed before it: those of the layers above, and those
+//! before it in its own row (a unit test, `layers`, fails on any other `crate::` path, and keeps
+//! its own copy of this table):
+//!
+//! | layer | modules | what they hold |
+//! | --- | --- | --- |
+//! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event` | the words: topics, event ids and names, settings, counters, the domain-event trait |
+//! | wire format | `sse`, `envelope` | the SSE frame, and the envelope an event travels in, encoded once |
+//! | local delivery | `queue`, `fanout` | one bounded queue per connection, and the topic → connections map fed by a [`broker::Delivery`] |
+//! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
+//! | core | `error`, `retry`, `connections`, `hub` | the errors, the retry buffer, admission guards, and the [`Hub`] façade over them |
+//! | HTTP | `layer`, `publish`, `registry`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
+//!
+//! Three choices differ from the obvious order. The envelope sits with the wire format, not with
+//! the event vocabulary, because it is built *from* a frame (an event is encoded once, when it
+//! gets its id); keeping it in `event` made `event` and the wire format use each other. `error`
+//! opens the core layer rather than closing the vocabulary: the two HTTP-facing errors wrap the
+//! broker's, so it comes after the broker seam, and the vocabulary's own errors (`TopicError`,
+//! `InvalidName`, …) stay next to their types and are re-exported from it, so a broker author
+//! reads `broker` without reading the hub. And `registry` holds its AsyncAPI rendering and the
+//! payload schemas as submodules: the document is a view of the registry, and as sibling modules
+//! each used the other.
 //!
 //! [axum]: https://docs.rs/axum
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod asyncapi;
-pub mod broker;
+// vocabulary
 mod config;
-mod cursor;
-mod error;
 mod event;
-mod fanout;
-pub mod frame;
-mod hub;
 mod metrics;
+mod sse_event;
+mod topic;
+// wire format
+mod envelope;
+pub mod sse;
+// local delivery
+mod fanout;
+mod queue;
+// broker seam
+pub mod broker;
+// core
+mod connections;
+pub mod error;
+mod hub;
+mod retry;
+// HTTP
+pub mod cursor;
+pub mod layer;
 #[cfg(any(feature = "outbox-postgres", feature = "outbox-sqlite"))]
 pub mod outbox;
 mod publish;
-mod queue;
 pub mod registry;
-mod retry;
 mod routes;
-mod schema;
-mod serve;
-mod sse_event;
+pub mod serve;
 mod stream;
 mod subscribe;
-mod topic;
 
-pub use config::{Config, ConfigError, SlowConsumerPolicy};
-pub use cursor::{Cursor, WithCursor, CURSOR_HEADER};
-pub use error::{PublishError, SubscribeError};
-pub use event::{
-    validate_name, Envelope, EventId, EventName, InvalidEventId, InvalidName, Publication,
-    MAX_NAME_LEN,
-};
-pub use frame::{EXPIRED_EVENT, LAGGED_EVENT, RESET_EVENT};
-pub use hub::{BuildError, Hub, HubBuilder};
-pub use publish::Publishable;
-pub use routes::LivepushRouter;
-#[cfg(feature = "tls")]
-pub use serve::serve_tls;
-pub use serve::{serve, DeadlineIo, NoDelayListener, Serve, ServeConfig};
-pub use sse_event::SseEvent;
-pub use subscribe::{IntoSubscription, Subscription};
-/// rustls, as [`serve_tls`] takes it (`rustls::ServerConfig`, `rustls::pki_types`).
-#[cfg(feature = "tls")]
-pub use tokio_rustls::rustls;
-pub use topic::{Topic, TopicError, Topics, BROADCAST_TOPIC, MAX_TOPIC_LEN};
+#[cfg(test)]
+mod layers;
 
-/// Publishes the value an async axum handler returns, after it succeeded.
-///
-/// `#[publish_event(topic = "...", event = "...", category = "...", data = path::to::fn)]`:
-/// - `topic` (required): a topic template; `{name}` binds a handler argument (including
-///   destructured extractors such as `Path(id): Path<u64>`) or else a field of the returned value.
-/// - `event`: the SSE event name (default: the handler's name).
-/// - `category`: for `?category=` filters.
-/// - `data`: a `fn(&T) -> impl Serialize` that maps the returned value to what is published.
-///
-/// Publishing happens only when the return value is a success (2xx, `Ok`), see [`Publishable`].
-/// It fails open: a broker failure is logged and counted, and the response goes out unchanged.
-/// Attributes stack; the value is serialized once.
-pub use livepush_macros::publish_event;
-
-/// Turns an async handler into an SSE endpoint.
-///
-/// With an empty body, topics come from `?topic=a,b`. A body that returns [`Topics`],
-/// [`Subscription`] or `Result<_, E: IntoResponse>` chooses them after its extractors ran.
-pub use livepush_macros::subscribe_to_events;
-
-/// Derives [`SseEvent`] from `#[sse(event = "...", topic = "...", category = "...")]`.
-pub use livepush_macros::SseEvent;
+pub use self::config::{Config, SlowConsumerPolicy};
+pub use self::event::{EventId, EventName};
+pub use self::hub::{Hub, HubBuilder};
+pub use self::publish::Publishable;
+pub use self::routes::RouterExt;
+pub use self::serve::serve;
+pub use self::sse_event::SseEvent;
+pub use self::subscribe::{IntoSubscription, Subscription};
+pub use self::topic::{Topic, Topics};
+pub use livepush_macros::{publish_event, subscribe_to_events, SseEvent};
 
 /// Every Rust snippet of README.md, compiled (and run unless `no_run`) as a doc test.
 #[cfg(doctest)]
@@ -127,15 +131,45 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::publish::{encode, Encoded, PublishContext};
+    pub use crate::registry::schema::{NoSchema, Probe, ReturnProbe, Schemas, ViaJsonSchema};
     pub use crate::registry::{EventType, PublishRoute, SubscribeMode, SubscribeRoute};
-    pub use crate::schema::{NoSchema, Probe, ReturnProbe, Schemas, ViaJsonSchema};
     pub use crate::subscribe::SubscribeContext;
 
     /// The Redis broker's payload decoder, for the `broker_payload` fuzz target: the envelope,
     /// or `None` (dropped and counted) for anything malformed.
     #[cfg(feature = "redis")]
-    pub fn decode_broker_payload(topic: crate::Topic, payload: &[u8]) -> Option<crate::Envelope> {
+    pub fn decode_broker_payload(
+        topic: crate::Topic,
+        payload: &[u8],
+    ) -> Option<crate::broker::Envelope> {
         crate::broker::redis::decode(topic, payload)
+    }
+
+    /// The SSE frame encoders, for the `frame_roundtrip` fuzz target and the framing tests.
+    pub mod frame {
+        use bytes::Bytes;
+
+        use crate::{EventId, EventName};
+
+        /// An event with `id:`, `event:` and one `data:` line per line of `data`.
+        pub fn event(id: EventId, event: &EventName, data: &[u8]) -> Bytes {
+            crate::sse::event(id, event, data)
+        }
+
+        /// An event without `id:` (livepush's own notices).
+        pub fn notice(event: &EventName, data: &[u8]) -> Bytes {
+            crate::sse::notice(event, data)
+        }
+
+        /// A comment line (heartbeats).
+        pub fn comment(text: &str) -> Bytes {
+            crate::sse::comment(text)
+        }
+
+        /// The `retry:` field.
+        pub fn retry(millis: u64) -> Bytes {
+            crate::sse::retry(millis)
+        }
     }
     pub use axum::response::Response;
     pub use inventory;

@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Broker payloads that were not a well-formed event (a bad id, an invalid event or category
 /// name, broken framing), dropped without reaching a stream. One count per process: the
@@ -54,157 +54,144 @@ pub(crate) struct Metrics {
     pub(crate) outbox_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
+/// Registers `metric` under `name` and hands it back, so each metric is named once.
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("livepush");
-        let connections = Gauge::default();
-        let connections_total = Counter::default();
-        let connections_rejected = Family::<Label, Counter>::default();
-        let subscriptions = Gauge::default();
-        let topics = Gauge::default();
-        let published = Counter::default();
-        let delivered = Counter::default();
-        let dropped = Counter::default();
-        let replayed = Counter::default();
-        let publish_errors = Family::<Label, Counter>::default();
-        // 50 µs .. ~1.6 s
-        let publish_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        let broker_reconnects = Counter::default();
-        let broker_gaps = Counter::default();
-        let retry_buffer_events = Gauge::default();
-        let events_retried = Counter::default();
-        let events_given_up = Counter::default();
-        let slow_consumer_disconnects = Counter::default();
-        let queued_bytes = Gauge::default();
-        let outbox_relayed = Counter::default();
-        let outbox_errors = Counter::default();
-        let outbox_lag = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
-        registry.register("connections", "Open SSE connections", connections.clone());
-        // Not "connections": the gauge has that family name, and a family must be declared once.
-        registry.register(
-            "connections_accepted",
-            "SSE connections accepted",
-            connections_total.clone(),
-        );
-        registry.register(
-            "connections_rejected",
-            "SSE connections refused, by reason",
-            connections_rejected.clone(),
-        );
-        registry.register(
-            "subscriptions",
-            "Topic subscriptions of open connections",
-            subscriptions.clone(),
-        );
-        registry.register("topics", "Topics with local subscribers", topics.clone());
-        registry.register("events_published", "Events published", published.clone());
-        registry.register(
-            "events_delivered",
-            "Events queued to local subscribers",
-            delivered.clone(),
-        );
-        registry.register(
-            "events_dropped",
-            "Events not queued because a subscriber's queue was full",
-            dropped.clone(),
-        );
-        registry.register(
-            "events_replayed",
-            "Events sent from history on reconnect",
-            replayed.clone(),
-        );
-        registry.register(
-            "publish_errors",
-            "Publishes that failed, by reason",
-            publish_errors.clone(),
-        );
-        registry.register(
-            "publish_duration_seconds",
-            "Time from publish call to broker acknowledgement",
-            publish_latency.clone(),
-        );
-        registry.register(
-            "broker_reconnects",
-            "Times the broker connection was re-established",
-            broker_reconnects.clone(),
-        );
-        registry.register(
-            "broker_gaps",
-            "Gaps in delivery the broker detected; each sent livepush.reset to the streams of the affected topics",
-            broker_gaps.clone(),
-        );
-        registry.register(
-            "retry_buffer_events",
-            "Publications waiting in the retry buffer for the broker",
-            retry_buffer_events.clone(),
-        );
-        registry.register(
-            "events_retried",
-            "Buffered publications published late, once the broker answered",
-            events_retried.clone(),
-        );
-        registry.register(
-            "events_given_up",
-            "Buffered publications dropped (buffer full or too old); their topics were told to reset",
-            events_given_up.clone(),
-        );
-        registry.register(
-            "slow_consumer_disconnects",
-            "Streams closed because the client read too slowly",
-            slow_consumer_disconnects.clone(),
-        );
-        registry.register(
-            "broker_malformed_payloads",
-            "Broker payloads dropped because they were not a well-formed event (process-wide)",
-            MALFORMED_PAYLOADS.clone(),
-        );
-        registry.register(
-            "queued_bytes",
-            "Bytes of event frames waiting in connection queues",
-            queued_bytes.clone(),
-        );
-        registry.register(
-            "outbox_relayed",
-            "Outbox rows published to the broker by this process's relay",
-            outbox_relayed.clone(),
-        );
-        registry.register(
-            "outbox_errors",
-            "Outbox relay rounds that failed (database or broker) and were retried",
-            outbox_errors.clone(),
-        );
-        registry.register(
-            "outbox_lag_seconds",
-            "Age of the oldest committed outbox row not relayed yet",
-            outbox_lag.clone(),
-        );
+        let r = &mut registry;
         Metrics {
+            connections: add(r, "connections", "Open SSE connections", Gauge::default()),
+            // Not "connections": the gauge has that family name, and a family must be declared once.
+            connections_total: add(
+                r,
+                "connections_accepted",
+                "SSE connections accepted",
+                Counter::default(),
+            ),
+            connections_rejected: add(
+                r,
+                "connections_rejected",
+                "SSE connections refused, by reason",
+                Family::default(),
+            ),
+            subscriptions: add(
+                r,
+                "subscriptions",
+                "Topic subscriptions of open connections",
+                Gauge::default(),
+            ),
+            topics: add(r, "topics", "Topics with local subscribers", Gauge::default()),
+            published: add(r, "events_published", "Events published", Counter::default()),
+            delivered: add(
+                r,
+                "events_delivered",
+                "Events queued to local subscribers",
+                Counter::default(),
+            ),
+            dropped: add(
+                r,
+                "events_dropped",
+                "Events not queued because a subscriber's queue was full",
+                Counter::default(),
+            ),
+            replayed: add(
+                r,
+                "events_replayed",
+                "Events sent from history on reconnect",
+                Counter::default(),
+            ),
+            publish_errors: add(
+                r,
+                "publish_errors",
+                "Publishes that failed, by reason",
+                Family::default(),
+            ),
+            publish_latency: add(
+                r,
+                "publish_duration_seconds",
+                "Time from publish call to broker acknowledgement",
+                // 50 µs .. ~1.6 s
+                Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            ),
+            broker_reconnects: add(
+                r,
+                "broker_reconnects",
+                "Times the broker connection was re-established",
+                Counter::default(),
+            ),
+            broker_gaps: add(
+                r,
+                "broker_gaps",
+                "Gaps in delivery the broker detected; each sent livepush.reset to the streams of the affected topics",
+                Counter::default(),
+            ),
+            retry_buffer_events: add(
+                r,
+                "retry_buffer_events",
+                "Publications waiting in the retry buffer for the broker",
+                Gauge::default(),
+            ),
+            events_retried: add(
+                r,
+                "events_retried",
+                "Buffered publications published late, once the broker answered",
+                Counter::default(),
+            ),
+            events_given_up: add(
+                r,
+                "events_given_up",
+                "Buffered publications dropped (buffer full or too old); their topics were told to reset",
+                Counter::default(),
+            ),
+            slow_consumer_disconnects: add(
+                r,
+                "slow_consumer_disconnects",
+                "Streams closed because the client read too slowly",
+                Counter::default(),
+            ),
+            queued_bytes: {
+                // The process-wide counter, registered in every hub, keeps its place in the output.
+                add(
+                    r,
+                    "broker_malformed_payloads",
+                    "Broker payloads dropped because they were not a well-formed event (process-wide)",
+                    MALFORMED_PAYLOADS.clone(),
+                );
+                add(
+                    r,
+                    "queued_bytes",
+                    "Bytes of event frames waiting in connection queues",
+                    Gauge::default(),
+                )
+            },
+            outbox_relayed: add(
+                r,
+                "outbox_relayed",
+                "Outbox rows published to the broker by this process's relay",
+                Counter::default(),
+            ),
+            outbox_errors: add(
+                r,
+                "outbox_errors",
+                "Outbox relay rounds that failed (database or broker) and were retried",
+                Counter::default(),
+            ),
+            outbox_lag: add(
+                r,
+                "outbox_lag_seconds",
+                "Age of the oldest committed outbox row not relayed yet",
+                Gauge::default(),
+            ),
             registry,
-            connections,
-            connections_total,
-            connections_rejected,
-            subscriptions,
-            topics,
-            published,
-            delivered,
-            dropped,
-            replayed,
-            publish_errors,
-            publish_latency,
-            broker_reconnects,
-            broker_gaps,
-            retry_buffer_events,
-            events_retried,
-            events_given_up,
-            slow_consumer_disconnects,
-            queued_bytes,
-            outbox_relayed,
-            outbox_errors,
-            outbox_lag,
         }
     }
 
-    /// The metrics in the Prometheus text exposition format.
+    /// The metrics in the OpenMetrics text format (what Prometheus scrapes).
     pub(crate) fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         // Writing to a String cannot fail.

@@ -10,7 +10,7 @@ use axum::Json;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::error::PublishError;
+use crate::error::{to_json, PublishError};
 use crate::hub::Hub;
 
 /// A handler return value that `#[publish_event]` can publish.
@@ -115,16 +115,12 @@ impl<T: Publishable, E> Publishable for Result<T, E> {
 
 /// A value encoded to JSON once, for all the `#[publish_event]` attributes of a handler.
 #[doc(hidden)]
-pub struct Encoded(Result<Bytes, String>);
+pub struct Encoded(Result<Bytes, PublishError>);
 
 /// Serializes `value` to compact JSON. Errors are kept and reported (fail-open) at publish time.
 #[doc(hidden)]
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Encoded {
-    Encoded(
-        serde_json::to_vec(value)
-            .map(Bytes::from)
-            .map_err(|e| e.to_string()),
-    )
+    Encoded(to_json(value))
 }
 
 /// The hub as seen by a `#[publish_event]` handler; the macro adds it as an extractor.
@@ -168,7 +164,7 @@ impl PublishContext {
         let json = match &data.0 {
             Ok(json) => json.clone(),
             Err(error) => {
-                hub.inner.metrics.publish_error("serialize");
+                hub.count_failure(error);
                 tracing::error!(event, topic, %error, "event data could not be serialized; nothing was published");
                 return;
             }

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Waker};
 
-use crate::event::Envelope;
+use crate::envelope::Envelope;
 
 /// Most queued events written in one chunk: enough to save syscalls under load, small enough to
 /// keep one chunk well under a socket buffer. Also the flush mark of a held queue.
@@ -179,7 +179,8 @@ mod tests {
     use std::task::Wake;
 
     use super::*;
-    use crate::event::{EventId, Publication};
+    use crate::envelope::Publication;
+    use crate::event::EventId;
     use crate::topic::Topic;
 
     fn event(n: u64) -> Arc<Envelope> {

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::broker::{Broker, BrokerError};
-use crate::event::Publication;
+use crate::envelope::Publication;
 use crate::metrics::Metrics;
 use crate::topic::Topic;
 
@@ -268,7 +268,7 @@ impl RetryBuffer {
             let data = serde_json::json!({ "reason": loss.reason(), "lost": lost });
             let marker = Publication {
                 topic: topic.clone(),
-                event: crate::frame::RESET,
+                event: crate::sse::RESET,
                 category: None,
                 data: Bytes::from(data.to_string()),
             };
@@ -340,7 +340,7 @@ fn lose(state: &mut State, topic: Topic, loss: Loss) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{Delivery, History, Slot};
+    use crate::broker::{Delivery, History};
     use crate::event::EventId;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -357,7 +357,9 @@ mod tests {
         fn kind(&self) -> &'static str {
             "flaky"
         }
-        fn start(&self, _: Delivery) {}
+        fn start(&self, _: Delivery) -> Result<(), BrokerError> {
+            Ok(())
+        }
         async fn publish(&self, p: &Publication) -> Result<EventId, BrokerError> {
             if self.down.load(Ordering::SeqCst) {
                 return Err(BrokerError::Unavailable("down".into()));
@@ -377,10 +379,6 @@ mod tests {
                 false => Ok(()),
             }
         }
-        async fn acquire_slot(&self, _: &str, _: u32) -> Result<Slot, BrokerError> {
-            Ok(Slot::Granted)
-        }
-        async fn release_slot(&self, _: &str) {}
     }
 
     fn publication(topic: &str, n: u32) -> Publication {

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::hub::Hub;
+use crate::layer::HubLayer;
 use crate::registry;
 
 /// Adds livepush to a [`Router`] in one call.
@@ -30,7 +31,7 @@ use crate::registry;
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use livepush::{subscribe_to_events, Hub, LivepushRouter};
+/// use livepush::{subscribe_to_events, Hub, RouterExt};
 ///
 /// #[subscribe_to_events]
 /// async fn events() {}
@@ -41,25 +42,26 @@ use crate::registry;
 /// let admin: Router = hub.admin_routes();
 /// # drop((app, admin));
 /// ```
-pub trait LivepushRouter {
+pub trait RouterExt {
     /// Adds the hub and the health routes.
     fn livepush(self, hub: &Hub) -> Self;
 }
 
-impl<S: Clone + Send + Sync + 'static> LivepushRouter for Router<S> {
+impl<S: Clone + Send + Sync + 'static> RouterExt for Router<S> {
     fn livepush(self, hub: &Hub) -> Self {
         self.merge(hub.health_routes()).layer(hub.layer())
     }
 }
 
 impl Hub {
-    /// The layer that makes the hub reachable from livepush handlers (an [`Extension`]).
-    pub fn layer(&self) -> Extension<Hub> {
-        Extension(self.clone())
+    /// The layer that makes the hub reachable from livepush handlers; [`RouterExt::livepush`]
+    /// adds it with the health routes.
+    pub fn layer(&self) -> HubLayer {
+        HubLayer::new(self.clone())
     }
 
     /// `/health`, `/health/live` and `/health/ready`: what load balancers and orchestrators
-    /// probe. [`LivepushRouter::livepush`] adds them.
+    /// probe. [`RouterExt::livepush`] adds them.
     pub fn health_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
         Router::new()
             .route("/health", get(health))
@@ -77,7 +79,7 @@ impl Hub {
     ///
     /// ```
     /// use axum::{http::{HeaderMap, StatusCode}, middleware::{self, Next}, extract::Request, response::Response, Router};
-    /// use livepush::{Hub, LivepushRouter};
+    /// use livepush::{Hub, RouterExt};
     ///
     /// async fn operators_only(headers: HeaderMap, request: Request, next: Next) -> Result<Response, StatusCode> {
     ///     match headers.get("authorization").and_then(|v| v.to_str().ok()) {
@@ -139,9 +141,8 @@ async fn ready(Extension(hub): Extension<Hub>) -> Response {
     }
 }
 
-/// The body is the OpenMetrics text format (`prometheus-client` writes `# EOF` and `_total`
-/// counters), so it goes out under the OpenMetrics media type that Prometheus negotiates;
-/// labelling it `text/plain; version=0.0.4` made strict scrapers reject the `# EOF` line.
+/// OpenMetrics output (`prometheus-client` writes `# EOF` and `_total` counters), so the
+/// OpenMetrics media type.
 async fn metrics(Extension(hub): Extension<Hub>) -> Response {
     (
         [(

@@ -13,64 +13,34 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
-use crate::event::{Envelope, EventId};
-use crate::fanout::ConnState;
-use crate::frame;
+use crate::broker::partitioned::Position;
+use crate::broker::Broker;
+use crate::connections::{Admission, KeySlot, Registration};
+use crate::envelope::Envelope;
+use crate::event::EventId;
+use crate::fanout::Connection;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::queue::{Taken, MAX_BATCH};
+use crate::sse;
 use crate::topic::Topic;
 
-/// Releases everything one connection holds when its stream ends, whichever way it ends.
-pub(crate) struct ConnectionGuard {
-    pub(crate) hub: Hub,
-    pub(crate) conn: u64,
-    pub(crate) topics: Vec<Topic>,
-    pub(crate) cap_key: Option<String>,
-    pub(crate) registered: bool,
-    /// `livepush.connection{conn, topics}`: the parent of everything logged about this stream.
-    /// Disabled (no allocation) unless a subscriber wants debug spans of livepush.
-    pub(crate) span: tracing::Span,
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        let inner = &self.hub.inner;
-        if self.registered {
-            let broker = &inner.broker;
-            inner
-                .fanout
-                .remove(&self.topics, self.conn, |t| broker.unwatch(t));
-            inner.metrics.subscriptions.dec_by(self.topics.len() as i64);
-        }
-        inner.connections.fetch_sub(1, Ordering::Relaxed);
-        inner.metrics.connections.dec();
-        if let Some(key) = self.cap_key.take() {
-            let broker = inner.broker.clone();
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    rt.spawn(async move { broker.release_slot(&key).await });
-                }
-                Err(_) => tracing::warn!(
-                    key,
-                    "no runtime to give back a connection slot; it expires with its TTL"
-                ),
-            }
-        }
-        tracing::debug!(parent: &self.span, "stream closed");
-    }
+/// What one stream holds until it ends. Each part gives back what it took when dropped, in this
+/// order: the fan-out registration, the cap key's slot, then the process connection.
+pub(crate) struct Held {
+    /// Held only to be dropped.
+    pub(crate) _registration: Registration,
+    /// Held only to be dropped.
+    pub(crate) _slot: Option<KeySlot>,
+    pub(crate) admission: Admission,
 }
 
 /// The first coalescing window a stream opens when it falls behind (capped by the configured
 /// longest window).
 const FIRST_WINDOW: Duration = Duration::from_millis(1);
 
-/// Adaptive write coalescing ([`crate::Config::coalesce`]). A stream that writes its events one
-/// at a time keeps up and never waits. One that finds several events queued when it writes has
-/// fallen behind: it then waits out a window after each write, sending everything queued by then
-/// in one write. The window starts at [`FIRST_WINDOW`], doubles with every further write of
-/// several events up to the configured longest window, and closes after a write of a single
-/// event, so the delay exists only while writing each event on its own would cost more than the
-/// stream can afford.
+/// Adaptive write coalescing, as [`crate::Config::coalesce`] describes it; the window starts at
+/// [`FIRST_WINDOW`].
 struct Coalescer {
     /// The longest window; zero turns coalescing off.
     max: Duration,
@@ -136,10 +106,16 @@ impl Coalescer {
     }
 }
 
+/// A connection's position in the partitions of its topics, and the broker that places them.
+struct Positions {
+    position: Position,
+    broker: Arc<dyn Broker>,
+}
+
 /// An SSE response body.
 pub(crate) struct EventStream {
     /// This connection's queue and flags, shared with the fan-out.
-    conn: Arc<ConnState>,
+    conn: Arc<Connection>,
     /// Frames to send before live events: the retry hint, a reset notice, replayed history.
     pending: VecDeque<Bytes>,
     /// After a replay: per topic, the highest id already sent; live events at or below are
@@ -156,19 +132,22 @@ pub(crate) struct EventStream {
     expired: bool,
     /// A partitioned broker and topics in several partitions: each frame's `id:` line is this
     /// connection's position (broker/partitioned.rs), written here per connection.
-    position: Option<Box<crate::broker::partitioned::Position>>,
+    position: Option<Box<Positions>>,
     done: bool,
-    guard: ConnectionGuard,
+    metrics: Arc<Metrics>,
+    /// Dropped with the stream, after [`EventStream`]'s own `Drop`.
+    held: Held,
 }
 
 impl EventStream {
     pub(crate) fn new(
-        conn: Arc<ConnState>,
+        hub: &Hub,
+        conn: Arc<Connection>,
         pending: VecDeque<Bytes>,
         seen: Option<HashMap<Topic, EventId>>,
-        guard: ConnectionGuard,
+        held: Held,
     ) -> Self {
-        let config = &guard.hub.inner.config;
+        let config = hub.config();
         let period = config.heartbeat;
         let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -177,7 +156,7 @@ impl EventStream {
             pending,
             seen,
             heartbeat,
-            heartbeat_frame: guard.hub.inner.heartbeat_frame.clone(),
+            heartbeat_frame: hub.heartbeat_frame().clone(),
             wrote_since_tick: false,
             batch: Vec::with_capacity(8),
             coalescer: Coalescer::new(config.coalesce),
@@ -185,13 +164,15 @@ impl EventStream {
             expired: false,
             position: None,
             done: false,
-            guard,
+            metrics: hub.metrics().clone(),
+            held,
         }
     }
 
-    /// Writes `position` as the `id:` line of every frame (topics in several partitions).
-    pub(crate) fn write_positions(&mut self, position: crate::broker::partitioned::Position) {
-        self.position = Some(Box::new(position));
+    /// Writes `position` as the `id:` line of every frame (topics in several partitions of
+    /// `broker`).
+    pub(crate) fn write_positions(&mut self, position: Position, broker: Arc<dyn Broker>) {
+        self.position = Some(Box::new(Positions { position, broker }));
     }
 
     /// Ends the stream at `at` with a `livepush.expired` notice.
@@ -213,19 +194,14 @@ impl EventStream {
         // Hot path (one delivery per call under light load): no allocation unless several frames
         // are joined, and the duplicate filter only runs after a replay.
         let dequeued: usize = self.batch.iter().map(|e| e.frame().len()).sum();
-        self.guard
-            .hub
-            .inner
-            .metrics
-            .queued_bytes
-            .dec_by(dequeued as i64);
+        self.metrics.queued_bytes.dec_by(dequeued as i64);
         if self.seen.is_some() {
             let mut batch = std::mem::take(&mut self.batch);
             batch.retain(|e| !self.is_duplicate(e));
             self.batch = batch;
         }
-        if let Some(position) = &mut self.position {
-            let broker = &self.guard.hub.inner.broker;
+        if let Some(positions) = self.position.as_deref_mut() {
+            let Positions { position, broker } = positions;
             let place = |t: &Topic| broker.partitioned().map(|p| p.partition_of(t));
             let chunk = (!self.batch.is_empty()).then(|| {
                 let mut buf = BytesMut::new();
@@ -257,12 +233,7 @@ impl Drop for EventStream {
         // Whatever is still queued is never sent: take it out of the queued-bytes gauge.
         let left = self.conn.queue.close_and_clear();
         if left > 0 {
-            self.guard
-                .hub
-                .inner
-                .metrics
-                .queued_bytes
-                .dec_by(left as i64);
+            self.metrics.queued_bytes.dec_by(left as i64);
         }
     }
 }
@@ -280,7 +251,7 @@ impl Body for EventStream {
             return Poll::Ready(None);
         }
         if this.expired {
-            tracing::debug!(parent: &this.guard.span, "subscription expired: stream closed");
+            tracing::debug!(parent: this.held.admission.span(), "subscription expired: stream closed");
             this.done = true;
             return Poll::Ready(None);
         }
@@ -288,8 +259,8 @@ impl Body for EventStream {
             if expiry.as_mut().poll(cx).is_ready() {
                 this.expiry = None;
                 this.expired = true;
-                return Poll::Ready(Some(Ok(Frame::data(frame::notice(
-                    &frame::EXPIRED,
+                return Poll::Ready(Some(Ok(Frame::data(sse::notice(
+                    &sse::EXPIRED,
                     br#"{"reason":"expired"}"#,
                 )))));
             }
@@ -300,7 +271,7 @@ impl Body for EventStream {
         if this.conn.cut_off.load(Ordering::Relaxed) {
             // Too slow under the disconnect policy: end the stream so the client reconnects with
             // its Last-Event-ID and replays what it missed.
-            tracing::debug!(parent: &this.guard.span, "slow consumer: queue overflowed, stream closed");
+            tracing::debug!(parent: this.held.admission.span(), "slow consumer: queue overflowed, stream closed");
             this.done = true;
             return Poll::Ready(None);
         }
@@ -330,11 +301,11 @@ impl Body for EventStream {
         }
         let missed = this.conn.missed.swap(0, Ordering::Relaxed);
         if missed > 0 {
-            tracing::debug!(parent: &this.guard.span, missed, "slow consumer: events dropped");
+            tracing::debug!(parent: this.held.admission.span(), missed, "slow consumer: events dropped");
             this.wrote_since_tick = true;
             let data = format!("{{\"missed\":{missed}}}");
-            return Poll::Ready(Some(Ok(Frame::data(frame::notice(
-                &frame::LAGGED,
+            return Poll::Ready(Some(Ok(Frame::data(sse::notice(
+                &sse::LAGGED,
                 data.as_bytes(),
             )))));
         }

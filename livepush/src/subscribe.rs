@@ -1,7 +1,6 @@
 //! Subscriptions: what `#[subscribe_to_events]` handlers turn into SSE responses.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -11,16 +10,16 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use crate::broker::partitioned::{self, LastEventId};
-use crate::broker::{History, Slot};
+use crate::broker::partitioned::{self, LastEventId, Partitioned, Position};
+use crate::broker::History;
 use crate::error::SubscribeError;
 use crate::event::EventId;
-use crate::fanout::{ConnState, Subscriber};
-use crate::frame;
+use crate::fanout::Connection;
 use crate::hub::Hub;
 use crate::registry;
-use crate::stream::{ConnectionGuard, EventStream};
-use crate::topic::{Topic, Topics};
+use crate::sse;
+use crate::stream::{EventStream, Held};
+use crate::topic::{split_list, Topic, Topics};
 
 /// Everything one SSE stream listens to: topics, optional category filter, optional cap key.
 ///
@@ -53,7 +52,7 @@ impl Subscription {
     }
 
     /// Ends the stream at `deadline`, when the credentials it was opened with expire (a
-    /// token's `exp`): the stream sends [`EXPIRED_EVENT`](crate::EXPIRED_EVENT)
+    /// token's `exp`): the stream sends [`sse::EXPIRED`](crate::sse::EXPIRED)
     /// (`livepush.expired`, `{"reason":"expired"}`, no `id:`) and ends, so the client
     /// authenticates again and reconnects with its `Last-Event-ID`. A deadline already past
     /// refuses the subscription with 401 ([`SubscribeError::Expired`]).
@@ -119,21 +118,18 @@ pub trait IntoSubscription {
 }
 
 impl IntoSubscription for Topics {
-    #[allow(clippy::result_large_err)]
     fn into_subscription(self) -> Result<Subscription, Response> {
         Ok(Subscription::new(self))
     }
 }
 
 impl IntoSubscription for Subscription {
-    #[allow(clippy::result_large_err)]
     fn into_subscription(self) -> Result<Subscription, Response> {
         Ok(self)
     }
 }
 
 impl<T: IntoSubscription, E: IntoResponse> IntoSubscription for Result<T, E> {
-    #[allow(clippy::result_large_err)]
     fn into_subscription(self) -> Result<Subscription, Response> {
         match self {
             Ok(sub) => sub.into_subscription(),
@@ -157,7 +153,7 @@ fn read_request(parts: &Parts) -> Result<RequestOptions, SubscribeError> {
     let mut last_event_id = None;
     if let Some(query) = parts.uri.query() {
         let pairs: Vec<(String, String)> =
-            serde_urlencoded::from_str(query).map_err(|e| SubscribeError::Query(e.to_string()))?;
+            serde_urlencoded::from_str(query).map_err(SubscribeError::Query)?;
         for (key, value) in pairs {
             match key.as_str() {
                 "topic" | "topics" => {
@@ -167,13 +163,7 @@ fn read_request(parts: &Parts) -> Result<RequestOptions, SubscribeError> {
                 }
                 "category" | "categories" => {
                     let list = options.categories.get_or_insert_with(Vec::new);
-                    list.extend(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|c| !c.is_empty())
-                            .map(String::from),
-                    );
+                    list.extend(split_list(&value).map(String::from));
                 }
                 "lastEventId" | "last_event_id" => last_event_id = Some(value),
                 _ => {}
@@ -216,11 +206,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SubscribeContext {
         };
         let options = read_request(parts);
         // Only the authorize hook needs the request; clone it only then.
-        let parts = hub
-            .inner
-            .authorizer
-            .is_some()
-            .then(|| Arc::new(parts.clone()));
+        let parts = hub.authorizer().is_some().then(|| Arc::new(parts.clone()));
         Ok(SubscribeContext {
             hub,
             parts,
@@ -252,7 +238,7 @@ impl SubscribeContext {
         let mut sub = match chosen.into_subscription() {
             Ok(sub) => sub,
             Err(refusal) => {
-                self.hub.inner.metrics.reject("handler");
+                self.hub.metrics().reject("handler");
                 return refusal;
             }
         };
@@ -270,37 +256,88 @@ impl SubscribeContext {
 }
 
 fn refuse(hub: &Hub, error: SubscribeError) -> Response {
-    hub.inner.metrics.reject(error.code());
+    hub.metrics().reject(error.code());
     tracing::debug!(%error, "subscription refused");
     error.into_response()
 }
 
-/// Validates, authorizes and caps a subscription, then starts its stream.
+/// The lifecycle of one subscription: checked, admitted, listening, caught up, streaming.
 pub(crate) async fn open(
     hub: &Hub,
     parts: Option<Arc<Parts>>,
     sub: Subscription,
     last: Option<LastEventId>,
 ) -> Result<Response, SubscribeError> {
-    // One sequence: the plain id (a position vector means nothing here: 0, reset once).
-    let last_event_id = last.as_ref().map(LastEventId::plain);
-    let inner = &hub.inner;
     if hub.is_shutting_down() {
         return Err(SubscribeError::ShuttingDown);
     }
     if sub.until.is_some_and(|at| at <= std::time::Instant::now()) {
         return Err(SubscribeError::Expired);
     }
+    let topics = check(hub, &sub, parts).await?;
+    // From here on, each guard gives back what it took, on every path.
+    let admission = hub.admit(&topics)?;
+    let slot = hub.take_slot(sub.cap_key).await?;
+    let conn = Arc::new(Connection::new(
+        admission.id(),
+        sub.categories.map(Vec::into_boxed_slice),
+        hub.config().slow_consumer_policy(),
+        hub.config().queue_capacity,
+    ));
+    // Live first, history second: nothing published in between is missed, and duplicates of
+    // history in the live queue are skipped by id (`seen`).
+    let registration = hub.register(topics, &conn);
+    // `shutdown` may have run since the check above; it sets the flag before it closes the queues,
+    // so either it closed ours or we see the flag here (a stream that missed both would keep
+    // graceful shutdown waiting).
+    if hub.is_shutting_down() {
+        return Err(SubscribeError::ShuttingDown);
+    }
+    let confirmed = confirm_subscribed(hub, registration.topics(), admission.span()).await;
+    let backlog = match hub.broker().partitioned() {
+        Some(partitioned) => {
+            Backlog::read_partitioned(hub, partitioned, registration.topics(), last, confirmed)
+                .await
+        }
+        // One sequence: the plain id (a position vector means nothing here: 0, reset once).
+        None => {
+            let after = last.as_ref().map(LastEventId::plain);
+            Backlog::read(hub, registration.topics(), after, confirmed).await
+        }
+    };
+    hub.metrics().connections_total.inc();
+    tracing::debug!(parent: admission.span(), "stream opened");
+    let held = Held {
+        _registration: registration,
+        _slot: slot,
+        admission,
+    };
+    let mut stream = EventStream::new(hub, conn, backlog.pending, backlog.seen, held);
+    if let Some(position) = backlog.position {
+        stream.write_positions(position, hub.broker().clone());
+    }
+    if let Some(at) = sub.until {
+        stream.expire_at(tokio::time::Instant::from_std(at));
+    }
+    Ok(sse_response(Body::new(stream)))
+}
+
+/// Validates the topics and categories, then asks the authorize hook about every topic.
+async fn check(
+    hub: &Hub,
+    sub: &Subscription,
+    parts: Option<Arc<Parts>>,
+) -> Result<Vec<Topic>, SubscribeError> {
     let topics = sub
         .topics
-        .validate(inner.config.max_topics_per_subscription)?;
+        .validate(hub.config().max_topics_per_subscription)?;
     if let Some(categories) = &sub.categories {
         let known = registry::categories();
         if let Some(unknown) = categories.iter().find(|c| !known.contains(c.as_str())) {
             return Err(SubscribeError::UnknownCategory(unknown.clone()));
         }
     }
-    if inner.reject_unregistered {
+    if hub.rejects_unregistered_topics() {
         if let Some(t) = topics
             .iter()
             .find(|t| !registry::is_registered_topic(t.as_str()))
@@ -308,136 +345,103 @@ pub(crate) async fn open(
             return Err(SubscribeError::UnregisteredTopic(t.to_string()));
         }
     }
-    if let (Some(authorize), Some(parts)) = (&inner.authorizer, &parts) {
+    if let (Some(authorize), Some(parts)) = (hub.authorizer(), &parts) {
         for topic in &topics {
             if !authorize(parts.clone(), topic.clone()).await {
                 return Err(SubscribeError::Forbidden(topic.to_string()));
             }
         }
     }
-    let retry_after = inner.config.retry_after_secs;
-    if inner.connections.fetch_add(1, Ordering::Relaxed) >= inner.config.max_connections {
-        inner.connections.fetch_sub(1, Ordering::Relaxed);
-        return Err(SubscribeError::TooManyConnections { retry_after });
-    }
-    inner.metrics.connections.inc();
-    let conn = inner.next_conn.fetch_add(1, Ordering::Relaxed);
-    // From here on the guard gives back whatever was taken, on every path.
-    let span = tracing::debug_span!("livepush.connection", conn, topics = ?topics);
-    let mut guard = ConnectionGuard {
-        hub: hub.clone(),
-        conn,
-        topics,
-        cap_key: None,
-        registered: false,
-        span,
-    };
-    if let (Some(key), Some(limit)) = (sub.cap_key, inner.config.max_connections_per_key) {
-        match inner.broker.acquire_slot(&key, limit).await {
-            Ok(Slot::Granted) => guard.cap_key = Some(key),
-            Ok(Slot::Full) => return Err(SubscribeError::KeyCapReached { retry_after }),
-            Err(error) => {
-                tracing::warn!(%error, key, "connection cap unavailable; admitting (fail-open)")
-            }
-        }
-    }
+    Ok(topics)
+}
 
-    let state: Subscriber = Arc::new(ConnState::new(
-        conn,
-        sub.categories.map(Vec::into_boxed_slice),
-        inner.config.slow_consumer_policy(),
-        inner.config.queue_capacity,
-    ));
-    // Live first, history second: nothing published in between is missed, and duplicates of
-    // history in the live queue are skipped by id (`seen`).
-    let broker = &inner.broker;
-    inner.fanout.add(&guard.topics, &state, |t| broker.watch(t));
-    guard.registered = true;
-    inner
-        .metrics
-        .subscriptions
-        .inc_by(guard.topics.len() as i64);
-    // `shutdown` may have run since the check above; it sets the flag before it closes the queues,
-    // so either it closed ours or we see the flag here (a stream that missed both would keep
-    // graceful shutdown waiting).
-    if hub.is_shutting_down() {
-        return Err(SubscribeError::ShuttingDown);
-    }
-
-    // Answer only once the broker delivers the topics here (Redis: SUBSCRIBE confirmed), so a
-    // client that publishes right after it sees the response gets its own event. Fail-open: a
-    // broker that cannot confirm in time does not keep the client out; its events start when
-    // the subscription does.
-    let subscribed = match broker.subscribed(&guard.topics).await {
+/// Waits until the broker delivers `topics` here (Redis: SUBSCRIBE confirmed), so a client that
+/// publishes right after it sees the response gets its own event. Fail-open: a broker that
+/// cannot confirm in time does not keep the client out; its events start when the subscription
+/// does. Returns whether the subscription was confirmed.
+async fn confirm_subscribed(hub: &Hub, topics: &[Topic], span: &tracing::Span) -> bool {
+    match hub.broker().subscribed(topics).await {
         Ok(()) => true,
         Err(error) => {
-            tracing::warn!(parent: &guard.span, %error, "broker subscription not confirmed; the stream starts without waiting");
+            tracing::warn!(parent: span, %error, "broker subscription not confirmed; the stream starts without waiting");
             false
         }
-    };
+    }
+}
 
-    let mut pending = VecDeque::new();
-    pending.push_back(frame::retry(inner.config.client_retry_ms));
-    let mut seen = None;
-    // --- partitioned brokers (Redis Cluster): a position per partition, see broker/partitioned.rs
-    if let Some(partitioned) = broker.partitioned() {
-        let replay = inner.config.replay > 0;
-        let opened = partitioned::open(
-            partitioned,
-            &guard.topics,
-            last.as_ref(),
-            replay,
-            subscribed,
-        )
-        .await;
-        inner.metrics.replayed.inc_by(opened.replayed as u64);
-        pending.extend(opened.frames);
-        inner.metrics.connections_total.inc();
-        tracing::debug!(parent: &guard.span, "stream opened");
-        let mut stream = EventStream::new(state, pending, opened.seen, guard);
-        if let Some(position) = opened.position {
-            stream.write_positions(position);
-        }
-        if let Some(at) = sub.until {
-            stream.expire_at(tokio::time::Instant::from_std(at));
-        }
-        return Ok(sse_response(Body::new(stream)));
-    }
-    // --- one sequence
-    if let Some(after) = last_event_id.filter(|_| inner.config.replay == 0) {
-        // No history to replay: a client that asks for events after an id it is behind on
-        // (a list's cursor, a reconnect) is told to reload instead of silently missing them.
-        seen = unreplayable(&mut pending, broker.as_ref(), &guard.topics, after).await;
-    }
-    if let Some(after) = last_event_id.filter(|_| inner.config.replay > 0) {
-        // History is read only once live events arrive (above); without a confirmed
-        // subscription that order cannot be kept, and the client is told to reset.
-        let history = if subscribed {
-            broker.history(&guard.topics, after).await
-        } else {
-            Err(crate::broker::BrokerError::Unavailable(
-                "no confirmed subscription to read history against".into(),
-            ))
+/// What a stream sends before live events: the retry hint, a reset notice, replayed history;
+/// and, after a replay or a reset, per topic the highest id already covered.
+struct Backlog {
+    pending: VecDeque<Bytes>,
+    seen: Option<HashMap<Topic, EventId>>,
+    /// A partitioned broker and topics in several partitions: the position the stream keeps
+    /// writing as its `id:` line.
+    position: Option<Position>,
+}
+
+impl Backlog {
+    /// The backlog of a stream that resumes after `after` (a reconnect's `Last-Event-ID`, a
+    /// list's cursor). History is read only once live events arrive (`confirmed`); without a
+    /// confirmed subscription that order cannot be kept, and the client is told to reset.
+    async fn read(hub: &Hub, topics: &[Topic], after: Option<EventId>, confirmed: bool) -> Backlog {
+        let mut backlog = Backlog {
+            pending: VecDeque::from([sse::retry(hub.config().client_retry.as_millis() as u64)]),
+            seen: None,
+            position: None,
         };
-        match history {
+        let Some(after) = after else {
+            return backlog;
+        };
+        let broker = hub.broker();
+        if hub.config().replay == 0 {
+            // No history to replay: a client that asks for events after an id it is behind on
+            // (a list's cursor, a reconnect) is told to reload instead of silently missing them.
+            backlog.seen = unreplayable(&mut backlog.pending, broker.as_ref(), topics, after).await;
+            return backlog;
+        }
+        if !confirmed {
+            tracing::warn!(
+                "no confirmed subscription to read history against; the client is told to reset"
+            );
+            backlog.pending.push_back(reset_frame(after, after));
+            return backlog;
+        }
+        match broker.history(topics, after).await {
             Ok(history) => {
-                inner.metrics.replayed.inc_by(history.events.len() as u64);
-                seen = Some(replay(&mut pending, &guard.topics, after, history));
+                hub.metrics().replayed.inc_by(history.events.len() as u64);
+                backlog.seen = Some(replay(&mut backlog.pending, topics, after, history));
             }
             Err(error) => {
                 // Nothing was replayed, so nothing needs filtering: every live event goes out.
                 tracing::warn!(%error, "history unavailable; the client is told to reset");
-                pending.push_back(reset_frame(after, after));
+                backlog.pending.push_back(reset_frame(after, after));
             }
         }
+        backlog
     }
-    inner.metrics.connections_total.inc();
-    tracing::debug!(parent: &guard.span, "stream opened");
-    let mut stream = EventStream::new(state, pending, seen, guard);
-    if let Some(at) = sub.until {
-        stream.expire_at(tokio::time::Instant::from_std(at));
+
+    /// The backlog of a stream on a partitioned broker (Redis Cluster): a position per
+    /// partition, read and replayed by `broker/partitioned.rs` once live events arrive
+    /// (`confirmed`), behind the retry hint.
+    async fn read_partitioned(
+        hub: &Hub,
+        broker: &dyn Partitioned,
+        topics: &[Topic],
+        last: Option<LastEventId>,
+        confirmed: bool,
+    ) -> Backlog {
+        let replay = hub.config().replay > 0;
+        let opened = partitioned::open(broker, topics, last.as_ref(), replay, confirmed).await;
+        hub.metrics().replayed.inc_by(opened.replayed as u64);
+        let mut pending =
+            VecDeque::from([sse::retry(hub.config().client_retry.as_millis() as u64)]);
+        pending.extend(opened.frames);
+        Backlog {
+            pending,
+            seen: opened.seen,
+            position: opened.position,
+        }
     }
-    Ok(sse_response(Body::new(stream)))
 }
 
 /// Without replay: a reset at the broker's position when `after` is behind it (or the position
@@ -491,7 +495,7 @@ fn replay(
 /// `livepush.reset` for a client that asked for what came after `asked`; it resumes from `at`.
 fn reset_frame(at: EventId, asked: EventId) -> Bytes {
     let data = serde_json::json!({ "last_event_id": asked, "reason": "history_unavailable" });
-    frame::event(at, &frame::RESET, data.to_string().as_bytes())
+    sse::event(at, &sse::RESET, data.to_string().as_bytes())
 }
 
 /// An SSE response with the headers proxies need to pass it through unbuffered.

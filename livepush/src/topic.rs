@@ -6,11 +6,11 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 
 /// The longest topic name accepted, in bytes.
-pub const MAX_TOPIC_LEN: usize = 256;
+pub(crate) const MAX_TOPIC_LEN: usize = 256;
 
 /// A validated topic name, cheap to clone.
 ///
-/// A topic is 1 to [`MAX_TOPIC_LEN`] bytes of ASCII letters, digits and `_ - . : / @ # = + ~ *`.
+/// A topic is 1 to [`Topic::MAX_LEN`] bytes of ASCII letters, digits and `_ - . : / @ # = + ~ *`.
 /// Anything else — spaces, commas, CR, LF, NUL, non-ASCII — is refused, so a topic can never break
 /// an SSE frame, a query string list or a Redis key.
 ///
@@ -27,6 +27,7 @@ pub struct Topic(Arc<str>);
 
 /// Why a topic or a list of topics was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TopicError {
     /// The topic is empty.
     #[error("a topic must not be empty")]
@@ -69,6 +70,9 @@ fn allowed(byte: u8) -> bool {
 }
 
 impl Topic {
+    /// The longest topic accepted, in bytes.
+    pub const MAX_LEN: usize = MAX_TOPIC_LEN;
+
     /// Validates `name` and makes it a topic.
     pub fn new(name: impl AsRef<str>) -> Result<Self, TopicError> {
         let name = name.as_ref();
@@ -145,7 +149,7 @@ impl TryFrom<String> for Topic {
 }
 
 /// The topic that [`Topics::and_broadcast`] adds: events every client should see.
-pub const BROADCAST_TOPIC: &str = "broadcast";
+pub(crate) const BROADCAST_TOPIC: &str = "broadcast";
 
 /// The topics of one subscription: what a `#[subscribe_to_events]` handler returns.
 ///
@@ -163,6 +167,9 @@ pub const BROADCAST_TOPIC: &str = "broadcast";
 pub struct Topics(Vec<String>);
 
 impl Topics {
+    /// The topic every client may share: [`Topics::and_broadcast`] adds it.
+    pub const BROADCAST: &str = BROADCAST_TOPIC;
+
     /// No topics yet.
     pub fn new() -> Self {
         Topics(Vec::new())
@@ -179,7 +186,7 @@ impl Topics {
         self
     }
 
-    /// Adds the shared [`BROADCAST_TOPIC`] next to the topics already named.
+    /// Adds the shared [`Topics::BROADCAST`] next to the topics already named.
     pub fn and_broadcast(self) -> Self {
         self.and(BROADCAST_TOPIC)
     }
@@ -194,10 +201,7 @@ impl Topics {
 
     /// Parses a comma-separated list such as the `?topic=a,b` query value. Empty items are skipped.
     pub fn parse_list(list: &str) -> Self {
-        list.split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .fold(Topics::new(), |acc, t| acc.and(t))
+        split_list(list).fold(Topics::new(), |acc, t| acc.and(t))
     }
 
     /// The topic names as given.
@@ -241,6 +245,12 @@ impl From<String> for Topics {
     fn from(value: String) -> Self {
         Topics::one(value)
     }
+}
+
+/// The items of a comma-separated query value (`a, b,,c` → `a`, `b`, `c`): how `?topic=` and
+/// `?category=` lists are read.
+pub(crate) fn split_list(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use livepush::{subscribe_to_events, EventId, Hub, LivepushRouter, SlowConsumerPolicy};
+use livepush::{subscribe_to_events, EventId, Hub, RouterExt, SlowConsumerPolicy};
 use serde_json::{json, Value};
 
 use crate::support::{eventually, metric, raw_get, RawResponse, SseClient, TestServer};
@@ -168,7 +168,7 @@ async fn without_replay_a_slow_client_is_told_how_many_events_it_missed() {
     let received = events.iter().filter(|(e, _, _)| e == "item").count();
     let missed: u64 = events
         .iter()
-        .filter(|(e, _, _)| e == livepush::LAGGED_EVENT)
+        .filter(|(e, _, _)| e == livepush::sse::LAGGED.as_str())
         .map(|(_, id, data)| {
             assert_eq!(
                 *id, None,

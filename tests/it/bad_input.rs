@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
+use livepush::{publish_event, subscribe_to_events, Hub, RouterExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -82,7 +82,7 @@ async fn topics_that_could_break_a_frame_are_refused_with_400() {
             "{what}: {json}"
         );
     }
-    let long = format!("/events?topic={}", "a".repeat(livepush::MAX_TOPIC_LEN + 1));
+    let long = format!("/events?topic={}", "a".repeat(livepush::Topic::MAX_LEN + 1));
     let (status, json) = refusal(&server, long.as_bytes(), &[]).await;
     assert_eq!(
         (status, json["error"].as_str()),
@@ -218,7 +218,7 @@ async fn malformed_last_event_ids_are_refused_with_400() {
     // an id this server never issued is answered with `livepush.reset`, not an error
     let mut reset =
         SseClient::connect_with(&server.url("/events?topic=a"), &[("last-event-id", "1")]).await;
-    assert_eq!(reset.next().await.event, livepush::RESET_EVENT);
+    assert_eq!(reset.next().await.event, livepush::sse::RESET.as_str());
     let m = hub.metrics_text();
     assert_eq!(
         metric(
@@ -393,7 +393,7 @@ mod subscriptions {
             assert_eq!(body["error"], code, "{query}: {body}");
             assert!(!body["message"].as_str().unwrap().is_empty());
         }
-        let long = "a".repeat(livepush::MAX_TOPIC_LEN + 1);
+        let long = "a".repeat(livepush::Topic::MAX_LEN + 1);
         let (status, body) =
             error_of(SseClient::request(&server.url(&format!("/events?topic={long}")), &[]).await)
                 .await;

@@ -10,7 +10,7 @@ use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use livepush::{subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
+use livepush::{subscribe_to_events, Hub, RouterExt, Subscription, Topics};
 use serde::Deserialize;
 
 use crate::support;

@@ -9,7 +9,8 @@ use eventsource_stream::Event;
 use tokio::sync::watch;
 
 use livepush::outbox::{Outbox, OutboxError, RelayHandle};
-use livepush::{Hub, RESET_EVENT};
+use livepush::sse::RESET;
+use livepush::Hub;
 use serde_json::{json, Value};
 
 use crate::app;
@@ -137,7 +138,7 @@ async fn without_replay_a_cursor_behind_the_stream_gets_a_reset_to_resume_from()
     let url = server.url("/events?topic=comments");
     let mut sse = SseClient::connect_with(&url, &[("last-event-id", &cursor)]).await;
     let reset = sse.next().await;
-    assert_eq!(reset.event, RESET_EVENT);
+    assert_eq!(reset.event, RESET.as_str());
     assert!(reset.id.parse::<u64>().unwrap() > cursor.parse::<u64>().unwrap());
     post(&mut server, "live").await;
     let event = sse.next().await;

@@ -5,7 +5,8 @@
 
 use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
-use livepush::{frame, validate_name, EventId, Topic, Topics};
+use livepush::__private::frame;
+use livepush::{EventId, EventName, Topic, Topics};
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
 struct Rng(u64);
@@ -110,7 +111,7 @@ fn parsers_never_panic_and_agree_with_the_topic_rules() {
     let mut rng = Rng(42);
     for _ in 0..20_000 {
         let input = payload(&mut rng) + &"a,".repeat(rng.below(4));
-        let _ = validate_name(&input);
+        let _ = EventName::new(input.as_str());
         let _ = input.parse::<EventId>();
         if let Ok(topic) = Topic::new(&input) {
             assert!(!topic.as_str().bytes().any(|b| b == b'\r'

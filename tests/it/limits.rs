@@ -5,9 +5,8 @@
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{
-    publish_event, subscribe_to_events, Hub, LivepushRouter, PublishError, MAX_TOPIC_LEN,
-};
+use livepush::error::PublishError;
+use livepush::{publish_event, subscribe_to_events, Hub, RouterExt, Topic};
 use serde_json::{json, Value};
 
 use crate::support::{capture_logs, http, metric, SseClient, TestServer};
@@ -172,7 +171,7 @@ async fn topics_per_subscription_and_topic_length_are_capped() {
         "{body}"
     );
 
-    let longest = "t".repeat(MAX_TOPIC_LEN);
+    let longest = "t".repeat(Topic::MAX_LEN);
     let _long = SseClient::connect(&server.url(&format!("/events?topic={longest}"))).await;
     let response = SseClient::request(&server.url(&format!("/events?topic={longest}x")), &[]).await;
     assert_eq!(response.status(), 400);

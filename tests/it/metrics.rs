@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use axum::routing::get;
 use axum::Router;
-use livepush::{subscribe_to_events, Hub, LivepushRouter};
+use livepush::{subscribe_to_events, Hub, RouterExt};
 use serde_json::json;
 
 use crate::support::{eventually, http, metric, RedisServer, SseClient, TestServer};

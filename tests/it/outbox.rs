@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livepush::outbox::Outbox;
-use livepush::{Hub, LivepushRouter};
+use livepush::{Hub, RouterExt};
 use serde_json::{json, Value};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;

@@ -4,7 +4,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
+use livepush::{publish_event, subscribe_to_events, Hub, RouterExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

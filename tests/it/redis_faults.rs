@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::Router;
-use livepush::{Hub, HubBuilder, LivepushRouter, PublishError, LAGGED_EVENT, RESET_EVENT};
+use livepush::error::PublishError;
+use livepush::sse::LAGGED;
+use livepush::sse::RESET;
+use livepush::{Hub, HubBuilder, RouterExt};
 use serde_json::{json, Value};
 
 use crate::support::handlers::{create, events};
@@ -246,7 +249,7 @@ async fn read_without_silent_gap(
                 transcript.dump()
             );
         };
-        if event.event == RESET_EVENT {
+        if event.event == RESET.as_str() {
             let data: Value = serde_json::from_str(&event.data)
                 .unwrap_or_else(|e| panic!("{who}: reset data is not JSON ({e}): {}", event.data));
             let reason = data["reason"]
@@ -262,7 +265,7 @@ async fn read_without_silent_gap(
         }
         assert_ne!(
             event.event,
-            LAGGED_EVENT,
+            LAGGED.as_str(),
             "{who}: dropped as a slow consumer, which these tests never are\n{}",
             transcript.dump()
         );
@@ -363,7 +366,7 @@ fn check_resets_have_ids(client: &SseClient, who: &str) {
         let lines: Vec<&str> = frame.lines().collect();
         let is_reset = lines.iter().any(|l| {
             l.strip_prefix("event:")
-                .is_some_and(|name| name.trim() == RESET_EVENT)
+                .is_some_and(|name| name.trim() == RESET.as_str())
         });
         if !is_reset {
             continue;
@@ -857,7 +860,8 @@ async fn check_a_last_event_id_from_the_future(hub: &Hub, server: &TestServer) {
         let mut client = SseClient::connect_recorded(&url, &[("last-event-id", &foreign)]).await;
         let reset = client.next().await;
         assert_eq!(
-            reset.event, RESET_EVENT,
+            reset.event,
+            RESET.as_str(),
             "Last-Event-ID {foreign}: {reset:?}"
         );
         check_resets_have_ids(&client, &format!("Last-Event-ID {foreign}"));

@@ -9,9 +9,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use livepush::__private::SubscribeContext;
 use livepush::broker::redis::RedisBroker;
-use livepush::{
-    Config, EventId, Hub, HubBuilder, LivepushRouter, Subscription, Topics, RESET_EVENT,
-};
+use livepush::sse::RESET;
+use livepush::{Config, EventId, Hub, HubBuilder, RouterExt, Subscription, Topics};
 use serde_json::{json, Value};
 
 use crate::support;
@@ -167,7 +166,7 @@ async fn a_replay_without_a_confirmed_subscription_waits_once_and_tells_the_clie
     redis.resume();
     // History cannot be read in order without live delivery: a reset, not a silent gap.
     let reset = next_event(&mut client).await;
-    assert_eq!(reset.event, RESET_EVENT);
+    assert_eq!(reset.event, RESET.as_str());
     assert!(reset.data.contains("history_unavailable"), "{}", reset.data);
     // One wait for the subscription (2 s), not a second one for the history read.
     assert!(
@@ -256,7 +255,7 @@ async fn subscribers_get_what_was_published_during_an_outage_after_a_reset_when_
     );
     let buffered = a.publish("comments", "created", &json!({})).await;
     assert!(
-        matches!(buffered, Err(livepush::PublishError::Buffered)),
+        matches!(buffered, Err(livepush::error::PublishError::Buffered)),
         "{buffered:?}"
     );
 
@@ -280,7 +279,7 @@ async fn subscribers_get_what_was_published_during_an_outage_after_a_reset_when_
         let mut reset_first = false;
         loop {
             let event = next_event(client).await;
-            if event.event == RESET_EVENT {
+            if event.event == RESET.as_str() {
                 assert!(!event.id.is_empty(), "a reset carries an id to resume from");
                 reset_first |= data.is_empty();
                 continue;
@@ -374,7 +373,7 @@ async fn a_stream_opened_before_redis_was_ever_reached_is_reset_when_it_connects
     redis.restart();
     wait_for_status(&server.url("/health/ready"), 200).await;
     let reset = next_event(&mut client).await;
-    assert_eq!(reset.event, RESET_EVENT, "the gap is told, not hidden");
+    assert_eq!(reset.event, RESET.as_str(), "the gap is told, not hidden");
     assert!(reset.data.contains("broker_gap"), "{}", reset.data);
     let (other, _other_server) = instance(builder(&redis).build().unwrap()).await;
     let id = other
@@ -422,7 +421,11 @@ async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_in_order
         let mut got = Vec::new();
         for _ in 0..missed.len() {
             let event = next_event(&mut again).await;
-            assert_ne!(event.event, RESET_EVENT, "history reaches back: no reset");
+            assert_ne!(
+                event.event,
+                RESET.as_str(),
+                "history reaches back: no reset"
+            );
             got.push(id_of(&event));
         }
         assert_eq!(got, missed, "exactly the missed events, in order ({how})");
@@ -474,7 +477,7 @@ async fn a_publisher_running_through_a_reconnect_loses_nothing_and_duplicates_no
     let published = publisher.await.unwrap();
     while received.len() < TOTAL {
         let event = next_event(&mut second).await;
-        assert_ne!(event.event, RESET_EVENT);
+        assert_ne!(event.event, RESET.as_str());
         received.push(id_of(&event));
     }
     second
@@ -523,7 +526,7 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     let fresh = hub.publish("t", "e", &json!({"n": 1})).await.unwrap();
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &old.to_string())]).await;
     let reset = next_event(&mut client).await;
-    assert_eq!(reset.event, RESET_EVENT);
+    assert_eq!(reset.event, RESET.as_str());
     let data: Value = serde_json::from_str(&reset.data).unwrap();
     assert_eq!(data["last_event_id"], json!(old.get()));
     assert_eq!(
@@ -555,7 +558,7 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     }
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &first.to_string())]).await;
     let reset = next_event(&mut client).await;
-    assert_eq!(reset.event, RESET_EVENT, "trimmed past the id");
+    assert_eq!(reset.event, RESET.as_str(), "trimmed past the id");
     let mut ids = Vec::new();
     loop {
         let id = id_of(&next_event(&mut client).await);
@@ -582,7 +585,7 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
         let mut client = SseClient::connect_with(&url, &[("last-event-id", foreign)]).await;
         assert_eq!(
             next_event(&mut client).await.event,
-            RESET_EVENT,
+            RESET.as_str(),
             "{foreign}"
         );
     }

@@ -67,7 +67,7 @@ async fn an_id_history_cannot_vouch_for_gets_the_reset_event_first() {
     )
     .await;
     let reset = client.next().await;
-    assert_eq!(reset.event, livepush::RESET_EVENT);
+    assert_eq!(reset.event, livepush::sse::RESET.as_str());
     let data: Value = serde_json::from_str(&reset.data).unwrap();
     assert_eq!(data["reason"], "history_unavailable");
     // then what is still retained: the last two

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
-use livepush::{
-    subscribe_to_events, Hub, LivepushRouter, SlowConsumerPolicy, Subscription, Topics,
-};
+use livepush::{subscribe_to_events, Hub, RouterExt, SlowConsumerPolicy, Subscription, Topics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
@@ -54,7 +52,7 @@ impl Served {
     async fn start(
         app: Router,
         hub: &Hub,
-        configure: impl FnOnce(livepush::Serve) -> livepush::Serve,
+        configure: impl FnOnce(livepush::serve::Serve) -> livepush::serve::Serve,
     ) -> Served {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -345,13 +343,16 @@ fn curl_has_http2() -> bool {
 }
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, as rustls and reqwest take it.
-fn certificate() -> (rcgen::CertifiedKey, Arc<livepush::rustls::ServerConfig>) {
-    use livepush::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+fn certificate() -> (
+    rcgen::CertifiedKey,
+    Arc<livepush::serve::rustls::ServerConfig>,
+) {
+    use livepush::serve::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    let config = livepush::rustls::ServerConfig::builder()
+    let config = livepush::serve::rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(vec![certified.cert.der().clone()], key)
         .unwrap();
@@ -364,7 +365,7 @@ async fn tls_negotiates_h2_and_serves_streams() {
     let (certified, tls) = certificate();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let handle = tokio::spawn(livepush::serve_tls(listener, app(&hub), tls).into_future());
+    let handle = tokio::spawn(livepush::serve::serve_tls(listener, app(&hub), tls).into_future());
     let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
     let client = reqwest::Client::builder()
         .add_root_certificate(root)
@@ -437,7 +438,7 @@ async fn a_stream_ends_with_its_credentials_and_the_expired_token_gets_401() {
     let before = stream.next().await;
     assert_eq!(before.event, "before");
     let expired = stream.next().await;
-    assert_eq!(expired.event, livepush::EXPIRED_EVENT);
+    assert_eq!(expired.event, livepush::sse::EXPIRED.as_str());
     assert_eq!(expired.data, r#"{"reason":"expired"}"#);
     // no `id:` field: the client's last event id stays the one of the last real event
     assert_eq!(expired.id, before.id, "{before:?} then {expired:?}");

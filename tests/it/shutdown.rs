@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
+use livepush::{publish_event, subscribe_to_events, Hub, RouterExt};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use futures_util::StreamExt;
-use livepush::{subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
+use livepush::{subscribe_to_events, Hub, RouterExt, Subscription, Topics};
 use serde_json::{json, Value};
 
 use crate::support;

@@ -20,7 +20,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use livepush::__private::SubscribeContext;
-use livepush::{Hub, LivepushRouter, PublishError, Subscription, Topics, RESET_EVENT};
+use livepush::error::PublishError;
+use livepush::sse::RESET;
+use livepush::{Hub, RouterExt, Subscription, Topics};
 use serde_json::{json, Value};
 use support::handlers::events;
 use support::{wait_for_status, SseClient, TestServer};
@@ -76,7 +78,7 @@ enum Seen {
 
 async fn next_seen(client: &mut SseClient, limit: Duration) -> Option<Seen> {
     let event = client.next_within(limit).await?;
-    if event.event == RESET_EVENT {
+    if event.event == RESET.as_str() {
         return Some(Seen::Reset { id: event.id });
     }
     let data: Value = serde_json::from_str(&event.data).unwrap();

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{Broker, BrokerError, Delivery, History, Slot, DEDUPE_WINDOW};
-use crate::event::{Envelope, EventId, Publication};
+use crate::envelope::{Envelope, Publication};
+use crate::event::EventId;
 use crate::topic::Topic;
 
 /// The embedded broker: events go straight from publishers to this process's subscribers, and a
@@ -105,7 +106,7 @@ impl MemoryBroker {
             let ring = state.topics.entry(envelope.topic().clone()).or_default();
             ring.events.push_back((now, envelope.clone()));
             ring.prune(now, self.ttl, self.replay);
-            if state.topics.len() > 1024 && id.get() % 1024 == 0 {
+            if state.topics.len() > SWEEP_ABOVE_TOPICS && id.get() % SWEEP_EVERY_EVENTS == 0 {
                 sweep(state, now, self.ttl);
             }
         }
@@ -141,8 +142,9 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
-    fn start(&self, delivery: Delivery) {
+    fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
         let _ = self.delivery.set(delivery);
+        Ok(())
     }
 
     async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {
@@ -226,6 +228,12 @@ impl Broker for MemoryBroker {
         }
     }
 }
+
+/// Above this many retained topics, expired ones are swept (see [`sweep`]).
+const SWEEP_ABOVE_TOPICS: usize = 1024;
+/// How often the sweep runs then, in published events: its cost (a pass over every topic)
+/// spread thin.
+const SWEEP_EVERY_EVENTS: u64 = 1024;
 
 /// Forgets topics whose retained events all expired, so one-off topics do not pile up.
 fn sweep(state: &mut State, now: Instant, ttl: Duration) {

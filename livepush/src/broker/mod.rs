@@ -2,16 +2,15 @@
 //!
 //! A [`Broker`] assigns ids, retains events for replay, and carries every publication to every
 //! process that has local subscribers of its topic. The hub keeps the local side: one queue per
-//! connection, fed from one shared subscription per topic ([`Delivery`]). Two brokers ship:
-//! [`MemoryBroker`] (one process, the default) and, with the `redis` feature, `RedisBroker`.
+//! connection, fed from one shared subscription per topic ([`Delivery`]). The shipped brokers:
+//! [`MemoryBroker`] (one process, the default) and, with the `redis` feature, `RedisBroker` and
+//! `RedisClusterBroker` (one id sequence per partition: [`Partitioned`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::event::{Envelope, EventId, Publication};
-use crate::fanout::Fanout;
-use crate::metrics::Metrics;
+use crate::event::EventId;
 use crate::topic::Topic;
 
 mod memory;
@@ -19,6 +18,8 @@ pub(crate) mod partitioned;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+pub use crate::envelope::{Envelope, Publication};
+pub use crate::fanout::Delivery;
 pub use memory::MemoryBroker;
 pub use partitioned::Partitioned;
 
@@ -32,6 +33,7 @@ pub const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60
 
 /// A broker could not do what was asked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     /// The broker cannot be reached.
     #[error("broker unavailable: {0}")]
@@ -39,6 +41,9 @@ pub enum BrokerError {
     /// The broker answered with something unexpected.
     #[error("broker protocol error: {0}")]
     Protocol(String),
+    /// The broker's address cannot be used (an unparsable `REDIS_URL`, for example).
+    #[error("invalid broker address: {0}")]
+    InvalidAddress(String),
 }
 
 /// What a broker still holds of the past, for a client that reconnects with `Last-Event-ID`.
@@ -70,6 +75,7 @@ impl History {
 
 /// Whether a connection slot of a cap key was granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Slot {
     /// The connection may proceed; release the slot when it ends.
     Granted,
@@ -83,11 +89,15 @@ pub enum Slot {
 /// topics (one sequence per broker), so that `Last-Event-ID` means the same on every topic.
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
-    /// A short name for logs and health output (`"memory"`, `"redis"`).
-    fn kind(&self) -> &'static str;
+    /// A short name for logs and health output (`"memory"`, `"redis"`; the default `"custom"`).
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
 
-    /// Called once by the hub before any other method: events of watched topics go to `delivery`.
-    fn start(&self, delivery: Delivery);
+    /// Called once by [`HubBuilder::build`](crate::HubBuilder::build) before any other method:
+    /// events of watched topics go to `delivery`. An error (such as no Tokio runtime to run a
+    /// background connection on) fails the build, instead of giving a hub that never delivers.
+    fn start(&self, delivery: Delivery) -> Result<(), BrokerError>;
 
     /// Assigns the next id, retains the event if replay is on, and delivers it to every process
     /// that watches its topic. On an error the hub keeps the publication in its retry buffer and
@@ -141,8 +151,11 @@ pub trait Broker: Send + Sync + 'static {
     }
 
     /// Whether the broker can publish right now and delivers every watched topic to this
-    /// process (for `/health/ready`, and before the hub retries buffered publications).
-    async fn ready(&self) -> Result<(), BrokerError>;
+    /// process (for `/health/ready`, and before the hub retries buffered publications). The
+    /// default suits a broker that is always ready: `Ok`.
+    async fn ready(&self) -> Result<(), BrokerError> {
+        Ok(())
+    }
 
     /// A broker with one id sequence per partition (Redis Cluster) answers its partitioning
     /// here; the hub then writes each connection's position in the partitions of its topics as
@@ -151,62 +164,15 @@ pub trait Broker: Send + Sync + 'static {
         None
     }
 
-    /// Takes one of at most `limit` connection slots of `key`, shared by all processes.
-    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError>;
-
-    /// Gives back a slot taken with [`Broker::acquire_slot`].
-    async fn release_slot(&self, key: &str);
-}
-
-/// The hub's side of a broker: where events of watched topics are handed over.
-#[derive(Clone)]
-pub struct Delivery {
-    pub(crate) fanout: Arc<Fanout>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Woken by [`Delivery::reconnected`]: the hub's retry buffer waits on it between attempts.
-    pub(crate) reconnected: Arc<tokio::sync::Notify>,
-}
-
-impl Delivery {
-    /// Hands one event to every local subscriber of its topic. Call it in id order.
-    pub fn deliver(&self, envelope: Arc<Envelope>) {
-        self.fanout.deliver(&envelope);
+    /// Takes one of at most `limit` connection slots of `key`, shared by all processes. The
+    /// default grants every slot: a broker without shared state enforces no per-key cap.
+    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
+        let _ = (key, limit);
+        Ok(Slot::Granted)
     }
 
-    /// Tells every local stream of `topics` that events may be missing before `at`: each gets
-    /// one `livepush.reset` whose `id:` is `at`, and nothing else changes for other streams.
-    /// Call it for every gap a broker detects (a connection lost without a complete catch-up,
-    /// a server restarted empty, a subscription dropped by the server), in id order with
-    /// [`Delivery::deliver`]: `at` is where the clients resume.
-    pub fn reset(&self, topics: &[Topic], at: EventId, reason: &str) {
-        if topics.is_empty() {
-            return;
-        }
-        tracing::warn!(
-            topics = topics.len(),
-            %at,
-            reason,
-            "events may be missing on watched topics; their streams are told to reset"
-        );
-        self.metrics.broker_gaps.inc();
-        let data = serde_json::json!({ "reason": reason });
-        self.fanout.reset(topics, at, data.to_string().as_bytes());
-    }
-
-    /// Records that the broker re-established its connection, and tells the hub, which then
-    /// publishes what waits in its retry buffer at once.
-    pub fn reconnected(&self) {
-        self.metrics.broker_reconnects.inc();
-        self.reconnected.notify_waiters();
-    }
-
-    /// Whether any local subscriber listens on `topic`.
-    pub fn is_watched(&self, topic: &Topic) -> bool {
-        self.fanout.has_subscribers(topic)
-    }
-
-    /// Every topic with local subscribers (for re-subscribing after a reconnect).
-    pub fn watched_topics(&self) -> Vec<Topic> {
-        self.fanout.topics()
+    /// Gives back a slot taken with [`Broker::acquire_slot`]. The default does nothing.
+    async fn release_slot(&self, key: &str) {
+        let _ = key;
     }
 }

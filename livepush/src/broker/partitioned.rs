@@ -40,7 +40,8 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{BrokerError, History};
-use crate::event::{Envelope, EventId};
+use crate::envelope::Envelope;
+use crate::event::EventId;
 use crate::topic::Topic;
 
 /// A broker whose ids come from several sequences, one per partition of the topic space
@@ -401,9 +402,9 @@ pub(crate) async fn open(
         let data = serde_json::json!({ "last_event_id": asked, "reason": "history_unavailable" });
         let data = data.to_string();
         if single {
-            opened.frames.push(crate::frame::event(
+            opened.frames.push(crate::sse::event(
                 reset_to[0].1,
-                &crate::frame::RESET,
+                &crate::sse::RESET,
                 data.as_bytes(),
             ));
         } else {
@@ -411,7 +412,7 @@ pub(crate) async fn open(
             buf.put_slice(b"id: ");
             buf.put_slice(position.encode().as_bytes());
             buf.put_u8(b'\n');
-            buf.extend_from_slice(&crate::frame::notice(&crate::frame::RESET, data.as_bytes()));
+            buf.extend_from_slice(&crate::sse::notice(&crate::sse::RESET, data.as_bytes()));
             opened.frames.push(buf.freeze());
         }
     }
@@ -456,7 +457,8 @@ impl Position {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventName, Publication};
+    use crate::envelope::Publication;
+    use crate::event::EventName;
 
     fn topic(s: &str) -> Topic {
         Topic::new(s).unwrap()
@@ -548,7 +550,7 @@ mod tests {
             EventId::new(35),
             Publication {
                 topic: topic("other-topic-of-11"),
-                event: crate::frame::RESET,
+                event: crate::sse::RESET,
                 category: None,
                 data: Bytes::from_static(b"{}"),
             },
@@ -564,7 +566,7 @@ mod tests {
     #[test]
     fn id_line_bytes_per_event_at_1_2_and_8_partitions() {
         let now = 1_796_371_200_000_000u64;
-        let plain = crate::frame::event(EventId::new(now), &EventName::new("e").unwrap(), b"");
+        let plain = crate::sse::event(EventId::new(now), &EventName::new("e").unwrap(), b"");
         let plain_line = plain.iter().position(|&b| b == b'\n').unwrap() + 1;
         assert_eq!(plain_line, 21);
         for (k, bytes) in [(2u32, 32usize), (8, 110)] {

@@ -102,7 +102,8 @@ impl Outbox {
     /// # #[cfg(feature = "outbox-sqlite")]
     /// # mod demo {
     /// use axum::{extract::State, http::StatusCode, Extension, Json};
-    /// use livepush::{outbox::Outbox, Hub, WithCursor};
+    /// use livepush::cursor::WithCursor;
+    /// use livepush::{outbox::Outbox, Hub};
     ///
     /// #[derive(Clone)]
     /// struct App { db: sqlx::SqlitePool, outbox: Outbox }

@@ -70,7 +70,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::error::PublishError;
+use crate::error::{to_json, PublishError};
 use crate::hub::checked_publication;
 use crate::sse_event::SseEvent;
 
@@ -183,7 +183,7 @@ impl Outbox {
             inner: Arc::new(Inner {
                 table: DEFAULT_TABLE.to_owned(),
                 store,
-                max_event_bytes: crate::Config::default().max_event_bytes,
+                max_event_bytes: crate::config::Config::default().max_event_bytes,
                 wake: Arc::new(Notify::new()),
                 relayed: Arc::new(Notify::new()),
                 cursor_wait: DEFAULT_CURSOR_WAIT,
@@ -269,8 +269,8 @@ impl Outbox {
         C: OutboxConnection + ?Sized,
         T: Serialize + ?Sized,
     {
-        let data = serde_json::to_vec(data).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(conn, topic.as_ref(), event, None, Bytes::from(data))
+        let data = to_json(data)?;
+        self.publish_json(conn, topic.as_ref(), event, None, data)
             .await
     }
 
@@ -281,15 +281,9 @@ impl Outbox {
         C: OutboxConnection + ?Sized,
         E: SseEvent,
     {
-        let data = serde_json::to_vec(event).map_err(|e| PublishError::Serialize(e.to_string()))?;
-        self.publish_json(
-            conn,
-            &event.topic(),
-            E::EVENT,
-            E::CATEGORY,
-            Bytes::from(data),
-        )
-        .await
+        let data = to_json(event)?;
+        self.publish_json(conn, &event.topic(), E::EVENT, E::CATEGORY, data)
+            .await
     }
 
     async fn publish_json<C>(
@@ -306,7 +300,7 @@ impl Outbox {
         let checked =
             checked_publication(topic, event, category, data, self.inner.max_event_bytes)?;
         let data = std::str::from_utf8(&checked.data)
-            .map_err(|e| PublishError::Serialize(e.to_string()))?;
+            .map_err(|e| PublishError::Serialize(serde::ser::Error::custom(e)))?;
         let row = NewRow {
             table: &self.inner.table,
             topic: checked.topic.as_str(),
@@ -372,20 +366,20 @@ impl Outbox {
     }
 
     /// A relay of this outbox into `hub`'s broker, to configure and [start](Relay::start).
-    pub fn relay(&self, hub: &crate::Hub) -> Relay {
+    pub fn relay(&self, hub: &crate::hub::Hub) -> Relay {
         Relay::new(self.clone(), hub.clone())
     }
 }
 
 /// Whether this process runs a relay: `LIVEPUSH_OUTBOX_RELAY=on|off` (default on; also
 /// `true`/`false`, `1`/`0`).
-pub fn relay_enabled_from_env() -> Result<bool, crate::ConfigError> {
+pub fn relay_enabled_from_env() -> Result<bool, crate::config::ConfigError> {
     match std::env::var("LIVEPUSH_OUTBOX_RELAY") {
         Err(_) => Ok(true),
         Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
             "" | "on" | "true" | "1" | "yes" => Ok(true),
             "off" | "false" | "0" | "no" => Ok(false),
-            _ => Err(crate::ConfigError::InvalidVar {
+            _ => Err(crate::config::ConfigError::InvalidVar {
                 var: "LIVEPUSH_OUTBOX_RELAY",
                 value: v,
                 expected: "on or off",

@@ -107,7 +107,7 @@ impl Relay {
         let inner = &self.outbox.inner;
         let table = inner.table.as_str();
         let wake = inner.wake.clone();
-        let metrics = self.hub.inner.metrics.clone();
+        let metrics = self.hub.metrics().clone();
         let mut backoff = BACKOFF_MIN;
         // The schema and this outbox's id, once the database answers.
         let instance = loop {
@@ -242,7 +242,7 @@ impl Relay {
         }
         self.finish(tx, &done).await?;
         let relayed = done.iter().filter(|(_, id)| id.is_some()).count();
-        self.hub.inner.metrics.outbox_relayed.inc_by(relayed as u64);
+        self.hub.metrics().outbox_relayed.inc_by(relayed as u64);
         match failure {
             Some(e) => Err(RelayError::Broker(e)),
             None => Ok((Outcome::Done, count)),
@@ -262,7 +262,7 @@ impl Relay {
     /// hand with an invalid topic, or larger than the hub accepts): it is marked, logged and
     /// counted instead of blocking every row behind it.
     async fn publish(&self, instance: &str, row: &PendingRow) -> Result<Option<i64>, BrokerError> {
-        let max = self.hub.inner.config.max_event_bytes;
+        let max = self.hub.config().max_event_bytes;
         let data = Bytes::from(row.data.clone().into_bytes());
         let publication = match checked_publication(
             &row.topic,
@@ -273,7 +273,7 @@ impl Relay {
         ) {
             Ok(p) => p,
             Err(e) => {
-                self.hub.inner.metrics.outbox_errors.inc();
+                self.hub.metrics().outbox_errors.inc();
                 tracing::error!(row = row.id, error = %e, "outbox row cannot be published; marked and skipped");
                 return Ok(None);
             }
@@ -287,7 +287,7 @@ impl Relay {
         let inner = &self.outbox.inner;
         if let Ok(oldest) = inner.store.oldest_pending(&inner.table).await {
             let lag = oldest.map_or(0.0, |at| (now_micros() - at).max(0) as f64 / 1e6);
-            self.hub.inner.metrics.outbox_lag.set(lag);
+            self.hub.metrics().outbox_lag.set(lag);
         }
     }
 

@@ -21,6 +21,9 @@ use tokio::task::JoinSet;
 use crate::config::{parse_in, ConfigError};
 
 pub use io::DeadlineIo;
+/// rustls, as [`serve_tls`] takes it (`rustls::ServerConfig`, `rustls::pki_types`).
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -80,7 +83,7 @@ impl ServeConfig {
     /// variable counts as unset.
     ///
     /// ```
-    /// let config = livepush::ServeConfig::from_env().expect("valid LIVEPUSH_* variables");
+    /// let config = livepush::serve::ServeConfig::from_env().expect("valid LIVEPUSH_* variables");
     /// assert!(config.max_pending_heads >= 1);
     /// ```
     pub fn from_env() -> Result<ServeConfig, ConfigError> {
@@ -160,7 +163,7 @@ impl ServeConfig {
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};
-/// use livepush::{subscribe_to_events, Hub, LivepushRouter};
+/// use livepush::{subscribe_to_events, Hub, RouterExt};
 ///
 /// #[subscribe_to_events]
 /// async fn events() {}
@@ -198,7 +201,7 @@ pub fn serve(listener: TcpListener, app: Router) -> Serve {
 ///
 /// ```no_run
 /// use std::sync::Arc;
-/// use livepush::rustls::{self, pki_types::{CertificateDer, PrivateKeyDer}};
+/// use livepush::serve::rustls::{self, pki_types::{CertificateDer, PrivateKeyDer}};
 ///
 /// # async fn run(app: axum::Router, cert: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> std::io::Result<()> {
 /// let tls = rustls::ServerConfig::builder()
@@ -206,7 +209,7 @@ pub fn serve(listener: TcpListener, app: Router) -> Serve {
 ///     .with_single_cert(cert, key)
 ///     .expect("a valid certificate and key");
 /// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
-/// livepush::serve_tls(listener, app, Arc::new(tls)).await
+/// livepush::serve::serve_tls(listener, app, Arc::new(tls)).await
 /// # }
 /// ```
 #[cfg(feature = "tls")]

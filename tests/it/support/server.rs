@@ -15,12 +15,22 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(app: Router) -> TestServer {
+        Self::start_with(app, |serve| serve).await
+    }
+
+    /// Like [`TestServer::start`], with `configure` applied to the `livepush::serve` builder.
+    pub async fn start_with(
+        app: Router,
+        configure: impl FnOnce(livepush::serve::Serve) -> livepush::serve::Serve + Send + 'static,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().unwrap();
         let handle = tokio::spawn(async move {
-            livepush::serve(listener, app).await.expect("serve");
+            configure(livepush::serve(listener, app))
+                .await
+                .expect("serve");
         });
         TestServer { addr, handle }
     }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
+use livepush::{publish_event, subscribe_to_events, Hub, RouterExt, Subscription, Topics};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 

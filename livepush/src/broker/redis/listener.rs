@@ -280,7 +280,7 @@ impl Listener {
         } else {
             tracing::info!(server = %self.target.describe(), "Redis connected");
             // Publications made before the first connection wait in the hub's retry buffer.
-            delivery.reconnected.notify_waiters();
+            delivery.connected();
         }
         self.ever_connected = true;
         Ok(())

@@ -15,7 +15,7 @@
 //! A published event travels as one string, the same on the channel and in the stream entry
 //! (field `p`): `{id}\n{event}\n{category}\n{data}`: the decimal id, the event name, the
 //! category (empty when none), and the compact JSON payload as published. Event and category
-//! names never hold a newline (see [`validate_name`](crate::validate_name)); the payload is
+//! names never hold a newline (see [`EventName`](crate::EventName)); the payload is
 //! everything after the third newline, so it may hold any byte. The topic is the channel name (or
 //! stream key) without its prefix.
 //!
@@ -62,7 +62,8 @@ use tokio::sync::{mpsc, Notify};
 
 use super::{Broker, BrokerError, Delivery, History, Slot};
 use crate::config::Config;
-use crate::event::{Envelope, EventId, Publication};
+use crate::envelope::{Envelope, Publication};
+use crate::event::EventId;
 use crate::topic::Topic;
 pub use cluster::RedisClusterBroker;
 use listener::{Command, Listener};
@@ -419,7 +420,7 @@ fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
         .ok()?
         .parse::<EventId>()
         .ok()?;
-    let event = crate::EventName::new(std::str::from_utf8(parts.next()?).ok()?).ok()?;
+    let event = crate::event::EventName::new(std::str::from_utf8(parts.next()?).ok()?).ok()?;
     let category = std::str::from_utf8(parts.next()?).ok()?;
     let data = Bytes::copy_from_slice(parts.next()?);
     if !category.is_empty() {
@@ -443,25 +444,23 @@ impl Broker for RedisBroker {
         "redis"
     }
 
-    fn start(&self, delivery: Delivery) {
+    fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+            BrokerError::Unavailable(
+                "the Redis broker needs a Tokio runtime; build the hub inside one".into(),
+            )
+        })?;
         let _ = self.inner.delivery.set(delivery.clone());
         let listener = self
             .listener
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let Some(listener) = listener else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(listener.run(delivery));
-                rt.spawn(slots::refresh_loop(Arc::downgrade(&self.inner)));
-            }
-            Err(_) => {
-                tracing::error!("the Redis broker needs a Tokio runtime; build the hub inside one")
-            }
+        if let Some(listener) = listener {
+            rt.spawn(listener.run(delivery));
+            rt.spawn(slots::refresh_loop(Arc::downgrade(&self.inner)));
         }
+        Ok(())
     }
 
     async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {

@@ -45,7 +45,7 @@ impl Target {
 }
 
 fn invalid(what: &str) -> BrokerError {
-    BrokerError::Unavailable(format!("invalid Redis URL: {what}"))
+    BrokerError::InvalidAddress(format!("invalid Redis URL: {what}"))
 }
 
 /// RESP3: pub/sub messages arrive as push frames on an ordinary multiplexed connection.

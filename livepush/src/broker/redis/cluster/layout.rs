@@ -71,7 +71,7 @@ impl Layout {
             ));
         }
         if !(1..=1296).contains(&count) {
-            return Err(BrokerError::Unavailable(
+            return Err(BrokerError::InvalidAddress(
                 "invalid Redis URL: partitions must be 1 to 1296".into(),
             ));
         }

@@ -263,7 +263,7 @@ impl Listener {
             tracing::info!(server = %self.target.describe(), "Redis Cluster reconnected; shard channels re-subscribed");
         } else {
             tracing::info!(server = %self.target.describe(), partitions = self.parts.len(), "Redis Cluster connected");
-            delivery.reconnected.notify_waiters();
+            delivery.connected();
         }
         self.ever_connected = true;
         Ok(())

@@ -61,7 +61,8 @@ use super::scripts;
 use super::{decode, describe};
 use crate::broker::{Broker, BrokerError, Delivery, History, Partitioned, Slot};
 use crate::config::Config;
-use crate::event::{EventId, Publication};
+use crate::envelope::Publication;
+use crate::event::EventId;
 use crate::topic::Topic;
 use layout::Layout;
 use listener::{Command, Listener};
@@ -116,7 +117,8 @@ pub(super) struct Target {
 
 impl Target {
     fn parse(url: &str) -> Result<(Target, u32), BrokerError> {
-        let invalid = |what: &str| BrokerError::Unavailable(format!("invalid Redis URL: {what}"));
+        let invalid =
+            |what: &str| BrokerError::InvalidAddress(format!("invalid Redis URL: {what}"));
         let rest = url
             .strip_prefix("redis+cluster://")
             .ok_or_else(|| invalid("expected redis+cluster://"))?;
@@ -447,25 +449,23 @@ impl Broker for RedisClusterBroker {
         "redis-cluster"
     }
 
-    fn start(&self, delivery: Delivery) {
+    fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
+            BrokerError::Unavailable(
+                "the Redis Cluster broker needs a Tokio runtime; build the hub inside one".into(),
+            )
+        })?;
         let _ = self.inner.delivery.set(delivery.clone());
         let listener = self
             .listener
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let Some(listener) = listener else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(listener.run(delivery));
-                rt.spawn(refresh_loop(Arc::downgrade(&self.inner)));
-            }
-            Err(_) => tracing::error!(
-                "the Redis Cluster broker needs a Tokio runtime; build the hub inside one"
-            ),
+        if let Some(listener) = listener {
+            rt.spawn(listener.run(delivery));
+            rt.spawn(refresh_loop(Arc::downgrade(&self.inner)));
         }
+        Ok(())
     }
 
     async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {

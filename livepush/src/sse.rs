@@ -1,44 +1,39 @@
-//! The SSE wire format (<https://html.spec.whatwg.org/multipage/server-sent-events.html>).
+//! The SSE protocol as livepush speaks it: the event names of its own notices ([`LAGGED`],
+//! [`RESET`], [`EXPIRED`]) and the wire format
+//! (<https://html.spec.whatwg.org/multipage/server-sent-events.html>).
 //!
-//! Written by hand rather than with `axum::response::sse::Event` because that type is built and
-//! encoded once per subscriber; here each event is encoded once into [`Bytes`] and shared.
+//! Frames are written by hand rather than with `axum::response::sse::Event` because that type is
+//! built and encoded once per subscriber; here each event is encoded once into [`Bytes`] and
+//! shared. The encoders are internal.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::event::{EventId, EventName};
 
-/// The name of the event sent when a client missed events that were dropped for it
-/// (`{"missed": N}`, no `id:`).
-pub const LAGGED_EVENT: &str = "livepush.lagged";
-/// The name of the event sent when a stream may have missed events: the history no longer
-/// reaches back to `Last-Event-ID`, or the broker lost events (see the README's guarantee
-/// table). It carries an `id:` to resume from and `{"reason": ...}`; the client reloads its
-/// state and keeps the stream open.
-pub const RESET_EVENT: &str = "livepush.reset";
-/// The name of the event a stream sends when its subscription expires
-/// ([`Subscription::until`](crate::Subscription::until)), just before it ends: `{"reason":
+/// The event sent when a client missed events that were dropped for it (`livepush.lagged`,
+/// `{"missed": N}`, no `id:`).
+pub const LAGGED: EventName = EventName::from_static(LAGGED_NAME);
+/// The event sent when a stream may have missed events (`livepush.reset`): the history no
+/// longer reaches back to `Last-Event-ID`, or the broker lost events (see the README's
+/// guarantee table). It carries an `id:` to resume from and `{"reason": ...}`; the client
+/// reloads its state and keeps the stream open.
+pub const RESET: EventName = EventName::from_static(RESET_NAME);
+/// The event a stream sends when its subscription expires (`livepush.expired`,
+/// [`Subscription::until`](crate::Subscription::until)), just before it ends: `{"reason":
 /// "expired"}`, no `id:`. The client gets fresh credentials and reconnects (with its
 /// `Last-Event-ID`); a reconnect with the expired ones is refused like any unauthenticated
 /// request.
-pub const EXPIRED_EVENT: &str = "livepush.expired";
+pub const EXPIRED: EventName = EventName::from_static(EXPIRED_NAME);
 
-pub(crate) const LAGGED: EventName = EventName::from_static(LAGGED_EVENT);
-pub(crate) const RESET: EventName = EventName::from_static(RESET_EVENT);
-pub(crate) const EXPIRED: EventName = EventName::from_static(EXPIRED_EVENT);
+pub(crate) const LAGGED_NAME: &str = "livepush.lagged";
+pub(crate) const RESET_NAME: &str = "livepush.reset";
+pub(crate) const EXPIRED_NAME: &str = "livepush.expired";
 
 /// Encodes one event: `id:`, `event:`, one `data:` line per line of `data`, and a blank line.
 ///
 /// `data` is split on `\r\n`, `\n` and `\r`, the three line ends SSE parsers accept, so no payload
 /// can end a frame early or inject a field. `event` is an [`EventName`], so it holds no line end.
-///
-/// ```
-/// use livepush::{frame, EventId, EventName};
-///
-/// let name = EventName::new("created").unwrap();
-/// let f = frame::event(EventId::new(7), &name, b"{\"a\":1}\nsecond");
-/// assert_eq!(&f[..], b"id: 7\nevent: created\ndata: {\"a\":1}\ndata: second\n\n");
-/// ```
-pub fn event(id: EventId, event: &EventName, data: &[u8]) -> Bytes {
+pub(crate) fn event(id: EventId, event: &EventName, data: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(data.len() + event.len() + 40);
     buf.put_slice(b"id: ");
     let mut digits = itoa_buf(id.get());
@@ -53,7 +48,7 @@ pub fn event(id: EventId, event: &EventName, data: &[u8]) -> Bytes {
 
 /// Encodes an event without an `id:` field (notices from livepush itself, such as a lag report),
 /// so it does not move the client's `Last-Event-ID`.
-pub fn notice(event: &EventName, data: &[u8]) -> Bytes {
+pub(crate) fn notice(event: &EventName, data: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(data.len() + event.len() + 24);
     buf.put_slice(b"event: ");
     buf.put_slice(event.as_bytes());
@@ -64,7 +59,7 @@ pub fn notice(event: &EventName, data: &[u8]) -> Bytes {
 }
 
 /// A comment line: what heartbeats are. Line ends in `text` are replaced by spaces.
-pub fn comment(text: &str) -> Bytes {
+pub(crate) fn comment(text: &str) -> Bytes {
     let mut buf = BytesMut::with_capacity(text.len() + 4);
     buf.put_slice(b": ");
     buf.extend(
@@ -76,7 +71,7 @@ pub fn comment(text: &str) -> Bytes {
 }
 
 /// The `retry:` field that tells `EventSource` how long to wait before reconnecting.
-pub fn retry(millis: u64) -> Bytes {
+pub(crate) fn retry(millis: u64) -> Bytes {
     Bytes::from(format!("retry: {millis}\n\n"))
 }
 
@@ -136,6 +131,16 @@ mod tests {
     use super::*;
 
     const E: EventName = EventName::from_static("e");
+
+    #[test]
+    fn encodes_id_event_and_one_data_line_per_line() {
+        let name = EventName::new("created").unwrap();
+        let f = event(EventId::new(7), &name, b"{\"a\":1}\nsecond");
+        assert_eq!(
+            &f[..],
+            b"id: 7\nevent: created\ndata: {\"a\":1}\ndata: second\n\n"
+        );
+    }
 
     #[test]
     fn splits_every_kind_of_line_end_into_data_lines() {

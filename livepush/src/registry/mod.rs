@@ -19,8 +19,11 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-pub use crate::asyncapi::{asyncapi, AsyncApi};
-pub use crate::schema::{PayloadSchema, Schemas};
+mod asyncapi;
+pub(crate) mod schema;
+
+pub use self::asyncapi::{asyncapi, AsyncApi};
+pub use self::schema::{PayloadSchema, Schemas};
 
 /// A handler with `#[publish_event]`: one entry per attribute.
 #[derive(Debug, Serialize)]
@@ -50,6 +53,7 @@ pub struct PublishRoute {
 /// Where a subscribing handler takes its topics from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SubscribeMode {
     /// From `?topic=a,b`.
     Query,

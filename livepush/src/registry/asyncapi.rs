@@ -8,9 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
-use crate::frame::{LAGGED_EVENT, RESET_EVENT};
-use crate::registry::{event_types, publish_routes, subscribe_routes, PayloadSchema};
-use crate::schema::Schemas;
+use super::{event_types, publish_routes, subscribe_routes, PayloadSchema, Schemas};
+use crate::sse::{LAGGED_NAME, RESET_NAME};
 
 /// The AsyncAPI 3.0 document of everything this program pushes, without a server entry.
 ///
@@ -121,7 +120,7 @@ impl AsyncApi {
             let id = key(template);
             let (address, parameters) = address_and_parameters(template);
             let mut refs = Map::new();
-            for event in events.iter().copied().chain([RESET_EVENT, LAGGED_EVENT]) {
+            for event in events.iter().copied().chain([RESET_NAME, LAGGED_NAME]) {
                 let k = key(event);
                 refs.insert(
                     k.clone(),
@@ -175,7 +174,7 @@ impl AsyncApi {
                 "schemas": schemas.into_definitions(),
             },
             "x-livepush-subscribe-routes": subscribe,
-            "x-livepush-categories": crate::registry::categories(),
+            "x-livepush-categories": super::categories(),
         });
         if let Some((host, pathname)) = &self.server {
             document["servers"] = json!({
@@ -229,10 +228,10 @@ fn message(event: &str, info: &MessageInfo, schemas: &mut Schemas) -> Value {
 fn notices() -> [(&'static str, Value); 2] {
     [
         (
-            RESET_EVENT,
+            RESET_NAME,
             json!({
-                "name": RESET_EVENT,
-                "title": RESET_EVENT,
+                "name": RESET_NAME,
+                "title": RESET_NAME,
                 "summary": "Events may have been missed: reload your state, then go on from this frame's id (it is the Last-Event-ID to resume from).",
                 "contentType": "application/json",
                 "payload": {
@@ -247,10 +246,10 @@ fn notices() -> [(&'static str, Value); 2] {
             }),
         ),
         (
-            LAGGED_EVENT,
+            LAGGED_NAME,
             json!({
-                "name": LAGGED_EVENT,
-                "title": LAGGED_EVENT,
+                "name": LAGGED_NAME,
+                "title": LAGGED_NAME,
                 "summary": "This client read too slowly and `missed` events were dropped for it (no id: the stream goes on).",
                 "contentType": "application/json",
                 "payload": {

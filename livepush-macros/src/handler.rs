@@ -7,29 +7,31 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, ToTokens};
 use syn::visit_mut::VisitMut;
-use syn::{AttrStyle, Attribute, FnArg, Ident, Item, ItemFn, ReturnType, Signature, Token, Type};
+use syn::{
+    parse_quote, AttrStyle, Attribute, FnArg, Ident, Item, ItemFn, ReturnType, Signature, Token,
+    Type,
+};
 
-use crate::errors::Errors;
+use crate::args::AttrName;
+use crate::errors::Failure;
 
-/// The handler under `#[attribute]`, or the `compile_error!` (followed by the untouched item)
-/// explaining that the attribute goes on an async fn.
-pub(crate) fn parse(item: TokenStream, attribute: &str) -> Result<ItemFn, TokenStream> {
+/// The handler under `attr`, or the failure (followed by the untouched item) explaining that
+/// the attribute goes on an async fn.
+pub(crate) fn parse(item: TokenStream, attr: &AttrName) -> Result<ItemFn, Failure> {
     match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(func)) => Ok(func),
         Ok(other) => {
             let (what, head) = describe(&other);
-            let mut errors = Errors::default();
-            errors.spanned(
+            let error = syn::Error::new_spanned(
                 head,
-                format!("#[{attribute}] goes on an async axum handler (`async fn`), not on {what}"),
+                format!(
+                    "{} goes on an async axum handler (`async fn`), not on {what}",
+                    attr.shown
+                ),
             );
-            Err(errors.or_emit(item).unwrap_err())
+            Err(Failure::new(error, item))
         }
-        Err(error) => {
-            let mut tokens = error.to_compile_error();
-            tokens.extend(item);
-            Err(tokens)
-        }
+        Err(error) => Err(Failure::new(error, item)),
     }
 }
 
@@ -54,21 +56,25 @@ fn head(keyword: &impl ToTokens, name: &impl ToTokens) -> TokenStream {
     quote!(#keyword #name)
 }
 
-/// Reports a handler that is not `async`, on its `fn` keyword.
-pub(crate) fn check_async(sig: &Signature, attribute: &str, errors: &mut Errors) {
-    if sig.asyncness.is_none() {
-        errors.spanned(
+/// Refuses a handler that is not `async`, on its `fn` keyword.
+pub(crate) fn check_async(sig: &Signature, attr: &AttrName) -> syn::Result<()> {
+    match sig.asyncness {
+        Some(_) => Ok(()),
+        None => Err(syn::Error::new_spanned(
             sig.fn_token,
-            format!("#[{attribute}] goes on an async axum handler: make this an `async fn`"),
-        );
+            format!(
+                "{} goes on an async axum handler: make this an `async fn`",
+                attr.shown
+            ),
+        )),
     }
 }
 
-/// Removes the attributes named `name` (or `livepush::name`) and returns them.
-pub(crate) fn take_attrs(attrs: &mut Vec<Attribute>, name: &str) -> Vec<Attribute> {
+/// Removes the attributes named `attr` (or `livepush::…`) and returns them.
+pub(crate) fn take_attrs(attrs: &mut Vec<Attribute>, attr: &AttrName) -> Vec<Attribute> {
     let (ours, others) = std::mem::take(attrs)
         .into_iter()
-        .partition(|attr| is_attr(attr, name));
+        .partition(|a| is_attr(a, attr.path));
     *attrs = others;
     ours
 }
@@ -91,16 +97,19 @@ pub(crate) fn split_attrs(attrs: Vec<Attribute>) -> (Vec<Attribute>, Vec<Attribu
         .partition(|attr| matches!(attr.style, AttrStyle::Outer))
 }
 
-/// Adds `arg` as the first argument after any receiver. It is an axum `FromRequestParts`
-/// extractor, so any position but the last (the body extractor's) works.
-pub(crate) fn insert_arg(sig: &mut Signature, arg: FnArg) {
+/// Adds the argument `name: ty` (a name no argument binds, from [`fresh_arg_name`]) first after
+/// any receiver, and returns the name. It is an axum `FromRequestParts` extractor, so any
+/// position but the last (the body extractor's) works.
+pub(crate) fn insert_arg(sig: &mut Signature, base: &str, ty: syn::Type) -> Ident {
+    let name = fresh_arg_name(sig, base);
     let at = usize::from(matches!(sig.inputs.first(), Some(FnArg::Receiver(_))));
-    sig.inputs.insert(at, arg);
+    sig.inputs.insert(at, parse_quote!(#name: #ty));
+    name
 }
 
 /// `base`, or `base_1`, `base_2`... if an argument already binds it: a handler wrapped twice
 /// (an attribute under another name, `use livepush::publish_event as publish`) keeps working.
-pub(crate) fn fresh_arg_name(sig: &Signature, base: &str) -> Ident {
+fn fresh_arg_name(sig: &Signature, base: &str) -> Ident {
     let taken: Vec<String> = sig
         .inputs
         .iter()
@@ -171,7 +180,11 @@ fn without_impl_trait(ty: &Type) -> Type {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use syn::parse_quote;
+
+    const ATTR: AttrName = AttrName {
+        path: "publish_event",
+        shown: "#[publish_event]",
+    };
 
     #[test]
     fn explains_that_the_attribute_goes_on_an_async_fn() {
@@ -196,9 +209,10 @@ mod tests {
                 "not on an enum",
             ),
         ] {
-            let out = parse(item.clone(), "publish_event")
-                .unwrap_err()
-                .to_string();
+            let out = match parse(item.clone(), &ATTR) {
+                Ok(_) => panic!("parsed {item}"),
+                Err(failure) => failure.into_tokens().to_string(),
+            };
             assert!(out.contains(what), "{out}");
             assert!(out.ends_with(&item.to_string()), "keeps the item: {out}");
         }
@@ -206,7 +220,7 @@ mod tests {
             quote!(
                 async fn f() {}
             ),
-            "publish_event"
+            &ATTR
         )
         .is_ok());
     }
@@ -221,7 +235,7 @@ mod tests {
             #[::livepush::publish_event(topic = "c")]
             async fn f() {}
         };
-        let ours = take_attrs(&mut func.attrs, "publish_event");
+        let ours = take_attrs(&mut func.attrs, &ATTR);
         assert_eq!(ours.len(), 3);
         assert_eq!(func.attrs.len(), 2);
     }
@@ -234,19 +248,19 @@ mod tests {
     }
 
     #[test]
-    fn inserts_the_extractor_after_the_receiver() {
-        let arg: FnArg = parse_quote!(ctx: Ctx);
+    fn inserts_the_extractor_after_the_receiver_under_a_fresh_name() {
+        let ty: Type = parse_quote!(Ctx);
         let mut sig: Signature = parse_quote!(async fn f(a: A));
-        insert_arg(&mut sig, arg.clone());
+        assert_eq!(insert_arg(&mut sig, "ctx", ty.clone()), "ctx");
         assert_eq!(
             sig.inputs.to_token_stream().to_string(),
             "ctx : Ctx , a : A"
         );
-        let mut sig: Signature = parse_quote!(async fn f(&self, a: A));
-        insert_arg(&mut sig, arg);
+        let mut sig: Signature = parse_quote!(async fn f(&self, ctx: A));
+        assert_eq!(insert_arg(&mut sig, "ctx", ty), "ctx_1");
         assert_eq!(
             sig.inputs.to_token_stream().to_string(),
-            "& self , ctx : Ctx , a : A"
+            "& self , ctx_1 : Ctx , ctx : A"
         );
     }
 
@@ -273,9 +287,9 @@ mod tests {
 
     #[test]
     fn reports_a_non_async_fn_on_its_fn_keyword() {
-        let mut errors = Errors::default();
-        check_async(&parse_quote!(fn f()), "subscribe_to_events", &mut errors);
-        let message = errors.finish().unwrap_err().to_string();
+        let message = check_async(&parse_quote!(fn f()), &ATTR)
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("make this an `async fn`"), "{message}");
     }
 }

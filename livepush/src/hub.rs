@@ -362,7 +362,7 @@ impl Hub {
     /// hub.emit(&SyncCompleted { user_id: 7, accounts: 3 }).await.unwrap();
     /// # }
     /// ```
-    pub async fn emit<E: SseEvent>(&self, event: &E) -> Result<EventId, PublishError> {
+    pub async fn emit<E: SseEvent + Serialize>(&self, event: &E) -> Result<EventId, PublishError> {
         let data = serde_json::to_vec(event).map_err(|e| PublishError::Serialize(e.to_string()))?;
         self.publish_json(event.topic(), E::EVENT, E::CATEGORY, Bytes::from(data))
             .await

@@ -244,7 +244,7 @@ impl Outbox {
     pub async fn emit<C, E>(&self, conn: &mut C, event: &E) -> Result<i64, OutboxError>
     where
         C: OutboxConnection + ?Sized,
-        E: SseEvent,
+        E: SseEvent + Serialize,
     {
         let data = serde_json::to_vec(event).map_err(|e| PublishError::Serialize(e.to_string()))?;
         self.publish_json(
@@ -321,7 +321,7 @@ impl Outbox {
     where
         DB: sqlx::Database,
         DB::Connection: OutboxConnection,
-        E: SseEvent,
+        E: SseEvent + Serialize,
     {
         let row = self.emit(&mut *tx, event).await?;
         tx.commit().await?;

@@ -27,6 +27,7 @@ async fn mine(Path(user): Path<u64>) -> Result<Subscription, StatusCode> {
 async fn everyone() -> Topics {
     Topics::one("broadcast")
 }
+
 fn main() {
     let hub = Hub::builder().build().unwrap();
     let _app: Router = Router::new()

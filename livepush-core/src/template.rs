@@ -3,7 +3,7 @@
 //! `{{` and `}}` are literal braces; any other `{` opens a placeholder that the next `}` closes. A
 //! placeholder is a name (`id`, or raw: `r#type`), optionally dotted (`user.id`), never a format
 //! spec. The macros parse templates to generate the code that fills them; the runtime parses the
-//! registered ones to tell whether a topic is one of them ([`matches`]).
+//! registered ones to tell whether a topic is one of them ([`matches()`]).
 
 use std::fmt;
 

@@ -5,11 +5,11 @@
 //! dependency a user adds. The two crates are released together and `livepush` depends on this
 //! one with an exact version (`=`), so they cannot drift apart.
 //!
-//! Each macro is parsed (arguments into a plain struct, each key [`Given`](args::Given) or not),
+//! Each macro is parsed (arguments into a plain struct, each key given, given wrong or absent),
 //! validated (every rule; all failures reported together, each spanned on the offending token)
 //! and expanded (wiring into `::livepush::__private` calls). The topic, name and template rules
 //! are those of `livepush-core`, which the runtime applies too. This file holds only the entry
-//! points and [`expand`], the one place where a result becomes tokens.
+//! points and `expand`, the one place where a result becomes tokens.
 
 extern crate proc_macro;
 

@@ -1,7 +1,14 @@
 //! The AsyncAPI document of crm_comments: its payload schemas come from the published Rust
 //! types, and a snapshot catches every change of them (`UPDATE_SNAPSHOTS=1` rewrites it). The
 //! official parser validates the documents of every example in `clients/typescript` (npm test).
+//!
+//! A test binary of its own, not a module of `tests/it`: the snapshot is the document of the
+//! whole link-time registry, which must hold crm_comments' handlers and events only.
 
+// The shared helpers of `tests/it`; this binary uses a part of them, the rest is not dead code
+// there (hence the allow, on this binary's copy only).
+#[path = "it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 #[path = "../examples/common/mod.rs"]

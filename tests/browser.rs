@@ -4,7 +4,14 @@
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver` (`scripts/test.sh` installs them).
 //! Without them this test fails and says so: it never skips.
+//!
+//! A test binary of its own, not a module of `tests/it`, so that a machine without Chromium
+//! still runs every other integration test.
 
+// The shared helpers of `tests/it`; this binary uses a part of them, the rest is not dead code
+// there (hence the allow, on this binary's copy only).
+#[path = "it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::path::{Path, PathBuf};

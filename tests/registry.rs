@@ -1,5 +1,13 @@
 //! The link-time registry, `Hub::emit` of derived events, and `/events/catalog`.
+//!
+//! A test binary of its own, not a module of `tests/it`: it checks everything the link-time
+//! registry of its program holds (the categories, the unregistered topics), which in `tests/it`
+//! would be the handlers and events of every module.
 
+// The shared helpers of `tests/it`; this binary uses a part of them, the rest is not dead code
+// there (hence the allow, on this binary's copy only).
+#[path = "it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use axum::routing::{get, post};

@@ -4,6 +4,10 @@
 //! process with other tests' threads, and tracing caches per-callsite interest across them, so
 //! an event of the test could go unrecorded now and then.
 
+// The shared helpers of `tests/it`; this binary uses a part of them, the rest is not dead code
+// there (hence the allow, on this binary's copy only).
+#[path = "it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::time::Duration;
@@ -11,7 +15,8 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, Hub, LivepushRouter};
-use support::{capture_logs_globally, eventually, SseClient, TestServer};
+use support::observe::capture_logs_globally;
+use support::{eventually, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

@@ -12,9 +12,9 @@ use std::time::Duration;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use axum::{extract::State, Json, Router};
+use axum::{extract::State, Extension, Json, Router};
 use livepush::outbox::{Outbox, OutboxError};
-use livepush::{subscribe_to_events, Cursor, Hub, LivepushRouter, SseEvent, WithCursor};
+use livepush::{subscribe_to_events, Hub, LivepushRouter, SseEvent, WithCursor};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -227,19 +227,24 @@ async fn index() -> impl IntoResponse {
 #[subscribe_to_events]
 async fn events() {}
 
-/// `GET /comments`: every comment, oldest first, with the `Livepush-Cursor` to subscribe from
-/// (the stream position read before the list, see [`Cursor`]: an event of a row already in the
-/// list may follow once more, and the page applies events by id).
+/// `GET /comments`: every comment, oldest first, with the `Livepush-Cursor` to subscribe from:
+/// read by the outbox in the list's transaction ([`Outbox::cursor`]), it yields exactly the
+/// events of the changes committed after the list was read.
 async fn list_comments(
-    cursor: Cursor,
+    Extension(hub): Extension<Hub>,
     State(db): State<Db>,
 ) -> Result<WithCursor<Json<Vec<Comment>>>, ApiError> {
+    let mut tx = db.pool.begin().await.map_err(db_error)?;
+    let cursor = db.outbox.cursor(&hub, &mut tx).await.map_err(db_error)?;
     let rows: Vec<CommentRow> =
         sqlx::query_as(&format!("SELECT {COLUMNS} FROM comments ORDER BY id"))
-            .fetch_all(&db.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
-    Ok(cursor.with(Json(rows.into_iter().map(comment).collect())))
+    tx.commit().await.map_err(db_error)?;
+    Ok(cursor
+        .with(Json(rows.into_iter().map(comment).collect()))
+        .await)
 }
 
 /// `GET /comments/{id}`.

@@ -4,7 +4,7 @@
 //! transactional outbox (create, update and delete write their event in the same transaction
 //! as the change: it reaches subscribers if and only if the change committed, even when the
 //! process dies right after the commit), `#[subscribe_to_events]` with topics from `?topic=`,
-//! a list with a `Livepush-Cursor` (`Cursor` extractor), and a page on the typed TypeScript
+//! a list with an exact `Livepush-Cursor` (`Outbox::cursor`), and a page on the typed TypeScript
 //! client (`page.ts`, bundled into `page.js`; types generated from `/events/asyncapi.json` into
 //! `events.gen.ts`).
 //!

@@ -25,8 +25,46 @@
 //! means that every write missing from the list is published after the position, so the client
 //! receives it; a write that made it into the list and was published after the position reaches
 //! the client too, so apply events idempotently (upsert and delete by key, as the TypeScript
-//! client's examples do). With a transactional outbox the cursor is exact: read the outbox's
-//! newest id in the transaction that reads the list and answer [`Cursor::at`] it.
+//! client's examples do).
+//!
+//! # Exact, with the transactional outbox
+//! When the list and its events live in one database, [`Outbox::cursor`](crate::outbox::Outbox::cursor)
+//! reads the cursor in the list's own transaction, and subscribing with it yields exactly the
+//! events of the rows written after the list was read: none of a row the list holds.
+//!
+//! ```no_run
+//! # #[cfg(feature = "outbox-postgres")]
+//! # async fn list(hub: livepush::Hub, pool: sqlx::PgPool, outbox: livepush::outbox::Outbox)
+//! #     -> Result<livepush::WithCursor<axum::Json<Vec<String>>>, livepush::outbox::OutboxError> {
+//! let mut tx = pool.begin().await?;
+//! let cursor = outbox.cursor(&hub, &mut tx).await?; // first in the transaction
+//! let texts: Vec<String> = sqlx::query_scalar("SELECT text FROM comments ORDER BY id")
+//!     .fetch_all(&mut *tx)
+//!     .await?;
+//! tx.commit().await?;
+//! Ok(cursor.with(axum::Json(texts)).await)
+//! # }
+//! ```
+//!
+//! The value is still a plain event id (the event the relay gave the last row the list holds),
+//! so browsers keep it as `Last-Event-ID` and the TypeScript client sends it as `lastEventId`.
+//! What it costs:
+//! - *PostgreSQL*: [`Outbox::publish`](crate::outbox::Outbox::publish) takes a shared advisory
+//!   lock of the outbox table (one more lock in the statement that already takes the topic's),
+//!   and the cursor takes it exclusively until the list's transaction ends: the list waits for
+//!   the transactions writing outbox rows at that moment to commit, and writers wait while the
+//!   list reads. Keep the list's transaction short, and publish last in writers' transactions
+//!   (as for the topic lock). The transaction must be READ COMMITTED, the default.
+//! - *SQLite*: nothing is locked (one writer at a time already orders rows by id).
+//! - *Both*: after the transaction, the response waits until the relay has published the rows
+//!   that were committed but not yet relayed when the list was read (a relay round: milliseconds
+//!   in-process, up to a 50 ms poll for a SQLite relay in another process), at most
+//!   [`Outbox::cursor_wait`](crate::outbox::Outbox::cursor_wait) (2 s). A relay that is down or
+//!   far behind makes the cursor fall back to the broker position read with the list: nothing is
+//!   lost, and events of rows the list holds may follow once more, as with this module's
+//!   extractor (a warning is logged). Without a broker position (broker down), no header.
+//!
+//! [`OutboxCursor`](crate::outbox::OutboxCursor) gives the argument in full.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -56,9 +94,15 @@ impl Hub {
 pub struct Cursor(Option<EventId>);
 
 impl Cursor {
-    /// A cursor at `id`: the newest outbox id read in the transaction that read the data.
+    /// A cursor at the broker event id `id`: subscribing with it yields the events with higher
+    /// ids.
     pub fn at(id: EventId) -> Self {
         Cursor(Some(id))
+    }
+
+    /// No known position: the response goes out without the header.
+    pub(crate) fn unknown() -> Self {
+        Cursor(None)
     }
 
     /// The position, if known.

@@ -35,6 +35,14 @@
 //! A relay that dies mid-round leaves its rows unmarked (the transaction rolls back), and the
 //! next round, in any process, publishes them again, deduped by the broker.
 //!
+//! # Lists and their cursor
+//! [`Outbox::cursor`], read first in the transaction that reads a list, gives the list an exact
+//! `Livepush-Cursor` ([`OutboxCursor`]): subscribing with it yields the events of every row
+//! written after the list was read and none of a row the list holds. On PostgreSQL it relies on
+//! a shared advisory lock of the table that [`Outbox::publish`] takes (with the topic's) and that
+//! the cursor takes exclusively until the list's transaction ends. [`OutboxCursor`] gives the
+//! argument; [`crate::cursor`] and the README the costs.
+//!
 //! # Waking up
 //! PostgreSQL: [`Outbox::publish`] sends `NOTIFY <table>` with an empty payload (delivered at
 //! commit, never near the 8,000-byte limit), every relay `LISTEN`s, and polls as a fallback
@@ -50,11 +58,12 @@
 //! outbox used in dedupe keys (so two databases on one Redis never dedupe each other's rows).
 //! Relayed rows older than the retention (default 1 hour) are deleted by the relay.
 
+mod cursor;
 mod relay;
 mod store;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -65,6 +74,9 @@ use crate::error::PublishError;
 use crate::hub::checked_publication;
 use crate::sse_event::SseEvent;
 
+#[doc(hidden)]
+pub use cursor::Boundary;
+pub use cursor::OutboxCursor;
 pub use relay::{Relay, RelayHandle};
 use store::Store;
 
@@ -88,6 +100,10 @@ pub enum OutboxError {
     /// The table name is not a plain SQL identifier.
     #[error("invalid outbox table name {0:?}: use 1 to 48 lowercase ASCII letters, digits and _, not starting with a digit")]
     InvalidTable(String),
+    /// [`Outbox::cursor`] ran in a PostgreSQL transaction that is not READ COMMITTED (its
+    /// snapshot predates the lock that makes the cursor exact).
+    #[error("Outbox::cursor needs a READ COMMITTED transaction (PostgreSQL's default), not {0}")]
+    Isolation(String),
 }
 
 impl OutboxError {
@@ -124,7 +140,15 @@ struct Inner {
     max_event_bytes: usize,
     /// Woken by [`Outbox::commit`]: the relays of this process look at once.
     wake: Arc<Notify>,
+    /// Notified (all waiters) after each relay round of this process committed: cursors waiting
+    /// for their rows look again.
+    relayed: Arc<Notify>,
+    /// How long [`OutboxCursor::with`] waits for the relay.
+    cursor_wait: Duration,
 }
+
+/// The default of [`Outbox::cursor_wait`].
+const DEFAULT_CURSOR_WAIT: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -161,6 +185,8 @@ impl Outbox {
                 store,
                 max_event_bytes: crate::Config::default().max_event_bytes,
                 wake: Arc::new(Notify::new()),
+                relayed: Arc::new(Notify::new()),
+                cursor_wait: DEFAULT_CURSOR_WAIT,
             }),
         }
     }
@@ -175,6 +201,8 @@ impl Outbox {
                     store: old.store.clone(),
                     max_event_bytes: old.max_event_bytes,
                     wake: old.wake.clone(),
+                    relayed: old.relayed.clone(),
+                    cursor_wait: old.cursor_wait,
                 };
                 change(&mut inner);
                 self.inner = Arc::new(inner);
@@ -201,6 +229,13 @@ impl Outbox {
     /// `max_event_bytes`; keep the two equal).
     pub fn max_event_bytes(self, bytes: usize) -> Self {
         self.edit(|inner| inner.max_event_bytes = bytes)
+    }
+
+    /// How long [`OutboxCursor::with`] waits for the relay to publish the rows a list holds
+    /// (default 2 s) before it falls back to a cursor that may repeat some of them. A relay that
+    /// keeps up takes a round (milliseconds; a 50 ms poll for a SQLite relay in another process).
+    pub fn cursor_wait(self, wait: Duration) -> Self {
+        self.edit(|inner| inner.cursor_wait = wait)
     }
 
     /// The outbox table's name.
@@ -381,9 +416,23 @@ pub struct NewRow<'a> {
 /// `Any` connections, and `sqlx::Transaction`s of them (`&mut tx` or `&mut *tx`).
 #[async_trait]
 pub trait OutboxConnection: Send {
-    /// Inserts the row (and on PostgreSQL locks its topic and queues the NOTIFY); returns its id.
+    /// Inserts the row (and on PostgreSQL takes the table's shared lock and its topic's lock,
+    /// and queues the NOTIFY); returns its id.
     #[doc(hidden)]
     async fn insert_outbox_row(&mut self, row: &NewRow<'_>) -> Result<i64, sqlx::Error>;
+
+    /// Whether this is a PostgreSQL connection (else SQLite).
+    #[doc(hidden)]
+    fn is_postgres(&self) -> bool;
+
+    /// [`Outbox::cursor`]'s read in the list's transaction: on PostgreSQL, the table's exclusive
+    /// lock, then up to `limit` rows not relayed; on SQLite, the newest row id.
+    #[doc(hidden)]
+    async fn read_outbox_boundary(
+        &mut self,
+        table: &str,
+        limit: i64,
+    ) -> Result<Boundary, OutboxError>;
 }
 
 #[async_trait]
@@ -395,11 +444,46 @@ where
     async fn insert_outbox_row(&mut self, row: &NewRow<'_>) -> Result<i64, sqlx::Error> {
         (**self).insert_outbox_row(row).await
     }
+
+    fn is_postgres(&self) -> bool {
+        (**self).is_postgres()
+    }
+
+    async fn read_outbox_boundary(
+        &mut self,
+        table: &str,
+        limit: i64,
+    ) -> Result<Boundary, OutboxError> {
+        (**self).read_outbox_boundary(table, limit).await
+    }
 }
 
-/// The topic lock and NOTIFY of a PostgreSQL insert: `SELECT 1` so that no driver has to decode
-/// `void`. (The planner keeps volatile calls of a subquery's unused outputs.)
-const PG_LOCK_AND_NOTIFY: &str = "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), pg_notify($2, '')) AS locked";
+/// The locks and NOTIFY of a PostgreSQL insert: `SELECT 1` so that no driver has to decode
+/// `void`. (The planner keeps volatile calls of a subquery's unused outputs.) The table's shared
+/// lock (`$3`, see [`cursor_lock_key`]) is taken first, in the inner subquery: a transaction
+/// that holds a topic's lock then always holds the shared one too, so a cursor waiting for the
+/// exclusive one never closes a cycle of waits.
+const PG_LOCK_AND_NOTIFY: &str =
+    "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), pg_notify($2, '') \
+     FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($3, 0))) AS shared) AS locked";
+
+/// [`Outbox::cursor`] on PostgreSQL: the table's exclusive lock (it waits for the transactions
+/// that hold the shared one, writing outbox rows, to end), and the isolation level, which must
+/// let the statements after it see what those transactions committed.
+const PG_CURSOR_LOCK: &str = "SELECT current_setting('transaction_isolation') FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked";
+
+/// The advisory lock that writers of `table` share and a cursor takes exclusively.
+fn cursor_lock_key(table: &str) -> String {
+    format!("livepush_cursor:{table}")
+}
+
+fn pending_ids_sql(table: &str) -> String {
+    format!("SELECT id FROM {table} WHERE relayed_at IS NULL ORDER BY id LIMIT $1")
+}
+
+fn newest_id_sql(table: &str) -> String {
+    format!("SELECT COALESCE(MAX(id), 0) FROM {table}")
+}
 
 fn insert_sql(table: &str) -> String {
     format!(
@@ -420,6 +504,7 @@ macro_rules! insert_row {
             sqlx::query(PG_LOCK_AND_NOTIFY)
                 .bind(topic_lock_key(row))
                 .bind(row.table)
+                .bind(cursor_lock_key(row.table))
                 .execute(&mut *$conn)
                 .await?;
         }
@@ -434,11 +519,49 @@ macro_rules! insert_row {
     }};
 }
 
+/// The same boundary read for each connection type.
+macro_rules! read_boundary {
+    ($conn:expr, $table:expr, $limit:expr, postgres: $postgres:expr) => {{
+        let table: &str = $table;
+        if $postgres {
+            let isolation: String = sqlx::query_scalar(PG_CURSOR_LOCK)
+                .bind(cursor_lock_key(table))
+                .fetch_one(&mut *$conn)
+                .await?;
+            if isolation != "read committed" {
+                return Err(OutboxError::Isolation(isolation));
+            }
+            let pending: Vec<i64> = sqlx::query_scalar(&pending_ids_sql(table))
+                .bind($limit)
+                .fetch_all(&mut *$conn)
+                .await?;
+            Ok(Boundary::Pending(pending))
+        } else {
+            let newest: i64 = sqlx::query_scalar(&newest_id_sql(table))
+                .fetch_one(&mut *$conn)
+                .await?;
+            Ok(Boundary::Newest(newest))
+        }
+    }};
+}
+
 #[cfg(feature = "outbox-postgres")]
 #[async_trait]
 impl OutboxConnection for sqlx::PgConnection {
     async fn insert_outbox_row(&mut self, row: &NewRow<'_>) -> Result<i64, sqlx::Error> {
         insert_row!(self, row, lock: true)
+    }
+
+    fn is_postgres(&self) -> bool {
+        true
+    }
+
+    async fn read_outbox_boundary(
+        &mut self,
+        table: &str,
+        limit: i64,
+    ) -> Result<Boundary, OutboxError> {
+        read_boundary!(self, table, limit, postgres: true)
     }
 }
 
@@ -448,12 +571,37 @@ impl OutboxConnection for sqlx::SqliteConnection {
     async fn insert_outbox_row(&mut self, row: &NewRow<'_>) -> Result<i64, sqlx::Error> {
         insert_row!(self, row, lock: false)
     }
+
+    fn is_postgres(&self) -> bool {
+        false
+    }
+
+    async fn read_outbox_boundary(
+        &mut self,
+        table: &str,
+        limit: i64,
+    ) -> Result<Boundary, OutboxError> {
+        read_boundary!(self, table, limit, postgres: false)
+    }
 }
 
 #[async_trait]
 impl OutboxConnection for sqlx::AnyConnection {
     async fn insert_outbox_row(&mut self, row: &NewRow<'_>) -> Result<i64, sqlx::Error> {
-        let postgres = self.backend_name() == "PostgreSQL";
+        let postgres = self.is_postgres();
         insert_row!(self, row, lock: postgres)
+    }
+
+    fn is_postgres(&self) -> bool {
+        self.backend_name() == "PostgreSQL"
+    }
+
+    async fn read_outbox_boundary(
+        &mut self,
+        table: &str,
+        limit: i64,
+    ) -> Result<Boundary, OutboxError> {
+        let postgres = self.is_postgres();
+        read_boundary!(self, table, limit, postgres: postgres)
     }
 }

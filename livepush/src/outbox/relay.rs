@@ -253,6 +253,8 @@ impl Relay {
         let table = self.outbox.inner.table.as_str();
         tx.mark(table, now_micros(), done).await?;
         tx.commit().await?;
+        // Cursors of this process that wait for these rows look at once.
+        self.outbox.inner.relayed.notify_waiters();
         Ok(())
     }
 

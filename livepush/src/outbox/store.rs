@@ -5,6 +5,7 @@
 
 use futures_util::future::BoxFuture;
 
+use super::cursor::Wait;
 use super::OutboxError;
 
 /// One committed row, as a relay reads it.
@@ -28,6 +29,36 @@ impl From<RowTuple> for PendingRow {
             data,
         }
     }
+}
+
+/// How far the relay got with the rows an [`OutboxCursor`](super::OutboxCursor) waits for.
+pub(super) struct Progress {
+    /// Rows among them not relayed yet.
+    pub(super) pending: i64,
+    /// The highest event id they got (`None`: none published, or all deleted since).
+    pub(super) newest_event: Option<i64>,
+    /// When the oldest of the pending ones was written (Unix µs).
+    pub(super) oldest_pending: Option<i64>,
+}
+
+/// PostgreSQL: the rows a cursor waits for, by id (deleted ones were relayed long ago).
+#[cfg(feature = "outbox-postgres")]
+fn progress_rows_sql(table: &str) -> String {
+    format!(
+        "SELECT COUNT(*) FILTER (WHERE relayed_at IS NULL), MAX(event_id), \
+         MIN(created_at) FILTER (WHERE relayed_at IS NULL) FROM {table} WHERE id = ANY($1)"
+    )
+}
+
+/// SQLite: every row up to `$1`; event ids grow with row ids there, so the newest relayed row
+/// with an event id has the highest (primary key order, then the partial index for the rest).
+#[cfg(feature = "outbox-sqlite")]
+fn progress_up_to_sql(table: &str) -> String {
+    format!(
+        "SELECT (SELECT COUNT(*) FROM {table} WHERE relayed_at IS NULL AND id <= $1), \
+         (SELECT event_id FROM {table} WHERE id <= $1 AND event_id IS NOT NULL ORDER BY id DESC LIMIT 1), \
+         (SELECT MIN(created_at) FROM {table} WHERE relayed_at IS NULL AND id <= $1)"
+    )
 }
 
 /// The relay's pool.
@@ -282,6 +313,40 @@ impl Store {
                     .rows_affected(),
             };
             Ok(done)
+        })
+    }
+
+    /// How far the relay got with the rows a cursor waits for.
+    pub(super) fn progress<'a>(
+        &'a self,
+        table: &'a str,
+        wait: &'a Wait,
+    ) -> BoxFuture<'a, Result<Progress, sqlx::Error>> {
+        Box::pin(async move {
+            let (pending, newest_event, oldest_pending): (i64, Option<i64>, Option<i64>) =
+                match (self, wait) {
+                    #[cfg(feature = "outbox-postgres")]
+                    (Store::Postgres(pool), Wait::Rows(rows)) => {
+                        sqlx::query_as(&progress_rows_sql(table))
+                            .bind(rows)
+                            .fetch_one(pool)
+                            .await?
+                    }
+                    #[cfg(feature = "outbox-sqlite")]
+                    (Store::Sqlite(pool), Wait::UpTo(id)) => {
+                        sqlx::query_as(&progress_up_to_sql(table))
+                            .bind(id)
+                            .fetch_one(pool)
+                            .await?
+                    }
+                    // Nothing to wait for (the cursor does not ask), or another database's rule.
+                    _ => (0, None, None),
+                };
+            Ok(Progress {
+                pending,
+                newest_event,
+                oldest_pending,
+            })
         })
     }
 

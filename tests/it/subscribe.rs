@@ -1,6 +1,5 @@
-//! `#[subscribe_to_events]` over real HTTP: topics, auth, headers, heartbeats, refusals, replay.
-
-mod support;
+//! `#[subscribe_to_events]` over real HTTP: topics, auth, headers, heartbeats, refusals. Its
+//! routes ([`start`]) also serve `replay.rs`, `shutdown.rs` and `bad_input.rs`.
 
 use std::time::Duration;
 
@@ -12,7 +11,9 @@ use axum::Router;
 use futures_util::StreamExt;
 use livepush::{subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
 use serde_json::{json, Value};
-use support::{SseClient, TestServer};
+
+use crate::support;
+use crate::support::{SseClient, TestServer};
 
 /// A demo bearer-token extractor: `Authorization: Bearer user-<id>`.
 struct AuthUser {
@@ -60,11 +61,11 @@ fn app(hub: &Hub) -> Router {
         .livepush(hub)
 }
 
-async fn start(hub: &Hub) -> TestServer {
+pub(crate) async fn start(hub: &Hub) -> TestServer {
     TestServer::start(app(hub)).await
 }
 
-async fn error_of(response: reqwest::Response) -> (StatusCode, Value) {
+pub(crate) async fn error_of(response: reqwest::Response) -> (StatusCode, Value) {
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -160,48 +161,6 @@ async fn the_authorize_hook_refuses_topics_with_403() {
 }
 
 #[tokio::test]
-async fn bad_subscriptions_get_400_with_a_json_error() {
-    let hub = Hub::builder()
-        .max_topics_per_subscription(3)
-        .build()
-        .unwrap();
-    let server = start(&hub).await;
-    for (query, code) in [
-        ("/events", "no_topics"),
-        ("/events?topic=", "no_topics"),
-        ("/events?topic=a%0Ab", "invalid_topic"),
-        ("/events?topic=a%0Db", "invalid_topic"),
-        ("/events?topic=a%00b", "invalid_topic"),
-        ("/events?topic=a%20b", "invalid_topic"),
-        ("/events?topic=%FF%FE", "invalid_topic"),
-        ("/events?topic=a,b,c,d", "too_many_topics"),
-        ("/events?topic=a&lastEventId=-1", "invalid_last_event_id"),
-        ("/events?topic=a&category=nope", "unknown_category"),
-    ] {
-        let (status, body) = error_of(SseClient::request(&server.url(query), &[]).await).await;
-        assert_eq!(status, 400, "{query}");
-        assert_eq!(body["error"], code, "{query}: {body}");
-        assert!(!body["message"].as_str().unwrap().is_empty());
-    }
-    let long = "a".repeat(livepush::MAX_TOPIC_LEN + 1);
-    let (status, body) =
-        error_of(SseClient::request(&server.url(&format!("/events?topic={long}")), &[]).await)
-            .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_topic"))
-    );
-    let (status, _) = error_of(
-        SseClient::request(&server.url("/events?topic=a"), &[("last-event-id", "abc")]).await,
-    )
-    .await;
-    assert_eq!(status, 400);
-    // the server is still fine
-    SseClient::connect(&server.url("/events?topic=a")).await;
-    assert_eq!(hub.connection_count(), 1);
-}
-
-#[tokio::test]
 async fn heartbeats_are_comment_lines_on_idle_streams() {
     let hub = Hub::builder()
         .heartbeat(Duration::from_millis(200))
@@ -238,98 +197,4 @@ async fn the_connection_cap_answers_429_with_retry_after() {
     drop(a);
     support::eventually("slot released", || async { hub.connection_count() == 1 }).await;
     SseClient::connect(&server.url("/events?topic=a")).await;
-}
-
-#[tokio::test]
-async fn replay_sends_missed_events_after_last_event_id_then_live_ones() {
-    let hub = Hub::builder()
-        .replay(100, Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let server = start(&hub).await;
-    let mut first = SseClient::connect(&server.url("/events?topic=r1,r2")).await;
-    hub.publish("r1", "e", &json!(0)).await.unwrap();
-    let last = first.next().await.id;
-    drop(first);
-    let mut missed = Vec::new();
-    for i in 1..=5 {
-        let topic = if i % 2 == 0 { "r1" } else { "r2" };
-        missed.push(
-            hub.publish(topic, "e", &json!(i))
-                .await
-                .unwrap()
-                .to_string(),
-        );
-    }
-    let mut again = SseClient::connect_with(
-        &server.url("/events?topic=r1,r2"),
-        &[("last-event-id", &last)],
-    )
-    .await;
-    for id in &missed {
-        assert_eq!(&again.next().await.id, id);
-    }
-    let live = hub.publish("r2", "e", &json!("live")).await.unwrap();
-    assert_eq!(again.next().await.id, live.to_string());
-    // also through the query parameter, for clients that cannot set headers
-    let mut by_query =
-        SseClient::connect(&server.url(&format!("/events?topic=r1,r2&lastEventId={}", missed[3])))
-            .await;
-    assert_eq!(by_query.next().await.id, missed[4]);
-    assert_eq!(by_query.next().await.id, live.to_string());
-}
-
-#[tokio::test]
-async fn an_id_history_cannot_vouch_for_gets_the_reset_event_first() {
-    let hub = Hub::builder()
-        .replay(2, Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let server = start(&hub).await;
-    let first = hub.publish("t", "e", &json!(1)).await.unwrap();
-    for i in 2..=4 {
-        hub.publish("t", "e", &json!(i)).await.unwrap();
-    }
-    let mut client = SseClient::connect_with(
-        &server.url("/events?topic=t"),
-        &[("last-event-id", &first.to_string())],
-    )
-    .await;
-    let reset = client.next().await;
-    assert_eq!(reset.event, livepush::RESET_EVENT);
-    let data: Value = serde_json::from_str(&reset.data).unwrap();
-    assert_eq!(data["reason"], "history_unavailable");
-    // then what is still retained: the last two
-    let three = client.next().await;
-    assert_eq!(three.data, "3");
-    assert_eq!(client.next().await.data, "4");
-    // The reset carries the id just below what follows it: a client that reconnects with it
-    // (having seen nothing more) is owed exactly the retained events, without a second reset.
-    let three_id: u64 = three.id.parse().unwrap();
-    assert_eq!(reset.id, (three_id - 1).to_string(), "the reset's id");
-    let mut again = SseClient::connect_with(
-        &server.url("/events?topic=t"),
-        &[("last-event-id", &reset.id)],
-    )
-    .await;
-    assert_eq!(again.next().await.data, "3", "no second reset");
-    assert_eq!(again.next().await.data, "4");
-}
-
-#[tokio::test]
-async fn shutdown_ends_every_stream() {
-    let hub = Hub::builder().build().unwrap();
-    let server = start(&hub).await;
-    let mut a = SseClient::connect(&server.url("/events?topic=a")).await;
-    let mut b = SseClient::connect(&server.url("/events?topic=b,c")).await;
-    hub.shutdown();
-    assert!(a.ended_within(Duration::from_secs(5)).await);
-    assert!(b.ended_within(Duration::from_secs(5)).await);
-    let response = SseClient::request(&server.url("/events?topic=a"), &[]).await;
-    assert_eq!(response.status(), 503);
-    support::eventually("gauges back to zero", || async {
-        hub.connection_count() == 0
-    })
-    .await;
-    assert!(hub.subscriber_counts().is_empty());
 }

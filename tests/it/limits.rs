@@ -2,8 +2,6 @@
 //! macro path), axum's request body limit on publishing routes, topics per subscription and topic
 //! length.
 
-mod support;
-
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -11,7 +9,8 @@ use livepush::{
     publish_event, subscribe_to_events, Hub, LivepushRouter, PublishError, MAX_TOPIC_LEN,
 };
 use serde_json::{json, Value};
-use support::{capture_logs, http, metric, SseClient, TestServer};
+
+use crate::support::{capture_logs, http, metric, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

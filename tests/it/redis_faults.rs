@@ -8,16 +8,15 @@
 //! after the last event before it and before the next one that does arrive. Late is fine, silent
 //! loss never is.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::Router;
 use livepush::{Hub, HubBuilder, LivepushRouter, PublishError, LAGGED_EVENT, RESET_EVENT};
 use serde_json::{json, Value};
-use support::handlers::{create, events};
-use support::{
+
+use crate::support::handlers::{create, events};
+use crate::support::{
     capture_logs, eventually, http, metric, wait_for_status, RedisServer, Sentinel, SseClient,
     TcpProxy, TestServer,
 };

@@ -1,8 +1,6 @@
 //! A TCP proxy on a free loopback port in front of a server (Redis), which a test can cut and
 //! heal: put it between ONE app instance and Redis so that only that instance loses Redis.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::copy_bidirectional;
@@ -14,10 +12,8 @@ use tokio::task::JoinHandle;
 /// Stops (and closes what it proxies) when dropped.
 pub struct TcpProxy {
     pub port: u16,
-    pub upstream: u16,
     /// `true` while cut.
     cut: watch::Sender<bool>,
-    open: Arc<AtomicUsize>,
     accept: JoinHandle<()>,
 }
 
@@ -30,25 +26,13 @@ impl TcpProxy {
         let port = listener.local_addr().unwrap().port();
         let listener = TcpListener::from_std(listener).expect("a tokio runtime runs the proxy");
         let (cut, _) = watch::channel(false);
-        let open = Arc::new(AtomicUsize::new(0));
-        let accept = tokio::spawn(accept_loop(listener, upstream, cut.clone(), open.clone()));
-        TcpProxy {
-            port,
-            upstream,
-            cut,
-            open,
-            accept,
-        }
+        let accept = tokio::spawn(accept_loop(listener, upstream, cut.clone()));
+        TcpProxy { port, cut, accept }
     }
 
     /// `redis://127.0.0.1:<proxy port>/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// `redis://:<password>@127.0.0.1:<proxy port>/`.
-    pub fn url_with_password(&self, password: &str) -> String {
-        format!("redis://:{password}@127.0.0.1:{}/", self.port)
     }
 
     /// Closes every open proxied connection at once (both sides, with a TCP reset), and until
@@ -61,16 +45,6 @@ impl TcpProxy {
     pub fn heal(&self) {
         self.cut.send_replace(false);
     }
-
-    /// Whether the proxy is cut.
-    pub fn is_cut(&self) -> bool {
-        *self.cut.borrow()
-    }
-
-    /// How many proxied connections are open right now.
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
 }
 
 impl Drop for TcpProxy {
@@ -81,12 +55,7 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: u16,
-    cut: watch::Sender<bool>,
-    open: Arc<AtomicUsize>,
-) {
+async fn accept_loop(listener: TcpListener, upstream: u16, cut: watch::Sender<bool>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -98,7 +67,6 @@ async fn accept_loop(
             abort(client);
             continue;
         }
-        let open = open.clone();
         tokio::spawn(async move {
             let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
                 abort(client);
@@ -107,12 +75,10 @@ async fn accept_loop(
             let (mut client, mut server) = (client, server);
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
-            open.fetch_add(1, Ordering::SeqCst);
             let was_cut = tokio::select! {
                 _ = copy_bidirectional(&mut client, &mut server) => false,
                 _ = cut_seen.wait_for(|cut| *cut) => true,
             };
-            open.fetch_sub(1, Ordering::SeqCst);
             if was_cut {
                 abort(client);
                 abort(server);

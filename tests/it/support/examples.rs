@@ -52,7 +52,6 @@ pub fn command(name: &str) -> Command {
 
 /// A running example.
 pub struct Example {
-    pub name: String,
     pub port: u16,
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -105,7 +104,6 @@ impl Example {
             err_text.lock().unwrap().push_str(&text);
         });
         let mut example = Example {
-            name: name.to_owned(),
             port,
             child,
             stdout,

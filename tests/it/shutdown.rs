@@ -1,8 +1,6 @@
 //! Graceful shutdown: open streams end at once with a clean close, the server exits promptly,
 //! publishes in flight complete, and new subscriptions are refused.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -10,8 +8,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
 use serde_json::{json, Value};
-use support::{http, metric, raw_get, GracefulServer, SseClient, TestServer};
 use tokio::sync::Notify;
+
+use crate::subscribe::start;
+use crate::support;
+use crate::support::{http, metric, raw_get, GracefulServer, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}
@@ -157,4 +158,22 @@ async fn after_shutdown_new_subscriptions_get_503_and_readiness_fails() {
         ),
         1.0
     );
+}
+
+#[tokio::test]
+async fn shutdown_ends_every_stream() {
+    let hub = Hub::builder().build().unwrap();
+    let server = start(&hub).await;
+    let mut a = SseClient::connect(&server.url("/events?topic=a")).await;
+    let mut b = SseClient::connect(&server.url("/events?topic=b,c")).await;
+    hub.shutdown();
+    assert!(a.ended_within(Duration::from_secs(5)).await);
+    assert!(b.ended_within(Duration::from_secs(5)).await);
+    let response = SseClient::request(&server.url("/events?topic=a"), &[]).await;
+    assert_eq!(response.status(), 503);
+    support::eventually("gauges back to zero", || async {
+        hub.connection_count() == 0
+    })
+    .await;
+    assert!(hub.subscriber_counts().is_empty());
 }

@@ -14,6 +14,8 @@ pub fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Resident memory of this process in KiB (Linux `/proc/self/status`), `None` elsewhere.
+// Used only by `tests/memory.rs`, a process of its own: dead code in `tests/it`.
+#[allow(dead_code)]
 pub fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
@@ -59,6 +61,8 @@ pub fn capture_logs(filter: &str) -> (Captured, tracing::subscriber::DefaultGuar
 
 /// Captures the logs of the whole process matching `filter`, with span closes, by installing a
 /// global subscriber: for a test binary of its own (a second call panics).
+// Used only by `tests/tracing_spans.rs`, a process of its own: dead code in `tests/it`.
+#[allow(dead_code)]
 pub fn capture_logs_globally(filter: &str) -> Captured {
     let logs = Captured::default();
     let writer = logs.clone();

@@ -1,7 +1,5 @@
 //! `#[publish_event]` over real HTTP: what subscribers receive, and when nothing is published.
 
-mod support;
-
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
@@ -9,7 +7,8 @@ use axum::{Json, Router};
 use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use support::{http, SseClient, TestServer};
+
+use crate::support::{http, SseClient, TestServer};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Ticket {

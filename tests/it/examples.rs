@@ -1,13 +1,12 @@
-//! Every example binary, run as its header says: the contract of DESIGN.md (HOST/PORT, logged
-//! URL, routes, invalid settings refused, graceful shutdown on SIGTERM) and what each shows.
-
-mod support;
+//! Every example binary, run as its header says: the contract every example keeps (HOST/PORT,
+//! logged URL, routes, invalid settings refused, graceful shutdown on SIGTERM) and what each shows.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{
+
+use crate::support::{
     get_json, http, run_to_exit, wait_for_status, Example, RedisServer, SseClient, LIVEPUSH_ROUTES,
 };
 
@@ -39,7 +38,7 @@ async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
     for name in EXAMPLES {
         let mut example = Example::start(name, &[]);
         let client = http();
-        // tickets serves its admin routes only with its token (DESIGN.md); the others openly
+        // tickets serves its admin routes only with its token (its main.rs); the others openly
         let token = (name == "tickets").then_some("Bearer alice-token");
         let get = |path: &str| {
             let request = client.get(example.url(path));

@@ -2,8 +2,6 @@
 //! heads (slow-loris), clients that stop reading, HTTP/2 with and without TLS, admin routes,
 //! subscriptions that expire, broker payloads from another producer, and a bounded shutdown.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
-use support::{eventually, http, metric, Example, RedisServer, SseClient, WAIT};
+use crate::support;
+use crate::support::{eventually, http, metric, Example, RedisServer, SseClient, WAIT};
 
 #[subscribe_to_events]
 async fn events() {}

@@ -2,8 +2,6 @@
 //! client close, network reset, shutdown, refusals midway, caps; and 10,000 connect/disconnect
 //! cycles leave nothing behind (in memory and in Redis).
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +12,11 @@ use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, Hub, LivepushRouter, Subscription, Topics};
 use serde::Deserialize;
-use support::{eventually, metric, raw_get, GracefulServer, RedisServer, SseClient, TestServer};
+
+use crate::support;
+use crate::support::{
+    eventually, metric, raw_get, GracefulServer, RedisServer, SseClient, TestServer,
+};
 
 #[subscribe_to_events]
 async fn events() {}

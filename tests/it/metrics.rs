@@ -2,15 +2,14 @@
 //! disconnect; broker reconnects are counted; the exposition declares each family once.
 //! (The tracing spans are checked in `tests/tracing_spans.rs`, a process of their own.)
 
-mod support;
-
 use std::collections::HashSet;
 
 use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, Hub, LivepushRouter};
 use serde_json::json;
-use support::{eventually, http, metric, RedisServer, SseClient, TestServer};
+
+use crate::support::{eventually, http, metric, RedisServer, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

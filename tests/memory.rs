@@ -2,13 +2,18 @@
 //! process's resident memory and the queued-bytes gauge stay bounded and other clients keep
 //! receiving every event. Alone in its binary so no other test moves the RSS it measures.
 
+// The shared helpers of `tests/it`; this binary uses a part of them, the rest is not dead code
+// there (hence the allow, on this binary's copy only).
+#[path = "it/support/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, Hub, LivepushRouter};
 use serde_json::json;
-use support::{metric, raw_get, rss_kib, SseClient, TestServer};
+use support::observe::rss_kib;
+use support::{metric, raw_get, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

@@ -1,8 +1,6 @@
 //! The Redis broker with real `redis-server`s: several hubs on one Redis, restarts, replay,
 //! subscription counts and connection caps shared across instances.
 
-mod support;
-
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -15,8 +13,10 @@ use livepush::{
     Config, EventId, Hub, HubBuilder, LivepushRouter, Subscription, Topics, RESET_EVENT,
 };
 use serde_json::{json, Value};
-use support::handlers::{create, events};
-use support::{eventually, http, wait_for_status, RedisServer, SseClient, TestServer};
+
+use crate::support;
+use crate::support::handlers::{create, events};
+use crate::support::{eventually, http, wait_for_status, RedisServer, SseClient, TestServer};
 
 /// One user's stream, capped per user across instances: `x-user: <id>`.
 async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {

@@ -4,9 +4,7 @@
 //! subscriber once and in commit order, and a database that is down answers 503 and publishes
 //! nothing.
 //!
-//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/support/database.rs`).
-
-mod support;
+//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/it/support/database.rs`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -14,7 +12,8 @@ use std::time::Duration;
 use futures_util::{stream, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{get_json, http, Example, Postgres, RedisServer, Sqlite, SseClient, TcpProxy};
+
+use crate::support::{get_json, http, Example, Postgres, RedisServer, Sqlite, SseClient, TcpProxy};
 
 fn start(db: &str, redis: &RedisServer, relay: &str) -> Example {
     Example::start(

@@ -123,11 +123,6 @@ impl RedisServer {
         }
     }
 
-    /// Whether the process runs (it was not killed).
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
-    }
-
     /// Kills the server (SIGKILL: a crash, not a clean shutdown).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -170,13 +165,6 @@ impl RedisServer {
             .get_multiplexed_async_connection()
             .await
             .expect("connect to test redis")
-    }
-
-    /// A fresh connection as the admin user ([`ADMIN_USER`]): works whatever `requirepass` is.
-    pub async fn admin(&self) -> redis::aio::MultiplexedConnection {
-        admin_connection(&self.admin_url())
-            .await
-            .expect("connect to test redis as admin")
     }
 
     /// Runs one command as the admin user on a fresh connection, e.g.

@@ -1,15 +1,14 @@
 //! Every bad input through real HTTP: a clear 4xx (a JSON error body wherever livepush answers;
 //! hyper's and axum's own refusals where they answer first), and the server works afterwards.
 
-mod support;
-
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::{publish_event, subscribe_to_events, Hub, LivepushRouter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use support::{http, metric, raw_get, raw_request, SseClient, TestServer};
+
+use crate::support::{http, metric, raw_get, raw_request, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}
@@ -360,4 +359,55 @@ async fn data_that_could_break_framing_arrives_exactly() {
         "after",
         "nothing else was sent in between"
     );
+}
+
+/// The JSON error of each refused subscription, on the routes of `subscribe.rs`.
+mod subscriptions {
+    use axum::http::StatusCode;
+    use livepush::Hub;
+
+    use crate::subscribe::{error_of, start};
+    use crate::support::SseClient;
+
+    #[tokio::test]
+    async fn bad_subscriptions_get_400_with_a_json_error() {
+        let hub = Hub::builder()
+            .max_topics_per_subscription(3)
+            .build()
+            .unwrap();
+        let server = start(&hub).await;
+        for (query, code) in [
+            ("/events", "no_topics"),
+            ("/events?topic=", "no_topics"),
+            ("/events?topic=a%0Ab", "invalid_topic"),
+            ("/events?topic=a%0Db", "invalid_topic"),
+            ("/events?topic=a%00b", "invalid_topic"),
+            ("/events?topic=a%20b", "invalid_topic"),
+            ("/events?topic=%FF%FE", "invalid_topic"),
+            ("/events?topic=a,b,c,d", "too_many_topics"),
+            ("/events?topic=a&lastEventId=-1", "invalid_last_event_id"),
+            ("/events?topic=a&category=nope", "unknown_category"),
+        ] {
+            let (status, body) = error_of(SseClient::request(&server.url(query), &[]).await).await;
+            assert_eq!(status, 400, "{query}");
+            assert_eq!(body["error"], code, "{query}: {body}");
+            assert!(!body["message"].as_str().unwrap().is_empty());
+        }
+        let long = "a".repeat(livepush::MAX_TOPIC_LEN + 1);
+        let (status, body) =
+            error_of(SseClient::request(&server.url(&format!("/events?topic={long}")), &[]).await)
+                .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_topic"))
+        );
+        let (status, _) = error_of(
+            SseClient::request(&server.url("/events?topic=a"), &[("last-event-id", "abc")]).await,
+        )
+        .await;
+        assert_eq!(status, 400);
+        // the server is still fine
+        SseClient::connect(&server.url("/events?topic=a")).await;
+        assert_eq!(hub.connection_count(), 1);
+    }
 }

@@ -4,8 +4,10 @@
 //! topology ([`sentinel`]), a TCP proxy a test can cut ([`tcp_proxy`]), the example binaries run
 //! as a user runs them ([`examples`]), readers of `/metrics`, memory and logs ([`observe`]), and
 //! real PostgreSQL and SQLite databases per test ([`database`]).
-// Each test crate uses a part of these: the rest is neither dead code nor an unused import there.
-#![allow(dead_code, unused_imports)]
+//!
+//! The module `support` of `tests/it` (the integration crate); the test binaries kept apart
+//! (`tests/memory.rs`, `tests/tracing_spans.rs`, `tests/registry.rs`, `tests/asyncapi.rs`,
+//! `tests/browser.rs`) include it too, with `#[path = "it/support/mod.rs"]`.
 
 pub mod database;
 pub mod examples;
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 pub use database::{Postgres, Sqlite};
 pub use examples::{run_to_exit, Example};
-pub use observe::{capture_logs, capture_logs_globally, metric, rss_kib, Captured};
+pub use observe::{capture_logs, metric};
 pub use raw::{raw_get, raw_request, RawResponse};
 pub use redis_server::RedisServer;
 pub use sentinel::Sentinel;
@@ -31,7 +33,7 @@ pub use sse::SseClient;
 pub use tcp_proxy::TcpProxy;
 
 /// The routes `router.livepush(&hub)` adds, which every example serves and answers 200 on
-/// (`../shared/DESIGN.md`).
+/// (`tests/it/examples.rs` checks it for each example binary).
 pub const LIVEPUSH_ROUTES: [&str; 5] = [
     "/health",
     "/health/live",

@@ -3,9 +3,7 @@
 //! marking is taken over without a duplicate, and rows committed while the broker is down go
 //! out in order once it is back.
 //!
-//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/support/database.rs`).
-
-mod support;
+//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/it/support/database.rs`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +15,9 @@ use livepush::{Hub, LivepushRouter};
 use serde_json::{json, Value};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
-use support::{eventually, metric, Postgres, RedisServer, Sqlite, SseClient, TestServer};
+
+use crate::support;
+use crate::support::{eventually, metric, Postgres, RedisServer, Sqlite, SseClient, TestServer};
 
 /// The app's own table, next to the outbox.
 async fn app_pool(url: &str) -> AnyPool {

@@ -2,15 +2,14 @@
 //! closed and a reconnect replays exactly what it missed; without replay the client is told how
 //! many events it missed and keeps its stream.
 
-mod support;
-
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, EventId, Hub, LivepushRouter, SlowConsumerPolicy};
 use serde_json::{json, Value};
-use support::{eventually, metric, raw_get, RawResponse, SseClient, TestServer};
+
+use crate::support::{eventually, metric, raw_get, RawResponse, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}

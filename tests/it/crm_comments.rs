@@ -1,19 +1,13 @@
 //! The crm_comments contract over real HTTP: its router, served on loopback, watched by a real
 //! SSE client.
 
-mod support;
-
-#[path = "../examples/common/mod.rs"]
-mod common;
-
-#[path = "../examples/crm_comments/app.rs"]
-mod app;
-
 use livepush::outbox::RelayHandle;
 use livepush::Hub;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{get_json, http, Sqlite, SseClient, TestServer, LIVEPUSH_ROUTES};
+
+use crate::app;
+use crate::support::{get_json, http, Sqlite, SseClient, TestServer, LIVEPUSH_ROUTES};
 
 /// The app on a SQLite file of its own, with its outbox relay, as `main.rs` runs it.
 struct Crm {

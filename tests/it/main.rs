@@ -1,0 +1,37 @@
+//! The integration tests, one crate and one binary, one module per subject. Run one subject with
+//! `cargo test --test it shutdown::`, one test by (part of) its name.
+//!
+//! Kept apart, each a process of its own, and each says why at its top: `browser.rs` (Chromium),
+//! `compile_fail.rs` (trybuild), `tracing_spans.rs` (a global tracing subscriber), `memory.rs`
+//! (measures this process's resident memory), `registry.rs` and `asyncapi.rs` (check what the
+//! link-time registry of their program holds, which here would be every module's handlers).
+//! They reach the helpers with `#[path = "it/support/mod.rs"] mod support;`.
+
+mod support;
+
+// crm_comments' router, included from the example as `crm_comments/main.rs` includes it: `app`
+// names `crate::common`, so both sit at the crate root. Included once for the modules using it.
+#[path = "../../examples/common/mod.rs"]
+mod common;
+
+#[path = "../../examples/crm_comments/app.rs"]
+mod app;
+
+mod backpressure;
+mod bad_input;
+mod cleanup;
+mod crm_comments;
+mod cursor;
+mod examples;
+mod framing;
+mod limits;
+mod metrics;
+mod outbox;
+mod outbox_instances;
+mod publish;
+mod redis_faults;
+mod redis_instances;
+mod replay;
+mod serving;
+mod shutdown;
+mod subscribe;

@@ -4,35 +4,117 @@
 //! return type, add one extractor argument, and run the original body as an `async move` block so
 //! that its `return` and `?` keep their meaning.
 
+use proc_macro2::{Delimiter, Group};
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, ToTokens};
+use syn::parse::{Parse, ParseStream};
 use syn::visit_mut::VisitMut;
 use syn::{
-    parse_quote, AttrStyle, Attribute, FnArg, Ident, Item, ItemFn, ReturnType, Signature, Token,
-    Type,
+    braced, parse_quote, token, Attribute, FnArg, Ident, Item, ReturnType, Signature, Token, Type,
+    Visibility,
 };
 
 use crate::args::AttrName;
 use crate::errors::Failure;
 
+/// A fn under our attribute, its body kept as tokens. syn does not parse the body, so a syntax
+/// error in a half-typed body is reported once, by rustc, while the rest still expands
+/// (tracing-attributes' `instrument_speculative` does the same).
+#[derive(Clone)]
+pub(crate) struct Handler {
+    /// The outer attributes (`#[...]`).
+    pub(crate) attrs: Vec<Attribute>,
+    pub(crate) vis: Visibility,
+    pub(crate) sig: Signature,
+    brace: token::Brace,
+    /// The inner attributes (`#![...]`), which must stay first in the body.
+    inner_attrs: Vec<Attribute>,
+    /// The statements, as written.
+    body: TokenStream,
+}
+
+impl Parse for Handler {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let content;
+        let brace = braced!(content in input);
+        let inner_attrs = content.call(Attribute::parse_inner)?;
+        let body = content.parse()?;
+        Ok(Handler {
+            attrs,
+            vis,
+            sig,
+            brace,
+            inner_attrs,
+            body,
+        })
+    }
+}
+
+impl ToTokens for Handler {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        tokens.extend(self.rewrite(&self.sig, self.body.clone()));
+    }
+}
+
+impl Handler {
+    /// Whether the body holds nothing.
+    pub(crate) fn body_is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
+    /// The body's braces (with their spans) around the inner attributes and `statements`.
+    fn body_with(&self, statements: TokenStream) -> Group {
+        let inner_attrs = &self.inner_attrs;
+        let mut group = Group::new(Delimiter::Brace, quote!(#(#inner_attrs)* #statements));
+        group.set_span(self.brace.span.join());
+        group
+    }
+
+    /// The handler with `statements` for a body (the inner attributes kept first) and the
+    /// signature `sig`.
+    pub(crate) fn rewrite(&self, sig: &Signature, statements: TokenStream) -> TokenStream {
+        let Handler { attrs, vis, .. } = self;
+        let body = self.body_with(statements);
+        quote!(#(#attrs)* #vis #sig #body)
+    }
+
+    /// `let #binding: #ret = async move { <body> }.await;`
+    ///
+    /// The type annotation lets `?` in the body convert errors as it did in the handler. A `let`
+    /// cannot name an `impl Trait`, so those parts of the type are left to inference (`_`), which
+    /// keeps the rest (`Result<_, AppError>`) known to `?`.
+    pub(crate) fn run_body(&self, binding: &Ident, ret: &Type) -> TokenStream {
+        let ty = without_impl_trait(ret);
+        let mut body = Group::new(Delimiter::Brace, self.body.clone());
+        body.set_span(self.brace.span.join());
+        quote!(let #binding: #ty = async move #body.await;)
+    }
+}
+
 /// The handler under `attr`, or the failure (followed by the untouched item) explaining that
 /// the attribute goes on an async fn.
-pub(crate) fn parse(item: TokenStream, attr: &AttrName) -> Result<ItemFn, Failure> {
-    match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Fn(func)) => Ok(func),
+pub(crate) fn parse(item: TokenStream, attr: &AttrName) -> Result<Handler, Failure> {
+    let error = match syn::parse2::<Handler>(item.clone()) {
+        Ok(handler) => return Ok(handler),
+        Err(error) => error,
+    };
+    let error = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(_)) | Err(_) => error,
         Ok(other) => {
             let (what, head) = describe(&other);
-            let error = syn::Error::new_spanned(
+            syn::Error::new_spanned(
                 head,
                 format!(
                     "{} goes on an async axum handler (`async fn`), not on {what}",
                     attr.shown
                 ),
-            );
-            Err(Failure::new(error, item))
+            )
         }
-        Err(error) => Err(Failure::new(error, item)),
-    }
+    };
+    Err(Failure::new(error, item))
 }
 
 /// What kind of item this is, and the tokens that name it (keyword and name), for errors.
@@ -89,14 +171,6 @@ fn is_attr(attr: &Attribute, name: &str) -> bool {
     }
 }
 
-/// The outer attributes (`#[...]`, kept on the fn) and the inner ones (`#![...]`, which must stay
-/// at the top of the body).
-pub(crate) fn split_attrs(attrs: Vec<Attribute>) -> (Vec<Attribute>, Vec<Attribute>) {
-    attrs
-        .into_iter()
-        .partition(|attr| matches!(attr.style, AttrStyle::Outer))
-}
-
 /// Adds the argument `name: ty` (a name no argument binds, from [`fresh_arg_name`]) first after
 /// any receiver, and returns the name. It is an axum `FromRequestParts` extractor, so any
 /// position but the last (the body extractor's) works.
@@ -140,21 +214,6 @@ pub(crate) fn return_type(sig: &Signature) -> Option<&Type> {
     match &sig.output {
         ReturnType::Type(_, ty) => Some(ty),
         ReturnType::Default => None,
-    }
-}
-
-/// `let #binding: #ret = async move #body.await;`
-///
-/// The type annotation lets `?` in the body convert errors as it did in the handler. A `let`
-/// cannot name an `impl Trait`, so those parts of the type are left to inference (`_`), which
-/// keeps the rest (`Result<_, AppError>`) known to `?`.
-pub(crate) fn run_body(binding: &Ident, ret: Option<&Type>, body: &syn::Block) -> TokenStream {
-    match ret {
-        Some(ty) => {
-            let ty = without_impl_trait(ty);
-            quote!(let #binding: #ty = async move #body.await;)
-        }
-        None => quote!(let #binding = async move #body.await;),
     }
 }
 
@@ -227,7 +286,7 @@ mod tests {
 
     #[test]
     fn finds_our_attributes_by_plain_or_crate_path() {
-        let mut func: ItemFn = parse_quote! {
+        let mut func: Handler = parse_quote! {
             #[publish_event(topic = "a")]
             #[doc = "kept"]
             #[livepush::publish_event(topic = "b")]
@@ -267,21 +326,40 @@ mod tests {
     #[test]
     fn annotates_the_body_type_with_impl_trait_left_to_inference() {
         let out: Ident = parse_quote!(out);
-        let body: syn::Block = parse_quote!({ x });
+        let handler: Handler = parse_quote!(
+            async fn h() {
+                x
+            }
+        );
         let ty: Type = parse_quote!(Result<Json<T>, E>);
         assert_eq!(
-            run_body(&out, Some(&ty), &body).to_string(),
+            handler.run_body(&out, &ty).to_string(),
             "let out : Result < Json < T > , E > = async move { x } . await ;"
         );
         let ty: Type = parse_quote!(Result<impl IntoResponse, E>);
         assert_eq!(
-            run_body(&out, Some(&ty), &body).to_string(),
+            handler.run_body(&out, &ty).to_string(),
             "let out : Result < _ , E > = async move { x } . await ;"
         );
         let ty: Type = parse_quote!(impl IntoResponse);
         assert_eq!(
-            run_body(&out, Some(&ty), &body).to_string(),
+            handler.run_body(&out, &ty).to_string(),
             "let out : _ = async move { x } . await ;"
+        );
+    }
+
+    #[test]
+    fn keeps_a_body_that_does_not_parse_for_rustc_to_report() {
+        let handler: Handler = parse_quote!(
+            async fn h() -> Json<u8> {
+                #![allow(unused)]
+                let x = ;
+            }
+        );
+        assert!(!handler.body_is_empty());
+        assert_eq!(
+            handler.to_token_stream().to_string(),
+            "async fn h () -> Json < u8 > { # ! [allow (unused)] let x = ; }"
         );
     }
 

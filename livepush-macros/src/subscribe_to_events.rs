@@ -17,11 +17,11 @@
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::ext::IdentExt;
-use syn::{parse_quote, Attribute, Ident, ItemFn, Type};
+use syn::{parse_quote, Attribute, Ident, Type};
 
 use crate::args::AttrName;
 use crate::errors::{all, both, Failure};
-use crate::handler;
+use crate::handler::{self, Handler};
 use crate::tokens::{call_over, spanning};
 
 const ATTR: AttrName = AttrName {
@@ -63,7 +63,7 @@ enum Mode {
 }
 
 /// Checks the handler. `repeated` are further `#[subscribe_to_events]` on it.
-fn validate(func: &ItemFn, repeated: &[Attribute]) -> syn::Result<Mode> {
+fn validate(func: &Handler, repeated: &[Attribute]) -> syn::Result<Mode> {
     let is_async = handler::check_async(&func.sig, &ATTR);
     let once = all(repeated.iter().map(|attr| {
         Err::<(), _>(syn::Error::new_spanned(
@@ -73,7 +73,7 @@ fn validate(func: &ItemFn, repeated: &[Attribute]) -> syn::Result<Mode> {
     }));
     let mode = match handler::return_type(&func.sig) {
         Some(ty) => Ok(Mode::Handler(Box::new(ty.clone()))),
-        None if func.block.stmts.is_empty() => Ok(Mode::Query),
+        None if func.body_is_empty() => Ok(Mode::Query),
         None => Err(syn::Error::new_spanned(
             &func.sig,
             "a #[subscribe_to_events] handler with a body must return its topics: add `-> Topics` (or `Subscription`, `Result<Topics, E>`), or leave the body empty to take them from `?topic=a,b`",
@@ -86,14 +86,8 @@ fn validate(func: &ItemFn, repeated: &[Attribute]) -> syn::Result<Mode> {
 // Expand
 
 /// The handler, wrapped.
-fn expand_handler(func: ItemFn, mode: Mode) -> TokenStream {
-    let ItemFn {
-        attrs,
-        vis,
-        mut sig,
-        block,
-    } = func;
-    let (outer, inner) = handler::split_attrs(attrs);
+fn expand_handler(func: Handler, mode: Mode) -> TokenStream {
+    let mut sig = func.sig.clone();
     let context = handler::insert_arg(
         &mut sig,
         "__livepush_subscribe",
@@ -105,7 +99,7 @@ fn expand_handler(func: ItemFn, mode: Mode) -> TokenStream {
         Mode::Query => (quote!(Query), quote!(#context.from_query().await)),
         Mode::Handler(ty) => {
             let sub = Ident::new("__livepush_sub", Span::call_site());
-            let run_body = handler::run_body(&sub, Some(&ty), &block);
+            let run_body = func.run_body(&sub, &ty);
             // Spanned on the return type: a type that cannot choose topics is reported there,
             // once. The conversion happens here rather than inside `with` so that the only
             // `IntoSubscription` bound is this call's.
@@ -120,10 +114,7 @@ fn expand_handler(func: ItemFn, mode: Mode) -> TokenStream {
             )
         }
     };
-    quote! {
-        #(#outer)*
-        #vis #sig {
-            #(#inner)*
+    let statements = quote! {
             const __LIVEPUSH_SUBSCRIBE_ROUTE: ::livepush::__private::SubscribeRoute =
                 ::livepush::__private::subscribe_route(
                     #handler_name,
@@ -134,8 +125,8 @@ fn expand_handler(func: ItemFn, mode: Mode) -> TokenStream {
                 );
             ::livepush::__private::inventory::submit! { __LIVEPUSH_SUBSCRIBE_ROUTE }
             #answer
-        }
-    }
+    };
+    func.rewrite(&sig, statements)
 }
 
 #[cfg(test)]
@@ -143,7 +134,7 @@ mod tests {
     use super::*;
     use crate::snapshot::assert_expansion;
 
-    fn errors(args: TokenStream, func: ItemFn) -> Vec<String> {
+    fn errors(args: TokenStream, func: Handler) -> Vec<String> {
         let mut func = func;
         let repeated = handler::take_attrs(&mut func.attrs, &ATTR);
         match both(check_no_args(args), validate(&func, &repeated)) {

@@ -22,22 +22,16 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{parse_quote, Ident, ItemFn};
+use syn::{parse_quote, Ident};
 
 use super::validate::{Hole, Plan, Publication};
 use crate::args;
-use crate::handler;
+use crate::handler::{self, Handler};
 use crate::tokens::{call_over, option_str, respan, spanning};
 
 /// The handler, wrapped.
-pub(crate) fn expand(func: ItemFn, plan: Plan) -> TokenStream {
-    let ItemFn {
-        attrs,
-        vis,
-        mut sig,
-        block,
-    } = func;
-    let (outer, inner) = handler::split_attrs(attrs);
+pub(crate) fn expand(func: Handler, plan: Plan) -> TokenStream {
+    let mut sig = func.sig.clone();
     let context = handler::insert_arg(
         &mut sig,
         "__livepush_publish",
@@ -57,7 +51,7 @@ pub(crate) fn expand(func: ItemFn, plan: Plan) -> TokenStream {
         let expr = placeholder.expr();
         quote_spanned!(placeholder.span()=> let #var = ::std::string::ToString::to_string(&#expr);)
     });
-    let run_body = handler::run_body(&out, Some(&plan.ret), &block);
+    let run_body = func.run_body(&out, &plan.ret);
     // Spanned on the return type: a type that is not `Publishable` is reported there, once.
     let published = call_over(
         &plan.ret,
@@ -69,10 +63,7 @@ pub(crate) fn expand(func: ItemFn, plan: Plan) -> TokenStream {
     let (names, values) = (&pending.names, &pending.values);
     let publishes = &pending.publishes;
 
-    quote! {
-        #(#outer)*
-        #vis #sig {
-            #(#inner)*
+    let statements = quote! {
             #(#routes)*
             #(#captures)*
             #run_body
@@ -84,8 +75,8 @@ pub(crate) fn expand(func: ItemFn, plan: Plan) -> TokenStream {
                 #(#publishes)*
             }
             #out
-        }
-    }
+    };
+    func.rewrite(&sig, statements)
 }
 
 /// What is computed from the value before publishing: the shared encoding (if any attribute

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
-use syn::{ItemFn, LitStr, Type};
+use syn::{LitStr, Type};
 
 use super::attr::PublishArgs;
 use super::bindings::argument_bindings;
@@ -12,7 +12,7 @@ use super::ATTR;
 use crate::args::Given;
 use crate::errors::{all, both, Errors};
 use crate::event_name::{self, NameKind};
-use crate::handler;
+use crate::handler::{self, Handler};
 use crate::template::{Placeholder, Template};
 
 /// What the wrapper does, checked.
@@ -51,7 +51,7 @@ pub(crate) enum Hole {
 /// Checks the handler and its attributes, continuing the collection `parsed` that parsing
 /// started: the plan, or every error of the expansion.
 pub(crate) fn validate(
-    func: &ItemFn,
+    func: &Handler,
     attrs: Vec<PublishArgs>,
     parsed: Errors,
 ) -> syn::Result<Plan> {
@@ -95,7 +95,7 @@ pub(crate) fn validate(
 
 /// The handler's name, which is the event name of attributes without `event` (checked only
 /// when one of them needs it).
-fn default_event_name(func: &ItemFn, needed: bool) -> syn::Result<String> {
+fn default_event_name(func: &Handler, needed: bool) -> syn::Result<String> {
     let name = func.sig.ident.unraw().to_string();
     if needed {
         event_name::check(&name, NameKind::Event).map_err(|problem| {
@@ -183,7 +183,7 @@ mod tests {
     use quote::quote;
     use syn::parse_quote;
 
-    fn plan(args: proc_macro2::TokenStream, func: ItemFn) -> Result<Plan, Vec<String>> {
+    fn plan(args: proc_macro2::TokenStream, func: Handler) -> Result<Plan, Vec<String>> {
         let mut func = func;
         let mut errors = Errors::default();
         let stacked = handler::take_attrs(&mut func.attrs, &ATTR);
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_handler_name_that_is_not_an_event_name_needs_an_explicit_event() {
-        let func: ItemFn = parse_quote!(
+        let func: Handler = parse_quote!(
             async fn créer() -> Json<u8> {}
         );
         let errors = plan(quote!(topic = "a"), func.clone()).err().unwrap();

@@ -128,7 +128,7 @@ impl Accounts {
         notice
     }
 
-    async fn emit<E: SseEvent + std::fmt::Debug>(&self, event: &E) {
+    async fn emit<E: SseEvent + Serialize + std::fmt::Debug>(&self, event: &E) {
         match self.hub.emit(event).await {
             // Waits in the retry buffer for the broker: pushed late, or its topic is reset.
             Ok(_) | Err(livepush::error::PublishError::Buffered) => {}

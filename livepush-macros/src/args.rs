@@ -9,15 +9,75 @@ use syn::{Expr, ExprLit, Ident, Lit, LitStr, Meta, Token};
 
 use crate::errors::Errors;
 
+/// How an attribute is named: `path` is what it is matched by, `shown` what messages call it.
+pub(crate) struct AttrName {
+    pub(crate) path: &'static str,
+    pub(crate) shown: &'static str,
+}
+
+/// One key of an attribute, as given: absent, given with a value of the wrong kind (with the
+/// error saying so), or given well. A key with a wrong value is therefore never also "missing".
+pub(crate) enum Given<T> {
+    Absent,
+    Invalid(syn::Error),
+    Valid(T),
+}
+
+impl<T> Given<T> {
+    /// The value of an optional key.
+    pub(crate) fn optional(self) -> syn::Result<Option<T>> {
+        match self {
+            Given::Absent => Ok(None),
+            Given::Invalid(error) => Err(error),
+            Given::Valid(value) => Ok(Some(value)),
+        }
+    }
+
+    /// The value of a required key; when absent, an error on `whole` (the attribute) that says
+    /// to add it: "missing `{key}` in {attribute}: add `{key} = \"...\"`, {hint}".
+    pub(crate) fn required(
+        self,
+        key: &str,
+        attr: &AttrName,
+        hint: &str,
+        whole: &TokenStream,
+    ) -> syn::Result<T> {
+        match self {
+            Given::Absent => Err(syn::Error::new_spanned(
+                whole,
+                format!(
+                    "missing `{key}` in {}: add `{key} = \"...\"`, {hint}",
+                    attr.shown
+                ),
+            )),
+            Given::Invalid(error) => Err(error),
+            Given::Valid(value) => Ok(value),
+        }
+    }
+}
+
+impl Given<LitStr> {
+    /// The `topic` of `#[publish_event]` or `#[sse]`, which both require one.
+    pub(crate) fn required_topic(
+        self,
+        attr: &AttrName,
+        whole: &TokenStream,
+    ) -> syn::Result<LitStr> {
+        self.required("topic", attr, TOPIC_HINT, whole)
+    }
+}
+
+const TOPIC_HINT: &str = "such as `topic = \"comments\"` or `topic = \"ticket:{id}\"`";
+
 /// One `key = value` argument.
 pub(crate) struct Arg {
     pub(crate) key: Ident,
     pub(crate) value: Expr,
 }
 
-/// Parses `key = value, ...`, reporting what is not of that shape. `attribute` names the
-/// attribute in messages, such as `#[publish_event]`.
-pub(crate) fn parse(tokens: TokenStream, attribute: &str, errors: &mut Errors) -> Vec<Arg> {
+/// Parses `key = value, ...`, reporting what is not of that shape.
+pub(crate) fn parse(tokens: TokenStream, attr: &AttrName, errors: &mut Errors) -> Vec<Arg> {
+    let attribute = attr.shown;
     let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(tokens) {
         Ok(metas) => metas,
         Err(error) => {
@@ -78,52 +138,63 @@ pub(crate) fn unique(args: Vec<Arg>, errors: &mut Errors) -> Vec<Arg> {
         .collect()
 }
 
-/// Reports a key that `attribute` does not know, suggesting the closest known one.
-pub(crate) fn unknown_key(arg: &Arg, attribute: &str, known: &[&str], errors: &mut Errors) {
+/// The error for a key that `attr` does not know, suggesting the closest known one, and that
+/// key: a typo of a required key (`topc`) then stands for it, given with an invalid value,
+/// rather than being also reported as "missing `topic`" ([`typo_of`]).
+pub(crate) fn unknown_key(
+    arg: &Arg,
+    attr: &AttrName,
+    known: &[&'static str],
+) -> (syn::Error, Option<&'static str>) {
     let key = arg.key.to_string();
+    let attribute = attr.shown;
     let expected = one_of(known);
-    let message = match closest(&key, known) {
+    let near = closest(&key, known);
+    let message = match near {
         Some(near) => format!(
             "unknown key `{key}` in {attribute}: did you mean `{near}`? (expected {expected})"
         ),
         None => format!("unknown key `{key}` in {attribute}: expected {expected}"),
     };
-    errors.spanned(&arg.key, message);
+    (syn::Error::new_spanned(&arg.key, message), near)
+}
+
+/// Records the unknown-key `error` on `slot` (the key it is a typo of) when that key was not
+/// given, so that one typo is one error; otherwise adds it to `errors`.
+pub(crate) fn typo_of<T>(slot: Option<&mut Given<T>>, error: syn::Error, errors: &mut Errors) {
+    match slot {
+        Some(given @ Given::Absent) => *given = Given::Invalid(error),
+        _ => errors.push(error),
+    }
 }
 
 /// The value of `arg` as a string literal.
-pub(crate) fn lit_str(arg: &Arg, errors: &mut Errors) -> Option<LitStr> {
+pub(crate) fn lit_str(arg: &Arg) -> Given<LitStr> {
     match ungroup(&arg.value) {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
-        }) => Some(lit.clone()),
-        other => {
-            errors.spanned(
-                other,
-                format!(
-                    "`{}` expects a string literal, like `{} = \"...\"`",
-                    arg.key, arg.key
-                ),
-            );
-            None
-        }
+        }) => Given::Valid(lit.clone()),
+        other => Given::Invalid(syn::Error::new_spanned(
+            other,
+            format!(
+                "`{}` expects a string literal, like `{} = \"...\"`",
+                arg.key, arg.key
+            ),
+        )),
     }
 }
 
 /// The value of `arg` as a path, such as a function's.
-pub(crate) fn path(arg: &Arg, errors: &mut Errors) -> Option<syn::Path> {
+pub(crate) fn path(arg: &Arg) -> Given<syn::Path> {
     match ungroup(&arg.value) {
-        Expr::Path(p) if p.qself.is_none() => Some(p.path.clone()),
-        other => {
-            errors.spanned(
-                other,
-                format!(
-                    "`{}` expects the path of a function, like `{} = my_module::only_id`",
-                    arg.key, arg.key
-                ),
-            );
-            None
-        }
+        Expr::Path(p) if p.qself.is_none() => Given::Valid(p.path.clone()),
+        other => Given::Invalid(syn::Error::new_spanned(
+            other,
+            format!(
+                "`{}` expects the path of a function, like `{} = my_module::only_id`",
+                arg.key, arg.key
+            ),
+        )),
     }
 }
 
@@ -153,7 +224,7 @@ fn one_of(names: &[&str]) -> String {
 }
 
 /// The known name within two edits of `key`, for typos such as `topc` or `evnet`.
-fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+fn closest(key: &str, known: &[&'static str]) -> Option<&'static str> {
     known
         .iter()
         .map(|k| (edit_distance(key, k), *k))
@@ -192,8 +263,13 @@ mod tests {
     use super::*;
     use quote::quote;
 
-    fn messages(errors: Errors) -> Vec<String> {
-        match errors.finish() {
+    const ATTR: AttrName = AttrName {
+        path: "x",
+        shown: "#[x]",
+    };
+
+    fn messages(result: syn::Result<()>) -> Vec<String> {
+        match result {
             Ok(()) => Vec::new(),
             Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
         }
@@ -204,16 +280,15 @@ mod tests {
         let mut errors = Errors::default();
         let args = parse(
             quote!(topic = "a", data = crate::ids::only_id),
-            "#[x]",
+            &ATTR,
             &mut errors,
         );
         assert_eq!(args.len(), 2);
-        assert_eq!(lit_str(&args[0], &mut errors).unwrap().value(), "a");
-        assert_eq!(
-            display(&path(&args[1], &mut errors).unwrap()),
-            "crate::ids::only_id"
+        assert!(matches!(lit_str(&args[0]), Given::Valid(lit) if lit.value() == "a"));
+        assert!(
+            matches!(path(&args[1]), Given::Valid(path) if display(&path) == "crate::ids::only_id")
         );
-        assert!(errors.is_empty());
+        assert!(errors.finish().is_ok());
     }
 
     #[test]
@@ -221,16 +296,19 @@ mod tests {
         let mut errors = Errors::default();
         let args = parse(
             quote!(topic, event(x), a::b = "c", data = "f", category = 3),
-            "#[x]",
+            &ATTR,
             &mut errors,
         );
         for arg in &args {
-            match arg.key.to_string().as_str() {
-                "data" => assert!(path(arg, &mut errors).is_none()),
-                _ => assert!(lit_str(arg, &mut errors).is_none()),
+            let given = match arg.key.to_string().as_str() {
+                "data" => path(arg).optional().map(drop),
+                _ => lit_str(arg).optional().map(drop),
+            };
+            if let Err(error) = given {
+                errors.push(error);
             }
         }
-        let messages = messages(errors);
+        let messages = messages(errors.finish());
         assert_eq!(messages.len(), 5, "{messages:?}");
         assert!(messages[0].contains("`topic` needs a value"));
         assert!(messages[1].contains("found a list"));
@@ -240,16 +318,39 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_required_key_says_what_to_add() {
+        let whole = quote!(x);
+        let missing = Given::<LitStr>::Absent.required("topic", &ATTR, TOPIC_HINT, &whole);
+        assert_eq!(
+            missing.err().unwrap().to_string(),
+            "missing `topic` in #[x]: add `topic = \"...\"`, such as `topic = \"comments\"` or `topic = \"ticket:{id}\"`"
+        );
+        let invalid = Given::<LitStr>::Invalid(syn::Error::new_spanned(&whole, "wrong kind"));
+        assert_eq!(
+            invalid
+                .required("topic", &ATTR, TOPIC_HINT, &whole)
+                .err()
+                .unwrap()
+                .to_string(),
+            "wrong kind"
+        );
+        assert!(matches!(Given::<u8>::Absent.optional(), Ok(None)));
+    }
+
+    #[test]
     fn keeps_the_first_of_repeated_keys() {
         let mut errors = Errors::default();
         let args = parse(
             quote!(topic = "a", topic = "b", event = "e"),
-            "#[x]",
+            &ATTR,
             &mut errors,
         );
         let args = unique(args, &mut errors);
         assert_eq!(args.len(), 2);
-        assert_eq!(messages(errors), ["duplicate key `topic`: give it once"]);
+        assert_eq!(
+            messages(errors.finish()),
+            ["duplicate key `topic`: give it once"]
+        );
     }
 
     #[test]
@@ -264,8 +365,8 @@ mod tests {
     #[test]
     fn a_syntax_error_is_reported_once() {
         let mut errors = Errors::default();
-        let args = parse(quote!(topic: "a"), "#[x]", &mut errors);
+        let args = parse(quote!(topic: "a"), &ATTR, &mut errors);
         assert!(args.is_empty());
-        assert_eq!(messages(errors).len(), 1);
+        assert_eq!(messages(errors.finish()).len(), 1);
     }
 }

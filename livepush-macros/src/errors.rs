@@ -1,4 +1,9 @@
 //! Error collection: every rule runs, and the user sees all the failures of one expansion at once.
+//!
+//! Rules return `syn::Result`s; [`both`] and [`all`] join them, keeping every error of every
+//! failed one, so a validation pass is a function to `syn::Result<Plan>` with no value that
+//! exists only "when no error was pushed". [`Errors`] collects what parsing finds on the way
+//! (unknown or repeated keys), and [`Failure`] is what a macro gives back when anything failed.
 
 use std::fmt::Display;
 
@@ -23,27 +28,66 @@ impl Errors {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
-    /// Whether no error was found.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_none()
+    /// `result`, or the errors collected so far followed by `result`'s.
+    pub(crate) fn finish_with<T>(self, result: syn::Result<T>) -> syn::Result<T> {
+        both(self.finish(), result).map(|((), value)| value)
     }
 
     /// The combined error, if any.
-    pub(crate) fn finish(self) -> Result<(), syn::Error> {
+    pub(crate) fn finish(self) -> syn::Result<()> {
         match self.0 {
             Some(error) => Err(error),
             None => Ok(()),
         }
     }
+}
 
-    /// `compile_error!`s for every error, followed by `fallback` (the user's item, so that one
-    /// mistake does not cascade into "cannot find function" errors elsewhere).
-    pub(crate) fn or_emit(self, fallback: impl ToTokens) -> Result<(), TokenStream> {
-        self.finish().map_err(|error| {
-            let mut tokens = error.to_compile_error();
-            fallback.to_tokens(&mut tokens);
-            tokens
+/// Both values, or the errors of every one that failed, `a`'s first.
+pub(crate) fn both<A, B>(a: syn::Result<A>, b: syn::Result<B>) -> syn::Result<(A, B)> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(error), Ok(_)) | (Ok(_), Err(error)) => Err(error),
+        (Err(mut first), Err(second)) => {
+            first.combine(second);
+            Err(first)
+        }
+    }
+}
+
+/// Every value, or the errors of every one that failed, in order.
+// Not `try_fold`, which stops at the first error: every result is looked at.
+#[allow(clippy::manual_try_fold)]
+pub(crate) fn all<T>(results: impl IntoIterator<Item = syn::Result<T>>) -> syn::Result<Vec<T>> {
+    results.into_iter().fold(Ok(Vec::new()), |done, next| {
+        both(done, next).map(|(mut done, next)| {
+            done.push(next);
+            done
         })
+    })
+}
+
+/// A failed expansion: the errors, and what to emit after them so that each mistake stays one
+/// error. For an attribute macro that is the user's item (without our attributes), so callers
+/// do not also get "cannot find function"; for the derive, a stub impl (thiserror's
+/// `fallback.rs`), so uses of the type do not also get "not an SSE event type".
+pub(crate) struct Failure {
+    error: syn::Error,
+    fallback: TokenStream,
+}
+
+impl Failure {
+    pub(crate) fn new(error: syn::Error, fallback: impl ToTokens) -> Failure {
+        Failure {
+            error,
+            fallback: fallback.into_token_stream(),
+        }
+    }
+
+    /// `compile_error!`s for every error, then the fallback.
+    pub(crate) fn into_tokens(self) -> TokenStream {
+        let mut tokens = self.error.to_compile_error();
+        tokens.extend(self.fallback);
+        tokens
     }
 }
 
@@ -52,31 +96,57 @@ mod tests {
     use super::*;
     use proc_macro2::Span;
 
+    fn error(message: &str) -> syn::Error {
+        syn::Error::new(Span::call_site(), message)
+    }
+
+    fn messages<T>(result: syn::Result<T>) -> Vec<String> {
+        match result {
+            Ok(_) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
     #[test]
     fn combines_every_error_in_order() {
         let mut errors = Errors::default();
-        assert!(errors.is_empty());
-        errors.push(syn::Error::new(Span::call_site(), "first"));
-        errors.push(syn::Error::new(Span::call_site(), "second"));
-        let messages: Vec<String> = errors
-            .finish()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
-        assert_eq!(messages, ["first", "second"]);
+        assert!(errors.0.is_none());
+        errors.push(error("first"));
+        errors.push(error("second"));
+        assert_eq!(messages(errors.finish()), ["first", "second"]);
+    }
+
+    #[test]
+    fn joins_results_keeping_every_error() {
+        assert_eq!(both(Ok::<_, syn::Error>(1), Ok(2)).unwrap(), (1, 2));
+        assert_eq!(
+            messages(both(Err::<(), _>(error("a")), Err::<(), _>(error("b")))),
+            ["a", "b"]
+        );
+        assert_eq!(messages(both(Ok(1), Err::<(), _>(error("b")))), ["b"]);
+        assert_eq!(all(vec![Ok(1), Ok(2)]).unwrap(), [1, 2]);
+        assert_eq!(
+            messages(all(vec![Err(error("a")), Ok(2), Err(error("c"))])),
+            ["a", "c"]
+        );
+        let mut collected = Errors::default();
+        collected.push(error("parse"));
+        assert_eq!(
+            messages(collected.finish_with(Err::<(), _>(error("rule")))),
+            ["parse", "rule"]
+        );
     }
 
     #[test]
     fn emits_the_fallback_after_the_errors() {
-        let mut errors = Errors::default();
-        errors.push(syn::Error::new(Span::call_site(), "bad"));
-        let tokens = errors
-            .or_emit(quote::quote!(
+        let tokens = Failure::new(
+            error("bad"),
+            quote::quote!(
                 struct Kept;
-            ))
-            .unwrap_err()
-            .to_string();
+            ),
+        )
+        .into_tokens()
+        .to_string();
         assert!(tokens.contains("compile_error"), "{tokens}");
         assert!(tokens.ends_with("struct Kept ;"), "{tokens}");
     }

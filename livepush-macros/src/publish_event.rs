@@ -10,40 +10,40 @@ mod expand;
 mod validate;
 
 use proc_macro2::TokenStream;
-use quote::ToTokens;
 
-use crate::errors::Errors;
+use crate::args::AttrName;
+use crate::errors::{Errors, Failure};
 use crate::handler;
 
-const ATTRIBUTE: &str = "publish_event";
+const ATTR: AttrName = AttrName {
+    path: "publish_event",
+    shown: "#[publish_event]",
+};
 
-/// Expands `#[publish_event(args)] item`.
-pub(crate) fn publish_event(args: TokenStream, item: TokenStream) -> TokenStream {
-    let mut func = match handler::parse(item, ATTRIBUTE) {
-        Ok(func) => func,
-        Err(error_and_item) => return error_and_item,
-    };
+/// Expands `#[publish_event(args)] item`; on failure, the handler without our attributes.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> Result<TokenStream, Failure> {
+    let mut func = handler::parse(item, &ATTR)?;
+    let stacked = handler::take_attrs(&mut func.attrs, &ATTR);
     let mut errors = Errors::default();
-    let stacked = handler::take_attrs(&mut func.attrs, ATTRIBUTE);
     let attrs = attr::parse_all(args, &stacked, &mut errors);
-    let plan = validate::validate(&func, attrs, &mut errors);
-    if let Err(error_and_item) = errors.or_emit(&func) {
-        return error_and_item;
-    }
-    match plan {
-        Some(plan) => expand::expand(func, &plan),
-        // Validation returns no plan only along with an error.
-        None => func.into_token_stream(),
+    match validate::validate(&func, attrs, errors) {
+        Ok(plan) => Ok(expand::expand(func, plan)),
+        Err(error) => Err(Failure::new(error, func)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::assert_expansion;
     use quote::quote;
 
+    fn out(args: TokenStream, item: TokenStream) -> TokenStream {
+        expand(args, item).unwrap_or_else(Failure::into_tokens)
+    }
+
     fn errors_of(args: TokenStream, item: TokenStream) -> Vec<String> {
-        let out = publish_event(args, item).to_string();
+        let out = out(args, item).to_string();
         out.split("compile_error !")
             .skip(1)
             .map(|s| {
@@ -63,10 +63,11 @@ mod tests {
                 fn create(id: u64) {}
             },
         );
-        assert_eq!(errors.len(), 7, "{errors:#?}");
+        // `topc` is one mistake: an unknown key, and no "missing `topic`" besides.
+        assert_eq!(errors.len(), 6, "{errors:#?}");
+        assert!(!errors.iter().any(|e| e.contains("missing")), "{errors:#?}");
         let expected = [
-            "unknown key `topc`",
-            "missing `topic`",
+            "unknown key `topc` in #[publish_event]: did you mean `topic`?",
             "event name contains whitespace",
             "unbalanced `{`",
             "category must not be empty",
@@ -83,7 +84,7 @@ mod tests {
 
     #[test]
     fn on_error_keeps_the_handler_without_our_attributes() {
-        let out = publish_event(
+        let out = out(
             quote!(topic = ""),
             quote!(
                 #[publish_event(topic = "x")]
@@ -98,46 +99,41 @@ mod tests {
 
     #[test]
     fn expands_stacked_attributes_into_one_wrapper_that_encodes_once() {
-        let out = publish_event(
+        let out = expand(
             quote!(topic = "tickets", event = "ticket_created"),
             quote! {
                 #[publish_event(topic = "ticket:{id}", event = "created", category = "tickets")]
                 #[publish_event(topic = "owner:{owner.id}", data = ids::only_id)]
-                pub async fn create(Path(id): Path<u64>) -> (StatusCode, Json<Ticket>) { (StatusCode::OK, Json(Ticket::new(id))) }
+                pub async fn create(Path(id): Path<u64>) -> (StatusCode, Json<Ticket>) {
+                    (StatusCode::OK, Json(Ticket::new(id)))
+                }
             },
         );
-        let func: syn::ItemFn = syn::parse2(out).expect("the expansion is one fn");
-        let text = quote!(#func).to_string();
-        assert!(func.attrs.is_empty(), "{text}");
-        assert_eq!(func.sig.inputs.len(), 2, "{text}");
-        assert_eq!(text.matches("inventory :: submit !").count(), 3, "{text}");
-        assert_eq!(
-            text.matches(":: livepush :: __private :: encode").count(),
-            2,
-            "{text}"
+        assert_expansion("publish_event/stacked", out.ok().unwrap());
+    }
+
+    #[test]
+    fn a_generic_handler_publishes_without_a_payload_schema() {
+        let out = expand(
+            quote!(topic = "generic"),
+            quote! {
+                async fn generic<S: Clone>(State(_state): State<S>) -> Json<u8> { Json(1) }
+            },
         );
-        assert_eq!(
-            text.matches("__livepush_publish . publish").count(),
-            3,
-            "{text}"
+        assert_expansion("publish_event/generic", out.ok().unwrap());
+    }
+
+    #[test]
+    fn on_error_the_handler_is_kept_after_the_errors() {
+        let failure = expand(
+            quote!(topic = "a b"),
+            quote! {
+                async fn create() -> Json<u8> { Json(1) }
+            },
         );
-        assert!(
-            text.contains(
-                "let __livepush_arg_0 = :: std :: string :: ToString :: to_string (& id)"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains(":: std :: format ! (\"owner:{}\" , __livepush_value . owner . id)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("event : \"create\""),
-            "the event name defaults to the fn name: {text}"
-        );
-        assert!(
-            text.contains("data : :: std :: option :: Option :: Some (\"ids::only_id\")"),
-            "{text}"
+        assert_expansion(
+            "publish_event/invalid_topic",
+            failure.err().unwrap().into_tokens(),
         );
     }
 }

@@ -101,6 +101,10 @@ impl Cursor {
     }
 
     /// No known position: the response goes out without the header.
+    #[cfg_attr(
+        not(any(feature = "outbox-postgres", feature = "outbox-sqlite")),
+        allow(dead_code)
+    )]
     pub(crate) fn unknown() -> Self {
         Cursor(None)
     }

@@ -58,7 +58,7 @@ impl FromStr for EventId {
 }
 
 /// The longest event or category name accepted, in bytes.
-pub(crate) const MAX_NAME_LEN: usize = 128;
+pub(crate) const MAX_NAME_LEN: usize = livepush_core::name::MAX_LEN;
 
 /// An event or category name that is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -201,19 +201,9 @@ impl redis::ToRedisArgs for EventName {
 #[cfg(feature = "redis")]
 impl redis::ToSingleRedisArg for EventName {}
 
+/// The rule is livepush-core's, which the macros apply at compile time too.
 const fn is_valid_name(name: &[u8]) -> bool {
-    if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return false;
-    }
-    let mut i = 0;
-    while i < name.len() {
-        let b = name[i];
-        if !(b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'/' | b'-')) {
-            return false;
-        }
-        i += 1;
-    }
-    true
+    livepush_core::name::is_valid(name)
 }
 
 #[cfg(test)]

@@ -275,6 +275,8 @@ impl Delivery {
 
     /// Wakes the hub's retry buffer without counting a reconnect (the broker's first
     /// connection: publications made before it wait in the buffer).
+    // Only the Redis broker has a first connection to wait for.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn connected(&self) {
         self.reconnected.notify_waiters();
     }

@@ -378,7 +378,7 @@ impl Hub {
     /// hub.emit(&SyncCompleted { user_id: 7, accounts: 3 }).await.unwrap();
     /// # }
     /// ```
-    pub async fn emit<E: SseEvent>(&self, event: &E) -> Result<EventId, PublishError> {
+    pub async fn emit<E: SseEvent + Serialize>(&self, event: &E) -> Result<EventId, PublishError> {
         let data = to_json(event)?;
         self.publish_json(event.topic(), E::EVENT, E::CATEGORY, data)
             .await

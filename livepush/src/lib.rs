@@ -181,8 +181,90 @@ pub mod __private {
         note = "livepush sends events as JSON"
     )]
     pub trait MustSerialize {}
+    // Not recommended: rustc then reports the bound of `assert_serialize` with the message above
+    // and stops there, rather than listing serde's own implementors of `Serialize`.
+    #[diagnostic::do_not_recommend]
     impl<T: serde::Serialize + ?Sized> MustSerialize for T {}
 
     /// Compile-time check that `T` is `Serialize`.
     pub fn assert_serialize<T: MustSerialize + ?Sized>() {}
+
+    /// The runtime's topic template matching, for the macro crate's test that the macros and the
+    /// runtime read templates alike.
+    pub fn template_matches(template: &str, topic: &str) -> bool {
+        crate::registry::template_matches(template, topic)
+    }
+
+    // The registry entries are `#[non_exhaustive]`: the macros build them through these
+    // constructors (one argument per field, in field order), so a new field is not a breaking
+    // change for users and needs only a new argument here and in the macros.
+
+    /// The entry of one `#[publish_event]`.
+    #[allow(clippy::too_many_arguments)]
+    pub const fn publish_route(
+        handler: &'static str,
+        module: &'static str,
+        topic: &'static str,
+        event: &'static str,
+        category: Option<&'static str>,
+        data: Option<&'static str>,
+        payload: crate::registry::PayloadSchema,
+        file: &'static str,
+        line: u32,
+    ) -> PublishRoute {
+        PublishRoute {
+            handler,
+            module,
+            topic,
+            event,
+            category,
+            data,
+            payload,
+            file,
+            line,
+        }
+    }
+
+    /// The entry of one `#[subscribe_to_events]`.
+    pub const fn subscribe_route(
+        handler: &'static str,
+        module: &'static str,
+        mode: SubscribeMode,
+        file: &'static str,
+        line: u32,
+    ) -> SubscribeRoute {
+        SubscribeRoute {
+            handler,
+            module,
+            mode,
+            file,
+            line,
+        }
+    }
+
+    /// The entry of one `#[derive(SseEvent)]`.
+    #[allow(clippy::too_many_arguments)]
+    pub const fn event_type(
+        type_name: &'static str,
+        module: &'static str,
+        event: &'static str,
+        topic: &'static str,
+        category: Option<&'static str>,
+        type_id: fn() -> std::any::TypeId,
+        payload: crate::registry::PayloadSchema,
+        file: &'static str,
+        line: u32,
+    ) -> EventType {
+        EventType {
+            type_name,
+            module,
+            event,
+            topic,
+            category,
+            type_id,
+            payload,
+            file,
+            line,
+        }
+    }
 }

@@ -1,7 +1,5 @@
 //! Domain events that know their SSE name, topic and category.
 
-use serde::Serialize;
-
 /// A domain event type with a fixed SSE event name, a topic template and an optional category.
 ///
 /// Derive it with `#[derive(SseEvent)]` and `#[sse(event = "...", topic = "...", category = "...")]`;
@@ -26,7 +24,10 @@ use serde::Serialize;
     label = "add #[derive(SseEvent)] and #[sse(event = \"...\", topic = \"...\")] to this type",
     note = "`Hub::emit` publishes domain events; use `Hub::publish` for plain values"
 )]
-pub trait SseEvent: Serialize {
+// No `Serialize` supertrait: its bound would be reported by rustc before the derive's own
+// spanned "add `#[derive(serde::Serialize)]`", listing serde's implementors. `Hub::emit`
+// requires `Serialize` where it serializes.
+pub trait SseEvent {
     /// The SSE `event:` name.
     const EVENT: &'static str;
     /// The topic template, such as `user:{user_id}`.

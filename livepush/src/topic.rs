@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 
 /// The longest topic name accepted, in bytes.
-pub(crate) const MAX_TOPIC_LEN: usize = 256;
+pub(crate) const MAX_TOPIC_LEN: usize = livepush_core::topic::MAX_LEN;
 
 /// A validated topic name, cheap to clone.
 ///
@@ -61,14 +61,6 @@ pub enum TopicError {
     },
 }
 
-fn allowed(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric()
-        || matches!(
-            byte,
-            b'_' | b'-' | b'.' | b':' | b'/' | b'@' | b'#' | b'=' | b'+' | b'~' | b'*'
-        )
-}
-
 impl Topic {
     /// The longest topic accepted, in bytes.
     pub const MAX_LEN: usize = MAX_TOPIC_LEN;
@@ -82,20 +74,17 @@ impl Topic {
 
     /// Checks `name` against the topic rules without allocating.
     pub fn validate(name: &str) -> Result<(), TopicError> {
-        if name.is_empty() {
-            return Err(TopicError::Empty);
-        }
-        if name.len() > MAX_TOPIC_LEN {
-            return Err(TopicError::TooLong {
-                len: name.len(),
+        // The rule is livepush-core's, which the macros apply to topic templates too.
+        livepush_core::topic::check(name).map_err(|problem| match problem {
+            livepush_core::topic::Problem::Empty => TopicError::Empty,
+            livepush_core::topic::Problem::TooLong { len } => TopicError::TooLong {
+                len,
                 max: MAX_TOPIC_LEN,
-            });
-        }
-        if let Some(at) = name.bytes().position(|b| !allowed(b)) {
-            let found = name[at..].chars().next().unwrap_or('\u{fffd}');
-            return Err(TopicError::InvalidChar { found, at });
-        }
-        Ok(())
+            },
+            livepush_core::topic::Problem::InvalidChar { found, at } => {
+                TopicError::InvalidChar { found, at }
+            }
+        })
     }
 
     /// The topic as a string slice.

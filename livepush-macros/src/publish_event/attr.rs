@@ -1,16 +1,14 @@
 //! Parsing: the arguments of every `#[publish_event(...)]` on a handler into plain structs.
 
-use std::collections::BTreeSet;
-
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{Attribute, LitStr, Meta};
 
-use crate::args;
+use super::ATTR;
+use crate::args::{self, Given};
 use crate::errors::Errors;
 
-const ATTRIBUTE: &str = "#[publish_event]";
 const KEYS: &[&str] = &["topic", "event", "category", "data"];
 
 /// The arguments of one `#[publish_event(...)]`, as written.
@@ -19,12 +17,10 @@ pub(crate) struct PublishArgs {
     pub(crate) whole: TokenStream,
     /// Where the attribute is, for its registry entry's line.
     pub(crate) span: Span,
-    pub(crate) topic: Option<LitStr>,
-    pub(crate) event: Option<LitStr>,
-    pub(crate) category: Option<LitStr>,
-    /// The keys given, valid values or not: a key with a wrong value is not also "missing".
-    pub(crate) keys: BTreeSet<String>,
-    pub(crate) data: Option<syn::Path>,
+    pub(crate) topic: Given<LitStr>,
+    pub(crate) event: Given<LitStr>,
+    pub(crate) category: Given<LitStr>,
+    pub(crate) data: Given<syn::Path>,
 }
 
 /// The arguments of the expanding attribute (`top`) and of the ones stacked below it, in order.
@@ -63,21 +59,34 @@ fn parse(tokens: TokenStream, whole: TokenStream, span: Span, errors: &mut Error
     let mut out = PublishArgs {
         whole,
         span,
-        topic: None,
-        event: None,
-        category: None,
-        keys: BTreeSet::new(),
-        data: None,
+        topic: Given::Absent,
+        event: Given::Absent,
+        category: Given::Absent,
+        data: Given::Absent,
     };
-    let parsed = args::parse(tokens, ATTRIBUTE, errors);
+    let parsed = args::parse(tokens, &ATTR, errors);
+    let mut typos = Vec::new();
     for arg in args::unique(parsed, errors) {
-        out.keys.insert(arg.key.to_string());
         match arg.key.to_string().as_str() {
-            "topic" => out.topic = args::lit_str(&arg, errors),
-            "event" => out.event = args::lit_str(&arg, errors),
-            "category" => out.category = args::lit_str(&arg, errors),
-            "data" => out.data = args::path(&arg, errors),
-            _ => args::unknown_key(&arg, ATTRIBUTE, KEYS, errors),
+            "topic" => out.topic = args::lit_str(&arg),
+            "event" => out.event = args::lit_str(&arg),
+            "category" => out.category = args::lit_str(&arg),
+            "data" => out.data = args::path(&arg),
+            _ => typos.push(args::unknown_key(&arg, &ATTR, KEYS)),
+        }
+    }
+    for (error, near) in typos {
+        match near {
+            Some("data") => args::typo_of(Some(&mut out.data), error, errors),
+            near => {
+                let slot = match near {
+                    Some("topic") => Some(&mut out.topic),
+                    Some("event") => Some(&mut out.event),
+                    Some("category") => Some(&mut out.category),
+                    _ => None,
+                };
+                args::typo_of(slot, error, errors);
+            }
         }
     }
     out
@@ -101,21 +110,26 @@ mod tests {
             &stacked,
             &mut errors,
         );
-        assert!(errors.is_empty());
+        assert!(errors.finish().is_ok());
         assert_eq!(all.len(), 3);
-        assert_eq!(all[0].topic.as_ref().unwrap().value(), "a");
-        assert_eq!(all[0].event.as_ref().unwrap().value(), "e");
-        assert_eq!(all[0].category.as_ref().unwrap().value(), "c");
-        assert_eq!(all[1].topic.as_ref().unwrap().value(), "b");
-        assert!(all[1].data.is_some());
-        assert!(all[2].topic.is_none());
+        let value = |given: &Given<LitStr>| match given {
+            Given::Valid(lit) => lit.value(),
+            Given::Absent => "absent".to_owned(),
+            Given::Invalid(_) => "invalid".to_owned(),
+        };
+        assert_eq!(value(&all[0].topic), "a");
+        assert_eq!(value(&all[0].event), "e");
+        assert_eq!(value(&all[0].category), "c");
+        assert_eq!(value(&all[1].topic), "b");
+        assert!(matches!(all[1].data, Given::Valid(_)));
+        assert_eq!(value(&all[2].topic), "absent");
     }
 
     #[test]
     fn reports_unknown_and_repeated_keys_on_the_key() {
         let mut errors = Errors::default();
-        parse_all(
-            quote!(topic = "a", topic = "b", evnet = "c"),
+        let all = parse_all(
+            quote!(topic = "a", topic = "b", evnet = "c", nmae = "d"),
             &[],
             &mut errors,
         );
@@ -125,9 +139,15 @@ mod tests {
             .into_iter()
             .map(|e| e.to_string())
             .collect();
-        assert_eq!(messages.len(), 2);
+        assert_eq!(messages.len(), 2, "{messages:?}");
         assert!(messages[0].starts_with("duplicate key `topic`"));
-        assert!(messages[1]
-            .starts_with("unknown key `evnet` in #[publish_event]: did you mean `event`?"));
+        assert!(messages[1].starts_with("unknown key `nmae` in #[publish_event]: expected"));
+        // A typo of a key that is not given stands for it, so it is not also "missing".
+        match &all[0].event {
+            Given::Invalid(error) => assert!(error
+                .to_string()
+                .starts_with("unknown key `evnet` in #[publish_event]: did you mean `event`?")),
+            _ => panic!("`evnet` should stand for `event`"),
+        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! #vis async fn name(__livepush_publish: PublishContext, <args>) -> Ret {
-//!     inventory::submit! { PublishRoute { .., payload: |s| ReturnProbe::<Ret>.schema(s) } } // one per attribute
+//!     const __LIVEPUSH_PUBLISH_ROUTE_0: PublishRoute = publish_route(.., |s| ReturnProbe::<Ret>.schema(s), ..);
+//!     inventory::submit! { __LIVEPUSH_PUBLISH_ROUTE_0 }                   // one per attribute
 //!     let __livepush_arg_0 = ToString::to_string(&id);           // argument placeholders
 //!     let __livepush_out: Ret = async move { <body> }.await;
 //!     // Everything is encoded before the first `.await`, so no borrow of the value is held
@@ -21,26 +22,20 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{parse_quote, Ident, ItemFn};
+use syn::{parse_quote, Ident};
 
 use super::validate::{Hole, Plan, Publication};
 use crate::args;
-use crate::handler;
+use crate::handler::{self, Handler};
 use crate::tokens::{call_over, option_str, respan, spanning};
 
 /// The handler, wrapped.
-pub(crate) fn expand(func: ItemFn, plan: &Plan) -> TokenStream {
-    let ItemFn {
-        attrs,
-        vis,
-        mut sig,
-        block,
-    } = func;
-    let (outer, inner) = handler::split_attrs(attrs);
-    let context = handler::fresh_arg_name(&sig, "__livepush_publish");
-    handler::insert_arg(
+pub(crate) fn expand(func: Handler, plan: Plan) -> TokenStream {
+    let mut sig = func.sig.clone();
+    let context = handler::insert_arg(
         &mut sig,
-        parse_quote!(#context: ::livepush::__private::PublishContext),
+        "__livepush_publish",
+        parse_quote!(::livepush::__private::PublishContext),
     );
     let out = Ident::new("__livepush_out", Span::call_site());
     let value = Ident::new("__livepush_value", Span::call_site());
@@ -49,13 +44,14 @@ pub(crate) fn expand(func: ItemFn, plan: &Plan) -> TokenStream {
     let routes = plan
         .publications
         .iter()
-        .map(|p| route(&plan.handler, p, &payload));
+        .enumerate()
+        .map(|(i, p)| route(i, &plan.handler, p, &payload));
     let captures = plan.captures.iter().enumerate().map(|(i, placeholder)| {
         let var = capture_var(i);
         let expr = placeholder.expr();
         quote_spanned!(placeholder.span()=> let #var = ::std::string::ToString::to_string(&#expr);)
     });
-    let run_body = handler::run_body(&out, Some(&plan.ret), &block);
+    let run_body = func.run_body(&out, &plan.ret);
     // Spanned on the return type: a type that is not `Publishable` is reported there, once.
     let published = call_over(
         &plan.ret,
@@ -63,14 +59,11 @@ pub(crate) fn expand(func: ItemFn, plan: &Plan) -> TokenStream {
         spanning(&plan.ret, quote!(&#out)),
     );
 
-    let pending = Pending::new(plan, &context, &value);
+    let pending = Pending::new(&plan, &context, &value);
     let (names, values) = (&pending.names, &pending.values);
     let publishes = &pending.publishes;
 
-    quote! {
-        #(#outer)*
-        #vis #sig {
-            #(#inner)*
+    let statements = quote! {
             #(#routes)*
             #(#captures)*
             #run_body
@@ -82,8 +75,8 @@ pub(crate) fn expand(func: ItemFn, plan: &Plan) -> TokenStream {
                 #(#publishes)*
             }
             #out
-        }
-    }
+    };
+    func.rewrite(&sig, statements)
 }
 
 /// What is computed from the value before publishing: the shared encoding (if any attribute
@@ -159,26 +152,32 @@ fn capture_var(index: usize) -> Ident {
     format_ident!("__livepush_arg_{index}")
 }
 
-/// The registry entry of one attribute. Spanned on the attribute so that `line!()` is its line.
-fn route(handler: &str, publication: &Publication, payload: &TokenStream) -> TokenStream {
+/// The registry entry of one attribute: a `const` (so that it reads as Rust, not as macro
+/// input) submitted to the registry. Spanned on the attribute so that `line!()` is its line.
+fn route(
+    index: usize,
+    handler: &str,
+    publication: &Publication,
+    payload: &TokenStream,
+) -> TokenStream {
+    let entry = format_ident!("__LIVEPUSH_PUBLISH_ROUTE_{index}");
     let topic = publication.topic.value();
     let event = &publication.event;
     let category = option_str(publication.category.as_deref());
     let data = option_str(publication.data.as_ref().map(args::display).as_deref());
     quote_spanned! {publication.span=>
-        ::livepush::__private::inventory::submit! {
-            ::livepush::__private::PublishRoute {
-                handler: #handler,
-                module: ::std::module_path!(),
-                topic: #topic,
-                event: #event,
-                category: #category,
-                data: #data,
-                payload: #payload,
-                file: ::std::file!(),
-                line: ::std::line!(),
-            }
-        }
+        const #entry: ::livepush::__private::PublishRoute = ::livepush::__private::publish_route(
+            #handler,
+            ::std::module_path!(),
+            #topic,
+            #event,
+            #category,
+            #data,
+            #payload,
+            ::std::file!(),
+            ::std::line!(),
+        );
+        ::livepush::__private::inventory::submit! { #entry }
     }
 }
 

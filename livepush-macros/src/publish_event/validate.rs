@@ -4,13 +4,15 @@ use std::collections::BTreeSet;
 
 use proc_macro2::Span;
 use syn::ext::IdentExt;
-use syn::{ItemFn, LitStr, Type};
+use syn::{LitStr, Type};
 
 use super::attr::PublishArgs;
 use super::bindings::argument_bindings;
-use crate::errors::Errors;
+use super::ATTR;
+use crate::args::Given;
+use crate::errors::{all, both, Errors};
 use crate::event_name::{self, NameKind};
-use crate::handler;
+use crate::handler::{self, Handler};
 use crate::template::{Placeholder, Template};
 
 /// What the wrapper does, checked.
@@ -46,93 +48,106 @@ pub(crate) enum Hole {
     Field(Placeholder),
 }
 
-/// Checks the handler and its attributes. Returns no plan only when an error was pushed.
+/// Checks the handler and its attributes, continuing the collection `parsed` that parsing
+/// started: the plan, or every error of the expansion.
 pub(crate) fn validate(
-    func: &ItemFn,
+    func: &Handler,
     attrs: Vec<PublishArgs>,
-    errors: &mut Errors,
-) -> Option<Plan> {
-    handler::check_async(&func.sig, super::ATTRIBUTE, errors);
-    let ret = handler::return_type(&func.sig).cloned();
-    if ret.is_none() {
-        errors.spanned(
+    parsed: Errors,
+) -> syn::Result<Plan> {
+    let is_async = handler::check_async(&func.sig, &ATTR);
+    let ret = handler::return_type(&func.sig).cloned().ok_or_else(|| {
+        syn::Error::new_spanned(
             &func.sig,
             "a #[publish_event] handler must return the value to publish (e.g. `Json<T>` or `(StatusCode, Json<T>)`)",
-        );
-    }
-    let default_event = default_event_name(func, attrs.iter().any(|a| a.event.is_none()), errors);
+        )
+    });
+    let default_event =
+        default_event_name(func, attrs.iter().any(|a| matches!(a.event, Given::Absent)));
+    let checked = all(attrs.into_iter().map(check_attribute));
+    let ((((), ret), default_event), checked) =
+        parsed.finish_with(both(both(both(is_async, ret), default_event), checked))?;
+
     let bindings = argument_bindings(&func.sig.inputs);
     let mut captures = Vec::new();
-    let mut publications = Vec::new();
-    for args in attrs {
-        publications.extend(
-            check_attribute(args, &default_event, errors).map(|checked| {
-                let holes = bind(&checked.template, &bindings, &mut captures);
-                Publication { holes, ..checked }
-            }),
-        );
-    }
-    if !errors.is_empty() {
-        return None;
-    }
-    Some(Plan {
+    let publications = checked
+        .into_iter()
+        .map(|attribute| {
+            let holes = bind(&attribute.template, &bindings, &mut captures);
+            Publication {
+                span: attribute.span,
+                event: attribute.event.unwrap_or_else(|| default_event.clone()),
+                category: attribute.category,
+                topic: attribute.topic,
+                template: attribute.template,
+                holes,
+                data: attribute.data,
+            }
+        })
+        .collect();
+    Ok(Plan {
         handler: func.sig.ident.unraw().to_string(),
-        ret: ret?,
+        ret,
         captures,
         publications,
     })
 }
 
-/// The handler's name, which is the event name of attributes without `event`.
-fn default_event_name(func: &ItemFn, needed: bool, errors: &mut Errors) -> String {
+/// The handler's name, which is the event name of attributes without `event` (checked only
+/// when one of them needs it).
+fn default_event_name(func: &Handler, needed: bool) -> syn::Result<String> {
     let name = func.sig.ident.unraw().to_string();
     if needed {
-        if let Err(error) = event_name::validate(&name) {
-            errors.spanned(
+        event_name::check(&name, NameKind::Event).map_err(|problem| {
+            syn::Error::new_spanned(
                 &func.sig.ident,
                 format!(
-                    "the event name defaults to the handler's name, `{name}`, and {}; set `event = \"...\"`",
-                    error.message(NameKind::Event)
+                    "the event name defaults to the handler's name, `{name}`, and {problem}; set `event = \"...\"`"
                 ),
-            );
-        }
+            )
+        })?;
     }
-    name
+    Ok(name)
 }
 
-/// Checks one attribute; the publication it returns still needs its placeholders bound.
-fn check_attribute(
-    args: PublishArgs,
-    default_event: &str,
-    errors: &mut Errors,
-) -> Option<Publication> {
-    if let Some(event) = &args.event {
-        event_name::check_literal(event, NameKind::Event, errors);
-    }
-    if let Some(category) = &args.category {
-        event_name::check_literal(category, NameKind::Category, errors);
-    }
-    let Some(topic) = args.topic else {
-        if args.keys.contains("topic") {
-            return None; // reported as a wrong value
-        }
-        errors.spanned(
-            &args.whole,
-            "missing `topic` in #[publish_event]: add `topic = \"...\"`, such as `topic = \"comments\"` or `topic = \"ticket:{id}\"`",
-        );
-        return None;
-    };
-    let template = Template::parse_topic(&topic, errors)?;
-    Some(Publication {
+/// One attribute, checked; its placeholders are bound once every attribute is.
+struct CheckedAttribute {
+    span: Span,
+    /// `None`: the handler's name.
+    event: Option<String>,
+    category: Option<String>,
+    topic: LitStr,
+    template: Template,
+    data: Option<syn::Path>,
+}
+
+fn check_attribute(args: PublishArgs) -> syn::Result<CheckedAttribute> {
+    let event = args.event.optional().and_then(|lit| {
+        lit.map(|lit| event_name::check_literal(&lit, NameKind::Event))
+            .transpose()
+    });
+    let category = args.category.optional().and_then(|lit| {
+        lit.map(|lit| event_name::check_literal(&lit, NameKind::Category))
+            .transpose()
+    });
+    let topic = args
+        .topic
+        .required_topic(&ATTR, &args.whole)
+        .and_then(|topic| {
+            let template = Template::parse(&topic)?;
+            template.check_topic_text(&topic)?;
+            Ok((topic, template))
+        });
+    let data = args.data.optional();
+    let (((event, category), (topic, template)), data) =
+        both(both(both(event, category), topic), data)?;
+    Ok(CheckedAttribute {
         span: args.span,
-        event: args
-            .event
-            .map_or_else(|| default_event.to_owned(), |e| e.value()),
-        category: args.category.map(|c| c.value()),
+        event,
+        category,
         topic,
         template,
-        holes: Vec::new(),
-        data: args.data,
+        data,
     })
 }
 
@@ -168,16 +183,12 @@ mod tests {
     use quote::quote;
     use syn::parse_quote;
 
-    fn plan(args: proc_macro2::TokenStream, func: ItemFn) -> Result<Plan, Vec<String>> {
+    fn plan(args: proc_macro2::TokenStream, func: Handler) -> Result<Plan, Vec<String>> {
         let mut func = func;
         let mut errors = Errors::default();
-        let stacked = handler::take_attrs(&mut func.attrs, "publish_event");
+        let stacked = handler::take_attrs(&mut func.attrs, &ATTR);
         let attrs = parse_all(args, &stacked, &mut errors);
-        let plan = validate(&func, attrs, &mut errors);
-        match errors.finish() {
-            Ok(()) => Ok(plan.unwrap()),
-            Err(e) => Err(e.into_iter().map(|e| e.to_string()).collect()),
-        }
+        validate(&func, attrs, errors).map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
     }
 
     #[test]
@@ -205,7 +216,7 @@ mod tests {
 
     #[test]
     fn a_handler_name_that_is_not_an_event_name_needs_an_explicit_event() {
-        let func: ItemFn = parse_quote!(
+        let func: Handler = parse_quote!(
             async fn créer() -> Json<u8> {}
         );
         let errors = plan(quote!(topic = "a"), func.clone()).err().unwrap();

@@ -1,69 +1,73 @@
 //! Parsing: the `#[sse(...)]` attributes of a type into a plain struct.
 
-use std::collections::BTreeSet;
-
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::{DeriveInput, LitStr, Meta};
 
-use crate::args;
+use super::ATTR;
+use crate::args::{self, Given};
 use crate::errors::Errors;
 
-const ATTRIBUTE: &str = "#[sse]";
 const KEYS: &[&str] = &["event", "topic", "category"];
 
 /// The arguments of the `#[sse(...)]` attributes, as written (several attributes merge).
 pub(crate) struct SseArgs {
     /// What errors about the attribute as a whole (a missing key) are spanned on.
     pub(crate) whole: TokenStream,
-    pub(crate) event: Option<LitStr>,
-    pub(crate) topic: Option<LitStr>,
-    pub(crate) category: Option<LitStr>,
-    /// The keys given, valid values or not: a key with a wrong value is not also "missing".
-    pub(crate) keys: BTreeSet<String>,
+    pub(crate) event: Given<LitStr>,
+    pub(crate) topic: Given<LitStr>,
+    pub(crate) category: Given<LitStr>,
 }
 
-/// The arguments, or `None` (with an error on the type's name) when there is no `#[sse]`.
-pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<SseArgs> {
+/// The arguments, or an error on the type's name when there is no `#[sse]`. Problems inside
+/// the attributes (unknown or repeated keys) go to `errors`.
+pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> syn::Result<SseArgs> {
     let attrs: Vec<_> = input
         .attrs
         .iter()
-        .filter(|a| a.path().is_ident("sse"))
+        .filter(|a| a.path().is_ident(ATTR.path))
         .collect();
     let Some(last) = attrs.last() else {
-        errors.spanned(
+        return Err(syn::Error::new_spanned(
             &input.ident,
             format!(
                 "#[derive(SseEvent)] needs `#[sse(event = \"...\", topic = \"...\")]` on `{}`",
                 input.ident
             ),
-        );
-        return None;
+        ));
     };
     let mut all = Vec::new();
     for attr in &attrs {
         match &attr.meta {
-            Meta::List(list) => all.extend(args::parse(list.tokens.clone(), ATTRIBUTE, errors)),
+            Meta::List(list) => all.extend(args::parse(list.tokens.clone(), &ATTR, errors)),
             other => errors.spanned(other, "expected `#[sse(event = \"...\", topic = \"...\")]`"),
         }
     }
     let mut out = SseArgs {
         whole: last.meta.to_token_stream(),
-        event: None,
-        topic: None,
-        category: None,
-        keys: BTreeSet::new(),
+        event: Given::Absent,
+        topic: Given::Absent,
+        category: Given::Absent,
     };
+    let mut typos = Vec::new();
     for arg in args::unique(all, errors) {
-        out.keys.insert(arg.key.to_string());
         match arg.key.to_string().as_str() {
-            "event" => out.event = args::lit_str(&arg, errors),
-            "topic" => out.topic = args::lit_str(&arg, errors),
-            "category" => out.category = args::lit_str(&arg, errors),
-            _ => args::unknown_key(&arg, ATTRIBUTE, KEYS, errors),
+            "event" => out.event = args::lit_str(&arg),
+            "topic" => out.topic = args::lit_str(&arg),
+            "category" => out.category = args::lit_str(&arg),
+            _ => typos.push(args::unknown_key(&arg, &ATTR, KEYS)),
         }
     }
-    Some(out)
+    for (error, near) in typos {
+        let slot = match near {
+            Some("event") => Some(&mut out.event),
+            Some("topic") => Some(&mut out.topic),
+            Some("category") => Some(&mut out.category),
+            _ => None,
+        };
+        args::typo_of(slot, error, errors);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -87,27 +91,29 @@ mod tests {
             struct S { id: u8 }
         };
         let mut errors = Errors::default();
-        let args = parse(&input, &mut errors).unwrap();
-        assert!(errors.is_empty());
-        assert_eq!(args.event.unwrap().value(), "a");
-        assert_eq!(args.topic.unwrap().value(), "t");
-        assert_eq!(args.category.unwrap().value(), "c");
+        let args = parse(&input, &mut errors).ok().unwrap();
+        assert!(errors.finish().is_ok());
+        for (given, want) in [(args.event, "a"), (args.topic, "t"), (args.category, "c")] {
+            assert!(matches!(given, Given::Valid(lit) if lit.value() == want));
+        }
     }
 
     #[test]
     fn reports_a_missing_attribute_on_the_type_name() {
         let mut errors = Errors::default();
-        assert!(parse(
+        let error = parse(
             &parse_quote!(
                 struct Ticket;
             ),
-            &mut errors
+            &mut errors,
         )
-        .is_none());
+        .err()
+        .unwrap();
         assert_eq!(
-            messages(errors),
-            ["#[derive(SseEvent)] needs `#[sse(event = \"...\", topic = \"...\")]` on `Ticket`"]
+            error.to_string(),
+            "#[derive(SseEvent)] needs `#[sse(event = \"...\", topic = \"...\")]` on `Ticket`"
         );
+        assert!(messages(errors).is_empty());
     }
 
     #[test]
@@ -119,7 +125,7 @@ mod tests {
             struct S;
         };
         let mut errors = Errors::default();
-        parse(&input, &mut errors);
+        assert!(parse(&input, &mut errors).is_ok());
         let messages = messages(errors);
         assert_eq!(messages.len(), 4, "{messages:?}");
         assert!(messages[0].starts_with("`topic` needs a value"));

@@ -29,24 +29,24 @@ pub(crate) fn expand(input: &DeriveInput, event: &Event) -> TokenStream {
     quote! {
         const _: () = {
             #assert_serialize
-            ::livepush::__private::inventory::submit! {
-                ::livepush::__private::EventType {
-                    type_name: #type_name,
-                    module: ::std::module_path!(),
-                    event: #name,
-                    topic: #topic,
-                    category: #category,
-                    type_id: || ::std::any::TypeId::of::<#ty>(),
-                    payload: |__livepush_schemas| {
+            const __LIVEPUSH_EVENT_TYPE: ::livepush::__private::EventType =
+                ::livepush::__private::event_type(
+                    #type_name,
+                    ::std::module_path!(),
+                    #name,
+                    #topic,
+                    #category,
+                    || ::std::any::TypeId::of::<#ty>(),
+                    |__livepush_schemas| {
                         #[allow(unused_imports)]
                         use ::livepush::__private::{NoSchema as _, ViaJsonSchema as _};
                         let __livepush_probe = &::livepush::__private::Probe::<#ty>::new();
                         __livepush_probe.payload_schema(__livepush_schemas)
                     },
-                    file: ::std::file!(),
-                    line: ::std::line!(),
-                }
-            }
+                    ::std::file!(),
+                    ::std::line!(),
+                );
+            ::livepush::__private::inventory::submit! { __LIVEPUSH_EVENT_TYPE }
         };
         impl ::livepush::SseEvent for #ty {
             const EVENT: &'static str = #name;
@@ -61,37 +61,16 @@ pub(crate) fn expand(input: &DeriveInput, event: &Event) -> TokenStream {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{attr, validate};
     use super::*;
-    use crate::errors::Errors;
-    use syn::parse_quote;
+    use crate::snapshot::assert_expansion;
 
     #[test]
     fn fills_the_topic_from_fields() {
-        let input: DeriveInput = parse_quote! {
+        let out = super::super::expand(quote! {
+            #[derive(Serialize, SseEvent)]
             #[sse(event = "sync.completed", topic = "user:{user_id}:{org.id}", category = "data_sync")]
             struct SyncCompleted { user_id: u64, org: Org }
-        };
-        let mut errors = Errors::default();
-        let args = attr::parse(&input, &mut errors);
-        let event = validate::validate(&input, args, &mut errors).unwrap();
-        let out = expand(&input, &event).to_string();
-        assert!(
-            out.contains("impl :: livepush :: SseEvent for SyncCompleted"),
-            "{out}"
-        );
-        assert!(
-            out.contains("const TOPIC : & 'static str = \"user:{user_id}:{org.id}\""),
-            "{out}"
-        );
-        assert!(
-            out.contains(":: std :: format ! (\"user:{}:{}\" , self . user_id , self . org . id)"),
-            "{out}"
-        );
-        assert!(out.contains("Some (\"data_sync\")"), "{out}");
-        assert!(
-            out.contains("assert_serialize :: < SyncCompleted >"),
-            "{out}"
-        );
+        });
+        assert_expansion("sse_event/fields", out.ok().unwrap());
     }
 }

@@ -1,12 +1,11 @@
 //! Every rule of `#[derive(SseEvent)]`, and the checked event mapping.
 
-use std::collections::BTreeSet;
-
 use syn::ext::IdentExt;
 use syn::{Data, DeriveInput, Fields, LitStr};
 
 use super::attr::SseArgs;
-use crate::errors::Errors;
+use super::ATTR;
+use crate::errors::{both, Errors};
 use crate::event_name::{self, NameKind};
 use crate::template::{Placeholder, Template};
 
@@ -27,105 +26,100 @@ impl Event {
     }
 }
 
-/// Checks the type and its attribute. Returns no event only when an error was pushed.
+/// Checks the type and its attribute, continuing the collection `parsed` that parsing started:
+/// the event, or every error of the expansion.
 pub(crate) fn validate(
     input: &DeriveInput,
-    args: Option<SseArgs>,
-    errors: &mut Errors,
-) -> Option<Event> {
-    let fields = check_shape(input, errors);
-    let args = args?;
-    if let Some(event) = &args.event {
-        event_name::check_literal(event, NameKind::Event, errors);
-    }
-    if let Some(category) = &args.category {
-        event_name::check_literal(category, NameKind::Category, errors);
-    }
-    if !args.keys.contains("event") {
-        errors.spanned(
-            &args.whole,
-            "missing `event` in #[sse(...)]: add `event = \"...\"`, the SSE event name",
-        );
-    }
-    let Some(topic) = args.topic else {
-        if args.keys.contains("topic") {
-            return None; // reported as a wrong value
-        }
-        errors.spanned(&args.whole, "missing `topic` in #[sse(...)]: add `topic = \"...\"`, such as `topic = \"user:{user_id}\"`");
-        return None;
+    args: syn::Result<SseArgs>,
+    parsed: Errors,
+) -> syn::Result<Event> {
+    let generics = check_generics(input);
+    let fields = struct_fields(input);
+    let event = args.and_then(check_args);
+    // The placeholders can be checked only against a struct's fields and a parsed template.
+    let placeholders = match (&fields, &event) {
+        (Ok(fields), Ok(event)) => check_placeholders(input, event, fields),
+        _ => Ok(()),
     };
-    let template = Template::parse_topic(&topic, errors)?;
-    if let Some(fields) = &fields {
-        check_placeholders(input, &template, fields, &topic, errors);
-    }
-    Some(Event {
-        name: args.event?.value(),
-        category: args.category.map(|c| c.value()),
+    let ((((), _), event), ()) =
+        parsed.finish_with(both(both(both(generics, fields), event), placeholders))?;
+    Ok(event)
+}
+
+fn check_args(args: SseArgs) -> syn::Result<Event> {
+    let name = args
+        .event
+        .required("event", &ATTR, "the SSE event name", &args.whole)
+        .and_then(|lit| event_name::check_literal(&lit, NameKind::Event));
+    let category = args.category.optional().and_then(|lit| {
+        lit.map(|lit| event_name::check_literal(&lit, NameKind::Category))
+            .transpose()
+    });
+    let topic = args
+        .topic
+        .required_topic(&ATTR, &args.whole)
+        .and_then(|topic| {
+            let template = Template::parse(&topic)?;
+            template.check_topic_text(&topic)?;
+            Ok((topic, template))
+        });
+    let ((name, category), (topic, template)) = both(both(name, category), topic)?;
+    Ok(Event {
+        name,
+        category,
         topic,
         template,
     })
 }
 
-/// The field names of a struct; errors for enums, unions and generic types.
-/// `None` when the type is not a struct.
-fn check_shape(input: &DeriveInput, errors: &mut Errors) -> Option<Fields> {
-    if !input.generics.params.is_empty() {
-        errors.spanned(
-            &input.generics,
-            "#[derive(SseEvent)] does not support generic types: an event type has one fixed name and topic",
-        );
+fn check_generics(input: &DeriveInput) -> syn::Result<()> {
+    if input.generics.params.is_empty() {
+        return Ok(());
     }
+    Err(syn::Error::new_spanned(
+        &input.generics,
+        "#[derive(SseEvent)] does not support generic types: an event type has one fixed name and topic",
+    ))
+}
+
+/// The fields of a struct; an error for enums and unions.
+fn struct_fields(input: &DeriveInput) -> syn::Result<&Fields> {
     match &input.data {
-        Data::Struct(data) => Some(data.fields.clone()),
-        Data::Enum(data) => {
-            errors.spanned(
-                data.enum_token,
-                "#[derive(SseEvent)] is not supported on enums: declare one struct per event, each with its own #[sse(...)]",
-            );
-            None
-        }
-        Data::Union(data) => {
-            errors.spanned(
-                data.union_token,
-                "#[derive(SseEvent)] is not supported on unions: declare a struct with named fields",
-            );
-            None
-        }
+        Data::Struct(data) => Ok(&data.fields),
+        Data::Enum(data) => Err(syn::Error::new_spanned(
+            data.enum_token,
+            "#[derive(SseEvent)] is not supported on enums: declare one struct per event, each with its own #[sse(...)]",
+        )),
+        Data::Union(data) => Err(syn::Error::new_spanned(
+            data.union_token,
+            "#[derive(SseEvent)] is not supported on unions: declare a struct with named fields",
+        )),
     }
 }
 
 /// Each placeholder must name a field (its first name; rustc checks nested ones).
-fn check_placeholders(
-    input: &DeriveInput,
-    template: &Template,
-    fields: &Fields,
-    topic: &LitStr,
-    errors: &mut Errors,
-) {
+fn check_placeholders(input: &DeriveInput, event: &Event, fields: &Fields) -> syn::Result<()> {
     let ty = &input.ident;
+    let topic = &event.topic;
+    let mut errors = Errors::default();
     let Fields::Named(named) = fields else {
-        if let Some(placeholder) = template.placeholders().next() {
+        if let Some(placeholder) = event.fields().next() {
             errors.spanned(
                 topic,
                 format!("topic placeholder `{placeholder}` names a field, but `{ty}` has no named fields"),
             );
         }
-        return;
+        return errors.finish();
     };
-    let names: BTreeSet<String> = named
+    let names: Vec<String> = named
         .named
         .iter()
         .filter_map(|f| f.ident.as_ref())
         .map(|i| i.unraw().to_string())
         .collect();
-    for placeholder in template.placeholders() {
-        if !names.contains(placeholder.root()) {
-            let list: Vec<String> = named
-                .named
-                .iter()
-                .filter_map(|f| f.ident.as_ref())
-                .map(|i| format!("`{}`", i.unraw()))
-                .collect();
+    for placeholder in event.fields() {
+        if !names.iter().any(|name| name == placeholder.root()) {
+            let list: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
             errors.spanned(
                 topic,
                 format!(
@@ -135,6 +129,7 @@ fn check_placeholders(
             );
         }
     }
+    errors.finish()
 }
 
 #[cfg(test)]
@@ -146,11 +141,7 @@ mod tests {
     fn check(input: DeriveInput) -> Result<Event, Vec<String>> {
         let mut errors = Errors::default();
         let args = attr::parse(&input, &mut errors);
-        let event = validate(&input, args, &mut errors);
-        match errors.finish() {
-            Ok(()) => Ok(event.unwrap()),
-            Err(e) => Err(e.into_iter().map(|e| e.to_string()).collect()),
-        }
+        validate(&input, args, errors).map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
     }
 
     #[test]

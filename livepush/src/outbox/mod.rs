@@ -279,7 +279,7 @@ impl Outbox {
     pub async fn emit<C, E>(&self, conn: &mut C, event: &E) -> Result<i64, OutboxError>
     where
         C: OutboxConnection + ?Sized,
-        E: SseEvent,
+        E: SseEvent + Serialize,
     {
         let data = to_json(event)?;
         self.publish_json(conn, &event.topic(), E::EVENT, E::CATEGORY, data)
@@ -350,7 +350,7 @@ impl Outbox {
     where
         DB: sqlx::Database,
         DB::Connection: OutboxConnection,
-        E: SseEvent,
+        E: SseEvent + Serialize,
     {
         let row = self.emit(&mut *tx, event).await?;
         tx.commit().await?;

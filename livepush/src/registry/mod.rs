@@ -27,6 +27,7 @@ pub use self::schema::{PayloadSchema, Schemas};
 
 /// A handler with `#[publish_event]`: one entry per attribute.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct PublishRoute {
     /// The handler's function name.
     pub handler: &'static str,
@@ -63,6 +64,7 @@ pub enum SubscribeMode {
 
 /// A handler with `#[subscribe_to_events]`.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct SubscribeRoute {
     /// The handler's function name.
     pub handler: &'static str,
@@ -78,6 +80,7 @@ pub struct SubscribeRoute {
 
 /// A type with `#[derive(SseEvent)]`.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct EventType {
     /// The type's name.
     pub type_name: &'static str,
@@ -155,58 +158,8 @@ pub fn is_registered_topic(topic: &str) -> bool {
 /// Matches `topic` against `template`, where each `{name}` stands for a non-empty run of
 /// characters and `{{` / `}}` for literal braces.
 pub fn template_matches(template: &str, topic: &str) -> bool {
-    let pieces = template_pieces(template);
-    matches_from(&pieces, topic.as_bytes())
-}
-
-#[derive(Debug, PartialEq)]
-enum Piece {
-    Lit(String),
-    Hole,
-}
-
-fn template_pieces(template: &str) -> Vec<Piece> {
-    let mut pieces = Vec::new();
-    let mut lit = String::new();
-    let mut chars = template.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                lit.push('{');
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                lit.push('}');
-            }
-            '{' => {
-                for c in chars.by_ref() {
-                    if c == '}' {
-                        break;
-                    }
-                }
-                if !lit.is_empty() {
-                    pieces.push(Piece::Lit(std::mem::take(&mut lit)));
-                }
-                pieces.push(Piece::Hole);
-            }
-            c => lit.push(c),
-        }
-    }
-    if !lit.is_empty() {
-        pieces.push(Piece::Lit(lit));
-    }
-    pieces
-}
-
-fn matches_from(pieces: &[Piece], rest: &[u8]) -> bool {
-    match pieces.split_first() {
-        None => rest.is_empty(),
-        Some((Piece::Lit(lit), tail)) => rest
-            .strip_prefix(lit.as_bytes())
-            .is_some_and(|r| matches_from(tail, r)),
-        Some((Piece::Hole, tail)) => (1..=rest.len()).any(|n| matches_from(tail, &rest[n..])),
-    }
+    // The grammar is livepush-core's, which the macros parse templates with.
+    livepush_core::template::matches(template, topic)
 }
 
 /// A machine-readable description of what this program pushes (served at `/events/catalog`).

@@ -5,18 +5,24 @@
 //! with in `BENCHMARKS.md`. Same wire format as livepush (`id:`, `event: tick`, `data:` with the
 //! compact JSON), same heartbeat period (15 s, axum's `KeepAlive` default, or
 //! `LIVEPUSH_HEARTBEAT_SECS` as for bench_server, so both send as many), same per-connection
-//! memory budget in spirit (one broadcast ring shared by all subscribers).
+//! memory budget in spirit (one broadcast ring per topic shared by its subscribers).
 //!
-//! - `POST /publish` with a JSON object: 200 echoing it, and the object goes to every subscriber.
-//! - `GET /events?topic=bench`: `text/event-stream` (any other topic streams nothing).
+//! - `POST /publish?topic=T` (`T` = `bench` when absent) with a JSON object: 200 echoing it, and
+//!   the object goes to every subscriber of topic `T` (nowhere when `T` has none).
+//! - `GET /events?topic=T`: `text/event-stream` of topic `T`.
+//!
+//! Topics are what a hand-written server does: a map topic → `broadcast::Sender` behind a mutex,
+//! the sender made by the first subscriber of a topic and removed when its last receiver leaves,
+//! so the map holds only watched topics (the many-topic rows of `BENCHMARKS.md`, issue 17).
 //!
 //! Run:   cargo run --release --bin baseline_server      (`HOST`, `PORT` as for the examples)
 //!
 //! Per event and per subscriber, axum's `Sse` builds an `Event` (one buffer allocation and a copy
 //! of the payload) and writes it: the cost livepush avoids by encoding each event once.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -30,15 +36,26 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
-/// Events buffered by the broadcast ring; a subscriber further behind than this loses events
-/// (`RecvError::Lagged`), which the load generator reports as `lost`.
+/// Events buffered by each topic's broadcast ring; a subscriber further behind than this loses
+/// events (`RecvError::Lagged`), which the load generator reports as `lost`.
 const RING: usize = 4096;
+
+type Tx = broadcast::Sender<(u64, Arc<str>)>;
+type Rx = broadcast::Receiver<(u64, Arc<str>)>;
+
+/// The watched topics: one sender per topic that has at least one receiver.
+type Topics = Arc<Mutex<HashMap<String, Tx>>>;
 
 #[derive(Clone)]
 struct AppState {
-    tx: broadcast::Sender<(u64, Arc<str>)>,
+    topics: Topics,
     next_id: Arc<AtomicU64>,
     keep_alive: Duration,
+}
+
+/// The map, also after a panic elsewhere while it was locked (nothing here leaves it half-made).
+fn lock(topics: &Topics) -> MutexGuard<'_, HashMap<String, Tx>> {
+    topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Deserialize)]
@@ -46,32 +63,77 @@ struct TopicQuery {
     topic: String,
 }
 
+/// `?topic=T` of `POST /publish`; `bench` when absent.
+#[derive(Deserialize)]
+struct Target {
+    #[serde(default = "bench")]
+    topic: String,
+}
+
+fn bench() -> String {
+    "bench".to_owned()
+}
+
 async fn publish(
     State(state): State<AppState>,
+    Query(target): Query<Target>,
     Json(body): Json<Map<String, Value>>,
 ) -> Json<Map<String, Value>> {
     // A map of JSON values always serializes.
     let data: Arc<str> = serde_json::to_string(&body).unwrap_or_default().into();
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    // No subscriber is not an error: the event simply goes nowhere.
-    let _ = state.tx.send((id, data));
+    // Clone the sender out of the lock: the send wakes every receiver.
+    let tx = lock(&state.topics).get(&target.topic).cloned();
+    if let Some(tx) = tx {
+        // No subscriber left is not an error: the event simply goes nowhere.
+        let _ = tx.send((id, data));
+    }
     Json(body)
 }
 
 async fn events(State(state): State<AppState>, Query(q): Query<TopicQuery>) -> Response {
-    if q.topic != "bench" {
-        return (StatusCode::BAD_REQUEST, "unknown topic").into_response();
+    if q.topic.is_empty() {
+        return (StatusCode::BAD_REQUEST, "empty topic").into_response();
     }
-    Sse::new(subscribe(state.tx.subscribe()))
+    let rx = lock(&state.topics)
+        .entry(q.topic.clone())
+        .or_insert_with(|| broadcast::channel(RING).0)
+        .subscribe();
+    let sub = Subscription {
+        rx: Some(rx),
+        topic: q.topic,
+        topics: state.topics,
+    };
+    Sse::new(subscribe(sub))
         .keep_alive(KeepAlive::new().interval(state.keep_alive))
         .into_response()
 }
 
+/// A receiver that, when dropped as its stream ends, removes its topic's sender if it was the
+/// last receiver (checked under the lock that subscribing takes, so no new receiver is lost).
+struct Subscription {
+    rx: Option<Rx>,
+    topic: String,
+    topics: Topics,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        let mut topics = lock(&self.topics);
+        if topics
+            .get(&self.topic)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            topics.remove(&self.topic);
+        }
+    }
+}
+
 /// The receiver as a stream of SSE events; lagged events are skipped (counted as lost).
-fn subscribe(
-    rx: broadcast::Receiver<(u64, Arc<str>)>,
-) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
-    stream::unfold(rx, |mut rx| async move {
+fn subscribe(sub: Subscription) -> impl Stream<Item = Result<Event, std::convert::Infallible>> {
+    stream::unfold(sub, |mut sub| async move {
+        let rx = sub.rx.as_mut()?;
         loop {
             match rx.recv().await {
                 Ok((id, data)) => {
@@ -79,7 +141,7 @@ fn subscribe(
                         .id(id.to_string())
                         .event("tick")
                         .data(&*data);
-                    return Some((Ok(event), rx));
+                    return Some((Ok(event), sub));
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -108,9 +170,8 @@ async fn main() {
         },
         Err(_) => Duration::from_secs(15),
     };
-    let (tx, _) = broadcast::channel(RING);
     let state = AppState {
-        tx,
+        topics: Arc::default(),
         next_id: Arc::new(AtomicU64::new(1)),
         keep_alive,
     };

@@ -2,17 +2,60 @@
 # Fan-out benchmarks of livepush against a hand-written axum `Sse` + `broadcast` server, with the
 # load generator of ../shared/bench (see its README and BENCHMARKS.md).
 #
-#   scripts/bench.sh                 # everything: baseline, livepush in-memory, livepush + Redis, 19k row
-#   QUICK=1 scripts/bench.sh         # fewer events per row (a smoke run, not figures to publish)
-#   ROWS="baseline memory" scripts/bench.sh   # a subset of: baseline nodelay memory redis big
-#   REPEAT=3 scripts/bench.sh        # each N = 100 / 1,000 / 10,000 row 3 times; the table shows
-#                                    # the run with the median CPU per delivery, and the range
+#   scripts/bench.sh                      # the classic rows: baseline nodelay memory redis big
+#   ROWS=issue17 scripts/bench.sh         # the issue-17 goals: baseline memory cores storm topics idle
+#   QUICK=1 scripts/bench.sh              # small counts (a smoke run, not figures to publish)
+#   ROWS="baseline memory" REPEAT=5 scripts/bench.sh
 #
-# Writes bench-results/results.jsonl (one loadgen JSON object per row, plus our own fields) and
-# bench-results/table.md (the markdown table BENCHMARKS.md quotes). Server pinned to core 0
-# (`taskset -c 0`), load generator to core 1; every row starts a fresh server process so the
-# memory figures are per row. Redis rows start a private redis-server (no persistence) on a free
-# port, pinned to core 0 with the server it serves.
+# Row sets (ROWS, any of):
+#   baseline nodelay memory redis  N = 100 / 1,000 / 10,000 at full speed and N = 1,000 @100/s
+#                                  (and redis N = 10), for each named server: hand-written baseline,
+#                                  baseline with TCP_NODELAY, bench_server in-memory, bench_server
+#                                  + Redis. Goal 1 (robust lead) is `baseline memory`.
+#   idle (alias big)               19,000 idle connections held 20 s with 5 s heartbeats, then 50
+#                                  events, both servers: kib_per_conn (goal 5, "memory" in issue 17;
+#                                  the name `memory` already means the in-memory rows above).
+#   storm                          10,000 subscribers with replay on (memory, Redis), all drop and
+#                                  reconnect with Last-Event-ID at event 150 of 400 @100/s (goal 3).
+#   topics                         10,000 subscribers on 10,000 topics, publishes spread uniformly
+#                                  (baseline, memory, Redis), then subscribe/unsubscribe churn at
+#                                  CHURN_RATE/s for CHURN_S s with benchmarks/churn.rs (goal 4).
+#   cores                          bench_server (in-memory) on 1 core vs 2 cores at N = 10,000 and
+#                                  N = 1,000 @100/s (goal 2).
+#
+# Comparisons ALTERNATE: for every row shape and every repetition k = 1..REPEAT, each server of
+# the set runs once with the same arguments (baseline#k, memory#k, redis#k, then #k+1, ...), so
+# whatever the machine does meanwhile spreads over all servers. The tables show the median of
+# the repetitions and the range (min–max), and for each pair the median of the per-repetition
+# ratios (livepush#k ÷ baseline#k).
+#
+# Settings (environment):
+#   REPEAT=5        repetitions of every row (QUICK: 2); BIG_REPEAT=3 for the 19,000-connection rows
+#   MAX_LOAD=0.5    the 1-minute load average must be at most this before the first row; the
+#                   script waits up to IDLE_WAIT_S=180 s for it, then refuses (exit 3), or only
+#                   warns with ALLOW_BUSY=1 (QUICK=1 implies ALLOW_BUSY=1). Load average is
+#                   printed and recorded before and after every row.
+#   SERVER_CPU=0 LOADGEN_CPU=1     pinning (taskset -c) of the server (and its private Redis) and
+#                   of the load generator / churn client for every row but `cores`.
+#   CORES_1_SERVER_CPU=0   CORES_1_LOADGEN_CPU=1     `cores`, 1-core rows
+#   CORES_2_SERVER_CPU=0-1 CORES_2_LOADGEN_CPU=0-1   `cores`, 2-core rows. Default: the server may
+#                   use both cores and the load generator shares them (this machine has only 2;
+#                   the kernel balances, neither process is favoured). The multi-thread runtime
+#                   sizes its workers from the affinity mask (1 worker with `-c 0`, 2 with `-c 0-1`).
+#                   The 2-core deliveries/s is then bounded by the load generator (≈ 400k
+#                   deliveries/s on one core): compare server CPU per delivery too.
+#   MEMORY_ENV="K=V ..."           HOOK (goal 5): extra environment of bench_server in the `idle`
+#                   rows (an allocator setting, a buffer size, ...); BASELINE_MEMORY_ENV likewise
+#                   for the baseline. Empty by default: the default settings are the target.
+#   STORM_REPLAY=1024              LIVEPUSH_REPLAY of the storm rows (≥ the 400 events + warm-ups).
+#   CHURN_RATE=1000 CHURN_S=10 CHURN_HOLD_MS=1000    the churn rows (QUICK: 2 s).
+#   LIVEPUSH_BIN=path              another build of the bench protocol in place of bench_server.
+#
+# Writes bench-results/results.jsonl (one loadgen or churn JSON object per row, plus our own
+# fields: row, set, kind, shape, rep, load1_before/after, cpus, redis_*) and
+# bench-results/table.md (scripts/bench_table.py renders it; rerun that alone to redo the tables).
+# Every row starts a fresh server process (and a fresh private redis-server --save '' on a free
+# port for Redis rows, pinned with the server), so memory figures and Redis counters are per row.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,10 +63,25 @@ cd "$ROOT"
 LOADGEN_DIR="${LOADGEN_DIR:-$ROOT/../shared/bench/loadgen}"
 OUT="${OUT:-$ROOT/bench-results}"
 ROWS="${ROWS:-baseline nodelay memory redis big}"
+[ "$ROWS" = issue17 ] && ROWS="baseline memory cores storm topics idle"
 QUICK="${QUICK:-0}"
-REPEAT="${REPEAT:-1}"
+if [ "$QUICK" = 1 ]; then REPEAT="${REPEAT:-2}"; BIG_REPEAT="${BIG_REPEAT:-1}"; ALLOW_BUSY="${ALLOW_BUSY:-1}"; fi
+REPEAT="${REPEAT:-5}"
+BIG_REPEAT="${BIG_REPEAT:-3}"
+ALLOW_BUSY="${ALLOW_BUSY:-0}"
+MAX_LOAD="${MAX_LOAD:-0.5}"
+IDLE_WAIT_S="${IDLE_WAIT_S:-180}"
 SERVER_CPU="${SERVER_CPU:-0}"
 LOADGEN_CPU="${LOADGEN_CPU:-1}"
+CORES_1_SERVER_CPU="${CORES_1_SERVER_CPU:-0}"
+CORES_1_LOADGEN_CPU="${CORES_1_LOADGEN_CPU:-1}"
+CORES_2_SERVER_CPU="${CORES_2_SERVER_CPU:-0-1}"
+CORES_2_LOADGEN_CPU="${CORES_2_LOADGEN_CPU:-0-1}"
+MEMORY_ENV="${MEMORY_ENV:-}"
+BASELINE_MEMORY_ENV="${BASELINE_MEMORY_ENV:-}"
+STORM_REPLAY="${STORM_REPLAY:-1024}"
+CHURN_RATE="${CHURN_RATE:-1000}"
+CHURN_HOLD_MS="${CHURN_HOLD_MS:-1000}"
 
 # 19,000 connections need 19,000 descriptors on each side (the hard limit here is 20,000).
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -32,21 +90,43 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is required" >&2; 
 need taskset
 need python3
 need cargo
+case " $ROWS " in *" redis "* | *" storm "* | *" topics "*) need redis-server; need redis-cli ;; esac
 
 echo "== building (release)" >&2
 if [ -z "${LIVEPUSH_BIN:-}" ]; then
-    cargo build --release --bin bench_server --bin baseline_server >&2
+    cargo build --release --bin bench_server --bin baseline_server --bin churn >&2
     LIVEPUSH_BIN="$ROOT/target/release/bench_server"
 else # another livepush build of the bench protocol (e.g. while comparing a change)
-    cargo build --release --bin baseline_server >&2
+    cargo build --release --bin baseline_server --bin churn >&2
 fi
 cargo build --release --manifest-path "$LOADGEN_DIR/Cargo.toml" >&2
 LOADGEN="$LOADGEN_DIR/target/release/loadgen"
 BASELINE_BIN="$ROOT/target/release/baseline_server"
+CHURN_BIN="$ROOT/target/release/churn"
 
 mkdir -p "$OUT"
 RESULTS="$OUT/results.jsonl"
 : >"$RESULTS"
+
+load1() { cut -d' ' -f1 /proc/loadavg; }
+above() { python3 -c "import sys; sys.exit(0 if float('$1') > float('$2') else 1)"; }
+
+# Idle check: after the build, wait for the load to settle, then refuse (or warn).
+waited=0
+while above "$(load1)" "$MAX_LOAD" && [ "$waited" -lt "$IDLE_WAIT_S" ] && [ "$ALLOW_BUSY" != 1 ]; do
+    [ "$waited" = 0 ] && echo "== load average $(load1) > MAX_LOAD=$MAX_LOAD: waiting up to ${IDLE_WAIT_S}s" >&2
+    sleep 10; waited=$((waited + 10))
+done
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+if above "$(load1)" "$MAX_LOAD"; then
+    if [ "$ALLOW_BUSY" = 1 ]; then
+        echo "WARNING: the machine is not idle (load average $LOAD_START > $MAX_LOAD): figures are from a BUSY machine" >&2
+    else
+        echo "error: the machine is not idle (load average $LOAD_START > MAX_LOAD=$MAX_LOAD); set ALLOW_BUSY=1 to run anyway" >&2
+        exit 3
+    fi
+fi
+echo "== load average at start: $LOAD_START" >&2
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -63,21 +143,50 @@ wait_port() { # port
 
 SERVER_PID=""
 REDIS_PID=""
+REDIS_PORT=""
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
     if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 
-start_server() { # kind (baseline|nodelay|memory|redis) port
-    local kind=$1 port=$2 bin=$LIVEPUSH_BIN
+start_redis() { # cpus
+    REDIS_PORT=$(free_port)
+    taskset -c "$1" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        >"$OUT/redis-$REDIS_PORT.log" 2>&1 &
+    REDIS_PID=$!
+    wait_port "$REDIS_PORT"
+}
+
+stop_redis() {
+    [ -n "$REDIS_PID" ] || return 0
+    kill "$REDIS_PID" 2>/dev/null || true
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=""
+    REDIS_PORT=""
+}
+
+rcli() { redis-cli -p "$REDIS_PORT" "$@" 2>/dev/null | tr -d '\r'; }
+
+# redis_sample: "clients channels" now (clients other than the redis-cli asking; channels and
+# shard channels with at least one subscriber).
+redis_sample() {
+    if [ -z "$REDIS_PID" ]; then echo "null null"; return; fi
+    rcli info | awk -F: '/^connected_clients:/{c=$2-1} /^pubsub_channels:/{p+=$2} /^pubsub_shardchannels:/{p+=$2}
+        END{print (c==""?"null":c), (p==""?"null":p)}'
+}
+
+# Server environment of a row: ROW_ENV (array) is added by the callers.
+start_server() { # kind (baseline|nodelay|memory|redis) port cpus
+    local kind=$1 port=$2 cpus=$3 bin=$LIVEPUSH_BIN
     case $kind in baseline | nodelay) bin=$BASELINE_BIN ;; esac
     local env=(PORT="$port" RUST_LOG=warn LIVEPUSH_MAX_CONNECTIONS=20000
         LIVEPUSH_HEARTBEAT_SECS="${HEARTBEAT_SECS:-15}")
     # "nodelay": the baseline with TCP_NODELAY, as livepush::serve sets it (an informative row)
     [ "$kind" = nodelay ] && env+=(BASELINE_NODELAY=1)
     [ "$kind" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$REDIS_PORT/")
-    env "${env[@]}" taskset -c "$SERVER_CPU" "$bin" >"$OUT/server-$kind-$port.log" 2>&1 &
+    env+=("${ROW_ENV[@]}")
+    env "${env[@]}" taskset -c "$cpus" "$bin" >"$OUT/server-$kind-$port.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$port"
 }
@@ -88,134 +197,188 @@ stop_server() {
     SERVER_PID=""
 }
 
-redis_clients() { # connected clients other than the redis-cli asking
-    if [ -z "$REDIS_PID" ]; then echo null; return; fi
-    local n
-    n=$(redis-cli -p "$REDIS_PORT" info clients 2>/dev/null | tr -d '\r' | awk -F: '/^connected_clients:/{print $2}')
-    echo $(( ${n:-1} - 1 ))
-}
+ROW_ENV=()
+ROW_SERVER_CPU=""
+ROW_LOADGEN_CPU=""
 
-# run_row KIND ROWNAME LOADGEN-ARGS...: fresh server, one loadgen run, one JSON line in $RESULTS.
+# run_row SET KIND SHAPE REP TOOL ARGS...: fresh (Redis and) server, one run of TOOL (loadgen or
+# churn) pinned to ROW_LOADGEN_CPU, one JSON line in $RESULTS. Row name: KIND-SHAPE#REP.
 run_row() {
-    local kind=$1 row=$2; shift 2
+    local set=$1 kind=$2 shape=$3 rep=$4 tool=$5; shift 5
+    local row="$kind-$shape#$rep" scpu=${ROW_SERVER_CPU:-$SERVER_CPU} lcpu=${ROW_LOADGEN_CPU:-$LOADGEN_CPU}
+    local l_before; l_before=$(load1)
+    [ "$kind" = redis ] && start_redis "$scpu"
     local port; port=$(free_port)
-    start_server "$kind" "$port"
-    local before; before=$(redis_clients)
-    local max=$before
-    local tmp="$OUT/.row.json"
-    taskset -c "$LOADGEN_CPU" "$LOADGEN" --base "http://127.0.0.1:$port" --server-pid "$SERVER_PID" \
-        --label "$kind" --json "$@" >"$tmp" 2>"$OUT/loadgen-$row.err" &
-    local lg=$!
-    # sample the Redis connections the server holds while the subscribers are connected
+    start_server "$kind" "$port" "$scpu"
+    local idle; idle=$(redis_sample)
+    [ -n "$REDIS_PID" ] && rcli config resetstat >/dev/null
+    local tmp="$OUT/.row.json" err="$OUT/$tool-${row/\#/-}.err"
+    if [ "$tool" = churn ]; then
+        local redis_arg=()
+        [ -n "$REDIS_PID" ] && redis_arg=(--redis "127.0.0.1:$REDIS_PORT")
+        taskset -c "$lcpu" "$CHURN_BIN" --base "http://127.0.0.1:$port" --server-pid "$SERVER_PID" \
+            --label "$kind" "${redis_arg[@]}" "$@" >"$tmp" 2>"$err" &
+    else
+        taskset -c "$lcpu" "$LOADGEN" --base "http://127.0.0.1:$port" --server-pid "$SERVER_PID" \
+            --label "$kind" --json "$@" >"$tmp" 2>"$err" &
+    fi
+    local lg=$! max_clients=null max_channels=null
+    # sample the Redis connections and channels the server holds while the subscribers are connected
     while kill -0 "$lg" 2>/dev/null; do
-        local now; now=$(redis_clients)
-        if [ "$now" != null ] && [ "$now" -gt "$max" ]; then max=$now; fi
+        read -r c p <<<"$(redis_sample)"
+        if [ "$c" != null ] && { [ "$max_clients" = null ] || [ "$c" -gt "$max_clients" ]; }; then max_clients=$c; fi
+        if [ "$p" != null ] && { [ "$max_channels" = null ] || [ "$p" -gt "$max_channels" ]; }; then max_channels=$p; fi
         sleep 0.5
     done
     local status=0
     wait "$lg" || status=$?
+    local stats=""
+    [ -n "$REDIS_PID" ] && stats=$(rcli info commandstats)
     stop_server
-    python3 - "$tmp" "$RESULTS" "$row" "$status" "$before" "$max" <<'EOF'
-import json, sys
-tmp, results, row, status, before, held = sys.argv[1:]
+    stop_redis
+    ROW="$row" SET="$set" KIND="$kind" SHAPE="$shape" REP="$rep" STATUS="$status" \
+        IDLE="$idle" MAXC="$max_clients" MAXP="$max_channels" STATS="$stats" \
+        L0="$l_before" L1="$(load1)" SCPU="$scpu" LCPU="$lcpu" ENVS="${ROW_ENV[*]}" \
+        python3 - "$tmp" "$RESULTS" <<'EOF'
+import json, os, sys
+tmp, results = sys.argv[1:]
+e = os.environ
 try:
     d = json.loads(open(tmp).read().strip().splitlines()[-1])
-except Exception as e:
-    d = {"label": "?", "error": f"no loadgen output ({e})"}
-d["row"] = row
-d["exit_status"] = int(status)
-d["redis_clients_idle_server"] = None if before == "null" else int(before)
-d["redis_clients_max"] = None if held == "null" else int(held)
+except Exception as ex:
+    d = {"label": e["KIND"], "error": f"no output ({ex})"}
+num = lambda v: None if v in ("", "null") else int(v)
+idle_clients, _ = e["IDLE"].split()
+d.update(row=e["ROW"], set=e["SET"], kind=e["KIND"], shape=e["SHAPE"], rep=int(e["REP"]),
+         exit_status=int(e["STATUS"]), redis_clients_idle_server=num(idle_clients),
+         redis_clients_max=num(e["MAXC"]), redis_channels_max=num(e["MAXP"]),
+         load1_before=float(e["L0"]), load1_after=float(e["L1"]),
+         server_cpus=e["SCPU"], loadgen_cpus=e["LCPU"], server_env=e["ENVS"] or None)
+if e["STATS"]:
+    calls = {}
+    for line in e["STATS"].splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            calls[name] = int(rest.split(",")[0].split("=")[1])
+    calls.pop("config", None)  # our CONFIG RESETSTAT
+    calls["info"] = calls.get("info", 0) - 1  # our INFO commandstats
+    if calls["info"] <= 0:
+        calls.pop("info")
+    # the churn client reports its own (a difference of INFO commandstats): keep that one
+    d.setdefault("redis_calls", sum(calls.values()))
+    d.setdefault("redis_commands", calls)
 open(results, "a").write(json.dumps(d) + "\n")
-print(f"{row:28} {d.get('label')}: {d.get('deliveries_per_s', 0):,.0f} deliveries/s, "
-      f"{d.get('server_cpu_us_per_delivery')} us/delivery, lost {d.get('lost')}, dup {d.get('duplicates')}, "
-      f"{d.get('kib_per_conn')} KiB/conn, p99 {d.get('lat_us', {}).get('p99')} us", file=sys.stderr)
+storm = d.get("storm") or {}
+extra = ""
+if storm:
+    extra = f", storm caught up {storm.get('caught_up')} p99 {storm.get('catchup_ms', {}).get('p99')} ms"
+if "redis_calls" in d:
+    extra += f", redis calls {d['redis_calls']} (channels max {d['redis_channels_max']})"
+if "cycles" in d:
+    print(f"{d['row']:32} churn: {d.get('ok')}/{d.get('cycles')} ok, {d.get('server_cpu_us_per_cycle')} us/cycle{extra}, "
+          f"load {d['load1_before']}→{d['load1_after']}", file=sys.stderr)
+else:
+    print(f"{d['row']:32} {d.get('deliveries_per_s', 0):,.0f} deliveries/s, "
+          f"{d.get('server_cpu_us_per_delivery')} us/delivery, lost {d.get('lost')}, dup {d.get('duplicates')}, "
+          f"{d.get('kib_per_conn')} KiB/conn, p99 {(d.get('lat_us') or {}).get('p99')} us{extra}, "
+          f"load {d['load1_before']}→{d['load1_after']}", file=sys.stderr)
 EOF
 }
 
-# Events per row: enough deliveries (~2M) for the CPU figure to be well above the 10 ms tick.
+# alternate SET "KIND..." SHAPE REPS ARGS...: for k in 1..REPS, every KIND once (same args).
+alternate() {
+    local set=$1 kinds=$2 shape=$3 reps=$4; shift 4
+    for k in $(seq "$reps"); do
+        for kind in $kinds; do run_row "$set" "$kind" "$shape" "$k" loadgen "$@"; done
+    done
+}
+
+# Events per row: enough deliveries (≥ 2 M) for the CPU figure to be well above the 10 ms tick.
 if [ "$QUICK" = 1 ]; then
-    EV_100=1000; EV_1K=300; EV_10K=30; EV_LAT=200; EV_BIG=5; HOLD_BIG=2
+    EV_100=1000; EV_1K=300; EV_10K=30; EV_LAT=200; EV_BIG=5; HOLD_BIG=2; N_BIG=2000
+    STORM=(--subscribers 1000 --events 100 --rate 100 --publish-concurrency 1 --storm-at 40 --timeout-s 60)
+    N_TOPICS=1000; EV_TOPICS=2000; CHURN_S="${CHURN_S:-2}"
 else
-    EV_100=10000; EV_1K=2000; EV_10K=200; EV_LAT=1000; EV_BIG=50; HOLD_BIG=20
+    EV_100=10000; EV_1K=2000; EV_10K=200; EV_LAT=1000; EV_BIG=50; HOLD_BIG=20; N_BIG=19000
+    STORM=(--subscribers 10000 --events 400 --rate 100 --publish-concurrency 1 --storm-at 150 --timeout-s 120)
+    N_TOPICS=10000; EV_TOPICS=50000; CHURN_S="${CHURN_S:-10}"
 fi
 
-# rep_row KIND ROW ARGS...: run_row REPEAT times (rows ROW#1, ROW#2, ...); the table takes the
-# run with the median CPU per delivery.
-rep_row() {
-    local kind=$1 row=$2; shift 2
-    for k in $(seq "$REPEAT"); do run_row "$kind" "$row#$k" "$@"; done
-}
-
-throughput_rows() { # kind
-    local kind=$1
-    rep_row "$kind" "$kind-n100" --subscribers 100 --events $EV_100
-    rep_row "$kind" "$kind-n1000" --subscribers 1000 --events $EV_1K
-    rep_row "$kind" "$kind-n10000" --subscribers 10000 --events $EV_10K --hold-s 2
-    # latency: a rate the server sustains, one publisher (ordered)
-    rep_row "$kind" "$kind-n1000-rate100" --subscribers 1000 --events $EV_LAT --rate 100 --publish-concurrency 1
-}
-
+# The throughput kinds named in ROWS, in the order named; they alternate with each other.
+KINDS=""
 for what in $ROWS; do
     case $what in
-    baseline | memory | nodelay) throughput_rows "$what" ;;
-    redis)
-        need redis-server
-        need redis-cli
-        REDIS_PORT=$(free_port)
-        taskset -c "$SERVER_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-            >"$OUT/redis.log" 2>&1 &
-        REDIS_PID=$!
-        wait_port "$REDIS_PORT"
-        run_row redis redis-n10 --subscribers 10 --events 1000
-        throughput_rows redis
-        kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""
-        ;;
-    big)
-        # 19,000 connections held for HOLD_BIG s with 5 s heartbeats (both servers), then EV_BIG
-        # events to all.
-        HEARTBEAT_SECS=5 rep_row memory memory-n19000 --subscribers 19000 --events $EV_BIG \
-            --hold-s $HOLD_BIG --source-ips 4 --connect-concurrency 512 --timeout-s 300
-        HEARTBEAT_SECS=5 rep_row baseline baseline-n19000 --subscribers 19000 --events $EV_BIG \
-            --hold-s $HOLD_BIG --source-ips 4 --connect-concurrency 512 --timeout-s 300
-        ;;
-    *) echo "error: unknown row set $what (baseline nodelay memory redis big)" >&2; exit 2 ;;
+    baseline | nodelay | memory | redis) KINDS="$KINDS $what" ;;
+    idle | big | storm | topics | cores) ;;
+    *) echo "error: unknown row set $what (baseline nodelay memory redis idle big storm topics cores; or ROWS=issue17)" >&2; exit 2 ;;
     esac
 done
 
-python3 - "$RESULTS" "$OUT/table.md" <<'EOF'
-import json, sys
-from collections import OrderedDict
-groups = OrderedDict()
-for line in open(sys.argv[1]):
-    if line.strip():
-        d = json.loads(line)
-        groups.setdefault(d["row"].split("#")[0], []).append(d)
-def f(v, fmt="{:,.0f}"):
-    return "–" if v is None else fmt.format(v)
-def cpu(d):
-    v = d.get("server_cpu_us_per_delivery")
-    return float("inf") if v is None else v
-out = ["| row | server | N | events | deliveries/s | publish req/s | p50 / p99 / max latency (ms) | lost | dup | KiB RSS / idle conn | server CPU µs / delivery | Redis conns (max during run) | heartbeats | ok |",
-       "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-for row, runs in groups.items():
-    runs.sort(key=cpu)
-    d = runs[len(runs) // 2]  # the run with the median CPU per delivery
-    lat = d.get("lat_us") or {}
-    ms = lambda k: f(lat.get(k) / 1000 if lat.get(k) is not None else None, "{:.1f}")
-    bad = [r for r in runs if r.get("exit_status") != 0 or r.get("timed_out")]
-    ok = "yes" if not bad else f"NO ({bad[0].get('first_error') or bad[0].get('error') or 'timed out'})"
-    cpu_txt = f(d.get("server_cpu_us_per_delivery"), "{:.2f}")
-    if len(runs) > 1 and all(r.get("server_cpu_us_per_delivery") is not None for r in runs):
-        cpu_txt += f" ({runs[0]['server_cpu_us_per_delivery']:.2f}–{runs[-1]['server_cpu_us_per_delivery']:.2f}, {len(runs)} runs)"
-    lost = sum(r.get("lost") or 0 for r in runs)
-    dups = sum(r.get("duplicates") or 0 for r in runs)
-    out.append(
-        f"| {row} | {d.get('label')} | {f(d.get('subscribers'))} | {f(d.get('events'))}"
-        f"{' @' + str(d['rate']) + '/s' if d.get('rate') else ''} | {f(d.get('deliveries_per_s'))} | {f(d.get('publish_per_s'))} "
-        f"| {ms('p50')} / {ms('p99')} / {ms('max')} | {f(lost)} | {f(dups)} "
-        f"| {f(d.get('kib_per_conn'), '{:.1f}')} | {cpu_txt} "
-        f"| {f(d.get('redis_clients_max'))} | {f(d.get('heartbeats'))} | {ok} |")
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-print("\n".join(out))
-EOF
+if [ -n "$KINDS" ]; then
+    echo "== throughput rows, alternating:$KINDS" >&2
+    case " $KINDS " in *" redis "*) alternate throughput redis n10 "$REPEAT" --subscribers 10 --events 1000 ;; esac
+    alternate throughput "$KINDS" n100 "$REPEAT" --subscribers 100 --events $EV_100
+    alternate throughput "$KINDS" n1000 "$REPEAT" --subscribers 1000 --events $EV_1K
+    alternate throughput "$KINDS" n10000 "$REPEAT" --subscribers 10000 --events $EV_10K --hold-s 2
+    # latency: a rate the server sustains, one publisher (ordered)
+    alternate throughput "$KINDS" n1000-rate100 "$REPEAT" --subscribers 1000 --events $EV_LAT --rate 100 --publish-concurrency 1
+fi
+
+for what in $ROWS; do
+    case $what in
+    cores)
+        echo "== cores: 1 core (server $CORES_1_SERVER_CPU, loadgen $CORES_1_LOADGEN_CPU) vs 2 (server $CORES_2_SERVER_CPU, loadgen $CORES_2_LOADGEN_CPU)" >&2
+        for shape in n10000 n1000-rate100; do
+            for k in $(seq "$REPEAT"); do
+                for c in 1 2; do
+                    if [ $c = 1 ]; then ROW_SERVER_CPU=$CORES_1_SERVER_CPU ROW_LOADGEN_CPU=$CORES_1_LOADGEN_CPU
+                    else ROW_SERVER_CPU=$CORES_2_SERVER_CPU ROW_LOADGEN_CPU=$CORES_2_LOADGEN_CPU; fi
+                    if [ $shape = n10000 ]; then
+                        run_row cores memory "${c}core-n10000" "$k" loadgen --subscribers 10000 --events $EV_10K --hold-s 2
+                    else
+                        run_row cores memory "${c}core-n1000-rate100" "$k" loadgen --subscribers 1000 --events $EV_LAT --rate 100 --publish-concurrency 1
+                    fi
+                done
+            done
+        done
+        ROW_SERVER_CPU="" ROW_LOADGEN_CPU=""
+        ;;
+    storm)
+        echo "== storm (LIVEPUSH_REPLAY=$STORM_REPLAY): ${STORM[*]}" >&2
+        ROW_ENV=(LIVEPUSH_REPLAY="$STORM_REPLAY")
+        alternate storm "memory redis" storm "$REPEAT" "${STORM[@]}"
+        ROW_ENV=()
+        ;;
+    topics)
+        echo "== topics: $N_TOPICS subscribers on $N_TOPICS topics, then churn at $CHURN_RATE/s for $CHURN_S s" >&2
+        alternate topics "baseline memory redis" "topics$N_TOPICS" "$REPEAT" \
+            --subscribers $N_TOPICS --topics $N_TOPICS --events $EV_TOPICS --timeout-s 180
+        for k in $(seq "$REPEAT"); do
+            for kind in baseline memory redis; do
+                run_row churn "$kind" "churn$CHURN_RATE" "$k" churn --rate "$CHURN_RATE" --duration-s "$CHURN_S" \
+                    --hold-ms "$CHURN_HOLD_MS"
+            done
+        done
+        ;;
+    idle | big)
+        # 19,000 connections held HOLD_BIG s with 5 s heartbeats (both servers), then EV_BIG events
+        # to all. MEMORY_ENV / BASELINE_MEMORY_ENV: the hook for goal 5 (see the header).
+        echo "== idle: $N_BIG connections (MEMORY_ENV='$MEMORY_ENV', BASELINE_MEMORY_ENV='$BASELINE_MEMORY_ENV')" >&2
+        for k in $(seq "$BIG_REPEAT"); do
+            # shellcheck disable=SC2206 # word splitting of K=V pairs is the point
+            ROW_ENV=($MEMORY_ENV)
+            HEARTBEAT_SECS=5 run_row idle memory "n$N_BIG" "$k" loadgen --subscribers $N_BIG --events $EV_BIG \
+                --hold-s $HOLD_BIG --source-ips 4 --connect-concurrency 512 --timeout-s 300
+            # shellcheck disable=SC2206
+            ROW_ENV=($BASELINE_MEMORY_ENV)
+            HEARTBEAT_SECS=5 run_row idle baseline "n$N_BIG" "$k" loadgen --subscribers $N_BIG --events $EV_BIG \
+                --hold-s $HOLD_BIG --source-ips 4 --connect-concurrency 512 --timeout-s 300
+        done
+        ROW_ENV=()
+        ;;
+    esac
+done
+
+LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== load average at start: $LOAD_START; at end: $LOAD_END" >&2
+LOAD_START="$LOAD_START" LOAD_END="$LOAD_END" QUICK="$QUICK" python3 "$ROOT/scripts/bench_table.py" "$RESULTS" "$OUT/table.md"

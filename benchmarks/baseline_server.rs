@@ -36,8 +36,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
-/// Events buffered by each topic's broadcast ring; a subscriber further behind than this loses
-/// events (`RecvError::Lagged`), which the load generator reports as `lost`.
+/// Events buffered by each topic's broadcast ring (`BASELINE_RING`, default 4,096); a subscriber
+/// further behind than this loses events (`RecvError::Lagged`), which the load generator reports
+/// as `lost`. tokio allocates the whole ring when the topic's sender is made (≈ 56 bytes a slot:
+/// 4,096 slots ≈ 220 KiB a topic), so a server of one topic per user picks a small ring; the
+/// many-topic rows of scripts/bench.sh run with 64 (each topic gets a few events).
 const RING: usize = 4096;
 
 type Tx = broadcast::Sender<(u64, Arc<str>)>;
@@ -49,13 +52,16 @@ type Topics = Arc<Mutex<HashMap<String, Tx>>>;
 #[derive(Clone)]
 struct AppState {
     topics: Topics,
+    ring: usize,
     next_id: Arc<AtomicU64>,
     keep_alive: Duration,
 }
 
 /// The map, also after a panic elsewhere while it was locked (nothing here leaves it half-made).
 fn lock(topics: &Topics) -> MutexGuard<'_, HashMap<String, Tx>> {
-    topics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    topics
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Deserialize)]
@@ -97,7 +103,7 @@ async fn events(State(state): State<AppState>, Query(q): Query<TopicQuery>) -> R
     }
     let rx = lock(&state.topics)
         .entry(q.topic.clone())
-        .or_insert_with(|| broadcast::channel(RING).0)
+        .or_insert_with(|| broadcast::channel(state.ring).0)
         .subscribe();
     let sub = Subscription {
         rx: Some(rx),
@@ -170,8 +176,19 @@ async fn main() {
         },
         Err(_) => Duration::from_secs(15),
     };
+    let ring = match std::env::var("BASELINE_RING") {
+        Ok(s) => match s.parse::<usize>() {
+            Ok(n) if n > 0 && n <= usize::MAX / 2 => n,
+            _ => {
+                eprintln!("error: BASELINE_RING={s:?} is invalid: expected a whole number above 0");
+                std::process::exit(2)
+            }
+        },
+        Err(_) => RING,
+    };
     let state = AppState {
         topics: Arc::default(),
+        ring,
         next_id: Arc::new(AtomicU64::new(1)),
         keep_alive,
     };

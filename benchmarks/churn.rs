@@ -207,7 +207,12 @@ fn command_calls(info: &str) -> Map<String, Value> {
     info.lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls: u64 = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            let calls: u64 = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
             Some((name.to_owned(), json!(calls)))
         })
         .collect()
@@ -328,7 +333,10 @@ async fn main() {
     out.insert("opened_s".into(), json!(opened_s));
     out.insert("elapsed_s".into(), json!(elapsed_s));
     out.insert("ok".into(), json!(counts.ok.load(Ordering::Relaxed)));
-    out.insert("failed".into(), json!(counts.failed.load(Ordering::Relaxed)));
+    out.insert(
+        "failed".into(),
+        json!(counts.failed.load(Ordering::Relaxed)),
+    );
     out.insert(
         "first_error".into(),
         json!(counts.first_error.lock().unwrap().clone()),
@@ -365,7 +373,11 @@ async fn main() {
         for (name, _) in after.iter() {
             let d = calls(&after, name).saturating_sub(calls(&before, name));
             // the INFO asking for this is not the churn's
-            let d = if name == "info" { d.saturating_sub(1) } else { d };
+            let d = if name == "info" {
+                d.saturating_sub(1)
+            } else {
+                d
+            };
             total_calls += d;
             if d > 0 || SUB_COMMANDS.contains(&name.as_str()) {
                 diff.insert(name.clone(), json!(d));

@@ -49,6 +49,9 @@
 #                   for the baseline. Empty by default: the default settings are the target.
 #   STORM_REPLAY=1024              LIVEPUSH_REPLAY of the storm rows (≥ the 400 events + warm-ups).
 #   CHURN_RATE=1000 CHURN_S=10 CHURN_HOLD_MS=1000    the churn rows (QUICK: 2 s).
+#   The `topics` rows run the baseline with BASELINE_RING=64 (its broadcast ring per topic; the
+#   default 4,096 slots are allocated with each topic, ≈ 220 KiB, which a server of one topic
+#   per user would not keep). bench_server ignores the variable.
 #   LIVEPUSH_BIN=path              another build of the bench protocol in place of bench_server.
 #
 # Writes bench-results/results.jsonl (one loadgen or churn JSON object per row, plus our own
@@ -260,14 +263,16 @@ if e["STATS"]:
         if line.startswith("cmdstat_"):
             name, rest = line[len("cmdstat_"):].split(":", 1)
             calls[name] = int(rest.split(",")[0].split("=")[1])
-    calls.pop("config", None)  # our CONFIG RESETSTAT
-    calls["info"] = calls.get("info", 0) - 1  # our INFO commandstats
-    if calls["info"] <= 0:
-        calls.pop("info")
+    # ours: CONFIG RESETSTAT, the INFO samples and the INFO commandstats (Redis 7 names
+    # subcommands "config|resetstat"; it also counts the commands a script runs, by name)
+    for name in list(calls):
+        if name.split("|")[0] in ("config", "info"):
+            del calls[name]
     # the churn client reports its own (a difference of INFO commandstats): keep that one
     d.setdefault("redis_calls", sum(calls.values()))
     d.setdefault("redis_commands", calls)
 open(results, "a").write(json.dumps(d) + "\n")
+r2 = lambda v: None if v is None else round(v, 2)
 storm = d.get("storm") or {}
 extra = ""
 if storm:
@@ -275,12 +280,12 @@ if storm:
 if "redis_calls" in d:
     extra += f", redis calls {d['redis_calls']} (channels max {d['redis_channels_max']})"
 if "cycles" in d:
-    print(f"{d['row']:32} churn: {d.get('ok')}/{d.get('cycles')} ok, {d.get('server_cpu_us_per_cycle')} us/cycle{extra}, "
+    print(f"{d['row']:32} churn: {d.get('ok')}/{d.get('cycles')} ok, {r2(d.get('server_cpu_us_per_cycle'))} us/cycle{extra}, "
           f"load {d['load1_before']}→{d['load1_after']}", file=sys.stderr)
 else:
     print(f"{d['row']:32} {d.get('deliveries_per_s', 0):,.0f} deliveries/s, "
-          f"{d.get('server_cpu_us_per_delivery')} us/delivery, lost {d.get('lost')}, dup {d.get('duplicates')}, "
-          f"{d.get('kib_per_conn')} KiB/conn, p99 {(d.get('lat_us') or {}).get('p99')} us{extra}, "
+          f"{r2(d.get('server_cpu_us_per_delivery'))} us/delivery, lost {d.get('lost')}, dup {d.get('duplicates')}, "
+          f"{r2(d.get('kib_per_conn'))} KiB/conn, p99 {(d.get('lat_us') or {}).get('p99')} us{extra}, "
           f"load {d['load1_before']}→{d['load1_after']}", file=sys.stderr)
 EOF
 }
@@ -295,7 +300,7 @@ alternate() {
 
 # Events per row: enough deliveries (≥ 2 M) for the CPU figure to be well above the 10 ms tick.
 if [ "$QUICK" = 1 ]; then
-    EV_100=1000; EV_1K=300; EV_10K=30; EV_LAT=200; EV_BIG=5; HOLD_BIG=2; N_BIG=2000
+    EV_100=1000; EV_1K=300; EV_10K=30; EV_LAT=200; EV_BIG=5; HOLD_BIG=6; N_BIG=2000
     STORM=(--subscribers 1000 --events 100 --rate 100 --publish-concurrency 1 --storm-at 40 --timeout-s 60)
     N_TOPICS=1000; EV_TOPICS=2000; CHURN_S="${CHURN_S:-2}"
 else
@@ -351,6 +356,9 @@ for what in $ROWS; do
         ;;
     topics)
         echo "== topics: $N_TOPICS subscribers on $N_TOPICS topics, then churn at $CHURN_RATE/s for $CHURN_S s" >&2
+        # The baseline with a 64-event ring per topic: tokio allocates the whole ring with the
+        # topic (4,096 slots ≈ 220 KiB), which nobody writing one topic per user would keep.
+        ROW_ENV=(BASELINE_RING=64)
         alternate topics "baseline memory redis" "topics$N_TOPICS" "$REPEAT" \
             --subscribers $N_TOPICS --topics $N_TOPICS --events $EV_TOPICS --timeout-s 180
         for k in $(seq "$REPEAT"); do
@@ -359,6 +367,7 @@ for what in $ROWS; do
                     --hold-ms "$CHURN_HOLD_MS"
             done
         done
+        ROW_ENV=()
         ;;
     idle | big)
         # 19,000 connections held HOLD_BIG s with 5 s heartbeats (both servers), then EV_BIG events

@@ -21,6 +21,14 @@ def load(path):
         if line.strip():
             d = json.loads(line)
             d.setdefault("set", "throughput")
+            c = d.get("redis_commands")
+            if c:
+                # the bench's own: CONFIG RESETSTAT, INFO samples (Redis 7 names subcommands
+                # "config|resetstat"; its calls also count the commands scripts run, by name)
+                for name in list(c):
+                    if name.split("|")[0] in ("config", "info"):
+                        del c[name]
+                d["redis_calls"] = sum(c.values())
             groups.setdefault(d["row"].split("#")[0], []).append(d)
     return groups
 
@@ -142,11 +150,17 @@ def paired(groups, set_name, base_of):
     return table(header, rows) if rows else []
 
 
+def by_name(d):
+    c = d.get("redis_commands") or {}
+    return ", ".join(f"{k.replace('|', ' ')} {v:,}" for k, v in sorted(c.items(), key=lambda kv: -kv[1])) or "–"
+
+
 def storm(groups):
     header = [("row", "---"), ("N", "---:"), ("events", "---:"), ("caught up", "---:"),
               ("catch-up p50 / p99 / max (s)", "---:"), ("lost", "---:"), ("dup", "---:"),
               ("peak RSS (MiB)", "---:"), ("publish time (s)", "---:"), ("Redis calls", "---:"),
               ("eval + evalsha", "---:"), ("publish cmds", "---:"), ("(s)subscribe", "---:"),
+              ("Redis commands by name (first run)", "---"),
               ("runs", "---:"), ("load avg", "---:"), ("ok", "---")]
     rows = []
     for row, runs in groups.items():
@@ -164,7 +178,7 @@ def storm(groups):
                      caught, catch, total(runs, "lost"), total(runs, "duplicates"),
                      med(runs, "rss_kb_peak", "{:.0f}", 1 / 1024), med(runs, "publish_s", "{:.1f}"),
                      med(runs, "redis_calls"), med(runs, "_eval"), med(runs, "_pub"), med(runs, "_sub"),
-                     n_runs(runs), load_range(runs), ok(runs)])
+                     by_name(d), n_runs(runs), load_range(runs), ok(runs)])
     return table(header, rows) if rows else []
 
 

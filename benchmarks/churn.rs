@@ -14,7 +14,9 @@
 //! (`INFO commandstats` before and after: `subscribe`, `unsubscribe`, `ssubscribe`, ...) and the
 //! channels of `<prefix>-` still subscribed after the settle time (a leak when not 0).
 //!
-//! Bounded: at most 100,000 connections, at most 10,000/s, loopback addresses only.
+//! Bounded: at most 100,000 connections, at most 10,000/s, loopback addresses only. About
+//! `rate × (hold + response time)` connections are open at once: raise `ulimit -n` above that
+//! (scripts/bench.sh sets 20,000).
 //!
 //! ```sh
 //! target/release/churn --base http://127.0.0.1:3000 --server-pid $PID [--rate 1000] \

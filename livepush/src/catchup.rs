@@ -8,18 +8,27 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::broker::{Broker, BrokerError, History};
 use crate::event::EventId;
 use crate::recent::{Epoch, Recent};
 use crate::topic::Topic;
 
+/// Most broker history reads in flight at once per process. A reconnect storm on many topics
+/// (or from many positions the cache cannot cover) then queues here, in the process, instead
+/// of as thousands of scripts pipelined on the broker's one command connection, where every
+/// publish waited behind them until it timed out, and the timeouts took the broker for down
+/// (every stream opened meanwhile told to reset).
+const MAX_BROKER_READS: usize = 16;
+
 /// The history reader of one hub.
 pub(crate) struct Catchup {
     recent: Arc<Recent>,
     /// Broker reads in progress: a request they will cover waits for them.
     flights: Mutex<Vec<Flight>>,
+    /// Permits for broker reads ([`MAX_BROKER_READS`]).
+    reads: Semaphore,
 }
 
 struct Flight {
@@ -54,6 +63,7 @@ impl Catchup {
         Catchup {
             recent,
             flights: Mutex::new(Vec::new()),
+            reads: Semaphore::new(MAX_BROKER_READS),
         }
     }
 
@@ -116,7 +126,10 @@ impl Catchup {
             // Ends with an error when the leader is done (its sender dropped).
             let _ = done.changed().await;
         };
+        // Never closed. Requests for what this read covers wait on its flight meanwhile.
+        let permit = self.reads.acquire().await;
         let history = broker.history(topics, after).await;
+        drop(permit);
         if let Ok(history) = &history {
             if history.complete {
                 self.recent

@@ -284,14 +284,25 @@ mod tests {
         // delivered while the read runs: one the read also returns, one after it
         recent.record(&event("a", 3));
         recent.record(&event("a", 4));
-        assert_eq!(ids(recent.read(&t("a"), EventId::new(1))), None, "collecting");
+        assert_eq!(
+            ids(recent.read(&t("a"), EventId::new(1))),
+            None,
+            "collecting"
+        );
         let history = [event("a", 2), event("a", 3)];
         recent.install(&t("a"), &epochs, EventId::new(1), EventId::new(3), &history);
-        assert_eq!(ids(recent.read(&t("a"), EventId::new(1))), Some(vec![2, 3, 4]));
+        assert_eq!(
+            ids(recent.read(&t("a"), EventId::new(1))),
+            Some(vec![2, 3, 4])
+        );
         assert_eq!(ids(recent.read(&t("a"), EventId::new(3))), Some(vec![4]));
         assert_eq!(ids(recent.read(&t("a"), EventId::new(4))), Some(vec![]));
         assert_eq!(ids(recent.read(&t("a"), EventId::new(0))), None, "before");
-        assert_eq!(ids(recent.read(&t("a"), EventId::new(9))), None, "never issued");
+        assert_eq!(
+            ids(recent.read(&t("a"), EventId::new(9))),
+            None,
+            "never issued"
+        );
         recent.record(&event("a", 5));
         assert_eq!(ids(recent.read(&t("a"), EventId::new(3))), Some(vec![4, 5]));
     }

@@ -1058,9 +1058,13 @@ async fn a_resume_across_events_an_instance_missed_for_good_is_reset_not_served_
     expected.push(accepted(&b, "ticks", &json!({ "n": 5 })).await);
 
     let mut resumed = SseClient::connect_with(&url, &[("last-event-id", &start)]).await;
-    let transcript =
-        read_without_silent_gap(&mut resumed, "resumed after the gap", &expected, Duplicates::Refused)
-            .await;
+    let transcript = read_without_silent_gap(
+        &mut resumed,
+        "resumed after the gap",
+        &expected,
+        Duplicates::Refused,
+    )
+    .await;
     assert!(
         !transcript.resets().is_empty(),
         "events 2 and 3 are gone for good: the client must be told\n{}",

@@ -50,12 +50,18 @@ fn redis_hub(redis: &RedisServer) -> HubBuilder {
 
 /// `INFO commandstats` as command → calls (commands run inside scripts included).
 async fn command_calls(redis: &RedisServer) -> std::collections::HashMap<String, u64> {
-    let info: String = redis::from_redis_value(redis.admin_command(&["INFO", "commandstats"]).await)
-        .expect("INFO answers text");
+    let info: String =
+        redis::from_redis_value(redis.admin_command(&["INFO", "commandstats"]).await)
+            .expect("INFO answers text");
     info.lines()
         .filter_map(|line| {
             let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
             Some((name.to_owned(), calls))
         })
         .collect()
@@ -196,11 +202,14 @@ async fn a_resume_storm_on_a_topic_nobody_watched_in_between_gets_every_event_on
     hub.publish(TOPIC, "tick", &last).await.unwrap();
     data.push(last.to_string());
     let expected = &data[from + 1..];
-    let reads = clients.iter_mut().enumerate().map(|(i, client)| async move {
-        let who = format!("client {i}");
-        let got = read_until(client, &who, expected.last().unwrap()).await;
-        assert_eq!(got, expected, "{who}: not every event once, in order");
-    });
+    let reads = clients
+        .iter_mut()
+        .enumerate()
+        .map(|(i, client)| async move {
+            let who = format!("client {i}");
+            let got = read_until(client, &who, expected.last().unwrap()).await;
+            assert_eq!(got, expected, "{who}: not every event once, in order");
+        });
     join_all(reads).await;
     let calls = command_calls(&redis).await;
     let history_reads = calls.get("xrange").copied().unwrap_or(0);

@@ -124,7 +124,7 @@ async fn storm(hub: &Hub, server: &TestServer) {
         let from = BEFORE - 1 - POSITIONS + i % POSITIONS;
         let id = ids[from].to_string();
         async move {
-            let client = SseClient::connect_with(&url, &[("last-event-id", &id)]).await;
+            let client = SseClient::connect_with(&url, &[("last-event-id", id.as_str())]).await;
             (i, from, client)
         }
     });
@@ -196,7 +196,10 @@ async fn a_resume_storm_on_a_topic_nobody_watched_in_between_gets_every_event_on
     redis.admin_command(&["CONFIG", "RESETSTAT"]).await;
     let from = BEFORE / 2;
     let id = ids[from].to_string();
-    let clients = (0..CLIENTS).map(|_| SseClient::connect_with(&url, &[("last-event-id", &id)]));
+    let clients = (0..CLIENTS).map(|_| {
+        let (url, id) = (url.clone(), id.clone());
+        async move { SseClient::connect_with(&url, &[("last-event-id", id.as_str())]).await }
+    });
     let mut clients = join_all(clients).await;
     let last = json!({ "n": "last" });
     hub.publish(TOPIC, "tick", &last).await.unwrap();

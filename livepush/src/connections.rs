@@ -16,6 +16,7 @@ use crate::broker::{Broker, Slot};
 use crate::error::SubscribeError;
 use crate::fanout::{Connection, Fanout};
 use crate::metrics::Metrics;
+use crate::recent::Recent;
 use crate::topic::Topic;
 
 /// The process-wide side of admission: the cap, the count, connection ids and the closing flag.
@@ -159,6 +160,7 @@ pub(crate) struct Registration {
     fanout: Arc<Fanout>,
     broker: Arc<dyn Broker>,
     metrics: Arc<Metrics>,
+    recent: Option<Arc<Recent>>,
     topics: Vec<Topic>,
     id: u64,
 }
@@ -172,13 +174,22 @@ impl Registration {
         metrics: &Arc<Metrics>,
         topics: Vec<Topic>,
         connection: &Arc<Connection>,
+        recent: Option<&Arc<Recent>>,
     ) -> Self {
-        fanout.add(&topics, connection, |t| broker.watch(t));
+        // A topic newly watched, or no longer watched, has no continuous past in this process:
+        // its recent-history log starts over.
+        fanout.add(&topics, connection, |t| {
+            if let Some(recent) = recent {
+                recent.forget(std::slice::from_ref(t));
+            }
+            broker.watch(t)
+        });
         metrics.subscriptions.inc_by(topics.len() as i64);
         Registration {
             fanout: fanout.clone(),
             broker: broker.clone(),
             metrics: metrics.clone(),
+            recent: recent.cloned(),
             topics,
             id: connection.id,
         }
@@ -192,9 +203,13 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let broker = &self.broker;
-        self.fanout
-            .remove(&self.topics, self.id, |t| broker.unwatch(t));
+        let (broker, recent) = (&self.broker, &self.recent);
+        self.fanout.remove(&self.topics, self.id, |t| {
+            if let Some(recent) = recent {
+                recent.forget(std::slice::from_ref(t));
+            }
+            broker.unwatch(t)
+        });
         self.metrics.subscriptions.dec_by(self.topics.len() as i64);
     }
 }

@@ -9,6 +9,7 @@ use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
 use crate::metrics::Metrics;
 use crate::queue::{EventQueue, Pushed};
+use crate::recent::Recent;
 use crate::sse;
 use crate::topic::Topic;
 
@@ -226,6 +227,8 @@ pub struct Delivery {
     metrics: Arc<Metrics>,
     /// Woken by [`Delivery::reconnected`]: the hub's retry buffer waits on it between attempts.
     reconnected: Arc<tokio::sync::Notify>,
+    /// The recent-history cache (replay on): filled here, forgotten on every gap.
+    recent: Option<Arc<Recent>>,
 }
 
 impl Delivery {
@@ -233,16 +236,23 @@ impl Delivery {
         fanout: Arc<Fanout>,
         metrics: Arc<Metrics>,
         reconnected: Arc<tokio::sync::Notify>,
+        recent: Option<Arc<Recent>>,
     ) -> Self {
         Delivery {
             fanout,
             metrics,
             reconnected,
+            recent,
         }
     }
 
     /// Hands one event to every local subscriber of its topic. Call it in id order.
     pub fn deliver(&self, envelope: Arc<Envelope>) {
+        // Recorded before it is queued: a stream that registers in between and reads the cache
+        // finds it there, one that read the cache before gets it in its queue.
+        if let Some(recent) = &self.recent {
+            recent.record(&envelope);
+        }
         self.fanout.deliver(&envelope);
     }
 
@@ -262,6 +272,9 @@ impl Delivery {
             "events may be missing on watched topics; their streams are told to reset"
         );
         self.metrics.broker_gaps.inc();
+        if let Some(recent) = &self.recent {
+            recent.forget(topics);
+        }
         let data = serde_json::json!({ "reason": reason });
         self.fanout.reset(topics, at, data.to_string().as_bytes());
     }
@@ -270,6 +283,10 @@ impl Delivery {
     /// publishes what waits in its retry buffer at once.
     pub fn reconnected(&self) {
         self.metrics.broker_reconnects.inc();
+        // What was missed was caught up or reset, but the cache is not trusted across it.
+        if let Some(recent) = &self.recent {
+            recent.forget_all();
+        }
         self.reconnected.notify_waiters();
     }
 
@@ -278,6 +295,9 @@ impl Delivery {
     // Only the Redis broker has a first connection to wait for.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn connected(&self) {
+        if let Some(recent) = &self.recent {
+            recent.forget_all();
+        }
         self.reconnected.notify_waiters();
     }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::broker::{Broker, BrokerError, Delivery, MemoryBroker};
+use crate::catchup::Catchup;
 use crate::config::Config;
 use crate::connections::{Admission, Connections, KeySlot, Registration};
 use crate::envelope::Publication;
@@ -18,6 +19,7 @@ use crate::error::{to_json, BuildError, PublishError, SubscribeError};
 use crate::event::{validate_name, EventId, EventName};
 use crate::fanout::{Connection, Fanout};
 use crate::metrics::Metrics;
+use crate::recent::Recent;
 use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
 use crate::topic::Topic;
@@ -63,6 +65,9 @@ struct HubInner {
     heartbeat_frame: Bytes,
     /// Publications the broker could not take yet, in order.
     retry: Arc<RetryBuffer>,
+    /// With replay on: the recent-history cache and the reads that resuming streams share.
+    recent: Option<Arc<Recent>>,
+    catchup: Option<Catchup>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -260,11 +265,18 @@ impl HubBuilder {
         let metrics = Arc::new(Metrics::new());
         let fanout = Arc::new(Fanout::new(metrics.clone()));
         let reconnected = Arc::new(tokio::sync::Notify::new());
+        let recent = (config.replay > 0).then(|| {
+            Arc::new(Recent::new(
+                config.replay.min(crate::recent::MAX_EVENTS),
+                config.replay_ttl.min(crate::recent::MAX_AGE),
+            ))
+        });
         broker
             .start(Delivery::new(
                 fanout.clone(),
                 metrics.clone(),
                 reconnected.clone(),
+                recent.clone(),
             ))
             .map_err(BuildError::Broker)?;
         let retry = Arc::new(RetryBuffer::new(
@@ -291,6 +303,8 @@ impl HubBuilder {
                 metrics,
                 authorizer: self.authorizer,
                 reject_unregistered: self.reject_unregistered,
+                catchup: recent.clone().map(Catchup::new),
+                recent,
             }),
         })
     }
@@ -619,6 +633,22 @@ impl Hub {
             &inner.metrics,
             topics,
             connection,
+            inner.recent.as_ref(),
         )
+    }
+
+    /// Retained events of `topics` after `after` for a resuming stream registered on them
+    /// ([`Broker::history`]'s contract): from the recent-history cache when it covers them,
+    /// else from the broker, one read for identical concurrent requests.
+    pub(crate) async fn history(
+        &self,
+        topics: &[Topic],
+        after: EventId,
+    ) -> Result<crate::broker::History, BrokerError> {
+        let broker = self.inner.broker.as_ref();
+        match &self.inner.catchup {
+            Some(catchup) => catchup.history(broker, topics, after).await,
+            None => broker.history(topics, after).await,
+        }
     }
 }

@@ -17,9 +17,9 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["topic", "event", "config", "metrics", "sse_event"],
     ),
     ("wire format", &["sse", "envelope"]),
-    ("local delivery", &["queue", "fanout"]),
+    ("local delivery", &["queue", "recent", "fanout"]),
     ("broker seam", &["broker"]),
-    ("core", &["error", "retry", "connections", "hub"]),
+    ("core", &["error", "retry", "connections", "catchup", "hub"]),
     (
         "HTTP",
         &[

@@ -58,9 +58,9 @@
 //! | --- | --- | --- |
 //! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event` | the words: topics, event ids and names, settings, counters, the domain-event trait |
 //! | wire format | `sse`, `envelope` | the SSE frame, and the envelope an event travels in, encoded once |
-//! | local delivery | `queue`, `fanout` | one bounded queue per connection, and the topic → connections map fed by a [`broker::Delivery`] |
+//! | local delivery | `queue`, `recent`, `fanout` | one bounded queue per connection, the recent events of watched topics (for reconnects), and the topic → connections map fed by a [`broker::Delivery`] |
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
-//! | core | `error`, `retry`, `connections`, `hub` | the errors, the retry buffer, admission guards, and the [`Hub`] façade over them |
+//! | core | `error`, `retry`, `connections`, `catchup`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, and the [`Hub`] façade over them |
 //! | HTTP | `layer`, `publish`, `registry`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
 //!
 //! Three choices differ from the obvious order. The envelope sits with the wire format, not with
@@ -89,9 +89,11 @@ pub mod sse;
 // local delivery
 mod fanout;
 mod queue;
+mod recent;
 // broker seam
 pub mod broker;
 // core
+mod catchup;
 mod connections;
 pub mod error;
 mod hub;

@@ -406,7 +406,7 @@ impl Backlog {
             backlog.pending.push_back(reset_frame(after, after));
             return backlog;
         }
-        match broker.history(topics, after).await {
+        match hub.history(topics, after).await {
             Ok(history) => {
                 hub.metrics().replayed.inc_by(history.events.len() as u64);
                 backlog.seen = Some(replay(&mut backlog.pending, topics, after, history));

@@ -36,4 +36,5 @@ mod redis_instances;
 mod replay;
 mod serving;
 mod shutdown;
+mod storm;
 mod subscribe;

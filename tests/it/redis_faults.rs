@@ -1018,3 +1018,59 @@ async fn after_a_sentinel_failover_both_instances_publish_and_deliver_without_a_
         "both subscribe the new master"
     );
 }
+
+/// The recent-history cache (`recent.rs`) answers a resuming client only for what its
+/// instance saw without a gap. Here instance A, cut off from Redis, misses events that B
+/// publishes and that a Redis restart then loses for good; A's cache held what came before, and
+/// after A reconnects it sees newer events live again. A client resuming on A from before the
+/// gap must get a `livepush.reset` for the lost events (history from Redis), never the cached
+/// and the new events stitched together as if nothing were missing.
+#[tokio::test]
+async fn a_resume_across_events_an_instance_missed_for_good_is_reset_not_served_from_its_cache() {
+    let mut redis = RedisServer::start();
+    let proxy = TcpProxy::start(redis.port);
+    let (_a, server_a) = instance(builder(proxy.url()).build().unwrap()).await;
+    let (b, server_b) = instance(builder(redis.url()).build().unwrap()).await;
+    let mut anchor = subscribe(&server_a, "ticks").await;
+    subscribed(&redis, "ticks", 1).await;
+    let first = json!({ "n": 0 });
+    let start = b
+        .publish("ticks", "created", &first)
+        .await
+        .unwrap()
+        .to_string();
+    let mut expected = vec![accepted(&b, "ticks", &json!({ "n": 1 })).await];
+    let so_far = [first.to_string(), expected[0].clone()];
+    read_without_silent_gap(&mut anchor, "anchor", &so_far, Duplicates::Refused).await;
+    // a first resume seeds A's cache with what follows `start`
+    let url = server_a.url("/events?topic=ticks");
+    let mut seeded = SseClient::connect_recorded(&url, &[("last-event-id", start.as_str())]).await;
+    read_without_silent_gap(&mut seeded, "first resume", &expected, Duplicates::Refused).await;
+
+    proxy.cut();
+    wait_for_status(&server_a.url("/health/ready"), 503).await;
+    for n in 2..=3 {
+        expected.push(accepted(&b, "ticks", &json!({ "n": n, "lost": true })).await);
+    }
+    redis.restart();
+    wait_for_status(&server_b.url("/health/ready"), 200).await;
+    expected.push(accepted(&b, "ticks", &json!({ "n": 4 })).await);
+    proxy.heal();
+    ready_within(&server_a, Instant::now(), READY_AGAIN, "A").await;
+    expected.push(accepted(&b, "ticks", &json!({ "n": 5 })).await);
+
+    let mut resumed = SseClient::connect_recorded(&url, &[("last-event-id", start.as_str())]).await;
+    let transcript = read_without_silent_gap(
+        &mut resumed,
+        "resumed after the gap",
+        &expected,
+        Duplicates::Refused,
+    )
+    .await;
+    assert!(
+        !transcript.resets().is_empty(),
+        "events 2 and 3 are gone for good: the client must be told\n{}",
+        transcript.dump()
+    );
+    read_without_silent_gap(&mut anchor, "anchor", &expected[1..], Duplicates::Refused).await;
+}

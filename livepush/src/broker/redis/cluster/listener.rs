@@ -367,13 +367,8 @@ impl Listener {
                 position
             }
         };
-        if !history.complete && !topics.is_empty() {
-            delivery.reset(topics, history.reset_id(), GAP);
-        }
-        let replayed = history.events.len();
-        for envelope in history.events {
-            delivery.deliver(envelope);
-        }
+        let last = history.last;
+        let replayed = history.deliver(delivery, topics, GAP);
         if replayed > 0 {
             tracing::info!(
                 replayed,
@@ -381,7 +376,7 @@ impl Listener {
                 "delivered what was published while the partition was unreachable"
             );
         }
-        let through = part.delivered.map_or(history.last, |d| d.max(history.last));
+        let through = part.delivered.map_or(last, |d| d.max(last));
         self.parts[p as usize] = Part {
             delivered: Some(through),
             skip: Some(through),

@@ -12,6 +12,7 @@
 //! | `{prefix}{tag}topic:{topic}` | shard channel (`SPUBLISH`/`SSUBSCRIBE`) | live events of a topic |
 //! | `{prefix}{tag}stream:{topic}` | stream (`MAXLEN ~ replay`, key TTL) | retained events |
 //! | `{prefix}{tag}once:{key}` | string | the id of a `publish_once` |
+//! | `{prefix}{tag}ready` | string (10 s TTL) | written by the retry buffer's readiness check of the partition |
 //!
 //! and, spread by their own names, `{prefix}slots:{key}` (connection caps) and `{prefix}ready`.
 //! Payloads, ids (Redis-clock microseconds, per partition) and the history rules are those of
@@ -120,6 +121,14 @@ impl Target {
     fn parse(url: &str) -> Result<(Target, u32), BrokerError> {
         let invalid =
             |what: &str| BrokerError::InvalidAddress(format!("invalid Redis URL: {what}"));
+        if url.starts_with("rediss+cluster://") {
+            // redis-rs speaks TLS to cluster nodes only with one of its TLS features, which
+            // livepush does not enable (it would bring a second TLS stack); refused here
+            // rather than failing at every connection attempt.
+            return Err(invalid(
+                "rediss+cluster:// (TLS to a Redis Cluster) is not supported yet; use redis+cluster:// on a private network or a TLS tunnel",
+            ));
+        }
         let rest = url
             .strip_prefix("redis+cluster://")
             .ok_or_else(|| invalid("expected redis+cluster://"))?;
@@ -568,6 +577,38 @@ impl Partitioned for RedisClusterBroker {
         Ok(histories.into_iter().map(|h| h.last).collect())
     }
 
+    async fn partition_ready(&self, partition: u32) -> Result<(), BrokerError> {
+        let mut conn = self.inner.conn()?;
+        if let Some(delivery) = self.inner.delivery.get() {
+            let layout = &self.inner.layout;
+            let watched = delivery.watched_topics();
+            let subscribed = self
+                .inner
+                .subscribed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let missing = watched
+                .iter()
+                .filter(|t| layout.partition_of(t) == partition && !subscribed.contains(*t))
+                .count();
+            if missing > 0 {
+                return Err(BrokerError::Unavailable(format!(
+                    "{missing} watched shard channels of partition {partition} are not subscribed yet"
+                )));
+            }
+        }
+        // A write in the partition's slot: its master answers (not a replica, not a node that
+        // lost the slot).
+        redis::cmd("SET")
+            .arg(self.inner.layout.ready_in(partition))
+            .arg(1)
+            .arg("PX")
+            .arg(10_000)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.inner.fail(e))
+    }
+
     async fn partition_history(
         &self,
         partition: u32,
@@ -610,9 +651,15 @@ mod tests {
             "redis+cluster://:topsecret@h:x",
             "redis+cluster://:topsecret@h:1?color=red",
             "redis+cluster://:topsecret@h:1?partitions=x",
+            "rediss+cluster://:topsecret@h:1",
         ] {
             let error = Target::parse(bad).err().expect(bad).to_string();
             assert!(!error.contains("topsecret"), "{error}");
         }
+        let tls = Target::parse("rediss+cluster://h:1")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(tls.contains("not supported"), "{tls}");
     }
 }

@@ -46,6 +46,10 @@
 //! # }
 //! ```
 //!
+//! On a Redis Cluster the position is the vector of every partition's newest id
+//! ([`StreamPosition::Partitions`], read by [`Hub::stream_position`]); [`Hub::position`] refuses
+//! there, naming it.
+//!
 //! The value is still a plain event id (the event the relay gave the last row the list holds),
 //! so browsers keep it as `Last-Event-ID` and the TypeScript client sends it as `lastEventId`.
 //! What it costs:

@@ -314,9 +314,7 @@ impl RetryBuffer {
     /// so a publication queued right after starts a new task).
     fn next_job(&self, lane: u32) -> Option<Job> {
         let mut state = self.lock();
-        let Some(l) = state.lanes.get(&lane) else {
-            return None;
-        };
+        let l = state.lanes.get(&lane)?;
         if let Some((topic, (loss, lost))) = l.gaps.iter().next() {
             let data = serde_json::json!({ "reason": loss.reason(), "lost": lost });
             let marker = Publication {

@@ -361,6 +361,20 @@ impl Inner {
         }
     }
 
+    /// Watched topics (of `partition`, or of all) whose shard channel is not subscribed.
+    fn unsubscribed(&self, partition: Option<u32>) -> usize {
+        let Some(delivery) = self.delivery.get() else {
+            return 0;
+        };
+        let watched = delivery.watched_topics();
+        let subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+        watched
+            .iter()
+            .filter(|t| partition.is_none_or(|p| self.layout.partition_of(t) == p))
+            .filter(|t| !subscribed.contains(*t))
+            .count()
+    }
+
     fn topics_by_partition(&self, topics: &[Topic]) -> HashMap<u32, Vec<Topic>> {
         let mut by: HashMap<u32, Vec<Topic>> = HashMap::new();
         for t in topics {
@@ -514,19 +528,11 @@ impl Broker for RedisClusterBroker {
 
     async fn ready(&self) -> Result<(), BrokerError> {
         let mut conn = self.inner.conn()?;
-        if let Some(delivery) = self.inner.delivery.get() {
-            let watched = delivery.watched_topics();
-            let subscribed = self
-                .inner
-                .subscribed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let missing = watched.iter().filter(|t| !subscribed.contains(*t)).count();
-            if missing > 0 {
-                return Err(BrokerError::Unavailable(format!(
-                    "{missing} watched shard channels are not subscribed yet"
-                )));
-            }
+        let missing = self.inner.unsubscribed(None);
+        if missing > 0 {
+            return Err(BrokerError::Unavailable(format!(
+                "{missing} watched shard channels are not subscribed yet"
+            )));
         }
         redis::cmd("SET")
             .arg(self.inner.layout.ready())
@@ -579,23 +585,11 @@ impl Partitioned for RedisClusterBroker {
 
     async fn partition_ready(&self, partition: u32) -> Result<(), BrokerError> {
         let mut conn = self.inner.conn()?;
-        if let Some(delivery) = self.inner.delivery.get() {
-            let layout = &self.inner.layout;
-            let watched = delivery.watched_topics();
-            let subscribed = self
-                .inner
-                .subscribed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let missing = watched
-                .iter()
-                .filter(|t| layout.partition_of(t) == partition && !subscribed.contains(*t))
-                .count();
-            if missing > 0 {
-                return Err(BrokerError::Unavailable(format!(
-                    "{missing} watched shard channels of partition {partition} are not subscribed yet"
-                )));
-            }
+        let missing = self.inner.unsubscribed(Some(partition));
+        if missing > 0 {
+            return Err(BrokerError::Unavailable(format!(
+                "{missing} watched shard channels of partition {partition} are not subscribed yet"
+            )));
         }
         // A write in the partition's slot: its master answers (not a replica, not a node that
         // lost the slot).

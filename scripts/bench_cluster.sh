@@ -6,12 +6,18 @@
 #
 # Needs: target/release/bench_server (cargo build --release --bin bench_server), the load
 # generator (cargo build --release --manifest-path ../shared/bench/loadgen/Cargo.toml),
-# redis-server and redis-cli ≥ 7, taskset. EVENTS (default 20000) sets the publishes per run.
+# redis-server and redis-cli ≥ 7, taskset. EVENTS (default 20000) sets the publishes per run,
+# RATE (default 0: as fast as the server takes) a fixed total publish rate, so that both runs
+# can be compared at the same load (a busier connection batches more commands per read
+# syscall). IDLE (default 5) seconds of idle CPU are measured per node before each run (cron,
+# cluster bus), and each run ends with every node's full INFO commandstats.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER=${LIVEPUSH_BIN:-$ROOT/target/release/bench_server}
 LOADGEN=${LOADGEN:-$ROOT/../shared/bench/loadgen/target/release/loadgen}
 EVENTS=${EVENTS:-20000}
+RATE=${RATE:-0}
+IDLE=${IDLE:-5}
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -51,7 +57,14 @@ evalsha() { redis-cli -p "$1" info commandstats | tr -d '\r' | awk -F'[=,:]' '/^
 
 run() { # run LABEL URL NODE-PORTS...
     local label=$1 url=$2; shift 2
-    local before=()
+    local before=() idle=()
+    for n in "$@"; do idle+=("$(cpu "$n")"); done
+    sleep "$IDLE"
+    local i=0
+    for n in "$@"; do
+        echo "{\"label\":\"$label\",\"node\":$n,\"idle_cpu_ms_per_s\":$(awk -v a="$(cpu "$n")" -v b="${idle[$i]}" -v t="$IDLE" 'BEGIN{printf "%.2f", (a-b)*1000/t}')}"
+        i=$((i + 1))
+    done
     for n in "$@"; do redis-cli -p "$n" config resetstat >/dev/null; before+=("$(cpu "$n")"); done
     local app; app=$(port)
     PORT=$app RUST_LOG=warn REDIS_URL=$url LIVEPUSH_MAX_CONNECTIONS=20000 \
@@ -60,7 +73,7 @@ run() { # run LABEL URL NODE-PORTS...
     PIDS+=($spid)
     until curl -sf "http://127.0.0.1:$app/health/ready" >/dev/null; do sleep 0.1; done
     taskset -c 1 "$LOADGEN" --base "http://127.0.0.1:$app" --server-pid "$spid" \
-        --subscribers 1000 --topics 1000 --events "$EVENTS" --publish-concurrency 8 \
+        --subscribers 1000 --topics 1000 --events "$EVENTS" --publish-concurrency 8 --rate "$RATE" \
         --label "$label" --json
     kill "$spid"; wait "$spid" 2>/dev/null || true
     local i=0 total=0
@@ -68,6 +81,7 @@ run() { # run LABEL URL NODE-PORTS...
         local calls; calls=$(evalsha "$n"); calls=${calls:-0}
         local spent; spent=$(awk -v a="$(cpu "$n")" -v b="${before[$i]}" 'BEGIN{printf "%.3f", a-b}')
         echo "{\"label\":\"$label\",\"node\":$n,\"evalsha_calls\":$calls,\"redis_cpu_s\":$spent}"
+        redis-cli -p "$n" info commandstats | tr -d '\r' | grep '^cmdstat_' | sed "s/^/# $label $n /"
         i=$((i + 1))
     done
 }

@@ -46,6 +46,10 @@
 //! # }
 //! ```
 //!
+//! On a Redis Cluster the position is the vector of every partition's newest id
+//! ([`StreamPosition::Partitions`], read by [`Hub::stream_position`]); [`Hub::position`] refuses
+//! there, naming it.
+//!
 //! The value is still a plain event id (the event the relay gave the last row the list holds),
 //! so browsers keep it as `Last-Event-ID` and the TypeScript client sends it as `lastEventId`.
 //! What it costs:
@@ -81,8 +85,71 @@ pub const CURSOR_HEADER: &str = "livepush-cursor";
 impl Hub {
     /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
     /// yields exactly the events published afterwards (with replay on). See [`Cursor`].
+    ///
+    /// A broker with one sequence per partition (Redis Cluster) has no single newest id: there
+    /// this answers [`BrokerError::Unavailable`] naming [`Hub::stream_position`], which gives
+    /// its position in every partition.
     pub async fn position(&self) -> Result<EventId, BrokerError> {
+        if self.broker().partitioned().is_some() {
+            return Err(BrokerError::Unavailable(
+                "a partitioned broker (Redis Cluster) has one position per partition, not one id: \
+                 use Hub::stream_position"
+                    .into(),
+            ));
+        }
         self.broker().position().await
+    }
+
+    /// Where the stream stands now, as a client sends it back in `Last-Event-ID`: the newest id
+    /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster) the newest
+    /// id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
+    /// `docs/multi-instance.md`; one history read per partition, concurrently). Subscribing with
+    /// it yields exactly what was published afterwards, on any topics. See [`Cursor`].
+    pub async fn stream_position(&self) -> Result<StreamPosition, BrokerError> {
+        let broker = self.broker();
+        match broker.partitioned() {
+            Some(partitioned) => {
+                let count = partitioned.partitions();
+                let all: Vec<u32> = (0..count).collect();
+                let ids = partitioned.positions(&all).await?;
+                Ok(StreamPosition::Partitions(
+                    crate::broker::partitioned::encode_vector(count, all.into_iter().zip(ids)),
+                ))
+            }
+            None => broker.position().await.map(StreamPosition::Id),
+        }
+    }
+}
+
+/// A stream position: the value a client sends back as `Last-Event-ID` (and a list endpoint
+/// sends as `Livepush-Cursor`) to get what was published after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StreamPosition {
+    /// One id sequence (memory, one Redis): the newest id.
+    Id(EventId),
+    /// A partitioned broker (Redis Cluster): the newest id of every partition, encoded
+    /// `{P}.{p}-{seq}...` in base 36 (see `docs/multi-instance.md`); about 13 bytes per
+    /// partition.
+    Partitions(String),
+}
+
+impl StreamPosition {
+    /// The plain id, when the position is one.
+    pub fn id(&self) -> Option<EventId> {
+        match self {
+            StreamPosition::Id(id) => Some(*id),
+            StreamPosition::Partitions(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StreamPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamPosition::Id(id) => id.fmt(f),
+            StreamPosition::Partitions(vector) => f.write_str(vector),
+        }
     }
 }
 
@@ -90,14 +157,19 @@ impl Hub {
 /// (then no header is sent and clients subscribe from now).
 ///
 /// An axum extractor: it needs the hub layer (`.livepush(&hub)`) on the route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor(Option<EventId>);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(Option<StreamPosition>);
 
 impl Cursor {
     /// A cursor at the broker event id `id`: subscribing with it yields the events with higher
     /// ids.
     pub fn at(id: EventId) -> Self {
-        Cursor(Some(id))
+        Cursor(Some(StreamPosition::Id(id)))
+    }
+
+    /// A cursor at `position` (a plain id or a partition vector).
+    pub fn at_position(position: StreamPosition) -> Self {
+        Cursor(Some(position))
     }
 
     /// No known position: the response goes out without the header.
@@ -109,15 +181,21 @@ impl Cursor {
         Cursor(None)
     }
 
-    /// The position, if known.
+    /// The position as a plain id, if known and one sequence (`None` on a partitioned broker:
+    /// see [`Cursor::position`]).
     pub fn id(&self) -> Option<EventId> {
-        self.0
+        self.0.as_ref().and_then(StreamPosition::id)
     }
 
-    /// Reads the position of `hub` now.
+    /// The position, if known.
+    pub fn position(&self) -> Option<&StreamPosition> {
+        self.0.as_ref()
+    }
+
+    /// Reads the position of `hub` now ([`Hub::stream_position`]).
     pub async fn read(hub: &Hub) -> Self {
-        match hub.position().await {
-            Ok(id) => Cursor(Some(id)),
+        match hub.stream_position().await {
+            Ok(position) => Cursor(Some(position)),
             Err(error) => {
                 tracing::warn!(%error, "stream position unavailable; the list goes out without a cursor");
                 Cursor(None)
@@ -158,8 +236,8 @@ pub struct WithCursor<T> {
 impl<T: IntoResponse> IntoResponse for WithCursor<T> {
     fn into_response(self) -> Response {
         let mut response = self.response.into_response();
-        if let Some(id) = self.cursor.0 {
-            if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        if let Some(position) = &self.cursor.0 {
+            if let Ok(value) = HeaderValue::from_str(&position.to_string()) {
                 response.headers_mut().insert(CURSOR_HEADER, value);
             }
         }

@@ -251,10 +251,14 @@ impl HubBuilder {
             (Some(broker), _) => broker,
             (None, None) => Arc::new(MemoryBroker::new(config.replay, config.replay_ttl)),
             #[cfg(feature = "redis")]
-            (None, Some(url)) if url.starts_with("redis+cluster://") => Arc::new(
-                crate::broker::redis::RedisClusterBroker::new(url, &config)
-                    .map_err(BuildError::Broker)?,
-            ),
+            (None, Some(url))
+                if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") =>
+            {
+                Arc::new(
+                    crate::broker::redis::RedisClusterBroker::new(url, &config)
+                        .map_err(BuildError::Broker)?,
+                )
+            }
             #[cfg(feature = "redis")]
             (None, Some(url)) => Arc::new(
                 crate::broker::redis::RedisBroker::new(url, &config).map_err(BuildError::Broker)?,

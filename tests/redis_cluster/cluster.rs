@@ -28,6 +28,16 @@ impl Node {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the node's process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running node").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     pub async fn conn(&self) -> MultiplexedConnection {
         redis::Client::open(format!("redis://127.0.0.1:{}/?protocol=resp3", self.port))
             .unwrap()

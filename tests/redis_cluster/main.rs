@@ -229,6 +229,8 @@ async fn redis_cluster() {
     eprintln!("replay across shards: ok ({:?})", started.elapsed());
     single_partition_connections_keep_plain_ids_and_foreign_ids_reset_once(&cluster).await;
     eprintln!("plain ids, foreign ids: ok ({:?})", started.elapsed());
+    a_cursor_covers_every_partition(&cluster).await;
+    eprintln!("cursor: ok ({:?})", started.elapsed());
     let before = logs.text().len();
     a_watched_slot_moves(&cluster).await;
     // the broker noticed (not only redis-rs): the moved channel was re-subscribed and caught up
@@ -248,6 +250,15 @@ async fn redis_cluster() {
         "{during}"
     );
     eprintln!("master killed: ok ({:?})", started.elapsed());
+    let before = logs.text().len();
+    a_master_hangs(&cluster).await;
+    let during = logs.text()[before..].to_owned();
+    assert!(
+        during.contains("a Redis Cluster node stopped answering")
+            && during.contains("partition re-subscribed and caught up"),
+        "{during}"
+    );
+    eprintln!("master stopped: ok ({:?})", started.elapsed());
 }
 
 async fn fan_out_caps_all_shards_and_connection_bound(cluster: &Cluster) {
@@ -564,5 +575,161 @@ async fn a_master_dies(cluster: &mut Cluster) {
         "after the failover: {} of {} accepted events received, {resets} resets",
         got.len() - resets,
         accepted.len()
+    );
+}
+
+/// `Hub::stream_position` (and so the `Cursor` of a list endpoint) on a cluster: the position
+/// vector of every partition, with which a subscription on topics of any partitions gets
+/// exactly what was published after it; `Hub::position` refuses, naming it.
+async fn a_cursor_covers_every_partition(cluster: &Cluster) {
+    use axum::response::IntoResponse;
+    use livepush::cursor::{Cursor, CURSOR_HEADER};
+    let prefix = "cursor:";
+    let a = Instance::start(cluster, prefix).await;
+    let names: Vec<String> = (0..12).map(|i| format!("c{i}")).collect();
+    let placed = placement(cluster, &a, prefix, &names).await;
+    assert_eq!(placed.len(), 3, "{placed:?}");
+    let chosen: Vec<String> = placed.values().map(|t| t[0].clone()).collect();
+    for (n, topic) in chosen.iter().enumerate() {
+        a.hub
+            .publish(topic, "tick", &json!({ "topic": topic, "n": n }))
+            .await
+            .unwrap();
+    }
+    let refused = a
+        .hub
+        .position()
+        .await
+        .expect_err("no single id on a cluster");
+    assert!(refused.to_string().contains("stream_position"), "{refused}");
+    let cursor = Cursor::read(&a.hub).await;
+    assert_eq!(cursor.id(), None);
+    let position = cursor.position().expect("a cluster position").to_string();
+    assert!(
+        position.starts_with("g.0-") && position.split('.').count() == 17,
+        "16 partitions: {position}"
+    );
+    let response = cursor.with("list").into_response();
+    assert_eq!(response.headers()[CURSOR_HEADER], position.as_str());
+    let after: Vec<u64> = (10..16).collect();
+    for &n in &after {
+        let topic = &chosen[n as usize % 3];
+        a.hub
+            .publish(topic, "tick", &json!({ "topic": topic, "n": n }))
+            .await
+            .unwrap();
+    }
+    // all three partitions on one connection, and one of them alone: exactly what came after
+    for watched in [chosen.clone(), vec![chosen[1].clone()]] {
+        let mut client =
+            SseClient::connect_with(&a.events_url(&watched), &[("last-event-id", &position)]).await;
+        let expected: Vec<u64> = after
+            .iter()
+            .copied()
+            .filter(|n| watched.contains(&chosen[*n as usize % 3]))
+            .collect();
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            match next_seen(&mut client, Duration::from_secs(10)).await {
+                Some(Seen::Event { n, .. }) => got.push(n),
+                other => panic!("{watched:?}: expected an event after the cursor, got {other:?}"),
+            }
+        }
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted, expected,
+            "{watched:?}: exactly the events after the cursor"
+        );
+        client
+            .assert_quiet(Duration::from_millis(300), "nothing else, no reset")
+            .await;
+    }
+}
+
+/// A master that hangs without closing its connections (SIGSTOP): the other partitions keep
+/// flowing meanwhile (their publishes do not wait behind the hung shard's in the retry
+/// buffer, their subscriptions are not held up), the hung one's subscribers are caught up (or
+/// reset) once it answers again (SIGCONT), and every topic's events arrive in order.
+async fn a_master_hangs(cluster: &Cluster) {
+    let prefix = "hang:";
+    // the stopped master stays the owner of its slots (no failover) and the others keep
+    // serving theirs meanwhile
+    for node in cluster.nodes.iter().filter(|n| n.is_running()) {
+        for (key, value) in [
+            ("cluster-require-full-coverage", "no"),
+            ("cluster-replica-no-failover", "yes"),
+        ] {
+            let _: () = node.cmd(&["CONFIG", "SET", key, value]).await.unwrap();
+        }
+    }
+    let a = Instance::start(cluster, prefix).await;
+    let b = Instance::start(cluster, prefix).await;
+    let names: Vec<String> = (0..12).map(|i| format!("h{i}")).collect();
+    let placed = placement(cluster, &a, prefix, &names).await;
+    let mut masters = placed.iter();
+    let (&hung, stuck) = masters.next().unwrap();
+    let (_, free) = masters.next().unwrap();
+    let (stuck, free) = (stuck[0].clone(), free[0].clone());
+    let watched = vec![stuck.clone(), free.clone()];
+    let mut client = SseClient::connect(&a.events_url(&watched)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let publishing = publisher(
+        b.hub.clone(),
+        watched.clone(),
+        Duration::from_millis(10),
+        stop.clone(),
+        u64::MAX,
+    );
+    let mut seen = Vec::new();
+    read_until(&mut client, &mut seen, 20, Duration::from_secs(10)).await;
+    cluster.node(hung).signal("STOP");
+    let stopped_at = seen.len();
+    // while the master is stopped, events of the free topic go on arriving
+    let mut free_after_stop = 0;
+    while free_after_stop < 40 {
+        let next = next_seen(&mut client, Duration::from_secs(15))
+            .await
+            .expect("the free topic flows while the other master is stopped");
+        if matches!(&next, Seen::Event { topic, .. } if *topic == free) {
+            free_after_stop += 1;
+        }
+        seen.push(next);
+    }
+    cluster.node(hung).signal("CONT");
+    let stuck_while_stopped = seen[stopped_at..]
+        .iter()
+        .filter(|s| matches!(s, Seen::Event { topic, .. } if *topic == stuck))
+        .count();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let accepted = publishing.await.unwrap();
+    let last = accepted.last().unwrap().1;
+    read_until(&mut client, &mut seen, last, Duration::from_secs(20)).await;
+    // per topic: in order, nothing missing without a reset before it (a reset of the
+    // connection counts for both topics)
+    for topic in &watched {
+        let mine: Vec<(String, u64)> = accepted
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .cloned()
+            .collect();
+        let got: Vec<Seen> = seen
+            .iter()
+            .filter(|s| match s {
+                Seen::Event { topic: t, .. } => t == topic,
+                Seen::Reset { .. } => true,
+            })
+            .cloned()
+            .collect();
+        assert_no_silent_gap(&mine, &got);
+    }
+    let resets = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Reset { .. }))
+        .count();
+    eprintln!(
+        "master {hung} stopped: {free_after_stop} events of {free} meanwhile, {stuck_while_stopped} of {stuck}; {} events, {resets} resets in all",
+        seen.len() - resets
     );
 }

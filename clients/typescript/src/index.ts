@@ -18,7 +18,7 @@
 /** The notices every livepush stream may carry besides published events. */
 export interface Notices {
   /** Events may have been missed: reload your state. The frame's id is where the stream resumes. */
-  "livepush.reset": { reason: string; last_event_id?: number; lost?: number };
+  "livepush.reset": { reason: string; last_event_id?: number | string; lost?: number };
   /** This client read too slowly and `missed` events were dropped for it. */
   "livepush.lagged": { missed: number };
 }

@@ -71,6 +71,21 @@ impl History {
             None => self.last,
         }
     }
+
+    /// Hands a catch-up to `delivery` in order: a `livepush.reset` for the local streams of
+    /// `topics` first when the history is not complete (with `reason`), then the events.
+    /// Returns how many events were delivered.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn deliver(self, delivery: &Delivery, topics: &[Topic], reason: &str) -> usize {
+        if !self.complete {
+            delivery.reset(topics, self.reset_id(), reason);
+        }
+        let replayed = self.events.len();
+        for envelope in self.events {
+            delivery.deliver(envelope);
+        }
+        replayed
+    }
 }
 
 /// Whether a connection slot of a cap key was granted.

@@ -59,6 +59,12 @@ pub trait Partitioned: Send + Sync {
     /// yet stands).
     async fn positions(&self, partitions: &[u32]) -> Result<Vec<EventId>, BrokerError>;
 
+    /// Like [`Broker::ready`](super::Broker::ready) for one partition: the broker can publish
+    /// there and delivers the watched topics of it to this process. The hub's retry buffer
+    /// drains each partition once this answers `Ok`, so a partition whose shard is down holds
+    /// back only its own publications.
+    async fn partition_ready(&self, partition: u32) -> Result<(), BrokerError>;
+
     /// Like [`Broker::history`](super::Broker::history), for `topics` that all lie in `partition`.
     async fn partition_history(
         &self,
@@ -173,6 +179,22 @@ fn base36_push(out: &mut String, mut n: u64) {
     }
 }
 
+/// The position vector `{count}.{p}-{id}...` of `entries` (sorted by partition).
+pub(crate) fn encode_vector(
+    count: u32,
+    entries: impl IntoIterator<Item = (u32, EventId)>,
+) -> String {
+    let mut out = String::with_capacity(16);
+    base36_push(&mut out, u64::from(count));
+    for (p, id) in entries {
+        out.push('.');
+        base36_push(&mut out, u64::from(p));
+        out.push('-');
+        base36_push(&mut out, id.get());
+    }
+    out
+}
+
 /// One connection's position in each partition of its topics (only for connections whose topics
 /// span several partitions); writes the `id:` line of each event it is sent.
 #[derive(Debug)]
@@ -203,15 +225,7 @@ impl Position {
 
     /// The `id:` value for the current position.
     pub(crate) fn encode(&self) -> String {
-        let mut out = String::with_capacity(2 + self.entries.len() * 13);
-        base36_push(&mut out, u64::from(self.count));
-        for (p, id) in &self.entries {
-            out.push('.');
-            base36_push(&mut out, u64::from(*p));
-            out.push('-');
-            base36_push(&mut out, id.get());
-        }
-        out
+        encode_vector(self.count, self.entries.iter().copied())
     }
 
     /// Moves the partition of `topic` to `id` (an event of it, or a reset to it). A reset is

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 
 use super::store::Progress;
 use super::{now_micros, Outbox, OutboxConnection, OutboxError};
-use crate::cursor::{Cursor, WithCursor};
+use crate::cursor::{Cursor, StreamPosition, WithCursor};
 use crate::event::EventId;
 use crate::hub::Hub;
 
@@ -57,12 +57,19 @@ const POSITION_TIMEOUT: Duration = Duration::from_secs(1);
 /// [`Outbox::cursor_wait`](super::Outbox::cursor_wait); past it (a relay that is down or far
 /// behind) it falls back to that position, which loses nothing but may repeat events of rows the
 /// list already holds, as the plain [`Cursor`] extractor does.
+///
+/// # On a Redis Cluster
+/// A partitioned broker has one id sequence per partition, and the rows' events get ids of
+/// several of them, so no single highest id proves the boundary. There the cursor is the
+/// position vector read with the boundary ([`Hub::stream_position`](crate::Hub::stream_position)):
+/// nothing is lost, and events of rows the list already holds may follow once more (at least
+/// once, as the plain [`Cursor`] extractor), without waiting for the relay.
 #[must_use = "send it with the list: `cursor.with(response).await`"]
 pub struct OutboxCursor {
     outbox: Outbox,
     /// The broker's position when the boundary was read; `None` when the broker did not answer
     /// (the list then goes out without a cursor).
-    floor: Option<EventId>,
+    floor: Option<StreamPosition>,
     wait: Wait,
     /// When the boundary was read (Unix µs): rows not relayed yet that are older than the wait
     /// mean a relay that is down or far behind.
@@ -194,8 +201,8 @@ fn unreachable_boundary() -> ! {
     unreachable!("an outbox connection read the boundary of another database")
 }
 
-async fn position(hub: &Hub) -> Option<EventId> {
-    match tokio::time::timeout(POSITION_TIMEOUT, hub.position()).await {
+async fn position(hub: &Hub) -> Option<StreamPosition> {
+    match tokio::time::timeout(POSITION_TIMEOUT, hub.stream_position()).await {
         Ok(Ok(id)) => Some(id),
         Ok(Err(error)) => {
             tracing::warn!(%error, "stream position unavailable; the list goes out without a cursor");
@@ -222,8 +229,15 @@ impl OutboxCursor {
     /// The cursor, once the relay has published the rows the list holds ([`OutboxCursor::with`]
     /// without a response).
     pub async fn resolve(self) -> Cursor {
-        let Some(floor) = self.floor else {
-            return Cursor::unknown();
+        let floor = match self.floor {
+            None => return Cursor::unknown(),
+            // A partitioned broker (Redis Cluster): the rows' events get ids of several
+            // sequences, which no single "highest id" orders, so the cursor is the position
+            // vector read with the boundary (at least once, as the `Cursor` extractor).
+            Some(StreamPosition::Partitions(vector)) => {
+                return Cursor::at_position(StreamPosition::Partitions(vector))
+            }
+            Some(StreamPosition::Id(floor)) => floor,
         };
         let inner = &self.outbox.inner;
         let wait = inner.cursor_wait;

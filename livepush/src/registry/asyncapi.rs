@@ -239,7 +239,13 @@ fn notices() -> [(&'static str, Value); 2] {
                     "required": ["reason"],
                     "properties": {
                         "reason": { "type": "string", "description": "why: history_unavailable, a broker fault, a retry-buffer overflow" },
-                        "last_event_id": { "type": "integer", "minimum": 0, "description": "the id the client asked to resume after" },
+                        "last_event_id": {
+                            "description": "the Last-Event-ID the client asked to resume after: a plain id (a number), or on a Redis Cluster deployment whose connection spans several partitions the position vector `{P}.{p}-{seq}...` (base 36, a string; see docs/multi-instance.md)",
+                            "oneOf": [
+                                { "type": "integer", "minimum": 0 },
+                                { "type": "string", "pattern": "^[0-9a-z]+(\\.[0-9a-z]+-[0-9a-z]+)+$" },
+                            ],
+                        },
                         "lost": { "type": "integer", "minimum": 0, "description": "publications given up by the retry buffer" },
                     },
                 },

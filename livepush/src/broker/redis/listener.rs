@@ -310,13 +310,8 @@ impl Listener {
                 position
             }
         };
-        if !history.complete && !topics.is_empty() {
-            delivery.reset(topics, history.reset_id(), GAP);
-        }
-        let replayed = history.events.len();
-        for envelope in history.events {
-            delivery.deliver(envelope);
-        }
+        let last = history.last;
+        let replayed = history.deliver(delivery, topics, GAP);
         if replayed > 0 {
             tracing::info!(
                 replayed,
@@ -325,9 +320,7 @@ impl Listener {
         }
         // Live messages at or below the position were published before the read: delivered
         // just now, or inside the gap that was reset.
-        let through = self
-            .delivered_through
-            .map_or(history.last, |d| d.max(history.last));
+        let through = self.delivered_through.map_or(last, |d| d.max(last));
         self.delivered_through = Some(through);
         self.skip_through = Some(through);
         Ok(())

@@ -57,7 +57,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::{mpsc, Notify};
 
 use super::{Broker, BrokerError, Delivery, History, Slot};
@@ -68,7 +68,7 @@ use crate::topic::Topic;
 pub use cluster::RedisClusterBroker;
 use listener::{Command, Listener};
 use scripts::Scripts;
-use slots::Slots;
+use slots::{SlotStore, Slots};
 use target::Target;
 
 /// How long a history read waits for the topics' channels to be subscribed (live first, history
@@ -222,9 +222,7 @@ impl RedisBroker {
     /// slots of a crashed instance are free again (default 30 s; refreshed every third of it).
     /// Use it with [`HubBuilder::broker`](crate::HubBuilder::broker).
     pub fn slot_lease(self, lease: Duration) -> Self {
-        self.inner
-            .slots
-            .set_lease(lease.max(Duration::from_millis(300)));
+        self.inner.slots.set_lease(lease);
         self
     }
 }
@@ -281,6 +279,36 @@ fn needs_check(e: &RedisError) -> bool {
 /// A Redis error as text for logs and health output: its category and the server's words.
 pub(super) fn describe(e: &RedisError) -> String {
     e.to_string()
+}
+
+impl SlotStore for Inner {
+    type Conn = MultiplexedConnection;
+    /// Most cap keys refreshed by one script call.
+    const REFRESH_BATCH: usize = 500;
+
+    fn slots(&self) -> &Slots {
+        &self.slots
+    }
+
+    fn connected(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    fn slot_conn(&self) -> Result<MultiplexedConnection, BrokerError> {
+        self.conn()
+    }
+
+    fn slot_key(&self, key: &str) -> String {
+        self.keys.slots(key)
+    }
+
+    fn slot_scripts(&self) -> (&redis::Script, &redis::Script) {
+        (&self.scripts.acquire_slot, &self.scripts.refresh_slots)
+    }
+
+    fn slot_fail(&self, e: RedisError) -> BrokerError {
+        self.fail(e)
+    }
 }
 
 impl Inner {
@@ -369,34 +397,7 @@ impl Inner {
             invocation.key(self.keys.stream(topic));
         }
         invocation.arg(after.get()).arg(horizon);
-        let (complete, last, raw): (i64, String, Vec<Value>) =
-            invocation.invoke_async(conn).await?;
-        let protocol =
-            |what: &str| RedisError::from((ErrorKind::Parse, "history script", what.to_owned()));
-        let last: EventId = last
-            .parse()
-            .map_err(|_| protocol("the position is not an id"))?;
-        let mut events = Vec::with_capacity(raw.len() / 2);
-        for pair in raw.chunks_exact(2) {
-            let (Value::Int(index), Value::BulkString(payload)) = (&pair[0], &pair[1]) else {
-                return Err(protocol("unexpected history reply"));
-            };
-            let topic = usize::try_from(*index - 1)
-                .ok()
-                .and_then(|i| topics.get(i))
-                .ok_or_else(|| protocol("history names an unknown topic"))?;
-            match decode(topic.clone(), payload) {
-                Some(envelope) => events.push(Arc::new(envelope)),
-                None => tracing::warn!(%topic, "skipping a retained event in an unknown format"),
-            }
-        }
-        events.sort_by_key(|e| e.id());
-        events.dedup_by_key(|e| e.id());
-        Ok(History {
-            events,
-            complete: complete == 1,
-            last,
-        })
+        scripts::parse_history(topics, invocation.invoke_async(conn).await?)
     }
 }
 
@@ -548,11 +549,11 @@ impl Broker for RedisBroker {
     }
 
     async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
-        self.inner.slots.acquire(&self.inner, key, limit).await
+        self.inner.slots.acquire(&*self.inner, key, limit).await
     }
 
     async fn release_slot(&self, key: &str) {
-        self.inner.slots.release(&self.inner, key).await;
+        self.inner.slots.release(&*self.inner, key).await;
     }
 }
 

@@ -9,7 +9,14 @@
 //! - ids keep rising when Redis restarts empty, so an id from before the restart is recognised
 //!   (it is below `{prefix}epoch`) instead of colliding with new events.
 
-use redis::Script;
+use std::sync::Arc;
+
+use redis::{ErrorKind, RedisError, Script, Value};
+
+use super::decode;
+use crate::broker::History;
+use crate::event::EventId;
+use crate::topic::Topic;
 
 /// `KEYS`: seq, epoch, stream, and optionally a dedupe key. `ARGV`: channel, event, category
 /// ("" for none), data, replay (events kept per topic, 0 = off), ttl in seconds, ttl in
@@ -146,7 +153,7 @@ return 1
 /// long outage, a Redis restart) is added back, because its connection is still open.
 ///
 /// Cost: one round trip per refresh period for all keys; inside, ZADD per member, PEXPIRE per key.
-const REFRESH_SLOTS: &str = r#"
+pub(super) const REFRESH_SLOTS: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[1])
@@ -181,4 +188,39 @@ impl Scripts {
             refresh_slots: Script::new(REFRESH_SLOTS),
         }
     }
+}
+
+/// The reply of [`HISTORY`] for `topics` (the stream keys it was given, in order): whether the
+/// history is complete, the position, and `(topic index, payload)` pairs, parsed into events in
+/// id order. A payload in an unknown format is skipped (and counted by `decode`).
+pub(super) fn parse_history(
+    topics: &[Topic],
+    (complete, last, raw): (i64, String, Vec<Value>),
+) -> Result<History, RedisError> {
+    let protocol =
+        |what: &str| RedisError::from((ErrorKind::Parse, "history script", what.to_owned()));
+    let last: EventId = last
+        .parse()
+        .map_err(|_| protocol("the position is not an id"))?;
+    let mut events = Vec::with_capacity(raw.len() / 2);
+    for pair in raw.chunks_exact(2) {
+        let (Value::Int(index), Value::BulkString(payload)) = (&pair[0], &pair[1]) else {
+            return Err(protocol("unexpected history reply"));
+        };
+        let topic = usize::try_from(*index - 1)
+            .ok()
+            .and_then(|i| topics.get(i))
+            .ok_or_else(|| protocol("history names an unknown topic"))?;
+        match decode(topic.clone(), payload) {
+            Some(envelope) => events.push(Arc::new(envelope)),
+            None => tracing::warn!(%topic, "skipping a retained event in an unknown format"),
+        }
+    }
+    events.sort_by_key(|e| e.id());
+    events.dedup_by_key(|e| e.id());
+    Ok(History {
+        events,
+        complete: complete == 1,
+        last,
+    })
 }

@@ -12,11 +12,31 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::Inner;
+use redis::aio::ConnectionLike;
+use redis::{RedisError, Script};
+
 use crate::broker::{BrokerError, Slot};
 
-/// Most cap keys refreshed by one script call.
-const REFRESH_BATCH: usize = 500;
+/// What the slots need of a broker (one Redis, or a cluster): a connection, where a cap key's
+/// set lives, the scripts, and how a Redis error maps.
+pub(super) trait SlotStore: Send + Sync {
+    /// A command connection (cheap to clone).
+    type Conn: ConnectionLike + Send;
+    /// Cap keys one refresh script may name: they must lie in one slot on a cluster, so 1 there.
+    const REFRESH_BATCH: usize;
+    /// The slot bookkeeping of this broker.
+    fn slots(&self) -> &Slots;
+    /// Whether the broker is connected (leases are refreshed only then).
+    fn connected(&self) -> bool;
+    /// A command connection, or `Unavailable` while down.
+    fn slot_conn(&self) -> Result<Self::Conn, BrokerError>;
+    /// The sorted set of cap key `key`.
+    fn slot_key(&self, key: &str) -> String;
+    /// `scripts::ACQUIRE_SLOT` and `scripts::REFRESH_SLOTS`, hashed.
+    fn slot_scripts(&self) -> (&Script, &Script);
+    /// Maps a Redis error (and wakes the broker's connection checks).
+    fn slot_fail(&self, e: RedisError) -> BrokerError;
+}
 
 pub(super) struct Slots {
     /// Lease in milliseconds (set before the broker starts).
@@ -46,14 +66,17 @@ impl Slots {
         self.lease_ms.load(Ordering::Relaxed)
     }
 
+    /// Sets the lease (at least 300 ms).
     pub(super) fn set_lease(&self, lease: Duration) {
-        self.lease_ms
-            .store(lease.as_millis() as u64, Ordering::Relaxed);
+        self.lease_ms.store(
+            lease.max(Duration::from_millis(300)).as_millis() as u64,
+            Ordering::Relaxed,
+        );
     }
 
-    pub(super) async fn acquire(
+    pub(super) async fn acquire<S: SlotStore>(
         &self,
-        inner: &Inner,
+        store: &S,
         key: &str,
         limit: u32,
     ) -> Result<Slot, BrokerError> {
@@ -62,17 +85,17 @@ impl Slots {
             self.instance,
             self.next.fetch_add(1, Ordering::Relaxed)
         );
-        let mut conn = inner.conn()?;
-        let granted: i64 = inner
-            .scripts
-            .acquire_slot
-            .key(inner.keys.slots(key))
+        let mut conn = store.slot_conn()?;
+        let granted: i64 = store
+            .slot_scripts()
+            .0
+            .key(store.slot_key(key))
             .arg(&member)
             .arg(limit)
             .arg(self.lease_ms())
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| inner.fail(e))?;
+            .map_err(|e| store.slot_fail(e))?;
         if granted != 1 {
             return Ok(Slot::Full);
         }
@@ -81,7 +104,7 @@ impl Slots {
         Ok(Slot::Granted)
     }
 
-    pub(super) async fn release(&self, inner: &Inner, key: &str) {
+    pub(super) async fn release<S: SlotStore>(&self, store: &S, key: &str) {
         let member = {
             let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
             let Some(members) = held.get_mut(key) else {
@@ -96,7 +119,7 @@ impl Slots {
         let Some(member) = member else {
             return;
         };
-        let Ok(mut conn) = inner.conn() else {
+        let Ok(mut conn) = store.slot_conn() else {
             tracing::debug!(
                 key,
                 "Redis is down: the connection slot expires with its lease"
@@ -104,7 +127,7 @@ impl Slots {
             return;
         };
         let removed = redis::cmd("ZREM")
-            .arg(inner.keys.slots(key))
+            .arg(store.slot_key(key))
             .arg(&member)
             .query_async::<i64>(&mut conn)
             .await;
@@ -115,48 +138,48 @@ impl Slots {
     }
 
     /// Extends the lease of every slot this process holds.
-    async fn refresh(&self, inner: &Inner) -> Result<(), BrokerError> {
+    async fn refresh<S: SlotStore>(&self, store: &S) -> Result<(), BrokerError> {
         let held: Vec<(String, Vec<String>)> = {
             let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
             held.iter().map(|(k, m)| (k.clone(), m.clone())).collect()
         };
-        for batch in held.chunks(REFRESH_BATCH) {
-            let mut invocation = inner.scripts.refresh_slots.prepare_invoke();
+        for batch in held.chunks(S::REFRESH_BATCH) {
+            let mut invocation = store.slot_scripts().1.prepare_invoke();
             invocation.arg(self.lease_ms());
             for (key, members) in batch {
                 invocation
-                    .key(inner.keys.slots(key))
+                    .key(store.slot_key(key))
                     .arg(members.len())
                     .arg(members);
             }
-            let mut conn = inner.conn()?;
+            let mut conn = store.slot_conn()?;
             invocation
                 .invoke_async::<()>(&mut conn)
                 .await
-                .map_err(|e| inner.fail(e))?;
+                .map_err(|e| store.slot_fail(e))?;
         }
         Ok(())
     }
 }
 
 /// Refreshes the leases every third of a lease until the broker is dropped.
-pub(super) async fn refresh_loop(inner: Weak<Inner>) {
-    let period = match inner.upgrade() {
-        Some(inner) => Duration::from_millis(inner.slots.lease_ms() / 3),
+pub(super) async fn refresh_loop<S: SlotStore + 'static>(store: Weak<S>) {
+    let period = match store.upgrade() {
+        Some(store) => Duration::from_millis(store.slots().lease_ms() / 3),
         None => return,
     };
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(inner) = inner.upgrade() else {
+        let Some(store) = store.upgrade() else {
             return;
         };
-        if inner.up.load(Ordering::Acquire) {
-            if let Err(error) = inner.slots.refresh(&inner).await {
+        if store.connected() {
+            if let Err(error) = store.slots().refresh(&*store).await {
                 tracing::warn!(%error, "could not refresh connection slot leases");
             }
         }
-        drop::<Arc<Inner>>(inner);
+        drop::<Arc<S>>(store);
     }
 }

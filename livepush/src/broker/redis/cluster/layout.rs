@@ -18,7 +18,6 @@ use crate::topic::Topic;
 /// Hash slots of Redis Cluster.
 pub(super) const SLOTS: u32 = 16384;
 
-#[cfg(test)]
 /// The slot Redis Cluster assigns `key` (CRC16/XMODEM of the hash tag, or of the whole key).
 fn slot(key: &[u8]) -> u16 {
     let hashed = match key.iter().position(|&b| b == b'{') {
@@ -100,6 +99,11 @@ impl Layout {
         format!("{}{{{}}}", self.prefix, self.tags[p as usize])
     }
 
+    /// The slot of partition `p`'s keys and channels.
+    pub(super) fn slot_of(&self, p: u32) -> u16 {
+        slot(self.seq(p).as_bytes())
+    }
+
     pub(super) fn seq(&self, p: u32) -> String {
         format!("{}seq", self.base(p))
     }
@@ -127,6 +131,11 @@ impl Layout {
 
     pub(super) fn ready(&self) -> String {
         format!("{}ready", self.prefix)
+    }
+
+    /// A key in partition `p`'s slot that readiness checks write.
+    pub(super) fn ready_in(&self, p: u32) -> String {
+        format!("{}ready", self.base(p))
     }
 
     /// The topic and partition of a shard channel of ours.

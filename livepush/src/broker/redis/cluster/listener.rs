@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::cluster_async::ClusterConnection;
-use redis::{PushInfo, PushKind, RedisError, Value};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{ErrorKind, PushInfo, PushKind, RedisError, Value};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::time::Instant;
 
@@ -29,6 +30,13 @@ use crate::topic::Topic;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 const GAP: &str = "broker_gap";
+/// How often the pub/sub connection is asked to answer (one PING per watched partition): a node
+/// that hangs without closing its connections (`DEBUG SLEEP`, a stopped process, a frozen VM)
+/// sends no `Disconnection` and no `sunsubscribe`, its shard channels just fall silent.
+const HEALTH_PERIOD: Duration = Duration::from_secs(1);
+/// How long a health PING, and each partition's re-subscription and catch-up, may take before
+/// the node counts as hung (below `redis-rs`' response timeout times its retries).
+const HANG_TIMEOUT: Duration = Duration::from_millis(1500);
 
 pub(super) enum Command {
     Reconcile(Topic),
@@ -85,6 +93,7 @@ impl Listener {
     }
 
     pub(super) async fn run(mut self, delivery: Delivery) {
+        let mut health = Instant::now() + HEALTH_PERIOD;
         loop {
             let due = Instant::now() >= self.next_try;
             if due && self.link.is_none() {
@@ -94,6 +103,7 @@ impl Listener {
             }
             let waiting = self.link.is_none() || !self.doubt.is_empty();
             let retry = self.next_try.max(Instant::now() + Duration::from_millis(1));
+            let linked = self.link.is_some();
             tokio::select! {
                 biased;
                 push = next_push(&mut self.link) => match push {
@@ -105,6 +115,12 @@ impl Listener {
                     None => break,
                 },
                 () = tokio::time::sleep_until(retry), if waiting => {}
+                // A command failed, or it is time: do the nodes still answer?
+                () = self.inner.check.notified(), if linked => self.health(&delivery).await,
+                () = tokio::time::sleep_until(health), if linked => {
+                    health = Instant::now() + HEALTH_PERIOD;
+                    self.health(&delivery).await;
+                }
             }
         }
         tracing::debug!("Redis Cluster listener stopped");
@@ -114,6 +130,39 @@ impl Listener {
         self.failures.failed(&self.target.describe(), error);
         self.next_try = Instant::now() + jitter(self.backoff);
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    /// Asks the master of each watched partition (not in doubt) for a PING on the pub/sub
+    /// connection, within [`HANG_TIMEOUT`]. A partition whose node does not answer may lose
+    /// messages of its shard channels meanwhile (or its node is about to be replaced by its
+    /// replica): it goes in doubt, as after a dropped node connection, and is re-subscribed and
+    /// caught up (or reset) once its node answers. Publishes to a hung node fail on the command
+    /// connection's response timeout and wait in the hub's retry buffer.
+    async fn health(&mut self, delivery: &Delivery) {
+        let Some(link) = &self.link else {
+            return;
+        };
+        let sub = link.sub.clone();
+        let watched: Vec<u32> = self
+            .watched_partitions(delivery)
+            .into_keys()
+            .filter(|p| !self.doubt.contains(p))
+            .collect();
+        let pings = watched.iter().map(|&p| {
+            let mut sub = sub.clone();
+            let slot = self.inner.layout.slot_of(p);
+            async move { tokio::time::timeout(HANG_TIMEOUT, ping_slot(&mut sub, slot)).await }
+        });
+        let answers = futures_util::future::join_all(pings).await;
+        for (p, answer) in watched.into_iter().zip(answers) {
+            let failure = match answer {
+                Ok(Ok(())) => continue,
+                Ok(Err(error)) => describe(&error),
+                Err(_) => format!("no PING answer within {HANG_TIMEOUT:?}"),
+            };
+            tracing::warn!(error = %failure, partition = p, "a Redis Cluster node stopped answering; catching up");
+            self.suspect(p);
+        }
     }
 
     fn on_push(&mut self, push: PushInfo, delivery: &Delivery) {
@@ -296,9 +345,10 @@ impl Listener {
         };
         let by = self.watched_partitions(delivery);
         let unconfirmed = self.inner.unconfirmed.swap(false, Ordering::AcqRel);
+        let mut failure = None;
         for p in self.doubt.clone() {
             let topics = by.get(&p).cloned().unwrap_or_default();
-            let result = async {
+            let step = async {
                 let Some(link) = &mut self.link else {
                     return Ok(());
                 };
@@ -309,8 +359,15 @@ impl Listener {
                 let mut conn = conn.clone();
                 self.resume(&mut conn, p, &topics, delivery, false, unconfirmed)
                     .await
-            }
-            .await;
+            };
+            // A hung node must not hold back the partitions of the others.
+            let result = match tokio::time::timeout(HANG_TIMEOUT, step).await {
+                Ok(result) => result,
+                Err(_) => Err(RedisError::from((
+                    ErrorKind::Io,
+                    "the partition's node did not answer in time",
+                ))),
+            };
             match result {
                 Ok(()) => {
                     self.doubt.remove(&p);
@@ -325,14 +382,15 @@ impl Listener {
                         "Redis Cluster partition re-subscribed and caught up"
                     );
                 }
-                Err(error) => {
-                    if unconfirmed {
-                        self.inner.unconfirmed.store(true, Ordering::Release);
-                    }
-                    self.failed(&error);
-                    return;
-                }
+                Err(error) => failure = Some(error),
             }
+        }
+        if let Some(error) = failure {
+            if unconfirmed {
+                self.inner.unconfirmed.store(true, Ordering::Release);
+            }
+            self.failed(&error);
+            return;
         }
         self.backoff = BACKOFF_MIN;
         self.failures.recovered(&self.target.describe());
@@ -367,13 +425,8 @@ impl Listener {
                 position
             }
         };
-        if !history.complete && !topics.is_empty() {
-            delivery.reset(topics, history.reset_id(), GAP);
-        }
-        let replayed = history.events.len();
-        for envelope in history.events {
-            delivery.deliver(envelope);
-        }
+        let last = history.last;
+        let replayed = history.deliver(delivery, topics, GAP);
         if replayed > 0 {
             tracing::info!(
                 replayed,
@@ -381,7 +434,7 @@ impl Listener {
                 "delivered what was published while the partition was unreachable"
             );
         }
-        let through = part.delivered.map_or(history.last, |d| d.max(history.last));
+        let through = part.delivered.map_or(last, |d| d.max(last));
         self.parts[p as usize] = Part {
             delivered: Some(through),
             skip: Some(through),
@@ -478,6 +531,19 @@ impl Listener {
             }
         }
     }
+}
+
+/// One PING to the master of `slot`.
+async fn ping_slot(conn: &mut ClusterConnection, slot: u16) -> Result<(), RedisError> {
+    conn.route_command(
+        redis::cmd("PING"),
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+            slot,
+            SlotAddr::Master,
+        ))),
+    )
+    .await
+    .map(drop)
 }
 
 async fn next_push(link: &mut Option<Link>) -> Option<PushInfo> {

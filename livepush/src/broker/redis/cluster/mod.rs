@@ -12,6 +12,7 @@
 //! | `{prefix}{tag}topic:{topic}` | shard channel (`SPUBLISH`/`SSUBSCRIBE`) | live events of a topic |
 //! | `{prefix}{tag}stream:{topic}` | stream (`MAXLEN ~ replay`, key TTL) | retained events |
 //! | `{prefix}{tag}once:{key}` | string | the id of a `publish_once` |
+//! | `{prefix}{tag}ready` | string (10 s TTL) | written by the retry buffer's readiness check of the partition |
 //!
 //! and, spread by their own names, `{prefix}slots:{key}` (connection caps) and `{prefix}ready`.
 //! Payloads, ids (Redis-clock microseconds, per partition) and the history rules are those of
@@ -47,18 +48,19 @@ mod layout;
 mod listener;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
-use redis::{ErrorKind, ProtocolVersion, PushInfo, RedisError, Script, Value};
+use redis::{ProtocolVersion, PushInfo, RedisError, Script};
 use tokio::sync::{mpsc, Notify};
 
+use super::describe;
 use super::scripts;
-use super::{decode, describe};
+use super::slots::{self, SlotStore, Slots};
 use crate::broker::{Broker, BrokerError, Delivery, History, Partitioned, Slot};
 use crate::config::Config;
 use crate::envelope::Publication;
@@ -119,6 +121,14 @@ impl Target {
     fn parse(url: &str) -> Result<(Target, u32), BrokerError> {
         let invalid =
             |what: &str| BrokerError::InvalidAddress(format!("invalid Redis URL: {what}"));
+        if url.starts_with("rediss+cluster://") {
+            // redis-rs speaks TLS to cluster nodes only with one of its TLS features, which
+            // livepush does not enable (it would bring a second TLS stack); refused here
+            // rather than failing at every connection attempt.
+            return Err(invalid(
+                "rediss+cluster:// (TLS to a Redis Cluster) is not supported yet; use redis+cluster:// on a private network or a TLS tunnel",
+            ));
+        }
         let rest = url
             .strip_prefix("redis+cluster://")
             .ok_or_else(|| invalid("expected redis+cluster://"))?;
@@ -241,7 +251,7 @@ pub(super) struct Inner {
     /// Topics whose shard channel is subscribed and whose partition is not in doubt.
     subscribed: Mutex<HashSet<Topic>>,
     subscribed_changed: Notify,
-    caps: Caps,
+    caps: Slots,
 }
 
 impl RedisClusterBroker {
@@ -261,7 +271,7 @@ impl RedisClusterBroker {
             ),
             history: Script::new(scripts::HISTORY),
             acquire_slot: Script::new(scripts::ACQUIRE_SLOT),
-            refresh_slot: Script::new(REFRESH_SLOT),
+            refresh_slot: Script::new(scripts::REFRESH_SLOTS),
             up: AtomicBool::new(false),
             ever_up: AtomicBool::new(false),
             unconfirmed: AtomicBool::new(false),
@@ -269,7 +279,7 @@ impl RedisClusterBroker {
             delivery: OnceLock::new(),
             subscribed: Mutex::new(HashSet::new()),
             subscribed_changed: Notify::new(),
-            caps: Caps::new(DEFAULT_SLOT_LEASE),
+            caps: Slots::new(DEFAULT_SLOT_LEASE),
         });
         let listener = Listener::new(inner.clone(), target, command_rx);
         Ok(RedisClusterBroker {
@@ -281,24 +291,10 @@ impl RedisClusterBroker {
 
     /// How long a connection slot stays taken without being refreshed (default 30 s).
     pub fn slot_lease(self, lease: Duration) -> Self {
-        self.inner.caps.lease_ms.store(
-            lease.max(Duration::from_millis(300)).as_millis() as u64,
-            Ordering::Relaxed,
-        );
+        self.inner.caps.set_lease(lease);
         self
     }
 }
-
-/// `KEYS`: one slot set. `ARGV`: lease in ms, then its members. Extends every lease.
-const REFRESH_SLOT: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 2, #ARGV do
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[i])
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
-"#;
 
 fn is_connection_error(e: &RedisError) -> bool {
     e.is_io_error()
@@ -306,6 +302,36 @@ fn is_connection_error(e: &RedisError) -> bool {
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_cluster_error()
+}
+
+impl SlotStore for Inner {
+    type Conn = ClusterConnection;
+    /// Cap keys lie in different slots: one script each.
+    const REFRESH_BATCH: usize = 1;
+
+    fn slots(&self) -> &Slots {
+        &self.caps
+    }
+
+    fn connected(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    fn slot_conn(&self) -> Result<ClusterConnection, BrokerError> {
+        self.conn()
+    }
+
+    fn slot_key(&self, key: &str) -> String {
+        self.layout.slots(key)
+    }
+
+    fn slot_scripts(&self) -> (&Script, &Script) {
+        (&self.acquire_slot, &self.refresh_slot)
+    }
+
+    fn slot_fail(&self, e: RedisError) -> BrokerError {
+        self.fail(e)
+    }
 }
 
 impl Inner {
@@ -333,6 +359,20 @@ impl Inner {
         } else {
             BrokerError::Protocol(describe(&e))
         }
+    }
+
+    /// Watched topics (of `partition`, or of all) whose shard channel is not subscribed.
+    fn unsubscribed(&self, partition: Option<u32>) -> usize {
+        let Some(delivery) = self.delivery.get() else {
+            return 0;
+        };
+        let watched = delivery.watched_topics();
+        let subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
+        watched
+            .iter()
+            .filter(|t| partition.is_none_or(|p| self.layout.partition_of(t) == p))
+            .filter(|t| !subscribed.contains(*t))
+            .count()
     }
 
     fn topics_by_partition(&self, topics: &[Topic]) -> HashMap<u32, Vec<Topic>> {
@@ -381,34 +421,7 @@ impl Inner {
             invocation.key(self.layout.stream(p, topic));
         }
         invocation.arg(after.get()).arg(horizon);
-        let (complete, last, raw): (i64, String, Vec<Value>) =
-            invocation.invoke_async(conn).await?;
-        let protocol =
-            |what: &str| RedisError::from((ErrorKind::Parse, "history script", what.to_owned()));
-        let last: EventId = last
-            .parse()
-            .map_err(|_| protocol("the position is not an id"))?;
-        let mut events = Vec::with_capacity(raw.len() / 2);
-        for pair in raw.chunks_exact(2) {
-            let (Value::Int(index), Value::BulkString(payload)) = (&pair[0], &pair[1]) else {
-                return Err(protocol("unexpected history reply"));
-            };
-            let topic = usize::try_from(*index - 1)
-                .ok()
-                .and_then(|i| topics.get(i))
-                .ok_or_else(|| protocol("history names an unknown topic"))?;
-            match decode(topic.clone(), payload) {
-                Some(envelope) => events.push(Arc::new(envelope)),
-                None => tracing::warn!(%topic, "skipping a retained event in an unknown format"),
-            }
-        }
-        events.sort_by_key(|e| e.id());
-        events.dedup_by_key(|e| e.id());
-        Ok(History {
-            events,
-            complete: complete == 1,
-            last,
-        })
+        scripts::parse_history(topics, invocation.invoke_async(conn).await?)
     }
 
     async fn publish_with(
@@ -463,7 +476,7 @@ impl Broker for RedisClusterBroker {
             .take();
         if let Some(listener) = listener {
             rt.spawn(listener.run(delivery));
-            rt.spawn(refresh_loop(Arc::downgrade(&self.inner)));
+            rt.spawn(slots::refresh_loop(Arc::downgrade(&self.inner)));
         }
         Ok(())
     }
@@ -515,19 +528,11 @@ impl Broker for RedisClusterBroker {
 
     async fn ready(&self) -> Result<(), BrokerError> {
         let mut conn = self.inner.conn()?;
-        if let Some(delivery) = self.inner.delivery.get() {
-            let watched = delivery.watched_topics();
-            let subscribed = self
-                .inner
-                .subscribed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let missing = watched.iter().filter(|t| !subscribed.contains(*t)).count();
-            if missing > 0 {
-                return Err(BrokerError::Unavailable(format!(
-                    "{missing} watched shard channels are not subscribed yet"
-                )));
-            }
+        let missing = self.inner.unsubscribed(None);
+        if missing > 0 {
+            return Err(BrokerError::Unavailable(format!(
+                "{missing} watched shard channels are not subscribed yet"
+            )));
         }
         redis::cmd("SET")
             .arg(self.inner.layout.ready())
@@ -544,11 +549,11 @@ impl Broker for RedisClusterBroker {
     }
 
     async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
-        self.inner.caps.acquire(&self.inner, key, limit).await
+        self.inner.caps.acquire(&*self.inner, key, limit).await
     }
 
     async fn release_slot(&self, key: &str) {
-        self.inner.caps.release(&self.inner, key).await;
+        self.inner.caps.release(&*self.inner, key).await;
     }
 }
 
@@ -578,6 +583,26 @@ impl Partitioned for RedisClusterBroker {
         Ok(histories.into_iter().map(|h| h.last).collect())
     }
 
+    async fn partition_ready(&self, partition: u32) -> Result<(), BrokerError> {
+        let mut conn = self.inner.conn()?;
+        let missing = self.inner.unsubscribed(Some(partition));
+        if missing > 0 {
+            return Err(BrokerError::Unavailable(format!(
+                "{missing} watched shard channels of partition {partition} are not subscribed yet"
+            )));
+        }
+        // A write in the partition's slot: its master answers (not a replica, not a node that
+        // lost the slot).
+        redis::cmd("SET")
+            .arg(self.inner.layout.ready_in(partition))
+            .arg(1)
+            .arg("PX")
+            .arg(10_000)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.inner.fail(e))
+    }
+
     async fn partition_history(
         &self,
         partition: u32,
@@ -592,119 +617,6 @@ impl Partitioned for RedisClusterBroker {
             .read_history(&mut conn, partition, topics, after)
             .await
             .map_err(|e| self.inner.fail(e))
-    }
-}
-
-/// Connection slots (see the single-Redis `slots` module); refreshed one cap key per script.
-struct Caps {
-    lease_ms: AtomicU64,
-    instance: String,
-    next: AtomicU64,
-    held: Mutex<HashMap<String, Vec<String>>>,
-}
-
-impl Caps {
-    fn new(lease: Duration) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        Caps {
-            lease_ms: AtomicU64::new(lease.as_millis() as u64),
-            instance: format!("{:x}.{:x}", std::process::id(), nanos),
-            next: AtomicU64::new(0),
-            held: Mutex::new(HashMap::new()),
-        }
-    }
-
-    async fn acquire(&self, inner: &Inner, key: &str, limit: u32) -> Result<Slot, BrokerError> {
-        let member = format!(
-            "{}:{}",
-            self.instance,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut conn = inner.conn()?;
-        let granted: i64 = inner
-            .acquire_slot
-            .key(inner.layout.slots(key))
-            .arg(&member)
-            .arg(limit)
-            .arg(self.lease_ms.load(Ordering::Relaxed))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| inner.fail(e))?;
-        if granted != 1 {
-            return Ok(Slot::Full);
-        }
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.entry(key.to_owned()).or_default().push(member);
-        Ok(Slot::Granted)
-    }
-
-    async fn release(&self, inner: &Inner, key: &str) {
-        let member = {
-            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(members) = held.get_mut(key) else {
-                return;
-            };
-            let member = members.pop();
-            if members.is_empty() {
-                held.remove(key);
-            }
-            member
-        };
-        let (Some(member), Ok(mut conn)) = (member, inner.conn()) else {
-            return;
-        };
-        let removed = redis::cmd("ZREM")
-            .arg(inner.layout.slots(key))
-            .arg(&member)
-            .query_async::<i64>(&mut conn)
-            .await;
-        if let Err(error) = removed {
-            tracing::debug!(%error, key, "could not give back a connection slot; it expires with its lease");
-        }
-    }
-
-    async fn refresh(&self, inner: &Inner) -> Result<(), BrokerError> {
-        let held: Vec<(String, Vec<String>)> = {
-            let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            held.iter().map(|(k, m)| (k.clone(), m.clone())).collect()
-        };
-        let conn = inner.conn()?;
-        for (key, members) in held {
-            let mut conn = conn.clone();
-            inner
-                .refresh_slot
-                .key(inner.layout.slots(&key))
-                .arg(self.lease_ms.load(Ordering::Relaxed))
-                .arg(members)
-                .invoke_async::<()>(&mut conn)
-                .await
-                .map_err(|e| inner.fail(e))?;
-        }
-        Ok(())
-    }
-}
-
-async fn refresh_loop(inner: Weak<Inner>) {
-    let period = match inner.upgrade() {
-        Some(inner) => Duration::from_millis(inner.caps.lease_ms.load(Ordering::Relaxed) / 3),
-        None => return,
-    };
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        if inner.up.load(Ordering::Acquire) {
-            if let Err(error) = inner.caps.refresh(&inner).await {
-                tracing::warn!(%error, "could not refresh connection slot leases");
-            }
-        }
-        drop::<Arc<Inner>>(inner);
     }
 }
 
@@ -733,9 +645,15 @@ mod tests {
             "redis+cluster://:topsecret@h:x",
             "redis+cluster://:topsecret@h:1?color=red",
             "redis+cluster://:topsecret@h:1?partitions=x",
+            "rediss+cluster://:topsecret@h:1",
         ] {
             let error = Target::parse(bad).err().expect(bad).to_string();
             assert!(!error.contains("topsecret"), "{error}");
         }
+        let tls = Target::parse("rediss+cluster://h:1")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(tls.contains("not supported"), "{tls}");
     }
 }

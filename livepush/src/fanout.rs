@@ -46,12 +46,14 @@ impl Connection {
         }
     }
 
-    fn accepts(&self, envelope: &Envelope) -> bool {
+    /// Whether this connection takes an event of `category`; `reset` for a `livepush.reset`
+    /// (worked out once per event by the caller, not once per subscriber).
+    fn accepts(&self, reset: bool, category: Option<&str>) -> bool {
         // A reset concerns every event of its topic, whatever the category filter.
-        if *envelope.event() == sse::RESET {
+        if reset {
             return true;
         }
-        match (&self.categories, envelope.category()) {
+        match (&self.categories, category) {
             (None, _) => true,
             (Some(wanted), Some(category)) => wanted.iter().any(|w| w == category),
             (Some(_), None) => false,
@@ -59,9 +61,26 @@ impl Connection {
     }
 }
 
+/// The local subscribers of one topic.
+#[derive(Default)]
+struct Subscribers {
+    /// What a delivery walks, in no particular order.
+    list: Vec<Arc<Connection>>,
+    /// Connection id → its index in `list`: removing one of 10,000 subscribers is a lookup
+    /// instead of a scan through every connection's `Arc` (under the write lock that every
+    /// delivery waits on; a reconnect storm removes them all). BENCHMARKS.md has the profile.
+    index: HashMap<u64, usize>,
+}
+
+impl Subscribers {
+    fn iter(&self) -> std::slice::Iter<'_, Arc<Connection>> {
+        self.list.iter()
+    }
+}
+
 /// Topic → the local subscribers of that topic.
 pub(crate) struct Fanout {
-    topics: RwLock<HashMap<Topic, Vec<Arc<Connection>>>>,
+    topics: RwLock<HashMap<Topic, Subscribers>>,
     metrics: Arc<Metrics>,
 }
 
@@ -103,7 +122,7 @@ impl Fanout {
         let subscribers = topics
             .iter()
             .filter_map(|t| map.get(t))
-            .flatten()
+            .flat_map(Subscribers::iter)
             .filter(|sub| seen.insert(sub.id));
         self.push_to(subscribers, &envelope);
     }
@@ -114,10 +133,12 @@ impl Fanout {
         envelope: &Arc<Envelope>,
     ) {
         let (mut delivered, mut dropped) = (0u64, 0u64);
+        let reset = *envelope.event() == sse::RESET;
+        let category = envelope.category();
         for sub in subscribers {
             // A connection that was cut off ends as soon as its body is polled again; until then
             // (a client that stopped reading is not polled) nothing more is queued for it.
-            if !sub.accepts(envelope) || sub.cut_off.load(Ordering::Relaxed) {
+            if !sub.accepts(reset, category) || sub.cut_off.load(Ordering::Relaxed) {
                 continue;
             }
             match sub.queue.push(envelope) {
@@ -165,10 +186,13 @@ impl Fanout {
         let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
         for topic in topics {
             let subs = map.entry(topic.clone()).or_default();
-            if subs.is_empty() {
+            if subs.list.is_empty() {
                 on_first(topic);
             }
-            subs.push(sub.clone());
+            if let std::collections::hash_map::Entry::Vacant(slot) = subs.index.entry(sub.id) {
+                slot.insert(subs.list.len());
+                subs.list.push(sub.clone());
+            }
         }
         self.metrics.topics.set(map.len() as i64);
     }
@@ -178,10 +202,13 @@ impl Fanout {
         let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
         for topic in topics {
             if let Some(subs) = map.get_mut(topic) {
-                if let Some(at) = subs.iter().position(|s| s.id == conn) {
-                    subs.swap_remove(at);
+                if let Some(at) = subs.index.remove(&conn) {
+                    subs.list.swap_remove(at);
+                    if let Some(moved) = subs.list.get(at) {
+                        subs.index.insert(moved.id, at);
+                    }
                 }
-                if subs.is_empty() {
+                if subs.list.is_empty() {
                     map.remove(topic);
                     on_last(topic);
                 }
@@ -195,7 +222,7 @@ impl Fanout {
     pub(crate) fn close_all(&self) -> Vec<Topic> {
         let mut map = self.topics.write().unwrap_or_else(|p| p.into_inner());
         let topics = map.keys().cloned().collect();
-        for sub in map.values().flatten() {
+        for sub in map.values().flat_map(Subscribers::iter) {
             sub.queue.close();
         }
         map.clear();
@@ -216,7 +243,7 @@ impl Fanout {
     /// Local subscriber count of each topic.
     pub(crate) fn counts(&self) -> Vec<(Topic, usize)> {
         let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|(t, s)| (t.clone(), s.len())).collect()
+        map.iter().map(|(t, s)| (t.clone(), s.list.len())).collect()
     }
 }
 
@@ -309,5 +336,72 @@ impl Delivery {
     /// Every topic with local subscribers (for re-subscribing after a reconnect).
     pub fn watched_topics(&self) -> Vec<Topic> {
         self.fanout.topics()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::queue::Taken;
+
+    fn connection(id: u64) -> Arc<Connection> {
+        Arc::new(Connection::new(id, None, SlowConsumerPolicy::Notify, 16))
+    }
+
+    fn event(topic: &Topic, n: u64) -> Arc<Envelope> {
+        let publication = Publication {
+            topic: topic.clone(),
+            event: crate::EventName::from_static("e"),
+            category: None,
+            data: n.to_string().into(),
+        };
+        Arc::new(Envelope::new(EventId::new(n), publication))
+    }
+
+    /// The ids of the events queued for `conn`.
+    fn queued(conn: &Connection) -> Vec<u64> {
+        let mut out = VecDeque::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        match conn.queue.poll_take(&mut cx, &mut out, 64, |_| false) {
+            Taken::Events(_) | Taken::Empty => out.iter().map(|e| e.id().get()).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn removing_subscribers_in_any_order_keeps_the_others_subscribed() {
+        let fanout = Fanout::new(Arc::new(Metrics::new()));
+        let topic = Topic::new("t").unwrap();
+        let topics = [topic.clone()];
+        let conns: Vec<_> = (1..=5).map(connection).collect();
+        let mut firsts = 0;
+        for conn in &conns {
+            fanout.add(&topics, conn, |_| firsts += 1);
+        }
+        // added twice: still one subscription
+        fanout.add(&topics, &conns[0], |_| firsts += 1);
+        assert_eq!(firsts, 1);
+        let mut lasts = 0;
+        // the first, the last and a middle one: each moves another entry or none
+        for id in [1, 5, 3] {
+            fanout.remove(&topics, id, |_| lasts += 1);
+        }
+        fanout.remove(&topics, 3, |_| lasts += 1);
+        assert_eq!(lasts, 0);
+        fanout.deliver(&event(&topic, 7));
+        let received: Vec<Vec<u64>> = conns.iter().map(|c| queued(c)).collect();
+        assert_eq!(received, [vec![], vec![7], vec![], vec![7], vec![]]);
+        assert_eq!(fanout.counts(), [(topic.clone(), 2)]);
+
+        fanout.remove(&topics, 4, |_| lasts += 1);
+        fanout.deliver(&event(&topic, 8));
+        assert_eq!(queued(&conns[1]), [8]);
+        assert!(queued(&conns[3]).is_empty());
+        fanout.remove(&topics, 2, |_| lasts += 1);
+        assert_eq!(lasts, 1);
+        assert!(!fanout.has_subscribers(&topic));
     }
 }

@@ -118,11 +118,13 @@ impl EventQueue {
     }
 
     /// Moves up to `max` queued events into `out`, unless `hold` (asked only while the queue is
-    /// open and below its flush mark) says to wait. One lock for the whole decision.
+    /// open and below its flush mark) says to wait. One lock for the whole decision. Taking
+    /// everything into an empty `out` (the usual case) swaps the two buffers instead of moving
+    /// the events one by one.
     pub(crate) fn poll_take(
         &self,
         cx: &mut Context<'_>,
-        out: &mut Vec<Arc<Envelope>>,
+        out: &mut VecDeque<Arc<Envelope>>,
         max: usize,
         hold: impl FnOnce(&mut Context<'_>) -> bool,
     ) -> Taken {
@@ -139,7 +141,11 @@ impl EventQueue {
             return Taken::Held;
         }
         let n = state.items.len().min(max);
-        out.extend(state.items.drain(..n));
+        if n == state.items.len() && out.is_empty() {
+            std::mem::swap(&mut state.items, out);
+        } else {
+            out.extend(state.items.drain(..n));
+        }
         Taken::Events(n)
     }
 
@@ -216,7 +222,7 @@ mod tests {
         let queue = EventQueue::new(8, 64);
         let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         assert_eq!(queue.poll_take(&mut cx, &mut out, 64, never), Taken::Empty);
         for n in 1..=3 {
             assert_eq!(queue.push(&event(n)), Pushed::Queued);
@@ -243,7 +249,7 @@ mod tests {
         let queue = EventQueue::new(16, 64);
         let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         let hold = |_: &mut Context<'_>| true;
         assert_eq!(queue.poll_take(&mut cx, &mut out, 64, hold), Taken::Empty);
         queue.push(&event(1));
@@ -292,7 +298,7 @@ mod tests {
         // what was queued before the close is still taken, then the queue reports its end
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
-        let mut out = Vec::new();
+        let mut out = VecDeque::new();
         assert_eq!(
             queue.poll_take(&mut cx, &mut out, 64, never),
             Taken::Events(2)
@@ -306,7 +312,7 @@ mod tests {
         let (counter, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         assert_eq!(
-            queue.poll_take(&mut cx, &mut Vec::new(), 64, never),
+            queue.poll_take(&mut cx, &mut VecDeque::new(), 64, never),
             Taken::Empty
         );
         queue.close();

@@ -124,7 +124,7 @@ pub(crate) struct EventStream {
     heartbeat: Interval,
     heartbeat_frame: Bytes,
     wrote_since_tick: bool,
-    batch: Vec<Arc<Envelope>>,
+    batch: VecDeque<Arc<Envelope>>,
     coalescer: Coalescer,
     /// When the subscription's credentials expire ([`crate::Subscription::until`]).
     expiry: Option<Pin<Box<Sleep>>>,
@@ -158,7 +158,7 @@ impl EventStream {
             heartbeat,
             heartbeat_frame: hub.heartbeat_frame().clone(),
             wrote_since_tick: false,
-            batch: Vec::with_capacity(8),
+            batch: VecDeque::with_capacity(8),
             coalescer: Coalescer::new(config.coalesce),
             expiry: None,
             expired: false,
@@ -205,19 +205,19 @@ impl EventStream {
             let place = |t: &Topic| broker.partitioned().map(|p| p.partition_of(t));
             let chunk = (!self.batch.is_empty()).then(|| {
                 let mut buf = BytesMut::new();
-                position.frames_into(&self.batch, &mut buf, &place);
+                position.frames_into(self.batch.make_contiguous(), &mut buf, &place);
                 buf.freeze()
             });
             self.batch.clear();
             return chunk;
         }
-        let chunk = match self.batch.as_slice() {
-            [] => None,
-            [one] => Some(one.frame().clone()),
-            many => {
-                let len = many.iter().map(|e| e.frame().len()).sum();
+        let chunk = match self.batch.len() {
+            0 => None,
+            1 => Some(self.batch[0].frame().clone()),
+            _ => {
+                let len = self.batch.iter().map(|e| e.frame().len()).sum();
                 let mut buf = BytesMut::with_capacity(len);
-                for e in many {
+                for e in &self.batch {
                     buf.extend_from_slice(e.frame());
                 }
                 Some(buf.freeze())

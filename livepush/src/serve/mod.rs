@@ -352,6 +352,16 @@ impl Serve {
                 tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
             }
             let io = DeadlineIo::new(stream, config.write_timeout);
+            // Plain TCP: hyper's HTTP/1 parser gets the head in one read (see sniff_version);
+            // under TLS the first read is the handshake's.
+            #[cfg(feature = "tls")]
+            let io = if shared.tls.is_none() {
+                io.sniff_version()
+            } else {
+                io
+            };
+            #[cfg(not(feature = "tls"))]
+            let io = io.sniff_version();
             connections.spawn(conn::run(io, peer, shared.clone(), permit, stopped.clone()));
         }
         drop(listener);

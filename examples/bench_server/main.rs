@@ -11,7 +11,9 @@
 //!
 //! A body that is not a JSON object answers 4xx and publishes nothing. Also served: `/health`,
 //! `/health/live`, `/health/ready`, `/metrics`, `/events/catalog`. Settings: `HOST`, `PORT`,
-//! `REDIS_URL`, `LIVEPUSH_*` (raise `LIVEPUSH_MAX_CONNECTIONS` above 10,000 for big runs).
+//! `REDIS_URL`, `LIVEPUSH_*` (raise `LIVEPUSH_MAX_CONNECTIONS` above 10,000 for big runs); the
+//! first-head deadline and the idle timeout default to 600 s here, not 10 s and 60 s (see
+//! `main`).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -61,5 +63,17 @@ async fn main() {
         .livepush(&hub)
         // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
         .merge(hub.admin_routes());
-    common::serve("bench_server", app, &hub).await;
+    let mut settings = common::serve_config_from_env();
+    // The load generator opens its publishing connections first and sends their first request
+    // only once every subscriber is connected (tens of seconds at 19,000 subscribers), so the
+    // first-head deadline of 10 s (and the idle timeout of 60 s) would close them before the
+    // measurement starts. A public server keeps the defaults; the bench server waits 10
+    // minutes for either unless told otherwise.
+    if std::env::var_os("LIVEPUSH_HEADER_READ_TIMEOUT_SECS").is_none() {
+        settings.header_read_timeout = std::time::Duration::from_secs(600);
+    }
+    if std::env::var_os("LIVEPUSH_IDLE_TIMEOUT_SECS").is_none() {
+        settings.idle_timeout = std::time::Duration::from_secs(600);
+    }
+    common::serve_with("bench_server", app, &hub, settings).await;
 }

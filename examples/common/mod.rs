@@ -23,7 +23,6 @@ use std::io::IsTerminal;
 
 use axum::Router;
 use livepush::{Config, Hub, HubBuilder};
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stdout, filtered by `RUST_LOG` (default `info`).
@@ -77,10 +76,25 @@ pub fn listen_address() -> (String, u16) {
 /// server does not wait on clients that never hang up) and lets connections finish for the
 /// drain deadline (`LIVEPUSH_DRAIN_SECS`, 5 s) at most.
 pub async fn serve(name: &str, app: Router, hub: &Hub) {
-    let settings = livepush::serve::ServeConfig::from_env()
-        .unwrap_or_else(|e| exit_with(format_args!("cannot configure the server: {e}")));
+    serve_with(name, app, hub, serve_config_from_env()).await
+}
+
+/// The server settings from the environment (`LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, ...), or exit.
+pub fn serve_config_from_env() -> livepush::serve::ServeConfig {
+    livepush::serve::ServeConfig::from_env()
+        .unwrap_or_else(|e| exit_with(format_args!("cannot configure the server: {e}")))
+}
+
+/// Like [`serve`], with the server settings given.
+pub async fn serve_with(
+    name: &str,
+    app: Router,
+    hub: &Hub,
+    settings: livepush::serve::ServeConfig,
+) {
     let (host, port) = listen_address();
-    let listener = TcpListener::bind((host.as_str(), port))
+    // a listen backlog of 4,096, not tokio's 1,024: a reconnect storm's SYNs are not dropped
+    let listener = livepush::serve::bind((host.as_str(), port))
         .await
         .unwrap_or_else(|e| exit_with(format_args!("cannot listen on {host}:{port}: {e}")));
     let addr = listener

@@ -3,6 +3,7 @@
 
 mod conn;
 mod io;
+mod listen;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::config::{parse_in, ConfigError};
 
 pub use io::DeadlineIo;
+pub use listen::{bind, LISTEN_BACKLOG};
 /// rustls, as [`serve_tls`] takes it (`rustls::ServerConfig`, `rustls::pki_types`).
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;
@@ -172,7 +174,8 @@ impl ServeConfig {
 /// async fn main() -> std::io::Result<()> {
 ///     let hub = Hub::builder().build().expect("valid settings");
 ///     let app = Router::new().route("/events", get(events)).livepush(&hub);
-///     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+///     // a listen backlog of 4,096 instead of tokio's 1,024 (see `serve::bind`)
+///     let listener = livepush::serve::bind("127.0.0.1:3000").await?;
 ///     livepush::serve(listener, app)
 ///         .drain_timeout(std::time::Duration::from_secs(5))
 ///         // end every SSE stream on Ctrl-C, then let connections finish for 5 s at most

@@ -153,7 +153,7 @@ pub mod __private {
 
         use crate::{EventId, EventName};
 
-        /// An event with `id:`, `event:` and one `data:` line per line of `data`.
+        /// An event with `event:`, one `data:` line per line of `data`, and `id:` last.
         pub fn event(id: EventId, event: &EventName, data: &[u8]) -> Bytes {
             crate::sse::event(id, event, data)
         }

@@ -29,20 +29,27 @@ pub(crate) const LAGGED_NAME: &str = "livepush.lagged";
 pub(crate) const RESET_NAME: &str = "livepush.reset";
 pub(crate) const EXPIRED_NAME: &str = "livepush.expired";
 
-/// Encodes one event: `id:`, `event:`, one `data:` line per line of `data`, and a blank line.
+/// Encodes one event: `event:`, one `data:` line per line of `data`, `id:`, and a blank line.
 ///
 /// `data` is split on `\r\n`, `\n` and `\r`, the three line ends SSE parsers accept, so no payload
 /// can end a frame early or inject a field. `event` is an [`EventName`], so it holds no line end.
+///
+/// The `id:` line comes last, just before the blank line that dispatches the event. The HTML
+/// standard's `EventSource` only adopts an id for reconnecting when the event is dispatched, so
+/// the order does not matter to it; but a client that adopts the id as soon as it parses the
+/// line (a common shortcut: the bench's load generator takes it) and loses its connection in
+/// the middle of a frame would resume *after* an event it never got. With the id last, that
+/// window is the frame's final byte instead of its whole body.
 pub(crate) fn event(id: EventId, event: &EventName, data: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(data.len() + event.len() + 40);
-    buf.put_slice(b"id: ");
-    let mut digits = itoa_buf(id.get());
-    buf.put_slice(digits.format());
-    buf.put_slice(b"\nevent: ");
+    buf.put_slice(b"event: ");
     buf.put_slice(event.as_bytes());
     buf.put_u8(b'\n');
     put_data_lines(&mut buf, data);
-    buf.put_u8(b'\n');
+    buf.put_slice(b"id: ");
+    let mut digits = itoa_buf(id.get());
+    buf.put_slice(digits.format());
+    buf.put_slice(b"\n\n");
     buf.freeze()
 }
 
@@ -138,7 +145,7 @@ mod tests {
         let f = event(EventId::new(7), &name, b"{\"a\":1}\nsecond");
         assert_eq!(
             &f[..],
-            b"id: 7\nevent: created\ndata: {\"a\":1}\ndata: second\n\n"
+            b"event: created\ndata: {\"a\":1}\ndata: second\nid: 7\n\n"
         );
     }
 
@@ -147,7 +154,7 @@ mod tests {
         let f = event(EventId::new(1), &E, b"a\r\nb\rc\nd");
         assert_eq!(
             &f[..],
-            b"id: 1\nevent: e\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
+            b"event: e\ndata: a\ndata: b\ndata: c\ndata: d\nid: 1\n\n"
         );
     }
 
@@ -155,11 +162,11 @@ mod tests {
     fn keeps_empty_and_trailing_lines() {
         assert_eq!(
             &event(EventId::new(0), &E, b"")[..],
-            b"id: 0\nevent: e\ndata: \n\n"
+            b"event: e\ndata: \nid: 0\n\n"
         );
         assert_eq!(
             &event(EventId::new(u64::MAX), &E, b"x\n")[..],
-            b"id: 18446744073709551615\nevent: e\ndata: x\ndata: \n\n"
+            b"event: e\ndata: x\ndata: \nid: 18446744073709551615\n\n"
         );
     }
 

@@ -306,7 +306,7 @@ async fn fan_out_caps_all_shards_and_connection_bound(cluster: &Cluster) {
     // the frame body is shared; only the id line differs per connection
     let raw = on_b.raw_text();
     assert!(
-        raw.contains("event: tick\ndata: {\"n\":0,\"topic\":\"t0\"}\n\n"),
+        raw.contains("event: tick\ndata: {\"n\":0,\"topic\":\"t0\"}\nid: g."),
         "{raw}"
     );
 

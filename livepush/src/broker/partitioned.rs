@@ -253,17 +253,13 @@ impl Position {
         place: &dyn Fn(&Topic) -> Option<u32>,
     ) -> Bytes {
         self.advance(envelope.topic(), envelope.id(), place);
-        let frame = envelope.frame();
-        let body = match frame.iter().position(|&b| b == b'\n') {
-            Some(end) if frame.starts_with(b"id: ") => frame.slice(end + 1..),
-            _ => frame.clone(),
-        };
+        let body = without_id(envelope.frame());
         let line = self.encode();
-        let mut buf = BytesMut::with_capacity(line.len() + 5 + body.len());
+        let mut buf = BytesMut::with_capacity(body.len() + line.len() + 6);
+        buf.put_slice(body);
         buf.put_slice(b"id: ");
         buf.put_slice(line.as_bytes());
-        buf.put_u8(b'\n');
-        buf.put_slice(&body);
+        buf.put_slice(b"\n\n");
         buf.freeze()
     }
 
@@ -422,11 +418,12 @@ pub(crate) async fn open(
                 data.as_bytes(),
             ));
         } else {
+            let notice = crate::sse::notice(&crate::sse::RESET, data.as_bytes());
             let mut buf = BytesMut::new();
+            buf.extend_from_slice(without_id(&notice));
             buf.put_slice(b"id: ");
             buf.put_slice(position.encode().as_bytes());
-            buf.put_u8(b'\n');
-            buf.extend_from_slice(&crate::sse::notice(&crate::sse::RESET, data.as_bytes()));
+            buf.put_slice(b"\n\n");
             opened.frames.push(buf.freeze());
         }
     }
@@ -465,6 +462,22 @@ impl Position {
                 out
             }
         }
+    }
+}
+
+/// A frame of `sse::event` or `sse::notice` without its `id:` line (the last line, when there is
+/// one) and without the blank line that ends it: what a connection's own `id:` line and blank
+/// line complete.
+fn without_id(frame: &[u8]) -> &[u8] {
+    let body = frame.strip_suffix(b"\n").unwrap_or(frame);
+    let last = body[..body.len().saturating_sub(1)]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    if body[last..].starts_with(b"id: ") {
+        &body[..last]
+    } else {
+        body
     }
 }
 
@@ -545,9 +558,12 @@ mod tests {
         let frame = position.frame(&envelope);
         assert_eq!(
             &frame[..],
-            b"id: g.3-3.b-hordjbjszf\nevent: e\ndata: {}\n\n"
+            b"event: e\ndata: {}\nid: g.3-3.b-hordjbjszf\n\n"
         );
-        let line = frame.split(|&b| b == b'\n').next().unwrap();
+        let line = frame
+            .split(|&b| b == b'\n')
+            .find(|l| l.starts_with(b"id: "))
+            .unwrap();
         // "id: " + "g" + ".3-3" + ".b-" and ten digits + "\n"
         assert_eq!(line.len() + 1, 4 + 1 + 4 + 13 + 1);
         // the vector parses back to the same position
@@ -572,7 +588,7 @@ mod tests {
         let mut out = BytesMut::new();
         position.frames_into(&[Arc::new(reset)], &mut out, &|_| Some(11));
         assert!(
-            out.starts_with(b"id: g.3-1.b-z\nevent: livepush.reset\n"),
+            out.starts_with(b"event: livepush.reset\n") && out.ends_with(b"\nid: g.3-1.b-z\n\n"),
             "{out:?}"
         );
     }
@@ -581,7 +597,12 @@ mod tests {
     fn id_line_bytes_per_event_at_1_2_and_8_partitions() {
         let now = 1_796_371_200_000_000u64;
         let plain = crate::sse::event(EventId::new(now), &EventName::new("e").unwrap(), b"");
-        let plain_line = plain.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let plain_line = plain
+            .split(|&b| b == b'\n')
+            .find(|l| l.starts_with(b"id: "))
+            .unwrap()
+            .len()
+            + 1;
         assert_eq!(plain_line, 21);
         for (k, bytes) in [(2u32, 32usize), (8, 110)] {
             let topics: Vec<(Topic, u32)> =

@@ -269,7 +269,12 @@ impl HubBuilder {
         let metrics = Arc::new(Metrics::new());
         let fanout = Arc::new(Fanout::new(metrics.clone()));
         let reconnected = Arc::new(tokio::sync::Notify::new());
-        let recent = (config.replay > 0).then(|| {
+        // A cache for reconnect storms where history costs a round trip: not for the in-memory
+        // broker (its history is this process's memory already), nor a partitioned one (its
+        // resumes read per partition, see `broker/partitioned.rs`).
+        let cached =
+            config.replay > 0 && !broker.history_is_local() && broker.partitioned().is_none();
+        let recent = cached.then(|| {
             Arc::new(Recent::new(
                 config.replay.min(crate::recent::MAX_EVENTS),
                 config.replay_ttl.min(crate::recent::MAX_AGE),

@@ -15,6 +15,9 @@
 //!
 //! Bounded per topic by count and age: what falls out moves the covered position up, and a
 //! client further behind is answered by the broker as before.
+//!
+//! The hub keeps one only for brokers whose history costs a round trip (Redis): the in-memory
+//! broker's history is this process's memory already ([`Broker::history_is_local`](crate::broker::Broker::history_is_local)).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -121,8 +124,9 @@ impl Recent {
             state.logs.remove(envelope.topic());
             return;
         }
-        log.events.push_back((Instant::now(), envelope.clone()));
-        log.prune(Instant::now(), self.keep, self.max_age);
+        let now = Instant::now();
+        log.events.push_back((now, envelope.clone()));
+        log.prune(now, self.keep, self.max_age);
     }
 
     /// `topics` may have missed events, or are no longer (or newly) delivered here: their logs

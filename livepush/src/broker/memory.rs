@@ -142,6 +142,10 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
+    fn history_is_local(&self) -> bool {
+        true
+    }
+
     fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
         let _ = self.delivery.set(delivery);
         Ok(())

@@ -179,6 +179,13 @@ pub trait Broker: Send + Sync + 'static {
         None
     }
 
+    /// Whether [`Broker::history`] answers from this process's memory without a round trip (the
+    /// in-memory broker). The hub then keeps no recent-history cache of its own for reconnect
+    /// storms: it would only copy what the broker already holds. The default: `false`.
+    fn history_is_local(&self) -> bool {
+        false
+    }
+
     /// Takes one of at most `limit` connection slots of `key`, shared by all processes. The
     /// default grants every slot: a broker without shared state enforces no per-key cap.
     async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {

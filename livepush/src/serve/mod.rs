@@ -1,6 +1,7 @@
 //! Serving a router that streams events: HTTP/1.1 and HTTP/2 on one port, with the timeouts and
 //! deadlines a server facing the open internet needs.
 
+mod accept;
 mod conn;
 mod io;
 mod listen;
@@ -9,6 +10,7 @@ use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::serve::Listener;
@@ -16,7 +18,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{parse_in, ConfigError};
@@ -327,34 +329,15 @@ impl Serve {
             #[cfg(feature = "tls")]
             tls,
         });
-        let heads = Arc::new(Semaphore::new(config.max_pending_heads.max(1)));
         let (stop, stopped) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut signal = signal.unwrap_or_else(|| Box::pin(std::future::pending()));
-        loop {
-            // Wait for a head slot before accepting: above the limit, new clients wait in the
-            // kernel's backlog instead of taking descriptors.
-            let permit = tokio::select! {
-                biased;
-                () = &mut signal => break,
-                permit = heads.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            };
-            let (stream, peer) = tokio::select! {
-                biased;
-                () = &mut signal => break,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        accept_error(error).await;
-                        continue;
-                    }
-                },
-            };
-            while connections.try_join_next().is_some() {}
+        let write_timeout = config.write_timeout;
+        let mut start = move |stream: TcpStream, peer: SocketAddr, head| -> BoxFuture<()> {
             if let Err(error) = stream.set_nodelay(true) {
                 tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
             }
-            let io = DeadlineIo::new(stream, config.write_timeout);
+            let io = DeadlineIo::new(stream, write_timeout);
             // Plain TCP: hyper's HTTP/1 parser gets the head in one read (see sniff_version);
             // under TLS the first read is the handshake's.
             #[cfg(feature = "tls")]
@@ -365,8 +348,21 @@ impl Serve {
             };
             #[cfg(not(feature = "tls"))]
             let io = io.sniff_version();
-            connections.spawn(conn::run(io, peer, shared.clone(), permit, stopped.clone()));
-        }
+            Box::pin(conn::run(io, peer, shared.clone(), head, stopped.clone()))
+        };
+        // Accepting and reading first heads happen in this task (see accept.rs); `unconstrained`
+        // because tokio's cooperative budget would otherwise end a turn after 128 socket
+        // operations and send this task to the back of the run queue, behind the stream tasks
+        // of a busy fan-out. accept.rs bounds a turn instead.
+        let mut acceptor = accept::Acceptor::new(config.max_pending_heads);
+        tokio::task::unconstrained(std::future::poll_fn(|cx| {
+            if signal.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            acceptor.poll_turn(cx, &listener, &mut start, &mut connections)
+        }))
+        .await;
+        acceptor.spawn_pending(&mut connections);
         drop(listener);
         let _ = stop.send(true);
         let open = connections.len();
@@ -394,20 +390,6 @@ impl IntoFuture for Serve {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
-}
-
-/// After a failed accept: a connection reset before it was accepted is nothing; anything else
-/// (out of descriptors, above all) is logged and waited out briefly, as `axum::serve` does.
-async fn accept_error(error: std::io::Error) {
-    use std::io::ErrorKind::*;
-    if matches!(
-        error.kind(),
-        ConnectionRefused | ConnectionAborted | ConnectionReset
-    ) {
-        return;
-    }
-    tracing::warn!(%error, "accept error");
-    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 /// A [`TcpListener`] for your own `axum::serve` call: it sets `TCP_NODELAY` on every connection

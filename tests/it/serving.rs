@@ -631,3 +631,92 @@ async fn sigterm_with_stuck_clients_exits_within_the_drain_deadline() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     drop(stuck);
 }
+
+/// A reconnect storm in miniature: 100 clients connect at once, far more than the 4 connections
+/// allowed to wait for their first head, then all send their request with a `Last-Event-ID`.
+/// Every one is accepted in turn and replays exactly the events after its id, in order.
+#[tokio::test]
+async fn a_burst_of_resuming_clients_above_the_pending_head_limit_is_all_served() {
+    let hub = Hub::builder()
+        .replay(64, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    // a long first-head deadline: the clients connect first and send their heads after
+    let server = Served::start(app(&hub), &hub, |s| {
+        s.max_pending_heads(4)
+            .header_read_timeout(Duration::from_secs(600))
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 1..=5 {
+        ids.push(hub.publish("t", "e", &n).await.unwrap());
+    }
+    // every connection first (the kernel completes them; the server accepts 4 at a time) ...
+    let mut sockets = Vec::new();
+    for _ in 0..100 {
+        let socket = TcpStream::connect(server.addr).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        sockets.push(socket);
+    }
+    // ... then every request head
+    let head = format!(
+        "GET /events?topic=t HTTP/1.1\r\nHost: 127.0.0.1\r\nLast-Event-ID: {}\r\n\r\n",
+        ids[0]
+    );
+    for socket in &mut sockets {
+        socket.write_all(head.as_bytes()).await.unwrap();
+    }
+    let last = format!("id: {}\n\n", ids[4]);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let mut response = support::raw::RawResponse {
+            status: 0,
+            head: String::new(),
+            body: Vec::new(),
+            stream: socket,
+        };
+        response.read_until(last.as_bytes()).await;
+        let text = String::from_utf8_lossy(&response.body).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "client {i}: {text:?}");
+        let replayed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        assert_eq!(replayed, ["2", "3", "4", "5"], "client {i}");
+    }
+}
+
+/// After the shutdown signal the server accepts nothing more, and connections that were
+/// accepted but never sent a head end with the others.
+#[tokio::test]
+async fn shutdown_stops_accepting_and_ends_connections_that_never_sent_a_head() {
+    let hub = Hub::builder().build().unwrap();
+    let mut server = Served::start(app(&hub), &hub, |s| {
+        s.drain_timeout(Duration::from_secs(1))
+            .header_read_timeout(Duration::from_secs(600))
+    })
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    // a served request after them: the silent ones were accepted before it
+    let mut stream = SseClient::connect(&server.url("/events?topic=t")).await;
+    hub.publish("t", "before", &1).await.unwrap();
+    assert_eq!(stream.next().await.event, "before");
+    let _ = server.stop.take().unwrap().send(());
+    let served = tokio::time::timeout(WAIT, &mut server.handle).await;
+    assert!(
+        matches!(served, Ok(Ok(Ok(())))),
+        "the server did not stop: {served:?}"
+    );
+    for socket in &mut silent {
+        assert!(
+            closed_within(socket, WAIT).await,
+            "a connection without a head outlived the server"
+        );
+    }
+    assert!(
+        TcpStream::connect(server.addr).await.is_err(),
+        "the listener still accepts"
+    );
+}

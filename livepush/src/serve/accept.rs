@@ -236,3 +236,79 @@ fn accept_error(error: std::io::Error) -> Option<Duration> {
     tracing::warn!(%error, "accept error");
     Some(Duration::from_millis(100))
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// One turn of `acceptor`, then a pause for the sockets and spawned tasks.
+    async fn turn(
+        acceptor: &mut Acceptor,
+        listener: &TcpListener,
+        start: &mut Start<'_>,
+        connections: &mut JoinSet<()>,
+    ) {
+        std::future::poll_fn(|cx| {
+            let _ = acceptor.poll_turn(cx, listener, start, connections);
+            Poll::Ready(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    #[tokio::test]
+    async fn never_more_pending_heads_than_the_limit_and_the_rest_follow_as_heads_arrive() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut acceptor = Acceptor::new(4);
+        let mut connections = JoinSet::new();
+        // a connection whose "head" is one byte: it gives its permit back once the byte is
+        // read, then lives until the client closes
+        let mut start = |mut stream: TcpStream, _, head: OwnedSemaphorePermit| -> BoxFuture<()> {
+            Box::pin(async move {
+                let mut byte = [0u8; 1];
+                let _ = stream.read(&mut byte).await;
+                drop(head);
+                let _ = stream.read(&mut byte).await;
+            })
+        };
+        let mut clients = Vec::new();
+        for _ in 0..10 {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+        }
+        for _ in 0..400 {
+            if acceptor.pending_heads() == 4 {
+                break;
+            }
+            turn(&mut acceptor, &listener, &mut start, &mut connections).await;
+        }
+        // nothing sent yet: the limit holds however many turns run
+        for _ in 0..10 {
+            turn(&mut acceptor, &listener, &mut start, &mut connections).await;
+            assert_eq!(acceptor.pending_heads(), 4);
+            assert_eq!(connections.len(), 0);
+        }
+        for client in &mut clients {
+            client.write_all(b"x").await.unwrap();
+        }
+        for _ in 0..400 {
+            if connections.len() == 10 {
+                break;
+            }
+            turn(&mut acceptor, &listener, &mut start, &mut connections).await;
+        }
+        assert_eq!(connections.len(), 10, "every connection was handed off");
+        assert_eq!(acceptor.pending_heads(), 0);
+        // the handed-off connections live on in their own tasks, and end with their clients
+        drop(clients);
+        for _ in 0..400 {
+            if connections.is_empty() {
+                break;
+            }
+            turn(&mut acceptor, &listener, &mut start, &mut connections).await;
+        }
+        assert!(connections.is_empty());
+    }
+}

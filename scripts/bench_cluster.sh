@@ -10,7 +10,9 @@
 # RATE (default 0: as fast as the server takes) a fixed total publish rate, so that both runs
 # can be compared at the same load (a busier connection batches more commands per read
 # syscall). IDLE (default 5) seconds of idle CPU are measured per node before each run (cron,
-# cluster bus), and each run ends with every node's full INFO commandstats.
+# cluster bus), and each run ends with every node's full INFO commandstats. CONCURRENCY (default
+# 8) is loadgen's --publish-concurrency: more publishers in flight means more commands per Redis
+# event-loop turn on every node.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER=${LIVEPUSH_BIN:-$ROOT/target/release/bench_server}
@@ -18,6 +20,7 @@ LOADGEN=${LOADGEN:-$ROOT/../shared/bench/loadgen/target/release/loadgen}
 EVENTS=${EVENTS:-20000}
 RATE=${RATE:-0}
 IDLE=${IDLE:-5}
+CONCURRENCY=${CONCURRENCY:-8}
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -73,7 +76,7 @@ run() { # run LABEL URL NODE-PORTS...
     PIDS+=($spid)
     until curl -sf "http://127.0.0.1:$app/health/ready" >/dev/null; do sleep 0.1; done
     taskset -c 1 "$LOADGEN" --base "http://127.0.0.1:$app" --server-pid "$spid" \
-        --subscribers 1000 --topics 1000 --events "$EVENTS" --publish-concurrency 8 --rate "$RATE" \
+        --subscribers 1000 --topics 1000 --events "$EVENTS" --publish-concurrency "$CONCURRENCY" --rate "$RATE" \
         --label "$label" --json
     kill "$spid"; wait "$spid" 2>/dev/null || true
     local i=0 total=0

@@ -9,7 +9,8 @@
 # redis-server and redis-cli ≥ 7, taskset. EVENTS (default 20000) sets the publishes per run,
 # RATE (default 0: as fast as the server takes) a fixed total publish rate, so that both runs
 # can be compared at the same load (a busier connection batches more commands per read
-# syscall). IDLE (default 5) seconds of idle CPU are measured per node before each run (cron,
+# syscall). ONE_NODE (default 1) also runs a one-node cluster (every slot on one
+# redis-server in cluster mode) between the two. IDLE (default 5) seconds of idle CPU are measured per node before each run (cron,
 # cluster bus), and each run ends with every node's full INFO commandstats. CONCURRENCY (default
 # 8) is loadgen's --publish-concurrency: more publishers in flight means more commands per Redis
 # event-loop turn on every node.
@@ -93,6 +94,16 @@ run() { # run LABEL URL NODE-PORTS...
 single=$(port)
 redis "$single"
 run single-redis "redis://127.0.0.1:$single/" "$single"
+
+# one Redis in cluster mode holding every slot: the cluster engine (partitions, SPUBLISH, cluster
+# mode's checks) on one process, to tell its cost from that of running three processes
+if [ "${ONE_NODE:-1}" = 1 ]; then
+    one=$(port)
+    redis "$one" cluster
+    redis-cli -p "$one" cluster addslotsrange 0 16383 >/dev/null
+    until redis-cli -p "$one" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+    run cluster-1 "redis+cluster://127.0.0.1:$one" "$one"
+fi
 
 # a 3-master cluster (no replicas: the replicas' CPU is not the question here)
 nodes=()

@@ -4,6 +4,7 @@
 mod conn;
 mod io;
 mod listen;
+mod sse_loop;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -320,8 +321,13 @@ impl Serve {
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout);
         builder.http2().timer(TokioTimer::new());
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout);
         let shared = Arc::new(conn::Shared {
             builder,
+            http1,
             app,
             config: config.clone(),
             #[cfg(feature = "tls")]
@@ -355,16 +361,6 @@ impl Serve {
                 tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
             }
             let io = DeadlineIo::new(stream, config.write_timeout);
-            // Plain TCP: hyper's HTTP/1 parser gets the head in one read (see sniff_version);
-            // under TLS the first read is the handshake's.
-            #[cfg(feature = "tls")]
-            let io = if shared.tls.is_none() {
-                io.sniff_version()
-            } else {
-                io
-            };
-            #[cfg(not(feature = "tls"))]
-            let io = io.sniff_version();
             connections.spawn(conn::run(io, peer, shared.clone(), permit, stopped.clone()));
         }
         drop(listener);

@@ -499,3 +499,19 @@ async fn exactly_the_event_stream_requests_take_the_fast_path() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_a_head_gets_a_408_at_the_header_timeout_then_the_close() {
+    let hub = hub();
+    let server =
+        TestServer::start_with(app(&hub), |s| s.header_read_timeout(Duration::from_secs(1))).await;
+    let mut conn = Conn::connect(server.addr).await;
+    conn.send(b"GET /events?topic=t HTTP/1.1\r\nAccept: text/event-stream\r\n")
+        .await;
+    let started = Instant::now();
+    let head = conn.head().await;
+    assert_eq!(head[0], "HTTP/1.1 408 Request Timeout");
+    assert_eq!(header(&head, "content-length"), Some("0"));
+    assert!(conn.closed().await);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

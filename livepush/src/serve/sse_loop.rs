@@ -78,13 +78,18 @@ pub(super) async fn serve(
     // make the connection's future (which it keeps while it lives) larger.
     let timeout = Box::pin(tokio::time::sleep_until(deadline));
     let read = tokio::select! {
-        read = read_head(&mut io, &mut buf) => read,
-        () = timeout => {
-            tracing::debug!(%peer, "no request head within the header-read timeout: closed");
-            return;
-        }
+        read = read_head(&mut io, &mut buf) => Some(read),
+        () = timeout => None,
         // Not a request in progress yet: hyper's graceful shutdown would close it too.
         _ = stop.changed() => return,
+    };
+    let Some(read) = read else {
+        tracing::debug!(%peer, "no request head within the header-read timeout: closed");
+        if !buf.is_empty() && !H2_PREFACE.starts_with(&buf) {
+            // Part of an HTTP/1 head: hyper's answer to that, if the socket takes it at once.
+            let _ = io.get_ref().try_write(&request_timeout());
+        }
+        return;
     };
     let (request, keep_alive, pipelined) = match read {
         Err(error) => {
@@ -136,6 +141,14 @@ pub(super) async fn serve(
         }
         Err(error) => tracing::debug!(%error, %peer, "connection ended with an error"),
     }
+}
+
+/// hyper's `408` to a head not complete in time.
+fn request_timeout() -> Vec<u8> {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    let (parts, body) = response.into_parts();
+    encode_head(&parts, &body, false).0
 }
 
 /// What the first bytes of a connection are.
@@ -573,6 +586,17 @@ mod tests {
         eprintln!("connection future: {size} bytes");
         // 6.1 KiB for the whole task with hyper's `auto` connection before this module
         assert!(size <= 1280, "the connection future is {size} bytes");
+    }
+
+    #[test]
+    fn a_late_head_gets_hypers_408() {
+        let response = String::from_utf8(request_timeout()).unwrap();
+        let (head, date) = response.split_once("date: ").unwrap();
+        assert_eq!(
+            head,
+            "HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n"
+        );
+        assert!(date.ends_with(" GMT\r\n\r\n"), "{date:?}");
     }
 
     #[test]

@@ -223,7 +223,7 @@ async fn an_sse_response_is_the_bytes_hyper_would_send() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refusal_on_the_fast_path_then_hyper_serves_the_next_request() {
+async fn a_refusal_on_the_fast_path_then_the_next_request_on_the_same_connection() {
     let hub = hub();
     let server = TestServer::start(app(&hub)).await;
     let mut conn = Conn::connect(server.addr).await;
@@ -236,7 +236,7 @@ async fn a_refusal_on_the_fast_path_then_hyper_serves_the_next_request() {
     let length: usize = header(&head, "content-length").unwrap().parse().unwrap();
     let body: serde_json::Value = serde_json::from_slice(&conn.take(length).await).unwrap();
     assert_eq!(body["error"], "no_topics", "{body}");
-    // the same connection, now hyper's: an SSE request and a plain one
+    // the same connection: the next request (here again, as an SSE request)
     conn.send(sse_get("/events?topic=t", "").as_bytes()).await;
     let head = conn.head().await;
     assert_eq!(head[0], "HTTP/1.1 200 OK");
@@ -470,6 +470,7 @@ async fn exactly_the_event_stream_requests_take_the_fast_path() {
     let hub = hub();
     let server = TestServer::start(app(&hub)).await;
     let fast = "an event stream, answered without hyper";
+    let hypers = "request: hyper's";
     let count = |what: &str| logs.text().matches(what).count();
     let exchange = |request: &'static [u8]| async move {
         let mut conn = Conn::connect(server.addr).await;
@@ -487,17 +488,24 @@ async fn exactly_the_event_stream_requests_take_the_fast_path() {
         exchange(request).await;
     }
     assert_eq!(count(fast), 1, "{}", logs.text());
-    assert_eq!(count("first request: hyper's"), 4, "{}", logs.text());
-    // after a fast-path response on a keep-alive connection
+    assert_eq!(count(hypers), 4, "{}", logs.text());
+    // on one keep-alive connection: SSE requests stay here, the first other one goes to hyper
+    // with the connection
     let mut conn = Conn::connect(server.addr).await;
+    for _ in 0..2 {
+        conn.send(sse_get("/plain", "").as_bytes()).await;
+        conn.head().await;
+        assert_eq!(conn.take(5).await, b"hello");
+    }
+    assert_eq!(count(fast), 3, "{}", logs.text());
+    conn.send(b"GET /plain HTTP/1.1\r\n\r\n").await;
+    conn.head().await;
+    assert_eq!(conn.take(5).await, b"hello");
     conn.send(sse_get("/plain", "").as_bytes()).await;
     conn.head().await;
-    conn.take(5).await;
-    eventually("the handover is logged", || {
-        let logs = logs.clone();
-        async move { logs.text().contains("hyper serves what follows") }
-    })
-    .await;
+    assert_eq!(conn.take(5).await, b"hello");
+    assert_eq!(count(fast), 3, "{}", logs.text());
+    assert_eq!(count(hypers), 5, "{}", logs.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -514,4 +522,23 @@ async fn half_a_head_gets_a_408_at_the_header_timeout_then_the_close() {
     assert_eq!(header(&head, "content-length"), Some("0"));
     assert!(conn.closed().await);
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_idle_after_a_fast_path_response_closes_at_the_header_timeout() {
+    let hub = hub();
+    let server =
+        TestServer::start_with(app(&hub), |s| s.header_read_timeout(Duration::from_secs(1))).await;
+    let mut conn = Conn::connect(server.addr).await;
+    conn.send(sse_get("/plain", "").as_bytes()).await;
+    assert_eq!(conn.head().await[0], "HTTP/1.1 200 OK");
+    assert_eq!(conn.take(5).await, b"hello");
+    let started = Instant::now();
+    // nothing sent: closed without a word
+    assert!(conn.closed().await);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
 }

@@ -163,6 +163,13 @@ impl ServeConfig {
 ///   delays its ACKs by up to 40 ms. Measured in BENCHMARKS.md: p99 publish→deliver latency at
 ///   1,000 subscribers and 100 events/s halves with it.
 /// - **The router is shared**, not rebuilt per connection.
+/// - **An SSE connection holds no HTTP buffers.** On plain TCP, a connection whose first request
+///   is an `EventSource` request (`GET`, HTTP/1.1, no body, `Accept: text/event-stream`) is
+///   answered without hyper, which would keep an 8 KiB read and an 8 KiB write buffer and its
+///   connection state for as long as the stream lives: about 3 KiB of memory per idle stream
+///   instead of about 17 (BENCHMARKS.md, goal 5). The bytes on the wire are hyper's. Later
+///   SSE requests on the connection are answered the same way; from the first other request
+///   on (and for HTTP/2 and TLS), hyper serves the connection.
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};

@@ -18,11 +18,14 @@
 //! stream lives, the connection holds the socket, the body, the frame being written and the
 //! pipelined bytes if any: no buffer of its own.
 //!
-//! Everything else goes to hyper exactly as before, with the bytes already read given back to
-//! it first ([`DeadlineIo::rewind`]): HTTP/2's preface, other methods and versions, requests
-//! with a body, heads that do not parse or do not fit in 8 KiB (hyper then answers 400 or 431
-//! as it always did), and, on a keep-alive connection, whatever follows the response this
-//! module served.
+//! On a keep-alive connection the next head is read here too, so a client that reconnects its
+//! stream on the same connection keeps the small footprint. The first request that is not an
+//! SSE request goes to hyper with the connection, exactly as before, the bytes already read
+//! given back to it first ([`DeadlineIo::rewind`]): HTTP/2's preface, other methods and
+//! versions, requests with a body, heads that do not parse or do not fit in 8 KiB (hyper then
+//! answers 400 or 431 as it always did). A connection hyper has is hyper's to the end: it cannot
+//! give a connection back between requests, so an `EventSource` request on a connection that
+//! first fetched the page is served by hyper as before.
 //!
 //! The limits of [`serve`](crate::serve()) hold on this path too: the head must be complete
 //! within the header-read timeout, and the connection holds its `max_pending_heads` place until
@@ -63,8 +66,11 @@ const MAX_HEADERS: usize = 100;
 /// Bytes a client may send (a pipelined request) while its response streams; more closes it.
 const MAX_PIPELINED: usize = 8 * 1024;
 
-/// Serves a plain TCP connection: its first request here if it is an SSE request (see the
-/// module's documentation), everything else with hyper.
+/// Serves a plain TCP connection: its requests here as long as they are SSE requests (see the
+/// module's documentation), then, from the first one that is not, with hyper.
+///
+/// `permit` and `deadline`: the connection's place among those reading their first head, and
+/// when that head must be complete.
 pub(super) async fn serve(
     mut io: DeadlineIo,
     peer: SocketAddr,
@@ -73,73 +79,93 @@ pub(super) async fn serve(
     deadline: Instant,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut permit = Some(permit);
+    let mut deadline = deadline;
     let mut buf = Vec::with_capacity(FIRST_READ);
-    // Boxed, as the other states below that an open stream does not need, so that they do not
-    // make the connection's future (which it keeps while it lives) larger.
-    let timeout = Box::pin(tokio::time::sleep_until(deadline));
-    let read = tokio::select! {
-        read = read_head(&mut io, &mut buf) => Some(read),
-        () = timeout => None,
-        // Not a request in progress yet: hyper's graceful shutdown would close it too.
-        _ = stop.changed() => return,
-    };
-    let Some(read) = read else {
-        tracing::debug!(%peer, "no request head within the header-read timeout: closed");
-        if !buf.is_empty() && !H2_PREFACE.starts_with(&buf) {
-            // Part of an HTTP/1 head: hyper's answer to that, if the socket takes it at once.
-            let _ = io.get_ref().try_write(&request_timeout());
-        }
-        return;
-    };
-    let (request, keep_alive, pipelined) = match read {
-        Err(error) => {
-            tracing::debug!(%error, %peer, "connection ended before its first request head");
+    loop {
+        let first = permit.is_some();
+        // A head already whole in what was read (pipelined) is not waited for.
+        let ready = if buf.is_empty() { None } else { classify(&buf) };
+        let read = match ready {
+            Some(head) => Some(Ok(head)),
+            None => {
+                // Boxed, as the other states below that an open stream does not need, so that
+                // they do not make the connection's future (kept while it lives) larger.
+                let timeout = Box::pin(tokio::time::sleep_until(deadline));
+                tokio::select! {
+                    read = read_head(&mut io, &mut buf) => Some(read),
+                    () = timeout => None,
+                    // No request in progress: hyper's graceful shutdown would close it too.
+                    _ = stop.changed() => return,
+                }
+            }
+        };
+        let Some(read) = read else {
+            tracing::debug!(%peer, "no request head within the header-read timeout: closed");
+            if !buf.is_empty() && !H2_PREFACE.starts_with(&buf) {
+                // Part of an HTTP/1 head: hyper's answer to that, if the socket takes it now.
+                let _ = io.get_ref().try_write(&request_timeout());
+            }
             return;
+        };
+        let (request, keep_alive, pipelined) = match read {
+            Err(error) => {
+                tracing::debug!(%error, %peer, "connection ended while reading a request head");
+                return;
+            }
+            Ok(Head::Closed) => return,
+            Ok(Head::Hyper { http2 }) => {
+                // The HTTP/2 preface only opens a connection.
+                let http2 = http2 && first;
+                tracing::trace!(%peer, http2, first, "request: hyper's, and the connection");
+                io.rewind(Bytes::from(buf));
+                let head = permit.map(|permit| (permit, deadline));
+                Box::pin(serve_hyper(io, http2, peer, shared, head, stop)).await;
+                return;
+            }
+            Ok(Head::Sse {
+                request,
+                len,
+                keep_alive,
+            }) => (request, keep_alive, buf.split_off(len)),
+        };
+        tracing::trace!(%peer, first, "request: an event stream, answered without hyper");
+        drop(std::mem::take(&mut buf));
+        // The head is complete: the connection leaves the pending heads.
+        permit = None;
+        let mut app = shared.app.clone();
+        // Boxed: the router's future is done with once the response head exists, and the
+        // stream's state should not carry its size.
+        let response = match Box::pin(tower_service::Service::call(&mut app, *request)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        drop(app);
+        // The stop signal is not watched while the response streams (which would keep a waiter
+        // in the future): the hub's shutdown ends the streams, the drain deadline aborts the
+        // rest, and a connection whose response ends after the signal is closed.
+        let stopping = *stop.borrow();
+        let mut exchange = Exchange::new(response, keep_alive && !stopping, pipelined);
+        let ended = poll_fn(|cx| exchange.poll(&mut io, cx)).await;
+        match ended {
+            Ok(()) if exchange.keep_alive && !*stop.borrow() => {
+                // The next head, waited for as on hyper's connections: the header-read timeout
+                // (hyper's) or the idle timeout (`conn::drive`'s), whichever is shorter.
+                buf = std::mem::take(&mut exchange.pipelined);
+                drop(exchange);
+                let config = &shared.config;
+                deadline = Instant::now() + config.header_read_timeout.min(config.idle_timeout);
+            }
+            Ok(()) => {
+                drop(exchange);
+                let _ = io.shutdown().await;
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+                return;
+            }
         }
-        Ok(Head::Closed) => return,
-        Ok(Head::Hyper { http2 }) => {
-            tracing::trace!(%peer, http2, "first request: hyper's");
-            io.rewind(Bytes::from(buf));
-            let head = Some((permit, deadline));
-            Box::pin(serve_hyper(io, http2, peer, shared, head, stop)).await;
-            return;
-        }
-        Ok(Head::Sse {
-            request,
-            len,
-            keep_alive,
-        }) => (request, keep_alive, buf[len..].to_vec()),
-    };
-    tracing::trace!(%peer, "first request: an event stream, answered without hyper");
-    drop(buf);
-    // The head is complete: the connection leaves the pending heads.
-    drop(permit);
-    let mut app = shared.app.clone();
-    // Boxed: the router's future is done with once the response head exists, and the stream's
-    // state should not carry its size.
-    let response = match Box::pin(tower_service::Service::call(&mut app, *request)).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    drop(app);
-    // The stop signal is not watched while the response streams (which would keep a waiter in
-    // the future): the hub's shutdown ends the streams, the drain deadline aborts the rest, and
-    // a connection whose response ends after the signal is closed, not handed to hyper.
-    let stopping = *stop.borrow();
-    let mut exchange = Exchange::new(response, keep_alive && !stopping, pipelined);
-    let ended = poll_fn(|cx| exchange.poll(&mut io, cx)).await;
-    match ended {
-        Ok(()) if exchange.keep_alive && !*stop.borrow() => {
-            io.rewind(Bytes::from(std::mem::take(&mut exchange.pipelined)));
-            drop(exchange);
-            tracing::trace!(%peer, "response sent: hyper serves what follows");
-            Box::pin(serve_hyper(io, false, peer, shared, None, stop)).await;
-        }
-        Ok(()) => {
-            drop(exchange);
-            let _ = io.shutdown().await;
-        }
-        Err(error) => tracing::debug!(%error, %peer, "connection ended with an error"),
     }
 }
 

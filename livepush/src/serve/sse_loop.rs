@@ -1,4 +1,4 @@
-//! The first request of a plain TCP connection, read and answered without hyper when it asks for
+//! The requests of a plain TCP connection, read and answered without hyper while they ask for
 //! an event stream.
 //!
 //! Why: an SSE connection is one long response and nothing else, and hyper's HTTP/1 connection
@@ -31,7 +31,7 @@
 //! within the header-read timeout, and the connection holds its `max_pending_heads` place until
 //! it is; writes go through [`DeadlineIo`] (write deadline); a client that closes is noticed
 //! while the body waits, as hyper notices it (the socket is watched for reading: end of file or
-//! an error end the response, and bytes that arrive are kept for hyper, up to 8 KiB); the
+//! an error end the response, and bytes that arrive are kept for the next request, up to 8 KiB); the
 //! shutdown signal closes the connection once its response has ended (the hub's shutdown ends
 //! the streams) and the drain deadline aborts it as any other.
 
@@ -332,9 +332,10 @@ struct Exchange {
     data: Bytes,
     tail: &'static [u8],
     written: usize,
-    /// Whether the connection goes on to hyper after the response (else it closes).
+    /// Whether the connection stays open for a next request after the response (else it
+    /// closes).
     keep_alive: bool,
-    /// Bytes the client sent after its head: the next request, for hyper.
+    /// Bytes the client sent after its head: the next request.
     pipelined: Vec<u8>,
 }
 

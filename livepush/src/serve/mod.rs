@@ -47,8 +47,8 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub struct ServeConfig {
     /// Longest wait for a request head (default 10 s). The first head of a connection must be
     /// complete this long after the accept, or the connection is closed: a client that sends
-    /// half a head (slow-loris) holds a socket for this long at most. On HTTP/1.1 hyper also
-    /// applies it to every later head, counted from the end of the previous response, so it
+    /// half a head (slow-loris) holds a socket for this long at most. On HTTP/1.1 it also
+    /// applies to every later head, counted from the end of the previous response, so it
     /// also bounds how long an idle keep-alive connection stays open.
     pub header_read_timeout: Duration,
     /// A connection with no request in flight is closed after this long (default 60 s; HTTP/2

@@ -9,8 +9,11 @@
 # redis-server and redis-cli ≥ 7, taskset. EVENTS (default 20000) sets the publishes per run,
 # RATE (default 0: as fast as the server takes) a fixed total publish rate, so that both runs
 # can be compared at the same load (a busier connection batches more commands per read
-# syscall). IDLE (default 5) seconds of idle CPU are measured per node before each run (cron,
-# cluster bus), and each run ends with every node's full INFO commandstats.
+# syscall). ONE_NODE (default 1) also runs a one-node cluster (every slot on one
+# redis-server in cluster mode) between the two. IDLE (default 5) seconds of idle CPU are measured per node before each run (cron,
+# cluster bus), and each run ends with every node's full INFO commandstats. CONCURRENCY (default
+# 8) is loadgen's --publish-concurrency: more publishers in flight means more commands per Redis
+# event-loop turn on every node.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER=${LIVEPUSH_BIN:-$ROOT/target/release/bench_server}
@@ -18,6 +21,7 @@ LOADGEN=${LOADGEN:-$ROOT/../shared/bench/loadgen/target/release/loadgen}
 EVENTS=${EVENTS:-20000}
 RATE=${RATE:-0}
 IDLE=${IDLE:-5}
+CONCURRENCY=${CONCURRENCY:-8}
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -73,7 +77,7 @@ run() { # run LABEL URL NODE-PORTS...
     PIDS+=($spid)
     until curl -sf "http://127.0.0.1:$app/health/ready" >/dev/null; do sleep 0.1; done
     taskset -c 1 "$LOADGEN" --base "http://127.0.0.1:$app" --server-pid "$spid" \
-        --subscribers 1000 --topics 1000 --events "$EVENTS" --publish-concurrency 8 --rate "$RATE" \
+        --subscribers 1000 --topics 1000 --events "$EVENTS" --publish-concurrency "$CONCURRENCY" --rate "$RATE" \
         --label "$label" --json
     kill "$spid"; wait "$spid" 2>/dev/null || true
     local i=0 total=0
@@ -90,6 +94,16 @@ run() { # run LABEL URL NODE-PORTS...
 single=$(port)
 redis "$single"
 run single-redis "redis://127.0.0.1:$single/" "$single"
+
+# one Redis in cluster mode holding every slot: the cluster engine (partitions, SPUBLISH, cluster
+# mode's checks) on one process, to tell its cost from that of running three processes
+if [ "${ONE_NODE:-1}" = 1 ]; then
+    one=$(port)
+    redis "$one" cluster
+    redis-cli -p "$one" cluster addslotsrange 0 16383 >/dev/null
+    until redis-cli -p "$one" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+    run cluster-1 "redis+cluster://127.0.0.1:$one" "$one"
+fi
 
 # a 3-master cluster (no replicas: the replicas' CPU is not the question here)
 nodes=()

@@ -194,6 +194,8 @@ async fn load_and_subscribe(base: &str, stop: &watch::Receiver<bool>) -> View {
 
 /// The comments of the database, by id, read with a connection of the test's own.
 async fn comments_in(url: &str) -> BTreeMap<u64, Value> {
+    // Not left to another test of the process: under nextest each test is a process of its own.
+    sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(url).await.unwrap();
     let rows: Vec<(i64, String, String, String, Option<String>)> =
         sqlx::query_as("SELECT id, author, text, created_at, updated_at FROM comments ORDER BY id")

@@ -36,5 +36,6 @@ mod redis_instances;
 mod replay;
 mod serving;
 mod shutdown;
+mod sse_loop;
 mod storm;
 mod subscribe;

@@ -15,6 +15,7 @@ use axum::Router;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
@@ -24,7 +25,12 @@ use super::{DeadlineIo, ServeConfig};
 
 /// What every connection of one server shares.
 pub(super) struct Shared {
+    /// HTTP/1.1 and HTTP/2, told apart by the HTTP/2 preface: TLS connections, and plain TCP
+    /// connections that start with the preface.
     pub(super) builder: auto::Builder<TokioExecutor>,
+    /// HTTP/1 only, with the same settings as `builder`'s: plain TCP connections whose first
+    /// head [`sse_loop`](super::sse_loop) did not serve, and what follows a response it served.
+    pub(super) http1: http1::Builder,
     pub(super) app: Router,
     pub(super) config: ServeConfig,
     #[cfg(feature = "tls")]
@@ -44,43 +50,127 @@ pub(super) async fn run(
 ) {
     let deadline = Instant::now() + shared.config.header_read_timeout;
     #[cfg(feature = "tls")]
-    if let Some(acceptor) = &shared.tls {
-        let mut stop = stop;
-        let accepted = tokio::select! {
-            accepted = tokio::time::timeout_at(deadline, acceptor.accept(io)) => accepted,
-            _ = stop.changed() => return,
-        };
-        match accepted {
-            Ok(Ok(tls)) => drive(TokioIo::new(tls), peer, &shared, head, deadline, stop).await,
-            Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
-            Err(_) => tracing::debug!(%peer, "no TLS handshake within the header-read timeout"),
-        }
+    if shared.tls.is_some() {
+        // Boxed: the plain connections' future, which every idle SSE connection keeps, does
+        // not carry the TLS handshake's and hyper's state.
+        Box::pin(run_tls(io, peer, &shared, head, deadline, stop)).await;
         return;
     }
-    drive(TokioIo::new(io), peer, &shared, head, deadline, stop).await;
+    super::sse_loop::serve(io, peer, &shared, head, deadline, stop).await;
 }
 
-async fn drive<I>(
-    io: I,
+#[cfg(feature = "tls")]
+async fn run_tls(
+    io: DeadlineIo,
     peer: SocketAddr,
     shared: &Shared,
     head: OwnedSemaphorePermit,
     deadline: Instant,
     mut stop: watch::Receiver<bool>,
-) where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
+) {
+    let Some(acceptor) = &shared.tls else { return };
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, acceptor.accept(io)) => accepted,
+        _ = stop.changed() => return,
+    };
+    match accepted {
+        Ok(Ok(tls)) => {
+            let activity = Arc::new(Activity::new());
+            let conn = shared
+                .builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), service(shared, &activity));
+            drive(conn, activity, peer, shared, Some((head, deadline)), stop).await
+        }
+        Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "no TLS handshake within the header-read timeout"),
+    }
+}
+
+/// Serves a plain TCP connection with hyper, HTTP/1.1 or HTTP/2 as its first bytes say; what
+/// was read of it already has been given back to `io` ([`DeadlineIo::rewind`]).
+///
+/// `head`: the connection's head permit and first-head deadline, `None` when a first request
+/// was served already.
+pub(super) async fn serve_hyper(
+    io: DeadlineIo,
+    http2: bool,
+    peer: SocketAddr,
+    shared: &Shared,
+    head: Option<(OwnedSemaphorePermit, Instant)>,
+    stop: watch::Receiver<bool>,
+) {
     let activity = Arc::new(Activity::new());
-    let service = ConnService {
+    let service = service(shared, &activity);
+    if http2 {
+        let conn = shared
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        drive(conn, activity, peer, shared, head, stop).await
+    } else {
+        let conn = shared
+            .http1
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        drive(conn, activity, peer, shared, head, stop).await
+    }
+}
+
+fn service(shared: &Shared, activity: &Arc<Activity>) -> ConnService {
+    ConnService {
         app: shared.app.clone(),
         activity: activity.clone(),
+    }
+}
+
+/// A hyper connection future that can be asked to finish (`auto`'s or `http1`'s).
+trait Graceful: Future<Output = Result<(), Self::Error>> {
+    type Error: std::fmt::Display;
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I> Graceful for auto::UpgradeableConnection<'_, I, ConnService, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self)
+    }
+}
+
+impl<I> Graceful for http1::UpgradeableConnection<I, ConnService>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    type Error = hyper::Error;
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::UpgradeableConnection::graceful_shutdown(self)
+    }
+}
+
+async fn drive<C: Graceful>(
+    conn: C,
+    activity: Arc<Activity>,
+    peer: SocketAddr,
+    shared: &Shared,
+    head: Option<(OwnedSemaphorePermit, Instant)>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut conn = pin!(conn);
+    let (mut head, deadline) = match head {
+        Some((permit, deadline)) => (Some(permit), deadline),
+        None => (None, Instant::now()),
     };
-    let mut conn = pin!(shared.builder.serve_connection_with_upgrades(io, service));
-    let mut head = Some(head);
     let mut head_deadline = pin!(tokio::time::sleep_until(deadline));
     let idle_timeout = shared.config.idle_timeout;
     let mut idle = pin!(tokio::time::sleep(idle_timeout));
+    // A stop sent before this connection got here (while sse_loop served its first request)
+    // is seen at once.
     let mut closing = false;
+    if *stop.borrow_and_update() {
+        closing = true;
+        conn.as_mut().graceful_shutdown();
+    }
     loop {
         tokio::select! {
             served = conn.as_mut() => {

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -28,12 +29,10 @@ pub struct DeadlineIo {
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     timed_out: bool,
-    /// The next read is hyper-util's HTTP version detection (see [`DeadlineIo::sniff_version`]).
-    sniff: bool,
+    /// Bytes already read from the socket that reads must return first (see
+    /// [`DeadlineIo::rewind`]).
+    rewound: Option<Bytes>,
 }
-
-/// What an HTTP/2 prior-knowledge connection starts with.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 impl DeadlineIo {
     /// Wraps `stream`; `deadline` `None` turns the deadline off.
@@ -44,27 +43,18 @@ impl DeadlineIo {
             timer: None,
             waiting: false,
             timed_out: false,
-            sniff: false,
+            rewound: None,
         }
     }
 
-    /// Answers the first read, hyper-util's `auto` version detection, from `MSG_PEEK` instead
-    /// of the socket, so that an HTTP/1.1 request head reaches hyper in one read.
-    ///
-    /// Why: `auto` reads up to 24 bytes to look for the HTTP/2 preface and gives them back to
-    /// hyper's HTTP/1 parser as a first read of their own. The head is then incomplete after
-    /// that read, and the next one finds fewer than 8 KiB free in hyper's 8 KiB read buffer,
-    /// so it grows the buffer to 16 KiB (`Vec::reserve` doubles): every HTTP/1.1 connection
-    /// kept a 16 KiB read buffer of which a request head touches one page (BENCHMARKS.md,
-    /// "Where the memory goes"). Here the first read peeks instead: when the bytes are not
-    /// the start of the preface, it returns no bytes, which `auto` takes for HTTP/1 with
-    /// nothing to give back, and hyper's parser reads the whole head from the socket into its
-    /// 8 KiB buffer. Anything that may be the preface (or an empty peek, the peer's EOF) is
-    /// read as before. Only for a plain TCP connection: under TLS the first read is the TLS
-    /// library's.
-    pub(crate) fn sniff_version(mut self) -> Self {
-        self.sniff = true;
-        self
+    /// Gives `bytes`, read from the socket earlier, back to the next reads, before anything
+    /// the socket holds: `livepush::serve` reads a connection's first request head itself (see
+    /// `serve::sse_loop`) and hands what it read to hyper when hyper is to serve it.
+    pub(crate) fn rewind(&mut self, bytes: Bytes) {
+        debug_assert!(self.rewound.is_none(), "rewound twice");
+        if !bytes.is_empty() {
+            self.rewound = Some(bytes);
+        }
     }
 
     /// The socket.
@@ -115,15 +105,14 @@ impl AsyncRead for DeadlineIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.sniff {
-            let mut start = [0u8; H2_PREFACE.len()];
-            let mut peeked = ReadBuf::new(&mut start);
-            let n = ready!(self.inner.poll_peek(cx, &mut peeked))?;
-            self.sniff = false;
-            if n > 0 && peeked.filled() != &H2_PREFACE[..n] {
-                // HTTP/1: no bytes now, the head whole on the parser's first read.
-                return Poll::Ready(Ok(()));
+        if let Some(rewound) = &mut self.rewound {
+            let n = rewound.len().min(buf.remaining());
+            buf.put_slice(&rewound[..n]);
+            rewound.advance(n);
+            if rewound.is_empty() {
+                self.rewound = None;
             }
+            return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
@@ -191,31 +180,27 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn sniffed(sent: &[u8]) -> (usize, Vec<u8>) {
+    #[tokio::test]
+    async fn rewound_bytes_are_read_first_then_the_socket() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut peer = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (accepted, _) = listener.accept().await.unwrap();
-        peer.write_all(sent).await.unwrap();
-        let mut io = DeadlineIo::new(accepted, None).sniff_version();
-        let mut first = [0u8; 64];
-        let n = io.read(&mut first).await.unwrap();
-        let mut rest = vec![0u8; sent.len() - n];
+        peer.write_all(b" world").await.unwrap();
+        let mut io = DeadlineIo::new(accepted, None);
+        io.rewind(Bytes::from_static(b"hello"));
+        // a read smaller than the rewound bytes takes part of them
+        let mut first = [0u8; 3];
+        io.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"hel");
+        let mut rest = [0u8; 8];
         io.read_exact(&mut rest).await.unwrap();
-        (n, [&first[..n], &rest[..]].concat())
-    }
-
-    #[tokio::test]
-    async fn an_http1_head_is_not_split_by_the_version_detection() {
-        let head = b"GET /events?topic=a HTTP/1.1\r\nhost: x\r\n\r\n";
-        // the detecting read gets nothing, and no byte is lost or doubled
-        assert_eq!(sniffed(head).await, (0, head.to_vec()));
-        let mut h2 = H2_PREFACE.to_vec();
-        h2.extend_from_slice(b"\0\0\0\x04\0\0\0\0\0");
-        let (n, read) = sniffed(&h2).await;
-        assert!(n > 0, "the preface is read as before");
-        assert_eq!(read, h2);
+        assert_eq!(&rest, b"lo world");
+        assert!(
+            io.rewound.is_none(),
+            "the rewound bytes are dropped once read"
+        );
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ mod accept;
 mod conn;
 mod io;
 mod listen;
+mod sse_loop;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -48,8 +49,8 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub struct ServeConfig {
     /// Longest wait for a request head (default 10 s). The first head of a connection must be
     /// complete this long after the accept, or the connection is closed: a client that sends
-    /// half a head (slow-loris) holds a socket for this long at most. On HTTP/1.1 hyper also
-    /// applies it to every later head, counted from the end of the previous response, so it
+    /// half a head (slow-loris) holds a socket for this long at most. On HTTP/1.1 it also
+    /// applies to every later head, counted from the end of the previous response, so it
     /// also bounds how long an idle keep-alive connection stays open.
     pub header_read_timeout: Duration,
     /// A connection with no request in flight is closed after this long (default 60 s; HTTP/2
@@ -164,6 +165,13 @@ impl ServeConfig {
 ///   delays its ACKs by up to 40 ms. Measured in BENCHMARKS.md: p99 publish→deliver latency at
 ///   1,000 subscribers and 100 events/s halves with it.
 /// - **The router is shared**, not rebuilt per connection.
+/// - **An SSE connection holds no HTTP buffers.** On plain TCP, a connection whose first request
+///   is an `EventSource` request (`GET`, HTTP/1.1, no body, `Accept: text/event-stream`) is
+///   answered without hyper, which would keep an 8 KiB read and an 8 KiB write buffer and its
+///   connection state for as long as the stream lives: about 3 KiB of memory per idle stream
+///   instead of about 17 (BENCHMARKS.md, goal 5). The bytes on the wire are hyper's. Later
+///   SSE requests on the connection are answered the same way; from the first other request
+///   on (and for HTTP/2 and TLS), hyper serves the connection.
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};
@@ -322,8 +330,13 @@ impl Serve {
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout);
         builder.http2().timer(TokioTimer::new());
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout);
         let shared = Arc::new(conn::Shared {
             builder,
+            http1,
             app,
             config: config.clone(),
             #[cfg(feature = "tls")]
@@ -338,16 +351,6 @@ impl Serve {
                 tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
             }
             let io = DeadlineIo::new(stream, write_timeout);
-            // Plain TCP: hyper's HTTP/1 parser gets the head in one read (see sniff_version);
-            // under TLS the first read is the handshake's.
-            #[cfg(feature = "tls")]
-            let io = if shared.tls.is_none() {
-                io.sniff_version()
-            } else {
-                io
-            };
-            #[cfg(not(feature = "tls"))]
-            let io = io.sniff_version();
             Box::pin(conn::run(io, peer, shared.clone(), head, stopped.clone()))
         };
         // Accepting and reading first heads happen in this task (see accept.rs); `unconstrained`

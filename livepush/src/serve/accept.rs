@@ -11,7 +11,9 @@
 //! until its first head is read: the accept task is woken straight by the I/O driver (tokio runs
 //! such a wake-up next), its turn accepts everything queued and serves every connection whose
 //! head arrived, a resuming client's replay included, and only then is the connection spawned as
-//! a task of its own for its live stream.
+//! a task of its own for its live stream. Under TLS the handshake is the one costly step before
+//! the head, so it runs as a task of its own (`conn::run_tls`), on whichever worker is free,
+//! and the accept task only waits for it.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -68,9 +68,25 @@ async fn run_tls(
     deadline: Instant,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Some(acceptor) = &shared.tls else { return };
+    let Some(acceptor) = shared.tls.clone() else {
+        return;
+    };
+    // The handshake runs as a task of its own: this future is driven by the accept task until
+    // the first head is read (accept.rs), and a TLS handshake is a millisecond of CPU that a
+    // reconnect storm would otherwise pay in that one task, one connection after the other,
+    // instead of on every worker of the runtime.
+    let mut handshake = Handshake(tokio::spawn(tokio::time::timeout_at(
+        deadline,
+        acceptor.accept(io),
+    )));
     let accepted = tokio::select! {
-        accepted = tokio::time::timeout_at(deadline, acceptor.accept(io)) => accepted,
+        accepted = &mut handshake.0 => match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::debug!(%error, %peer, "TLS handshake task failed");
+                return;
+            }
+        },
         _ = stop.changed() => return,
     };
     match accepted {
@@ -83,6 +99,17 @@ async fn run_tls(
         }
         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "no TLS handshake within the header-read timeout"),
+    }
+}
+
+/// A TLS handshake's task, aborted if the connection is dropped first (a server's drain).
+#[cfg(feature = "tls")]
+struct Handshake<T>(tokio::task::JoinHandle<T>);
+
+#[cfg(feature = "tls")]
+impl<T> Drop for Handshake<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -48,7 +48,7 @@ fn app(hub: &Hub) -> Router {
 
 /// Waits until the hub holds no connection, subscription, queued byte or topic, and the gauges
 /// say the same.
-async fn assert_nothing_left(hub: &Hub) {
+pub(crate) async fn assert_nothing_left(hub: &Hub) {
     eventually("every connection released", || {
         let hub = hub.clone();
         async move { hub.connection_count() == 0 && hub.subscriber_counts().is_empty() }

@@ -12,6 +12,7 @@ use livepush::{subscribe_to_events, Hub, RouterExt, Subscription, Topics};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::cleanup::assert_nothing_left;
 use crate::support::{capture_logs, eventually, metric, GracefulServer, TestServer, WAIT};
 
 #[subscribe_to_events]
@@ -172,22 +173,6 @@ fn without_date(head: &[String]) -> Vec<String> {
         .collect()
 }
 
-async fn nothing_left(hub: &Hub) {
-    eventually("every connection released", || {
-        let hub = hub.clone();
-        async move { hub.connection_count() == 0 && hub.subscriber_counts().is_empty() }
-    })
-    .await;
-    let text = hub.metrics_text();
-    for gauge in [
-        "livepush_connections",
-        "livepush_subscriptions",
-        "livepush_queued_bytes",
-    ] {
-        assert_eq!(metric(&text, gauge), 0.0, "{gauge}:\n{text}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sse_response_is_the_bytes_hyper_would_send() {
     let hub = hub();
@@ -292,7 +277,7 @@ async fn a_request_pipelined_behind_a_stream_is_answered_when_the_stream_ends() 
     let head = conn.head().await;
     assert_eq!(head[0], "HTTP/1.1 200 OK");
     assert_eq!(conn.take(5).await, b"hello");
-    nothing_left(&hub).await;
+    assert_nothing_left(&hub).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,14 +292,14 @@ async fn a_client_that_closes_mid_stream_releases_everything() {
     assert_eq!(metric(&hub.metrics_text(), "livepush_connections"), 1.0);
     hub.publish("a", "e", &1).await.unwrap();
     drop(conn);
-    nothing_left(&hub).await;
+    assert_nothing_left(&hub).await;
     // and one that sends a FIN only (shutdown of its sending side)
     let mut conn = Conn::connect(server.addr).await;
     conn.send(sse_get("/events?topic=a", "").as_bytes()).await;
     conn.head().await;
     conn.chunks_until("retry:").await;
     conn.stream.shutdown().await.unwrap();
-    nothing_left(&hub).await;
+    assert_nothing_left(&hub).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,7 +410,7 @@ async fn shutdown_ends_fast_path_streams_cleanly() {
         .expect("the server exits")
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
-    nothing_left(&hub).await;
+    assert_nothing_left(&hub).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,7 +444,7 @@ async fn a_fast_path_client_that_stops_reading_is_cut_at_the_write_deadline() {
         hub.publish("t", "big", &pad).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    nothing_left(&hub).await;
+    assert_nothing_left(&hub).await;
     drop(stuck);
 }
 

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use futures_util::future::join_all;
 use livepush::sse::RESET;
-use livepush::{Hub, HubBuilder, RouterExt};
+use livepush::{EventId, Hub, HubBuilder, RouterExt};
 use serde_json::json;
 
 use crate::support::handlers::events;
@@ -89,13 +89,8 @@ async fn read_until(client: &mut SseClient, who: &str, last: &str) -> Vec<String
     }
 }
 
-/// Publishes `BEFORE` events, keeps an anchor subscriber (the topic stays watched, as it does
-/// in a process that other clients keep using), then resumes `CLIENTS` clients at once from
-/// `POSITIONS` positions while `DURING` more events are published, and checks that each got
-/// exactly the events after its position, once, in order.
-async fn storm(hub: &Hub, server: &TestServer) {
-    let url = server.url(&format!("/events?topic={TOPIC}"));
-    let mut anchor = SseClient::connect(&url).await;
+/// Publishes `BEFORE` events on `TOPIC`: their ids, and their `data` as the stream shows it.
+async fn publish_before(hub: &Hub) -> (Vec<EventId>, Vec<String>) {
     let mut ids = Vec::new();
     let mut data = Vec::new();
     for n in 0..BEFORE {
@@ -103,6 +98,17 @@ async fn storm(hub: &Hub, server: &TestServer) {
         ids.push(hub.publish(TOPIC, "tick", &payload).await.unwrap());
         data.push(payload.to_string());
     }
+    (ids, data)
+}
+
+/// Publishes `BEFORE` events, keeps an anchor subscriber (the topic stays watched, as it does
+/// in a process that other clients keep using), then resumes `CLIENTS` clients at once from
+/// `POSITIONS` positions while `DURING` more events are published, and checks that each got
+/// exactly the events after its position, once, in order.
+async fn storm(hub: &Hub, server: &TestServer) {
+    let url = server.url(&format!("/events?topic={TOPIC}"));
+    let mut anchor = SseClient::connect(&url).await;
+    let (ids, mut data) = publish_before(hub).await;
     let last_before = data.last().unwrap().clone();
     read_until(&mut anchor, "anchor", &last_before).await;
 
@@ -186,13 +192,7 @@ async fn a_resume_storm_on_a_topic_nobody_watched_in_between_gets_every_event_on
     let hub = redis_hub(&redis).build().unwrap();
     let server = instance(hub.clone()).await;
     let url = server.url(&format!("/events?topic={TOPIC}"));
-    let mut ids = Vec::new();
-    let mut data = Vec::new();
-    for n in 0..BEFORE {
-        let payload = json!({ "n": n });
-        ids.push(hub.publish(TOPIC, "tick", &payload).await.unwrap());
-        data.push(payload.to_string());
-    }
+    let (ids, mut data) = publish_before(&hub).await;
     redis.admin_command(&["CONFIG", "RESETSTAT"]).await;
     let from = BEFORE / 2;
     let id = ids[from].to_string();

@@ -234,31 +234,43 @@ async fn redis_cluster() {
     let before = logs.text().len();
     a_watched_slot_moves(&cluster).await;
     // the broker noticed (not only redis-rs): the moved channel was re-subscribed and caught up
-    let during = logs.text()[before..].to_owned();
-    assert!(
-        during.contains("Redis Cluster ended a shard subscription")
-            && during.contains("partition re-subscribed and caught up"),
-        "{during}"
+    assert_logged_since(
+        &logs,
+        before,
+        &[
+            "Redis Cluster ended a shard subscription",
+            "partition re-subscribed and caught up",
+        ],
     );
     eprintln!("slot move: ok ({:?})", started.elapsed());
     let before = logs.text().len();
     a_master_dies(&mut cluster).await;
-    let during = logs.text()[before..].to_owned();
-    assert!(
-        during.contains("node connection dropped")
-            && during.contains("partition re-subscribed and caught up"),
-        "{during}"
+    assert_logged_since(
+        &logs,
+        before,
+        &[
+            "node connection dropped",
+            "partition re-subscribed and caught up",
+        ],
     );
     eprintln!("master killed: ok ({:?})", started.elapsed());
     let before = logs.text().len();
     a_master_hangs(&cluster).await;
-    let during = logs.text()[before..].to_owned();
-    assert!(
-        during.contains("a Redis Cluster node stopped answering")
-            && during.contains("partition re-subscribed and caught up"),
-        "{during}"
+    assert_logged_since(
+        &logs,
+        before,
+        &[
+            "a Redis Cluster node stopped answering",
+            "partition re-subscribed and caught up",
+        ],
     );
     eprintln!("master stopped: ok ({:?})", started.elapsed());
+}
+
+/// Asserts that every line of `expected` was logged after the first `before` bytes of `logs`.
+fn assert_logged_since(logs: &support::observe::Captured, before: usize, expected: &[&str]) {
+    let during = &logs.text()[before..];
+    assert!(expected.iter().all(|e| during.contains(e)), "{during}");
 }
 
 async fn fan_out_caps_all_shards_and_connection_bound(cluster: &Cluster) {

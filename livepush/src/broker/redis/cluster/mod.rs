@@ -304,25 +304,6 @@ fn is_connection_error(e: &RedisError) -> bool {
         || e.is_cluster_error()
 }
 
-impl Inner {
-    /// A short-lived write to `key`: only the master of its slot can answer it (not a replica,
-    /// not a node that lost the slot), so success means that slot's shard takes writes.
-    async fn write_probe(
-        &self,
-        conn: &mut ClusterConnection,
-        key: String,
-    ) -> Result<(), BrokerError> {
-        redis::cmd("SET")
-            .arg(key)
-            .arg(1)
-            .arg("PX")
-            .arg(10_000)
-            .query_async::<()>(conn)
-            .await
-            .map_err(|e| self.fail(e))
-    }
-}
-
 impl SlotStore for Inner {
     type Conn = ClusterConnection;
     /// Cap keys lie in different slots: one script each.
@@ -553,9 +534,14 @@ impl Broker for RedisClusterBroker {
                 "{missing} watched shard channels are not subscribed yet"
             )));
         }
-        self.inner
-            .write_probe(&mut conn, self.inner.layout.ready())
+        redis::cmd("SET")
+            .arg(self.inner.layout.ready())
+            .arg(1)
+            .arg("PX")
+            .arg(10_000)
+            .query_async::<()>(&mut conn)
             .await
+            .map_err(|e| self.inner.fail(e))
     }
 
     fn partitioned(&self) -> Option<&dyn Partitioned> {
@@ -605,9 +591,16 @@ impl Partitioned for RedisClusterBroker {
                 "{missing} watched shard channels of partition {partition} are not subscribed yet"
             )));
         }
-        self.inner
-            .write_probe(&mut conn, self.inner.layout.ready_in(partition))
+        // A write in the partition's slot: its master answers (not a replica, not a node that
+        // lost the slot).
+        redis::cmd("SET")
+            .arg(self.inner.layout.ready_in(partition))
+            .arg(1)
+            .arg("PX")
+            .arg(10_000)
+            .query_async::<()>(&mut conn)
             .await
+            .map_err(|e| self.inner.fail(e))
     }
 
     async fn partition_history(

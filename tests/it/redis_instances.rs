@@ -722,8 +722,43 @@ async fn slots_of_a_crashed_instance_expire_while_live_ones_are_kept() {
 
     let _live = SseClient::connect_with(&url, &user).await;
     assert_eq!(SseClient::request(&url, &user).await.status(), 429);
-    // after several lease periods the crashed slot is gone and the live one was kept by refreshes
-    tokio::time::sleep(lease * 3).await;
+    // The live slot's expiry (ms, Redis clock) as first written, then moved on by a refresh.
+    let live_expiry = || {
+        let mut conn = conn.clone();
+        async move {
+            let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg("livepush:slots:crash")
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            members
+                .into_iter()
+                .find(|(member, _)| member != "crashed-instance:1")
+                .map(|(_, expiry)| expiry)
+        }
+    };
+    let first = live_expiry()
+        .await
+        .expect("the live connection holds a slot");
+    eventually("a refresh moved the live slot's expiry on", || async {
+        live_expiry().await.is_some_and(|e| e > first)
+    })
+    .await;
+    // Once Redis's clock is past both first expiries, a slot that was not refreshed is gone:
+    // the crashed one frees its place, the live one must still hold its own.
+    let deadline = first.max(expires_ms as f64);
+    eventually("Redis's clock passed the first leases", || {
+        let mut conn = conn.clone();
+        async move {
+            let (secs, micros): (u64, u64) =
+                redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+            (secs * 1000 + micros / 1000) as f64 > deadline
+        }
+    })
+    .await;
     let _next = SseClient::connect_with(&url, &user).await;
     assert_eq!(
         SseClient::request(&url, &user).await.status(),

@@ -1052,6 +1052,13 @@ async fn check_a_last_event_id_from_the_future(hub: &Hub, server: &TestServer) {
             "exactly the 3 live events after the reset\n{}",
             got.dump()
         );
+        assert!(
+            got.items
+                .iter()
+                .all(|item| matches!(item, Item::Event { id, .. } if *id > reset_id)),
+            "every event after the reset is above its id ({reset_id})\n{}",
+            got.dump()
+        );
         client
             .assert_quiet(Duration::from_millis(200), "nothing more")
             .await;
@@ -1247,4 +1254,131 @@ async fn a_resume_across_events_an_instance_missed_for_good_is_reset_not_served_
     let anchored =
         read_without_silent_gap(&mut anchor, "anchor", &expected[1..], Duplicates::Refused).await;
     assert_eq!(anchored.missing, lost, "{}", anchored.dump());
+}
+
+/// The gap checker itself fails where it must: fed transcripts by hand, it accepts what a
+/// reset covers and refuses a reset that cannot cover what is missing.
+#[test]
+fn the_gap_checker_refuses_resets_that_do_not_cover_what_is_missing() {
+    let sent = |data: &str, id: Option<u64>| Sent {
+        data: data.to_owned(),
+        id,
+    };
+    let event = |id: u64, data: &str| Item::Event {
+        id,
+        event: "created".to_owned(),
+        data: data.to_owned(),
+    };
+    let reset = |id: u64, reason: &str, lost: Option<u64>| Item::Reset {
+        id,
+        reason: reason.to_owned(),
+        lost,
+        data: String::new(),
+    };
+    // Missing payloads, or the panic message of the check.
+    let check = |expected: Vec<Sent>, items: Vec<Item>| {
+        std::panic::catch_unwind(|| {
+            let transcript = Transcript {
+                who: "by hand".to_owned(),
+                items,
+                missing: Vec::new(),
+            };
+            let first_seen = check_order(&transcript, &expected, Duplicates::Refused);
+            check_missing_accounted_for(&transcript, &expected, &first_seen)
+        })
+        .map_err(|panic| panic.downcast_ref::<String>().cloned().unwrap_or_default())
+    };
+    let published = vec![
+        sent("a", Some(10)),
+        sent("b", Some(20)),
+        sent("c", Some(30)),
+    ];
+    // a broker_gap reset at or above the missing event's id covers it
+    assert_eq!(
+        check(
+            published.clone(),
+            vec![
+                event(10, "a"),
+                reset(25, "broker_gap", None),
+                event(30, "c")
+            ]
+        ),
+        Ok(vec!["b".to_owned()])
+    );
+    // one below it does not (the event was published after the reset), nor a retry-buffer
+    // reset (it covers only buffered publications), nor a reset outside its neighbours
+    let four = vec![
+        sent("a", Some(10)),
+        sent("b", Some(20)),
+        sent("c", Some(30)),
+        sent("d", Some(40)),
+    ];
+    for items in [
+        vec![
+            event(10, "a"),
+            reset(15, "broker_gap", None),
+            event(30, "c"),
+            event(40, "d"),
+        ],
+        vec![
+            event(10, "a"),
+            reset(25, "retry_buffer_overflow", Some(1)),
+            event(30, "c"),
+            event(40, "d"),
+        ],
+        vec![
+            event(10, "a"),
+            event(30, "c"),
+            reset(35, "broker_gap", None),
+            event(40, "d"),
+        ],
+    ] {
+        let refused = check(four.clone(), items).unwrap_err();
+        assert!(refused.contains("SILENT GAP"), "{refused}");
+    }
+    // buffered publications: covered by a retry-buffer reset, at most `lost` of them
+    let buffered = vec![
+        sent("a", Some(10)),
+        sent("x", None),
+        sent("y", None),
+        sent("c", Some(30)),
+    ];
+    assert_eq!(
+        check(
+            buffered.clone(),
+            vec![
+                event(10, "a"),
+                reset(25, "retry_buffer_expired", Some(2)),
+                event(30, "c")
+            ]
+        ),
+        Ok(vec!["x".to_owned(), "y".to_owned()])
+    );
+    for items in [
+        vec![
+            event(10, "a"),
+            reset(25, "retry_buffer_expired", Some(1)),
+            event(30, "c"),
+        ],
+        vec![
+            event(10, "a"),
+            reset(25, "broker_gap", None),
+            event(30, "c"),
+        ],
+    ] {
+        let refused = check(buffered.clone(), items).unwrap_err();
+        assert!(refused.contains("SILENT GAP"), "{refused}");
+    }
+    // every event after a reset is above its id
+    let refused = check(
+        published,
+        vec![
+            event(10, "a"),
+            reset(25, "broker_gap", None),
+            event(20, "b"),
+            event(30, "c"),
+        ],
+    )
+    .unwrap_err();
+    assert!(refused.contains("ids must rise"), "{refused}");
 }

@@ -418,9 +418,16 @@ async fn commit_row(outbox: &Outbox, pool: &sqlx::AnyPool, n: i64) {
 #[tokio::test]
 async fn without_a_relay_the_cursor_waits_its_bound_then_falls_back_to_the_position_and_then_resolves_to_the_rows_event(
 ) {
+    // Which way `resolve` ended is told by its warnings (this test runs on one thread, so the
+    // capture sees them): waited out its bound, or gave up at once on a row already stale.
+    const WAITED_OUT: &str = "did not publish the list's rows within the cursor wait";
+    const STALE: &str = "outbox rows older than the cursor wait are not relayed yet";
+    let (logs, _guard) = crate::support::capture_logs("livepush=warn");
+    let count = |what: &str| logs.text().matches(what).count();
     let file = Sqlite::create();
     let (outbox, pool) = bare_outbox(&file.url).await;
-    let outbox = outbox.cursor_wait(Duration::from_millis(500));
+    // 2 s: a fresh row must not turn stale while a loaded machine stalls between two reads
+    let outbox = outbox.cursor_wait(Duration::from_secs(2));
     let hub = Hub::builder().build().unwrap();
     let before = hub.position().await.unwrap();
     commit_row(&outbox, &pool, 1).await;
@@ -430,17 +437,25 @@ async fn without_a_relay_the_cursor_waits_its_bound_then_falls_back_to_the_posit
     let mut tx = pool.begin().await.unwrap();
     let cursor = outbox.cursor(&hub, &mut tx).await.unwrap();
     tx.commit().await.unwrap();
-    let started = std::time::Instant::now();
     assert_eq!(cursor.resolve().await.id(), Some(before));
-    assert!(started.elapsed() >= Duration::from_millis(500));
+    assert_eq!(
+        (count(WAITED_OUT), count(STALE)),
+        (1, 0),
+        "a fresh row is waited for, up to the bound:\n{}",
+        logs.text()
+    );
 
     // The row is older than the bound now: a relay that is down does not make every list wait.
     let mut tx = pool.begin().await.unwrap();
     let cursor = outbox.cursor(&hub, &mut tx).await.unwrap();
     tx.commit().await.unwrap();
-    let started = std::time::Instant::now();
     assert_eq!(cursor.resolve().await.id(), Some(before));
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(
+        (count(WAITED_OUT), count(STALE)),
+        (1, 1),
+        "a row older than the bound is not waited for again:\n{}",
+        logs.text()
+    );
 
     // Once a relay published it, the cursor is the event the row got …
     let relay = outbox.relay(&hub).start();
@@ -479,7 +494,19 @@ async fn postgres_writers_wait_while_a_list_transaction_holds_the_cursor() {
         let (outbox, pool) = (outbox.clone(), pool.clone());
         async move { commit_row(&outbox, &pool, 1).await }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The writer is blocked once PostgreSQL shows one of this database's sessions waiting for
+    // a lock: from then on only the list's commit can let it go on.
+    crate::support::eventually("the writer waits for a lock", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        waiting == 1 || writer.is_finished()
+    })
+    .await;
     assert!(
         !writer.is_finished(),
         "a writer committed an outbox row while a list transaction held the cursor"

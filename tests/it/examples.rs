@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::{
-    get_json, http, run_to_exit, wait_for_status, Example, RedisServer, SseClient, LIVEPUSH_ROUTES,
+    get_json, http, run_to_exit, Example, RedisServer, SseClient, LIVEPUSH_ROUTES,
 };
 
 const EXAMPLES: [&str; 5] = [
@@ -36,7 +36,8 @@ fn open_subscription(name: &str) -> (&'static str, &'static [(&'static str, &'st
 #[tokio::test]
 async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
     for name in EXAMPLES {
-        let mut example = Example::start(name, &[]);
+        // on a port the test chose: `PORT` is part of the contract
+        let mut example = Example::start_on_a_chosen_port(name, &[]);
         let client = http();
         // tickets serves its admin routes only with its token (its main.rs); the others openly
         let token = (name == "tickets").then_some("Bearer alice-token");
@@ -333,11 +334,9 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
         ("LIVEPUSH_REPLAY", "100".to_owned()),
     ];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let a = Example::start("multi_instance", &env);
-    let b = Example::start("multi_instance", &env);
-    // A stream opened before B's first Redis connection starts with a reset (broker_gap).
-    a.wait_ready().await;
-    b.wait_ready().await;
+    // chosen ports: each instance names itself `HOST:PORT` in what it publishes
+    let a = Example::start_on_a_chosen_port("multi_instance", &env);
+    let b = Example::start_on_a_chosen_port("multi_instance", &env);
     let client = http();
     let post = |text: &str| {
         client
@@ -347,37 +346,27 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
     };
 
     // As a load balancer would: traffic only once each instance is ready. A stream opened on B
-    // before B's Redis listener first connected gets a `livepush.reset` (broker_gap) when it
-    // does (seen in about half the runs, before this change too).
-    wait_for_status(&a.url("/health/ready"), 200).await;
-    wait_for_status(&b.url("/health/ready"), 200).await;
+    // before B's Redis listener first connected would get a `livepush.reset` (broker_gap).
+    a.wait_ready().await;
+    b.wait_ready().await;
+    // The response head is the signal that the stream is live: B answers only once Redis
+    // confirmed its subscription of the topic (fail-open after a bound, which a ready B does not
+    // reach), so one message posted on A from then on reaches it, first and alone.
     let mut on_b = SseClient::connect(&b.url("/events?topic=room:lobby")).await;
-    let first = {
-        // B's Redis subscription may take a moment after the stream opened: publish until the
-        // first message arrives, bounded in count and time.
-        let mut got = None;
-        for _ in 0..50 {
-            let response = post("hello").await.unwrap();
-            assert_eq!(response.status(), StatusCode::CREATED);
-            if let Some(event) = on_b.next_within(Duration::from_millis(200)).await {
-                got = Some(event);
-                break;
-            }
-        }
-        got.expect("a message posted on A reaches a subscriber of B")
-    };
+    let response = post("hello").await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let first = on_b.next().await;
     assert_eq!(first.event, "message_posted", "{first:?}");
     let data: Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(data["text"], "hello", "{first:?}");
     assert_eq!(
         data["instance"],
         format!("127.0.0.1:{}", a.port),
         "published by A"
     );
-    // Drain what the retries above may have left, then remember where B's client stopped.
-    let mut last_id = first.id.clone();
-    while let Some(event) = on_b.next_within(Duration::from_millis(300)).await {
-        last_id = event.id;
-    }
+    on_b.assert_quiet(Duration::from_millis(300), "one post, one event")
+        .await;
+    let last_id = first.id.clone();
     drop(on_b);
 
     for text in ["missed 1", "missed 2"] {

@@ -21,6 +21,7 @@ mod app;
 
 mod backpressure;
 mod bad_input;
+mod checkers;
 mod cleanup;
 mod crm_comments;
 mod cursor;

@@ -4,9 +4,15 @@
 //! `Last-Event-ID` from the future, and a Sentinel failover.
 //!
 //! The rule every test checks on every subscriber ([`read_without_silent_gap`]): each event
-//! published after the subscriber connected arrives, in order, or a `livepush.reset` arrives
-//! after the last event before it and before the next one that does arrive. Late is fine, silent
-//! loss never is.
+//! published after the subscriber connected arrives, in order, or a `livepush.reset` that
+//! accounts for it arrives after the last event before it and before the next one that does
+//! arrive. Late is fine, silent loss never is. A reset accounts only for what its documented
+//! data and id say it covers (README, "Guarantees when something fails"): a broker fault or a
+//! history that falls short (`broker_gap`, `history_unavailable`) for events the broker took
+//! with an id up to the reset's id (published before it); a retry-buffer reset
+//! (`retry_buffer_overflow` / `_expired`) for at most `lost` publications the buffer held. The
+//! reset's data names no topic: every subscriber here watches one topic, so each reset it gets
+//! is that topic's. Tests in which replay recovers everything also assert that no reset came.
 
 use std::time::{Duration, Instant};
 
@@ -92,8 +98,18 @@ async fn metrics(server: &TestServer) -> String {
         .unwrap()
 }
 
+/// A publication a subscriber is owed, and what its publisher learned of it.
+#[derive(Debug, Clone)]
+struct Sent {
+    /// The payload as subscribers see it.
+    data: String,
+    /// The id the broker gave it (`hub.publish` answered `Ok`); `None` for a publication that
+    /// went to the retry buffer, or through a handler, whose answer does not say.
+    id: Option<u64>,
+}
+
 /// `POST /comments` with `body`; the handler answers 201 whatever the broker does.
-async fn post_comment(server: &TestServer, body: &Value) -> String {
+async fn post_comment(server: &TestServer, body: &Value) -> Sent {
     let response = http()
         .post(server.url("/comments"))
         .json(body)
@@ -105,28 +121,51 @@ async fn post_comment(server: &TestServer, body: &Value) -> String {
         201,
         "a publish the broker cannot take never changes the handler's answer"
     );
-    body.to_string()
+    Sent {
+        data: body.to_string(),
+        id: None,
+    }
 }
 
 /// Publishes with `hub.publish` and returns the payload as subscribers see it; the broker may
 /// have taken it or the hub may keep it in its retry buffer, nothing else.
-async fn accepted(hub: &Hub, topic: &str, data: &Value) -> String {
-    let result = hub.publish(topic, "created", data).await;
-    assert!(
-        matches!(result, Ok(_) | Err(PublishError::Buffered)),
-        "publish {data} to {topic}: neither published nor buffered: {result:?}"
-    );
-    data.to_string()
+async fn accepted(hub: &Hub, topic: &str, data: &Value) -> Sent {
+    match hub.publish(topic, "created", data).await {
+        Ok(id) => Sent {
+            data: data.to_string(),
+            id: Some(id.get()),
+        },
+        Err(PublishError::Buffered) => Sent {
+            data: data.to_string(),
+            id: None,
+        },
+        Err(e) => panic!("publish {data} to {topic}: neither published nor buffered: {e}"),
+    }
+}
+
+/// Publishes with `hub.publish`, which must succeed now (the broker takes it).
+async fn published(hub: &Hub, topic: &str, data: &Value, why: &str) -> Sent {
+    let id = hub
+        .publish(topic, "created", data)
+        .await
+        .unwrap_or_else(|e| panic!("{why}: publish {data} to {topic}: {e}"));
+    Sent {
+        data: data.to_string(),
+        id: Some(id.get()),
+    }
 }
 
 /// Publishes while the broker cannot take it: the hub answers `Buffered`.
-async fn buffered(hub: &Hub, topic: &str, data: &Value) -> String {
+async fn buffered(hub: &Hub, topic: &str, data: &Value) -> Sent {
     let result = hub.publish(topic, "created", data).await;
     assert!(
         matches!(result, Err(PublishError::Buffered)),
         "publish {data} to {topic} with the broker unreachable: expected Err(Buffered), got {result:?}"
     );
-    data.to_string()
+    Sent {
+        data: data.to_string(),
+        id: None,
+    }
 }
 
 /// An SSE stream of `topic` on `server` that keeps its raw bytes (to check each reset's `id:`).
@@ -165,8 +204,10 @@ enum Item {
         data: String,
     },
     Reset {
-        id: String,
+        id: u64,
         reason: String,
+        /// Publications the retry buffer gave up (retry-buffer resets only).
+        lost: Option<u64>,
         data: String,
     },
 }
@@ -177,6 +218,8 @@ enum Item {
 struct Transcript {
     who: String,
     items: Vec<Item>,
+    /// The expected payloads that never arrived (each accounted for by a reset).
+    missing: Vec<String>,
 }
 
 impl Transcript {
@@ -199,6 +242,35 @@ impl Transcript {
             .position(|item| matches!(item, Item::Event { data: d, .. } if d == data))
     }
 
+    /// Fails unless every expected event arrived and no reset came: what a test expects where
+    /// the broker's history (or the retry buffer) recovers everything.
+    fn assert_complete(&self) {
+        assert!(
+            self.missing.is_empty() && self.resets().is_empty(),
+            "{}: expected every event and no reset (replay recovers everything)\n{}",
+            self.who,
+            self.dump()
+        );
+    }
+
+    /// Fails unless every expected event arrived and every reset has one of `reasons` (a
+    /// documented reset that costs the client a reload, not an event).
+    fn assert_nothing_missing(&self, reasons: &[&str]) {
+        assert!(
+            self.missing.is_empty(),
+            "{}: expected every event to arrive, missing {:?}\n{}",
+            self.who,
+            self.missing,
+            self.dump()
+        );
+        assert!(
+            self.resets().iter().all(|(_, r)| reasons.contains(r)),
+            "{}: only resets {reasons:?} may come here\n{}",
+            self.who,
+            self.dump()
+        );
+    }
+
     fn dump(&self) -> String {
         let lines: Vec<String> = self
             .items
@@ -206,7 +278,7 @@ impl Transcript {
             .enumerate()
             .map(|(at, item)| match item {
                 Item::Event { id, event, data } => format!("  {at}: {event} id={id} {data}"),
-                Item::Reset { id, data, .. } => format!("  {at}: RESET id={id:?} {data}"),
+                Item::Reset { id, data, .. } => format!("  {at}: RESET id={id} {data}"),
             })
             .collect();
         format!("subscriber {}:\n{}", self.who, lines.join("\n"))
@@ -222,82 +294,129 @@ enum Duplicates {
     Allowed,
 }
 
-/// Reads `client` until the last of `expected` (payloads in publication order) arrived, and
-/// fails on any silent gap: an expected event that did not arrive must be covered by a
-/// `livepush.reset` received after the expected event before it (if any arrived) and before
-/// the next expected event that arrived. Also fails on an unexpected payload, on events out of
-/// publication order, on ids that do not rise between resets, on a duplicate unless allowed, on
-/// a reset without its own `id:` line or without a `"reason"`, and on a stream that ends.
-async fn read_without_silent_gap(
+/// Whether a reset with `reason` accounts for a publication the broker took with an id: a
+/// broker fault or a history that falls short does; a retry-buffer reset covers only what
+/// the buffer gave up, which never got an id.
+fn covers_published(reason: &str) -> bool {
+    !reason.starts_with("retry_buffer")
+}
+
+/// Reads one item from `client`, or `None` when [`DELIVERY_WAIT`] from `deadline` is over.
+async fn read_item(
     client: &mut SseClient,
     who: &str,
-    expected: &[String],
-    duplicates: Duplicates,
-) -> Transcript {
-    let last = expected.last().expect("something is expected");
-    let mut transcript = Transcript {
-        who: who.to_owned(),
-        items: Vec::new(),
-    };
-    let deadline = tokio::time::Instant::now() + DELIVERY_WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Some(event) = client.next_within(left).await else {
-            panic!(
-                "{who}: the last expected event {last} did not arrive within {DELIVERY_WAIT:?} \
-                 (or the stream ended); expected {expected:?}\n{}",
-                transcript.dump()
-            );
-        };
-        if event.event == RESET.as_str() {
-            let data: Value = serde_json::from_str(&event.data)
-                .unwrap_or_else(|e| panic!("{who}: reset data is not JSON ({e}): {}", event.data));
-            let reason = data["reason"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{who}: a reset without a \"reason\": {}", event.data))
-                .to_owned();
-            transcript.items.push(Item::Reset {
-                id: event.id.clone(),
-                reason,
-                data: event.data.clone(),
-            });
-            continue;
-        }
-        assert_ne!(
-            event.event,
-            LAGGED.as_str(),
-            "{who}: dropped as a slow consumer, which these tests never are\n{}",
-            transcript.dump()
+    deadline: tokio::time::Instant,
+) -> Option<Item> {
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let event = client.next_within(left).await?;
+    if event.event == RESET.as_str() {
+        let data: Value = serde_json::from_str(&event.data)
+            .unwrap_or_else(|e| panic!("{who}: reset data is not JSON ({e}): {}", event.data));
+        let reason = data["reason"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{who}: a reset without a \"reason\": {}", event.data))
+            .to_owned();
+        let lost = data["lost"].as_u64();
+        assert!(
+            covers_published(&reason) || lost.is_some(),
+            "{who}: a retry-buffer reset without \"lost\": {}",
+            event.data
         );
         let id = event
             .id
             .parse()
-            .unwrap_or_else(|_| panic!("{who}: event id {:?} is not a u64", event.id));
-        let done = event.data == *last;
-        transcript.items.push(Item::Event {
+            .unwrap_or_else(|_| panic!("{who}: reset id {:?} is not a u64", event.id));
+        return Some(Item::Reset {
             id,
-            event: event.event,
+            reason,
+            lost,
             data: event.data,
         });
+    }
+    assert_ne!(
+        event.event,
+        LAGGED.as_str(),
+        "{who}: dropped as a slow consumer, which these tests never are"
+    );
+    let id = event
+        .id
+        .parse()
+        .unwrap_or_else(|_| panic!("{who}: event id {:?} is not a u64", event.id));
+    Some(Item::Event {
+        id,
+        event: event.event,
+        data: event.data,
+    })
+}
+
+/// Reads `client` until the last of `expected` (in publication order) arrived, and fails on
+/// any silent gap: an expected event that did not arrive must be accounted for by a
+/// `livepush.reset` received after the expected event before it (if any arrived) and before
+/// the next expected event that arrived, as the module's rule says. Also fails on an
+/// unexpected payload, on events out of publication order, on ids that do not rise (across a
+/// reset too: every event after a reset is above its id), on a duplicate unless allowed, on a
+/// reset without its own `id:` line or without a `"reason"`, and on a stream that ends.
+async fn read_without_silent_gap(
+    client: &mut SseClient,
+    who: &str,
+    expected: &[Sent],
+    duplicates: Duplicates,
+) -> Transcript {
+    let last = &expected.last().expect("something is expected").data;
+    let mut transcript = Transcript {
+        who: who.to_owned(),
+        items: Vec::new(),
+        missing: Vec::new(),
+    };
+    let deadline = tokio::time::Instant::now() + DELIVERY_WAIT;
+    loop {
+        let Some(item) = read_item(client, who, deadline).await else {
+            let wanted: Vec<&str> = expected.iter().map(|s| s.data.as_str()).collect();
+            panic!(
+                "{who}: the last expected event {last} did not arrive within {DELIVERY_WAIT:?}; \
+                 expected {wanted:?}\n{}",
+                transcript.dump()
+            );
+        };
+        let done = matches!(&item, Item::Event { data, .. } if data == last);
+        transcript.items.push(item);
         if done {
             break;
         }
     }
     check_resets_have_ids(client, who);
+    let first_seen = check_order(&transcript, expected, duplicates);
+    transcript.missing = check_missing_accounted_for(&transcript, expected, &first_seen);
+    eprintln!(
+        "{who}: {} items, resets {:?}, missing {}",
+        transcript.items.len(),
+        transcript.resets(),
+        transcript.missing.len()
+    );
+    transcript
+}
 
-    // Which expected event each delivered event is; its first copy must follow publication order.
+/// Checks ids, publication order and duplicates; answers where each expected event first
+/// arrived.
+fn check_order(
+    transcript: &Transcript,
+    expected: &[Sent],
+    duplicates: Duplicates,
+) -> Vec<Option<usize>> {
+    let who = &transcript.who;
     let mut first_seen: Vec<Option<usize>> = vec![None; expected.len()];
     let mut highest: Option<usize> = None;
     let mut previous_id: Option<u64> = None;
     for (at, item) in transcript.items.iter().enumerate() {
         let (id, data) = match item {
-            Item::Reset { .. } => {
-                previous_id = None; // ids may start over after a reset
+            // the reset's id is where the client resumes: every later event is above it
+            Item::Reset { id, .. } => {
+                previous_id = Some(*id);
                 continue;
             }
             Item::Event { id, data, .. } => (*id, data),
         };
-        let Some(index) = expected.iter().position(|e| e == data) else {
+        let Some(index) = expected.iter().position(|e| e.data == *data) else {
             panic!(
                 "{who}: unexpected event {data} (expected {expected:?})\n{}",
                 transcript.dump()
@@ -306,7 +425,7 @@ async fn read_without_silent_gap(
         if let Some(before) = previous_id {
             assert!(
                 id > before,
-                "{who}: event ids must rise between resets: {id} after {before} at {at}\n{}",
+                "{who}: event ids must rise: {id} after {before} at {at}\n{}",
                 transcript.dump()
             );
         }
@@ -327,35 +446,66 @@ async fn read_without_silent_gap(
         highest = Some(index);
         first_seen[index] = Some(at);
     }
+    first_seen
+}
 
-    // Every missing event is covered by a reset between its received neighbours.
+/// Fails unless each expected event that never arrived is accounted for by a reset between
+/// its received neighbours: one for published events whose id it covers (`id <=` the
+/// reset's), or a retry-buffer reset, each for at most its `lost`, for publications the test
+/// saw no id of. Answers the missing payloads.
+fn check_missing_accounted_for(
+    transcript: &Transcript,
+    expected: &[Sent],
+    first_seen: &[Option<usize>],
+) -> Vec<String> {
+    let who = &transcript.who;
+    // how many given-up publications each retry-buffer reset (by position) has left to cover
+    let mut budget: std::collections::HashMap<usize, u64> = transcript
+        .items
+        .iter()
+        .enumerate()
+        .filter_map(|(at, item)| match item {
+            Item::Reset { lost: Some(n), .. } => Some((at, *n)),
+            _ => None,
+        })
+        .collect();
+    let mut missing = Vec::new();
     for (index, seen) in first_seen.iter().enumerate() {
         if seen.is_some() {
             continue;
         }
+        let sent = &expected[index];
         let after = first_seen[..index].iter().rev().find_map(|s| *s);
         let before = first_seen[index + 1..]
             .iter()
             .find_map(|s| *s)
             .expect("the last expected event arrived");
-        let covered = transcript.items[after.map_or(0, |a| a + 1)..before]
-            .iter()
-            .any(|item| matches!(item, Item::Reset { .. }));
-        assert!(
-            covered,
-            "{who}: SILENT GAP: {} never arrived and no livepush.reset came between {} and \
-             position {before}\n{}",
-            expected[index],
-            after.map_or("the start".to_owned(), |a| format!("position {a}")),
-            transcript.dump()
-        );
+        let window = after.map_or(0, |a| a + 1)..before;
+        let covering = window.clone().find(|&at| match &transcript.items[at] {
+            Item::Reset { id, reason, .. } => match sent.id {
+                Some(published) => covers_published(reason) && published <= *id,
+                None => !covers_published(reason) && budget.get(&at).is_some_and(|&n| n > 0),
+            },
+            Item::Event { .. } => false,
+        });
+        let Some(at) = covering else {
+            panic!(
+                "{who}: SILENT GAP: {} (id {:?}) never arrived and no livepush.reset that covers \
+                 it came between {} and position {before}\n{}",
+                sent.data,
+                sent.id,
+                after.map_or("the start".to_owned(), |a| format!("position {a}")),
+                transcript.dump()
+            );
+        };
+        if let Some(n) = budget.get_mut(&at) {
+            if sent.id.is_none() {
+                *n -= 1;
+            }
+        }
+        missing.push(sent.data.clone());
     }
-    eprintln!(
-        "{who}: {} items, resets {:?}",
-        transcript.items.len(),
-        transcript.resets()
-    );
-    transcript
+    missing
 }
 
 /// Every `livepush.reset` frame the client received so far has its own `id:` line with a
@@ -416,7 +566,10 @@ async fn events_accepted_while_redis_is_down_reach_both_instances_after_it_resta
     expected.push(post_comment(&server_b, &comment("after the restart", 4)).await);
 
     for (who, client) in [("on A", &mut on_a), ("on B", &mut on_b)] {
-        read_without_silent_gap(client, who, &expected, Duplicates::Refused).await;
+        // Redis restarted empty: a reset (`broker_gap`), but every buffered event arrives
+        read_without_silent_gap(client, who, &expected, Duplicates::Refused)
+            .await
+            .assert_nothing_missing(&["broker_gap"]);
     }
     let text = metrics(&server_a).await;
     assert_eq!(metric(&text, "livepush_retry_buffer_events"), 0.0, "{text}");
@@ -443,7 +596,9 @@ async fn an_instance_cut_off_from_redis_catches_up_and_publishes_what_it_accepte
     // through the proxy, A publishes as usual
     let first = vec![accepted(&a, "comments", &comment("before the cut", 0)).await];
     for (who, client) in [("on A", &mut on_a), ("on B", &mut on_b)] {
-        read_without_silent_gap(client, who, &first, Duplicates::Refused).await;
+        read_without_silent_gap(client, who, &first, Duplicates::Refused)
+            .await
+            .assert_complete();
     }
 
     proxy.cut();
@@ -452,10 +607,7 @@ async fn an_instance_cut_off_from_redis_catches_up_and_publishes_what_it_accepte
     let mut expected = Vec::new();
     for n in 1..=2 {
         let data = comment("on B while A is cut off", n);
-        b.publish("comments", "created", &data)
-            .await
-            .expect("B publishes as usual");
-        expected.push(data.to_string());
+        expected.push(published(&b, "comments", &data, "B publishes as usual").await);
     }
     for n in 3..=4 {
         expected.push(post_comment(&server_a, &comment("accepted by A while cut off", n)).await);
@@ -472,7 +624,10 @@ async fn an_instance_cut_off_from_redis_catches_up_and_publishes_what_it_accepte
     ready_within(&server_a, healed, READY_AGAIN, "A").await;
     expected.push(accepted(&b, "comments", &comment("after the heal", 5)).await);
     for (who, client) in [("on A", &mut on_a), ("on B", &mut on_b)] {
-        read_without_silent_gap(client, who, &expected, Duplicates::Refused).await;
+        // A reads what it missed from the streams, and publishes what it buffered: no reset
+        read_without_silent_gap(client, who, &expected, Duplicates::Refused)
+            .await
+            .assert_complete();
     }
 }
 
@@ -534,7 +689,10 @@ async fn killing_the_pubsub_connections_mid_stream_loses_no_event_silently() {
     let mut expected = publisher.await.unwrap();
     expected.push(accepted(&a, "ticks", &json!({ "n": "last" })).await);
     for (who, client) in [("on A", &mut on_a), ("on B", &mut on_b)] {
-        read_without_silent_gap(client, who, &expected, Duplicates::Refused).await;
+        // the streams hold everything missed meanwhile: caught up, no reset
+        read_without_silent_gap(client, who, &expected, Duplicates::Refused)
+            .await
+            .assert_complete();
     }
 }
 
@@ -577,7 +735,10 @@ async fn a_redis_frozen_by_debug_sleep_mid_stream_loses_no_event_silently() {
     ready_within(&server_b, woke, READY_AGAIN, "B").await;
     expected.push(accepted(&a, "ticks", &json!({ "n": "last" })).await);
     for (who, client) in [("on A", &mut on_a), ("on B", &mut on_b)] {
-        read_without_silent_gap(client, who, &expected, Duplicates::Allowed).await;
+        // late, maybe twice, but all of it and no reset
+        read_without_silent_gap(client, who, &expected, Duplicates::Allowed)
+            .await
+            .assert_complete();
     }
 }
 
@@ -645,34 +806,31 @@ async fn a_retry_buffer_overflow_resets_that_topic_on_every_instance_and_nothing
 
     for (who, client) in [("a on A", &mut a_on_a), ("a on B", &mut a_on_b)] {
         let got = read_without_silent_gap(client, who, &on_a_topic, Duplicates::Refused).await;
-        for dropped in &on_a_topic[..3] {
-            assert_eq!(
-                got.position(dropped),
-                None,
-                "{who}: {dropped} was dropped from the buffer, it cannot arrive\n{}",
-                got.dump()
-            );
-        }
+        let dropped: Vec<String> = on_a_topic[..3].iter().map(|s| s.data.clone()).collect();
+        assert_eq!(
+            got.missing,
+            dropped,
+            "{who}: exactly the 3 oldest were dropped from the buffer\n{}",
+            got.dump()
+        );
         let kept = got
-            .position(&on_a_topic[3])
+            .position(&on_a_topic[3].data)
             .expect("the kept events arrive");
+        let resets = got.resets();
         assert!(
-            got.resets()
-                .iter()
-                .any(|&(at, reason)| at < kept && reason == "retry_buffer_overflow"),
-            "{who}: a livepush.reset with reason retry_buffer_overflow before the kept events\n{}",
+            resets.iter().any(|&(at, _)| at < kept)
+                && resets
+                    .iter()
+                    .all(|&(_, reason)| reason == "retry_buffer_overflow"),
+            "{who}: one kind of reset, retry_buffer_overflow, before the kept events\n{}",
             got.dump()
         );
     }
     for (who, client) in [("b on A", &mut b_on_a), ("b on B", &mut b_on_b)] {
-        let got = read_without_silent_gap(client, who, &on_b_topic, Duplicates::Refused).await;
-        assert!(
-            got.resets()
-                .iter()
-                .all(|&(_, reason)| !reason.starts_with("retry_buffer")),
-            "{who}: topic b lost nothing in the buffer\n{}",
-            got.dump()
-        );
+        // topic b lost nothing in the buffer, and A caught up on it from the stream
+        read_without_silent_gap(client, who, &on_b_topic, Duplicates::Refused)
+            .await
+            .assert_complete();
     }
     let got = read_without_silent_gap(
         &mut b_on_b,
@@ -719,19 +877,15 @@ async fn a_buffered_event_older_than_the_retry_buffer_age_is_given_up_with_a_res
     expected.push(accepted(&t.b, "a", &json!({ "n": "after" })).await);
     for (who, client) in [("on A", &mut on_a), ("on B", &mut on_b)] {
         let got = read_without_silent_gap(client, who, &expected, Duplicates::Refused).await;
-        for expired in &expected[..2] {
-            assert_eq!(
-                got.position(expired),
-                None,
-                "{who}: {expired} expired\n{}",
-                got.dump()
-            );
-        }
+        let expired: Vec<String> = expected[..2].iter().map(|s| s.data.clone()).collect();
+        assert_eq!(got.missing, expired, "{who}: both expired\n{}", got.dump());
+        let resets = got.resets();
         assert!(
-            got.resets()
-                .iter()
-                .any(|&(_, reason)| reason == "retry_buffer_expired"),
-            "{who}: a livepush.reset with reason retry_buffer_expired\n{}",
+            !resets.is_empty()
+                && resets
+                    .iter()
+                    .all(|&(_, reason)| reason == "retry_buffer_expired"),
+            "{who}: one kind of reset, retry_buffer_expired\n{}",
             got.dump()
         );
     }
@@ -786,7 +940,11 @@ async fn a_wrong_password_is_logged_without_the_password_and_the_instance_recove
     wait_for_status(&server.url("/health/ready"), 200).await;
     subscribed(&redis, "comments", 1).await;
     expected.push(post_comment(&server, &comment("once accepted", 2)).await);
-    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Refused).await;
+    // a stream opened while Redis refused may be reset (`broker_gap`) when it connects; the
+    // event accepted meanwhile arrives all the same
+    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Refused)
+        .await
+        .assert_nothing_missing(&["broker_gap"]);
 
     let text = logs.text();
     for password in [APP_PASSWORD, SERVER_PASSWORD] {
@@ -812,7 +970,9 @@ async fn a_password_rotated_under_a_connected_instance_makes_it_unready_until_re
     let mut client = subscribe(&server, "comments").await;
     subscribed(&redis, "comments", 1).await;
     let before = vec![post_comment(&server, &comment("before the rotation", 0)).await];
-    read_without_silent_gap(&mut client, "subscriber", &before, Duplicates::Refused).await;
+    read_without_silent_gap(&mut client, "subscriber", &before, Duplicates::Refused)
+        .await
+        .assert_complete();
     let warnings_before = auth_warnings(&logs.text()).len();
 
     redis
@@ -836,7 +996,10 @@ async fn a_password_rotated_under_a_connected_instance_makes_it_unready_until_re
         .await;
     wait_for_status(&server.url("/health/ready"), 200).await;
     expected.push(post_comment(&server, &comment("after the rotation", 2)).await);
-    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Refused).await;
+    // Redis kept its data: caught up from the stream, the buffered event published, no reset
+    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Refused)
+        .await
+        .assert_complete();
 
     let text = logs.text();
     for password in [P1, P2] {
@@ -889,19 +1052,23 @@ async fn check_a_last_event_id_from_the_future(hub: &Hub, server: &TestServer) {
             "exactly the 3 live events after the reset\n{}",
             got.dump()
         );
+        assert!(
+            got.items
+                .iter()
+                .all(|item| matches!(item, Item::Event { id, .. } if *id > reset_id)),
+            "every event after the reset is above its id ({reset_id})\n{}",
+            got.dump()
+        );
         client
             .assert_quiet(Duration::from_millis(200), "nothing more")
             .await;
 
         // the reset's id is where the client resumes: what came after, no second reset
         let mut again = SseClient::connect_recorded(&url, &[("last-event-id", &reset.id)]).await;
-        let got =
-            read_without_silent_gap(&mut again, "resumed", &expected, Duplicates::Refused).await;
-        assert!(
-            got.resets().is_empty(),
-            "resuming at the reset's id needs no reset\n{}",
-            got.dump()
-        );
+        // resuming at the reset's id needs no reset
+        read_without_silent_gap(&mut again, "resumed", &expected, Duplicates::Refused)
+            .await
+            .assert_complete();
     }
 }
 
@@ -930,7 +1097,9 @@ async fn a_full_redis_makes_the_instance_unready_and_what_it_accepted_arrives_on
     let mut client = subscribe(&server, "comments").await;
     subscribed(&redis, "comments", 1).await;
     let before = vec![post_comment(&server, &comment("before", 0)).await];
-    read_without_silent_gap(&mut client, "subscriber", &before, Duplicates::Refused).await;
+    read_without_silent_gap(&mut client, "subscriber", &before, Duplicates::Refused)
+        .await
+        .assert_complete();
 
     // 4 MiB of data, then a 1 MiB limit that refuses writes instead of evicting
     let filler = "x".repeat(4 << 20);
@@ -973,7 +1142,9 @@ async fn a_full_redis_makes_the_instance_unready_and_what_it_accepted_arrives_on
     let freed = Instant::now();
     ready_within(&server, freed, READY_AGAIN, "the instance").await;
     expected.push(post_comment(&server, &comment("after", 4)).await);
-    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Refused).await;
+    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Refused)
+        .await
+        .assert_complete();
     let text = metrics(&server).await;
     assert_eq!(metric(&text, "livepush_retry_buffer_events"), 0.0, "{text}");
 }
@@ -991,7 +1162,9 @@ async fn after_a_sentinel_failover_both_instances_publish_and_deliver_without_a_
         accepted(&b, "comments", &comment("before the failover", 2)).await,
     ];
     for (who, client) in [("on A", &mut on_a), ("on B", &mut on_b)] {
-        read_without_silent_gap(client, who, &before, Duplicates::Refused).await;
+        read_without_silent_gap(client, who, &before, Duplicates::Refused)
+            .await
+            .assert_complete();
     }
 
     topology.kill_master();
@@ -1004,13 +1177,14 @@ async fn after_a_sentinel_failover_both_instances_publish_and_deliver_without_a_
     ready_within(&server_b, promoted, limit, "B").await;
     for (n, hub) in [(4, &b), (5, &a)] {
         let data = comment("after the failover", n);
-        hub.publish("comments", "created", &data)
-            .await
-            .expect("a ready instance publishes");
-        expected.push(data.to_string());
+        expected.push(published(hub, "comments", &data, "a ready instance publishes").await);
     }
     for (who, client) in [("on A", &mut on_a), ("on B", &mut on_b)] {
-        read_without_silent_gap(client, who, &expected, Duplicates::Refused).await;
+        // everything expected was published after the promotion: it all arrives (a reset for
+        // writes the old master never replicated may come first)
+        read_without_silent_gap(client, who, &expected, Duplicates::Refused)
+            .await
+            .assert_nothing_missing(&["broker_gap"]);
     }
     assert_eq!(
         numsub(&topology.replica, "comments").await,
@@ -1033,25 +1207,29 @@ async fn a_resume_across_events_an_instance_missed_for_good_is_reset_not_served_
     let (b, server_b) = instance(builder(redis.url()).build().unwrap()).await;
     let mut anchor = subscribe(&server_a, "ticks").await;
     subscribed(&redis, "ticks", 1).await;
-    let first = json!({ "n": 0 });
-    let start = b
-        .publish("ticks", "created", &first)
-        .await
-        .unwrap()
-        .to_string();
+    let first = published(&b, "ticks", &json!({ "n": 0 }), "B is connected").await;
+    let start = first.id.expect("published").to_string();
     let mut expected = vec![accepted(&b, "ticks", &json!({ "n": 1 })).await];
-    let so_far = [first.to_string(), expected[0].clone()];
-    read_without_silent_gap(&mut anchor, "anchor", &so_far, Duplicates::Refused).await;
+    let so_far = [first, expected[0].clone()];
+    read_without_silent_gap(&mut anchor, "anchor", &so_far, Duplicates::Refused)
+        .await
+        .assert_complete();
     // a first resume seeds A's cache with what follows `start`
     let url = server_a.url("/events?topic=ticks");
     let mut seeded = SseClient::connect_recorded(&url, &[("last-event-id", start.as_str())]).await;
-    read_without_silent_gap(&mut seeded, "first resume", &expected, Duplicates::Refused).await;
+    read_without_silent_gap(&mut seeded, "first resume", &expected, Duplicates::Refused)
+        .await
+        .assert_complete();
 
     proxy.cut();
     wait_for_status(&server_a.url("/health/ready"), 503).await;
     for n in 2..=3 {
-        expected.push(accepted(&b, "ticks", &json!({ "n": n, "lost": true })).await);
+        let data = json!({ "n": n, "lost": true });
+        expected.push(published(&b, "ticks", &data, "B keeps Redis").await);
     }
+    // lost for good by the restart; the resume below asks for 1 too, which went with them
+    let lost: Vec<String> = expected[1..].iter().map(|s| s.data.clone()).collect();
+    let before_the_gap: Vec<String> = expected.iter().map(|s| s.data.clone()).collect();
     redis.restart();
     wait_for_status(&server_b.url("/health/ready"), 200).await;
     expected.push(accepted(&b, "ticks", &json!({ "n": 4 })).await);
@@ -1068,9 +1246,139 @@ async fn a_resume_across_events_an_instance_missed_for_good_is_reset_not_served_
     )
     .await;
     assert!(
-        !transcript.resets().is_empty(),
-        "events 2 and 3 are gone for good: the client must be told\n{}",
+        !transcript.resets().is_empty() && transcript.missing == before_the_gap,
+        "events 1 to 3 are gone from Redis for good: the client must be told\n{}",
         transcript.dump()
     );
-    read_without_silent_gap(&mut anchor, "anchor", &expected[1..], Duplicates::Refused).await;
+    // the live stream on A missed them too, and was told so
+    let anchored =
+        read_without_silent_gap(&mut anchor, "anchor", &expected[1..], Duplicates::Refused).await;
+    assert_eq!(anchored.missing, lost, "{}", anchored.dump());
+}
+
+/// The gap checker itself fails where it must: fed transcripts by hand, it accepts what a
+/// reset covers and refuses a reset that cannot cover what is missing.
+#[test]
+fn the_gap_checker_refuses_resets_that_do_not_cover_what_is_missing() {
+    let sent = |data: &str, id: Option<u64>| Sent {
+        data: data.to_owned(),
+        id,
+    };
+    let event = |id: u64, data: &str| Item::Event {
+        id,
+        event: "created".to_owned(),
+        data: data.to_owned(),
+    };
+    let reset = |id: u64, reason: &str, lost: Option<u64>| Item::Reset {
+        id,
+        reason: reason.to_owned(),
+        lost,
+        data: String::new(),
+    };
+    // Missing payloads, or the panic message of the check.
+    let check = |expected: Vec<Sent>, items: Vec<Item>| {
+        std::panic::catch_unwind(|| {
+            let transcript = Transcript {
+                who: "by hand".to_owned(),
+                items,
+                missing: Vec::new(),
+            };
+            let first_seen = check_order(&transcript, &expected, Duplicates::Refused);
+            check_missing_accounted_for(&transcript, &expected, &first_seen)
+        })
+        .map_err(|panic| panic.downcast_ref::<String>().cloned().unwrap_or_default())
+    };
+    let published = vec![
+        sent("a", Some(10)),
+        sent("b", Some(20)),
+        sent("c", Some(30)),
+    ];
+    // a broker_gap reset at or above the missing event's id covers it
+    assert_eq!(
+        check(
+            published.clone(),
+            vec![
+                event(10, "a"),
+                reset(25, "broker_gap", None),
+                event(30, "c")
+            ]
+        ),
+        Ok(vec!["b".to_owned()])
+    );
+    // one below it does not (the event was published after the reset), nor a retry-buffer
+    // reset (it covers only buffered publications), nor a reset outside its neighbours
+    let four = vec![
+        sent("a", Some(10)),
+        sent("b", Some(20)),
+        sent("c", Some(30)),
+        sent("d", Some(40)),
+    ];
+    for items in [
+        vec![
+            event(10, "a"),
+            reset(15, "broker_gap", None),
+            event(30, "c"),
+            event(40, "d"),
+        ],
+        vec![
+            event(10, "a"),
+            reset(25, "retry_buffer_overflow", Some(1)),
+            event(30, "c"),
+            event(40, "d"),
+        ],
+        vec![
+            event(10, "a"),
+            event(30, "c"),
+            reset(35, "broker_gap", None),
+            event(40, "d"),
+        ],
+    ] {
+        let refused = check(four.clone(), items).unwrap_err();
+        assert!(refused.contains("SILENT GAP"), "{refused}");
+    }
+    // buffered publications: covered by a retry-buffer reset, at most `lost` of them
+    let buffered = vec![
+        sent("a", Some(10)),
+        sent("x", None),
+        sent("y", None),
+        sent("c", Some(30)),
+    ];
+    assert_eq!(
+        check(
+            buffered.clone(),
+            vec![
+                event(10, "a"),
+                reset(25, "retry_buffer_expired", Some(2)),
+                event(30, "c")
+            ]
+        ),
+        Ok(vec!["x".to_owned(), "y".to_owned()])
+    );
+    for items in [
+        vec![
+            event(10, "a"),
+            reset(25, "retry_buffer_expired", Some(1)),
+            event(30, "c"),
+        ],
+        vec![
+            event(10, "a"),
+            reset(25, "broker_gap", None),
+            event(30, "c"),
+        ],
+    ] {
+        let refused = check(buffered.clone(), items).unwrap_err();
+        assert!(refused.contains("SILENT GAP"), "{refused}");
+    }
+    // every event after a reset is above its id
+    let refused = check(
+        published,
+        vec![
+            event(10, "a"),
+            reset(25, "broker_gap", None),
+            event(20, "b"),
+            event(30, "c"),
+        ],
+    )
+    .unwrap_err();
+    assert!(refused.contains("ids must rise"), "{refused}");
 }

@@ -43,6 +43,16 @@ fn builder(redis: &RedisServer) -> HubBuilder {
         .replay(1000, Duration::from_secs(600))
 }
 
+/// [`builder`] with a publish timeout of an hour: a publish that fails within a test's
+/// ceiling did not wait for its timeout.
+fn patient(redis: &RedisServer) -> HubBuilder {
+    let mut config = Config::default();
+    config.publish_timeout = Duration::from_secs(3600);
+    HubBuilder::from_config(config)
+        .redis(redis.url())
+        .replay(1000, Duration::from_secs(600))
+}
+
 /// A hub on `redis` served on a loopback port, once it is ready.
 async fn instance(hub: Hub) -> (Hub, TestServer) {
     let server = TestServer::start(app(&hub)).await;
@@ -129,15 +139,22 @@ async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instanc
 async fn a_stream_answers_once_redis_confirmed_its_topic_so_the_next_event_is_not_missed() {
     let redis = RedisServer::start();
     // no replay: only the live subscription can bring the event
-    let (_a, server_a) = instance(Hub::builder().redis(redis.url()).build().unwrap()).await;
+    let (a, server_a) = instance(Hub::builder().redis(redis.url()).build().unwrap()).await;
     let (b, _server_b) = instance(Hub::builder().redis(redis.url()).build().unwrap()).await;
 
     redis.pause();
     let url = server_a.url("/events?topic=fresh");
     let connecting = tokio::spawn(async move { SseClient::connect(&url).await });
-    // Paused, Redis cannot confirm the SUBSCRIBE; the hub waits up to 2 s for it before it
-    // answers anyway (fail-open), so at 0.5 s the client must still be waiting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once A registered the stream's topic, it asks Redis to confirm the SUBSCRIBE, which a
+    // paused Redis cannot do: the response must not have gone out. (A answers anyway after 2 s,
+    // fail-open; the check below runs right after the registration is seen, with no await in
+    // between, so only a stall of this thread longer than that could make it miss.)
+    eventually("A registered the stream's topic", || async {
+        a.subscriber_counts()
+            .iter()
+            .any(|(t, _)| t.as_str() == "fresh")
+    })
+    .await;
     assert!(
         !connecting.is_finished(),
         "the SSE response went out before Redis confirmed the subscription"
@@ -156,22 +173,30 @@ async fn a_stream_answers_once_redis_confirmed_its_topic_so_the_next_event_is_no
 
 #[tokio::test]
 async fn a_replay_without_a_confirmed_subscription_waits_once_and_tells_the_client_to_reset() {
+    // Which way the subscription went is told by the hub's warnings (this test runs on one
+    // thread, so the capture sees them).
+    const UNCONFIRMED: &str = "no confirmed subscription to read history against";
+    const HISTORY_FAILED: &str = "history unavailable; the client is told to reset";
+    let (logs, _guard) = support::capture_logs("livepush=warn");
     let redis = RedisServer::start();
     let (_a, server) = instance(builder(&redis).build().unwrap()).await;
     redis.pause();
-    let started = std::time::Instant::now();
     let url = server.url("/events?topic=frozen");
     let mut client = SseClient::connect_with(&url, &[("last-event-id", "1")]).await;
-    let waited = started.elapsed();
     redis.resume();
     // History cannot be read in order without live delivery: a reset, not a silent gap.
     let reset = next_event(&mut client).await;
     assert_eq!(reset.event, RESET.as_str());
     assert!(reset.data.contains("history_unavailable"), "{}", reset.data);
-    // One wait for the subscription (2 s), not a second one for the history read.
-    assert!(
-        waited < Duration::from_millis(3500),
-        "answered after {waited:?}"
+    // One wait, for the subscription; no history read tried against the frozen Redis after it.
+    let text = logs.text();
+    assert_eq!(
+        (
+            text.matches(UNCONFIRMED).count(),
+            text.matches(HISTORY_FAILED).count()
+        ),
+        (1, 0),
+        "{text}"
     );
 }
 
@@ -198,10 +223,9 @@ async fn prefixes_keep_apps_on_one_redis_apart() {
     one.publish("comments", "created", &json!({"app": 1}))
         .await
         .unwrap();
-    assert!(client
-        .next_within(Duration::from_millis(500))
-        .await
-        .is_none());
+    client
+        .assert_quiet(Duration::from_millis(500), "app1's event is not app2's")
+        .await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut conn)
@@ -225,7 +249,7 @@ async fn prefixes_keep_apps_on_one_redis_apart() {
 async fn subscribers_get_what_was_published_during_an_outage_after_a_reset_when_redis_restarts_empty(
 ) {
     let mut redis = RedisServer::start();
-    let (a, server_a) = instance(builder(&redis).build().unwrap()).await;
+    let (a, server_a) = instance(patient(&redis).build().unwrap()).await;
     let (_b, server_b) = instance(builder(&redis).build().unwrap()).await;
     let mut on_a = SseClient::connect(&server_a.url("/events?topic=comments")).await;
     let mut on_b = SseClient::connect(&server_b.url("/events?topic=comments")).await;
@@ -237,21 +261,18 @@ async fn subscribers_get_what_was_published_during_an_outage_after_a_reset_when_
         let live = http().get(server.url("/health/live")).send().await.unwrap();
         assert_eq!(live.status(), 200);
     }
-    let started = std::time::Instant::now();
+    // A's publish timeout is an hour: answered within the HTTP client's 30 s, the publish to a
+    // dead Redis failed fast, on the refused connection, not on the timeout
     let response = http()
         .post(server_a.url("/comments"))
         .json(&json!({"text": "during the outage"}))
         .send()
         .await
-        .unwrap();
+        .expect("answered: publishing to a dead Redis fails fast");
     assert_eq!(
         response.status(),
         201,
         "a failed publish never changes the handler's answer"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "publishing to a dead Redis fails fast"
     );
     let buffered = a.publish("comments", "created", &json!({})).await;
     assert!(
@@ -701,8 +722,43 @@ async fn slots_of_a_crashed_instance_expire_while_live_ones_are_kept() {
 
     let _live = SseClient::connect_with(&url, &user).await;
     assert_eq!(SseClient::request(&url, &user).await.status(), 429);
-    // after several lease periods the crashed slot is gone and the live one was kept by refreshes
-    tokio::time::sleep(lease * 3).await;
+    // The live slot's expiry (ms, Redis clock) as first written, then moved on by a refresh.
+    let live_expiry = || {
+        let mut conn = conn.clone();
+        async move {
+            let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg("livepush:slots:crash")
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            members
+                .into_iter()
+                .find(|(member, _)| member != "crashed-instance:1")
+                .map(|(_, expiry)| expiry)
+        }
+    };
+    let first = live_expiry()
+        .await
+        .expect("the live connection holds a slot");
+    eventually("a refresh moved the live slot's expiry on", || async {
+        live_expiry().await.is_some_and(|e| e > first)
+    })
+    .await;
+    // Once Redis's clock is past both first expiries, a slot that was not refreshed is gone:
+    // the crashed one frees its place, the live one must still hold its own.
+    let deadline = first.max(expires_ms as f64);
+    eventually("Redis's clock passed the first leases", || {
+        let mut conn = conn.clone();
+        async move {
+            let (secs, micros): (u64, u64) =
+                redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+            (secs * 1000 + micros / 1000) as f64 > deadline
+        }
+    })
+    .await;
     let _next = SseClient::connect_with(&url, &user).await;
     assert_eq!(
         SseClient::request(&url, &user).await.status(),

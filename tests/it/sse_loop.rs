@@ -388,7 +388,12 @@ async fn http_1_0_is_served_by_hyper() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_fast_path_streams_cleanly() {
     let hub = hub();
-    let mut server = GracefulServer::start(app(&hub), &hub).await;
+    // a drain deadline of an hour: exiting within the test's ceiling proves the streams ended
+    // by themselves, with no clock in the check
+    let mut server = GracefulServer::start_with(app(&hub), &hub, |serve| {
+        serve.drain_timeout(Duration::from_secs(3600))
+    })
+    .await;
     let mut conns = Vec::new();
     for _ in 0..10 {
         let mut conn = Conn::connect(server.addr).await;
@@ -397,7 +402,6 @@ async fn shutdown_ends_fast_path_streams_cleanly() {
         conn.chunks_until("retry:").await;
         conns.push(conn);
     }
-    let started = Instant::now();
     server.shutdown();
     for conn in &mut conns {
         // whatever the hub sends at shutdown, then the last chunk, then the close
@@ -405,11 +409,10 @@ async fn shutdown_ends_fast_path_streams_cleanly() {
         assert!(conn.closed().await);
     }
     let handle = std::mem::replace(&mut server.handle, tokio::spawn(async {}));
-    tokio::time::timeout(Duration::from_secs(3), handle)
+    tokio::time::timeout(Duration::from_secs(30), handle)
         .await
-        .expect("the server exits")
-        .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3));
+        .expect("the server exits without waiting for its drain deadline")
+        .expect("server task");
     assert_nothing_left(&hub).await;
 }
 

@@ -3,10 +3,12 @@
 //! whole test binary, with the topology operations the tests need (kill a master and wait for
 //! its replica's promotion, move a slot).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
+
+use super::support::redis_server::{spawn_listening, PortHold};
 
 /// Ports of the cluster bus are the client ports + 10000.
 const BUS_OFFSET: u16 = 10000;
@@ -85,16 +87,57 @@ impl Drop for Cluster {
     }
 }
 
-/// A port whose cluster bus port is free too.
-fn cluster_port() -> u16 {
+/// A port held for a node, with its cluster bus port held too.
+fn cluster_ports() -> (u16, Vec<PortHold>) {
     loop {
-        let port = super::support::free_port();
-        if port < 65535 - BUS_OFFSET
-            && std::net::TcpListener::bind(("127.0.0.1", port + BUS_OFFSET)).is_ok()
-        {
-            return port;
+        let hold = PortHold::any();
+        let port = hold.port();
+        if port >= 65535 - BUS_OFFSET {
+            continue;
+        }
+        if let Ok(bus) = PortHold::of(port + BUS_OFFSET) {
+            return (port, vec![hold, bus]);
         }
     }
+}
+
+/// Starts one cluster node in `dir` on ports held until then, on fresh ones if another
+/// process took them in between.
+fn start_node(bin: &str, dir: &std::path::Path) -> Node {
+    for _ in 0..5 {
+        let (port, holds) = cluster_ports();
+        let log = dir.join(format!("node-{port}.log"));
+        let mut command = Command::new(bin);
+        command.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &format!("nodes-{port}.conf"),
+            "--cluster-node-timeout",
+            "1000",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--logfile",
+            log.to_str().unwrap(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ]);
+        if let Ok(child) = spawn_listening(command, port, holds, &log) {
+            return Node {
+                port,
+                child: Some(child),
+            };
+        }
+    }
+    panic!("a cluster node: five pairs of free ports were taken before it bound them");
 }
 
 impl Cluster {
@@ -106,58 +149,8 @@ impl Cluster {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let mut nodes = Vec::new();
-        let mut ports = Vec::new();
-        while ports.len() < 6 {
-            let p = cluster_port();
-            if !ports.contains(&p) {
-                ports.push(p);
-            }
-        }
-        for &port in &ports {
-            let child = Command::new(&bin)
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    &format!("nodes-{port}.conf"),
-                    "--cluster-node-timeout",
-                    "1000",
-                    "--dir",
-                    dir.to_str().unwrap(),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--protected-mode",
-                    "no",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start `{bin}` ({e}): the cluster tests need redis-server ≥ 7")
-                });
-            nodes.push(Node {
-                port,
-                child: Some(child),
-            });
-        }
-        for node in &nodes {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "node {} did not start",
-                    node.port
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        let nodes: Vec<Node> = (0..6).map(|_| start_node(&bin, &dir)).collect();
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
         let cli = std::env::var("REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into());
         let mut create = Command::new(&cli);
         create.arg("--cluster").arg("create");

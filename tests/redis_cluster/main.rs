@@ -131,17 +131,45 @@ async fn channel_of(cluster: &Cluster, prefix: &str, topic: &str) -> String {
     panic!("no shard channel for {topic}")
 }
 
+/// What a [`publisher`] sent: each publication the hub accepted (published, or buffered to be
+/// published), and each it refused with an error, which the publisher was told of.
+#[derive(Debug, Default)]
+struct Published {
+    accepted: Vec<(String, u64)>,
+    refused: Vec<(String, u64, String)>,
+}
+
+impl Published {
+    /// The `n` of the last accepted publication.
+    fn last(&self) -> u64 {
+        self.accepted.last().expect("something was accepted").1
+    }
+
+    /// Fails if a refused publication reached `seen`: a publisher told "no" must be able to
+    /// rely on it (it may retry without a duplicate).
+    fn assert_refused_not_delivered(&self, seen: &[Seen]) {
+        for (topic, n, error) in &self.refused {
+            assert!(
+                !seen
+                    .iter()
+                    .any(|s| matches!(s, Seen::Event { n: got, .. } if got == n)),
+                "publish {n} to {topic} was refused ({error}) and was delivered all the same"
+            );
+        }
+    }
+}
+
 /// Publishes `{topic, n}` for n = 0, 1, … round-robin over `topics` until `stop`, every
-/// `every`; answers the n's the hub accepted (published, or buffered to be published).
+/// `every`; answers what the hub accepted and what it refused.
 fn publisher(
     hub: Hub,
     topics: Vec<String>,
     every: Duration,
     stop: Arc<AtomicBool>,
     limit: u64,
-) -> tokio::task::JoinHandle<Vec<(String, u64)>> {
+) -> tokio::task::JoinHandle<Published> {
     tokio::spawn(async move {
-        let mut accepted = Vec::new();
+        let mut published = Published::default();
         let mut n = 0u64;
         while !stop.load(Ordering::Relaxed) && n < limit {
             let topic = topics[(n as usize) % topics.len()].clone();
@@ -149,21 +177,23 @@ fn publisher(
                 .publish(&topic, "tick", &json!({ "topic": topic, "n": n }))
                 .await
             {
-                Ok(_) | Err(PublishError::Buffered) => accepted.push((topic, n)),
-                Err(error) => eprintln!("publish {n} refused: {error}"),
+                Ok(_) | Err(PublishError::Buffered) => published.accepted.push((topic, n)),
+                Err(error) => published.refused.push((topic, n, error.to_string())),
             }
             n += 1;
             tokio::time::sleep(every).await;
         }
-        accepted
+        published
     })
 }
 
 /// Every accepted publication was received, or a reset came before the next event received
-/// after it; the last one was received (delivery resumed). Duplicates of the same n (a
-/// publish retried by the client library after a lost reply) are allowed here, order is not
-/// broken.
-fn assert_no_silent_gap(accepted: &[(String, u64)], seen: &[Seen]) {
+/// after it; the last one was received (delivery resumed); no refused one was received.
+/// Duplicates of the same n (a publish retried by the client library after a lost reply) are
+/// allowed here, order is not broken.
+fn assert_no_silent_gap(published: &Published, seen: &[Seen]) {
+    published.assert_refused_not_delivered(seen);
+    let accepted = &published.accepted;
     let order: HashMap<u64, usize> = accepted
         .iter()
         .enumerate()
@@ -177,7 +207,7 @@ fn assert_no_silent_gap(accepted: &[(String, u64)], seen: &[Seen]) {
             Seen::Event { n, .. } => {
                 let at = *order
                     .get(n)
-                    .unwrap_or_else(|| panic!("received {n}, never accepted"));
+                    .unwrap_or_else(|| panic!("received {n}, never published"));
                 if at + 1 == next {
                     continue; // the same publication again (at least once)
                 }
@@ -405,9 +435,13 @@ async fn replay_across_shards_through_a_reconnect(cluster: &Cluster) {
     // the publisher keeps going while the client reconnects, to the other instance
     let mut second =
         SseClient::connect_with(&b.events_url(&chosen), &[("last-event-id", &last_id)]).await;
-    let accepted = publishing.await.unwrap();
-    assert_eq!(accepted.len() as u64, total, "nothing refused");
-    let last = accepted.last().unwrap().1;
+    let published = publishing.await.unwrap();
+    assert!(
+        published.refused.is_empty(),
+        "nothing refused: {published:?}"
+    );
+    assert_eq!(published.accepted.len() as u64, total);
+    let last = published.last();
     read_until(&mut second, &mut seen, last, Duration::from_secs(15)).await;
     let mut per_topic: HashMap<String, Vec<u64>> = HashMap::new();
     let mut all = HashSet::new();
@@ -526,11 +560,16 @@ async fn a_watched_slot_moves(cluster: &Cluster) {
     assert_eq!(cluster.owner_of(slot).await, to);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
-    let accepted = publishing.await.unwrap();
-    let last = accepted.last().unwrap().1;
+    let published = publishing.await.unwrap();
     let mut got = Vec::new();
-    read_until(&mut client, &mut got, last, Duration::from_secs(15)).await;
-    assert_no_silent_gap(&accepted, &got);
+    read_until(
+        &mut client,
+        &mut got,
+        published.last(),
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_no_silent_gap(&published, &got);
     // the subscription followed the slot: the channel is now subscribed on its new owner
     assert!(
         cluster.shard_channels(to).await.contains(&channel),
@@ -541,8 +580,9 @@ async fn a_watched_slot_moves(cluster: &Cluster) {
         .filter(|s| matches!(s, Seen::Reset { .. }))
         .count();
     eprintln!(
-        "slot {slot} moved {from} → {to}: {} events, {resets} resets",
-        got.len() - resets
+        "slot {slot} moved {from} → {to}: {} events, {resets} resets, {} publishes refused",
+        got.len() - resets,
+        published.refused.len()
     );
 }
 
@@ -574,19 +614,25 @@ async fn a_master_dies(cluster: &mut Cluster) {
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
-    let accepted = publishing.await.unwrap();
-    let last = accepted.last().unwrap().1;
+    let published = publishing.await.unwrap();
     let mut got = Vec::new();
-    read_until(&mut client, &mut got, last, Duration::from_secs(20)).await;
-    assert_no_silent_gap(&accepted, &got);
+    read_until(
+        &mut client,
+        &mut got,
+        published.last(),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_no_silent_gap(&published, &got);
     let resets = got
         .iter()
         .filter(|s| matches!(s, Seen::Reset { .. }))
         .count();
     eprintln!(
-        "after the failover: {} of {} accepted events received, {resets} resets",
+        "after the failover: {} of {} accepted events received, {resets} resets, {} publishes refused",
         got.len() - resets,
-        accepted.len()
+        published.accepted.len(),
+        published.refused.len()
     );
 }
 
@@ -715,17 +761,31 @@ async fn a_master_hangs(cluster: &Cluster) {
         .count();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
-    let accepted = publishing.await.unwrap();
-    let last = accepted.last().unwrap().1;
-    read_until(&mut client, &mut seen, last, Duration::from_secs(20)).await;
+    let published = publishing.await.unwrap();
+    read_until(
+        &mut client,
+        &mut seen,
+        published.last(),
+        Duration::from_secs(20),
+    )
+    .await;
     // per topic: in order, nothing missing without a reset before it (a reset of the
     // connection counts for both topics)
     for topic in &watched {
-        let mine: Vec<(String, u64)> = accepted
-            .iter()
-            .filter(|(t, _)| t == topic)
-            .cloned()
-            .collect();
+        let mine = Published {
+            accepted: published
+                .accepted
+                .iter()
+                .filter(|(t, _)| t == topic)
+                .cloned()
+                .collect(),
+            refused: published
+                .refused
+                .iter()
+                .filter(|(t, ..)| t == topic)
+                .cloned()
+                .collect(),
+        };
         let got: Vec<Seen> = seen
             .iter()
             .filter(|s| match s {
@@ -741,7 +801,8 @@ async fn a_master_hangs(cluster: &Cluster) {
         .filter(|s| matches!(s, Seen::Reset { .. }))
         .count();
     eprintln!(
-        "master {hung} stopped: {free_after_stop} events of {free} meanwhile, {stuck_while_stopped} of {stuck}; {} events, {resets} resets in all",
-        seen.len() - resets
+        "master {hung} stopped: {free_after_stop} events of {free} meanwhile, {stuck_while_stopped} of {stuck}; {} events, {resets} resets in all, {} publishes refused",
+        seen.len() - resets,
+        published.refused.len()
     );
 }

@@ -1,5 +1,9 @@
 //! Example binaries run as a user runs them: the built executable, configured only by its
-//! environment, on a free loopback port. Killed when dropped.
+//! environment, on a loopback port. Killed when dropped.
+//!
+//! An example is started with `PORT=0`: it binds a port the kernel chooses and logs the URL it
+//! serves (its contract), which is where the test finds the port. No port is probed free and
+//! then bound by another process, which another test could take in between.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -8,6 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::free_port;
+
+/// What every example logs once it listens, followed by its address.
+const LISTENING: &str = "listening on http://";
 
 /// How long an example may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,22 +66,29 @@ pub struct Example {
 }
 
 impl Example {
-    /// Starts example `name` on a free port with the extra environment `env`, and waits until it
-    /// logs the URL it serves (the contract of every example).
+    /// Starts example `name` with `PORT=0` and the extra environment `env`, and waits until it
+    /// logs the URL it serves (the contract of every example), whose port it then answers on.
     pub fn start(name: &str, env: &[(&str, &str)]) -> Example {
-        // The free port may be taken by another test between the probe and the bind: try again.
-        for _ in 0..3 {
-            match Self::try_start(name, env) {
+        Self::try_start(name, 0, env).unwrap_or_else(|output| panic!("{output}"))
+    }
+
+    /// Starts example `name` on a given port, for a test of the `PORT` contract itself: a port
+    /// free a moment ago, probed again if another process took it before the example bound it
+    /// (the example then exits with "cannot listen on").
+    pub fn start_on_a_chosen_port(name: &str, env: &[(&str, &str)]) -> Example {
+        for _ in 0..5 {
+            match Self::try_start(name, free_port(), env) {
                 Ok(example) => return example,
                 Err(output) if output.contains("cannot listen on") => continue,
                 Err(output) => panic!("{output}"),
             }
         }
-        panic!("{name}: no free port found in three tries");
+        panic!("{name}: every free port probed was taken before it could bind it, five times");
     }
 
-    fn try_start(name: &str, env: &[(&str, &str)]) -> Result<Example, String> {
-        let port = free_port();
+    /// Starts example `name` with `PORT=port` (0: the kernel chooses) and waits until it logs
+    /// `listening on http://127.0.0.1:<port>`; `Err` with its output if it exits or stays silent.
+    fn try_start(name: &str, port: u16, env: &[(&str, &str)]) -> Result<Example, String> {
         let mut child = configured(name, port, env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -86,12 +100,14 @@ impl Example {
         let (ready_tx, ready_rx) = mpsc::channel();
         let out = child.stdout.take().expect("piped stdout");
         let lines = stdout.clone();
-        let wanted = format!("listening on http://127.0.0.1:{port}");
-        let looked_for = wanted.clone();
+        let wanted = match port {
+            0 => format!("{LISTENING}127.0.0.1:<port>"),
+            port => format!("{LISTENING}127.0.0.1:{port}"),
+        };
         std::thread::spawn(move || {
             for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if line.contains(&looked_for) {
-                    let _ = ready_tx.send(());
+                if let Some(listening) = listening_port(&line) {
+                    let _ = ready_tx.send(listening);
                 }
                 lines.lock().unwrap().push(line);
             }
@@ -111,7 +127,14 @@ impl Example {
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if ready_rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+            if let Ok(listening) = ready_rx.recv_timeout(Duration::from_millis(50)) {
+                if port != 0 && listening != port {
+                    return Err(format!(
+                        "{name} was told PORT={port} and listens on {listening}:\n{}",
+                        example.output()
+                    ));
+                }
+                example.port = listening;
                 return Ok(example);
             }
             if let Ok(Some(status)) = example.child.try_wait() {
@@ -184,6 +207,13 @@ impl Drop for Example {
     }
 }
 
+/// The port of a `listening on http://127.0.0.1:<port>` log line.
+fn listening_port(line: &str) -> Option<u16> {
+    let rest = line.split(LISTENING).nth(1)?;
+    let address = rest.split_whitespace().next()?;
+    address.strip_prefix("127.0.0.1:")?.parse().ok()
+}
+
 /// The example `name` set to listen on 127.0.0.1:`port`, with `env` on top.
 fn configured(name: &str, port: u16, env: &[(&str, &str)]) -> Command {
     let mut cmd = command(name);
@@ -197,7 +227,8 @@ fn configured(name: &str, port: u16, env: &[(&str, &str)]) -> Command {
 /// Runs example `name` with `env` until it exits (it should refuse to start); returns its exit
 /// status and stderr.
 pub fn run_to_exit(name: &str, env: &[(&str, &str)]) -> (ExitStatus, String) {
-    let mut child = configured(name, free_port(), env)
+    // port 0: should it start after all, it binds a port of its own choosing, nobody else's
+    let mut child = configured(name, 0, env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -4,11 +4,12 @@
 //! is killed and its files removed when dropped.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{free_port, RedisServer, WAIT};
+use super::redis_server::{spawn_listening, PortHold};
+use super::RedisServer;
 
 /// The name the sentinels monitor the master under.
 pub const MASTER_NAME: &str = "mymaster";
@@ -66,47 +67,41 @@ impl Sentinel {
         topology
     }
 
+    /// Starts sentinel `n` on a port held until then, on a fresh one if another process took it.
     fn spawn_sentinel(&self, n: usize) -> SentinelProcess {
-        let port = free_port();
-        let conf = self.dir.join(format!("sentinel-{n}.conf"));
-        let dir = self.dir.join(format!("sentinel-{n}"));
-        std::fs::create_dir_all(&dir).expect("create a sentinel's directory");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\n\
-                 bind 127.0.0.1\n\
-                 protected-mode no\n\
-                 dir {dir}\n\
-                 sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
-                 sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                 sentinel failover-timeout {MASTER_NAME} 5000\n\
-                 sentinel parallel-syncs {MASTER_NAME} 1\n",
-                dir = dir.display(),
-                master = self.master.port,
-            ),
-        )
-        .expect("write a sentinel's config");
-        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let mut child = Command::new(&bin)
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{bin} {} --sentinel`: {e}", conf.display()));
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("sentinel {n} exited with {status} before listening on {port}");
+        for _ in 0..5 {
+            let hold = PortHold::any();
+            let port = hold.port();
+            let conf = self.dir.join(format!("sentinel-{n}.conf"));
+            let dir = self.dir.join(format!("sentinel-{n}"));
+            let log = self.dir.join(format!("sentinel-{n}.log"));
+            std::fs::create_dir_all(&dir).expect("create a sentinel's directory");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\n\
+                     bind 127.0.0.1\n\
+                     protected-mode no\n\
+                     dir {dir}\n\
+                     logfile {log}\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                     sentinel failover-timeout {MASTER_NAME} 5000\n\
+                     sentinel parallel-syncs {MASTER_NAME} 1\n",
+                    dir = dir.display(),
+                    log = log.display(),
+                    master = self.master.port,
+                ),
+            )
+            .expect("write a sentinel's config");
+            let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+            let mut command = Command::new(&bin);
+            command.arg(&conf).arg("--sentinel");
+            if let Ok(child) = spawn_listening(command, port, vec![hold], &log) {
+                return SentinelProcess { port, child };
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "sentinel {n} did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        SentinelProcess { port, child }
+        panic!("sentinel {n}: five free ports were taken before it could bind them");
     }
 
     /// The URL the app is given: `redis+sentinel://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3/mymaster`.

@@ -56,6 +56,17 @@ pub struct GracefulServer {
 impl GracefulServer {
     /// Serves `app` with `livepush::serve(..).with_graceful_shutdown(hub.shutdown_on(signal))`.
     pub async fn start(app: Router, hub: &livepush::Hub) -> GracefulServer {
+        Self::start_with(app, hub, |serve| serve).await
+    }
+
+    /// Like [`GracefulServer::start`], with `configure` applied to the `livepush::serve` builder
+    /// (e.g. a drain deadline longer than any test, so that a prompt exit proves the server did
+    /// not need it).
+    pub async fn start_with(
+        app: Router,
+        hub: &livepush::Hub,
+        configure: impl FnOnce(livepush::serve::Serve) -> livepush::serve::Serve + Send + 'static,
+    ) -> GracefulServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -65,7 +76,7 @@ impl GracefulServer {
             let _ = signal.await;
         });
         let handle = tokio::spawn(async move {
-            livepush::serve(listener, app)
+            configure(livepush::serve(listener, app))
                 .with_graceful_shutdown(shutdown)
                 .await
                 .expect("serve");

@@ -100,29 +100,38 @@ impl SseClient {
             .expect("no SSE event arrived in time")
     }
 
-    /// The next event within `limit`, `None` if none came or the stream ended.
+    /// The next event within `limit`, `None` if none came in time. Panics if the stream errs or
+    /// ends meanwhile: a stream that stops is never mistaken for a quiet one (a test that
+    /// expects the end uses [`SseClient::ended_within`]).
     pub async fn next_within(&mut self, limit: Duration) -> Option<Event> {
         match tokio::time::timeout(limit, self.events.next()).await {
             Ok(Some(Ok(event))) => Some(event),
             Ok(Some(Err(e))) => panic!("SSE stream error: {e}"),
-            Ok(None) | Err(_) => None,
+            Ok(None) => panic!("the SSE stream ended while an event or silence was expected"),
+            Err(_) => None,
         }
     }
 
-    /// Panics with `why` if an event arrives within `limit` (an open, silent stream and an
-    /// ended one are both quiet).
+    /// Panics with `why` if an event arrives within `limit`, or if the stream ends or errs
+    /// meanwhile: only an open stream that stays silent is quiet.
     pub async fn assert_quiet(&mut self, limit: Duration, why: &str) {
-        if let Some(event) = self.next_within(limit).await {
-            panic!("{why}: got {event:?}");
+        match tokio::time::timeout(limit, self.events.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(event))) => panic!("{why}: got {event:?}"),
+            Ok(Some(Err(e))) => panic!("{why}: the stream failed instead of staying open: {e}"),
+            Ok(None) => panic!("{why}: the stream ended instead of staying open"),
         }
     }
 
-    /// Whether the server ended the stream within `limit`.
+    /// Whether the server ended the stream cleanly within `limit` (events before the end are
+    /// skipped). Panics on a stream error: a reset connection or a body cut short is not a
+    /// clean end.
     pub async fn ended_within(&mut self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             match tokio::time::timeout_at(deadline, self.events.next()).await {
-                Ok(None) | Ok(Some(Err(_))) => return true,
+                Ok(None) => return true,
+                Ok(Some(Err(e))) => panic!("the SSE stream failed instead of ending cleanly: {e}"),
                 Ok(Some(Ok(_))) => continue,
                 Err(_) => return false,
             }

@@ -232,6 +232,44 @@ mod tests {
         );
     }
 
+    mod ids {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn an_id_prints_and_parses_back_to_itself(n in any::<u64>()) {
+                let id = EventId::new(n);
+                prop_assert_eq!(id.to_string().parse::<EventId>(), Ok(id));
+                // As a header value: surrounding whitespace is not part of it.
+                prop_assert_eq!(format!(" {id}\t").parse::<EventId>(), Ok(id));
+            }
+
+            #[test]
+            fn parsing_keeps_the_order_of_the_ids(a in any::<u64>(), b in any::<u64>()) {
+                let (x, y): (EventId, EventId) =
+                    (a.to_string().parse().unwrap(), b.to_string().parse().unwrap());
+                prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            }
+
+            #[test]
+            fn only_decimal_ids_that_fit_parse(text in "[ \t]?[0-9+a-]{0,22}[ \t]?") {
+                let trimmed = text.trim();
+                let fits = !trimmed.is_empty()
+                    && trimmed.len() <= 20
+                    && trimmed.bytes().all(|b| b.is_ascii_digit())
+                    && trimmed.parse::<u64>().is_ok();
+                match text.parse::<EventId>() {
+                    Ok(id) => {
+                        prop_assert!(fits, "{:?} parsed", text);
+                        prop_assert_eq!(Some(id.get()), trimmed.parse::<u64>().ok());
+                    }
+                    Err(InvalidEventId) => prop_assert!(!fits, "{:?} refused", text),
+                }
+            }
+        }
+    }
+
     #[test]
     fn validates_names() {
         assert!(validate_name("comment_created").is_ok());

@@ -200,6 +200,13 @@ impl HubBuilder {
         self
     }
 
+    /// The settings so far, for `livepush::testing` to give its recording broker the same
+    /// replay settings as the in-memory broker this builder would make.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn settings(&self) -> &Config {
+        &self.config
+    }
+
     /// Uses a broker of your own instead of the in-memory or Redis one.
     pub fn broker(mut self, broker: impl Broker) -> Self {
         self.broker = Some(Arc::new(broker));

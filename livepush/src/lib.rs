@@ -62,6 +62,7 @@
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
 //! | core | `error`, `retry`, `connections`, `catchup`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, and the [`Hub`] façade over them |
 //! | HTTP | `layer`, `publish`, `registry`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
+//! | test helpers | `testing` | what an app's tests use to see what it pushes (feature `testing`) |
 //!
 //! Three choices differ from the obvious order. The envelope sits with the wire format, not with
 //! the event vocabulary, because it is built *from* a frame (an event is encoded once, when it
@@ -109,6 +110,10 @@ mod routes;
 pub mod serve;
 mod stream;
 mod subscribe;
+// test helpers
+#[cfg(any(test, feature = "testing"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 #[cfg(test)]
 mod layers;

@@ -182,4 +182,121 @@ mod tests {
             b"event: livepush.lagged\ndata: {}\n\n"
         );
     }
+
+    /// Round trips through the WHATWG parser of `crate::testing`, which is written from the
+    /// standard and not from these encoders.
+    mod round_trip {
+        use super::*;
+        use crate::testing::{Frame, FrameParser};
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn name() -> impl Strategy<Value = EventName> {
+            "[A-Za-z0-9_.:/-]{1,128}".prop_map(|n| EventName::new(n).expect("the name charset"))
+        }
+
+        /// Text with every kind of line end (and lone CRs and LFs) among ordinary characters.
+        fn text() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    4 => any::<char>().prop_map(String::from),
+                    1 => prop::sample::select(vec!["\n", "\r", "\r\n", "\n\n", ":", " ", "data: x"])
+                        .prop_map(String::from),
+                ],
+                0..24,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
+        /// JSON values whose strings hold line ends, as handlers publish them.
+        fn json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                text().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::btree_map(text(), inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// What a client reads from `wire` fed in chunks cut at `cuts`.
+        fn read(wire: &[u8], cuts: &[prop::sample::Index]) -> Vec<Frame> {
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
+            at.extend([0, wire.len()]);
+            at.sort_unstable();
+            let mut parser = FrameParser::default();
+            at.windows(2)
+                .flat_map(|w| parser.feed(&wire[w[0]..w[1]]))
+                .collect()
+        }
+
+        fn line_ends_as_lf(text: &str) -> String {
+            text.replace("\r\n", "\n").replace('\r', "\n")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn events_read_back_as_published(
+                events in proptest::collection::vec((any::<u64>(), name(), json()), 1..5),
+                heartbeat in text(),
+                retry_ms in any::<u64>(),
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let mut wire = retry(retry_ms).to_vec();
+                for (id, name, value) in &events {
+                    wire.extend_from_slice(&comment(&heartbeat));
+                    let data = serde_json::to_vec(value).unwrap();
+                    wire.extend_from_slice(&event(EventId::new(*id), name, &data));
+                }
+                let frames = read(&wire, &cuts);
+                prop_assert_eq!(frames.len(), 1 + 2 * events.len());
+                prop_assert_eq!(frames[0].retry, Some(retry_ms));
+                prop_assert!(!frames[0].is_event());
+                for (pair, (id, name, value)) in frames[1..].chunks(2).zip(&events) {
+                    let (beat, got) = (&pair[0], &pair[1]);
+                    prop_assert!(!beat.is_event());
+                    prop_assert_eq!(beat.comments.len(), 1);
+                    prop_assert_eq!(got.id.clone(), Some(id.to_string()));
+                    prop_assert_eq!(got.event_name(), name.as_str());
+                    prop_assert_eq!(&got.json::<Value>(), value);
+                    prop_assert!(got.comments.is_empty());
+                }
+            }
+
+            #[test]
+            fn any_text_data_reads_back_with_line_ends_as_lf(
+                id in any::<u64>(),
+                name in name(),
+                data in text(),
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let mut wire = event(EventId::new(id), &name, data.as_bytes()).to_vec();
+                wire.extend_from_slice(&notice(&LAGGED, data.as_bytes()));
+                let frames = read(&wire, &cuts);
+                prop_assert_eq!(frames.len(), 2);
+                let expected = line_ends_as_lf(&data);
+                prop_assert_eq!(frames[0].data.as_deref(), Some(expected.as_str()));
+                prop_assert_eq!(frames[0].id.clone(), Some(id.to_string()));
+                prop_assert_eq!(frames[0].event_name(), name.as_str());
+                prop_assert_eq!(frames[1].data.as_deref(), Some(expected.as_str()));
+                prop_assert_eq!(frames[1].id.clone(), None);
+            }
+
+            #[test]
+            fn comments_read_back_as_one_line(text in text()) {
+                let frames = read(&comment(&text), &[]);
+                prop_assert_eq!(frames.len(), 1);
+                let expected = text.replace(['\r', '\n'], " ");
+                prop_assert_eq!(&frames[0].comments, &vec![expected]);
+            }
+        }
+    }
 }

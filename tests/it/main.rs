@@ -40,3 +40,4 @@ mod shutdown;
 mod sse_loop;
 mod storm;
 mod subscribe;
+mod testing;

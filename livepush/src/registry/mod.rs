@@ -16,6 +16,9 @@
 
 use std::any::TypeId;
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use livepush_core::template::Matcher;
 
 use serde::Serialize;
 
@@ -151,12 +154,26 @@ pub fn topic_templates() -> BTreeSet<&'static str> {
 }
 
 /// Whether `topic` matches a registered topic template (`{…}` matches one or more characters).
+/// Takes time linear in the topic's length per template, whatever the template.
 pub fn is_registered_topic(topic: &str) -> bool {
-    topic_templates().iter().any(|t| template_matches(t, topic))
+    registered_matchers().iter().any(|m| m.matches(topic))
+}
+
+/// The registered templates, parsed once: the registry is fixed at link time, and subscriptions
+/// check every topic against it when unregistered topics are rejected.
+fn registered_matchers() -> &'static [Matcher] {
+    static MATCHERS: OnceLock<Vec<Matcher>> = OnceLock::new();
+    MATCHERS.get_or_init(|| {
+        // The macros refuse templates that do not parse, so none is left out here.
+        topic_templates()
+            .into_iter()
+            .filter_map(|t| Matcher::parse(t).ok())
+            .collect()
+    })
 }
 
 /// Matches `topic` against `template`, where each `{name}` stands for a non-empty run of
-/// characters and `{{` / `}}` for literal braces.
+/// characters and `{{` / `}}` for literal braces. Parses `template` on every call.
 pub fn template_matches(template: &str, topic: &str) -> bool {
     // The grammar is livepush-core's, which the macros parse templates with.
     livepush_core::template::matches(template, topic)

@@ -1,0 +1,260 @@
+//! An HTTP and SSE client that calls a `Router` in-process with `tower::ServiceExt::oneshot`:
+//! no socket, no port, and under `tokio::time::pause` heartbeats and deadlines take no wall time.
+
+use std::collections::VecDeque;
+
+use axum::body::{Body, BodyDataStream};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tower::ServiceExt;
+
+use super::frame::{Frame, FrameParser};
+
+/// Calls a `Router` as a server would, without one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use axum::{routing::get, Router};
+/// use livepush::testing::{recorded, Client};
+/// use livepush::{subscribe_to_events, Hub, RouterExt};
+///
+/// #[subscribe_to_events]
+/// async fn events() {}
+///
+/// let (hub, _published) = recorded(Hub::builder());
+/// let client = Client::new(Router::new().route("/events", get(events)).livepush(&hub));
+/// let mut stream = client.subscribe("/events?topic=news").await;
+/// assert_eq!(stream.status(), 200);
+/// hub.publish("news", "story", &serde_json::json!({ "title": "hi" })).await.unwrap();
+/// let frame = stream.next_event().await.unwrap();
+/// assert_eq!(frame.event_name(), "story");
+/// assert_eq!(frame.json::<serde_json::Value>()["title"], "hi");
+///
+/// // Reconnect as EventSource does, with `Last-Event-ID`.
+/// let stream = stream.resume().await;
+/// # drop(stream);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    router: Router,
+}
+
+impl Client {
+    /// A client of `router` (with `.livepush(&hub)` applied, as the app serves it).
+    pub fn new(router: Router) -> Self {
+        Client { router }
+    }
+
+    /// Sends `request` and returns the response, its body not read yet.
+    pub async fn send(&self, request: Request<Body>) -> Response {
+        match self.router.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// `GET uri`.
+    pub async fn get(&self, uri: &str) -> Response {
+        self.send(request("GET", uri, Body::empty())).await
+    }
+
+    /// `POST uri` with `body` as JSON.
+    ///
+    /// # Panics
+    /// When `body` does not serialize to JSON.
+    pub async fn post_json<T: Serialize + ?Sized>(&self, uri: &str, body: &T) -> Response {
+        self.send(json_request("POST", uri, body)).await
+    }
+
+    /// `PUT uri` with `body` as JSON.
+    ///
+    /// # Panics
+    /// When `body` does not serialize to JSON.
+    pub async fn put_json<T: Serialize + ?Sized>(&self, uri: &str, body: &T) -> Response {
+        self.send(json_request("PUT", uri, body)).await
+    }
+
+    /// `DELETE uri`.
+    pub async fn delete(&self, uri: &str) -> Response {
+        self.send(request("DELETE", uri, Body::empty())).await
+    }
+
+    /// Opens an event stream: `GET uri` with `Accept: text/event-stream`. A refused
+    /// subscription is a stream too: check [`EventStream::status`], read [`EventStream::text`].
+    pub async fn subscribe(&self, uri: &str) -> EventStream {
+        self.open(uri, None).await
+    }
+
+    /// Opens an event stream that resumes after `last_event_id` (the `Last-Event-ID` header).
+    pub async fn subscribe_after(&self, uri: &str, last_event_id: &str) -> EventStream {
+        self.open(uri, Some(last_event_id.to_owned())).await
+    }
+
+    async fn open(&self, uri: &str, last_event_id: Option<String>) -> EventStream {
+        let mut request = request("GET", uri, Body::empty());
+        let headers = request.headers_mut();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        if let Some(id) = last_event_id.as_deref().filter(|id| !id.is_empty()) {
+            match HeaderValue::from_str(id) {
+                Ok(value) => headers.insert("last-event-id", value),
+                Err(_) => panic!("a Last-Event-ID must be a valid header value: {id:?}"),
+            };
+        }
+        let (parts, body) = self.send(request).await.into_parts();
+        EventStream {
+            client: self.clone(),
+            uri: uri.to_owned(),
+            status: parts.status,
+            headers: parts.headers,
+            body: body.into_data_stream(),
+            parser: FrameParser::default(),
+            ready: VecDeque::new(),
+            last_event_id,
+        }
+    }
+}
+
+/// The body of `response` read as JSON into `T`.
+///
+/// # Panics
+/// When the body cannot be read or is not a `T`, with the body in the message.
+pub async fn read_json<T: DeserializeOwned>(response: Response) -> T {
+    let text = read_text(response).await;
+    serde_json::from_str(&text).unwrap_or_else(|error| {
+        panic!(
+            "the body is not a {}: {error}\n  body: {text}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// The body of `response` as text (lossy UTF-8).
+///
+/// # Panics
+/// When the body cannot be read.
+pub async fn read_text(response: Response) -> String {
+    match axum::body::to_bytes(response.into_body(), usize::MAX).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(error) => panic!("the body could not be read: {error}"),
+    }
+}
+
+fn request(method: &str, uri: &str, body: Body) -> Request<Body> {
+    match Request::builder().method(method).uri(uri).body(body) {
+        Ok(request) => request,
+        Err(error) => panic!("not a valid request: {method} {uri}: {error}"),
+    }
+}
+
+fn json_request<T: Serialize + ?Sized>(method: &str, uri: &str, body: &T) -> Request<Body> {
+    let json = match serde_json::to_vec(body) {
+        Ok(json) => json,
+        Err(error) => panic!("the request body does not serialize to JSON: {error}"),
+    };
+    let mut request = request(method, uri, Body::from(json));
+    request.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    request
+}
+
+/// An open event stream, read frame by frame as `EventSource` reads it.
+#[derive(Debug)]
+pub struct EventStream {
+    client: Client,
+    uri: String,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: BodyDataStream,
+    parser: FrameParser,
+    /// Frames parsed from a chunk and not yet returned.
+    ready: VecDeque<Frame>,
+    /// What `EventSource` would send as `Last-Event-ID` on reconnecting.
+    last_event_id: Option<String>,
+}
+
+impl EventStream {
+    /// The response's status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response's headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The next frame, events and heartbeats alike; `None` once the stream ended cleanly.
+    ///
+    /// # Panics
+    /// When the body fails (a stream cut by an error is not one that ended).
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Some(frame) = self.ready.pop_front() {
+                if let Some(id) = &frame.id {
+                    self.last_event_id = Some(id.clone());
+                }
+                return Some(frame);
+            }
+            match self.body.next().await? {
+                Ok(chunk) => self.ready.extend(self.parser.feed(&chunk)),
+                Err(error) => panic!("the event stream of {} failed: {error}", self.uri),
+            }
+        }
+    }
+
+    /// The next event (a frame with data), skipping heartbeats; `None` once the stream ended.
+    ///
+    /// # Panics
+    /// As [`EventStream::next_frame`].
+    pub async fn next_event(&mut self) -> Option<Frame> {
+        while let Some(frame) = self.next_frame().await {
+            if frame.is_event() {
+                return Some(frame);
+            }
+        }
+        None
+    }
+
+    /// The id `EventSource` would resume from: the last `id:` read, if any.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_event_id.as_deref()
+    }
+
+    /// Closes this stream and opens it again with its `Last-Event-ID`, as `EventSource` does
+    /// after a disconnect.
+    pub async fn resume(self) -> EventStream {
+        let EventStream {
+            client,
+            uri,
+            last_event_id,
+            ..
+        } = self;
+        client.open(&uri, last_event_id).await
+    }
+
+    /// The rest of the body as text (lossy UTF-8): the JSON error of a refused subscription.
+    ///
+    /// # Panics
+    /// When the body fails.
+    pub async fn text(mut self) -> String {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = self.body.next().await {
+            match chunk {
+                Ok(chunk) => bytes.extend_from_slice(&chunk),
+                Err(error) => panic!("the body of {} failed: {error}", self.uri),
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}

@@ -123,7 +123,10 @@ struct Shared {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 fn parse_base(base: &str) -> (SocketAddr, String) {
@@ -139,7 +142,10 @@ fn parse_base(base: &str) -> (SocketAddr, String) {
 fn find_u64(data: &[u8], key: &[u8]) -> Option<u64> {
     let mut i = 0;
     while i + key.len() + 2 <= data.len() {
-        if data[i] == b'"' && data[i + 1..].starts_with(key) && data.get(i + 1 + key.len()) == Some(&b'"') {
+        if data[i] == b'"'
+            && data[i + 1..].starts_with(key)
+            && data.get(i + 1 + key.len()) == Some(&b'"')
+        {
             let mut j = i + 2 + key.len();
             while j < data.len() && (data[j] == b' ' || data[j] == b':') {
                 j += 1;
@@ -171,7 +177,11 @@ fn record_error(sh: &Shared, e: String) {
 }
 
 async fn connect(addr: SocketAddr, src: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let sock = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(ip) = src {
         sock.bind(SocketAddr::new(ip, 0))?;
     }
@@ -189,7 +199,11 @@ fn splitmix64(mut x: u64) -> u64 {
 
 /// The topic subscriber `idx` listens on (`--topics`).
 fn sub_topic(args: &Args, idx: u64) -> String {
-    if args.topics <= 1 { args.topic.clone() } else { format!("{}-{}", args.topic, idx % args.topics) }
+    if args.topics <= 1 {
+        args.topic.clone()
+    } else {
+        format!("{}-{}", args.topic, idx % args.topics)
+    }
 }
 
 /// Connects and sends `GET /events`, with `Last-Event-ID` when resuming; the body of a 2xx answer.
@@ -199,7 +213,9 @@ async fn open_stream(
     src: Option<IpAddr>,
     last_id: Option<&str>,
 ) -> Result<hyper::body::Incoming, String> {
-    let stream = connect(sh.addr, src).await.map_err(|e| format!("connect: {e}"))?;
+    let stream = connect(sh.addr, src)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -234,12 +250,18 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, gate: Arc<Semaphore>) {
         latencies_us: Vec::with_capacity(m as usize),
     };
     let src = if sh.args.source_ips > 1 {
-        Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (idx % sh.args.source_ips as usize) as u8)))
+        Some(IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            0,
+            1 + (idx % sh.args.source_ips as usize) as u8,
+        )))
     } else {
         None
     };
     // With --topics K this subscriber only gets the measured events whose seq is idx mod K.
-    let mine = |seq: u64| sh.args.topics <= 1 || seq % sh.args.topics == idx as u64 % sh.args.topics;
+    let mine =
+        |seq: u64| sh.args.topics <= 1 || seq % sh.args.topics == idx as u64 % sh.args.topics;
     let m_mine = (0..m).filter(|&q| mine(q)).count() as u64;
     st.expected = m_mine;
     let permit = gate.acquire().await.unwrap();
@@ -311,11 +333,18 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, gate: Arc<Semaphore>) {
                         record_error(&sh, format!("body: {e}"));
                     }
                 }
-                if !sh.measuring.load(Ordering::Relaxed) || st.received == m_mine || resumes >= 20 || *stop.borrow() {
+                if !sh.measuring.load(Ordering::Relaxed)
+                    || st.received == m_mine
+                    || resumes >= 20
+                    || *stop.borrow()
+                {
                     break;
                 }
                 drop(body.take());
-                tokio::time::sleep(Duration::from_millis(100 + splitmix64(idx as u64 ^ now_ns()) % 400)).await;
+                tokio::time::sleep(Duration::from_millis(
+                    100 + splitmix64(idx as u64 ^ now_ns()) % 400,
+                ))
+                .await;
                 match open_stream(&sh, idx, src, last_id.as_deref()).await {
                     Ok(b) => {
                         body = Some(b);
@@ -333,7 +362,9 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, gate: Arc<Semaphore>) {
                 }
             }
         };
-        let Ok(chunk) = frame.into_data() else { continue };
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
         buf.extend_from_slice(&chunk);
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let mut line = buf.split_to(nl + 1);
@@ -366,7 +397,9 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, gate: Arc<Semaphore>) {
                                 } else {
                                     seen[w] |= bit;
                                     st.received += 1;
-                                    st.latencies_us.push((t.saturating_sub(sent) / 1000).min(u32::MAX as u64) as u32);
+                                    st.latencies_us
+                                        .push((t.saturating_sub(sent) / 1000).min(u32::MAX as u64)
+                                            as u32);
                                     if let Some(l) = last_seq {
                                         if seq < l {
                                             st.out_of_order += 1;
@@ -376,13 +409,17 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, gate: Arc<Semaphore>) {
                                     sh.last_delivery_ns.fetch_max(t, Ordering::Relaxed);
                                     while next_missing < m
                                         && (!mine(next_missing)
-                                            || seen[(next_missing / 64) as usize] & (1u64 << (next_missing % 64)) != 0)
+                                            || seen[(next_missing / 64) as usize]
+                                                & (1u64 << (next_missing % 64))
+                                                != 0)
                                     {
                                         next_missing += 1;
                                     }
                                     if let Some((target, started)) = catching_up {
                                         if next_missing >= target {
-                                            let us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                                            let us =
+                                                started.elapsed().as_micros().min(u32::MAX as u128)
+                                                    as u32;
                                             sh.storm_catchup_us.lock().unwrap().push(us);
                                             catching_up = None;
                                         }
@@ -436,8 +473,6 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, gate: Arc<Semaphore>) {
     sh.stats.lock().unwrap().push(st);
 }
 
-
-
 /// One publishing connection; publishes warm-up events or measured events.
 struct Publisher {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -445,7 +480,9 @@ struct Publisher {
 
 impl Publisher {
     async fn open(sh: &Shared) -> Result<Self, String> {
-        let stream = connect(sh.addr, None).await.map_err(|e| format!("publisher connect: {e}"))?;
+        let stream = connect(sh.addr, None)
+            .await
+            .map_err(|e| format!("publisher connect: {e}"))?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("publisher handshake: {e}"))?;
@@ -456,7 +493,10 @@ impl Publisher {
     }
 
     async fn post(&mut self, sh: &Shared, json: String, topic: Option<&str>) -> Result<(), String> {
-        self.sender.ready().await.map_err(|e| format!("publisher: {e}"))?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("publisher: {e}"))?;
         let path = match topic {
             Some(t) => format!("/publish?topic={t}"),
             None => "/publish".to_string(),
@@ -466,7 +506,11 @@ impl Publisher {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(json)))
             .unwrap();
-        let resp = self.sender.send_request(req).await.map_err(|e| format!("publish: {e}"))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("publish: {e}"))?;
         let status = resp.status();
         let _ = resp.into_body().collect().await;
         if !status.is_success() {
@@ -503,7 +547,8 @@ async fn wait_until(sh: &Shared, deadline: Instant, mut done: impl FnMut(&Shared
             return false;
         }
         let notified = sh.changed.notified();
-        let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(50)), notified).await;
+        let _ =
+            tokio::time::timeout((deadline - now).min(Duration::from_millis(50)), notified).await;
     }
 }
 
@@ -578,7 +623,10 @@ async fn main() {
         let warm_deadline = (Instant::now() + Duration::from_secs(30)).min(deadline);
         while Instant::now() < warm_deadline {
             for k in 0..sh.args.topics.max(1) {
-                let body = format!("{{\"warm\":1,\"seq\":0,\"sent_ns\":{},\"pad\":\"\"}}", now_ns());
+                let body = format!(
+                    "{{\"warm\":1,\"seq\":0,\"sent_ns\":{},\"pad\":\"\"}}",
+                    now_ns()
+                );
                 let topic = (sh.args.topics > 1).then(|| sub_topic(&sh.args, k));
                 if let Err(e) = publishers[0].post(&sh, body, topic.as_deref()).await {
                     pub_err = Some(e);
@@ -633,7 +681,10 @@ async fn main() {
                     if let Some(t) = tick.as_mut() {
                         t.tick().await;
                     }
-                    let body = format!("{{\"seq\":{seq},\"sent_ns\":{},\"pad\":\"{pad}\"}}", now_ns());
+                    let body = format!(
+                        "{{\"seq\":{seq},\"sent_ns\":{},\"pad\":\"{pad}\"}}",
+                        now_ns()
+                    );
                     let topic = (sh.args.topics > 1).then(|| sub_topic(&sh.args, seq));
                     p.post(&sh, body, topic.as_deref()).await?;
                     let done = sh.published.fetch_add(1, Ordering::SeqCst) + 1;
@@ -659,13 +710,20 @@ async fn main() {
         }
     }
     let publish_s = t0.elapsed().as_secs_f64();
-    let complete = wait_until(&sh, deadline, |s| s.complete.load(Ordering::SeqCst) >= connected).await;
+    let complete = wait_until(&sh, deadline, |s| {
+        s.complete.load(Ordering::SeqCst) >= connected
+    })
+    .await;
     let cpu1 = pid_s.as_deref().and_then(proc_cpu_s);
     let self_cpu1 = proc_cpu_s("self");
     let rss_peak = pid.and_then(|p| proc_status_kb(p, "VmHWM:"));
     let rss_end = pid.and_then(|p| proc_status_kb(p, "VmRSS:"));
     let last = sh.last_delivery_ns.load(Ordering::SeqCst);
-    let deliver_s = if last > t0_ns { (last - t0_ns) as f64 / 1e9 } else { publish_s };
+    let deliver_s = if last > t0_ns {
+        (last - t0_ns) as f64 / 1e9
+    } else {
+        publish_s
+    };
 
     // Stop subscribers and gather their statistics.
     sh.stop.send_replace(true);
@@ -687,7 +745,11 @@ async fn main() {
     }
     let finished = stats.len();
     lat.sort_unstable();
-    let expected: u64 = if sh.args.topics <= 1 { connected as u64 * m } else { stats.iter().map(|s| s.expected).sum() };
+    let expected: u64 = if sh.args.topics <= 1 {
+        connected as u64 * m
+    } else {
+        stats.iter().map(|s| s.expected).sum()
+    };
     let mut catchup = std::mem::take(&mut *sh.storm_catchup_us.lock().unwrap());
     catchup.sort_unstable();
     let reconnected = sh.storm_reconnected.load(Ordering::SeqCst);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fan-out benchmarks of livepush against a hand-written axum `Sse` + `broadcast` server, with the
-# load generator of ../shared/bench (see its README and BENCHMARKS.md).
+# project's load generator, benchmarks/loadgen/ (see its README and BENCHMARKS.md).
 #
 #   scripts/bench.sh                      # the classic rows: baseline nodelay memory redis big
 #   ROWS=issue17 scripts/bench.sh         # the issue-17 goals: baseline memory cores storm topics idle
@@ -63,7 +63,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-LOADGEN_DIR="${LOADGEN_DIR:-$ROOT/../shared/bench/loadgen}"
+LOADGEN_DIR="${LOADGEN_DIR:-$ROOT/benchmarks/loadgen}"
 OUT="${OUT:-$ROOT/bench-results}"
 ROWS="${ROWS:-baseline nodelay memory redis big}"
 [ "$ROWS" = issue17 ] && ROWS="baseline memory cores storm topics idle"

@@ -5,7 +5,7 @@
 # used_cpu_sys + used_cpu_user) during the run. BENCHMARKS.md, "Redis Cluster".
 #
 # Needs: target/release/bench_server (cargo build --release --bin bench_server), the load
-# generator (cargo build --release --manifest-path ../shared/bench/loadgen/Cargo.toml),
+# generator (cargo build --release --manifest-path benchmarks/loadgen/Cargo.toml),
 # redis-server and redis-cli ≥ 7, taskset. EVENTS (default 20000) sets the publishes per run,
 # RATE (default 0: as fast as the server takes) a fixed total publish rate, so that both runs
 # can be compared at the same load (a busier connection batches more commands per read
@@ -17,7 +17,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SERVER=${LIVEPUSH_BIN:-$ROOT/target/release/bench_server}
-LOADGEN=${LOADGEN:-$ROOT/../shared/bench/loadgen/target/release/loadgen}
+LOADGEN=${LOADGEN:-$ROOT/benchmarks/loadgen/target/release/loadgen}
 EVENTS=${EVENTS:-20000}
 RATE=${RATE:-0}
 IDLE=${IDLE:-5}

@@ -2,18 +2,18 @@
 //!
 //! The smallest livepush app: `POST /publish` with any JSON object answers 200 echoing it and
 //! publishes it as event `tick` on topic `bench` (or on `T` for `POST /publish?topic=T`);
-//! `GET /events?topic=bench` streams it. The load generator of `../shared/bench` measures it
-//! (see BENCHMARKS.md).
+//! `GET /events?topic=bench` streams it. The project's load generator, `benchmarks/loadgen/`,
+//! measures it (see BENCHMARKS.md).
 //!
 //! Run:   cargo run --release --bin bench_server
 //! Try:   curl -N 'localhost:3000/events?topic=bench'
 //!        curl -X POST -H 'content-type: application/json' -d '{"seq":1}' localhost:3000/publish
 //!
 //! A body that is not a JSON object answers 4xx and publishes nothing. Also served: `/health`,
-//! `/health/live`, `/health/ready`, `/metrics`, `/events/catalog`. Settings: `HOST`, `PORT`,
-//! `REDIS_URL`, `LIVEPUSH_*` (raise `LIVEPUSH_MAX_CONNECTIONS` above 10,000 for big runs); the
-//! first-head deadline and the idle timeout default to 600 s here, not 10 s and 60 s (see
-//! `main`).
+//! `/health/live`, `/health/ready`, `/metrics`, `/events/catalog`, `/events/asyncapi.json`.
+//! Settings: `HOST`, `PORT`, `REDIS_URL`, `LIVEPUSH_*` (raise `LIVEPUSH_MAX_CONNECTIONS` above
+//! 10,000 for big runs); the first-head deadline and the idle timeout default to 600 s here, not
+//! 10 s and 60 s (see `main`).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -61,7 +61,7 @@ async fn main() {
         .route("/publish", post(publish))
         .route("/events", get(events))
         .livepush(&hub)
-        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        // /metrics and /events/catalog: open here, as a demo (docs/deployment.md: mounting them)
         .merge(hub.admin_routes());
     let mut settings = common::serve_config_from_env();
     // The load generator opens its publishing connections first and sends their first request

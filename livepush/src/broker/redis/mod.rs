@@ -7,7 +7,8 @@
 //! partition; one server is one partition), and catch up after a gap the same way
 //! (`link.rs`). What differs is only how they connect and notice a gap: one server has one
 //! pub/sub connection whose loss is a gap for every topic; a cluster has one connection per
-//! node, followed by `redis-rs`, and a gap is per partition.
+//! node, followed by `redis-rs`, and a gap is per partition. Both refuse a server older than
+//! Redis 7.0 at every connection (`version.rs`).
 
 pub mod cluster;
 mod engine;
@@ -17,6 +18,7 @@ mod scripts;
 mod single;
 mod slots;
 mod target;
+mod version;
 
 pub use cluster::RedisClusterBroker;
 pub(crate) use payload::decode;

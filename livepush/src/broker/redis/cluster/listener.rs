@@ -26,6 +26,7 @@ use crate::broker::redis::engine::{Command, Engine, Shard};
 use crate::broker::redis::link::{self, Conns, Link, Part, Resume, Task};
 use crate::broker::redis::payload::decode_live;
 use crate::broker::redis::target::ClusterTarget;
+use crate::broker::redis::version;
 use crate::broker::Delivery;
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -208,6 +209,7 @@ impl Listener {
             .get_async_connection()
             .await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        version::check_cluster(&mut conn).await?;
         let by = self.watched_partitions(delivery);
         for (&p, topics) in &by {
             self.subscribe(&mut sub, p, topics).await?;

@@ -20,6 +20,7 @@ use crate::broker::redis::engine::{Command, Engine, Shard};
 use crate::broker::redis::link::{self, Conns, Link, Part, Resume, Task};
 use crate::broker::redis::payload::decode_live;
 use crate::broker::redis::target::{Target, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::broker::redis::version;
 use crate::broker::Delivery;
 use crate::topic::Topic;
 
@@ -158,6 +159,7 @@ impl Listener {
             .await?;
         ping(&mut conn).await?;
         ping(&mut sub).await?;
+        version::check_server(&mut conn).await?;
         let topics = delivery.watched_topics();
         if !topics.is_empty() {
             let channels: Vec<String> = topics

@@ -218,6 +218,14 @@ async fn read_until(client: &mut SseClient, seen: &mut Vec<Seen>, last: u64, lim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster() {
     let logs = support::observe::capture_logs_globally("livepush=info");
+    // A scenario that fails (a stall, a gap) shows what the brokers logged up to then: the
+    // captured logs are otherwise only read by the assertions below.
+    let dump = logs.clone();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("---- livepush logs up to the panic ----\n{}", dump.text());
+        default_hook(info);
+    }));
     let mut cluster = Cluster::start().await;
     let started = std::time::Instant::now();
     fan_out_caps_all_shards_and_connection_bound(&cluster).await;

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::scripts::{self, Scripts};
 use super::slots::{self, SlotStore, Slots};
-use crate::broker::{BrokerError, Delivery, History};
+use crate::broker::{BrokerError, Cause, Delivery, History};
 use crate::config::Config;
 use crate::envelope::Publication;
 use crate::event::EventId;
@@ -198,7 +198,7 @@ impl<S: Shard> Engine<S> {
     }
 
     fn not_connected() -> BrokerError {
-        BrokerError::Unavailable(format!("{} is not connected (reconnecting)", S::NAME))
+        BrokerError::Unavailable(format!("{} is not connected (reconnecting)", S::NAME).into())
     }
 
     fn is_up(&self) -> Result<(), BrokerError> {
@@ -224,7 +224,7 @@ impl<S: Shard> Engine<S> {
     pub(super) fn fail(&self, e: RedisError) -> BrokerError {
         let fault = S::fault(&e);
         if fault == Fault::Command {
-            return BrokerError::Protocol(e.to_string());
+            return BrokerError::Protocol(Cause::of(e));
         }
         if fault == Fault::Leave {
             self.reconnect.store(true, Ordering::Release);
@@ -233,7 +233,7 @@ impl<S: Shard> Engine<S> {
             tracing::warn!(error = %e, "Redis command failed; checking the connection");
         }
         self.check.notify_one();
-        BrokerError::Unavailable(e.to_string())
+        BrokerError::Unavailable(Cause::of(e))
     }
 
     /// A connection was set up: `conn` takes commands and the channels of `topics` (every
@@ -302,8 +302,9 @@ impl<S: Shard> Engine<S> {
         };
         tokio::time::timeout(SUBSCRIBE_WAIT, wait)
             .await
-            .map_err(|_| {
-                BrokerError::Unavailable(format!("{} subscription not confirmed in time", S::NAME))
+            .map_err(|elapsed| {
+                let message = format!("{} subscription not confirmed in time", S::NAME);
+                BrokerError::Unavailable(Cause::with_source(message, elapsed))
             })
     }
 
@@ -376,8 +377,10 @@ impl<S: Shard> Engine<S> {
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
-        id.parse()
-            .map_err(|_| BrokerError::Protocol(format!("publish script returned {id:?}")))
+        id.parse().map_err(|e| {
+            let message = format!("publish script returned {id:?}");
+            BrokerError::Protocol(Cause::with_source(message, e))
+        })
     }
 
     /// Readiness (of partition `p`, or of all): connected, every watched channel subscribed, and
@@ -389,10 +392,13 @@ impl<S: Shard> Engine<S> {
         let missing = self.unsubscribed(p);
         if missing > 0 {
             let of = p.map(|p| format!(" of partition {p}")).unwrap_or_default();
-            return Err(BrokerError::Unavailable(format!(
-                "{missing} watched {}{of} are not subscribed yet",
-                S::CHANNELS
-            )));
+            return Err(BrokerError::Unavailable(
+                format!(
+                    "{missing} watched {}{of} are not subscribed yet",
+                    S::CHANNELS
+                )
+                .into(),
+            ));
         }
         redis::cmd("SET")
             .arg(self.shard.ready(p))
@@ -431,11 +437,12 @@ impl<S: Shard> Engine<S> {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
-            BrokerError::Unavailable(format!(
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| {
+            let message = format!(
                 "the {} broker needs a Tokio runtime; build the hub inside one",
                 S::NAME
-            ))
+            );
+            BrokerError::Unavailable(Cause::with_source(message, e))
         })?;
         let _ = self.delivery.set(delivery);
         if let Some(run) = run {

@@ -58,7 +58,7 @@ impl Target {
 }
 
 fn invalid(what: &str) -> BrokerError {
-    BrokerError::InvalidAddress(format!("invalid Redis URL: {what}"))
+    BrokerError::InvalidAddress(format!("invalid Redis URL: {what}").into())
 }
 
 /// RESP3: pub/sub messages arrive as push frames on an ordinary multiplexed connection.

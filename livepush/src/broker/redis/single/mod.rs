@@ -54,7 +54,7 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use super::engine::{redis_broker, Fault, Handle, Shard};
 use super::scripts::Scripts;
 use super::target::Target;
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, Cause};
 use crate::config::Config;
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -192,10 +192,10 @@ redis_broker!(RedisBroker, {
             .query_async(&mut conn)
             .await
             .map_err(|e| engine.fail(e))?;
-        seq.as_deref()
-            .unwrap_or("0")
-            .parse()
-            .map_err(|_| BrokerError::Protocol(format!("{} holds {seq:?}", engine.shard.seq(0))))
+        seq.as_deref().unwrap_or("0").parse().map_err(|e| {
+            let message = format!("{} holds {seq:?}", engine.shard.seq(0));
+            BrokerError::Protocol(Cause::with_source(message, e))
+        })
     }
 });
 

@@ -6,9 +6,9 @@
 //! server may be upgraded in place) while `/health/ready` answers 503.
 //!
 //! The version is `INFO server`'s `redis_version`. Forks report their own name and version
-//! beside it (`valkey_version`, `dragonfly_version`), and a `redis_version` of the Redis they are
-//! compatible with: Valkey 7.2 and 8 report 7.2.4, which passes. Only `redis_version` decides;
-//! the fork's own version is named in the error.
+//! beside it (`valkey_version`, `dragonfly_version`, `keydb_version`) and a `redis_version` of
+//! their choosing (Valkey: 7.2.4, which passes). Only `redis_version` decides; the fork's own
+//! version is named in the error.
 
 use std::collections::HashMap;
 

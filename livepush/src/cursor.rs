@@ -112,9 +112,10 @@ impl Hub {
                 let count = partitioned.partitions();
                 let all: Vec<u32> = (0..count).collect();
                 let ids = partitioned.positions(&all).await?;
-                Ok(StreamPosition::Partitions(
-                    crate::broker::partitioned::encode_vector(count, all.into_iter().zip(ids)),
-                ))
+                Ok(StreamPosition::Partitions(crate::position::encode_vector(
+                    count,
+                    all.into_iter().zip(ids),
+                )))
             }
             None => broker.position().await.map(StreamPosition::Id),
         }

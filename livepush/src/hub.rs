@@ -478,7 +478,7 @@ impl Hub {
             Ok(Err(error)) => error,
             // The outcome is unknown: the broker may still run it. Publishing it again later is
             // at least once, which a client tolerates (a duplicate); not publishing could lose it.
-            Err(_) => BrokerError::Unavailable(format!("no answer within {timeout:?}")),
+            Err(_) => BrokerError::Unavailable(format!("no answer within {timeout:?}").into()),
         };
         if !retry.enabled() {
             return Err(PublishError::Broker(error));
@@ -513,9 +513,9 @@ impl Hub {
             }
             Ok(Err(error)) => Err(error),
             // Unknown outcome: the relay publishes the row again, and the key dedupes it.
-            Err(_) => Err(BrokerError::Unavailable(format!(
-                "no answer within {timeout:?}"
-            ))),
+            Err(_) => Err(BrokerError::Unavailable(
+                format!("no answer within {timeout:?}").into(),
+            )),
         }
     }
 
@@ -535,9 +535,9 @@ impl Hub {
         self.inner.broker.ready().await?;
         match self.inner.retry.len() {
             0 => Ok(()),
-            waiting => Err(BrokerError::Unavailable(format!(
-                "{waiting} publications wait in the retry buffer"
-            ))),
+            waiting => Err(BrokerError::Unavailable(
+                format!("{waiting} publications wait in the retry buffer").into(),
+            )),
         }
     }
 

@@ -19,7 +19,18 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("wire format", &["sse", "envelope"]),
     ("local delivery", &["queue", "recent", "fanout"]),
     ("broker seam", &["broker"]),
-    ("core", &["error", "retry", "connections", "catchup", "hub"]),
+    (
+        "core",
+        &[
+            "error",
+            "retry",
+            "connections",
+            "catchup",
+            "position",
+            "backlog",
+            "hub",
+        ],
+    ),
     (
         "HTTP",
         &[

@@ -60,7 +60,7 @@
 //! | wire format | `sse`, `envelope` | the SSE frame, and the envelope an event travels in, encoded once |
 //! | local delivery | `queue`, `recent`, `fanout` | one bounded queue per connection, the recent events of watched topics (for reconnects), and the topic → connections map fed by a [`broker::Delivery`] |
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
-//! | core | `error`, `retry`, `connections`, `catchup`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, and the [`Hub`] façade over them |
+//! | core | `error`, `retry`, `connections`, `catchup`, `position`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them |
 //! | HTTP | `layer`, `publish`, `registry`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
 //! | test helpers | `testing` | what an app's tests use to see what it pushes (feature `testing`) |
 //!
@@ -94,10 +94,12 @@ mod recent;
 // broker seam
 pub mod broker;
 // core
+mod backlog;
 mod catchup;
 mod connections;
 pub mod error;
 mod hub;
+mod position;
 mod retry;
 // HTTP
 pub mod cursor;

@@ -13,7 +13,6 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 
-use crate::broker::partitioned::Position;
 use crate::broker::Broker;
 use crate::connections::{Admission, KeySlot, Registration};
 use crate::envelope::Envelope;
@@ -21,6 +20,7 @@ use crate::event::EventId;
 use crate::fanout::Connection;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::position::Position;
 use crate::queue::{Taken, MAX_BATCH};
 use crate::sse;
 use crate::topic::Topic;

@@ -10,12 +10,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use crate::broker::partitioned::{self, LastEventId, Partitioned, Position};
-use crate::broker::History;
+use crate::backlog::{self, Confirmed};
+use crate::broker::{History, Partitioned};
 use crate::error::SubscribeError;
 use crate::event::EventId;
 use crate::fanout::Connection;
 use crate::hub::Hub;
+use crate::position::{LastEventId, Position};
 use crate::registry;
 use crate::sse;
 use crate::stream::{EventStream, Held};
@@ -358,13 +359,13 @@ async fn check(
 /// Waits until the broker delivers `topics` here (Redis: SUBSCRIBE confirmed), so a client that
 /// publishes right after it sees the response gets its own event. Fail-open: a broker that
 /// cannot confirm in time does not keep the client out; its events start when the subscription
-/// does. Returns whether the subscription was confirmed.
-async fn confirm_subscribed(hub: &Hub, topics: &[Topic], span: &tracing::Span) -> bool {
+/// does.
+async fn confirm_subscribed(hub: &Hub, topics: &[Topic], span: &tracing::Span) -> Confirmed {
     match hub.broker().subscribed(topics).await {
-        Ok(()) => true,
+        Ok(()) => Confirmed::Yes,
         Err(error) => {
             tracing::warn!(parent: span, %error, "broker subscription not confirmed; the stream starts without waiting");
-            false
+            Confirmed::No
         }
     }
 }
@@ -383,7 +384,12 @@ impl Backlog {
     /// The backlog of a stream that resumes after `after` (a reconnect's `Last-Event-ID`, a
     /// list's cursor). History is read only once live events arrive (`confirmed`); without a
     /// confirmed subscription that order cannot be kept, and the client is told to reset.
-    async fn read(hub: &Hub, topics: &[Topic], after: Option<EventId>, confirmed: bool) -> Backlog {
+    async fn read(
+        hub: &Hub,
+        topics: &[Topic],
+        after: Option<EventId>,
+        confirmed: Confirmed,
+    ) -> Backlog {
         let mut backlog = Backlog {
             pending: VecDeque::from([sse::retry(hub.config().client_retry.as_millis() as u64)]),
             seen: None,
@@ -399,9 +405,9 @@ impl Backlog {
             backlog.seen = unreplayable(&mut backlog.pending, broker.as_ref(), topics, after).await;
             return backlog;
         }
-        if !confirmed {
+        if confirmed == Confirmed::No {
             tracing::warn!(
-                "no confirmed subscription to read history against; the client is told to reset"
+                "live delivery not confirmed, history not read; the client is told to reset"
             );
             backlog.pending.push_back(reset_frame(after, after));
             return backlog;
@@ -421,17 +427,17 @@ impl Backlog {
     }
 
     /// The backlog of a stream on a partitioned broker (Redis Cluster): a position per
-    /// partition, read and replayed by `broker/partitioned.rs` once live events arrive
+    /// partition, read and replayed by [`backlog::open`] once live events arrive
     /// (`confirmed`), behind the retry hint.
     async fn read_partitioned(
         hub: &Hub,
         broker: &dyn Partitioned,
         topics: &[Topic],
         last: Option<LastEventId>,
-        confirmed: bool,
+        confirmed: Confirmed,
     ) -> Backlog {
         let replay = hub.config().replay > 0;
-        let opened = partitioned::open(broker, topics, last.as_ref(), replay, confirmed).await;
+        let opened = backlog::open(broker, topics, last.as_ref(), replay, confirmed).await;
         hub.metrics().replayed.inc_by(opened.replayed as u64);
         let mut pending =
             VecDeque::from([sse::retry(hub.config().client_retry.as_millis() as u64)]);

@@ -25,6 +25,7 @@ use livepush::sse::RESET;
 use livepush::{Hub, RouterExt, Subscription, Topics};
 use serde_json::{json, Value};
 use support::handlers::events;
+use support::sse::Next;
 use support::{wait_for_status, SseClient, TestServer};
 
 use cluster::Cluster;
@@ -77,16 +78,19 @@ enum Seen {
 }
 
 async fn next_seen(client: &mut SseClient, limit: Duration) -> Option<Seen> {
-    let event = client.next_within(limit).await?;
+    Some(seen_of(client.next_within(limit).await?))
+}
+
+fn seen_of(event: eventsource_stream::Event) -> Seen {
     if event.event == RESET.as_str() {
-        return Some(Seen::Reset { id: event.id });
+        return Seen::Reset { id: event.id };
     }
     let data: Value = serde_json::from_str(&event.data).unwrap();
-    Some(Seen::Event {
+    Seen::Event {
         topic: data["topic"].as_str().unwrap().to_owned(),
         n: data["n"].as_u64().unwrap(),
         id: event.id,
-    })
+    }
 }
 
 fn topics(names: &[&str]) -> Vec<String> {
@@ -248,6 +252,14 @@ async fn read_until(client: &mut SseClient, seen: &mut Vec<Seen>, last: u64, lim
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster() {
     let logs = support::observe::capture_logs_globally("livepush=info");
+    // A scenario that fails (a stall, a gap) shows what the brokers logged up to then: the
+    // captured logs are otherwise only read by the assertions below.
+    let dump = logs.clone();
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("---- livepush logs up to the panic ----\n{}", dump.text());
+        default_hook(info);
+    }));
     let mut cluster = Cluster::start().await;
     let started = std::time::Instant::now();
     fan_out_caps_all_shards_and_connection_bound(&cluster).await;
@@ -591,7 +603,8 @@ async fn a_master_dies(cluster: &mut Cluster) {
     let a = Instance::start(cluster, prefix).await;
     let b = Instance::start(cluster, prefix).await;
     let watched = topics(&["doomed"]);
-    let mut client = SseClient::connect(&a.events_url(&watched)).await;
+    let client = SseClient::connect(&a.events_url(&watched)).await;
+    let cut_offs = slow_consumer_disconnects(&a.hub);
     let channel = channel_of(cluster, prefix, "doomed").await;
     let slot = cluster.keyslot(&channel).await;
     let victim = cluster.owner_of(slot).await;
@@ -616,24 +629,75 @@ async fn a_master_dies(cluster: &mut Cluster) {
     stop.store(true, Ordering::Relaxed);
     let published = publishing.await.unwrap();
     let mut got = Vec::new();
-    read_until(
-        &mut client,
-        &mut got,
-        published.last(),
-        Duration::from_secs(20),
-    )
-    .await;
+    let reconnects =
+        read_as_event_source(&a, &watched, client, cut_offs, &mut got, published.last()).await;
     assert_no_silent_gap(&published, &got);
     let resets = got
         .iter()
         .filter(|s| matches!(s, Seen::Reset { .. }))
         .count();
     eprintln!(
-        "after the failover: {} of {} accepted events received, {resets} resets, {} publishes refused",
+        "after the failover: {} of {} accepted events received, {resets} resets, {} publishes refused, {reconnects} reconnects after a slow-consumer cut-off",
         got.len() - resets,
         published.accepted.len(),
         published.refused.len()
     );
+}
+
+/// Reads like a browser's `EventSource` until accepted publication `last` arrived (or 20 s
+/// pass): when the server ends the stream it reconnects with the last id it saw and goes on.
+/// The server does end it after a failover whenever the catch-up of the partition (what the
+/// other instance's retry buffer published while the partition was in doubt) is more than the
+/// connection's queue holds: the default slow-consumer policy with replay on cuts the stream
+/// off, and the client resumes from history. An end that is not such a cut-off (the instance's
+/// slow-consumer count did not rise) fails the test. `cut_offs`: that count when `client`
+/// connected. Answers the number of reconnects.
+async fn read_as_event_source(
+    instance: &Instance,
+    watched: &[String],
+    mut client: SseClient,
+    mut cut_offs: u64,
+    seen: &mut Vec<Seen>,
+    last: u64,
+) -> u32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut reconnects = 0;
+    while tokio::time::Instant::now() < deadline {
+        if seen
+            .iter()
+            .any(|s| matches!(s, Seen::Event { n, .. } if *n == last))
+        {
+            break;
+        }
+        match client.next_or_end(Duration::from_millis(200)).await {
+            Next::Event(event) => seen.push(seen_of(event)),
+            Next::Quiet => {}
+            Next::Ended(error) => {
+                let now = slow_consumer_disconnects(&instance.hub);
+                assert!(
+                    now > cut_offs,
+                    "the stream ended ({error:?}) without a slow-consumer cut-off"
+                );
+                cut_offs = now;
+                let id = match seen.last().expect("a cut-off comes after some event") {
+                    Seen::Event { id, .. } | Seen::Reset { id } => id.clone(),
+                };
+                let url = instance.events_url(watched);
+                client = SseClient::connect_with(&url, &[("last-event-id", &id)]).await;
+                reconnects += 1;
+            }
+        }
+    }
+    reconnects
+}
+
+/// `livepush_slow_consumer_disconnects_total` of `hub`.
+fn slow_consumer_disconnects(hub: &Hub) -> u64 {
+    hub.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("livepush_slow_consumer_disconnects_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the slow-consumer counter")
 }
 
 /// `Hub::stream_position` (and so the `Cursor` of a list endpoint) on a cluster: the position

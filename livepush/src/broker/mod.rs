@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::event::EventId;
 use crate::topic::Topic;
 
+mod error;
 mod memory;
 pub(crate) mod partitioned;
 #[cfg(feature = "redis")]
@@ -20,6 +21,7 @@ pub mod redis;
 
 pub use crate::envelope::{Envelope, Publication};
 pub use crate::fanout::Delivery;
+pub use error::{BrokerError, Cause};
 pub use memory::MemoryBroker;
 pub use partitioned::Partitioned;
 
@@ -30,21 +32,6 @@ pub use partitioned::Partitioned;
 /// id of the first publication. A row republished after the window reaches subscribers twice, with
 /// two ids (at least once).
 pub const DEDUPE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// A broker could not do what was asked.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BrokerError {
-    /// The broker cannot be reached.
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
-    /// The broker answered with something unexpected.
-    #[error("broker protocol error: {0}")]
-    Protocol(String),
-    /// The broker's address cannot be used (an unparsable `REDIS_URL`, for example).
-    #[error("invalid broker address: {0}")]
-    InvalidAddress(String),
-}
 
 /// What a broker still holds of the past, for a client that reconnects with `Last-Event-ID`.
 #[derive(Debug, Default)]
@@ -159,10 +146,9 @@ pub trait Broker: Send + Sync + 'static {
     /// `Last-Event-ID` resumes from): what a list endpoint sends as its cursor. The default
     /// answers an error, and a cursor is then left out.
     async fn position(&self) -> Result<EventId, BrokerError> {
-        Err(BrokerError::Unavailable(format!(
-            "the {} broker does not report its position",
-            self.kind()
-        )))
+        Err(BrokerError::Unavailable(
+            format!("the {} broker does not report its position", self.kind()).into(),
+        ))
     }
 
     /// Whether the broker can publish right now and delivers every watched topic to this

@@ -9,6 +9,16 @@ use super::WAIT;
 
 type ByteStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>;
 
+/// What [`SseClient::next_or_end`] saw.
+#[allow(dead_code)] // used by some test crates only
+#[derive(Debug)]
+pub enum Next {
+    Event(Event),
+    Quiet,
+    /// The stream ended (`None`) or failed (the error).
+    Ended(Option<String>),
+}
+
 /// A real SSE client: an HTTP GET whose body is parsed by `eventsource-stream`.
 pub struct SseClient {
     pub status: reqwest::StatusCode,
@@ -109,6 +119,19 @@ impl SseClient {
             Ok(Some(Err(e))) => panic!("SSE stream error: {e}"),
             Ok(None) => panic!("the SSE stream ended while an event or silence was expected"),
             Err(_) => None,
+        }
+    }
+
+    /// The next event within `limit`, or that none came ([`Next::Quiet`]), or that the stream
+    /// ended or failed ([`Next::Ended`], with the error): for readers that react to the end as
+    /// `EventSource` does, by reconnecting with the last id.
+    #[allow(dead_code)] // used by some test crates only
+    pub async fn next_or_end(&mut self, limit: Duration) -> Next {
+        match tokio::time::timeout(limit, self.events.next()).await {
+            Ok(Some(Ok(event))) => Next::Event(event),
+            Ok(Some(Err(e))) => Next::Ended(Some(e.to_string())),
+            Ok(None) => Next::Ended(None),
+            Err(_) => Next::Quiet,
         }
     }
 

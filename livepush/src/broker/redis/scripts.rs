@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use redis::{ErrorKind, RedisError, Script, Value};
 
-use super::decode;
+use super::payload::decode;
 use crate::broker::History;
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -186,6 +186,15 @@ impl Scripts {
             history: Script::new(HISTORY),
             acquire_slot: Script::new(ACQUIRE_SLOT),
             refresh_slots: Script::new(REFRESH_SLOTS),
+        }
+    }
+
+    /// The scripts of a Redis Cluster: the same, with `SPUBLISH` (a shard channel, delivered
+    /// only inside the slot's shard) for `PUBLISH` (copied to every node of the cluster).
+    pub(super) fn sharded() -> Self {
+        Scripts {
+            publish: Script::new(&PUBLISH.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")),
+            ..Scripts::new()
         }
     }
 }

@@ -1,9 +1,22 @@
-//! Where the broker connects: one Redis server, or the master that Redis Sentinel names.
+//! Where the broker connects: one Redis server, the master that Redis Sentinel names, or the
+//! seed nodes of a Redis Cluster.
 
+use std::time::Duration;
+
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Client, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, RedisError};
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, RedisError};
+use tokio::sync::mpsc;
 
 use crate::broker::BrokerError;
+
+/// Longest wait for a TCP connection, and for any reply.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// `redis-rs` retries a command after MOVED/ASK, a lost node or CLUSTERDOWN; a few tries cover
+/// a redirect and a slot-map refresh, and a failover (seconds) is left to the hub's retry
+/// buffer instead of holding the publisher.
+const RETRIES: u32 = 3;
 
 /// The server to connect to, resolved again before every connection attempt: a Sentinel
 /// deployment may have promoted another master since the last one.
@@ -45,7 +58,7 @@ impl Target {
 }
 
 fn invalid(what: &str) -> BrokerError {
-    BrokerError::InvalidAddress(format!("invalid Redis URL: {what}"))
+    BrokerError::InvalidAddress(format!("invalid Redis URL: {what}").into())
 }
 
 /// RESP3: pub/sub messages arrive as push frames on an ordinary multiplexed connection.
@@ -141,9 +154,133 @@ fn decode(part: &str) -> Result<String, BrokerError> {
         .map_err(|_| invalid("a part is not valid percent-encoded UTF-8"))
 }
 
+/// Seeds and credentials of the cluster.
+pub(super) struct ClusterTarget {
+    nodes: Vec<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+impl ClusterTarget {
+    /// Parses `redis+cluster://[user:password@]host:port[,host:port...][?partitions=N]`, and
+    /// answers the partitions it names. Errors never repeat the URL.
+    pub(super) fn parse(url: &str) -> Result<(ClusterTarget, Option<u32>), BrokerError> {
+        if url.starts_with("rediss+cluster://") {
+            // redis-rs speaks TLS to cluster nodes only with one of its TLS features, which
+            // livepush does not enable (it would bring a second TLS stack); refused here
+            // rather than failing at every connection attempt.
+            return Err(invalid(
+                "rediss+cluster:// (TLS to a Redis Cluster) is not supported yet; use redis+cluster:// on a private network or a TLS tunnel",
+            ));
+        }
+        let rest = url
+            .strip_prefix("redis+cluster://")
+            .ok_or_else(|| invalid("expected redis+cluster://"))?;
+        let (authority, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        let authority = authority.trim_end_matches('/');
+        let (credentials, hosts) = match authority.rsplit_once('@') {
+            Some((c, h)) => (Some(c), h),
+            None => (None, authority),
+        };
+        let (mut username, mut password) = (None, None);
+        if let Some(credentials) = credentials {
+            let (user, pass) = credentials.split_once(':').unwrap_or((credentials, ""));
+            let (user, pass) = (decode(user)?, decode(pass)?);
+            username = (!user.is_empty()).then_some(user);
+            password = (!pass.is_empty()).then_some(pass);
+        }
+        let mut nodes = Vec::new();
+        for host in hosts.split(',').filter(|h| !h.is_empty()) {
+            let (name, port) = host
+                .rsplit_once(':')
+                .ok_or_else(|| invalid("each cluster node needs host:port"))?;
+            let port: u16 = port
+                .parse()
+                .map_err(|_| invalid("a cluster node port is not a number"))?;
+            if name.is_empty() || name.contains('/') {
+                return Err(invalid("a cluster node host is empty or malformed"));
+            }
+            nodes.push(format!("redis://{name}:{port}"));
+        }
+        if nodes.is_empty() {
+            return Err(invalid("redis+cluster:// needs at least one host:port"));
+        }
+        let mut partitions = None;
+        for (key, value) in query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+        {
+            match key {
+                "partitions" => {
+                    partitions = Some(
+                        value
+                            .parse()
+                            .map_err(|_| invalid("partitions must be a number"))?,
+                    )
+                }
+                _ => {
+                    return Err(invalid(
+                        "unknown redis+cluster:// parameter (only partitions is known)",
+                    ))
+                }
+            }
+        }
+        Ok((
+            ClusterTarget {
+                nodes,
+                username,
+                password,
+            },
+            partitions,
+        ))
+    }
+
+    /// A cluster client; with `push`, RESP3 pushes (shard messages) go there.
+    pub(super) fn client(
+        &self,
+        push: Option<mpsc::UnboundedSender<PushInfo>>,
+    ) -> Result<ClusterClient, RedisError> {
+        let mut builder = ClusterClientBuilder::new(self.nodes.clone())
+            .use_protocol(ProtocolVersion::RESP3)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(RETRIES);
+        if let Some(user) = &self.username {
+            builder = builder.username(user);
+        }
+        if let Some(password) = &self.password {
+            builder = builder.password(password);
+        }
+        if let Some(push) = push {
+            builder = builder.push_sender(push);
+        }
+        builder.build()
+    }
+
+    pub(super) fn describe(&self) -> String {
+        let hosts: Vec<&str> = self
+            .nodes
+            .iter()
+            .map(|n| n.trim_start_matches("redis://"))
+            .collect();
+        format!("cluster {}", hosts.join(","))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `url` was refused, and the error does not repeat its password (`topsecret`).
+    fn refused_without_secret(url: &str, error: Option<BrokerError>) {
+        let error = error.expect(url).to_string();
+        assert!(!error.contains("topsecret"), "{error}");
+    }
 
     #[test]
     fn parses_sentinel_urls_and_names_no_credentials_in_errors() {
@@ -160,8 +297,7 @@ mod tests {
             "redis+sentinel:///m",
             "redis+sentinel://u:topsecret@h:1/m?color=red",
         ] {
-            let error = Target::parse(bad).err().expect(bad).to_string();
-            assert!(!error.contains("topsecret"), "{error}");
+            refused_without_secret(bad, Target::parse(bad).err());
         }
     }
 
@@ -174,5 +310,38 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(!error.contains("topsecret"), "{error}");
+    }
+
+    #[test]
+    fn parses_cluster_urls_and_names_no_credentials_in_errors() {
+        let (target, partitions) = ClusterTarget::parse(
+            "redis+cluster://u:s%40cret@127.0.0.1:7000,127.0.0.1:7001/?partitions=8",
+        )
+        .unwrap();
+        assert_eq!(partitions, Some(8));
+        assert_eq!(
+            target.nodes,
+            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
+        );
+        assert_eq!(target.username.as_deref(), Some("u"));
+        assert_eq!(target.password.as_deref(), Some("s@cret"));
+        assert_eq!(target.describe(), "cluster 127.0.0.1:7000,127.0.0.1:7001");
+        let (_, partitions) = ClusterTarget::parse("redis+cluster://h:1").unwrap();
+        assert_eq!(partitions, None);
+        for bad in [
+            "redis+cluster://",
+            "redis+cluster://:topsecret@h",
+            "redis+cluster://:topsecret@h:x",
+            "redis+cluster://:topsecret@h:1?color=red",
+            "redis+cluster://:topsecret@h:1?partitions=x",
+            "rediss+cluster://:topsecret@h:1",
+        ] {
+            refused_without_secret(bad, ClusterTarget::parse(bad).err());
+        }
+        let tls = ClusterTarget::parse("rediss+cluster://h:1")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(tls.contains("not supported"), "{tls}");
     }
 }

@@ -12,6 +12,10 @@
 
 use std::collections::HashMap;
 
+use redis::cluster_async::ClusterConnection;
+use redis::RedisError;
+
+use crate::broker::redis::engine::{Fault, Shard};
 use crate::broker::BrokerError;
 use crate::topic::Topic;
 
@@ -91,51 +95,9 @@ impl Layout {
         self.tags.len() as u32
     }
 
-    pub(super) fn partition_of(&self, topic: &Topic) -> u32 {
-        fnv1a(topic.as_str().as_bytes()) % self.count()
-    }
-
-    fn base(&self, p: u32) -> String {
-        format!("{}{{{}}}", self.prefix, self.tags[p as usize])
-    }
-
     /// The slot of partition `p`'s keys and channels.
     pub(super) fn slot_of(&self, p: u32) -> u16 {
         slot(self.seq(p).as_bytes())
-    }
-
-    pub(super) fn seq(&self, p: u32) -> String {
-        format!("{}seq", self.base(p))
-    }
-
-    pub(super) fn epoch(&self, p: u32) -> String {
-        format!("{}epoch", self.base(p))
-    }
-
-    pub(super) fn stream(&self, p: u32, topic: &Topic) -> String {
-        format!("{}stream:{topic}", self.base(p))
-    }
-
-    pub(super) fn channel(&self, p: u32, topic: &Topic) -> String {
-        format!("{}topic:{topic}", self.base(p))
-    }
-
-    pub(super) fn once(&self, p: u32, key: &str) -> String {
-        format!("{}once:{key}", self.base(p))
-    }
-
-    /// A cap key's slot set: its own slot (cap keys are spread by their names).
-    pub(super) fn slots(&self, key: &str) -> String {
-        format!("{}slots:{key}", self.prefix)
-    }
-
-    pub(super) fn ready(&self) -> String {
-        format!("{}ready", self.prefix)
-    }
-
-    /// A key in partition `p`'s slot that readiness checks write.
-    pub(super) fn ready_in(&self, p: u32) -> String {
-        format!("{}ready", self.base(p))
     }
 
     /// The topic and partition of a shard channel of ours.
@@ -148,6 +110,39 @@ impl Layout {
         let p = *self.by_tag.get(tag)?;
         let topic = Topic::new(rest.strip_prefix("topic:")?).ok()?;
         (self.partition_of(&topic) == p).then_some((topic, p))
+    }
+}
+
+impl Shard for Layout {
+    fn partition_of(&self, topic: &Topic) -> u32 {
+        fnv1a(topic.as_str().as_bytes()) % self.count()
+    }
+    fn base(&self, p: u32) -> String {
+        format!("{}{{{}}}", self.prefix, self.tags[p as usize])
+    }
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    const NAME: &'static str = "Redis Cluster";
+    const CHANNELS: &'static str = "shard channels";
+    /// Cap keys lie in different slots: one script each.
+    const REFRESH_BATCH: usize = 1;
+    type Conn = ClusterConnection;
+
+    /// `redis-rs` reconnects nodes itself: a connection failure only wakes the listener, which
+    /// re-checks the subscriptions.
+    fn fault(e: &RedisError) -> Fault {
+        let connection = e.is_io_error()
+            || e.is_unrecoverable_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_cluster_error();
+        if connection {
+            Fault::Check
+        } else {
+            Fault::Command
+        }
     }
 }
 

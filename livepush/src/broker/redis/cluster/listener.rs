@@ -20,16 +20,16 @@ use redis::{ErrorKind, PushInfo, PushKind, RedisError, Value};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::time::Instant;
 
-use super::super::listener::{jitter, Failures};
-use super::super::{decode, describe};
-use super::{Inner, Target};
+use super::by_partition;
+use super::layout::Layout;
+use crate::broker::redis::engine::{Command, Engine, Shard};
+use crate::broker::redis::link::{self, Conns, Link, Part, Resume, Task};
+use crate::broker::redis::payload::decode_live;
+use crate::broker::redis::target::ClusterTarget;
+use crate::broker::redis::version;
 use crate::broker::Delivery;
 use crate::event::EventId;
 use crate::topic::Topic;
-
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_millis(500);
-const GAP: &str = "broker_gap";
 /// How often the pub/sub connection is asked to answer (one PING per watched partition): a node
 /// that hangs without closing its connections (`DEBUG SLEEP`, a stopped process, a frozen VM)
 /// sends no `Disconnection` and no `sunsubscribe`, its shard channels just fall silent.
@@ -38,57 +38,36 @@ const HEALTH_PERIOD: Duration = Duration::from_secs(1);
 /// the node counts as hung (below `redis-rs`' response timeout times its retries).
 const HANG_TIMEOUT: Duration = Duration::from_millis(1500);
 
-pub(super) enum Command {
-    Reconcile(Topic),
-}
-
-struct Link {
-    sub: ClusterConnection,
-    pushes: UnboundedReceiver<PushInfo>,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Part {
-    /// The newest id of the partition delivered here (or reset to); where a catch-up starts.
-    delivered: Option<EventId>,
-    /// After a catch-up: live messages at or below were delivered from history already.
-    skip: Option<EventId>,
-}
-
 pub(super) struct Listener {
-    inner: Arc<Inner>,
-    target: Target,
-    commands: UnboundedReceiver<Command>,
-    link: Option<Link>,
+    /// Per partition, what this process delivered of its sequence.
     parts: Vec<Part>,
+    /// Partitions whose live messages may have been lost: set aside until caught up.
     doubt: BTreeSet<u32>,
-    /// SUNSUBSCRIBEs sent whose confirmation has not arrived yet.
-    unsubscribing: HashMap<Topic, u32>,
-    ever_connected: bool,
-    backoff: Duration,
+    /// When the next connection or catch-up attempt is due.
     next_try: Instant,
-    failures: Failures,
+    engine: Arc<Engine<Layout>>,
+    commands: UnboundedReceiver<Command>,
+    /// The pub/sub link (while connected), unsubscribes in flight, the backoff.
+    conns: Conns<ClusterConnection>,
+    target: ClusterTarget,
+    ever_connected: bool,
 }
 
 impl Listener {
     pub(super) fn new(
-        inner: Arc<Inner>,
-        target: Target,
+        engine: Arc<Engine<Layout>>,
         commands: UnboundedReceiver<Command>,
+        target: ClusterTarget,
     ) -> Self {
-        let count = inner.layout.count() as usize;
         Listener {
-            inner,
-            target,
-            commands,
-            link: None,
-            parts: vec![Part::default(); count],
+            parts: vec![Part::default(); engine.shard.count() as usize],
             doubt: BTreeSet::new(),
-            unsubscribing: HashMap::new(),
-            ever_connected: false,
-            backoff: BACKOFF_MIN,
             next_try: Instant::now(),
-            failures: Failures::default(),
+            engine,
+            commands,
+            conns: Conns::default(),
+            target,
+            ever_connected: false,
         }
     }
 
@@ -96,27 +75,24 @@ impl Listener {
         let mut health = Instant::now() + HEALTH_PERIOD;
         loop {
             let due = Instant::now() >= self.next_try;
-            if due && self.link.is_none() {
+            if due && self.conns.link.is_none() {
                 self.connect(&delivery).await;
             } else if due && !self.doubt.is_empty() {
                 self.resync(&delivery).await;
             }
-            let waiting = self.link.is_none() || !self.doubt.is_empty();
+            let waiting = self.conns.link.is_none() || !self.doubt.is_empty();
             let retry = self.next_try.max(Instant::now() + Duration::from_millis(1));
-            let linked = self.link.is_some();
+            let linked = self.conns.link.is_some();
             tokio::select! {
                 biased;
-                push = next_push(&mut self.link) => match push {
-                    Some(push) => self.on_push(push, &delivery),
-                    None => self.lost("the pub/sub cluster connection closed"),
-                },
-                command = self.commands.recv() => match command {
-                    Some(Command::Reconcile(topic)) => self.reconcile(&topic, &delivery).await,
-                    None => break,
-                },
+                wake = link::next_wake(&mut self.conns.link, &mut self.commands) => {
+                    if !link::handle(&mut self, wake, &delivery).await {
+                        break;
+                    }
+                }
                 () = tokio::time::sleep_until(retry), if waiting => {}
                 // A command failed, or it is time: do the nodes still answer?
-                () = self.inner.check.notified(), if linked => self.health(&delivery).await,
+                () = self.engine.check.notified(), if linked => self.health(&delivery).await,
                 () = tokio::time::sleep_until(health), if linked => {
                     health = Instant::now() + HEALTH_PERIOD;
                     self.health(&delivery).await;
@@ -127,9 +103,7 @@ impl Listener {
     }
 
     fn failed(&mut self, error: &RedisError) {
-        self.failures.failed(&self.target.describe(), error);
-        self.next_try = Instant::now() + jitter(self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        self.next_try = Instant::now() + self.conns.attempts.failed(&self.target.describe(), error);
     }
 
     /// Asks the master of each watched partition (not in doubt) for a PING on the pub/sub
@@ -139,7 +113,7 @@ impl Listener {
     /// caught up (or reset) once its node answers. Publishes to a hung node fail on the command
     /// connection's response timeout and wait in the hub's retry buffer.
     async fn health(&mut self, delivery: &Delivery) {
-        let Some(link) = &self.link else {
+        let Some(link) = &self.conns.link else {
             return;
         };
         let sub = link.sub.clone();
@@ -150,14 +124,14 @@ impl Listener {
             .collect();
         let pings = watched.iter().map(|&p| {
             let mut sub = sub.clone();
-            let slot = self.inner.layout.slot_of(p);
+            let slot = self.engine.shard.slot_of(p);
             async move { tokio::time::timeout(HANG_TIMEOUT, ping_slot(&mut sub, slot)).await }
         });
         let answers = futures_util::future::join_all(pings).await;
         for (p, answer) in watched.into_iter().zip(answers) {
             let failure = match answer {
                 Ok(Ok(())) => continue,
-                Ok(Err(error)) => describe(&error),
+                Ok(Err(error)) => error.to_string(),
                 Err(_) => format!("no PING answer within {HANG_TIMEOUT:?}"),
             };
             tracing::warn!(error = %failure, partition = p, "a Redis Cluster node stopped answering; catching up");
@@ -165,61 +139,30 @@ impl Listener {
         }
     }
 
-    fn on_push(&mut self, push: PushInfo, delivery: &Delivery) {
-        match push.kind {
-            PushKind::SMessage => self.on_message(&push.data, delivery),
-            PushKind::SUnsubscribe => self.on_unsubscribe(&push.data, delivery),
-            PushKind::Disconnection => {
-                // A node connection dropped (redis-rs reconnects it and re-subscribes on its
-                // own, without saying when): whatever it carried may be lost meanwhile.
-                tracing::warn!("a Redis Cluster node connection dropped; catching up");
-                let watched = self.watched_partitions(delivery);
-                for p in watched.into_keys() {
-                    self.suspect(p);
-                }
-            }
-            _ => {}
-        }
-    }
-
     fn on_message(&mut self, data: &[Value], delivery: &Delivery) {
         let [Value::BulkString(channel), Value::BulkString(payload)] = data else {
             return;
         };
-        let Some((topic, p)) = self.inner.layout.topic_of_channel(channel) else {
+        let Some((topic, p)) = self.engine.shard.topic_of_channel(channel) else {
             return;
         };
         if self.doubt.contains(&p) {
             return; // the catch-up reads it from the stream
         }
-        let Some(envelope) = decode(topic, payload) else {
-            tracing::warn!(channel = %String::from_utf8_lossy(channel), "ignoring a message in an unknown format");
+        let Some(envelope) = decode_live(topic, channel, payload) else {
             return;
         };
-        let id = envelope.id();
-        let part = &mut self.parts[p as usize];
-        if let Some(skip) = part.skip {
-            if id <= skip {
-                return;
-            }
-            part.skip = None;
-        }
-        part.delivered = Some(part.delivered.map_or(id, |d| d.max(id)));
-        delivery.deliver(Arc::new(envelope));
+        self.parts[p as usize].deliver(envelope, delivery);
     }
 
     fn on_unsubscribe(&mut self, data: &[Value], delivery: &Delivery) {
         let Some(Value::BulkString(channel)) = data.first() else {
             return;
         };
-        let Some((topic, p)) = self.inner.layout.topic_of_channel(channel) else {
+        let Some((topic, p)) = self.engine.shard.topic_of_channel(channel) else {
             return;
         };
-        if let Some(pending) = self.unsubscribing.get_mut(&topic) {
-            *pending -= 1;
-            if *pending == 0 {
-                self.unsubscribing.remove(&topic);
-            }
+        if self.conns.unsubscribing.confirms(&topic) {
             return;
         }
         if delivery.is_watched(&topic) {
@@ -233,42 +176,26 @@ impl Listener {
     /// Puts partition `p` in doubt: its topics count as unsubscribed until the catch-up.
     fn suspect(&mut self, p: u32) {
         if self.doubt.insert(p) {
-            let layout = &self.inner.layout;
-            self.inner
-                .subscribed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
+            let layout = &self.engine.shard;
+            self.engine
+                .subscribed()
                 .retain(|t| layout.partition_of(t) != p);
         }
     }
 
     fn watched_partitions(&self, delivery: &Delivery) -> HashMap<u32, Vec<Topic>> {
-        self.inner.topics_by_partition(&delivery.watched_topics())
+        by_partition(&self.engine.shard, &delivery.watched_topics())
     }
 
     fn lost(&mut self, why: &str) {
-        if self.link.take().is_some() {
-            tracing::warn!(server = %self.target.describe(), why, "Redis Cluster connection lost; reconnecting");
-        }
-        *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = None;
-        self.inner.up.store(false, Ordering::Release);
-        self.inner
-            .subscribed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        self.unsubscribing.clear();
+        self.conns.lose(&self.engine, &self.target.describe(), why);
         self.doubt.clear();
-        self.backoff = BACKOFF_MIN;
         self.next_try = Instant::now();
     }
 
     async fn connect(&mut self, delivery: &Delivery) {
         match self.try_connect(delivery).await {
-            Ok(()) => {
-                self.backoff = BACKOFF_MIN;
-                self.failures.recovered(&self.target.describe());
-            }
+            Ok(()) => self.conns.attempts.recovered(&self.target.describe()),
             Err(error) => self.failed(&error),
         }
     }
@@ -282,31 +209,21 @@ impl Listener {
             .get_async_connection()
             .await?;
         redis::cmd("PING").query_async::<()>(&mut conn).await?;
+        version::check_cluster(&mut conn).await?;
         let by = self.watched_partitions(delivery);
         for (&p, topics) in &by {
             self.subscribe(&mut sub, p, topics).await?;
         }
-        let unconfirmed = self.inner.unconfirmed.swap(false, Ordering::AcqRel);
-        let first = !self.ever_connected;
+        let why = Resume {
+            first: !self.ever_connected,
+            unconfirmed: self.engine.unconfirmed.swap(false, Ordering::AcqRel),
+        };
         for (&p, topics) in &by {
-            self.resume(&mut conn, p, topics, delivery, first, unconfirmed)
-                .await?;
+            self.resume(&mut conn, p, topics, delivery, why).await?;
         }
-        {
-            let mut subscribed = self
-                .inner
-                .subscribed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            subscribed.clear();
-            subscribed.extend(by.into_values().flatten());
-        }
-        *self.inner.conn.write().unwrap_or_else(|p| p.into_inner()) = Some(conn);
-        self.link = Some(Link { sub, pushes });
+        self.engine.established(conn, by.into_values().flatten());
+        self.conns.link = Some(Link { sub, pushes });
         self.doubt.clear();
-        self.inner.ever_up.store(true, Ordering::Release);
-        self.inner.up.store(true, Ordering::Release);
-        self.inner.subscribed_changed.notify_waiters();
         if self.ever_connected {
             delivery.reconnected();
             tracing::info!(server = %self.target.describe(), "Redis Cluster reconnected; shard channels re-subscribed");
@@ -327,29 +244,27 @@ impl Listener {
     ) -> Result<(), RedisError> {
         let channels: Vec<String> = topics
             .iter()
-            .map(|t| self.inner.layout.channel(p, t))
+            .map(|t| self.engine.shard.channel(p, t))
             .collect();
         sub.ssubscribe(&channels).await
     }
 
     /// Re-subscribes and catches up every partition in doubt.
     async fn resync(&mut self, delivery: &Delivery) {
-        let Some(conn) = self
-            .inner
-            .conn
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
+        let Some(conn) = self.engine.current_conn() else {
             return;
         };
         let by = self.watched_partitions(delivery);
-        let unconfirmed = self.inner.unconfirmed.swap(false, Ordering::AcqRel);
+        let unconfirmed = self.engine.unconfirmed.swap(false, Ordering::AcqRel);
+        let why = Resume {
+            first: false,
+            unconfirmed,
+        };
         let mut failure = None;
         for p in self.doubt.clone() {
             let topics = by.get(&p).cloned().unwrap_or_default();
             let step = async {
-                let Some(link) = &mut self.link else {
+                let Some(link) = &mut self.conns.link else {
                     return Ok(());
                 };
                 if !topics.is_empty() {
@@ -357,8 +272,7 @@ impl Listener {
                     self.subscribe(&mut sub, p, &topics).await?;
                 }
                 let mut conn = conn.clone();
-                self.resume(&mut conn, p, &topics, delivery, false, unconfirmed)
-                    .await
+                self.resume(&mut conn, p, &topics, delivery, why).await
             };
             // A hung node must not hold back the partitions of the others.
             let result = match tokio::time::timeout(HANG_TIMEOUT, step).await {
@@ -371,12 +285,7 @@ impl Listener {
             match result {
                 Ok(()) => {
                     self.doubt.remove(&p);
-                    self.inner
-                        .subscribed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(topics);
-                    self.inner.subscribed_changed.notify_waiters();
+                    self.engine.confirm(topics);
                     tracing::info!(
                         partition = p,
                         "Redis Cluster partition re-subscribed and caught up"
@@ -387,79 +296,81 @@ impl Listener {
         }
         if let Some(error) = failure {
             if unconfirmed {
-                self.inner.unconfirmed.store(true, Ordering::Release);
+                self.engine.unconfirmed.store(true, Ordering::Release);
             }
             self.failed(&error);
             return;
         }
-        self.backoff = BACKOFF_MIN;
-        self.failures.recovered(&self.target.describe());
+        self.conns.attempts.recovered(&self.target.describe());
         delivery.reconnected();
     }
 
-    /// After (re)subscribing the channels of `topics` (partition `p`): delivers from the streams
-    /// what this process missed, in order, or resets their local streams where nothing proves
-    /// the catch-up complete. `first`: the first connection of this process, where nothing was
-    /// delivered yet and nothing can have been missed (unless a stream opened unconfirmed).
+    /// Catches partition `p` up after (re)subscribing the channels of `topics` (see
+    /// `link::resume`).
     async fn resume(
         &mut self,
         conn: &mut ClusterConnection,
         p: u32,
         topics: &[Topic],
         delivery: &Delivery,
-        first: bool,
-        unconfirmed: bool,
+        why: Resume,
     ) -> Result<(), RedisError> {
-        let part = self.parts[p as usize];
-        let replaying = self.inner.replay > 0 && !topics.is_empty();
-        let history = match part.delivered {
-            Some(after) if replaying => self.inner.read_history(conn, p, topics, after).await?,
-            previous => {
-                let mut position = self
-                    .inner
-                    .read_history(conn, p, &[], EventId::new(0))
-                    .await?;
-                // Nothing can be replayed: after a gap that is a reset; at the first
-                // connection only for streams that opened unconfirmed.
-                position.complete = previous.is_none() && first && !unconfirmed;
-                position
-            }
-        };
-        let last = history.last;
-        let replayed = history.deliver(delivery, topics, GAP);
-        if replayed > 0 {
-            tracing::info!(
-                replayed,
-                partition = p,
-                "delivered what was published while the partition was unreachable"
-            );
-        }
-        let through = part.delivered.map_or(last, |d| d.max(last));
-        self.parts[p as usize] = Part {
-            delivered: Some(through),
-            skip: Some(through),
-        };
-        Ok(())
+        let part = &mut self.parts[p as usize];
+        link::resume(&self.engine, conn, p, topics, part, delivery, why).await
     }
 
-    /// Subscribes or unsubscribes `topic` to match whether it has local subscribers now.
+    /// A partition watched again after a while: a catch-up after a later gap starts from its
+    /// current position, not from what this process delivered of it long ago (or never).
+    async fn refresh_base(&mut self, p: u32) {
+        let Some(mut conn) = self.engine.current_conn() else {
+            return;
+        };
+        let read = self.engine.read_history(&mut conn, p, &[], EventId::new(0));
+        match read.await {
+            Ok(position) => self.parts[p as usize].at_least(position.last),
+            Err(error) => {
+                tracing::warn!(%error, partition = p, "could not read the partition's position; catching up");
+                self.suspect(p);
+            }
+        }
+    }
+}
+
+impl Task for Listener {
+    fn on_push(&mut self, push: PushInfo, delivery: &Delivery) {
+        match push.kind {
+            PushKind::SMessage => self.on_message(&push.data, delivery),
+            PushKind::SUnsubscribe => self.on_unsubscribe(&push.data, delivery),
+            PushKind::Disconnection => {
+                // A node connection dropped (redis-rs reconnects it and re-subscribes on its
+                // own, without saying when): whatever it carried may be lost meanwhile.
+                tracing::warn!("a Redis Cluster node connection dropped; catching up");
+                let watched = self.watched_partitions(delivery);
+                for p in watched.into_keys() {
+                    self.suspect(p);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn closed(&mut self) {
+        self.lost("the pub/sub cluster connection closed");
+    }
+
     async fn reconcile(&mut self, topic: &Topic, delivery: &Delivery) {
-        let p = self.inner.layout.partition_of(topic);
+        let p = self.engine.shard.partition_of(topic);
         if self.doubt.contains(&p) {
             return; // the catch-up subscribes whatever is watched then
         }
-        let Some(link) = &mut self.link else {
+        let Some(link) = &mut self.conns.link else {
             return;
         };
         let mut sub = link.sub.clone();
         let wanted = delivery.is_watched(topic);
         let (have, fresh) = {
-            let subscribed = self
-                .inner
-                .subscribed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let layout = &self.inner.layout;
+            let subscribed = self.engine.subscribed();
+            let layout = &self.engine.shard;
             (
                 subscribed.contains(topic),
                 !subscribed.iter().any(|t| layout.partition_of(t) == p),
@@ -468,66 +379,26 @@ impl Listener {
         if wanted == have {
             return;
         }
-        let channel = self.inner.layout.channel(p, topic);
+        let channel = self.engine.shard.channel(p, topic);
         if wanted {
             match sub.ssubscribe(&channel).await {
                 Ok(()) => {
                     if fresh {
                         self.refresh_base(p).await;
                     }
-                    self.inner
-                        .subscribed
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(topic.clone());
-                    self.inner.subscribed_changed.notify_waiters();
+                    self.engine.confirm([topic.clone()]);
                 }
                 Err(error) => {
-                    tracing::warn!(error = %describe(&error), %topic, "SSUBSCRIBE failed; retrying the partition");
+                    tracing::warn!(%error, %topic, "SSUBSCRIBE failed; retrying the partition");
                     self.suspect(p);
                 }
             }
         } else {
-            self.inner
-                .subscribed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(topic);
-            *self.unsubscribing.entry(topic.clone()).or_insert(0) += 1;
+            self.engine.subscribed().remove(topic);
+            self.conns.unsubscribing.sent(topic);
             if let Err(error) = sub.sunsubscribe(&channel).await {
-                tracing::warn!(error = %describe(&error), %topic, "SUNSUBSCRIBE failed");
-                self.unsubscribing.remove(topic);
-            }
-        }
-    }
-
-    /// A partition watched again after a while: a catch-up after a later gap starts from its
-    /// current position, not from what this process delivered of it long ago (or never).
-    async fn refresh_base(&mut self, p: u32) {
-        let Some(mut conn) = self
-            .inner
-            .conn
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        else {
-            return;
-        };
-        match self
-            .inner
-            .read_history(&mut conn, p, &[], EventId::new(0))
-            .await
-        {
-            Ok(position) => {
-                let part = &mut self.parts[p as usize];
-                part.delivered = Some(
-                    part.delivered
-                        .map_or(position.last, |d| d.max(position.last)),
-                );
-            }
-            Err(error) => {
-                tracing::warn!(error = %describe(&error), partition = p, "could not read the partition's position; catching up");
-                self.suspect(p);
+                tracing::warn!(%error, %topic, "SUNSUBSCRIBE failed");
+                self.conns.unsubscribing.failed(topic);
             }
         }
     }
@@ -544,11 +415,4 @@ async fn ping_slot(conn: &mut ClusterConnection, slot: u16) -> Result<(), RedisE
     )
     .await
     .map(drop)
-}
-
-async fn next_push(link: &mut Option<Link>) -> Option<PushInfo> {
-    match link {
-        Some(link) => link.pushes.recv().await,
-        None => std::future::pending().await,
-    }
 }

@@ -47,41 +47,22 @@
 mod layout;
 mod listener;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use redis::cluster::{ClusterClient, ClusterClientBuilder};
-use redis::cluster_async::ClusterConnection;
-use redis::{ProtocolVersion, PushInfo, RedisError, Script};
-use tokio::sync::{mpsc, Notify};
-
-use super::describe;
-use super::scripts;
-use super::slots::{self, SlotStore, Slots};
-use crate::broker::{Broker, BrokerError, Delivery, History, Partitioned, Slot};
+use crate::broker::redis::engine::{redis_broker, Handle, Shard};
+use crate::broker::redis::scripts::Scripts;
+use crate::broker::redis::target::ClusterTarget;
+use crate::broker::{BrokerError, History, Partitioned};
 use crate::config::Config;
-use crate::envelope::Publication;
 use crate::event::EventId;
 use crate::topic::Topic;
 use layout::Layout;
-use listener::{Command, Listener};
+use listener::Listener;
 
 /// Partitions when the URL names none: enough to spread over a few masters evenly, few enough
 /// that a connection's `id:` line stays short.
 pub const DEFAULT_PARTITIONS: u32 = 16;
-
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
-const AGE_MARGIN: Duration = Duration::from_secs(2);
-const DEFAULT_SLOT_LEASE: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-/// `redis-rs` retries a command after MOVED/ASK, a lost node or CLUSTERDOWN; a few tries cover
-/// a redirect and a slot-map refresh, and a failover (seconds) is left to the hub's retry
-/// buffer instead of holding the publisher.
-const RETRIES: u32 = 3;
 
 /// Carries events between instances through a Redis Cluster (`redis+cluster://` URLs).
 ///
@@ -105,502 +86,92 @@ const RETRIES: u32 = 3;
 /// # }
 /// ```
 pub struct RedisClusterBroker {
-    inner: Arc<Inner>,
-    commands: mpsc::UnboundedSender<Command>,
-    listener: Mutex<Option<Listener>>,
-}
-
-/// Seeds and credentials of the cluster.
-pub(super) struct Target {
-    nodes: Vec<String>,
-    username: Option<String>,
-    password: Option<String>,
-}
-
-impl Target {
-    fn parse(url: &str) -> Result<(Target, u32), BrokerError> {
-        let invalid =
-            |what: &str| BrokerError::InvalidAddress(format!("invalid Redis URL: {what}"));
-        if url.starts_with("rediss+cluster://") {
-            // redis-rs speaks TLS to cluster nodes only with one of its TLS features, which
-            // livepush does not enable (it would bring a second TLS stack); refused here
-            // rather than failing at every connection attempt.
-            return Err(invalid(
-                "rediss+cluster:// (TLS to a Redis Cluster) is not supported yet; use redis+cluster:// on a private network or a TLS tunnel",
-            ));
-        }
-        let rest = url
-            .strip_prefix("redis+cluster://")
-            .ok_or_else(|| invalid("expected redis+cluster://"))?;
-        let (authority, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
-        };
-        let authority = authority.trim_end_matches('/');
-        let (credentials, hosts) = match authority.rsplit_once('@') {
-            Some((c, h)) => (Some(c), h),
-            None => (None, authority),
-        };
-        let decode = |part: &str| {
-            percent_encoding::percent_decode_str(part)
-                .decode_utf8()
-                .map(|s| s.into_owned())
-                .map_err(|_| invalid("a part is not valid percent-encoded UTF-8"))
-        };
-        let (mut username, mut password) = (None, None);
-        if let Some(credentials) = credentials {
-            let (user, pass) = credentials.split_once(':').unwrap_or((credentials, ""));
-            let (user, pass) = (decode(user)?, decode(pass)?);
-            username = (!user.is_empty()).then_some(user);
-            password = (!pass.is_empty()).then_some(pass);
-        }
-        let mut nodes = Vec::new();
-        for host in hosts.split(',').filter(|h| !h.is_empty()) {
-            let (name, port) = host
-                .rsplit_once(':')
-                .ok_or_else(|| invalid("each cluster node needs host:port"))?;
-            let port: u16 = port
-                .parse()
-                .map_err(|_| invalid("a cluster node port is not a number"))?;
-            if name.is_empty() || name.contains('/') {
-                return Err(invalid("a cluster node host is empty or malformed"));
-            }
-            nodes.push(format!("redis://{name}:{port}"));
-        }
-        if nodes.is_empty() {
-            return Err(invalid("redis+cluster:// needs at least one host:port"));
-        }
-        let mut partitions = DEFAULT_PARTITIONS;
-        for (key, value) in query
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split_once('=').unwrap_or((p, "")))
-        {
-            match key {
-                "partitions" => {
-                    partitions = value
-                        .parse()
-                        .map_err(|_| invalid("partitions must be a number"))?
-                }
-                _ => {
-                    return Err(invalid(
-                        "unknown redis+cluster:// parameter (only partitions is known)",
-                    ))
-                }
-            }
-        }
-        Ok((
-            Target {
-                nodes,
-                username,
-                password,
-            },
-            partitions,
-        ))
-    }
-
-    /// A cluster client; with `push`, RESP3 pushes (shard messages) go there.
-    fn client(
-        &self,
-        push: Option<mpsc::UnboundedSender<PushInfo>>,
-    ) -> Result<ClusterClient, RedisError> {
-        let mut builder = ClusterClientBuilder::new(self.nodes.clone())
-            .use_protocol(ProtocolVersion::RESP3)
-            .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(RESPONSE_TIMEOUT)
-            .retries(RETRIES);
-        if let Some(user) = &self.username {
-            builder = builder.username(user);
-        }
-        if let Some(password) = &self.password {
-            builder = builder.password(password);
-        }
-        if let Some(push) = push {
-            builder = builder.push_sender(push);
-        }
-        builder.build()
-    }
-
-    fn describe(&self) -> String {
-        let hosts: Vec<&str> = self
-            .nodes
-            .iter()
-            .map(|n| n.trim_start_matches("redis://"))
-            .collect();
-        format!("cluster {}", hosts.join(","))
-    }
-}
-
-pub(super) struct Inner {
-    layout: Layout,
-    replay: usize,
-    ttl: Duration,
-    conn: RwLock<Option<ClusterConnection>>,
-    publish: Script,
-    history: Script,
-    acquire_slot: Script,
-    refresh_slot: Script,
-    /// Connected: both cluster connections answered once.
-    up: AtomicBool,
-    ever_up: AtomicBool,
-    /// A stream opened without a confirmed subscription (see the single-Redis broker).
-    unconfirmed: AtomicBool,
-    check: Notify,
-    delivery: OnceLock<Delivery>,
-    /// Topics whose shard channel is subscribed and whose partition is not in doubt.
-    subscribed: Mutex<HashSet<Topic>>,
-    subscribed_changed: Notify,
-    caps: Slots,
+    handle: Handle<Layout, Listener>,
 }
 
 impl RedisClusterBroker {
+    /// How long a connection slot stays taken without being refreshed (default 30 s).
+    pub fn slot_lease(self, lease: Duration) -> Self {
+        self.handle.engine.caps().set_lease(lease);
+        self
+    }
+
     /// A broker for `url` (`redis+cluster://…`) with the prefix, replay and TTL of `config`.
     /// Connects in the background once the hub starts it.
     pub fn new(url: &str, config: &Config) -> Result<Self, BrokerError> {
-        let (target, partitions) = Target::parse(url)?;
+        let (target, partitions) = ClusterTarget::parse(url)?;
+        let partitions = partitions.unwrap_or(DEFAULT_PARTITIONS);
         let layout = Layout::new(&config.redis_prefix, partitions)?;
-        let (commands, command_rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
-            layout,
-            replay: config.replay,
-            ttl: config.replay_ttl,
-            conn: RwLock::new(None),
-            publish: Script::new(
-                &scripts::PUBLISH.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'"),
-            ),
-            history: Script::new(scripts::HISTORY),
-            acquire_slot: Script::new(scripts::ACQUIRE_SLOT),
-            refresh_slot: Script::new(scripts::REFRESH_SLOTS),
-            up: AtomicBool::new(false),
-            ever_up: AtomicBool::new(false),
-            unconfirmed: AtomicBool::new(false),
-            check: Notify::new(),
-            delivery: OnceLock::new(),
-            subscribed: Mutex::new(HashSet::new()),
-            subscribed_changed: Notify::new(),
-            caps: Slots::new(DEFAULT_SLOT_LEASE),
+        let handle = Handle::new(layout, config, Scripts::sharded(), |engine, commands| {
+            Listener::new(engine, commands, target)
         });
-        let listener = Listener::new(inner.clone(), target, command_rx);
-        Ok(RedisClusterBroker {
-            inner,
-            commands,
-            listener: Mutex::new(Some(listener)),
-        })
-    }
-
-    /// How long a connection slot stays taken without being refreshed (default 30 s).
-    pub fn slot_lease(self, lease: Duration) -> Self {
-        self.inner.caps.set_lease(lease);
-        self
+        Ok(RedisClusterBroker { handle })
     }
 }
 
-fn is_connection_error(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_unrecoverable_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_cluster_error()
+/// `topics` by partition.
+fn by_partition(layout: &Layout, topics: &[Topic]) -> HashMap<u32, Vec<Topic>> {
+    let mut by: HashMap<u32, Vec<Topic>> = HashMap::new();
+    for t in topics {
+        by.entry(layout.partition_of(t))
+            .or_default()
+            .push(t.clone());
+    }
+    by
 }
 
-impl SlotStore for Inner {
-    type Conn = ClusterConnection;
-    /// Cap keys lie in different slots: one script each.
-    const REFRESH_BATCH: usize = 1;
-
-    fn slots(&self) -> &Slots {
-        &self.caps
-    }
-
-    fn connected(&self) -> bool {
-        self.up.load(Ordering::Acquire)
-    }
-
-    fn slot_conn(&self) -> Result<ClusterConnection, BrokerError> {
-        self.conn()
-    }
-
-    fn slot_key(&self, key: &str) -> String {
-        self.layout.slots(key)
-    }
-
-    fn slot_scripts(&self) -> (&Script, &Script) {
-        (&self.acquire_slot, &self.refresh_slot)
-    }
-
-    fn slot_fail(&self, e: RedisError) -> BrokerError {
-        self.fail(e)
-    }
-}
-
-impl Inner {
-    fn conn(&self) -> Result<ClusterConnection, BrokerError> {
-        if !self.up.load(Ordering::Acquire) {
-            return Err(BrokerError::Unavailable(
-                "Redis Cluster is not connected (reconnecting)".into(),
-            ));
-        }
-        self.conn
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| {
-                BrokerError::Unavailable("Redis Cluster is not connected (reconnecting)".into())
-            })
-    }
-
-    /// Maps a Redis error. `redis-rs` reconnects nodes itself; a connection failure only wakes
-    /// the listener, which re-checks the subscriptions.
-    fn fail(&self, e: RedisError) -> BrokerError {
-        if is_connection_error(&e) {
-            self.check.notify_one();
-            BrokerError::Unavailable(describe(&e))
-        } else {
-            BrokerError::Protocol(describe(&e))
-        }
-    }
-
-    /// Watched topics (of `partition`, or of all) whose shard channel is not subscribed.
-    fn unsubscribed(&self, partition: Option<u32>) -> usize {
-        let Some(delivery) = self.delivery.get() else {
-            return 0;
-        };
-        let watched = delivery.watched_topics();
-        let subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
-        watched
-            .iter()
-            .filter(|t| partition.is_none_or(|p| self.layout.partition_of(t) == p))
-            .filter(|t| !subscribed.contains(*t))
-            .count()
-    }
-
-    fn topics_by_partition(&self, topics: &[Topic]) -> HashMap<u32, Vec<Topic>> {
-        let mut by: HashMap<u32, Vec<Topic>> = HashMap::new();
-        for t in topics {
-            by.entry(self.layout.partition_of(t))
-                .or_default()
-                .push(t.clone());
-        }
-        by
-    }
-
-    async fn wait_subscribed(&self, topics: &[Topic]) -> Result<(), BrokerError> {
-        let wait = async {
-            loop {
-                let changed = self.subscribed_changed.notified();
-                {
-                    let subscribed = self.subscribed.lock().unwrap_or_else(|p| p.into_inner());
-                    if topics.iter().all(|t| subscribed.contains(t)) {
-                        return;
-                    }
-                }
-                changed.await;
-            }
-        };
-        tokio::time::timeout(SUBSCRIBE_WAIT, wait)
-            .await
-            .map_err(|_| {
-                BrokerError::Unavailable("shard channel subscription not confirmed in time".into())
-            })
-    }
-
-    /// Retained events of `topics` (all in partition `p`) after `after`, in id order: the
-    /// single-Redis history script on the partition's keys.
-    async fn read_history(
-        &self,
-        conn: &mut ClusterConnection,
-        p: u32,
-        topics: &[Topic],
-        after: EventId,
-    ) -> Result<History, RedisError> {
-        let horizon = self.ttl.saturating_sub(AGE_MARGIN).as_micros() as u64;
-        let mut invocation = self.history.prepare_invoke();
-        invocation.key(self.layout.seq(p)).key(self.layout.epoch(p));
-        for topic in topics {
-            invocation.key(self.layout.stream(p, topic));
-        }
-        invocation.arg(after.get()).arg(horizon);
-        scripts::parse_history(topics, invocation.invoke_async(conn).await?)
-    }
-
-    async fn publish_with(
-        &self,
-        publication: &Publication,
-        once: Option<&str>,
-    ) -> Result<EventId, BrokerError> {
-        let mut conn = self.conn()?;
-        let p = self.layout.partition_of(&publication.topic);
-        let mut invocation = self.publish.prepare_invoke();
-        invocation
-            .key(self.layout.seq(p))
-            .key(self.layout.epoch(p))
-            .key(self.layout.stream(p, &publication.topic));
-        if let Some(key) = once {
-            invocation.key(self.layout.once(p, key));
-        }
-        let id: String = invocation
-            .arg(self.layout.channel(p, &publication.topic))
-            .arg(&publication.event)
-            .arg(publication.category.as_deref().unwrap_or(""))
-            .arg(publication.data.as_ref())
-            .arg(self.replay)
-            .arg(self.ttl.as_secs().max(1))
-            .arg(self.ttl.as_micros() as u64)
-            .arg(crate::broker::DEDUPE_WINDOW.as_secs())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| self.fail(e))?;
-        id.parse()
-            .map_err(|_| BrokerError::Protocol(format!("publish script returned {id:?}")))
-    }
-}
-
-#[async_trait]
-impl Broker for RedisClusterBroker {
+redis_broker!(RedisClusterBroker, {
     fn kind(&self) -> &'static str {
         "redis-cluster"
-    }
-
-    fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| {
-            BrokerError::Unavailable(
-                "the Redis Cluster broker needs a Tokio runtime; build the hub inside one".into(),
-            )
-        })?;
-        let _ = self.inner.delivery.set(delivery.clone());
-        let listener = self
-            .listener
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(listener) = listener {
-            rt.spawn(listener.run(delivery));
-            rt.spawn(slots::refresh_loop(Arc::downgrade(&self.inner)));
-        }
-        Ok(())
-    }
-
-    async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {
-        self.inner.publish_with(publication, None).await
-    }
-
-    async fn publish_once(
-        &self,
-        publication: &Publication,
-        key: &str,
-    ) -> Result<EventId, BrokerError> {
-        self.inner.publish_with(publication, Some(key)).await
-    }
-
-    fn watch(&self, topic: &Topic) {
-        let _ = self.commands.send(Command::Reconcile(topic.clone()));
-    }
-
-    fn unwatch(&self, topic: &Topic) {
-        let _ = self.commands.send(Command::Reconcile(topic.clone()));
-    }
-
-    async fn subscribed(&self, topics: &[Topic]) -> Result<(), BrokerError> {
-        let inner = &self.inner;
-        let waited = match inner.conn() {
-            Err(down) if inner.ever_up.load(Ordering::Acquire) => Err(down),
-            _ => inner.wait_subscribed(topics).await,
-        };
-        if waited.is_err() {
-            inner.unconfirmed.store(true, Ordering::Release);
-        }
-        waited
     }
 
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
         // The hub asks `partition_history` per partition; this serves callers of the trait that
         // do not know about partitions, when all topics lie in one partition.
-        let by = self.inner.topics_by_partition(topics);
+        let by = by_partition(&self.handle.engine.shard, topics);
         match by.into_iter().collect::<Vec<_>>().as_slice() {
             [] => Ok(History::default()),
-            [(p, topics)] => self.partition_history(*p, topics, after).await,
+            [(p, topics)] => self.handle.engine.history(*p, topics, after).await,
             _ => Err(BrokerError::Protocol(
                 "topics of several partitions: read history per partition".into(),
             )),
         }
     }
 
-    async fn ready(&self) -> Result<(), BrokerError> {
-        let mut conn = self.inner.conn()?;
-        let missing = self.inner.unsubscribed(None);
-        if missing > 0 {
-            return Err(BrokerError::Unavailable(format!(
-                "{missing} watched shard channels are not subscribed yet"
-            )));
-        }
-        redis::cmd("SET")
-            .arg(self.inner.layout.ready())
-            .arg(1)
-            .arg("PX")
-            .arg(10_000)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| self.inner.fail(e))
-    }
-
     fn partitioned(&self) -> Option<&dyn Partitioned> {
         Some(self)
     }
+});
 
-    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
-        self.inner.caps.acquire(&*self.inner, key, limit).await
-    }
-
-    async fn release_slot(&self, key: &str) {
-        self.inner.caps.release(&*self.inner, key).await;
-    }
-}
-
-#[async_trait]
+#[async_trait::async_trait]
 impl Partitioned for RedisClusterBroker {
     fn partitions(&self) -> u32 {
-        self.inner.layout.count()
+        self.handle.engine.shard.count()
     }
 
     fn partition_of(&self, topic: &Topic) -> u32 {
-        self.inner.layout.partition_of(topic)
+        self.handle.engine.shard.partition_of(topic)
     }
 
     async fn positions(&self, partitions: &[u32]) -> Result<Vec<EventId>, BrokerError> {
-        let conn = self.inner.conn()?;
+        let engine = &self.handle.engine;
+        let conn = engine.conn()?;
         let reads = partitions.iter().map(|&p| {
             let mut conn = conn.clone();
             async move {
-                self.inner
+                engine
                     .read_history(&mut conn, p, &[], EventId::new(0))
                     .await
             }
         });
         let histories = futures_util::future::try_join_all(reads)
             .await
-            .map_err(|e| self.inner.fail(e))?;
+            .map_err(|e| engine.fail(e))?;
         Ok(histories.into_iter().map(|h| h.last).collect())
     }
 
     async fn partition_ready(&self, partition: u32) -> Result<(), BrokerError> {
-        let mut conn = self.inner.conn()?;
-        let missing = self.inner.unsubscribed(Some(partition));
-        if missing > 0 {
-            return Err(BrokerError::Unavailable(format!(
-                "{missing} watched shard channels of partition {partition} are not subscribed yet"
-            )));
-        }
-        // A write in the partition's slot: its master answers (not a replica, not a node that
-        // lost the slot).
-        redis::cmd("SET")
-            .arg(self.inner.layout.ready_in(partition))
-            .arg(1)
-            .arg("PX")
-            .arg(10_000)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(|e| self.inner.fail(e))
+        self.handle.engine.ready(Some(partition)).await
     }
 
     async fn partition_history(
@@ -609,51 +180,6 @@ impl Partitioned for RedisClusterBroker {
         topics: &[Topic],
         after: EventId,
     ) -> Result<History, BrokerError> {
-        if self.inner.replay == 0 {
-            return Ok(History::default());
-        }
-        let mut conn = self.inner.conn()?;
-        self.inner
-            .read_history(&mut conn, partition, topics, after)
-            .await
-            .map_err(|e| self.inner.fail(e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_cluster_urls_and_names_no_credentials_in_errors() {
-        let (target, partitions) =
-            Target::parse("redis+cluster://u:s%40cret@127.0.0.1:7000,127.0.0.1:7001/?partitions=8")
-                .unwrap();
-        assert_eq!(partitions, 8);
-        assert_eq!(
-            target.nodes,
-            ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]
-        );
-        assert_eq!(target.username.as_deref(), Some("u"));
-        assert_eq!(target.password.as_deref(), Some("s@cret"));
-        assert_eq!(target.describe(), "cluster 127.0.0.1:7000,127.0.0.1:7001");
-        let (_, partitions) = Target::parse("redis+cluster://h:1").unwrap();
-        assert_eq!(partitions, DEFAULT_PARTITIONS);
-        for bad in [
-            "redis+cluster://",
-            "redis+cluster://:topsecret@h",
-            "redis+cluster://:topsecret@h:x",
-            "redis+cluster://:topsecret@h:1?color=red",
-            "redis+cluster://:topsecret@h:1?partitions=x",
-            "rediss+cluster://:topsecret@h:1",
-        ] {
-            let error = Target::parse(bad).err().expect(bad).to_string();
-            assert!(!error.contains("topsecret"), "{error}");
-        }
-        let tls = Target::parse("rediss+cluster://h:1")
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(tls.contains("not supported"), "{tls}");
+        self.handle.engine.history(partition, topics, after).await
     }
 }

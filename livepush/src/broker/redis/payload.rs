@@ -1,0 +1,85 @@
+//! The payload of a published event, the same on the channel and in the stream entry (see the
+//! wire format in `single/mod.rs`'s documentation; a Redis Cluster uses it unchanged).
+
+use bytes::Bytes;
+
+use crate::envelope::{Envelope, Publication};
+use crate::event::EventId;
+use crate::topic::Topic;
+
+/// Encodes nothing: the publish script builds the payload. Decodes `{id}\n{event}\n{category}\n{data}`.
+///
+/// Another producer may write to the same channels, so nothing is trusted: the event and
+/// category names are validated like ours ([`crate::EventName`]), and a payload that is not
+/// well formed is dropped and counted (`livepush_broker_malformed_payloads_total`), never
+/// written to a stream.
+pub(crate) fn decode(topic: Topic, payload: &[u8]) -> Option<Envelope> {
+    let envelope = decode_checked(topic, payload);
+    if envelope.is_none() {
+        crate::metrics::MALFORMED_PAYLOADS.inc();
+    }
+    envelope
+}
+
+/// [`decode`] for a live message on `channel`: a payload in an unknown format is logged with the
+/// channel it came on.
+pub(super) fn decode_live(topic: Topic, channel: &[u8], payload: &[u8]) -> Option<Envelope> {
+    let envelope = decode(topic, payload);
+    if envelope.is_none() {
+        tracing::warn!(channel = %String::from_utf8_lossy(channel), "ignoring a message in an unknown format");
+    }
+    envelope
+}
+
+fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
+    let mut parts = payload.splitn(4, |&b| b == b'\n');
+    let id = std::str::from_utf8(parts.next()?)
+        .ok()?
+        .parse::<EventId>()
+        .ok()?;
+    let event = crate::event::EventName::new(std::str::from_utf8(parts.next()?).ok()?).ok()?;
+    let category = std::str::from_utf8(parts.next()?).ok()?;
+    let data = Bytes::copy_from_slice(parts.next()?);
+    if !category.is_empty() {
+        crate::event::validate_name(category).ok()?;
+    }
+    let category = (!category.is_empty()).then(|| category.to_owned());
+    Some(Envelope::new(
+        id,
+        Publication {
+            topic,
+            event,
+            category,
+            data,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_wire_format() {
+        let topic = Topic::new("t").unwrap();
+        let e = decode(topic.clone(), b"42\ncreated\n\n{\"a\":\"x\ny\"}").unwrap();
+        assert_eq!(e.id(), EventId::new(42));
+        assert_eq!(e.event(), "created");
+        assert_eq!(e.category(), None);
+        assert_eq!(e.data().as_ref(), b"{\"a\":\"x\ny\"}");
+        let e = decode(topic.clone(), b"7\ne\nbilling\n{}").unwrap();
+        assert_eq!(e.category(), Some("billing"));
+        for bad in [
+            &b""[..],
+            b"x\ne\n\n{}",
+            b"1\ne\n",
+            b"-1\ne\n\n{}",
+            b"1\ne\rid: 9\n\n{}",
+            b"1\n\n\n{}",
+            b"1\ne\nbad category\n{}",
+            b"1\ne\xff\n\n{}",
+        ] {
+            assert!(decode(topic.clone(), bad).is_none(), "{bad:?}");
+        }
+    }
+}

@@ -175,7 +175,7 @@ async fn a_stream_answers_once_redis_confirmed_its_topic_so_the_next_event_is_no
 async fn a_replay_without_a_confirmed_subscription_waits_once_and_tells_the_client_to_reset() {
     // Which way the subscription went is told by the hub's warnings (this test runs on one
     // thread, so the capture sees them).
-    const UNCONFIRMED: &str = "no confirmed subscription to read history against";
+    const UNCONFIRMED: &str = "live delivery not confirmed, history not read";
     const HISTORY_FAILED: &str = "history unavailable; the client is told to reset";
     let (logs, _guard) = support::capture_logs("livepush=warn");
     let redis = RedisServer::start();

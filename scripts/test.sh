@@ -145,6 +145,7 @@ cargo test --workspace --all-features "$@"
 # The client's tests start the example binaries built above (target/debug, or
 # $CARGO_TARGET_DIR/debug).
 cd clients/typescript
+say "client tests on Node.js $(node --version) ($(command -v node)), npm $(npm --version)"
 started=$(now_ms)
 npm ci --no-audit --no-fund --loglevel=error
 say "npm ci took $(($(now_ms) - started)) ms"

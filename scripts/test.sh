@@ -70,9 +70,9 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # --- 2. Node.js >= 20 ------------------------------------------------------------------------
-# The client's tests use `node --test --test-concurrency=1` (Node 20.10+). nodejs.org may be out of
-# reach; the npm registry, which `npm ci` needs anyway, carries the official binaries as
-# node-linux-<arch> packages.
+# The client declares Node.js >= 20 (package.json `engines`), so its tests run on 20 or later
+# (Debian 12's and Ubuntu 24.04's 18 is past its end of life). nodejs.org may be out of reach; the
+# npm registry, which `npm ci` needs anyway, carries the official binaries as node-linux-<arch>.
 node_major=$(node --version | sed -E 's/^v([0-9]+).*/\1/')
 if [ "$node_major" -lt 20 ]; then
   case "$(uname -m)" in
@@ -80,12 +80,14 @@ if [ "$node_major" -lt 20 ]; then
     aarch64 | arm64) node_arch=arm64 ;;
     *) die "Node.js $(node --version) is too old (the client needs 20) and there is no npm package for $(uname -m): install Node.js 20 and run again" ;;
   esac
-  node_dir="${CARGO_TARGET_DIR:-$PWD/target}/test-node"
+  # absolute: PATH must still find it after the `cd clients/typescript` below
+  node_dir="${CARGO_TARGET_DIR:-target}/test-node"
+  mkdir -p "$node_dir"
+  node_dir=$(cd "$node_dir" && pwd)
   node_bin="$node_dir/node_modules/node-linux-$node_arch/bin"
   if ! { [ -x "$node_bin/node" ] && "$node_bin/node" --version | grep -q '^v20\.'; }; then
     say "Node.js $(node --version) is too old for the client's tests: fetching Node.js 20 from the npm registry into $node_dir"
     started=$(now_ms)
-    mkdir -p "$node_dir"
     npm install --prefix "$node_dir" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
       "node-linux-$node_arch@20"
     say "Node.js 20 fetched in $(($(now_ms) - started)) ms"

@@ -69,12 +69,21 @@ for (const [name, env] of [
     // Page k loads and subscribes while round k's twelve posts are in flight; rounds after the
     // last page are posted once every page is subscribed, so each page must take the comments
     // posted after its list over the stream. The first page posts one comment between its load
-    // and its subscription: its cursor is behind the stream for certain.
+    // and its subscription and waits until the relay has published it (an observer sees it): its
+    // cursor is behind the stream for certain.
+    const between = async () => {
+      const seen = [];
+      const observer = subscribe(server.url("/events"), { topics: ["comments"], storage: null });
+      observer.on("comment_created", (c) => seen.push(c.id));
+      await observer.opened;
+      const { id } = await post(server.url, "between load and subscribe");
+      await until("the comment posted between load and subscribe is published", () => seen.includes(id), 20_000);
+      observer.close();
+    };
     const views = [];
     for (let r = 0; r < ROUNDS; r++) {
       if (r < PAGES) {
-        const between = r === 0 ? () => post(server.url, "between load and subscribe") : undefined;
-        const view = page(server.url, between);
+        const view = page(server.url, r === 0 ? between : undefined);
         views.push(view);
         t.after(() => view.sub?.close());
         await Promise.all([round(r), view.started]);

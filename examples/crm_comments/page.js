@@ -1,5 +1,63 @@
 // Built from page.ts and the livepush client by `npm run build:pages` (clients/typescript). Do not edit.
 
+// src/sse.ts
+var SseParser = class {
+  constructor(sink) {
+    this.sink = sink;
+    this.decoder = new TextDecoder();
+    /** Text after the last line ending. */
+    this.rest = "";
+    /** The last chunk ended with CR: a LF at the start of the next one ends no second line. */
+    this.afterCr = false;
+    this.data = [];
+    this.event = "";
+  }
+  /** Parses a chunk of the body. */
+  push(chunk) {
+    let text2 = this.decoder.decode(chunk, { stream: true });
+    if (this.afterCr && text2.length > 0) {
+      if (text2.startsWith("\n")) text2 = text2.slice(1);
+      this.afterCr = false;
+    }
+    let start2 = 0;
+    for (let i = 0; i < text2.length; i++) {
+      const c = text2.charCodeAt(i);
+      if (c !== 10 && c !== 13) continue;
+      this.line(this.rest + text2.slice(start2, i));
+      this.rest = "";
+      if (c === 13) {
+        if (i + 1 === text2.length) this.afterCr = true;
+        else if (text2.charCodeAt(i + 1) === 10) i += 1;
+      }
+      start2 = i + 1;
+    }
+    this.rest += text2.slice(start2);
+  }
+  line(line) {
+    if (line === "") return this.endFrame();
+    if (line.startsWith(":")) return;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") this.data.push(value);
+    else if (field === "event") this.event = value;
+    else if (field === "id" && !value.includes("\0")) this.id = value;
+    else if (field === "retry" && /^[0-9]+$/.test(value)) this.sink.retry(Number(value));
+  }
+  endFrame() {
+    const frame = {
+      event: this.event || "message",
+      data: this.data.length > 0 ? this.data.join("\n") : void 0,
+      id: this.id
+    };
+    this.data = [];
+    this.event = "";
+    this.id = void 0;
+    if (frame.data !== void 0 || frame.id !== void 0) this.sink.frame(frame);
+  }
+};
+
 // src/index.ts
 var RETRYABLE = /* @__PURE__ */ new Set([408, 425, 429, 500, 502, 503, 504]);
 function subscribe(url, options = {}) {
@@ -106,49 +164,28 @@ var LivepushSubscription = class {
     if (params.length === 0) return this.url;
     return this.url + (this.url.includes("?") ? "&" : "?") + params.join("&");
   }
-  /** Reads SSE frames (https://html.spec.whatwg.org/multipage/server-sent-events.html) until the end. */
+  /** Reads the stream until it ends (or the subscription is closed). */
   async readStream(body) {
     const reader = body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    let data = [];
-    let event = "";
-    let id;
+    const parser = new SseParser({
+      frame: (frame) => this.frame(frame),
+      retry: (ms) => this.serverRetryMs = ms
+    });
     try {
-      for (; ; ) {
+      while (!this.abort.signal.aborted) {
         const { value, done } = await reader.read();
         if (done) return;
-        buffer += decoder.decode(value, { stream: true });
-        let start2 = 0;
-        for (; ; ) {
-          const end = lineEnd(buffer, start2);
-          if (end < 0) break;
-          const line = buffer.slice(start2, end);
-          start2 = end + (buffer[end] === "\r" && buffer[end + 1] === "\n" ? 2 : 1);
-          if (line === "") {
-            if (id !== void 0) this.lastId = id;
-            if (data.length > 0) this.dispatch(event || "message", data.join("\n"), id);
-            else if (id !== void 0) this.remember(id);
-            data = [];
-            event = "";
-            id = void 0;
-            continue;
-          }
-          if (line.startsWith(":")) continue;
-          const colon = line.indexOf(":");
-          const field = colon < 0 ? line : line.slice(0, colon);
-          let value2 = colon < 0 ? "" : line.slice(colon + 1);
-          if (value2.startsWith(" ")) value2 = value2.slice(1);
-          if (field === "data") data.push(value2);
-          else if (field === "event") event = value2;
-          else if (field === "id" && !value2.includes("\0")) id = value2;
-          else if (field === "retry" && /^\d+$/.test(value2)) this.serverRetryMs = Number(value2);
-        }
-        buffer = buffer.slice(start2);
+        parser.push(value);
       }
     } finally {
       reader.releaseLock();
     }
+  }
+  frame(frame) {
+    if (this.abort.signal.aborted) return;
+    if (frame.id !== void 0) this.lastId = frame.id;
+    if (frame.data !== void 0) this.dispatch(frame.event, frame.data, frame.id);
+    else if (frame.id !== void 0) this.remember(frame.id);
   }
   dispatch(event, raw, id) {
     const meta = { id, event };
@@ -205,14 +242,6 @@ function defaultKey(url, options) {
   const topics = [...options.topics ?? []].sort().join(",");
   const categories = [...options.categories ?? []].sort().join(",");
   return `livepush:last-event-id:${url}?topic=${topics}&category=${categories}`;
-}
-function lineEnd(buffer, from) {
-  for (let i = from; i < buffer.length; i++) {
-    const c = buffer.charCodeAt(i);
-    if (c === 10) return i;
-    if (c === 13) return i + 1 < buffer.length ? i : -1;
-  }
-  return -1;
 }
 function parseRetryAfter(value) {
   if (value == null) return void 0;

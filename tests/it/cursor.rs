@@ -359,9 +359,7 @@ async fn pages_loading_while_a_writer_posts_end_with_the_database_and_no_duplica
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_loading_while_writers_commit_out_of_order_end_with_the_database_and_no_duplicate_on_postgres(
 ) {
-    let Some(pg) = Postgres::create().await else {
-        return;
-    };
+    let pg = Postgres::create().await;
     race_in_process(Database::Postgres(pg), 4).await;
 }
 
@@ -370,9 +368,7 @@ async fn pages_loading_while_writers_commit_out_of_order_end_with_the_database_a
 /// wait for a relay of another process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_of_an_instance_without_a_relay_end_with_the_database_and_no_duplicate_over_redis() {
-    let Some(pg) = Postgres::create().await else {
-        return;
-    };
+    let pg = Postgres::create().await;
     let redis = RedisServer::start();
     let instance = |relay: &str| {
         Example::start(
@@ -483,9 +479,7 @@ async fn without_a_relay_the_cursor_waits_its_bound_then_falls_back_to_the_posit
 
 #[tokio::test]
 async fn postgres_writers_wait_while_a_list_transaction_holds_the_cursor() {
-    let Some(pg) = Postgres::create().await else {
-        return;
-    };
+    let pg = Postgres::create().await;
     let (outbox, pool) = bare_outbox(&pg.url).await;
     let hub = Hub::builder().build().unwrap();
     let mut list = pool.begin().await.unwrap();

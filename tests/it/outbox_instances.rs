@@ -4,7 +4,8 @@
 //! subscriber once and in commit order, and a database that is down answers 503 and publishes
 //! nothing.
 //!
-//! PostgreSQL tests need the server on 127.0.0.1:5432 (see `tests/it/support/database.rs`).
+//! PostgreSQL tests run on the server `LIVEPUSH_TEST_POSTGRES_URL` names (`scripts/test.sh` starts
+//! one; see `tests/it/support/database.rs`).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -81,17 +82,13 @@ async fn sqlite_two_instances_on_one_file_serve_the_same_comments_and_deliver_to
 
 #[tokio::test]
 async fn postgres_two_instances_serve_the_same_comments_and_deliver_to_both() {
-    let Some(pg) = Postgres::create().await else {
-        return;
-    };
+    let pg = Postgres::create().await;
     two_instances_serve_the_same_comments_and_deliver_to_both(&pg.url).await;
 }
 
 #[tokio::test]
 async fn a_comment_committed_by_an_instance_killed_before_relaying_reaches_subscribers_once() {
-    let Some(pg) = Postgres::create().await else {
-        return;
-    };
+    let pg = Postgres::create().await;
     let redis = RedisServer::start();
     let a = start(&pg.url, &redis, "off");
     let b = start(&pg.url, &redis, "on");
@@ -123,9 +120,7 @@ async fn a_comment_committed_by_an_instance_killed_before_relaying_reaches_subsc
 async fn a_thousand_concurrent_commits_from_four_instances_reach_every_subscriber_once_in_commit_order(
 ) {
     const COMMENTS: usize = 1000;
-    let Some(pg) = Postgres::create().await else {
-        return;
-    };
+    let pg = Postgres::create().await;
     let redis = RedisServer::start();
     let instances: Vec<Example> = (0..4).map(|_| start(&pg.url, &redis, "on")).collect();
     let mut subs = Vec::new();
@@ -192,11 +187,9 @@ async fn a_thousand_concurrent_commits_from_four_instances_reach_every_subscribe
 // Multi-threaded: the proxy's tasks run while `Example::start` blocks this thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_is_down_answers_503_json_and_publishes_nothing() {
-    let Some(pg) = Postgres::create().await else {
-        return;
-    };
-    let proxy = TcpProxy::start(5432);
-    let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, pg.name);
+    let pg = Postgres::create().await;
+    let proxy = TcpProxy::start(pg.loopback_port());
+    let url = pg.url_through(proxy.port);
     let redis = RedisServer::start();
     let example = start(&url, &redis, "on");
     let mut sub = subscribe(&example).await;

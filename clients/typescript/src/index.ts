@@ -15,6 +15,8 @@
  * No dependency beyond `fetch`, `ReadableStream` and `TextDecoder` (browsers, Node.js 20).
  */
 
+import { SseParser, type SseFrame } from "./sse.js";
+
 /** The notices every livepush stream may carry besides published events. */
 export interface Notices {
   /** Events may have been missed: reload your state. The frame's id is where the stream resumes. */
@@ -263,50 +265,30 @@ class LivepushSubscription<E extends object> implements Subscription<E> {
     return this.url + (this.url.includes("?") ? "&" : "?") + params.join("&");
   }
 
-  /** Reads SSE frames (https://html.spec.whatwg.org/multipage/server-sent-events.html) until the end. */
+  /** Reads the stream until it ends (or the subscription is closed). */
   private async readStream(body: ReadableStream<Uint8Array>): Promise<void> {
     const reader = body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    let data: string[] = [];
-    let event = "";
-    let id: string | undefined;
+    const parser = new SseParser({
+      frame: (frame) => this.frame(frame),
+      retry: (ms) => (this.serverRetryMs = ms),
+    });
     try {
-      for (;;) {
+      while (!this.abort.signal.aborted) {
         const { value, done } = await reader.read();
         if (done) return;
-        buffer += decoder.decode(value, { stream: true });
-        let start = 0;
-        for (;;) {
-          const end = lineEnd(buffer, start);
-          if (end < 0) break;
-          const line = buffer.slice(start, end);
-          start = end + (buffer[end] === "\r" && buffer[end + 1] === "\n" ? 2 : 1);
-          if (line === "") {
-            if (id !== undefined) this.lastId = id;
-            if (data.length > 0) this.dispatch(event || "message", data.join("\n"), id);
-            else if (id !== undefined) this.remember(id);
-            data = [];
-            event = "";
-            id = undefined;
-            continue;
-          }
-          if (line.startsWith(":")) continue;
-          const colon = line.indexOf(":");
-          const field = colon < 0 ? line : line.slice(0, colon);
-          let value = colon < 0 ? "" : line.slice(colon + 1);
-          if (value.startsWith(" ")) value = value.slice(1);
-          if (field === "data") data.push(value);
-          else if (field === "event") event = value;
-          else if (field === "id" && !value.includes("\0")) id = value;
-          else if (field === "retry" && /^\d+$/.test(value)) this.serverRetryMs = Number(value);
-        }
-        // A lone "\r" at the end may be the first half of "\r\n": keep it for the next chunk.
-        buffer = buffer.slice(start);
+        parser.push(value);
       }
     } finally {
       reader.releaseLock();
     }
+  }
+
+  private frame(frame: SseFrame): void {
+    // A handler may have closed the subscription on an earlier frame of the same chunk.
+    if (this.abort.signal.aborted) return;
+    if (frame.id !== undefined) this.lastId = frame.id;
+    if (frame.data !== undefined) this.dispatch(frame.event, frame.data, frame.id);
+    else if (frame.id !== undefined) this.remember(frame.id);
   }
 
   private dispatch(event: string, raw: string, id: string | undefined): void {
@@ -372,15 +354,6 @@ function defaultKey(url: string, options: SubscribeOptions): string {
   const topics = [...(options.topics ?? [])].sort().join(",");
   const categories = [...(options.categories ?? [])].sort().join(",");
   return `livepush:last-event-id:${url}?topic=${topics}&category=${categories}`;
-}
-
-function lineEnd(buffer: string, from: number): number {
-  for (let i = from; i < buffer.length; i++) {
-    const c = buffer.charCodeAt(i);
-    if (c === 10) return i;
-    if (c === 13) return i + 1 < buffer.length ? i : -1;
-  }
-  return -1;
 }
 
 /** `Retry-After` in milliseconds: delay-seconds or an HTTP date. */

@@ -22,6 +22,7 @@ mod app;
 mod backpressure;
 mod bad_input;
 mod cleanup;
+mod connect_info;
 mod crm_comments;
 mod cursor;
 mod examples;

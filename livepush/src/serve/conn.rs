@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
@@ -108,9 +108,10 @@ async fn run_tls(
     match accepted {
         Ok(Ok(tls)) => {
             let activity = Arc::new(Activity::new());
-            let conn = shared
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service(shared, &activity));
+            let conn = shared.builder.serve_connection_with_upgrades(
+                TokioIo::new(tls),
+                service(shared, &activity, peer),
+            );
             drive(conn, activity, peer, shared, Some((head, deadline)), stop).await
         }
         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
@@ -140,7 +141,7 @@ async fn serve_hyper(to: ToHyper, shared: &Shared, stop: watch::Receiver<bool>) 
         answer,
     } = to;
     let activity = Arc::new(Activity::new());
-    let mut service = service(shared, &activity);
+    let mut service = service(shared, &activity, peer);
     service.answer = answer.map(|answer| Arc::new(Mutex::new(Some(answer))));
     if http2 {
         let conn = shared
@@ -156,12 +157,13 @@ async fn serve_hyper(to: ToHyper, shared: &Shared, stop: watch::Receiver<bool>) 
     }
 }
 
-fn service(shared: &Shared, activity: &Arc<Activity>) -> ConnService {
+fn service(shared: &Shared, activity: &Arc<Activity>, peer: SocketAddr) -> ConnService {
     ConnService {
         app: shared.app.clone(),
         activity: activity.clone(),
         answer: None,
         body_read_timeout: shared.config.body_read_timeout,
+        peer,
     }
 }
 
@@ -309,6 +311,8 @@ struct ConnService {
     /// the connection (see `sse_loop::Handoff`); taken by that request.
     answer: Option<Arc<Mutex<Option<Response>>>>,
     body_read_timeout: std::time::Duration,
+    /// Given to handlers as `ConnectInfo<SocketAddr>`, as `axum::serve` gives it.
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -324,6 +328,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             .and_then(|answer| answer.lock().unwrap_or_else(PoisonError::into_inner).take());
         let mut app = self.app.clone();
         let deadline = Instant::now() + self.body_read_timeout;
+        let mut request = request;
+        request.extensions_mut().insert(ConnectInfo(self.peer));
         let request = request.map(|body| {
             if http_body::Body::is_end_stream(&body) {
                 Body::new(body)

@@ -53,7 +53,9 @@ pub use tokio_rustls::rustls;
 ///   the kernel holds a small write while an earlier one is unacknowledged, and the client
 ///   delays its ACKs by up to 40 ms. Measured in BENCHMARKS.md: p99 publish→deliver latency at
 ///   1,000 subscribers and 100 events/s halves with it.
-/// - **The router is shared**, not rebuilt per connection.
+/// - **The router is shared**, not rebuilt per connection, and every request carries its
+///   peer's address as `axum::extract::ConnectInfo<SocketAddr>`, as with `axum::serve` and
+///   `into_make_service_with_connect_info`.
 /// - **An SSE connection holds no HTTP buffers.** On plain TCP, a connection whose first request
 ///   is an `EventSource` request (`GET`, HTTP/1.1, no body, `Accept: text/event-stream`) that
 ///   the router answers with an event stream is served without hyper, which would keep an 8 KiB

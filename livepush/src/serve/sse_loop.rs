@@ -48,7 +48,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
@@ -136,10 +136,14 @@ pub(super) async fn serve(
                 return Handoff::Hyper(Box::new(to));
             }
             Head::Sse {
-                request,
+                mut request,
                 len,
                 keep_alive,
-            } => (request, len, keep_alive),
+            } => {
+                // as `axum::serve` and hyper's connections here give it
+                request.extensions_mut().insert(ConnectInfo(peer));
+                (request, len, keep_alive)
+            }
         };
         // The head is complete: the connection leaves the pending heads.
         permit = None;

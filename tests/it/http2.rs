@@ -162,11 +162,14 @@ async fn rapid_reset_gets_a_goaway_and_leaves_nothing_behind() {
         ended.is_go_away() || ended.is_io() || ended.reason().is_some(),
         "{ended}"
     );
-    // Bounded: h2 sends GOAWAY (ENHANCE_YOUR_CALM) once 20 streams wait reset before the
-    // server accepted them, or once it has reset 1,024 streams itself for errors; the client
-    // counts what it sent before it read the GOAWAY.
-    println!("GOAWAY after {opened} streams opened and reset: {ended}");
-    assert!(opened < 2_000, "{opened} streams opened before the GOAWAY");
+    // Bounded: h2 sends GOAWAY (ENHANCE_YOUR_CALM, "too_many_resets") once 20 streams wait
+    // reset before the server accepted them. The client counts what it had written when it read
+    // the GOAWAY (hundreds: its socket buffers); what matters is what reached the app.
+    let served = crate::support::metric(&hub.metrics_text(), "livepush_connections_accepted_total");
+    println!(
+        "GOAWAY after {opened} streams opened and reset ({served} reached the handler): {ended}"
+    );
+    assert!(served <= 20.0, "{served} reset streams reached the handler");
     // nothing is left of the reset streams, and the server serves a new connection
     eventually("open streams: 0.0", || {
         let hub = hub.clone();

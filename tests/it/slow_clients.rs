@@ -75,6 +75,19 @@ async fn a_slow_body_flood_at_a_low_file_limit_does_not_lock_other_clients_out()
             }
         });
     }
+    // the flood holds the process's descriptors (a bounded poll of /proc)
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    for _ in 0..300 {
+        if fds() >= 60 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(fds() >= 60, "the flood holds only {} descriptors", fds());
     // Without a body deadline the flood holds every descriptor for as long as it trickles and
     // `/health` is never answered; with it, the trickled bodies fail after 2 s and free theirs.
     let mut tries = 0;

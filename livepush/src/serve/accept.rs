@@ -14,6 +14,11 @@
 //! a task of its own for its live stream. Under TLS the handshake is the one costly step before
 //! the head, so it runs as a task of its own (`conn::run_tls`), on whichever worker is free,
 //! and the accept task only waits for it.
+//!
+//! The pending connections are bounded in total (`max_pending_heads`: above it nothing is
+//! accepted) and per peer address (`max_pending_heads_per_peer`: a connection from an address
+//! that holds its share is closed as soon as it is accepted), so that one address sending half
+//! heads cannot take every place and leave the others waiting in the kernel's backlog.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -53,8 +58,8 @@ struct Opening {
 }
 
 impl Future for Opening {
-    /// `Some(rest)`: the head was read, the rest of the connection is to be spawned; `None`:
-    /// the connection ended before (or with) its first request.
+    /// The peer's address, and `Some(rest)`: the head was read, the rest of the connection is
+    /// to be spawned; `None`: the connection ended before (or with) its first request.
     type Output = (IpAddr, Option<BoxFuture<()>>);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -94,6 +94,24 @@ pub(super) struct ToHyper {
     pub(super) answer: Option<Response>,
 }
 
+impl Handoff {
+    fn hyper(
+        io: DeadlineIo,
+        peer: SocketAddr,
+        http2: bool,
+        head: Option<(OwnedSemaphorePermit, Instant)>,
+        answer: Option<Response>,
+    ) -> Handoff {
+        Handoff::Hyper(Box::new(ToHyper {
+            io,
+            peer,
+            http2,
+            head,
+            answer,
+        }))
+    }
+}
+
 /// Serves a plain TCP connection: its requests here as long as they are SSE requests answered
 /// with an event stream (see the module's documentation), then, from the first one that is
 /// not, hands it to hyper.
@@ -125,15 +143,7 @@ pub(super) async fn serve(
                 tracing::trace!(%peer, http2, first, "request: hyper's, and the connection");
                 io.rewind(Bytes::from(buf));
                 let head = permit.map(|permit| (permit, deadline));
-                let answer = None;
-                let to = ToHyper {
-                    io,
-                    peer,
-                    http2,
-                    head,
-                    answer,
-                };
-                return Handoff::Hyper(Box::new(to));
+                return Handoff::hyper(io, peer, http2, head, None);
             }
             Head::Sse {
                 mut request,
@@ -160,15 +170,7 @@ pub(super) async fn serve(
             // and has the connection from then on.
             tracing::trace!(%peer, first, "request: hyper's, and the connection (not an event stream)");
             io.rewind(Bytes::from(buf));
-            let answer = Some(response);
-            let to = ToHyper {
-                io,
-                peer,
-                http2: false,
-                head: None,
-                answer,
-            };
-            return Handoff::Hyper(Box::new(to));
+            return Handoff::hyper(io, peer, false, None, Some(response));
         }
         tracing::trace!(%peer, first, "request: an event stream, answered without hyper");
         let pipelined = buf.split_off(len);

@@ -6,7 +6,7 @@
 //! | `HOST` | address to listen on (an IP or a host name) | `127.0.0.1` |
 //! | `PORT` | port to listen on | `3000` |
 //! | `REDIS_URL`, `LIVEPUSH_*` | the hub, see `livepush::Config::from_env` | in-memory |
-//! | `LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, `_IDLE_TIMEOUT_SECS`, `_MAX_PENDING_HEADS`, `_WRITE_TIMEOUT_SECS`, `_DRAIN_SECS` | the server, see `livepush::serve::ServeConfig::from_env` | 10 s, 60 s, 512, 10 s, 5 s |
+//! | `LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, `_BODY_READ_TIMEOUT_SECS`, `_IDLE_TIMEOUT_SECS`, `_MAX_PENDING_HEADS`, `_MAX_PENDING_HEADS_PER_PEER`, `_WRITE_TIMEOUT_SECS`, `_DRAIN_SECS` | the server, see `livepush::serve::ServeConfig::from_env` | 10 s, 30 s, 60 s, 512, 256, 10 s, 5 s |
 //! | `RUST_LOG` | log filter | `info` |
 //!
 //! An invalid value stops the program with a message naming it and exit status 2.
@@ -93,8 +93,8 @@ pub async fn serve_with(
     settings: livepush::serve::ServeConfig,
 ) {
     let (host, port) = listen_address();
-    // a listen backlog of 4,096, not tokio's 1,024: a reconnect storm's SYNs are not dropped
-    let listener = livepush::serve::bind((host.as_str(), port))
+    // `livepush::serve` deepens the listen backlog to 4,096 itself
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port))
         .await
         .unwrap_or_else(|e| exit_with(format_args!("cannot listen on {host}:{port}: {e}")));
     let addr = listener

@@ -168,19 +168,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut config = Config::default();
-        for setting in SETTINGS {
-            let Some(var) = setting.var else { continue };
-            if let Some(text) = get(var) {
-                let Some(value) = setting.parse(&text) else {
-                    return Err(ConfigError::InvalidVar {
-                        var,
-                        value: text,
-                        expected: setting.expected,
-                    });
-                };
-                (setting.set)(&mut config, value);
-            }
-        }
+        read_vars(SETTINGS, &mut config, get)?;
         if let Some(v) = get("LIVEPUSH_REDIS_PREFIX") {
             config.redis_prefix = v;
         }
@@ -191,16 +179,7 @@ impl Config {
 
     /// Checks every setting against its range (the table of [`Config::from_env`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        for setting in SETTINGS {
-            if let Some(value) = (setting.get)(self) {
-                if !setting.accepts(value) {
-                    return Err(ConfigError::Invalid {
-                        setting: setting.name,
-                        reason: setting.expected,
-                    });
-                }
-            }
-        }
+        check_ranges(SETTINGS, self)?;
         if self
             .redis_prefix
             .bytes()
@@ -225,9 +204,9 @@ impl Config {
 }
 
 /// The unit a numeric setting is counted in: in its environment variable, and in the range of
-/// [`SETTINGS`].
+/// its table ([`SETTINGS`], and the server's in `serve`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unit {
+pub(crate) enum Unit {
     Seconds,
     Millis,
     /// A count of what it names (connections, events, bytes…).
@@ -236,30 +215,69 @@ enum Unit {
 
 /// A setting's value as checked: a count, or a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Value {
+pub(crate) enum Value {
     Count(u64),
     Time(Duration),
 }
 
-/// One numeric setting: its `Config` field, environment variable, unit, range and how to read
-/// and write it. The one place each of these is written.
-struct Setting {
-    /// The `Config` field.
-    name: &'static str,
-    var: Option<&'static str>,
-    unit: Unit,
+/// One numeric setting of a settings struct `C` (`Config`, the server's `ServeConfig`): its
+/// field, environment variable, unit, range and how to read and write it. The one place each of
+/// these is written.
+pub(crate) struct Setting<C> {
+    /// The field.
+    pub(crate) name: &'static str,
+    pub(crate) var: Option<&'static str>,
+    pub(crate) unit: Unit,
     /// The least value, in `unit`; for a time, 1 means "more than zero" (code may give a
     /// fraction of the unit).
-    min: u64,
+    pub(crate) min: u64,
     /// The greatest value, in `unit`.
-    max: u64,
+    pub(crate) max: u64,
     /// The range in words, for error messages.
-    expected: &'static str,
-    get: fn(&Config) -> Option<Value>,
-    set: fn(&mut Config, Value),
+    pub(crate) expected: &'static str,
+    pub(crate) get: fn(&C) -> Option<Value>,
+    pub(crate) set: fn(&mut C, Value),
 }
 
-impl Setting {
+/// Sets every setting of `table` whose variable `get` finds (non-empty) in `config`; a value of
+/// the wrong form or out of range is an error naming the variable.
+pub(crate) fn read_vars<C>(
+    table: &[Setting<C>],
+    config: &mut C,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    for setting in table {
+        let Some(var) = setting.var else { continue };
+        if let Some(text) = get(var) {
+            let Some(value) = setting.parse(&text) else {
+                return Err(ConfigError::InvalidVar {
+                    var,
+                    value: text,
+                    expected: setting.expected,
+                });
+            };
+            (setting.set)(config, value);
+        }
+    }
+    Ok(())
+}
+
+/// Checks every setting of `config` against its range in `table`.
+pub(crate) fn check_ranges<C>(table: &[Setting<C>], config: &C) -> Result<(), ConfigError> {
+    for setting in table {
+        if let Some(value) = (setting.get)(config) {
+            if !setting.accepts(value) {
+                return Err(ConfigError::Invalid {
+                    setting: setting.name,
+                    reason: setting.expected,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<C> Setting<C> {
     /// Reads an environment value: a whole number of `unit` in range.
     fn parse(&self, text: &str) -> Option<Value> {
         let n: u64 = text.trim().parse().ok()?;
@@ -289,18 +307,18 @@ impl Setting {
     }
 }
 
-fn count(n: usize) -> Option<Value> {
+pub(crate) fn count(n: usize) -> Option<Value> {
     Some(Value::Count(n as u64))
 }
 
-fn as_count(value: Value) -> usize {
+pub(crate) fn as_count(value: Value) -> usize {
     match value {
         Value::Count(n) => usize::try_from(n).unwrap_or(usize::MAX),
         Value::Time(_) => unreachable!("a count setting is set from a count"),
     }
 }
 
-fn as_time(value: Value) -> Duration {
+pub(crate) fn as_time(value: Value) -> Duration {
     match value {
         Value::Time(t) => t,
         Value::Count(_) => unreachable!("a time setting is set from a time"),
@@ -309,7 +327,7 @@ fn as_time(value: Value) -> Duration {
 
 /// Every numeric setting. `REDIS_URL` and `LIVEPUSH_REDIS_PREFIX` are text, read in
 /// [`Config::from_lookup`].
-const SETTINGS: &[Setting] = &[
+const SETTINGS: &[Setting<Config>] = &[
     Setting {
         name: "heartbeat",
         var: Some("LIVEPUSH_HEARTBEAT_SECS"),
@@ -462,21 +480,34 @@ const SETTINGS: &[Setting] = &[
     },
 ];
 
-pub(crate) fn parse_in(
-    value: &str,
-    var: &'static str,
-    min: u64,
-    max: u64,
-    expected: &'static str,
-) -> Result<u64, ConfigError> {
-    match value.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ConfigError::InvalidVar {
-            var,
-            value: value.to_owned(),
-            expected,
-        }),
-    }
+/// The doc table rows of a settings table (`Config::from_env`'s, `ServeConfig::from_env`'s),
+/// rendered from the table and the defaults, for tests that compare them with the docs.
+#[cfg(test)]
+pub(crate) fn doc_rows<C>(table: &[Setting<C>], defaults: &C) -> Vec<String> {
+    table
+        .iter()
+        .map(|s| {
+            let var = s.var.map_or("none".to_owned(), |v| format!("`{v}`"));
+            let (unit, per) = match s.unit {
+                Unit::Seconds => ("s", Duration::from_secs(1)),
+                Unit::Millis => ("ms", Duration::from_millis(1)),
+                Unit::Count(what) => (what, Duration::ZERO),
+            };
+            let range = match (s.unit, s.min) {
+                (Unit::Seconds | Unit::Millis, 1) => format!("more than 0, at most {}", s.max),
+                _ => format!("{} to {}", s.min, s.max),
+            };
+            let default = match (s.get)(defaults) {
+                None => "unset".to_owned(),
+                Some(Value::Count(n)) => n.to_string(),
+                Some(Value::Time(t)) => (t.as_nanos() / per.as_nanos()).to_string(),
+            };
+            format!(
+                "    /// | `{}` | {var} | {unit} | {range} | {default} |",
+                s.name
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -555,39 +586,10 @@ mod tests {
         }
     }
 
-    /// The doc table of `Config::from_env`, rendered from `SETTINGS` and the defaults.
-    fn doc_rows() -> Vec<String> {
-        let defaults = Config::default();
-        SETTINGS
-            .iter()
-            .map(|s| {
-                let var = s.var.map_or("none".to_owned(), |v| format!("`{v}`"));
-                let (unit, per) = match s.unit {
-                    Unit::Seconds => ("s", Duration::from_secs(1)),
-                    Unit::Millis => ("ms", Duration::from_millis(1)),
-                    Unit::Count(what) => (what, Duration::ZERO),
-                };
-                let range = match (s.unit, s.min) {
-                    (Unit::Seconds | Unit::Millis, 1) => format!("more than 0, at most {}", s.max),
-                    _ => format!("{} to {}", s.min, s.max),
-                };
-                let default = match (s.get)(&defaults) {
-                    None => "unset".to_owned(),
-                    Some(Value::Count(n)) => n.to_string(),
-                    Some(Value::Time(t)) => (t.as_nanos() / per.as_nanos()).to_string(),
-                };
-                format!(
-                    "    /// | `{}` | {var} | {unit} | {range} | {default} |",
-                    s.name
-                )
-            })
-            .collect()
-    }
-
     #[test]
     fn the_doc_table_lists_every_setting_as_the_table_holds_it() {
         let source = include_str!("config.rs");
-        for row in doc_rows() {
+        for row in doc_rows(SETTINGS, &Config::default()) {
             assert!(
                 source.contains(&format!("{row}\n")),
                 "missing or stale doc row:\n{row}"

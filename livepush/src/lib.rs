@@ -44,7 +44,7 @@
 //!   and then subscribes misses nothing published in between.
 //! - [`sse`]: the event names of livepush's own notices (`livepush.reset`, …); every event is
 //!   encoded into its SSE frame once.
-//! - [`serve()`]: HTTP/1.1 and h2c on one port with header-read, idle, write and drain
+//! - [`serve()`] (feature `server`, on by default): HTTP/1.1 and h2c on one port with header-read, body-read, idle, write and drain
 //!   deadlines and `TCP_NODELAY`; [`serve::serve_tls`] adds TLS with ALPN `h2` (feature `tls`).
 //! - [`error`]: every error type.
 //!
@@ -109,6 +109,7 @@ pub mod outbox;
 mod publish;
 pub mod registry;
 mod routes;
+#[cfg(feature = "server")]
 pub mod serve;
 mod stream;
 mod subscribe;
@@ -125,6 +126,7 @@ pub use self::event::{EventId, EventName};
 pub use self::hub::{Hub, HubBuilder};
 pub use self::publish::Publishable;
 pub use self::routes::RouterExt;
+#[cfg(feature = "server")]
 pub use self::serve::serve;
 pub use self::sse_event::SseEvent;
 pub use self::subscribe::{IntoSubscription, Subscription};

@@ -1,6 +1,6 @@
 //! `livepush::serve` answering a connection's first request itself when it is an `EventSource`
-//! request (`GET`, HTTP/1.1, `Accept: text/event-stream`; `serve/sse_loop.rs`), and handing
-//! everything else to hyper: the bytes on the wire, keep-alive and pipelining after such a
+//! request (`GET`, HTTP/1.1, `Accept: text/event-stream`; `serve/sse_loop.rs`) answered with an
+//! event stream, and handing everything else to hyper: the bytes on the wire, keep-alive and pipelining after such a
 //! response, clients that close or stop reading, heads split or too long, HTTP/1.0, shutdown.
 
 use std::net::SocketAddr;
@@ -243,7 +243,7 @@ async fn other_requests_are_served_by_hyper_with_keep_alive() {
         assert_eq!(header(&head, "content-length"), Some("5"));
         assert_eq!(conn.take(5).await, b"hello");
     }
-    // a plain route asked for with `Accept: text/event-stream` is answered here, as hyper would
+    // a plain route asked for with `Accept: text/event-stream`: hyper writes the answer
     conn.send(sse_get("/plain", "").as_bytes()).await;
     let head = conn.head().await;
     assert_eq!(head[0], "HTTP/1.1 200 OK");
@@ -465,8 +465,12 @@ async fn exactly_the_event_stream_requests_take_the_fast_path() {
         conn.send(request).await;
         conn.head().await
     };
+    exchange(b"GET /events?topic=t HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n").await;
+    assert_eq!(count(fast), 1, "{}", logs.text());
+    // an EventSource request the router refuses (no topic): the refusal is written by hyper
     exchange(b"GET /events HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n").await;
     assert_eq!(count(fast), 1, "{}", logs.text());
+    assert_eq!(count(hypers), 1, "{}", logs.text());
     for request in [
         &b"GET /events HTTP/1.1\r\nAccept: */*\r\n\r\n"[..],
         b"GET /events HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n",
@@ -476,24 +480,24 @@ async fn exactly_the_event_stream_requests_take_the_fast_path() {
         exchange(request).await;
     }
     assert_eq!(count(fast), 1, "{}", logs.text());
-    assert_eq!(count(hypers), 4, "{}", logs.text());
-    // on one keep-alive connection: SSE requests stay here, the first other one goes to hyper
-    // with the connection
+    assert_eq!(count(hypers), 5, "{}", logs.text());
+    // on one keep-alive connection: event streams stay here, the first other response (a plain
+    // route asked for with `Accept: text/event-stream`) goes to hyper with the connection
     let mut conn = Conn::connect(server.addr).await;
+    conn.send(sse_get("/expiring", "").as_bytes()).await;
+    conn.head().await;
+    conn.chunks_until("livepush.expired").await;
+    assert_eq!(conn.chunk().await, None);
+    assert_eq!(count(fast), 2, "{}", logs.text());
     for _ in 0..2 {
         conn.send(sse_get("/plain", "").as_bytes()).await;
         conn.head().await;
         assert_eq!(conn.take(5).await, b"hello");
     }
-    assert_eq!(count(fast), 3, "{}", logs.text());
-    conn.send(b"GET /plain HTTP/1.1\r\n\r\n").await;
-    conn.head().await;
-    assert_eq!(conn.take(5).await, b"hello");
-    conn.send(sse_get("/plain", "").as_bytes()).await;
-    conn.head().await;
-    assert_eq!(conn.take(5).await, b"hello");
-    assert_eq!(count(fast), 3, "{}", logs.text());
-    assert_eq!(count(hypers), 5, "{}", logs.text());
+    conn.send(sse_get("/events?topic=t", "").as_bytes()).await;
+    assert_eq!(conn.head().await[0], "HTTP/1.1 200 OK");
+    assert_eq!(count(fast), 2, "{}", logs.text());
+    assert_eq!(count(hypers), 6, "{}", logs.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,15 @@
 //! a task of its own for its live stream. Under TLS the handshake is the one costly step before
 //! the head, so it runs as a task of its own (`conn::run_tls`), on whichever worker is free,
 //! and the accept task only waits for it.
+//!
+//! The pending connections are bounded in total (`max_pending_heads`: above it nothing is
+//! accepted) and per peer address (`max_pending_heads_per_peer`: a connection from an address
+//! that holds its share is closed as soon as it is accepted), so that one address sending half
+//! heads cannot take every place and leave the others waiting in the kernel's backlog.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,7 +35,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
 
-use super::BoxFuture;
+/// A connection's future, as the accept loop and the server hold it.
+pub(super) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Passes over the listener and the pending connections in one turn of the accept task before
 /// it yields to the other tasks: a bound on how long one turn can keep the runtime's thread.
@@ -45,23 +53,26 @@ struct Opening {
     /// Its own one-permit semaphore: `conn::run` holds the only permit until the first head is
     /// read (or the connection ends), so a permit available here means "head read".
     head: Arc<Semaphore>,
+    /// Its peer's address, whose count of pending heads it is part of.
+    peer: IpAddr,
 }
 
 impl Future for Opening {
-    /// `Some(rest)`: the head was read, the rest of the connection is to be spawned; `None`:
-    /// the connection ended before (or with) its first request.
-    type Output = Option<BoxFuture<()>>;
+    /// The peer's address, and `Some(rest)`: the head was read, the rest of the connection is
+    /// to be spawned; `None`: the connection ended before (or with) its first request.
+    type Output = (IpAddr, Option<BoxFuture<()>>);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let peer = self.peer;
         let Some(conn) = self.conn.as_mut() else {
-            return Poll::Ready(None);
+            return Poll::Ready((peer, None));
         };
         if conn.as_mut().poll(cx).is_ready() {
             self.conn = None;
-            return Poll::Ready(None);
+            return Poll::Ready((peer, None));
         }
         if self.head.available_permits() > 0 {
-            return Poll::Ready(self.conn.take());
+            return Poll::Ready((peer, self.conn.take()));
         }
         Poll::Pending
     }
@@ -121,15 +132,52 @@ pub(super) struct Acceptor {
     /// After an accept error other than a reset: no accepting until it ends.
     backoff: Option<Pin<Box<Sleep>>>,
     max_pending_heads: usize,
+    /// How many of `opening` each peer address holds (no entry: none).
+    per_peer: HashMap<IpAddr, usize>,
+    max_per_peer: usize,
 }
 
 impl Acceptor {
-    pub(super) fn new(max_pending_heads: usize) -> Self {
+    pub(super) fn new(max_pending_heads: usize, max_per_peer: usize) -> Self {
         Acceptor {
             opening: FuturesUnordered::new(),
             waker: Arc::new(TurnWaker::default()),
             backoff: None,
             max_pending_heads: max_pending_heads.max(1),
+            per_peer: HashMap::new(),
+            max_per_peer: max_per_peer.max(1),
+        }
+    }
+
+    /// Takes `stream` among the pending heads, or closes it when its address holds its share
+    /// already: accepting goes on for the other addresses, which the total bound alone would
+    /// let one address lock out.
+    fn open(&mut self, stream: TcpStream, peer: std::net::SocketAddr, start: &mut Start<'_>) {
+        let held = self.per_peer.entry(peer.ip()).or_default();
+        if *held >= self.max_per_peer {
+            tracing::debug!(%peer, held = *held, "too many pending heads from this address: closed");
+            return;
+        }
+        *held += 1;
+        let head = Arc::new(Semaphore::new(1));
+        let permit = head
+            .clone()
+            .try_acquire_owned()
+            .expect("a new semaphore has its permit");
+        self.opening.push(Opening {
+            conn: Some(start(stream, peer, permit)),
+            head,
+            peer: peer.ip(),
+        });
+    }
+
+    /// `peer` has one pending head less.
+    fn opened(&mut self, peer: IpAddr) {
+        if let Some(held) = self.per_peer.get_mut(&peer) {
+            *held -= 1;
+            if *held == 0 {
+                self.per_peer.remove(&peer);
+            }
         }
     }
 
@@ -170,15 +218,7 @@ impl Acceptor {
                 }
                 match listener.poll_accept(cx) {
                     Poll::Ready(Ok((stream, peer))) => {
-                        let head = Arc::new(Semaphore::new(1));
-                        let permit = head
-                            .clone()
-                            .try_acquire_owned()
-                            .expect("a new semaphore has its permit");
-                        self.opening.push(Opening {
-                            conn: Some(start(stream, peer, permit)),
-                            head,
-                        });
+                        self.open(stream, peer, start);
                         accepted += 1;
                     }
                     Poll::Ready(Err(error)) => {
@@ -194,8 +234,9 @@ impl Acceptor {
             }
             let before = self.opening.len();
             self.waker.polling.store(true, Ordering::Release);
-            while let Poll::Ready(Some(opened)) = self.opening.poll_next_unpin(&mut set_cx) {
-                if let Some(rest) = opened {
+            while let Poll::Ready(Some((peer, rest))) = self.opening.poll_next_unpin(&mut set_cx) {
+                self.opened(peer);
+                if let Some(rest) = rest {
                     connections.spawn(rest);
                 }
             }
@@ -264,7 +305,7 @@ mod tests {
     async fn never_more_pending_heads_than_the_limit_and_the_rest_follow_as_heads_arrive() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut acceptor = Acceptor::new(4);
+        let mut acceptor = Acceptor::new(4, 4);
         let mut connections = JoinSet::new();
         // a connection whose "head" is one byte: it gives its permit back once the byte is
         // read, then lives until the client closes

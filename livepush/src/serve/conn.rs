@@ -5,31 +5,34 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
-use super::{DeadlineIo, ServeConfig};
+use super::io::DeadlineIo;
+use super::settings::ServeConfig;
+use super::sse_loop::{self, Handoff, ToHyper};
+use super::stream_watch::{StreamWatch, WatchingExecutor};
 
 /// What every connection of one server shares.
 pub(super) struct Shared {
     /// HTTP/1.1 and HTTP/2, told apart by the HTTP/2 preface: TLS connections, and plain TCP
     /// connections that start with the preface.
-    pub(super) builder: auto::Builder<TokioExecutor>,
+    pub(super) builder: auto::Builder<WatchingExecutor>,
     /// HTTP/1 only, with the same settings as `builder`'s: plain TCP connections whose first
-    /// head [`sse_loop`](super::sse_loop) did not serve, and what follows a response it served.
+    /// head [`sse_loop`] did not serve, and what follows a response it served.
     pub(super) http1: http1::Builder,
     pub(super) app: Router,
     pub(super) config: ServeConfig,
@@ -56,7 +59,20 @@ pub(super) async fn run(
         Box::pin(run_tls(io, peer, &shared, head, deadline, stop)).await;
         return;
     }
-    super::sse_loop::serve(io, peer, &shared, head, deadline, stop).await;
+    let mut stop = stop;
+    let handoff = sse_loop::serve(
+        io,
+        peer,
+        &shared.app,
+        &shared.config,
+        head,
+        deadline,
+        &mut stop,
+    );
+    if let Handoff::Hyper(to) = handoff.await {
+        // Boxed: hyper's connection state is not carried by the connections sse_loop keeps.
+        Box::pin(serve_hyper(*to, &shared, stop)).await;
+    }
 }
 
 #[cfg(feature = "tls")]
@@ -92,9 +108,10 @@ async fn run_tls(
     match accepted {
         Ok(Ok(tls)) => {
             let activity = Arc::new(Activity::new());
-            let conn = shared
-                .builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), service(shared, &activity));
+            let conn = shared.builder.serve_connection_with_upgrades(
+                TokioIo::new(tls),
+                service(shared, &activity, peer),
+            );
             drive(conn, activity, peer, shared, Some((head, deadline)), stop).await
         }
         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
@@ -114,20 +131,18 @@ impl<T> Drop for Handshake<T> {
 }
 
 /// Serves a plain TCP connection with hyper, HTTP/1.1 or HTTP/2 as its first bytes say; what
-/// was read of it already has been given back to `io` ([`DeadlineIo::rewind`]).
-///
-/// `head`: the connection's head permit and first-head deadline, `None` when a first request
-/// was served already.
-pub(super) async fn serve_hyper(
-    io: DeadlineIo,
-    http2: bool,
-    peer: SocketAddr,
-    shared: &Shared,
-    head: Option<(OwnedSemaphorePermit, Instant)>,
-    stop: watch::Receiver<bool>,
-) {
+/// was read of it already has been given back to its `io` ([`DeadlineIo::rewind`]).
+async fn serve_hyper(to: ToHyper, shared: &Shared, stop: watch::Receiver<bool>) {
+    let ToHyper {
+        io,
+        peer,
+        http2,
+        head,
+        answer,
+    } = to;
     let activity = Arc::new(Activity::new());
-    let service = service(shared, &activity);
+    let mut service = service(shared, &activity, peer);
+    service.answer = answer.map(|answer| Arc::new(Mutex::new(Some(answer))));
     if http2 {
         let conn = shared
             .builder
@@ -142,10 +157,13 @@ pub(super) async fn serve_hyper(
     }
 }
 
-fn service(shared: &Shared, activity: &Arc<Activity>) -> ConnService {
+fn service(shared: &Shared, activity: &Arc<Activity>, peer: SocketAddr) -> ConnService {
     ConnService {
         app: shared.app.clone(),
         activity: activity.clone(),
+        answer: None,
+        body_read_timeout: shared.config.body_read_timeout,
+        peer,
     }
 }
 
@@ -155,7 +173,7 @@ trait Graceful: Future<Output = Result<(), Self::Error>> {
     fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
-impl<I> Graceful for auto::UpgradeableConnection<'_, I, ConnService, TokioExecutor>
+impl<I> Graceful for auto::UpgradeableConnection<'_, I, ConnService, WatchingExecutor>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -289,6 +307,12 @@ impl Drop for InFlight {
 struct ConnService {
     app: Router,
     activity: Arc<Activity>,
+    /// The response to the connection's first request, given by the router before hyper had
+    /// the connection (see `sse_loop::Handoff`); taken by that request.
+    answer: Option<Arc<Mutex<Option<Response>>>>,
+    body_read_timeout: std::time::Duration,
+    /// Given to handlers as `ConnectInfo<SocketAddr>`, as `axum::serve` gives it.
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -298,24 +322,96 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
+        let answered = self
+            .answer
+            .as_ref()
+            .and_then(|answer| answer.lock().unwrap_or_else(PoisonError::into_inner).take());
         let mut app = self.app.clone();
-        let request = request.map(Body::new);
+        let deadline = Instant::now() + self.body_read_timeout;
+        let mut request = request;
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let request = request.map(|body| {
+            if http_body::Body::is_end_stream(&body) {
+                Body::new(body)
+            } else {
+                Body::new(Deadlined {
+                    body,
+                    deadline,
+                    timer: None,
+                })
+            }
+        });
         Box::pin(async move {
-            let response = tower_service::Service::call(&mut app, request).await?;
+            let response = match answered {
+                Some(response) => response,
+                None => tower_service::Service::call(&mut app, request).await?,
+            };
             Ok(response.map(|body| {
                 Body::new(Tracked {
                     body,
                     _in_flight: in_flight,
+                    watch: None,
+                    first_poll: true,
                 })
             }))
         })
     }
 }
 
-/// A response body that holds its request's [`InFlight`] until it is dropped.
+/// A request body that must have arrived whole by `deadline` (the body-read timeout after its
+/// head): a client that trickles it cannot hold its connection for longer. Past the deadline
+/// the body fails, the handler's extractor answers the failure, and hyper closes the
+/// connection, since the rest of the body was not read.
+struct Deadlined {
+    body: Incoming,
+    deadline: Instant,
+    /// Armed the first time the body waits.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl http_body::Body for Deadlined {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Pending => {}
+            ready => return ready.map(|frame| frame.map(|f| f.map_err(std::io::Error::other))),
+        }
+        let deadline = this.deadline;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body did not arrive within the body-read timeout",
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it is dropped, and on HTTP/2
+/// tells its stream's [`StreamWatch`] when it waits for hyper.
 struct Tracked {
     body: Body,
     _in_flight: InFlight,
+    /// Found on the first poll; `None` on HTTP/1.1 and when no write timeout is set.
+    watch: Option<Arc<StreamWatch>>,
+    first_poll: bool,
 }
 
 impl http_body::Body for Tracked {
@@ -326,7 +422,22 @@ impl http_body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        if this.first_poll {
+            this.first_poll = false;
+            this.watch = StreamWatch::current();
+        }
+        let Some(watch) = &this.watch else {
+            return Pin::new(&mut this.body).poll_frame(cx);
+        };
+        watch.polled();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if frame.is_data() && !this.body.is_end_stream() {
+                watch.handed_data();
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -335,5 +446,44 @@ impl http_body::Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An idle SSE connection keeps its task's future for as long as it lives: the states it
+    /// goes through before and after its stream (hyper's, the TLS handshake's, the router's
+    /// future) are boxed so that they do not make it larger.
+    #[tokio::test]
+    async fn the_connection_future_is_small() {
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, peer) = listener.accept().await.unwrap();
+        let shared = Arc::new(Shared {
+            builder: hyper_util::server::conn::auto::Builder::new(WatchingExecutor {
+                write_timeout: None,
+            }),
+            http1: hyper::server::conn::http1::Builder::new(),
+            app: axum::Router::new(),
+            config: ServeConfig::default(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        });
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .acquire_owned()
+            .await
+            .unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let io = DeadlineIo::new(accepted, None);
+        let conn = run(io, peer, shared, permit, stopped);
+        let size = std::mem::size_of_val(&conn);
+        eprintln!("connection future: {size} bytes");
+        // 6.1 KiB for the whole task with hyper's `auto` connection before this module
+        assert!(size <= 1280, "the connection future is {size} bytes");
     }
 }

@@ -129,11 +129,6 @@ pub use self::subscribe::{IntoSubscription, Subscription};
 pub use self::topic::{Topic, Topics};
 pub use livepush_macros::{publish_event, subscribe_to_events, SseEvent};
 
-/// Every Rust snippet of README.md, compiled (and run unless `no_run`) as a doc test.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
-
 /// What the macros expand to. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {

@@ -133,41 +133,6 @@ pub use self::subscribe::{IntoSubscription, Subscription};
 pub use self::topic::{Topic, Topics};
 pub use livepush_macros::{publish_event, subscribe_to_events, SseEvent};
 
-/// Every Rust snippet of README.md, compiled (and run unless `no_run`) as a doc test.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
-
-/// The guides of `docs/`, one item per page, so that their snippets are doc tests too and
-/// cannot drift from the API they show.
-#[cfg(doctest)]
-mod guides {
-    #[doc = include_str!("../../docs/brokers.md")]
-    struct Brokers;
-    #[doc = include_str!("../../docs/clients.md")]
-    struct Clients;
-    #[doc = include_str!("../../docs/configuration.md")]
-    struct Configuration;
-    #[doc = include_str!("../../docs/deployment.md")]
-    struct Deployment;
-    #[doc = include_str!("../../docs/how-it-works.md")]
-    struct HowItWorks;
-    #[doc = include_str!("../../docs/limits.md")]
-    struct Limits;
-    #[doc = include_str!("../../docs/macros.md")]
-    struct Macros;
-    #[doc = include_str!("../../docs/multi-instance.md")]
-    struct MultiInstance;
-    #[doc = include_str!("../../docs/outbox.md")]
-    struct Outbox;
-    #[doc = include_str!("../../docs/replay-and-guarantees.md")]
-    struct ReplayAndGuarantees;
-    #[doc = include_str!("../../docs/topics-and-authorization.md")]
-    struct TopicsAndAuthorization;
-    #[doc = include_str!("../../docs/troubleshooting.md")]
-    struct Troubleshooting;
-}
-
 /// What the macros expand to. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::response::IntoResponse;
 
-use super::store::Progress;
+use super::store::{Progress, Wait};
 use super::{now_micros, Outbox, OutboxConnection, OutboxError};
 use crate::cursor::{Cursor, StreamPosition, WithCursor};
 use crate::event::EventId;
@@ -74,19 +74,6 @@ pub struct OutboxCursor {
     /// When the boundary was read (Unix µs): rows not relayed yet that are older than the wait
     /// mean a relay that is down or far behind.
     read_at: i64,
-}
-
-/// The rows whose event ids the cursor still needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Wait {
-    /// None: the floor is the cursor.
-    Nothing,
-    /// PostgreSQL: these rows were committed but not relayed when the boundary was read.
-    Rows(Vec<i64>),
-    /// SQLite: every row up to this id (events follow row ids there).
-    UpTo(i64),
-    /// Too many rows not relayed: fall back at once.
-    Behind,
 }
 
 /// What the list's transaction read, per database.

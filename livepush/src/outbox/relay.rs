@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::store::{PendingRow, RoundTx};
+use super::store::{PendingRow, Round};
 use super::{now_micros, Outbox};
 use crate::broker::BrokerError;
 use crate::hub::{checked_publication, Hub};
@@ -18,6 +18,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A fault hook of the tests: called with each row id right after the broker acknowledged it;
 /// `true` makes the relay stop there as if its process died (nothing marked, round rolled back).
+/// Compiled only into unit tests and builds with the hidden `__test-hooks` feature (the
+/// integration suite's).
+#[cfg(any(test, feature = "__test-hooks"))]
 type Fault = Arc<dyn Fn(i64) -> bool + Send + Sync>;
 
 /// A relay of one [`Outbox`] into one [`Hub`]'s broker, to configure and [start](Relay::start).
@@ -34,15 +37,13 @@ pub struct Relay {
     poll: Duration,
     retention: Duration,
     cleanup_every: Duration,
+    #[cfg(any(test, feature = "__test-hooks"))]
     fault: Option<Fault>,
 }
 
 impl Relay {
     pub(super) fn new(outbox: Outbox, hub: Hub) -> Self {
-        let poll = match outbox.inner.store.kind() {
-            "postgres" => Duration::from_millis(500),
-            _ => Duration::from_millis(50),
-        };
+        let poll = outbox.inner.store.default_poll();
         Relay {
             outbox,
             hub,
@@ -50,6 +51,7 @@ impl Relay {
             poll,
             retention: Duration::from_secs(3600),
             cleanup_every: Duration::from_secs(60),
+            #[cfg(any(test, feature = "__test-hooks"))]
             fault: None,
         }
     }
@@ -80,8 +82,9 @@ impl Relay {
         self
     }
 
+    /// Test builds only (the hidden `__test-hooks` feature): see [`Fault`].
     #[doc(hidden)]
-    /// Test builds only: see [`Fault`].
+    #[cfg(any(test, feature = "__test-hooks"))]
     pub fn fault_after_publish(
         mut self,
         fault: impl Fn(i64) -> bool + Send + Sync + 'static,
@@ -172,7 +175,7 @@ impl Relay {
     /// backoff (the poll covers notifications lost meanwhile). Aborted with the guard.
     fn listen(&self, wake: Arc<Notify>) -> Option<AbortOnDrop> {
         #[cfg(feature = "outbox-postgres")]
-        if let Some(pool) = self.outbox.inner.store.postgres_pool() {
+        if let Some(pool) = self.outbox.inner.store.notify_pool() {
             let pool = pool.clone();
             let channel = self.outbox.inner.table.clone();
             return Some(AbortOnDrop(tokio::spawn(async move {
@@ -233,11 +236,9 @@ impl Relay {
                     break;
                 }
             }
-            if let Some(fault) = &self.fault {
-                if fault(row.id) {
-                    drop(tx);
-                    return Ok((Outcome::Died, 0));
-                }
+            if self.dies_after(row.id) {
+                drop(tx);
+                return Ok((Outcome::Died, 0));
             }
         }
         self.finish(tx, &done).await?;
@@ -249,7 +250,21 @@ impl Relay {
         }
     }
 
-    async fn finish(&self, mut tx: RoundTx, done: &[(i64, Option<i64>)]) -> Result<(), RelayError> {
+    /// Whether the test fault hook stops the relay after `row` (never in other builds).
+    fn dies_after(&self, row: i64) -> bool {
+        #[cfg(any(test, feature = "__test-hooks"))]
+        if let Some(fault) = &self.fault {
+            return fault(row);
+        }
+        let _ = row;
+        false
+    }
+
+    async fn finish(
+        &self,
+        mut tx: Box<dyn Round>,
+        done: &[(i64, Option<i64>)],
+    ) -> Result<(), RelayError> {
         let table = self.outbox.inner.table.as_str();
         tx.mark(table, now_micros(), done).await?;
         tx.commit().await?;

@@ -253,7 +253,7 @@ mod tests {
     #[tokio::test]
     async fn the_cursor_is_the_newest_id() {
         let hub = Hub::builder().build().unwrap();
-        let id = hub.publish("t", "e", &1).await.unwrap();
+        let id = hub.publish("t", "e", &1).await.unwrap().id().unwrap();
         let cursor = Cursor::read(&hub).await;
         assert_eq!(cursor.id(), Some(id));
         let response = cursor.with(Json(1)).into_response();

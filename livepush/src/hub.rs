@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::connections::{Admission, Connections, KeySlot, Registration};
 use crate::envelope::Publication;
 use crate::error::{to_json, BuildError, PublishError, SubscribeError};
-use crate::event::{validate_name, EventId, EventName};
+use crate::event::{validate_name, EventId, EventName, Published};
 use crate::fanout::{Connection, Fanout};
 use crate::metrics::Metrics;
 use crate::recent::Recent;
@@ -41,8 +41,9 @@ pub(crate) type Authorizer = Arc<dyn Fn(Arc<Parts>, Topic) -> BoxFuture<bool> + 
 /// use livepush::Hub;
 ///
 /// let hub = Hub::builder().heartbeat(std::time::Duration::from_secs(10)).build().unwrap();
-/// let id = hub.publish("comments", "comment_created", &serde_json::json!({"id": 1})).await.unwrap();
-/// assert!(id.get() > 0);
+/// let published = hub.publish("comments", "comment_created", &serde_json::json!({"id": 1})).await.unwrap();
+/// // the in-memory broker always takes it at once
+/// assert!(published.id().is_some_and(|id| id.get() > 0));
 /// # }
 /// ```
 #[derive(Clone)]
@@ -370,17 +371,18 @@ impl Hub {
 
     /// Serializes `data` to JSON once and publishes it as event `event` on `topic`.
     ///
-    /// Returns the event id. Errors when the topic or name is invalid, the data does not
-    /// serialize, or is larger than `max_event_bytes`. When the broker cannot take the event
-    /// (down, no answer in time, out of memory…), it waits in the retry buffer and is published
-    /// in order once the broker answers: that is [`PublishError::Buffered`], not a loss (see
-    /// [`HubBuilder::retry_buffer`]). With the retry buffer off, it is the broker's error.
+    /// Returns [`Published::Now`] with the event id. Errors when the topic or name is invalid,
+    /// the data does not serialize, or is larger than `max_event_bytes`. When the broker cannot
+    /// take the event (down, no answer in time, out of memory…), it waits in the retry buffer
+    /// and is published in order once the broker answers: that is [`Published::Buffered`], a
+    /// success (see [`HubBuilder::retry_buffer`]). With the retry buffer off, it is the
+    /// broker's error.
     pub async fn publish<T: Serialize + ?Sized>(
         &self,
         topic: impl AsRef<str>,
         event: &str,
         data: &T,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Published, PublishError> {
         let data = to_json(data)?;
         self.publish_json(topic, event, None, data).await
     }
@@ -401,7 +403,10 @@ impl Hub {
     /// hub.emit(&SyncCompleted { user_id: 7, accounts: 3 }).await.unwrap();
     /// # }
     /// ```
-    pub async fn emit<E: SseEvent + Serialize>(&self, event: &E) -> Result<EventId, PublishError> {
+    pub async fn emit<E: SseEvent + Serialize>(
+        &self,
+        event: &E,
+    ) -> Result<Published, PublishError> {
         let data = to_json(event)?;
         self.publish_json(event.topic(), E::EVENT, E::CATEGORY, data)
             .await
@@ -414,7 +419,7 @@ impl Hub {
         event: &str,
         category: Option<&str>,
         json: Bytes,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Published, PublishError> {
         let topic = topic.as_ref();
         // Disabled (no allocation, fields not evaluated) unless debug spans of livepush are on.
         let span = tracing::debug_span!("livepush.publish", topic, event);
@@ -422,8 +427,12 @@ impl Hub {
             .try_publish(topic, event, category, json)
             .instrument(span)
             .await;
-        if let Err(error) = &result {
-            self.count_failure(error);
+        match &result {
+            Err(error) => self.count_failure(error),
+            // Counted with the failures, under its own label, as before it was a success type:
+            // dashboards watch `publish_errors_total{reason="buffered"}` for outages.
+            Ok(Published::Buffered) => self.inner.metrics.publish_error("buffered"),
+            Ok(_) => {}
         }
         result
     }
@@ -439,7 +448,7 @@ impl Hub {
         event: &str,
         category: Option<&str>,
         data: Bytes,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Published, PublishError> {
         let publication = checked_publication(
             topic,
             event,
@@ -452,7 +461,7 @@ impl Hub {
         let publication = if retry.enabled() {
             match retry.queue_if_waiting(publication, &inner.broker) {
                 Some(publication) => publication,
-                None => return Err(PublishError::Buffered),
+                None => return Ok(Published::Buffered),
             }
         } else {
             publication
@@ -466,7 +475,7 @@ impl Hub {
                     .publish_latency
                     .observe(started.elapsed().as_secs_f64());
                 inner.metrics.published.inc();
-                return Ok(id);
+                return Ok(Published::Now(id));
             }
             Ok(Err(error)) => error,
             // The outcome is unknown: the broker may still run it. Publishing it again later is
@@ -477,7 +486,7 @@ impl Hub {
             return Err(PublishError::Broker(error));
         }
         retry.push(publication, &error, &inner.broker);
-        Err(PublishError::Buffered)
+        Ok(Published::Buffered)
     }
 
     /// Publishes a validated publication once per `key` (see [`Broker::publish_once`]), without

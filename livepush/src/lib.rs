@@ -114,7 +114,7 @@ mod subscribe;
 mod layers;
 
 pub use self::config::{Config, SlowConsumerPolicy};
-pub use self::event::{EventId, EventName};
+pub use self::event::{EventId, EventName, Published};
 pub use self::hub::{Hub, HubBuilder};
 pub use self::publish::Publishable;
 pub use self::routes::RouterExt;

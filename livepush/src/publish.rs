@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::error::{to_json, PublishError};
+use crate::event::Published;
 use crate::hub::Hub;
 
 /// A handler return value that `#[publish_event]` can publish.
@@ -171,9 +172,9 @@ impl PublishContext {
         };
         let size = json.len();
         match hub.publish_json(&topic, event, category, json).await {
-            Ok(_) => {}
+            Ok(Published::Now(_)) => {}
             // The retry buffer logs the outage once; it is not a loss.
-            Err(PublishError::Buffered) => {
+            Ok(_) => {
                 tracing::debug!(
                     event,
                     topic,

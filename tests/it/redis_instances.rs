@@ -108,6 +108,8 @@ async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instanc
     let id = a
         .publish("comments", "created", &json!({"text": "second"}))
         .await
+        .unwrap()
+        .id()
         .unwrap();
 
     for client in [&mut on_a, &mut on_b] {
@@ -255,7 +257,7 @@ async fn subscribers_get_what_was_published_during_an_outage_after_a_reset_when_
     );
     let buffered = a.publish("comments", "created", &json!({})).await;
     assert!(
-        matches!(buffered, Err(livepush::error::PublishError::Buffered)),
+        matches!(buffered, Ok(livepush::Published::Buffered)),
         "{buffered:?}"
     );
 
@@ -379,6 +381,8 @@ async fn a_stream_opened_before_redis_was_ever_reached_is_reset_when_it_connects
     let id = other
         .publish("early", "created", &json!({"n": 1}))
         .await
+        .unwrap()
+        .id()
         .unwrap();
     let event = next_event(&mut client).await;
     assert_eq!((event.event.as_str(), id_of(&event)), ("created", id.get()));
@@ -398,7 +402,14 @@ async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_in_order
     let mut missed = Vec::new();
     for n in 1..=6 {
         let topic = if n % 2 == 0 { "a" } else { "b" };
-        missed.push(a.publish(topic, "e", &json!({"n": n})).await.unwrap().get());
+        missed.push(
+            a.publish(topic, "e", &json!({"n": n}))
+                .await
+                .unwrap()
+                .id()
+                .unwrap()
+                .get(),
+        );
     }
     a.publish("elsewhere", "e", &json!({})).await.unwrap();
 
@@ -452,6 +463,8 @@ async fn a_publisher_running_through_a_reconnect_loses_nothing_and_duplicates_no
             ids.push(
                 a.publish(topic, "tick", &json!({"n": n}))
                     .await
+                    .unwrap()
+                    .id()
                     .unwrap()
                     .get(),
             );
@@ -510,7 +523,12 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     subscribed(&redis, "t", 1).await;
 
     // expired: the whole stream is gone after its TTL
-    let old = hub.publish("t", "e", &json!({"n": 0})).await.unwrap();
+    let old = hub
+        .publish("t", "e", &json!({"n": 0}))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     let mut conn = redis.connection().await;
     eventually("the stream expired", || {
         let mut conn = conn.clone();
@@ -523,7 +541,12 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
         }
     })
     .await;
-    let fresh = hub.publish("t", "e", &json!({"n": 1})).await.unwrap();
+    let fresh = hub
+        .publish("t", "e", &json!({"n": 1}))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &old.to_string())]).await;
     let reset = next_event(&mut client).await;
     assert_eq!(reset.event, RESET.as_str());
@@ -551,10 +574,20 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     let url = server.url("/events?topic=t");
     let _watcher = SseClient::connect(&url).await;
     subscribed(&redis, "t", 2).await;
-    let first = hub.publish("t", "e", &json!({})).await.unwrap();
+    let first = hub
+        .publish("t", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     let mut last = first;
     for _ in 0..300 {
-        last = hub.publish("t", "e", &json!({})).await.unwrap();
+        last = hub
+            .publish("t", "e", &json!({}))
+            .await
+            .unwrap()
+            .id()
+            .unwrap();
     }
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &first.to_string())]).await;
     let reset = next_event(&mut client).await;
@@ -591,7 +624,12 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     }
     // a client that missed nothing is not told to reset
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &last.to_string())]).await;
-    let next = hub.publish("t", "e", &json!({})).await.unwrap();
+    let next = hub
+        .publish("t", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     assert_eq!(id_of(&next_event(&mut client).await), next.get());
     let _: EventId = next;
 }

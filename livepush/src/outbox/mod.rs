@@ -165,6 +165,26 @@ struct Inner {
     cursor_wait: Duration,
 }
 
+/// A lazily connecting pool for `url`, of the backend its scheme names.
+fn connect(url: &str) -> Result<Store, OutboxError> {
+    #[cfg(feature = "outbox-postgres")]
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Ok(Arc::new(postgres::Postgres::connect(url)?));
+    }
+    #[cfg(feature = "outbox-sqlite")]
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(sqlite::Sqlite::connect(url)?));
+    }
+    Err(OutboxError::Unsupported {
+        scheme: scheme_of(url).to_owned(),
+    })
+}
+
+/// The scheme of a database URL, for the error that names an unsupported one.
+fn scheme_of(url: &str) -> &str {
+    url.split(':').next().unwrap_or_default()
+}
+
 /// Whether `name` is a plain SQL identifier: the one text the outbox puts into SQL.
 fn is_table_name(name: &str) -> bool {
     !name.is_empty()
@@ -203,7 +223,7 @@ impl Outbox {
     /// An outbox in the database at `url` (`postgres://…`, `sqlite:…`), with a small pool of
     /// its own for the relay. Connects lazily: succeeds while the database is down.
     pub fn connect(url: &str) -> Result<Self, OutboxError> {
-        Ok(Self::with_store(store::connect(url)?))
+        Ok(Self::with_store(connect(url)?))
     }
 
     fn with_store(store: Store) -> Self {
@@ -622,6 +642,17 @@ mod tests {
         ] {
             assert!(!is_table_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_unsupported_url_is_named_by_its_scheme() {
+        assert_eq!(scheme_of("mysql://u@h/db"), "mysql");
+        assert_eq!(scheme_of(""), "");
+        let Err(error) = Outbox::connect("mysql://u@h/db") else {
+            panic!("mysql is no outbox database");
+        };
+        assert!(matches!(error, OutboxError::Unsupported { ref scheme } if scheme == "mysql"));
+        assert!(error.to_string().contains("\"mysql\""), "{error}");
     }
 
     #[test]

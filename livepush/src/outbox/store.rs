@@ -1,6 +1,6 @@
 //! The outbox's storage seam: what a relay round and a waiting cursor ask of the database, as a
 //! private [`Backend`] trait that each database implements once ([`super::postgres`],
-//! [`super::sqlite`]), and the SQL both share.
+//! [`super::sqlite`]), and the SQL both share. The outbox's front (`mod.rs`) picks the backend.
 //!
 //! Table names are validated identifiers ([`Outbox::table`](super::Outbox::table)), the only
 //! text put into SQL; every value is bound.
@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-
-use super::OutboxError;
 
 /// The relay's pool, whichever database it is in. Cheap to clone.
 pub(super) type Store = Arc<dyn Backend>;
@@ -67,26 +65,6 @@ pub(super) trait Round: Send {
 
     /// Commits the round, releasing the relay lock.
     async fn commit(self: Box<Self>) -> Result<(), sqlx::Error>;
-}
-
-/// A lazily connecting pool for `url`.
-pub(super) fn connect(url: &str) -> Result<Store, OutboxError> {
-    #[cfg(feature = "outbox-postgres")]
-    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        return Ok(Arc::new(super::postgres::Postgres::connect(url)?));
-    }
-    #[cfg(feature = "outbox-sqlite")]
-    if url.starts_with("sqlite:") {
-        return Ok(Arc::new(super::sqlite::Sqlite::connect(url)?));
-    }
-    Err(OutboxError::Unsupported {
-        scheme: scheme_of(url).to_owned(),
-    })
-}
-
-/// The scheme of a database URL, for the error that names an unsupported one.
-fn scheme_of(url: &str) -> &str {
-    url.split(':').next().unwrap_or_default()
 }
 
 /// The rows whose event ids a cursor still needs.
@@ -209,16 +187,5 @@ mod tests {
     fn a_schema_script_splits_into_its_statements() {
         let parts: Vec<&str> = statements("CREATE a; ;\n CREATE b;\n").collect();
         assert_eq!(parts, ["CREATE a", "\n CREATE b"]);
-    }
-
-    #[test]
-    fn an_unsupported_url_is_named_by_its_scheme() {
-        assert_eq!(scheme_of("mysql://u@h/db"), "mysql");
-        assert_eq!(scheme_of(""), "");
-        let Err(error) = connect("mysql://u@h/db") else {
-            panic!("mysql is no outbox database");
-        };
-        assert!(matches!(error, OutboxError::Unsupported { ref scheme } if scheme == "mysql"));
-        assert!(error.to_string().contains("\"mysql\""), "{error}");
     }
 }

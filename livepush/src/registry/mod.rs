@@ -134,16 +134,18 @@ pub fn has_mapping_for<T: 'static>() -> bool {
     event_type_of::<T>().is_some()
 }
 
-/// Every category declared by a publishing route or an event type.
-pub fn categories() -> BTreeSet<&'static str> {
+/// Every category declared by a publishing route or an event type (public as
+/// [`Catalog::categories`]).
+pub(crate) fn categories() -> BTreeSet<&'static str> {
     publish_routes()
         .filter_map(|r| r.category)
         .chain(event_types().filter_map(|e| e.category))
         .collect()
 }
 
-/// Every topic template published to, by routes or event types.
-pub fn topic_templates() -> BTreeSet<&'static str> {
+/// Every topic template published to, by routes or event types (public as
+/// [`Catalog::topics`]).
+pub(crate) fn topic_templates() -> BTreeSet<&'static str> {
     publish_routes()
         .map(|r| r.topic)
         .chain(event_types().map(|e| e.topic))
@@ -151,13 +153,13 @@ pub fn topic_templates() -> BTreeSet<&'static str> {
 }
 
 /// Whether `topic` matches a registered topic template (`{…}` matches one or more characters).
-pub fn is_registered_topic(topic: &str) -> bool {
+pub(crate) fn is_registered_topic(topic: &str) -> bool {
     topic_templates().iter().any(|t| template_matches(t, topic))
 }
 
 /// Matches `topic` against `template`, where each `{name}` stands for a non-empty run of
 /// characters and `{{` / `}}` for literal braces.
-pub fn template_matches(template: &str, topic: &str) -> bool {
+pub(crate) fn template_matches(template: &str, topic: &str) -> bool {
     // The grammar is livepush-core's, which the macros parse templates with.
     livepush_core::template::matches(template, topic)
 }

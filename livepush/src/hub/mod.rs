@@ -1,4 +1,12 @@
 //! The hub: what publishers publish to and subscribers subscribe at.
+//!
+//! Every public method of [`Hub`] is defined in this file; its children hold what they
+//! delegate to: the tower layer ([`layer`]), the stream position's type, and the handlers of
+//! the operational routes.
+
+pub mod layer;
+mod position;
+mod routes;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,6 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::request::Parts;
+use axum::routing::get;
+use axum::Router;
 use bytes::Bytes;
 use serde::Serialize;
 use tracing::Instrument;
@@ -23,6 +33,9 @@ use crate::recent::Recent;
 use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
 use crate::topic::Topic;
+
+use layer::HubLayer;
+pub use position::StreamPosition;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -590,6 +603,95 @@ impl Hub {
             signal.await;
             hub.shutdown();
         }
+    }
+
+    // The stream position (see `crate::cursor`).
+
+    /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
+    /// yields exactly the events published afterwards (with replay on). See [`Cursor`].
+    ///
+    /// A broker with one sequence per partition (Redis Cluster) has no single newest id: there
+    /// this answers [`BrokerError::Unavailable`] naming [`Hub::stream_position`], which gives
+    /// its position in every partition.
+    pub async fn position(&self) -> Result<EventId, BrokerError> {
+        if self.broker().partitioned().is_some() {
+            return Err(BrokerError::Unavailable(
+                "a partitioned broker (Redis Cluster) has one position per partition, not one id: \
+                 use Hub::stream_position"
+                    .into(),
+            ));
+        }
+        self.broker().position().await
+    }
+
+    /// Where the stream stands now, as a client sends it back in `Last-Event-ID`: the newest id
+    /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster) the newest
+    /// id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
+    /// `docs/multi-instance.md`; one history read per partition, concurrently). Subscribing with
+    /// it yields exactly what was published afterwards, on any topics. See [`Cursor`].
+    pub async fn stream_position(&self) -> Result<StreamPosition, BrokerError> {
+        let broker = self.broker();
+        match broker.partitioned() {
+            Some(partitioned) => {
+                let count = partitioned.partitions();
+                let all: Vec<u32> = (0..count).collect();
+                let ids = partitioned.positions(&all).await?;
+                Ok(StreamPosition::Partitions(
+                    crate::broker::partitioned::encode_vector(count, all.into_iter().zip(ids)),
+                ))
+            }
+            None => broker.position().await.map(StreamPosition::Id),
+        }
+    }
+
+    // Routers: the hub as a layer, and its operational routes.
+
+    /// The layer that makes the hub reachable from livepush handlers; [`RouterExt::livepush`](crate::RouterExt::livepush)
+    /// adds it with the health routes.
+    pub fn layer(&self) -> HubLayer {
+        HubLayer::new(self.clone())
+    }
+
+    /// `/health`, `/health/live` and `/health/ready`: what load balancers and orchestrators
+    /// probe. [`RouterExt::livepush`](crate::RouterExt::livepush) adds them.
+    pub fn health_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/health", get(routes::health))
+            .route("/health/live", get(routes::live))
+            .route("/health/ready", get(routes::ready))
+            .layer(self.layer())
+    }
+
+    /// `/metrics` (OpenMetrics text), `/events/catalog` (the JSON
+    /// [`Catalog`](crate::registry::Catalog): every publishing and subscribing handler with
+    /// its module, source file and line, every event type) and `/events/asyncapi.json` (the
+    /// [AsyncAPI 3.0 document](crate::registry::asyncapi), with the request's host as its
+    /// server). For operators and client teams, not the public:
+    /// serve it on a listener only they reach, or behind your authentication.
+    ///
+    /// ```
+    /// use axum::{http::{HeaderMap, StatusCode}, middleware::{self, Next}, extract::Request, response::Response, Router};
+    /// use livepush::{Hub, RouterExt};
+    ///
+    /// async fn operators_only(headers: HeaderMap, request: Request, next: Next) -> Result<Response, StatusCode> {
+    ///     match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+    ///         Some("Bearer ops-secret") => Ok(next.run(request).await),
+    ///         _ => Err(StatusCode::UNAUTHORIZED),
+    ///     }
+    /// }
+    ///
+    /// let hub = Hub::builder().build().unwrap();
+    /// let app: Router = Router::new()
+    ///     .livepush(&hub)
+    ///     .merge(hub.admin_routes().route_layer(middleware::from_fn(operators_only)));
+    /// # drop(app);
+    /// ```
+    pub fn admin_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/metrics", get(routes::metrics))
+            .route("/events/catalog", get(routes::catalog))
+            .route("/events/asyncapi.json", get(routes::asyncapi))
+            .layer(self.layer())
     }
 }
 

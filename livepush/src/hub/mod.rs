@@ -103,7 +103,8 @@ pub struct HubBuilder {
 }
 
 impl HubBuilder {
-    /// Starts from `config`.
+    /// Starts from `config`: the defaults ([`Hub::builder`]) or the environment
+    /// ([`Config::from_env`]); the builder's methods then set what code says.
     pub fn from_config(config: Config) -> Self {
         HubBuilder {
             config,
@@ -181,6 +182,26 @@ impl HubBuilder {
         self.config.retry_buffer_events = events;
         self.config.retry_buffer_bytes = bytes;
         self.config.retry_buffer_age = max_age;
+        self
+    }
+
+    /// The `Retry-After` sent with 429 answers, in whole seconds (default 5 s; at most a day).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.config.retry_after = wait;
+        self
+    }
+
+    /// The `retry:` hint sent to clients when they connect: how long an `EventSource` waits
+    /// before it reconnects, in whole milliseconds (default 2,000 ms; at most a day).
+    pub fn client_retry(mut self, wait: Duration) -> Self {
+        self.config.client_retry = wait;
+        self
+    }
+
+    /// The longest a publish waits for the broker before the event goes to the retry buffer
+    /// (or, with the buffer off, the publish fails) (default 2 s; more than zero, at most a day).
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.config.publish_timeout = timeout;
         self
     }
 

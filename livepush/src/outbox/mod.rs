@@ -415,23 +415,6 @@ impl Outbox {
     }
 }
 
-/// Whether this process runs a relay: `LIVEPUSH_OUTBOX_RELAY=on|off` (default on; also
-/// `true`/`false`, `1`/`0`).
-pub fn relay_enabled_from_env() -> Result<bool, crate::config::ConfigError> {
-    match std::env::var("LIVEPUSH_OUTBOX_RELAY") {
-        Err(_) => Ok(true),
-        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "" | "on" | "true" | "1" | "yes" => Ok(true),
-            "off" | "false" | "0" | "no" => Ok(false),
-            _ => Err(crate::config::ConfigError::InvalidVar {
-                var: "LIVEPUSH_OUTBOX_RELAY",
-                value: v,
-                expected: "on or off",
-            }),
-        },
-    }
-}
-
 fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

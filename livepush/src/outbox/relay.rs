@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use super::store::{PendingRow, Round};
 use super::{now_micros, Outbox};
 use crate::broker::BrokerError;
+use crate::config::ConfigError;
 use crate::hub::{checked_publication, Hub};
 
 /// First and longest wait between two rounds that failed (database or broker down).
@@ -25,8 +26,8 @@ type Fault = Arc<dyn Fn(i64) -> bool + Send + Sync>;
 
 /// A relay of one [`Outbox`] into one [`Hub`]'s broker, to configure and [start](Relay::start).
 ///
-/// Run one in every process that should relay (`LIVEPUSH_OUTBOX_RELAY`, see
-/// [`relay_enabled_from_env`](super::relay_enabled_from_env)), or in a process of its own: one
+/// Run one in every process that should relay ([`Relay::start_if_enabled`] reads
+/// `LIVEPUSH_OUTBOX_RELAY`), or in a process of its own: one
 /// relay works at a time whatever the number of processes, and another takes over within a
 /// poll interval when it stops or dies.
 #[must_use]
@@ -91,6 +92,25 @@ impl Relay {
     ) -> Self {
         self.fault = Some(Arc::new(fault));
         self
+    }
+
+    /// Starts the relay ([`Relay::start`]) unless `LIVEPUSH_OUTBOX_RELAY` says this process does
+    /// not relay: `on`/`off` (default on; also `true`/`false`, `1`/`0`, `yes`/`no`). Another
+    /// value is an error that names the variable, so a service can refuse to start.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "outbox-sqlite")]
+    /// # async fn run(outbox: livepush::outbox::Outbox, hub: livepush::Hub) -> Result<(), livepush::error::ConfigError> {
+    /// let relay = outbox.relay(&hub).start_if_enabled()?;
+    /// // … serve; after the graceful shutdown:
+    /// if let Some(relay) = relay {
+    ///     relay.shutdown().await;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn start_if_enabled(self) -> Result<Option<RelayHandle>, ConfigError> {
+        let enabled = relay_enabled(std::env::var(RELAY_VAR).ok())?;
+        Ok(enabled.then(|| self.start()))
     }
 
     /// Starts the relay on the current Tokio runtime. It creates the outbox tables if needed,
@@ -317,6 +337,23 @@ impl Relay {
     }
 }
 
+/// The variable that says whether a process relays.
+const RELAY_VAR: &str = "LIVEPUSH_OUTBOX_RELAY";
+
+/// Reads [`RELAY_VAR`]'s value (`None`: unset).
+fn relay_enabled(value: Option<String>) -> Result<bool, ConfigError> {
+    let Some(value) = value else { return Ok(true) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError::InvalidVar {
+            var: RELAY_VAR,
+            value,
+            expected: "on or off",
+        }),
+    }
+}
+
 /// Waits `backoff` (doubling it for next time) unless asked to stop; `true` when stopping.
 async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration) -> bool {
     let wait = *backoff;
@@ -382,5 +419,33 @@ impl Drop for RelayHandle {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_relays_unless_told_off() {
+        for on in [
+            None,
+            Some(""),
+            Some("on"),
+            Some(" ON "),
+            Some("true"),
+            Some("1"),
+            Some("yes"),
+        ] {
+            assert_eq!(relay_enabled(on.map(str::to_owned)), Ok(true), "{on:?}");
+        }
+        for off in ["off", "Off", "false", "0", "no"] {
+            assert_eq!(relay_enabled(Some(off.to_owned())), Ok(false), "{off}");
+        }
+        let refused = relay_enabled(Some("maybe".to_owned())).unwrap_err();
+        assert!(
+            refused.to_string().contains("LIVEPUSH_OUTBOX_RELAY"),
+            "{refused}"
+        );
     }
 }

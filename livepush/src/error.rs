@@ -48,7 +48,7 @@ pub enum PublishError {
         max: usize,
     },
     /// The broker failed (only with the retry buffer off: with it on, the event waits in the
-    /// buffer and the publish answers [`Published::Buffered`](crate::Published::Buffered)).
+    /// buffer and the publish succeeds, see [`Published`](crate::Published)).
     #[error(transparent)]
     Broker(#[from] BrokerError),
     /// The broker did not answer within `publish_timeout`.

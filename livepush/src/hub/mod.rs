@@ -629,7 +629,7 @@ impl Hub {
     // The stream position (see `crate::cursor`).
 
     /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
-    /// yields exactly the events published afterwards (with replay on). See [`Cursor`].
+    /// yields exactly the events published afterwards (with replay on). See [`Cursor`](crate::cursor::Cursor).
     ///
     /// A broker with one sequence per partition (Redis Cluster) has no single newest id: there
     /// this answers [`BrokerError::Unavailable`] naming [`Hub::stream_position`], which gives
@@ -649,7 +649,7 @@ impl Hub {
     /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster) the newest
     /// id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
     /// `docs/multi-instance.md`; one history read per partition, concurrently). Subscribing with
-    /// it yields exactly what was published afterwards, on any topics. See [`Cursor`].
+    /// it yields exactly what was published afterwards, on any topics. See [`Cursor`](crate::cursor::Cursor).
     pub async fn stream_position(&self) -> Result<StreamPosition, BrokerError> {
         let broker = self.broker();
         match broker.partitioned() {

@@ -78,6 +78,7 @@ pub struct OutboxCursor {
 
 /// What the list's transaction read, per database.
 #[doc(hidden)]
+#[non_exhaustive]
 pub enum Boundary {
     /// PostgreSQL, under the exclusive lock: the rows not relayed yet (at most
     /// `MAX_PENDING + 1`).

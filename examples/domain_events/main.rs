@@ -130,8 +130,9 @@ impl Accounts {
 
     async fn emit<E: SseEvent + Serialize + std::fmt::Debug>(&self, event: &E) {
         match self.hub.emit(event).await {
-            // Waits in the retry buffer for the broker: pushed late, or its topic is reset.
-            Ok(_) | Err(livepush::error::PublishError::Buffered) => {}
+            // Published, or waits in the retry buffer for the broker: pushed late, or its topic
+            // is reset.
+            Ok(_) => {}
             Err(error) => tracing::warn!(%error, ?event, "domain event not pushed"),
         }
     }

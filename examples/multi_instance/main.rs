@@ -115,7 +115,7 @@ async fn whoami(State(instance): State<Instance>) -> Json<Value> {
     Json(json!({
         "instance": instance.name,
         "broker": instance.hub.broker_kind(),
-        "replay": instance.hub.config().replay,
+        "replay": instance.hub.config().replay(),
     }))
 }
 
@@ -132,7 +132,7 @@ async fn main() {
             "REDIS_URL is not set: in-memory broker, so this instance sees only its own messages"
         );
     }
-    if hub.config().replay == 0 {
+    if hub.config().replay() == 0 {
         tracing::info!(
             "LIVEPUSH_REPLAY is 0: no replay after a reconnect (try LIVEPUSH_REPLAY=1000)"
         );

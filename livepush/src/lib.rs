@@ -51,20 +51,21 @@
 //! ## How the crate is layered
 //!
 //! Each module uses only the modules listed before it: those of the layers above, and those
-//! before it in its own row (a unit test, `layers`, fails on any other `crate::` path, and keeps
-//! its own copy of this table):
+//! before it in its own row. A unit test, `layers`, fails on any other `crate::` path, checks
+//! this table against its `LAYERS` (the one order), and checks the children of each folder
+//! (`broker/`, `outbox/`, `serve/`, …) against that folder's own order:
 //!
 //! | layer | modules | what they hold |
 //! | --- | --- | --- |
-//! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event` | the words: topics, event ids and names, settings, counters, the domain-event trait |
+//! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event`, `publishable` | the words: topics, event ids and names, settings, counters, the domain-event trait, what a handler's return value publishes |
 //! | wire format | `sse`, `envelope` | the SSE frame, and the envelope an event travels in, encoded once |
 //! | local delivery | `queue`, `recent`, `fanout` | one bounded queue per connection, the recent events of watched topics (for reconnects), and the topic → connections map fed by a [`broker::Delivery`] |
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
-//! | core | `error`, `retry`, `connections`, `catchup`, `position`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them |
-//! | HTTP | `layer`, `publish`, `registry`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
+//! | core | `error`, `retry`, `connections`, `catchup`, `registry`, `position`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
+//! | HTTP | `publish`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
 //! | test helpers | `testing` | what an app's tests use to see what it pushes (feature `testing`) |
 //!
-//! Three choices differ from the obvious order. The envelope sits with the wire format, not with
+//! Four choices differ from the obvious order. The envelope sits with the wire format, not with
 //! the event vocabulary, because it is built *from* a frame (an event is encoded once, when it
 //! gets its id); keeping it in `event` made `event` and the wire format use each other. `error`
 //! opens the core layer rather than closing the vocabulary: the two HTTP-facing errors wrap the
@@ -72,7 +73,11 @@
 //! `InvalidName`, …) stay next to their types and are re-exported from it, so a broker author
 //! reads `broker` without reading the hub. And `registry` holds its AsyncAPI rendering and the
 //! payload schemas as submodules: the document is a view of the registry, and as sibling modules
-//! each used the other.
+//! each used the other; it sits in the core, before `hub`, because the hub's admin routes serve
+//! its catalog (what a handler's return value publishes, `Publishable`, is vocabulary, so the
+//! registry needs nothing of the HTTP layer). Last, every public method of [`Hub`] is defined in
+//! `hub/mod.rs`, so the tower layer that carries it (`hub/layer.rs`, public as [`layer`]) and the
+//! handlers of its routes live in the hub's folder.
 //!
 //! [axum]: https://docs.rs/axum
 #![deny(missing_docs)]
@@ -82,6 +87,7 @@
 mod config;
 mod event;
 mod metrics;
+mod publishable;
 mod sse_event;
 mod topic;
 // wire format
@@ -100,14 +106,13 @@ mod connections;
 pub mod error;
 mod hub;
 mod position;
+pub mod registry;
 mod retry;
 // HTTP
 pub mod cursor;
-pub mod layer;
 #[cfg(any(feature = "outbox-postgres", feature = "outbox-sqlite"))]
 pub mod outbox;
 mod publish;
-pub mod registry;
 mod routes;
 #[cfg(feature = "server")]
 pub mod serve;
@@ -122,9 +127,9 @@ pub mod testing;
 mod layers;
 
 pub use self::config::{Config, SlowConsumerPolicy};
-pub use self::event::{EventId, EventName};
-pub use self::hub::{Hub, HubBuilder};
-pub use self::publish::Publishable;
+pub use self::event::{EventId, EventName, Published};
+pub use self::hub::{layer, Hub, HubBuilder};
+pub use self::publishable::Publishable;
 pub use self::routes::RouterExt;
 #[cfg(feature = "server")]
 pub use self::serve::serve;

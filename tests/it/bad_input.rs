@@ -339,6 +339,8 @@ async fn data_that_could_break_framing_arrives_exactly() {
     let id = hub
         .publish_json("notes", "pretty", None, bytes::Bytes::from(pretty))
         .await
+        .unwrap()
+        .id()
         .unwrap();
     let event = client.next().await;
     assert_eq!(event.event, "pretty");

@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::Router;
-use livepush::error::PublishError;
 use livepush::sse::LAGGED;
 use livepush::sse::RESET;
-use livepush::{Hub, HubBuilder, RouterExt};
+use livepush::{Hub, HubBuilder, Published, RouterExt};
 use serde_json::{json, Value};
 
 use crate::support::handlers::{create, events};
@@ -131,13 +130,9 @@ async fn post_comment(server: &TestServer, body: &Value) -> Sent {
 /// have taken it or the hub may keep it in its retry buffer, nothing else.
 async fn accepted(hub: &Hub, topic: &str, data: &Value) -> Sent {
     match hub.publish(topic, "created", data).await {
-        Ok(id) => Sent {
+        Ok(published) => Sent {
             data: data.to_string(),
-            id: Some(id.get()),
-        },
-        Err(PublishError::Buffered) => Sent {
-            data: data.to_string(),
-            id: None,
+            id: published.id().map(|id| id.get()),
         },
         Err(e) => panic!("publish {data} to {topic}: neither published nor buffered: {e}"),
     }
@@ -148,7 +143,9 @@ async fn published(hub: &Hub, topic: &str, data: &Value, why: &str) -> Sent {
     let id = hub
         .publish(topic, "created", data)
         .await
-        .unwrap_or_else(|e| panic!("{why}: publish {data} to {topic}: {e}"));
+        .unwrap_or_else(|e| panic!("{why}: publish {data} to {topic}: {e}"))
+        .id()
+        .unwrap_or_else(|| panic!("{why}: publish {data} to {topic} was buffered, not published"));
     Sent {
         data: data.to_string(),
         id: Some(id.get()),
@@ -159,8 +156,8 @@ async fn published(hub: &Hub, topic: &str, data: &Value, why: &str) -> Sent {
 async fn buffered(hub: &Hub, topic: &str, data: &Value) -> Sent {
     let result = hub.publish(topic, "created", data).await;
     assert!(
-        matches!(result, Err(PublishError::Buffered)),
-        "publish {data} to {topic} with the broker unreachable: expected Err(Buffered), got {result:?}"
+        matches!(result, Ok(Published::Buffered)),
+        "publish {data} to {topic} with the broker unreachable: expected Ok(Buffered), got {result:?}"
     );
     Sent {
         data: data.to_string(),
@@ -1016,6 +1013,8 @@ async fn check_a_last_event_id_from_the_future(hub: &Hub, server: &TestServer) {
     let now = hub
         .publish("future", "created", &json!({ "n": "now" }))
         .await
+        .unwrap()
+        .id()
         .unwrap()
         .get();
     let url = server.url("/events?topic=future");

@@ -650,7 +650,7 @@ async fn a_burst_of_resuming_clients_above_the_pending_head_limit_is_all_served(
     .await;
     let mut ids = Vec::new();
     for n in 1..=5 {
-        ids.push(hub.publish("t", "e", &n).await.unwrap());
+        ids.push(hub.publish("t", "e", &n).await.unwrap().id().unwrap());
     }
     // every connection first (the kernel completes them; the server accepts 4 at a time) ...
     let mut sockets = Vec::new();

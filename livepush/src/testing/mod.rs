@@ -44,15 +44,17 @@
 mod client;
 mod expect;
 mod frame;
+mod recorded;
 mod recorder;
 
 pub use self::client::{read_json, read_text, Client, EventStream};
 pub use self::expect::Expected;
 pub use self::frame::{Frame, FrameParser};
-pub use self::recorder::{recorded, Published, Recorder, RecordingBroker};
+pub use self::recorded::Recorded;
+pub use self::recorder::{recorded, Recorder, RecordingBroker};
 
 /// Asserts that a [`Recorder`] holds a publication with every field given, and returns it
-/// ([`Published`]). Keys: `topic`, `event`, `category`, `data` (a typed value or a
+/// ([`Recorded`]). Keys: `topic`, `event`, `category`, `data` (a typed value or a
 /// `serde_json::json!`, compared as JSON). On failure the message lists every publication
 /// recorded and diffs the data of the closest one.
 ///

@@ -15,6 +15,7 @@
 #    in clients/typescript) against the example binaries that cargo just built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 say() { echo "scripts/test.sh: $*" >&2; }
 die() {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the TypeScript client as a user outside this repository gets it, an npm package:
 #
-# 1. `npm pack` in clients/typescript (its `prepack` builds dist/): the tarball holds the built JS,
+# 1. `npm pack` in clients/typescript (its `prepare` builds dist/): the tarball holds the built JS,
 #    the .d.ts files, the CLI and the README, and no sources or tests;
 # 2. a fresh project in a temporary directory (`npm init -y`) installs the tarball and TypeScript
 #    from the registry (the version the client is built with);

@@ -153,3 +153,4 @@ started=$(now_ms)
 npm ci --no-audit --no-fund --loglevel=error
 say "npm ci took $(($(now_ms) - started)) ms"
 npm test
+../../scripts/npm-package-check.sh # the client as a user installs it: npm pack, a fresh project, npx, tsc --strict

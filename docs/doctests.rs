@@ -61,6 +61,12 @@ pub struct Outbox;
 #[doc = include_str!("replay-and-guarantees.md")]
 pub struct ReplayAndGuarantees;
 
+/// The Rust snippets of `docs/testing.md` (they need the `testing` feature, which the suite's
+/// dev-dependency on `livepush` turns on).
+#[cfg(doctest)]
+#[doc = include_str!("testing.md")]
+pub struct Testing;
+
 /// The Rust snippets of `docs/topics-and-authorization.md`.
 #[cfg(doctest)]
 #[doc = include_str!("topics-and-authorization.md")]

@@ -114,7 +114,7 @@ pub enum SubscribeError {
         retry_after: u64,
     },
     /// The hub was not added to the router (500).
-    #[error("livepush hub missing: add it to the router with `.layer(hub.layer())` or `RouterExt::livepush`")]
+    #[error("livepush hub missing: call `.livepush(&hub)` (`livepush::RouterExt`) on the router after its last `.route(..)`; a layer added before a route does not wrap it")]
     HubMissing,
     /// The hub is shutting down (503).
     #[error("server is shutting down")]

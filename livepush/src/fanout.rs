@@ -317,6 +317,14 @@ impl Delivery {
         self.reconnected.notify_waiters();
     }
 
+    /// Counts a broker payload that was not a well-formed event and was dropped
+    /// (`livepush_broker_malformed_payloads_total`), on this hub only.
+    // Only the Redis broker decodes payloads from outside this process.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn malformed_payload(&self) {
+        self.metrics.malformed_payloads.inc();
+    }
+
     /// Wakes the hub's retry buffer without counting a reconnect (the broker's first
     /// connection: publications made before it wait in the buffer).
     // Only the Redis broker has a first connection to wait for.

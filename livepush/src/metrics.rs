@@ -7,12 +7,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Metric, Registry};
 
-/// Broker payloads that were not a well-formed event (a bad id, an invalid event or category
-/// name, broken framing), dropped without reaching a stream. One count per process: the
-/// decoder runs below any one hub. Every hub's `/metrics` shows it.
-pub(crate) static MALFORMED_PAYLOADS: std::sync::LazyLock<Counter> =
-    std::sync::LazyLock::new(Counter::default);
-
 /// A label set with one label.
 pub(crate) type Label = [(&'static str, &'static str); 1];
 
@@ -43,6 +37,10 @@ pub(crate) struct Metrics {
     pub(crate) events_retried: Counter,
     pub(crate) events_given_up: Counter,
     pub(crate) slow_consumer_disconnects: Counter,
+    /// Broker payloads that were not a well-formed event (a bad id, an invalid event or category
+    /// name, broken framing), dropped without reaching a stream; counted by the listener that
+    /// read them, so each hub counts what its own broker received.
+    pub(crate) malformed_payloads: Counter,
     /// Bytes of frames waiting in connection queues (a frame queued for n connections counts n
     /// times, though it is stored once).
     pub(crate) queued_bytes: Gauge,
@@ -154,21 +152,18 @@ impl Metrics {
                 "Streams closed because the client read too slowly",
                 Counter::default(),
             ),
-            queued_bytes: {
-                // The process-wide counter, registered in every hub, keeps its place in the output.
-                add(
-                    r,
-                    "broker_malformed_payloads",
-                    "Broker payloads dropped because they were not a well-formed event (process-wide)",
-                    MALFORMED_PAYLOADS.clone(),
-                );
-                add(
-                    r,
-                    "queued_bytes",
-                    "Bytes of event frames waiting in connection queues",
-                    Gauge::default(),
-                )
-            },
+            malformed_payloads: add(
+                r,
+                "broker_malformed_payloads",
+                "Broker payloads dropped because they were not a well-formed event",
+                Counter::default(),
+            ),
+            queued_bytes: add(
+                r,
+                "queued_bytes",
+                "Bytes of event frames waiting in connection queues",
+                Gauge::default(),
+            ),
             outbox_relayed: add(
                 r,
                 "outbox_relayed",

@@ -68,7 +68,8 @@ struct Subscribers {
     list: Vec<Arc<Connection>>,
     /// Connection id → its index in `list`: removing one of 10,000 subscribers is a lookup
     /// instead of a scan through every connection's `Arc` (under the write lock that every
-    /// delivery waits on; a reconnect storm removes them all). BENCHMARKS.md has the profile.
+    /// delivery waits on; a reconnect storm removes them all). The profile is in
+    /// `benchmarks/log/analysis-cpu-and-memory.md`, "Where the time goes".
     index: HashMap<u64, usize>,
 }
 

@@ -26,7 +26,9 @@
 //! let app: Router = Router::new()
 //!     .route("/comments", post(create))
 //!     .route("/events", get(events))
-//!     .livepush(&hub); // the hub and /health (mount hub.admin_routes() for /metrics, /events/catalog)
+//!     // the hub and /health; hub.admin_routes() serves /metrics, /events/catalog and
+//!     // /events/asyncapi.json, to mount where only operators reach them
+//!     .livepush(&hub);
 //! # drop(app);
 //! # }
 //! ```

@@ -237,7 +237,8 @@ async fn main() {
         .route("/events", get(events))
         .with_state(accounts)
         .livepush(&hub)
-        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        // /metrics, /events/catalog and /events/asyncapi.json: open here, as a demo (see
+        // docs/deployment.md on mounting them where only operators reach them)
         .merge(hub.admin_routes());
     common::serve("domain_events", app, &hub).await;
 }

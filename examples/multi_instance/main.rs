@@ -29,8 +29,8 @@
 //! ```
 //!
 //! Browsers do this by themselves: `EventSource` sends `Last-Event-ID` when it reconnects, to
-//! whichever instance the load balancer picks. README.md has an nginx configuration for two
-//! instances, and docs/multi-instance.md the details.
+//! whichever instance the load balancer picks. docs/deployment.md has an nginx configuration for
+//! two instances, and docs/multi-instance.md the details.
 //!
 //! | route | answer | published |
 //! | --- | --- | --- |
@@ -148,7 +148,8 @@ async fn main() {
         .route("/events", get(events))
         .with_state(instance)
         .livepush(&hub)
-        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        // /metrics, /events/catalog and /events/asyncapi.json: open here, as a demo (see
+        // docs/deployment.md on mounting them where only operators reach them)
         .merge(hub.admin_routes());
     common::serve("multi_instance", app, &hub).await;
 }

@@ -26,7 +26,9 @@
 //! let app: Router = Router::new()
 //!     .route("/comments", post(create))
 //!     .route("/events", get(events))
-//!     .livepush(&hub); // the hub and /health (mount hub.admin_routes() for /metrics, /events/catalog)
+//!     // the hub and /health; hub.admin_routes() serves /metrics, /events/catalog and
+//!     // /events/asyncapi.json, to mount where only operators reach them
+//!     .livepush(&hub);
 //! # drop(app);
 //! # }
 //! ```
@@ -147,13 +149,13 @@ pub mod __private {
     pub use crate::subscribe::SubscribeContext;
 
     /// The Redis broker's payload decoder, for the `broker_payload` fuzz target: the envelope,
-    /// or `None` (dropped and counted) for anything malformed.
+    /// or `None` for anything malformed (which a listener drops and counts on its hub).
     #[cfg(feature = "redis")]
     pub fn decode_broker_payload(
         topic: crate::Topic,
         payload: &[u8],
     ) -> Option<crate::broker::Envelope> {
-        crate::broker::redis::decode(topic, payload)
+        crate::broker::redis::decode(topic, payload).ok()
     }
 
     /// The SSE frame encoders, for the `frame_roundtrip` fuzz target and the framing tests.

@@ -7,8 +7,8 @@
 //! published after the subscriber connected arrives, in order, or a `livepush.reset` that
 //! accounts for it arrives after the last event before it and before the next one that does
 //! arrive. Late is fine, silent loss never is. A reset accounts only for what its documented
-//! data and id say it covers (README, "Guarantees when something fails"): a broker fault or a
-//! history that falls short (`broker_gap`, `history_unavailable`) for events the broker took
+//! data and id say it covers (`docs/replay-and-guarantees.md`, "Guarantees when something
+//! fails"): a broker fault or a history that falls short (`broker_gap`, `history_unavailable`) for events the broker took
 //! with an id up to the reset's id (published before it); a retry-buffer reset
 //! (`retry_buffer_overflow` / `_expired`) for at most `lost` publications the buffer held. The
 //! reset's data names no topic: every subscriber here watches one topic, so each reset it gets

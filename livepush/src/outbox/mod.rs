@@ -41,7 +41,7 @@
 //! written after the list was read and none of a row the list holds. On PostgreSQL it relies on
 //! a shared advisory lock of the table that [`Outbox::publish`] takes (with the topic's) and that
 //! the cursor takes exclusively until the list's transaction ends. [`OutboxCursor`] gives the
-//! argument; [`crate::cursor`] and the README the costs.
+//! argument; [`crate::cursor`] and `docs/outbox.md` the costs.
 //!
 //! # Waking up
 //! PostgreSQL: [`Outbox::publish`] sends `NOTIFY <table>` with an empty payload (delivered at

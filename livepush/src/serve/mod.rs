@@ -51,7 +51,7 @@ pub use tokio_rustls::rustls;
 /// - **`TCP_NODELAY` on every accepted socket.** An SSE frame is a few hundred bytes written on
 ///   its own. With Nagle's algorithm on (the kernel default, and what `axum::serve` leaves),
 ///   the kernel holds a small write while an earlier one is unacknowledged, and the client
-///   delays its ACKs by up to 40 ms. Measured in BENCHMARKS.md: p99 publish→deliver latency at
+///   delays its ACKs by up to 40 ms. Measured in `benchmarks/log/analysis-cpu-and-memory.md`: p99 publish→deliver latency at
 ///   1,000 subscribers and 100 events/s halves with it.
 /// - **The router is shared**, not rebuilt per connection, and every request carries its
 ///   peer's address as `axum::extract::ConnectInfo<SocketAddr>`, as with `axum::serve` and
@@ -60,7 +60,7 @@ pub use tokio_rustls::rustls;
 ///   is an `EventSource` request (`GET`, HTTP/1.1, no body, `Accept: text/event-stream`) that
 ///   the router answers with an event stream is served without hyper, which would keep an 8 KiB
 ///   read and an 8 KiB write buffer and its connection state for as long as the stream lives:
-///   about 3 KiB of memory per idle stream instead of about 17 (BENCHMARKS.md, goal 5). The
+///   about 3 KiB of memory per idle stream instead of about 17 (`benchmarks/log/2026-12-03-issue17.md`, goal 5). The
 ///   bytes on the wire are hyper's. Later such requests on the connection are answered the same
 ///   way; from the first other request or response on (a refusal, a redirect, a page, and
 ///   always for HTTP/2 and TLS), hyper serves the connection.

@@ -86,10 +86,10 @@ pub use tokio_rustls::rustls;
 ///         .await
 /// }
 /// ```
-pub fn serve(listener: TcpListener, app: Router) -> Serve {
+pub fn serve(listener: TcpListener, app: impl IntoServedRouter) -> Serve {
     Serve {
         listener,
-        app,
+        app: app.into_router(),
         config: ServeConfig::default(),
         signal: None,
         #[cfg(feature = "tls")]
@@ -119,7 +119,7 @@ pub fn serve(listener: TcpListener, app: Router) -> Serve {
 #[cfg(feature = "tls")]
 pub fn serve_tls(
     listener: TcpListener,
-    app: Router,
+    app: impl IntoServedRouter,
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
 ) -> Serve {
     let mut tls = tls;
@@ -129,6 +129,45 @@ pub fn serve_tls(
     let mut serve = serve(listener, app);
     serve.tls = Some(tokio_rustls::TlsAcceptor::from(tls));
     serve
+}
+
+/// What [`serve`] serves: a `Router`, or `router.into_make_service()` as `axum::serve` takes it.
+///
+/// `router.into_make_service_with_connect_info::<SocketAddr>()` is not taken: its router cannot
+/// be read back out of it, and it is not needed, because [`serve`] gives every request its
+/// peer's address as `ConnectInfo<SocketAddr>` anyway. Pass the `Router` itself.
+#[diagnostic::on_unimplemented(
+    message = "`livepush::serve` serves a `Router` or `router.into_make_service()`, not `{Self}`",
+    note = "for `into_make_service_with_connect_info::<SocketAddr>()`, pass the `Router` itself: \
+            `livepush::serve` gives every request `ConnectInfo<SocketAddr>`"
+)]
+pub trait IntoServedRouter: sealed::Sealed {
+    /// The router every connection shares.
+    fn into_router(self) -> Router;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for axum::Router {}
+    impl Sealed for axum::routing::IntoMakeService<axum::Router> {}
+}
+
+impl IntoServedRouter for Router {
+    fn into_router(self) -> Router {
+        self
+    }
+}
+
+impl IntoServedRouter for axum::routing::IntoMakeService<Router> {
+    fn into_router(mut self) -> Router {
+        use futures_util::FutureExt;
+        // Its future is a ready clone of the router (no I/O), so it completes on first poll.
+        match tower_service::Service::<()>::call(&mut self, ()).now_or_never() {
+            Some(Ok(router)) => router,
+            Some(Err(never)) => match never {},
+            None => unreachable!("IntoMakeService answers at once"),
+        }
+    }
 }
 
 /// A server being set up by [`serve`]; `.await` it to run it.

@@ -95,7 +95,9 @@ const FOLDERS: &[(&str, &[&str])] = &[
     ),
     (
         "testing",
-        &["frame", "recorded", "expect", "recorder", "client", "tests"],
+        &[
+            "frame", "recorded", "expect", "recorder", "http", "client", "tests",
+        ],
     ),
 ];
 

@@ -71,6 +71,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel (`LIVEPUSH_REDIS_PREFIX`, default `livepush:`).
     pub redis_prefix: String,
+    /// NATS URL (`NATS_URL`, feature `nats`; see `docs/nats.md`); `None` and no `redis_url`
+    /// selects the in-memory broker. Setting both is an error.
+    pub nats_url: Option<String>,
 }
 
 impl Default for Config {
@@ -94,6 +97,7 @@ impl Default for Config {
             retry_buffer_age: Duration::from_secs(30),
             redis_url: None,
             redis_prefix: "livepush:".to_owned(),
+            nats_url: None,
         }
     }
 }
@@ -123,6 +127,12 @@ pub enum ConfigError {
     /// `REDIS_URL` is set but this build of livepush has no Redis support.
     #[error("REDIS_URL is set but livepush was built without the `redis` feature")]
     RedisFeatureOff,
+    /// `NATS_URL` is set but this build of livepush has no NATS support.
+    #[error("NATS_URL is set but livepush was built without the `nats` feature")]
+    NatsFeatureOff,
+    /// Both `NATS_URL` and `REDIS_URL` are set: one broker carries the events.
+    #[error("NATS_URL and REDIS_URL are both set; set only the one of the broker to use")]
+    TwoBrokers,
 }
 
 impl Config {
@@ -173,6 +183,7 @@ impl Config {
             config.redis_prefix = v;
         }
         config.redis_url = get("REDIS_URL");
+        config.nats_url = get("NATS_URL");
         config.validate()?;
         Ok(config)
     }
@@ -180,6 +191,9 @@ impl Config {
     /// Checks every setting against its range (the table of [`Config::from_env`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_ranges(SETTINGS, self)?;
+        if self.redis_url.is_some() && self.nats_url.is_some() {
+            return Err(ConfigError::TwoBrokers);
+        }
         if self
             .redis_prefix
             .bytes()
@@ -555,6 +569,19 @@ mod tests {
         assert_eq!(c.redis_prefix, "app1:");
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
         assert_eq!(c.slow_consumer_policy(), SlowConsumerPolicy::Disconnect);
+    }
+
+    #[test]
+    fn nats_url_is_read_and_refused_beside_redis_url() {
+        let c = from(&[("NATS_URL", "nats://127.0.0.1:4222")]).unwrap();
+        assert_eq!(c.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        let both = from(&[("NATS_URL", "nats://h:1"), ("REDIS_URL", "redis://h:2")]).unwrap_err();
+        assert_eq!(both, ConfigError::TwoBrokers);
+        let message = both.to_string();
+        assert!(
+            message.contains("NATS_URL") && message.contains("REDIS_URL"),
+            "{message}"
+        );
     }
 
     #[test]

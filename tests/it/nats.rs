@@ -1,0 +1,237 @@
+//! The NATS JetStream broker with real `nats-server -js` processes: several hubs on one server,
+//! exact replay across topics through another instance, a purged stream, a restarted server,
+//! the retry buffer while the server is down, a stream configured otherwise.
+
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use livepush::error::PublishError;
+use livepush::sse::RESET;
+use livepush::{Config, Hub, HubBuilder, RouterExt};
+use serde_json::json;
+
+use crate::support::handlers::{create, events};
+use crate::support::{http, wait_for_status, NatsServer, SseClient, TestServer};
+
+fn app(hub: &Hub) -> Router {
+    Router::new()
+        .route("/events", get(events))
+        .route("/comments", post(create))
+        .livepush(hub)
+}
+
+fn builder(nats: &NatsServer) -> HubBuilder {
+    Hub::builder()
+        .nats(nats.url())
+        .replay(1000, Duration::from_secs(600))
+}
+
+/// A hub served on a loopback port, once it is ready.
+async fn instance(hub: Hub) -> (Hub, TestServer) {
+    let server = TestServer::start(app(&hub)).await;
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    (hub, server)
+}
+
+fn id_of(event: &eventsource_stream::Event) -> u64 {
+    event.id.parse().expect("decimal event id")
+}
+
+#[tokio::test]
+async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instance() {
+    let nats = NatsServer::start();
+    let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&nats).build().unwrap()).await;
+    assert_eq!(a.broker_kind(), "nats");
+    let mut on_a = SseClient::connect(&server_a.url("/events?topic=comments")).await;
+    let mut on_b = SseClient::connect(&server_b.url("/events?topic=comments")).await;
+
+    let response = http()
+        .post(server_b.url("/comments"))
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = a
+        .publish("comments", "created", &json!({"text": "second"}))
+        .await
+        .unwrap();
+
+    for client in [&mut on_a, &mut on_b] {
+        let first = client.next().await;
+        assert_eq!(first.event, "created");
+        assert_eq!(first.data, r#"{"text":"hello"}"#);
+        let second = client.next().await;
+        assert_eq!(second.data, r#"{"text":"second"}"#);
+        assert_eq!(id_of(&second), id.get(), "the stream sequence is the id");
+        assert!(id_of(&first) < id_of(&second));
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_across_topics() {
+    let nats = NatsServer::start();
+    let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&nats).build().unwrap()).await;
+    let topics: Vec<String> = (0..24).map(|n| format!("t.{n}")).collect();
+    let query = format!("/events?topic={}", topics.join(","));
+    let mut client = SseClient::connect(&server_a.url(&query)).await;
+    a.publish("t.0", "e", &json!({"n": 0})).await.unwrap();
+    let last = client.next().await;
+    drop(client);
+
+    let mut missed = Vec::new();
+    for n in 1..=48 {
+        let topic = &topics[n % topics.len()];
+        missed.push(a.publish(topic, "e", &json!({"n": n})).await.unwrap().get());
+        // other topics' events take ids between them, and are not replayed
+        a.publish("elsewhere", "e", &json!({})).await.unwrap();
+    }
+
+    let mut again =
+        SseClient::connect_with(&server_b.url(&query), &[("last-event-id", &last.id)]).await;
+    let mut got = Vec::new();
+    for _ in 0..missed.len() {
+        let event = again.next().await;
+        assert_ne!(
+            event.event,
+            RESET.as_str(),
+            "history reaches back: no reset"
+        );
+        got.push(id_of(&event));
+    }
+    assert_eq!(got, missed, "exactly the missed events, in order");
+    again
+        .assert_quiet(Duration::from_millis(300), "nothing more")
+        .await;
+}
+
+#[tokio::test]
+async fn a_purged_stream_tells_a_resuming_client_to_reset() {
+    let nats = NatsServer::start();
+    let (a, server) = instance(builder(&nats).build().unwrap()).await;
+    let first = a.publish("p", "e", &json!({"n": 1})).await.unwrap();
+    a.publish("p", "e", &json!({"n": 2})).await.unwrap();
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.get_stream("LIVEPUSH")
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+    let after = a.publish("p", "e", &json!({"n": 3})).await.unwrap();
+
+    let mut resumed = SseClient::connect_with(
+        &server.url("/events?topic=p"),
+        &[("last-event-id", &first.to_string())],
+    )
+    .await;
+    let reset = resumed.next().await;
+    assert_eq!(
+        reset.event,
+        RESET.as_str(),
+        "event 2 is gone: a reset, not a silent gap"
+    );
+    let next = resumed.next().await;
+    assert_eq!(
+        id_of(&next),
+        after.get(),
+        "then what the stream still holds"
+    );
+}
+
+#[tokio::test]
+async fn delivery_goes_on_after_the_server_restarts_with_its_store_while_idle() {
+    let mut nats = NatsServer::start();
+    let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
+    let (b, server_b) = instance(builder(&nats).build().unwrap()).await;
+    let mut client = SseClient::connect(&server_a.url("/events?topic=r")).await;
+    let before = b.publish("r", "e", &json!({"n": 1})).await.unwrap();
+    assert_eq!(id_of(&client.next().await), before.get());
+
+    nats.kill();
+    nats.restart(false);
+    wait_for_status(&server_a.url("/health/ready"), 200).await;
+    wait_for_status(&server_b.url("/health/ready"), 200).await;
+
+    let after = b.publish("r", "e", &json!({"n": 2})).await.unwrap();
+    assert!(after > before, "the file store kept the sequence");
+    let next = client.next().await;
+    assert_eq!(
+        id_of(&next),
+        after.get(),
+        "delivered, without a stall or a reset"
+    );
+    drop(a);
+}
+
+#[tokio::test]
+async fn publications_made_while_the_server_is_down_are_published_when_it_is_back() {
+    let mut nats = NatsServer::start();
+    let mut config = Config::default();
+    config.publish_timeout = Duration::from_secs(3600);
+    let hub = HubBuilder::from_config(config)
+        .nats(nats.url())
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (a, server) = instance(hub).await;
+    let mut client = SseClient::connect(&server.url("/events?topic=q")).await;
+
+    nats.kill();
+    wait_for_status(&server.url("/health/ready"), 503).await;
+    let buffered = a.publish("q", "e", &json!({"n": 1})).await;
+    assert!(
+        matches!(buffered, Err(PublishError::Buffered)),
+        "{buffered:?}"
+    );
+    nats.restart(false);
+
+    let event = client.next().await;
+    assert_eq!(event.data, r#"{"n":1}"#, "the buffered publication arrived");
+}
+
+#[tokio::test]
+async fn a_stream_configured_otherwise_is_refused_not_changed() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "LIVEPUSH".to_owned(),
+        subjects: vec!["livepush.t.>".to_owned()],
+        max_messages_per_subject: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let hub = builder(&nats).build().unwrap();
+    let server = TestServer::start(app(&hub)).await;
+    let ready = crate::support::http()
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
+    let mut stream = js.get_stream("LIVEPUSH").await.unwrap();
+    let config = &stream.info().await.unwrap().config;
+    assert_eq!(
+        config.max_messages_per_subject, 5,
+        "the operator's stream is unchanged"
+    );
+    crate::support::eventually("readiness names the mismatch", || async {
+        let ready = crate::support::http()
+            .get(server.url("/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        ready.text().await.unwrap().contains("LIVEPUSH_REPLAY")
+    })
+    .await;
+    let _ = text;
+}

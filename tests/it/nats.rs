@@ -235,3 +235,95 @@ async fn a_stream_configured_otherwise_is_refused_not_changed() {
     .await;
     let _ = text;
 }
+
+/// What the live side's gap detection relies on: the stream republishes every stored event
+/// with its sequence and the previous sequence *of its subject* (not of the stream).
+#[tokio::test]
+async fn the_republished_events_carry_their_sequence_and_their_subjects_previous_one() {
+    use futures_util::StreamExt;
+    let nats = NatsServer::start();
+    let (a, _server) = instance(builder(&nats).build().unwrap()).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut live = client.subscribe("livepush.live.>").await.unwrap();
+    client.flush().await.unwrap();
+    let x1 = a.publish("x", "e", &json!({})).await.unwrap().get();
+    let y1 = a.publish("y", "e", &json!({})).await.unwrap().get();
+    let x2 = a.publish("x.z", "e", &json!({})).await.unwrap().get();
+    let x3 = a.publish("x", "e", &json!({})).await.unwrap().get();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let message = tokio::time::timeout(crate::support::WAIT, live.next())
+            .await
+            .unwrap_or_else(|_| panic!("republished events: got only {seen:?}"))
+            .unwrap();
+        let headers = message.headers.unwrap();
+        let header = |name: async_nats::header::HeaderName| {
+            headers.get(name.clone()).map_or_else(
+                || panic!("{name} in {headers:?}"),
+                |v| v.as_str().parse::<u64>().unwrap(),
+            )
+        };
+        seen.push((
+            message.subject.to_string(),
+            header(async_nats::header::NATS_SEQUENCE),
+            header(async_nats::header::NATS_LAST_SEQUENCE),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("livepush.live.x".to_owned(), x1, 0),
+            ("livepush.live.y".to_owned(), y1, 0),
+            ("livepush.live.x%2Ez".to_owned(), x2, 0),
+            ("livepush.live.x".to_owned(), x3, x1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_server_restarted_without_its_store_resets_every_stream_before_the_next_event() {
+    let mut nats = NatsServer::start();
+    let (a, server) = instance(builder(&nats).build().unwrap()).await;
+    let mut client = SseClient::connect(&server.url("/events?topic=m")).await;
+    for n in 0..3 {
+        a.publish("m", "e", &json!({"n": n})).await.unwrap();
+        client.next().await;
+    }
+
+    nats.kill();
+    nats.restart(true);
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let reset = client.next().await;
+    assert_eq!(
+        reset.event,
+        RESET.as_str(),
+        "the sequence started over: a reset"
+    );
+    let after = a.publish("m", "e", &json!({"n": 3})).await.unwrap();
+    let next = client.next().await;
+    assert_eq!(next.data, r#"{"n":3}"#, "then delivery goes on");
+    assert_eq!(id_of(&next), after.get());
+    assert!(id_of(&reset) < after.get());
+}
+
+#[tokio::test]
+async fn one_nats_subscription_per_topic_per_process_whatever_the_number_of_clients() {
+    let nats = NatsServer::start();
+    let (_a, server) = instance(builder(&nats).build().unwrap()).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(SseClient::connect(&server.url("/events?topic=s1,s2")).await);
+    }
+    let subs = || async {
+        let varz: serde_json::Value =
+            crate::support::get_json(&format!("http://127.0.0.1:{}/subsz", nats.monitor_port()))
+                .await;
+        varz["num_subscriptions"].as_u64().unwrap()
+    };
+    let with_clients = subs().await;
+    drop(clients);
+    crate::support::eventually("the two live subscriptions are dropped", || async {
+        subs().await + 2 == with_clients
+    })
+    .await;
+}

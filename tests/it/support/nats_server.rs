@@ -16,6 +16,8 @@ use super::WAIT;
 /// A private JetStream server, killed (and its store removed) when dropped.
 pub struct NatsServer {
     pub port: u16,
+    /// The HTTP monitoring port (`/varz`, `/subsz`).
+    monitor: u16,
     child: Option<Child>,
     name: String,
     store: PathBuf,
@@ -36,6 +38,7 @@ impl NatsServer {
         let store = std::env::temp_dir().join(format!("{name}-store"));
         let mut server = NatsServer {
             port: 0,
+            monitor: 0,
             child: None,
             name,
             store,
@@ -44,8 +47,11 @@ impl NatsServer {
         };
         for _ in 0..5 {
             let hold = PortHold::any();
+            let monitor = PortHold::any();
             server.port = hold.port();
+            server.monitor = monitor.port();
             server.held = Some(hold);
+            drop(monitor);
             if server.spawn() {
                 return server;
             }
@@ -58,6 +64,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The HTTP monitoring port.
+    pub fn monitor_port(&self) -> u16 {
+        self.monitor
+    }
+
     /// Starts the process on `self.port`; `false` when another process took the port first.
     fn spawn(&mut self) -> bool {
         let _ = std::fs::remove_file(&self.log);
@@ -66,6 +77,7 @@ impl NatsServer {
         );
         command
             .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-m", &self.monitor.to_string()])
             .args(["-n", &self.name, "-sd"])
             .arg(&self.store)
             .arg("-l")

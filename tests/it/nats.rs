@@ -245,7 +245,10 @@ async fn the_republished_events_carry_their_sequence_and_their_subjects_previous
     let (a, _server) = instance(builder(&nats).build().unwrap()).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut live = client.subscribe("livepush.live.>").await.unwrap();
-    client.flush().await.unwrap();
+    // async-nats's flush only writes: a request answered on the same connection is what proves
+    // the server took the SUB before it (the broker confirms its subscriptions the same way)
+    let js = async_nats::jetstream::new(client.clone());
+    js.get_stream("LIVEPUSH").await.unwrap();
     let x1 = a.publish("x", "e", &json!({})).await.unwrap().get();
     let y1 = a.publish("y", "e", &json!({})).await.unwrap().get();
     let x2 = a.publish("x.z", "e", &json!({})).await.unwrap().get();

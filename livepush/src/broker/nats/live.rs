@@ -238,8 +238,10 @@ impl Task {
             }
         });
         self.subs.insert(topic.clone(), forwarder.abort_handle());
-        // Confirmed once the server has the subscription (a flush is a PING answered after
-        // the SUB); where the stream stood then is where this topic's live delivery begins.
+        // Confirmed once the server has the subscription: async-nats's flush only writes, so
+        // the proof is a request answered on the same connection after the SUB (the server
+        // handles a connection's operations in order). Its answer, where the stream stood then,
+        // is where this topic's live delivery begins.
         let client = self.client.clone();
         let shared = self.shared.clone();
         tokio::spawn(async move {

@@ -56,8 +56,8 @@ pub(super) enum Input {
     /// A connection event of async-nats.
     Event(Event),
     /// The server confirmed the live subscription of a topic; the stream stood at this
-    /// sequence then (`None`: it did not answer).
-    Confirmed(Topic, Option<u64>),
+    /// sequence then.
+    Confirmed(Topic, u64),
 }
 
 struct Task {
@@ -170,9 +170,7 @@ impl Task {
             Input::Reconcile(topic) => self.reconcile(topic).await,
             Input::Confirmed(topic, at) => {
                 if self.subs.contains_key(&topic) {
-                    if let Some(at) = at {
-                        self.last.entry(topic.clone()).or_insert(at);
-                    }
+                    self.last.entry(topic.clone()).or_insert(at);
                     self.shared.confirm(topic);
                 }
             }
@@ -238,10 +236,16 @@ impl Task {
             }
         });
         self.subs.insert(topic.clone(), forwarder.abort_handle());
-        // Confirmed once the server has the subscription: async-nats's flush only writes, so
-        // the proof is a request answered on the same connection after the SUB (the server
-        // handles a connection's operations in order). Its answer, where the stream stood then,
-        // is where this topic's live delivery begins.
+        self.confirm_later(topic);
+    }
+
+    /// Confirms `topic`'s subscription in the background. Confirmed once the server has it:
+    /// async-nats's flush only writes, so the proof is a request answered on the same
+    /// connection after the SUB (the server handles a connection's operations in order). Its
+    /// answer, where the stream stood then, is where this topic's live delivery begins. No
+    /// answer (the connection is down): the topic stays unconfirmed until the next
+    /// [`Task::bring_up`] tries again.
+    fn confirm_later(&self, topic: Topic) {
         let client = self.client.clone();
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -249,8 +253,10 @@ impl Task {
                 return;
             }
             let stream = &shared.js.get().expect("set before the task runs").2;
-            let at = stream.get_info().await.ok().map(|i| i.state.last_sequence);
-            let _ = shared.commands.send(Input::Confirmed(topic, at));
+            if let Ok(info) = stream.get_info().await {
+                let at = info.state.last_sequence;
+                let _ = shared.commands.send(Input::Confirmed(topic, at));
+            }
         });
     }
 
@@ -310,6 +316,17 @@ impl Task {
         }
         self.created = Some(created);
         self.gap = false;
+        let unconfirmed: Vec<Topic> = {
+            let subscribed = self.shared.subscribed();
+            self.subs
+                .keys()
+                .filter(|t| !subscribed.contains(*t))
+                .cloned()
+                .collect()
+        };
+        for topic in unconfirmed {
+            self.confirm_later(topic);
+        }
         if std::mem::replace(&mut self.ever_up, true) {
             self.delivery.reconnected();
         } else {

@@ -136,11 +136,12 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads the `LIVEPUSH_*` variables and `REDIS_URL` over the defaults.
+    /// Reads the `LIVEPUSH_*` variables, `REDIS_URL` and `NATS_URL` over the defaults.
     ///
     /// | setting | variable | unit | range | default |
     /// | --- | --- | --- | --- | --- |
     /// | `redis_url` | `REDIS_URL` | URL | unset: in-memory broker | unset |
+    /// | `nats_url` | `NATS_URL` | URL | not with `REDIS_URL` | unset |
     /// | `heartbeat` | `LIVEPUSH_HEARTBEAT_SECS` | s | more than 0, at most 3600 | 15 |
     /// | `max_connections` | `LIVEPUSH_MAX_CONNECTIONS` | connections | 1 to 4294967295 | 10000 |
     /// | `queue_capacity` | `LIVEPUSH_QUEUE_CAPACITY` | events | 1 to 1048576 | 256 |

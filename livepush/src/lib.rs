@@ -158,6 +158,8 @@ mod guides {
     struct Macros;
     #[doc = include_str!("../../docs/multi-instance.md")]
     struct MultiInstance;
+    #[doc = include_str!("../../docs/nats.md")]
+    struct Nats;
     #[doc = include_str!("../../docs/outbox.md")]
     struct Outbox;
     #[doc = include_str!("../../docs/replay-and-guarantees.md")]

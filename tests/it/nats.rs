@@ -330,3 +330,32 @@ async fn one_nats_subscription_per_topic_per_process_whatever_the_number_of_clie
     })
     .await;
 }
+
+/// What `publish_once` relies on: within the stream's duplicate window a repeated
+/// `Nats-Msg-Id` is not stored again, and its ack carries the sequence of the first one.
+#[tokio::test]
+async fn a_repeated_message_id_is_stored_once_and_acked_with_the_first_sequence() {
+    let nats = NatsServer::start();
+    let (_a, _server) = instance(builder(&nats).build().unwrap()).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let publish = |key: &'static str| {
+        let js = js.clone();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, key);
+            js.publish_with_headers("livepush.t.o", headers, "created\n\n{}".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        }
+    };
+    let first = publish("outbox:1:1").await;
+    let other = publish("outbox:1:2").await;
+    let again = publish("outbox:1:1").await;
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, first.sequence);
+    assert!(!other.duplicate);
+    let mut stream = js.get_stream("LIVEPUSH").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+}

@@ -359,3 +359,47 @@ async fn a_repeated_message_id_is_stored_once_and_acked_with_the_first_sequence(
     let mut stream = js.get_stream("LIVEPUSH").await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 2);
 }
+
+#[tokio::test]
+async fn an_instance_cut_off_from_nats_delivers_what_it_missed_in_order_when_it_is_back() {
+    let nats = NatsServer::start();
+    let proxy = crate::support::TcpProxy::start(nats.port);
+    let url = format!("nats://127.0.0.1:{}", proxy.port);
+    let cut_off = Hub::builder()
+        .nats(url)
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (_a, server_a) = instance(cut_off).await;
+    let (b, _server_b) = instance(builder(&nats).build().unwrap()).await;
+    let mut client = SseClient::connect(&server_a.url("/events?topic=c")).await;
+    let first = b.publish("c", "e", &json!({"n": 0})).await.unwrap();
+    assert_eq!(id_of(&client.next().await), first.get());
+
+    proxy.cut();
+    wait_for_status(&server_a.url("/health/ready"), 503).await;
+    let mut missed = Vec::new();
+    for n in 1..=5 {
+        missed.push(b.publish("c", "e", &json!({"n": n})).await.unwrap().get());
+        b.publish("other", "e", &json!({})).await.unwrap();
+    }
+    proxy.heal();
+    wait_for_status(&server_a.url("/health/ready"), 200).await;
+    let later = b.publish("c", "e", &json!({"n": 6})).await.unwrap();
+    missed.push(later.get());
+
+    let mut got = Vec::new();
+    for _ in 0..missed.len() {
+        let event = client.next().await;
+        assert_ne!(
+            event.event,
+            RESET.as_str(),
+            "the stream holds them all: no reset"
+        );
+        got.push(id_of(&event));
+    }
+    assert_eq!(
+        got, missed,
+        "every missed event, in order, then the live one"
+    );
+}

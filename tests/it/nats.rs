@@ -403,3 +403,23 @@ async fn an_instance_cut_off_from_nats_delivers_what_it_missed_in_order_when_it_
         "every missed event, in order, then the live one"
     );
 }
+
+#[tokio::test]
+async fn a_stream_opened_before_nats_was_ever_reached_is_reset_when_it_is() {
+    let mut nats = NatsServer::start();
+    nats.kill();
+    let hub = builder(&nats).build().unwrap();
+    let server = TestServer::start(app(&hub)).await;
+    // the hub opens the stream without a confirmed subscription (fail-open)
+    let mut client = SseClient::connect(&server.url("/events?topic=early")).await;
+    nats.restart(false);
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let reset = client.next().await;
+    assert_eq!(
+        reset.event,
+        RESET.as_str(),
+        "what came before the subscription is unknown"
+    );
+    let id = hub.publish("early", "e", &json!({})).await.unwrap();
+    assert_eq!(id_of(&client.next().await), id.get(), "then live delivery");
+}

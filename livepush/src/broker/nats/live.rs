@@ -171,6 +171,17 @@ impl Task {
             Input::Confirmed(topic, at) => {
                 if self.subs.contains_key(&topic) {
                     self.last.entry(topic.clone()).or_insert(at);
+                    let blind = self
+                        .shared
+                        .opened_blind
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&topic);
+                    if blind {
+                        // live delivery starts at `at`; before it the stream may have missed some
+                        self.delivery
+                            .reset(std::slice::from_ref(&topic), EventId::new(at), GAP);
+                    }
                     self.shared.confirm(topic);
                 }
             }

@@ -69,6 +69,9 @@ struct Shared {
     /// Topics whose live subject the server confirmed subscribed.
     subscribed: Mutex<HashSet<Topic>>,
     subscribed_changed: Notify,
+    /// Topics whose streams were opened before their subscription was confirmed (the hub opens
+    /// them anyway): what was published in between is unknown, so they are reset once it is.
+    opened_blind: Mutex<HashSet<Topic>>,
     delivery: OnceLock<Delivery>,
     commands: mpsc::UnboundedSender<live::Input>,
 }
@@ -95,6 +98,7 @@ impl NatsBroker {
             down_because: Mutex::new("NATS is not connected yet".to_owned()),
             subscribed: Mutex::new(HashSet::new()),
             subscribed_changed: Notify::new(),
+            opened_blind: Mutex::new(HashSet::new()),
             delivery: OnceLock::new(),
             commands,
         });
@@ -168,14 +172,18 @@ impl Shared {
                 changed.await;
             }
         };
-        tokio::time::timeout(SUBSCRIBE_WAIT, wait)
-            .await
-            .map_err(|e| {
-                BrokerError::Unavailable(Cause::with_source(
-                    "NATS subscription not confirmed in time",
-                    e,
-                ))
-            })
+        let waited = tokio::time::timeout(SUBSCRIBE_WAIT, wait).await;
+        if waited.is_err() {
+            let subscribed = self.subscribed();
+            let mut blind = self.opened_blind.lock().unwrap_or_else(|p| p.into_inner());
+            blind.extend(topics.iter().filter(|t| !subscribed.contains(*t)).cloned());
+        }
+        waited.map_err(|e| {
+            BrokerError::Unavailable(Cause::with_source(
+                "NATS subscription not confirmed in time",
+                e,
+            ))
+        })
     }
 
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {

@@ -15,6 +15,7 @@
 #    in clients/typescript) against the example binaries that cargo just built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 say() { echo "scripts/test.sh: $*" >&2; }
 die() {
@@ -152,3 +153,4 @@ started=$(now_ms)
 npm ci --no-audit --no-fund --loglevel=error
 say "npm ci took $(($(now_ms) - started)) ms"
 npm test
+../../scripts/npm-package-check.sh # the client as a user installs it: npm pack, a fresh project, npx, tsc --strict

@@ -59,27 +59,44 @@ struct ChromeDriver {
 
 impl ChromeDriver {
     async fn start(program: &Path) -> ChromeDriver {
-        let port = free_port();
-        let child = Command::new(program)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-        let driver = ChromeDriver { port, child };
-        let status = format!("http://127.0.0.1:{port}/status");
+        // A port found free may be taken before chromedriver binds it: chromedriver then exits,
+        // and it is started again on another port (a few times at most).
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(program)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+            let mut driver = ChromeDriver { port, child };
+            if driver.answers().await {
+                return driver;
+            }
+        }
+        panic!("chromedriver did not start on any of 5 free ports");
+    }
+
+    /// Whether this chromedriver answers its status page; false when it exited first (its port
+    /// was taken). Panics if it neither answers nor exits within 20 s.
+    async fn answers(&mut self) -> bool {
+        let status = format!("http://127.0.0.1:{}/status", self.port);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
             if let Ok(response) = reqwest::get(&status).await {
                 if response.status().is_success() {
-                    return driver;
+                    return true;
                 }
             }
             assert!(
                 Instant::now() < deadline,
-                "chromedriver did not answer on port {port}"
+                "chromedriver did not answer on port {}",
+                self.port
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -76,7 +76,7 @@ pub fn listen_address() -> (String, u16) {
 /// server does not wait on clients that never hang up) and lets connections finish for the
 /// drain deadline (`LIVEPUSH_DRAIN_SECS`, 5 s) at most.
 pub async fn serve(name: &str, app: Router, hub: &Hub) {
-    serve_with(name, app, hub, serve_config_from_env()).await
+    serve_with(name, app, hub, |serve| serve).await
 }
 
 /// The server settings from the environment (`LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, ...), or exit.
@@ -85,12 +85,13 @@ pub fn serve_config_from_env() -> livepush::serve::ServeConfig {
         .unwrap_or_else(|e| exit_with(format_args!("cannot configure the server: {e}")))
 }
 
-/// Like [`serve`], with the server settings given.
+/// Like [`serve`], with the server settings from the environment changed by `tune` (the `Serve`
+/// methods of the settings).
 pub async fn serve_with(
     name: &str,
     app: Router,
     hub: &Hub,
-    settings: livepush::serve::ServeConfig,
+    tune: impl FnOnce(livepush::serve::Serve) -> livepush::serve::Serve,
 ) {
     let (host, port) = listen_address();
     // `livepush::serve` deepens the listen backlog to 4,096 itself
@@ -106,8 +107,8 @@ pub async fn serve_with(
     );
     // `livepush::serve`: HTTP/1.1 and h2c, header-read, idle, write and drain deadlines,
     // TCP_NODELAY (see its docs).
-    let served = livepush::serve(listener, app)
-        .config(settings)
+    let served = livepush::serve(listener, app).config(serve_config_from_env());
+    let served = tune(served)
         .with_graceful_shutdown(hub.shutdown_on(shutdown_signal()))
         .await;
     if let Err(e) = served {

@@ -215,8 +215,8 @@ pub fn router(hub: &Hub, db: Db) -> Router {
         .route("/events", get(events))
         .with_state(db)
         .livepush(hub)
-        // /metrics, /events/catalog and /events/asyncapi.json: open here, as a demo (see the
-        // README on mounting them where only operators reach them)
+        // /metrics, /events/catalog and /events/asyncapi.json: open here, as a demo (see
+        // docs/deployment.md on mounting them where only operators reach them)
         .merge(hub.admin_routes())
 }
 

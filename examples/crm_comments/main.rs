@@ -56,8 +56,6 @@ mod app;
 async fn main() {
     common::init_tracing();
     let hub = common::hub_from_env();
-    let relay_on = livepush::outbox::relay_enabled_from_env()
-        .unwrap_or_else(|e| common::exit_with(format_args!("cannot configure livepush: {e}")));
     let url = std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| !u.trim().is_empty())
@@ -65,8 +63,13 @@ async fn main() {
     let db = app::Db::open(&url)
         .await
         .unwrap_or_else(|e| common::exit_with(e));
-    let relay = relay_on.then(|| db.outbox().relay(&hub).start());
-    tracing::info!(relay = relay_on, "comments stored in {}", db.kind());
+    // LIVEPUSH_OUTBOX_RELAY=on|off (default on): whether this process relays
+    let relay = db
+        .outbox()
+        .relay(&hub)
+        .start_if_enabled()
+        .unwrap_or_else(|e| common::exit_with(format_args!("cannot configure livepush: {e}")));
+    tracing::info!(relay = relay.is_some(), "comments stored in {}", db.kind());
     common::serve("crm_comments", app::router(&hub, db), &hub).await;
     // After the requests in flight: what they committed is relayed before the process ends.
     if let Some(relay) = relay {

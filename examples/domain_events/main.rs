@@ -130,8 +130,9 @@ impl Accounts {
 
     async fn emit<E: SseEvent + Serialize + std::fmt::Debug>(&self, event: &E) {
         match self.hub.emit(event).await {
-            // Waits in the retry buffer for the broker: pushed late, or its topic is reset.
-            Ok(_) | Err(livepush::error::PublishError::Buffered) => {}
+            // Published, or waits in the retry buffer for the broker: pushed late, or its topic
+            // is reset.
+            Ok(_) => {}
             Err(error) => tracing::warn!(%error, ?event, "domain event not pushed"),
         }
     }
@@ -236,7 +237,8 @@ async fn main() {
         .route("/events", get(events))
         .with_state(accounts)
         .livepush(&hub)
-        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        // /metrics, /events/catalog and /events/asyncapi.json: open here, as a demo (see
+        // docs/deployment.md on mounting them where only operators reach them)
         .merge(hub.admin_routes());
     common::serve("domain_events", app, &hub).await;
 }

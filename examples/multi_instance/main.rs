@@ -29,8 +29,8 @@
 //! ```
 //!
 //! Browsers do this by themselves: `EventSource` sends `Last-Event-ID` when it reconnects, to
-//! whichever instance the load balancer picks. README.md has an nginx configuration for two
-//! instances, and docs/multi-instance.md the details.
+//! whichever instance the load balancer picks. docs/deployment.md has an nginx configuration for
+//! two instances, and docs/multi-instance.md the details.
 //!
 //! | route | answer | published |
 //! | --- | --- | --- |
@@ -115,7 +115,7 @@ async fn whoami(State(instance): State<Instance>) -> Json<Value> {
     Json(json!({
         "instance": instance.name,
         "broker": instance.hub.broker_kind(),
-        "replay": instance.hub.config().replay,
+        "replay": instance.hub.config().replay(),
     }))
 }
 
@@ -132,7 +132,7 @@ async fn main() {
             "REDIS_URL is not set: in-memory broker, so this instance sees only its own messages"
         );
     }
-    if hub.config().replay == 0 {
+    if hub.config().replay() == 0 {
         tracing::info!(
             "LIVEPUSH_REPLAY is 0: no replay after a reconnect (try LIVEPUSH_REPLAY=1000)"
         );
@@ -148,7 +148,8 @@ async fn main() {
         .route("/events", get(events))
         .with_state(instance)
         .livepush(&hub)
-        // /metrics and /events/catalog: open here, as a demo (see the README on mounting them)
+        // /metrics, /events/catalog and /events/asyncapi.json: open here, as a demo (see
+        // docs/deployment.md on mounting them where only operators reach them)
         .merge(hub.admin_routes());
     common::serve("multi_instance", app, &hub).await;
 }

@@ -14,21 +14,22 @@ pub enum SlowConsumerPolicy {
     Notify,
 }
 
-/// Settings of a [`Hub`](crate::Hub).
-///
-/// Build it with [`HubBuilder`](crate::HubBuilder) methods or read it with [`Config::from_env`].
+/// Settings of a [`Hub`](crate::Hub), read-only: the one way to set them is the
+/// [`HubBuilder`](crate::HubBuilder) (from code, or from the environment with
+/// [`Config::from_env`] and [`HubBuilder::from_config`](crate::HubBuilder::from_config)).
+/// [`Hub::config`](crate::Hub::config) tells the settings in force.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// Interval of heartbeat comments on idle streams (`LIVEPUSH_HEARTBEAT_SECS`, default 15 s).
-    pub heartbeat: Duration,
+    pub(crate) heartbeat: Duration,
     /// Most concurrent SSE connections in this process (`LIVEPUSH_MAX_CONNECTIONS`, default 10,000).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Events queued per connection before the slow-consumer policy applies
     /// (`LIVEPUSH_QUEUE_CAPACITY`, default 256).
-    pub queue_capacity: usize,
+    pub(crate) queue_capacity: usize,
     /// Largest event payload in bytes (`LIVEPUSH_MAX_EVENT_BYTES`, default 64 KiB).
-    pub max_event_bytes: usize,
+    pub(crate) max_event_bytes: usize,
     /// The longest write-coalescing window (`LIVEPUSH_COALESCE_MS`, default 16 ms; zero turns
     /// coalescing off).
     ///
@@ -39,41 +40,154 @@ pub struct Config {
     /// write of a single event. A queue that fills to its flush mark is written at once, so
     /// holding back never costs an event. Why: each write to a socket costs kernel time whatever
     /// it carries (figures in BENCHMARKS.md).
-    pub coalesce: Duration,
+    pub(crate) coalesce: Duration,
     /// Events retained per topic for `Last-Event-ID` replay; 0 turns replay off
     /// (`LIVEPUSH_REPLAY`, default 0).
-    pub replay: usize,
+    pub(crate) replay: usize,
     /// How long retained events are kept (`LIVEPUSH_REPLAY_TTL_SECS`, default 3,600 s).
-    pub replay_ttl: Duration,
+    pub(crate) replay_ttl: Duration,
     /// Most topics in one subscription (default 32).
-    pub max_topics_per_subscription: usize,
+    pub(crate) max_topics_per_subscription: usize,
     /// Most concurrent connections per cap key, shared by all instances (default: no cap).
-    pub max_connections_per_key: Option<u32>,
+    pub(crate) max_connections_per_key: Option<u32>,
     /// `Retry-After` sent with 429 answers, in whole seconds (default 5 s).
-    pub retry_after: Duration,
+    pub(crate) retry_after: Duration,
     /// `retry:` hint sent to clients at connect, in whole milliseconds (default 2,000 ms).
-    pub client_retry: Duration,
+    pub(crate) client_retry: Duration,
     /// Longest a publish may wait for the broker before it fails open (default 2 s).
-    pub publish_timeout: Duration,
+    pub(crate) publish_timeout: Duration,
     /// What to do with a consumer that falls behind; `None` picks by replay (see
     /// [`SlowConsumerPolicy`]).
-    pub slow_consumer: Option<SlowConsumerPolicy>,
+    pub(crate) slow_consumer: Option<SlowConsumerPolicy>,
     /// Most publications kept in the retry buffer while the broker cannot take them
     /// (`LIVEPUSH_RETRY_BUFFER_EVENTS`, default 10,000; 0 turns the buffer off, and a failed
     /// publish is then only an error).
-    pub retry_buffer_events: usize,
+    pub(crate) retry_buffer_events: usize,
     /// Most payload bytes kept in the retry buffer (`LIVEPUSH_RETRY_BUFFER_BYTES`, default 16 MiB).
-    pub retry_buffer_bytes: usize,
+    pub(crate) retry_buffer_bytes: usize,
     /// Longest a publication waits in the retry buffer before it is given up and its topic's
     /// subscribers are told to reset (`LIVEPUSH_RETRY_BUFFER_SECS`, default 30 s).
-    pub retry_buffer_age: Duration,
+    pub(crate) retry_buffer_age: Duration,
     /// Redis URL (`REDIS_URL`); `None` selects the in-memory broker.
-    pub redis_url: Option<String>,
+    pub(crate) redis_url: Option<String>,
     /// Prefix of every Redis key and channel (`LIVEPUSH_REDIS_PREFIX`, default `livepush:`).
-    pub redis_prefix: String,
-    /// NATS URL (`NATS_URL`, feature `nats`; see `docs/nats.md`); `None` and no `redis_url`
-    /// selects the in-memory broker. Setting both is an error.
-    pub nats_url: Option<String>,
+    pub(crate) redis_prefix: String,
+    pub(crate) nats_url: Option<String>,
+}
+
+/// What each setting is; set them with the [`HubBuilder`](crate::HubBuilder) method of the same
+/// name (or the one named in its doc).
+impl Config {
+    /// Interval of heartbeat comments on idle streams (`LIVEPUSH_HEARTBEAT_SECS`, default 15 s).
+    pub fn heartbeat(&self) -> Duration {
+        self.heartbeat
+    }
+
+    /// Most concurrent SSE connections in this process (`LIVEPUSH_MAX_CONNECTIONS`, default 10,000).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// Events queued per connection before the slow-consumer policy applies
+    /// (`LIVEPUSH_QUEUE_CAPACITY`, default 256).
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// Largest event payload in bytes (`LIVEPUSH_MAX_EVENT_BYTES`, default 64 KiB).
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
+    /// The longest write-coalescing window (`LIVEPUSH_COALESCE_MS`, default 16 ms; zero turns
+    /// coalescing off).
+    ///
+    /// A stream that writes its events one at a time keeps up and never waits. A stream that
+    /// finds several events queued when it writes has fallen behind; it then waits a window after
+    /// each write and sends everything queued by then in one write. The window starts at 1 ms,
+    /// doubles with each further write of several events up to this value, and closes after a
+    /// write of a single event. A queue that fills to its flush mark is written at once, so
+    /// holding back never costs an event. Why: each write to a socket costs kernel time whatever
+    /// it carries (figures in BENCHMARKS.md).
+    pub fn coalesce(&self) -> Duration {
+        self.coalesce
+    }
+
+    /// Events retained per topic for `Last-Event-ID` replay; 0 turns replay off
+    /// (`LIVEPUSH_REPLAY`, default 0).
+    pub fn replay(&self) -> usize {
+        self.replay
+    }
+
+    /// How long retained events are kept (`LIVEPUSH_REPLAY_TTL_SECS`, default 3,600 s).
+    pub fn replay_ttl(&self) -> Duration {
+        self.replay_ttl
+    }
+
+    /// Most topics in one subscription (default 32).
+    pub fn max_topics_per_subscription(&self) -> usize {
+        self.max_topics_per_subscription
+    }
+
+    /// Most concurrent connections per cap key, shared by all instances (default: no cap).
+    pub fn max_connections_per_key(&self) -> Option<u32> {
+        self.max_connections_per_key
+    }
+
+    /// `Retry-After` sent with 429 answers, in whole seconds (default 5 s).
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// `retry:` hint sent to clients at connect, in whole milliseconds (default 2,000 ms).
+    pub fn client_retry(&self) -> Duration {
+        self.client_retry
+    }
+
+    /// Longest a publish may wait for the broker before it fails open (default 2 s).
+    pub fn publish_timeout(&self) -> Duration {
+        self.publish_timeout
+    }
+
+    /// What to do with a consumer that falls behind; `None` picks by replay (see
+    /// [`SlowConsumerPolicy`]).
+    pub fn slow_consumer(&self) -> Option<SlowConsumerPolicy> {
+        self.slow_consumer
+    }
+
+    /// Most publications kept in the retry buffer while the broker cannot take them
+    /// (`LIVEPUSH_RETRY_BUFFER_EVENTS`, default 10,000; 0 turns the buffer off, and a failed
+    /// publish is then only an error).
+    pub fn retry_buffer_events(&self) -> usize {
+        self.retry_buffer_events
+    }
+
+    /// Most payload bytes kept in the retry buffer (`LIVEPUSH_RETRY_BUFFER_BYTES`, default 16 MiB).
+    pub fn retry_buffer_bytes(&self) -> usize {
+        self.retry_buffer_bytes
+    }
+
+    /// Longest a publication waits in the retry buffer before it is given up and its topic's
+    /// subscribers are told to reset (`LIVEPUSH_RETRY_BUFFER_SECS`, default 30 s).
+    pub fn retry_buffer_age(&self) -> Duration {
+        self.retry_buffer_age
+    }
+
+    /// Redis URL (`REDIS_URL`); `None` selects the in-memory broker.
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref()
+    }
+
+    /// Prefix of every Redis key and channel (`LIVEPUSH_REDIS_PREFIX`, default `livepush:`).
+    pub fn redis_prefix(&self) -> &str {
+        &self.redis_prefix
+    }
+
+    /// NATS URL (`NATS_URL`, feature `nats`; see `docs/nats.md`): set with
+    /// [`HubBuilder::nats`](crate::HubBuilder::nats). Not together with a Redis URL.
+    pub fn nats_url(&self) -> Option<&str> {
+        self.nats_url.as_deref()
+    }
 }
 
 impl Default for Config {
@@ -161,6 +275,11 @@ impl Config {
     ///
     /// 0 turns coalescing, replay and the retry buffer off.
     ///
+    /// In code, each setting is set with the [`HubBuilder`](crate::HubBuilder) method of its
+    /// name, except `replay_ttl` (`replay(events, ttl)`), the three `retry_buffer_*`
+    /// (`retry_buffer(events, bytes, max_age)`) and `redis_url` (`redis(url)`), and read with the
+    /// `Config` method of its name.
+    ///
     /// The builder ([`HubBuilder`](crate::HubBuilder)) and [`Config::validate`] hold settings
     /// made in code to the same ranges, so a value is accepted or refused alike wherever it comes
     /// from (code can also give a time setting a fraction of its unit). An empty variable counts
@@ -169,7 +288,7 @@ impl Config {
     ///
     /// ```
     /// let config = livepush::Config::from_env().expect("valid LIVEPUSH_* variables");
-    /// assert!(config.queue_capacity >= 1);
+    /// assert!(config.queue_capacity() >= 1);
     /// ```
     pub fn from_env() -> Result<Config, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -575,7 +694,7 @@ mod tests {
     #[test]
     fn nats_url_is_read_and_refused_beside_redis_url() {
         let c = from(&[("NATS_URL", "nats://127.0.0.1:4222")]).unwrap();
-        assert_eq!(c.nats_url.as_deref(), Some("nats://127.0.0.1:4222"));
+        assert_eq!(c.nats_url(), Some("nats://127.0.0.1:4222"));
         let both = from(&[("NATS_URL", "nats://h:1"), ("REDIS_URL", "redis://h:2")]).unwrap_err();
         assert_eq!(both, ConfigError::TwoBrokers);
         let message = both.to_string();

@@ -75,84 +75,12 @@ use axum::http::request::Parts;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 
-use crate::broker::BrokerError;
 use crate::event::EventId;
 use crate::hub::Hub;
+pub use crate::hub::StreamPosition;
 
 /// The header a list endpoint sends its [`Cursor`] in: `Livepush-Cursor`.
 pub const CURSOR_HEADER: &str = "livepush-cursor";
-
-impl Hub {
-    /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
-    /// yields exactly the events published afterwards (with replay on). See [`Cursor`].
-    ///
-    /// A broker with one sequence per partition (Redis Cluster) has no single newest id: there
-    /// this answers [`BrokerError::Unavailable`] naming [`Hub::stream_position`], which gives
-    /// its position in every partition.
-    pub async fn position(&self) -> Result<EventId, BrokerError> {
-        if self.broker().partitioned().is_some() {
-            return Err(BrokerError::Unavailable(
-                "a partitioned broker (Redis Cluster) has one position per partition, not one id: \
-                 use Hub::stream_position"
-                    .into(),
-            ));
-        }
-        self.broker().position().await
-    }
-
-    /// Where the stream stands now, as a client sends it back in `Last-Event-ID`: the newest id
-    /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster) the newest
-    /// id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
-    /// `docs/multi-instance.md`; one history read per partition, concurrently). Subscribing with
-    /// it yields exactly what was published afterwards, on any topics. See [`Cursor`].
-    pub async fn stream_position(&self) -> Result<StreamPosition, BrokerError> {
-        let broker = self.broker();
-        match broker.partitioned() {
-            Some(partitioned) => {
-                let count = partitioned.partitions();
-                let all: Vec<u32> = (0..count).collect();
-                let ids = partitioned.positions(&all).await?;
-                Ok(StreamPosition::Partitions(crate::position::encode_vector(
-                    count,
-                    all.into_iter().zip(ids),
-                )))
-            }
-            None => broker.position().await.map(StreamPosition::Id),
-        }
-    }
-}
-
-/// A stream position: the value a client sends back as `Last-Event-ID` (and a list endpoint
-/// sends as `Livepush-Cursor`) to get what was published after it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StreamPosition {
-    /// One id sequence (memory, one Redis): the newest id.
-    Id(EventId),
-    /// A partitioned broker (Redis Cluster): the newest id of every partition, encoded
-    /// `{P}.{p}-{seq}...` in base 36 (see `docs/multi-instance.md`); about 13 bytes per
-    /// partition.
-    Partitions(String),
-}
-
-impl StreamPosition {
-    /// The plain id, when the position is one.
-    pub fn id(&self) -> Option<EventId> {
-        match self {
-            StreamPosition::Id(id) => Some(*id),
-            StreamPosition::Partitions(_) => None,
-        }
-    }
-}
-
-impl std::fmt::Display for StreamPosition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StreamPosition::Id(id) => id.fmt(f),
-            StreamPosition::Partitions(vector) => f.write_str(vector),
-        }
-    }
-}
 
 /// The stream position when the request was extracted; `None` when the broker could not tell
 /// (then no header is sent and clients subscribe from now).
@@ -254,7 +182,7 @@ mod tests {
     #[tokio::test]
     async fn the_cursor_is_the_newest_id() {
         let hub = Hub::builder().build().unwrap();
-        let id = hub.publish("t", "e", &1).await.unwrap();
+        let id = hub.publish("t", "e", &1).await.unwrap().id().unwrap();
         let cursor = Cursor::read(&hub).await;
         assert_eq!(cursor.id(), Some(id));
         let response = cursor.with(Json(1)).into_response();

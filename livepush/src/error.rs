@@ -47,27 +47,13 @@ pub enum PublishError {
         /// The configured limit.
         max: usize,
     },
-    /// The broker failed.
+    /// The broker failed (only with the retry buffer off: with it on, the event waits in the
+    /// buffer and the publish succeeds, see [`Published`](crate::Published)).
     #[error(transparent)]
     Broker(#[from] BrokerError),
     /// The broker did not answer within `publish_timeout`.
     #[error("broker did not answer within {0:?}")]
     Timeout(std::time::Duration),
-    /// Not published yet: the broker could not take the event, which now waits in the retry
-    /// buffer and is published, in order, once the broker answers; if it has to be given up
-    /// (the buffer is full or it waited too long), the topic's subscribers get
-    /// `livepush.reset`. Not a loss: a handler may answer as if the publish succeeded. It has
-    /// no id yet.
-    #[error("the broker is unavailable; the event waits in the retry buffer and is published once it answers")]
-    Buffered,
-}
-
-impl PublishError {
-    /// Whether the event waits in the retry buffer ([`PublishError::Buffered`]) rather than
-    /// being refused.
-    pub fn is_buffered(&self) -> bool {
-        matches!(self, PublishError::Buffered)
-    }
 }
 
 /// Serializes `value` to compact JSON: the one place a JSON serialization failure becomes an
@@ -88,7 +74,6 @@ impl PublishError {
             PublishError::TooLarge { .. } => "too_large",
             PublishError::Broker(_) => "broker",
             PublishError::Timeout(_) => "timeout",
-            PublishError::Buffered => "buffered",
         }
     }
 }
@@ -129,7 +114,7 @@ pub enum SubscribeError {
         retry_after: u64,
     },
     /// The hub was not added to the router (500).
-    #[error("livepush hub missing: add it to the router with `.layer(hub.layer())` or `RouterExt::livepush`")]
+    #[error("livepush hub missing: call `.livepush(&hub)` (`livepush::RouterExt`) on the router after its last `.route(..)`; a layer added before a route does not wrap it")]
     HubMissing,
     /// The hub is shutting down (503).
     #[error("server is shutting down")]

@@ -35,6 +35,51 @@ impl EventId {
     }
 }
 
+/// What a successful publish did: published with an id, or accepted into the retry buffer.
+///
+/// Both are successes: a handler answers as usual either way.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use livepush::{Hub, Published};
+///
+/// let hub = Hub::builder().build().unwrap();
+/// match hub.publish("comments", "comment_created", &"hi").await {
+///     Ok(Published::Now(id)) => println!("published as {id}"),
+///     Ok(Published::Buffered) => println!("published once the broker answers"),
+///     Ok(_) => {}
+///     Err(error) => eprintln!("refused: {error}"),
+/// }
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Published {
+    /// The broker took the event and gave it this id.
+    Now(EventId),
+    /// The broker could not take the event (down, no answer in time, out of memory…): it waits
+    /// in the retry buffer and is published, in order, once the broker answers. If it has to be
+    /// given up (the buffer is full or it waited too long), the topic's subscribers get
+    /// `livepush.reset`, so nothing is lost silently. It has no id yet.
+    Buffered,
+}
+
+impl Published {
+    /// The event's id, if it is published already.
+    pub fn id(&self) -> Option<EventId> {
+        match self {
+            Published::Now(id) => Some(*id),
+            Published::Buffered => None,
+        }
+    }
+
+    /// Whether the event waits in the retry buffer.
+    pub fn is_buffered(&self) -> bool {
+        matches!(self, Published::Buffered)
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)

@@ -68,7 +68,8 @@ struct Subscribers {
     list: Vec<Arc<Connection>>,
     /// Connection id → its index in `list`: removing one of 10,000 subscribers is a lookup
     /// instead of a scan through every connection's `Arc` (under the write lock that every
-    /// delivery waits on; a reconnect storm removes them all). BENCHMARKS.md has the profile.
+    /// delivery waits on; a reconnect storm removes them all). The profile is in
+    /// `benchmarks/log/analysis-cpu-and-memory.md`, "Where the time goes".
     index: HashMap<u64, usize>,
 }
 
@@ -315,6 +316,14 @@ impl Delivery {
             recent.forget_all();
         }
         self.reconnected.notify_waiters();
+    }
+
+    /// Counts a broker payload that was not a well-formed event and was dropped
+    /// (`livepush_broker_malformed_payloads_total`), on this hub only.
+    // Only the Redis broker decodes payloads from outside this process.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn malformed_payload(&self) {
+        self.metrics.malformed_payloads.inc();
     }
 
     /// Wakes the hub's retry buffer without counting a reconnect (the broker's first

@@ -26,7 +26,9 @@
 //! let app: Router = Router::new()
 //!     .route("/comments", post(create))
 //!     .route("/events", get(events))
-//!     .livepush(&hub); // the hub and /health (mount hub.admin_routes() for /metrics, /events/catalog)
+//!     // the hub and /health; hub.admin_routes() serves /metrics, /events/catalog and
+//!     // /events/asyncapi.json, to mount where only operators reach them
+//!     .livepush(&hub);
 //! # drop(app);
 //! # }
 //! ```
@@ -51,20 +53,21 @@
 //! ## How the crate is layered
 //!
 //! Each module uses only the modules listed before it: those of the layers above, and those
-//! before it in its own row (a unit test, `layers`, fails on any other `crate::` path, and keeps
-//! its own copy of this table):
+//! before it in its own row. A unit test, `layers`, fails on any other `crate::` path, checks
+//! this table against its `LAYERS` (the one order), and checks the children of each folder
+//! (`broker/`, `outbox/`, `serve/`, …) against that folder's own order:
 //!
 //! | layer | modules | what they hold |
 //! | --- | --- | --- |
-//! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event` | the words: topics, event ids and names, settings, counters, the domain-event trait |
+//! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event`, `publishable` | the words: topics, event ids and names, settings, counters, the domain-event trait, what a handler's return value publishes |
 //! | wire format | `sse`, `envelope` | the SSE frame, and the envelope an event travels in, encoded once |
 //! | local delivery | `queue`, `recent`, `fanout` | one bounded queue per connection, the recent events of watched topics (for reconnects), and the topic → connections map fed by a [`broker::Delivery`] |
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
-//! | core | `error`, `retry`, `connections`, `catchup`, `position`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them |
-//! | HTTP | `layer`, `publish`, `registry`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
+//! | core | `error`, `retry`, `connections`, `catchup`, `registry`, `position`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
+//! | HTTP | `publish`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
 //! | test helpers | `testing` | what an app's tests use to see what it pushes (feature `testing`) |
 //!
-//! Three choices differ from the obvious order. The envelope sits with the wire format, not with
+//! Four choices differ from the obvious order. The envelope sits with the wire format, not with
 //! the event vocabulary, because it is built *from* a frame (an event is encoded once, when it
 //! gets its id); keeping it in `event` made `event` and the wire format use each other. `error`
 //! opens the core layer rather than closing the vocabulary: the two HTTP-facing errors wrap the
@@ -72,7 +75,11 @@
 //! `InvalidName`, …) stay next to their types and are re-exported from it, so a broker author
 //! reads `broker` without reading the hub. And `registry` holds its AsyncAPI rendering and the
 //! payload schemas as submodules: the document is a view of the registry, and as sibling modules
-//! each used the other.
+//! each used the other; it sits in the core, before `hub`, because the hub's admin routes serve
+//! its catalog (what a handler's return value publishes, `Publishable`, is vocabulary, so the
+//! registry needs nothing of the HTTP layer). Last, every public method of [`Hub`] is defined in
+//! `hub/mod.rs`, so the tower layer that carries it (`hub/layer.rs`, public as [`layer`]) and the
+//! handlers of its routes live in the hub's folder.
 //!
 //! [axum]: https://docs.rs/axum
 #![deny(missing_docs)]
@@ -82,6 +89,7 @@
 mod config;
 mod event;
 mod metrics;
+mod publishable;
 mod sse_event;
 mod topic;
 // wire format
@@ -100,14 +108,13 @@ mod connections;
 pub mod error;
 mod hub;
 mod position;
+pub mod registry;
 mod retry;
 // HTTP
 pub mod cursor;
-pub mod layer;
 #[cfg(any(feature = "outbox-postgres", feature = "outbox-sqlite"))]
 pub mod outbox;
 mod publish;
-pub mod registry;
 mod routes;
 #[cfg(feature = "server")]
 pub mod serve;
@@ -122,9 +129,9 @@ pub mod testing;
 mod layers;
 
 pub use self::config::{Config, SlowConsumerPolicy};
-pub use self::event::{EventId, EventName};
-pub use self::hub::{Hub, HubBuilder};
-pub use self::publish::Publishable;
+pub use self::event::{EventId, EventName, Published};
+pub use self::hub::{layer, Hub, HubBuilder};
+pub use self::publishable::Publishable;
 pub use self::routes::RouterExt;
 #[cfg(feature = "server")]
 pub use self::serve::serve;
@@ -132,43 +139,6 @@ pub use self::sse_event::SseEvent;
 pub use self::subscribe::{IntoSubscription, Subscription};
 pub use self::topic::{Topic, Topics};
 pub use livepush_macros::{publish_event, subscribe_to_events, SseEvent};
-
-/// Every Rust snippet of README.md, compiled (and run unless `no_run`) as a doc test.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;
-
-/// The guides of `docs/`, one item per page, so that their snippets are doc tests too and
-/// cannot drift from the API they show.
-#[cfg(doctest)]
-mod guides {
-    #[doc = include_str!("../../docs/brokers.md")]
-    struct Brokers;
-    #[doc = include_str!("../../docs/clients.md")]
-    struct Clients;
-    #[doc = include_str!("../../docs/configuration.md")]
-    struct Configuration;
-    #[doc = include_str!("../../docs/deployment.md")]
-    struct Deployment;
-    #[doc = include_str!("../../docs/how-it-works.md")]
-    struct HowItWorks;
-    #[doc = include_str!("../../docs/limits.md")]
-    struct Limits;
-    #[doc = include_str!("../../docs/macros.md")]
-    struct Macros;
-    #[doc = include_str!("../../docs/multi-instance.md")]
-    struct MultiInstance;
-    #[doc = include_str!("../../docs/nats.md")]
-    struct Nats;
-    #[doc = include_str!("../../docs/outbox.md")]
-    struct Outbox;
-    #[doc = include_str!("../../docs/replay-and-guarantees.md")]
-    struct ReplayAndGuarantees;
-    #[doc = include_str!("../../docs/topics-and-authorization.md")]
-    struct TopicsAndAuthorization;
-    #[doc = include_str!("../../docs/troubleshooting.md")]
-    struct Troubleshooting;
-}
 
 /// What the macros expand to. Not public API: may change in any release.
 #[doc(hidden)]
@@ -179,13 +149,13 @@ pub mod __private {
     pub use crate::subscribe::SubscribeContext;
 
     /// The Redis broker's payload decoder, for the `broker_payload` fuzz target: the envelope,
-    /// or `None` (dropped and counted) for anything malformed.
+    /// or `None` for anything malformed (which a listener drops and counts on its hub).
     #[cfg(feature = "redis")]
     pub fn decode_broker_payload(
         topic: crate::Topic,
         payload: &[u8],
     ) -> Option<crate::broker::Envelope> {
-        crate::broker::redis::decode(topic, payload)
+        crate::broker::redis::decode(topic, payload).ok()
     }
 
     /// The SSE frame encoders, for the `frame_roundtrip` fuzz target and the framing tests.

@@ -6,7 +6,7 @@
 //! reason to block), and an explicit close instead of counting senders. That is one uncontended
 //! lock per push and per batch taken, and a wake-up only when the queue goes from empty to not
 //! empty, where a bounded mpsc pays a semaphore, a block list and a waker per message
-//! (BENCHMARKS.md has the profile), and one small allocation per connection instead of a
+//! (`benchmarks/log/analysis-cpu-and-memory.md` has the profile), and one small allocation per connection instead of a
 //! cache-padded channel. It also lets the reader hold events back for write coalescing
 //! ([`crate::Config::coalesce`]) without that ever costing an event: a queue that reaches its
 //! flush mark wakes the reader, which then writes at once.

@@ -14,9 +14,9 @@ use crate::event::{EventId, EventName};
 /// `{"missed": N}`, no `id:`).
 pub const LAGGED: EventName = EventName::from_static(LAGGED_NAME);
 /// The event sent when a stream may have missed events (`livepush.reset`): the history no
-/// longer reaches back to `Last-Event-ID`, or the broker lost events (see the README's
-/// guarantee table). It carries an `id:` to resume from and `{"reason": ...}`; the client
-/// reloads its state and keeps the stream open.
+/// longer reaches back to `Last-Event-ID`, or the broker lost events (see the guarantee table
+/// in `docs/replay-and-guarantees.md`). It carries an `id:` to resume from and
+/// `{"reason": ...}`; the client reloads its state and keeps the stream open.
 pub const RESET: EventName = EventName::from_static(RESET_NAME);
 /// The event a stream sends when its subscription expires (`livepush.expired`,
 /// [`Subscription::until`](crate::Subscription::until)), just before it ends: `{"reason":

@@ -41,7 +41,7 @@ pub enum TopicError {
         max: usize,
     },
     /// The topic holds a character that is not allowed.
-    #[error("topic contains {found:?} at byte {at}; allowed are ASCII letters, digits and _ - . : / @ # = + ~ *")]
+    #[error("topic contains {found:?} at byte {at}; allowed are ASCII letters, digits and _ - . : / @ # = + ~ *{}", space_hint(*.found))]
     InvalidChar {
         /// The offending character.
         found: char,
@@ -59,6 +59,16 @@ pub enum TopicError {
         /// The limit.
         max: usize,
     },
+}
+
+/// The advice that follows a refused space: a query string decodes `+` as a space, so a topic
+/// with `+` sent unencoded in `?topic=` arrives with a space where the `+` was.
+fn space_hint(found: char) -> &'static str {
+    if found == ' ' {
+        " (a `+` in a query string means a space: percent-encode a `+` of a topic as %2B, as `encodeURIComponent` does)"
+    } else {
+        ""
+    }
 }
 
 impl Topic {
@@ -267,6 +277,17 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_space_says_to_percent_encode_a_plus() {
+        let space = Topic::new("a b").unwrap_err().to_string();
+        assert!(
+            space.contains("percent-encode a `+` of a topic as %2B"),
+            "{space}"
+        );
+        let newline = Topic::new("a\nb").unwrap_err().to_string();
+        assert!(!newline.contains("%2B"), "{newline}");
     }
 
     #[test]

@@ -29,6 +29,8 @@ async fn publish_bulk(hub: &Hub) -> Vec<EventId> {
         ids.push(
             hub.publish("bulk", "item", &json!({"i": i, "pad": pad}))
                 .await
+                .unwrap()
+                .id()
                 .unwrap(),
         );
     }

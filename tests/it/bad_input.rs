@@ -92,6 +92,39 @@ async fn topics_that_could_break_a_frame_are_refused_with_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plus_sent_unencoded_is_refused_with_how_to_encode_it() {
+    let (hub, server) = start().await;
+    // A query string decodes `+` as a space, so `a+b` arrives as the invalid topic "a b".
+    let (status, json) = refusal(&server, b"/events?topic=a+b", &[]).await;
+    assert_eq!(status, 400, "{json}");
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("' '"), "{message}");
+    assert!(message.contains("%2B"), "{message}");
+    // Encoded as the message says, the same topic subscribes and receives.
+    let mut client = SseClient::connect(&server.url("/events?topic=a%2Bb")).await;
+    hub.publish("a+b", "sum", &1).await.unwrap();
+    assert_eq!(client.next().await.event, "sum");
+}
+
+#[tokio::test]
+async fn a_router_without_the_hub_answers_500_saying_to_call_livepush_after_the_routes() {
+    let hub = Hub::builder().build().unwrap();
+    // `.livepush(&hub)` before the route: the layer does not wrap `/events`.
+    let app = Router::new().livepush(&hub).route("/events", get(events));
+    let stream = livepush::testing::Client::new(app)
+        .subscribe("/events?topic=a")
+        .await;
+    assert_eq!(stream.status(), 500);
+    let json: Value = serde_json::from_str(&stream.text().await).unwrap();
+    assert_eq!(json["error"], "hub_missing", "{json}");
+    let message = json["message"].as_str().unwrap();
+    assert!(
+        message.contains("`.livepush(&hub)`") && message.contains("after"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_and_oversized_topic_lists_are_refused_with_400() {
     let (hub, server) = start().await;
     for target in [
@@ -339,6 +372,8 @@ async fn data_that_could_break_framing_arrives_exactly() {
     let id = hub
         .publish_json("notes", "pretty", None, bytes::Bytes::from(pretty))
         .await
+        .unwrap()
+        .id()
         .unwrap();
     let event = client.next().await;
     assert_eq!(event.event, "pretty");

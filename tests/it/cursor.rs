@@ -519,7 +519,7 @@ async fn postgres_writers_wait_while_a_list_transaction_holds_the_cursor() {
         .unwrap();
     let refused = outbox.cursor(&hub, &mut tx).await.unwrap_err();
     assert!(
-        matches!(refused, OutboxError::Isolation(ref level) if level == "repeatable read"),
+        matches!(refused, OutboxError::Isolation { ref level } if level == "repeatable read"),
         "{refused}"
     );
 }

@@ -39,6 +39,7 @@ mod publish;
 mod redis_faults;
 mod redis_instances;
 mod replay;
+mod serve_accepts;
 mod serving;
 mod shutdown;
 mod slow_clients;

@@ -263,6 +263,9 @@ async fn rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back
 
 #[tokio::test]
 async fn relayed_rows_are_deleted_after_the_retention_and_kept_before() {
+    // The relay logs each cleanup run (this test runs on one thread, so the capture sees it).
+    const CLEANUP_RAN: &str = "outbox: cleanup ran";
+    let (logs, _guard) = support::capture_logs("livepush=debug");
     let db = Sqlite::create();
     let s = setup(&db.url, Hub::builder().build().unwrap()).await;
     let count = || async {
@@ -283,7 +286,10 @@ async fn relayed_rows_are_deleted_after_the_retention_and_kept_before() {
             commit_note(&s, n).await;
             assert_eq!(next_note(&mut sub).await.1, n);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // kept across several cleanups that ran after the last row was relayed
+        let ran = || logs.text().matches(CLEANUP_RAN).count();
+        let before = ran();
+        eventually("three more cleanups ran", || async { ran() >= before + 3 }).await;
         assert_eq!(count().await, 3, "within the retention, rows are kept");
         relay.shutdown().await;
     }

@@ -7,8 +7,8 @@
 //! published after the subscriber connected arrives, in order, or a `livepush.reset` that
 //! accounts for it arrives after the last event before it and before the next one that does
 //! arrive. Late is fine, silent loss never is. A reset accounts only for what its documented
-//! data and id say it covers (README, "Guarantees when something fails"): a broker fault or a
-//! history that falls short (`broker_gap`, `history_unavailable`) for events the broker took
+//! data and id say it covers (`docs/replay-and-guarantees.md`, "Guarantees when something
+//! fails"): a broker fault or a history that falls short (`broker_gap`, `history_unavailable`) for events the broker took
 //! with an id up to the reset's id (published before it); a retry-buffer reset
 //! (`retry_buffer_overflow` / `_expired`) for at most `lost` publications the buffer held. The
 //! reset's data names no topic: every subscriber here watches one topic, so each reset it gets
@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::Router;
-use livepush::error::PublishError;
 use livepush::sse::LAGGED;
 use livepush::sse::RESET;
-use livepush::{Hub, HubBuilder, RouterExt};
+use livepush::{Hub, HubBuilder, Published, RouterExt};
 use serde_json::{json, Value};
 
 use crate::support::handlers::{create, events};
@@ -52,9 +51,10 @@ async fn instance(hub: Hub) -> (Hub, TestServer) {
     (hub, server)
 }
 
-/// How soon an instance must be ready again once Redis answers (the contract says 3 s; the
-/// real figure is measured elsewhere, this only catches "never" and "much later").
-const READY_AGAIN: Duration = Duration::from_secs(5);
+/// A ceiling on how soon an instance is ready again once Redis answers: generous (the contract
+/// says 3 s; the real figure is measured elsewhere), so a loaded machine does not fail it, and
+/// it still catches "never".
+const READY_AGAIN: Duration = Duration::from_secs(15);
 
 /// How long a subscriber may take to receive what a test expects.
 const DELIVERY_WAIT: Duration = Duration::from_secs(15);
@@ -131,13 +131,9 @@ async fn post_comment(server: &TestServer, body: &Value) -> Sent {
 /// have taken it or the hub may keep it in its retry buffer, nothing else.
 async fn accepted(hub: &Hub, topic: &str, data: &Value) -> Sent {
     match hub.publish(topic, "created", data).await {
-        Ok(id) => Sent {
+        Ok(published) => Sent {
             data: data.to_string(),
-            id: Some(id.get()),
-        },
-        Err(PublishError::Buffered) => Sent {
-            data: data.to_string(),
-            id: None,
+            id: published.id().map(|id| id.get()),
         },
         Err(e) => panic!("publish {data} to {topic}: neither published nor buffered: {e}"),
     }
@@ -148,7 +144,9 @@ async fn published(hub: &Hub, topic: &str, data: &Value, why: &str) -> Sent {
     let id = hub
         .publish(topic, "created", data)
         .await
-        .unwrap_or_else(|e| panic!("{why}: publish {data} to {topic}: {e}"));
+        .unwrap_or_else(|e| panic!("{why}: publish {data} to {topic}: {e}"))
+        .id()
+        .unwrap_or_else(|| panic!("{why}: publish {data} to {topic} was buffered, not published"));
     Sent {
         data: data.to_string(),
         id: Some(id.get()),
@@ -159,8 +157,8 @@ async fn published(hub: &Hub, topic: &str, data: &Value, why: &str) -> Sent {
 async fn buffered(hub: &Hub, topic: &str, data: &Value) -> Sent {
     let result = hub.publish(topic, "created", data).await;
     assert!(
-        matches!(result, Err(PublishError::Buffered)),
-        "publish {data} to {topic} with the broker unreachable: expected Err(Buffered), got {result:?}"
+        matches!(result, Ok(Published::Buffered)),
+        "publish {data} to {topic} with the broker unreachable: expected Ok(Buffered), got {result:?}"
     );
     Sent {
         data: data.to_string(),
@@ -1016,6 +1014,8 @@ async fn check_a_last_event_id_from_the_future(hub: &Hub, server: &TestServer) {
     let now = hub
         .publish("future", "created", &json!({ "n": "now" }))
         .await
+        .unwrap()
+        .id()
         .unwrap()
         .get();
     let url = server.url("/events?topic=future");

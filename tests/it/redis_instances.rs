@@ -46,9 +46,8 @@ fn builder(redis: &RedisServer) -> HubBuilder {
 /// [`builder`] with a publish timeout of an hour: a publish that fails within a test's
 /// ceiling did not wait for its timeout.
 fn patient(redis: &RedisServer) -> HubBuilder {
-    let mut config = Config::default();
-    config.publish_timeout = Duration::from_secs(3600);
-    HubBuilder::from_config(config)
+    Hub::builder()
+        .publish_timeout(Duration::from_secs(3600))
         .redis(redis.url())
         .replay(1000, Duration::from_secs(600))
 }
@@ -118,6 +117,8 @@ async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instanc
     let id = a
         .publish("comments", "created", &json!({"text": "second"}))
         .await
+        .unwrap()
+        .id()
         .unwrap();
 
     for client in [&mut on_a, &mut on_b] {
@@ -276,7 +277,7 @@ async fn subscribers_get_what_was_published_during_an_outage_after_a_reset_when_
     );
     let buffered = a.publish("comments", "created", &json!({})).await;
     assert!(
-        matches!(buffered, Err(livepush::error::PublishError::Buffered)),
+        matches!(buffered, Ok(livepush::Published::Buffered)),
         "{buffered:?}"
     );
 
@@ -400,6 +401,8 @@ async fn a_stream_opened_before_redis_was_ever_reached_is_reset_when_it_connects
     let id = other
         .publish("early", "created", &json!({"n": 1}))
         .await
+        .unwrap()
+        .id()
         .unwrap();
     let event = next_event(&mut client).await;
     assert_eq!((event.event.as_str(), id_of(&event)), ("created", id.get()));
@@ -419,7 +422,14 @@ async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_in_order
     let mut missed = Vec::new();
     for n in 1..=6 {
         let topic = if n % 2 == 0 { "a" } else { "b" };
-        missed.push(a.publish(topic, "e", &json!({"n": n})).await.unwrap().get());
+        missed.push(
+            a.publish(topic, "e", &json!({"n": n}))
+                .await
+                .unwrap()
+                .id()
+                .unwrap()
+                .get(),
+        );
     }
     a.publish("elsewhere", "e", &json!({})).await.unwrap();
 
@@ -473,6 +483,8 @@ async fn a_publisher_running_through_a_reconnect_loses_nothing_and_duplicates_no
             ids.push(
                 a.publish(topic, "tick", &json!({"n": n}))
                     .await
+                    .unwrap()
+                    .id()
                     .unwrap()
                     .get(),
             );
@@ -531,7 +543,12 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     subscribed(&redis, "t", 1).await;
 
     // expired: the whole stream is gone after its TTL
-    let old = hub.publish("t", "e", &json!({"n": 0})).await.unwrap();
+    let old = hub
+        .publish("t", "e", &json!({"n": 0}))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     let mut conn = redis.connection().await;
     eventually("the stream expired", || {
         let mut conn = conn.clone();
@@ -544,7 +561,12 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
         }
     })
     .await;
-    let fresh = hub.publish("t", "e", &json!({"n": 1})).await.unwrap();
+    let fresh = hub
+        .publish("t", "e", &json!({"n": 1}))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &old.to_string())]).await;
     let reset = next_event(&mut client).await;
     assert_eq!(reset.event, RESET.as_str());
@@ -572,10 +594,20 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     let url = server.url("/events?topic=t");
     let _watcher = SseClient::connect(&url).await;
     subscribed(&redis, "t", 2).await;
-    let first = hub.publish("t", "e", &json!({})).await.unwrap();
+    let first = hub
+        .publish("t", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     let mut last = first;
     for _ in 0..300 {
-        last = hub.publish("t", "e", &json!({})).await.unwrap();
+        last = hub
+            .publish("t", "e", &json!({}))
+            .await
+            .unwrap()
+            .id()
+            .unwrap();
     }
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &first.to_string())]).await;
     let reset = next_event(&mut client).await;
@@ -612,7 +644,12 @@ async fn a_client_is_told_when_history_no_longer_reaches_back() {
     }
     // a client that missed nothing is not told to reset
     let mut client = SseClient::connect_with(&url, &[("last-event-id", &last.to_string())]).await;
-    let next = hub.publish("t", "e", &json!({})).await.unwrap();
+    let next = hub
+        .publish("t", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     assert_eq!(id_of(&next_event(&mut client).await), next.get());
     let _: EventId = next;
 }

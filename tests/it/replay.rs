@@ -29,6 +29,8 @@ async fn replay_sends_missed_events_after_last_event_id_then_live_ones() {
             hub.publish(topic, "e", &json!(i))
                 .await
                 .unwrap()
+                .id()
+                .unwrap()
                 .to_string(),
         );
     }
@@ -40,7 +42,12 @@ async fn replay_sends_missed_events_after_last_event_id_then_live_ones() {
     for id in &missed {
         assert_eq!(&again.next().await.id, id);
     }
-    let live = hub.publish("r2", "e", &json!("live")).await.unwrap();
+    let live = hub
+        .publish("r2", "e", &json!("live"))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     assert_eq!(again.next().await.id, live.to_string());
     // also through the query parameter, for clients that cannot set headers
     let mut by_query =
@@ -57,7 +64,12 @@ async fn an_id_history_cannot_vouch_for_gets_the_reset_event_first() {
         .build()
         .unwrap();
     let server = start(&hub).await;
-    let first = hub.publish("t", "e", &json!(1)).await.unwrap();
+    let first = hub
+        .publish("t", "e", &json!(1))
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
     for i in 2..=4 {
         hub.publish("t", "e", &json!(i)).await.unwrap();
     }

@@ -455,9 +455,15 @@ async fn a_stream_ends_with_its_credentials_and_the_expired_token_gets_401() {
 }
 
 #[tokio::test]
-async fn malformed_broker_payloads_never_reach_the_wire() {
+async fn malformed_broker_payloads_never_reach_the_wire_and_count_on_their_hub_only() {
     let redis = RedisServer::start();
     let hub = Hub::builder().redis(redis.url()).build().unwrap();
+    // On the same Redis under another prefix: it never reads those channels.
+    let other = Hub::builder()
+        .redis(redis.url())
+        .redis_prefix("other:")
+        .build()
+        .unwrap();
     let router = app(&hub).merge(hub.admin_routes());
     let server = Served::start(router, &hub, |s| s).await;
     let mut raw = support::raw_get(server.addr, b"/events?topic=t", &[]).await;
@@ -518,9 +524,19 @@ async fn malformed_broker_payloads_never_reach_the_wire() {
         .text()
         .await
         .unwrap();
-    assert!(
-        metric(&metrics, "livepush_broker_malformed_payloads_total") >= 5.0,
+    // Counted once each, before the good event that followed them on the same connection.
+    assert_eq!(
+        metric(&metrics, "livepush_broker_malformed_payloads_total"),
+        5.0,
         "{metrics}"
+    );
+    // Each hub counts what its own broker received: another hub in the same process saw none.
+    let other = other.metrics_text();
+    assert!(
+        other
+            .lines()
+            .any(|line| line == "livepush_broker_malformed_payloads_total 0"),
+        "{other}"
     );
 }
 
@@ -650,7 +666,7 @@ async fn a_burst_of_resuming_clients_above_the_pending_head_limit_is_all_served(
     .await;
     let mut ids = Vec::new();
     for n in 1..=5 {
-        ids.push(hub.publish("t", "e", &n).await.unwrap());
+        ids.push(hub.publish("t", "e", &n).await.unwrap().id().unwrap());
     }
     // every connection first (the kernel completes them; the server accepts 4 at a time) ...
     let mut sockets = Vec::new();

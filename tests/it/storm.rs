@@ -95,7 +95,13 @@ async fn publish_before(hub: &Hub) -> (Vec<EventId>, Vec<String>) {
     let mut data = Vec::new();
     for n in 0..BEFORE {
         let payload = json!({ "n": n });
-        ids.push(hub.publish(TOPIC, "tick", &payload).await.unwrap());
+        ids.push(
+            hub.publish(TOPIC, "tick", &payload)
+                .await
+                .unwrap()
+                .id()
+                .unwrap(),
+        );
         data.push(payload.to_string());
     }
     (ids, data)

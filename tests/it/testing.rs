@@ -1,16 +1,23 @@
 //! `livepush::testing` as an app's tests use it: what a `Router` call published, recorded by the
-//! hub's broker whichever way it was published, and event streams read in-process.
+//! hub's broker whichever way it was published, and event streams read in-process and over
+//! real HTTP from `livepush::serve` on loopback.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use livepush::testing::{assert_published, read_json, recorded, Client};
-use livepush::{publish_event, subscribe_to_events, Hub, RouterExt, SseEvent};
+use livepush::{
+    publish_event, subscribe_to_events, Hub, RouterExt, SseEvent, Subscription, Topics,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::app;
-use crate::support::Sqlite;
+use crate::support::{eventually, Sqlite, TestServer};
 
 /// The example test of the `testing` module's docs: crm_comments' `POST /comments`, whose
 /// event the outbox relay publishes after the handler answered.
@@ -149,4 +156,127 @@ async fn a_subscriber_reads_what_a_handler_published() {
     assert_eq!(frame.event_name(), "note_saved");
     assert_eq!(frame.json::<Note>(), note);
     assert!(frame.id.is_some());
+}
+
+// The same client over real HTTP, against `livepush::serve` on loopback.
+
+fn served_notes(hub: &Hub) -> Router {
+    Router::new()
+        .route("/notes", post(save))
+        .route("/events", get(note_events))
+        .livepush(hub)
+}
+
+#[tokio::test]
+async fn over_http_a_subscriber_reads_typed_events() {
+    let (hub, _published) = recorded(Hub::builder());
+    let server = TestServer::start(served_notes(&hub)).await;
+    let client = Client::http(&server.url(""));
+    let mut stream = client.subscribe("/events?topic=note:7").await;
+    assert_eq!(stream.status(), 200);
+    let note = Note {
+        id: 7,
+        text: "over the wire".into(),
+    };
+    assert_eq!(client.post_json("/notes", &note).await.status(), 200);
+    let frame = stream.next_event().await.unwrap();
+    assert_eq!(frame.event_name(), "note_saved");
+    assert_eq!(frame.json::<Note>(), note);
+    assert!(frame.id.is_some());
+}
+
+#[tokio::test]
+async fn over_http_a_stream_resumes_after_a_disconnect() {
+    let (hub, _published) = recorded(Hub::builder().replay(100, Duration::from_secs(60)));
+    let server = TestServer::start(served_notes(&hub)).await;
+    let client = Client::http(&server.url(""));
+    let mut stream = client.subscribe("/events?topic=comments").await;
+    hub.publish("comments", "comment_created", &json!({ "n": 1 }))
+        .await
+        .unwrap();
+    let first = stream.next_event().await.unwrap();
+    assert_eq!(first.json::<Value>()["n"], 1);
+    assert_eq!(stream.last_event_id(), first.id.as_deref());
+    // The connection closes; what is published meanwhile comes back on the new one.
+    let first_id = first.id.clone().unwrap();
+    drop(stream);
+    hub.publish("comments", "comment_created", &json!({ "n": 2 }))
+        .await
+        .unwrap();
+    let mut stream = client
+        .subscribe_after("/events?topic=comments", &first_id)
+        .await;
+    assert_eq!(stream.status(), 200);
+    let missed = stream.next_event().await.unwrap();
+    assert_eq!(missed.json::<Value>()["n"], 2);
+    // and `resume` sends the id of the last event read, as `EventSource` does
+    hub.publish("comments", "comment_created", &json!({ "n": 3 }))
+        .await
+        .unwrap();
+    let mut stream = stream.resume().await;
+    assert_eq!(stream.next_event().await.unwrap().json::<Value>()["n"], 3);
+}
+
+static CAPPED_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// One stream at a time for each `?key=`.
+#[subscribe_to_events]
+async fn capped(Query(key): Query<Key>) -> Subscription {
+    CAPPED_CALLS.fetch_add(1, Ordering::SeqCst);
+    Subscription::new(Topics::one(format!("capped:{}", key.key))).cap_key(key.key)
+}
+
+#[derive(Deserialize)]
+struct Key {
+    key: String,
+}
+
+fn rejected(hub: &Hub) -> f64 {
+    hub.metrics_text()
+        .lines()
+        .filter(|line| line.starts_with("livepush_connections_rejected_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_a_capped_subscription_is_retried_after_retry_after() {
+    let (hub, _published) = recorded(
+        Hub::builder()
+            .max_connections_per_key(1)
+            .retry_after(Duration::from_secs(1)),
+    );
+    let server =
+        TestServer::start(Router::new().route("/capped", get(capped)).livepush(&hub)).await;
+    let client = Client::http(&server.url(""));
+    let first = client.subscribe("/capped?key=ada").await;
+    assert_eq!(first.status(), 200);
+    // Without retries the second connection is refused, and told when to come back.
+    let refused = client
+        .clone()
+        .attempts(1)
+        .subscribe("/capped?key=ada")
+        .await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    drop(refused);
+    // With retries it waits out the refusals until the first stream closes.
+    let calls_before = CAPPED_CALLS.load(Ordering::SeqCst);
+    let second = tokio::spawn({
+        let client = client.clone().attempts(10);
+        async move { client.subscribe("/capped?key=ada").await }
+    });
+    // Its first ask has been refused (two refusals counted) before the first stream closes.
+    eventually("the retrying client is refused once", || async {
+        rejected(&hub) >= 2.0
+    })
+    .await;
+    drop(first);
+    let mut second = second.await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert!(CAPPED_CALLS.load(Ordering::SeqCst) >= calls_before + 2);
+    hub.publish("capped:ada", "hello", &json!({ "to": "ada" }))
+        .await
+        .unwrap();
+    assert_eq!(second.next_event().await.unwrap().event_name(), "hello");
 }

@@ -8,7 +8,9 @@
 // `livepush.*` notices are typed by the client itself. Handles what schemars emits (draft 07:
 // objects, arrays, tuples, nullable types, enums, oneOf/anyOf/allOf, $ref); anything else
 // becomes `unknown`.
+import { realpathSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 
 export function generate(document, source = "an AsyncAPI document") {
   const out = [
@@ -135,7 +137,19 @@ async function main(argv) {
   else process.stdout.write(code);
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("livepush-typescript.mjs")) {
+// Run as a program, not imported (the tests import `generate`). Installed, the program is reached
+// through a link (node_modules/.bin/livepush-typescript, which `npx` runs) that Node.js resolves
+// for import.meta.url but not for argv[1]: compare real paths, or the CLI silently does nothing.
+function invokedDirectly() {
+  if (!process.argv[1]) return false;
+  try {
+    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
   main(process.argv).catch((error) => {
     console.error(`livepush-typescript: ${error.message}`);
     process.exit(1);

@@ -1,4 +1,4 @@
-// Prints the client's size minified and gzipped (the README quotes it).
+// Prints the client's size minified and gzipped (docs/clients.md quotes it).
 import { build } from "esbuild";
 import { gzipSync } from "node:zlib";
 import { dirname, resolve } from "node:path";

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::response::IntoResponse;
 
-use super::store::Progress;
+use super::store::{Progress, Wait};
 use super::{now_micros, Outbox, OutboxConnection, OutboxError};
 use crate::cursor::{Cursor, StreamPosition, WithCursor};
 use crate::event::EventId;
@@ -76,21 +76,9 @@ pub struct OutboxCursor {
     read_at: i64,
 }
 
-/// The rows whose event ids the cursor still needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Wait {
-    /// None: the floor is the cursor.
-    Nothing,
-    /// PostgreSQL: these rows were committed but not relayed when the boundary was read.
-    Rows(Vec<i64>),
-    /// SQLite: every row up to this id (events follow row ids there).
-    UpTo(i64),
-    /// Too many rows not relayed: fall back at once.
-    Behind,
-}
-
 /// What the list's transaction read, per database.
 #[doc(hidden)]
+#[non_exhaustive]
 pub enum Boundary {
     /// PostgreSQL, under the exclusive lock: the rows not relayed yet (at most
     /// `MAX_PENDING + 1`).

@@ -41,7 +41,7 @@
 //! written after the list was read and none of a row the list holds. On PostgreSQL it relies on
 //! a shared advisory lock of the table that [`Outbox::publish`] takes (with the topic's) and that
 //! the cursor takes exclusively until the list's transaction ends. [`OutboxCursor`] gives the
-//! argument; [`crate::cursor`] and the README the costs.
+//! argument; [`crate::cursor`] and `docs/outbox.md` the costs.
 //!
 //! # Waking up
 //! PostgreSQL: [`Outbox::publish`] sends `NOTIFY <table>` with an empty payload (delivered at
@@ -59,7 +59,12 @@
 //! Relayed rows older than the retention (default 1 hour) are deleted by the relay.
 
 mod cursor;
+mod locks;
+#[cfg(feature = "outbox-postgres")]
+mod postgres;
 mod relay;
+#[cfg(feature = "outbox-sqlite")]
+mod sqlite;
 mod store;
 
 use std::sync::Arc;
@@ -77,6 +82,7 @@ use crate::sse_event::SseEvent;
 #[doc(hidden)]
 pub use cursor::Boundary;
 pub use cursor::OutboxCursor;
+use locks::{cursor_lock_key, topic_lock_key, PG_CURSOR_LOCK, PG_LOCK_AND_NOTIFY};
 pub use relay::{Relay, RelayHandle};
 use store::Store;
 
@@ -85,6 +91,7 @@ pub const DEFAULT_TABLE: &str = "livepush_outbox";
 
 /// Why an outbox operation failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OutboxError {
     /// The event cannot be published (invalid topic or name, does not serialize, too large):
     /// nothing was written.
@@ -95,15 +102,26 @@ pub enum OutboxError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// The URL names a database this build has no outbox for.
-    #[error("unsupported outbox database {0:?}: use postgres:// (feature `outbox-postgres`) or sqlite: (feature `outbox-sqlite`)")]
-    Unsupported(String),
+    #[error("unsupported outbox database {scheme:?}: use postgres:// (feature `outbox-postgres`) or sqlite: (feature `outbox-sqlite`)")]
+    Unsupported {
+        /// The URL's scheme.
+        scheme: String,
+    },
     /// The table name is not a plain SQL identifier.
-    #[error("invalid outbox table name {0:?}: use 1 to 48 lowercase ASCII letters, digits and _, not starting with a digit")]
-    InvalidTable(String),
+    #[error("invalid outbox table name {name:?}: use 1 to 48 lowercase ASCII letters, digits and _, not starting with a digit")]
+    InvalidTable {
+        /// The name refused.
+        name: String,
+    },
     /// [`Outbox::cursor`] ran in a PostgreSQL transaction that is not READ COMMITTED (its
     /// snapshot predates the lock that makes the cursor exact).
-    #[error("Outbox::cursor needs a READ COMMITTED transaction (PostgreSQL's default), not {0}")]
-    Isolation(String),
+    #[error(
+        "Outbox::cursor needs a READ COMMITTED transaction (PostgreSQL's default), not {level}"
+    )]
+    Isolation {
+        /// The transaction's isolation level, as PostgreSQL names it (`repeatable read`…).
+        level: String,
+    },
 }
 
 impl OutboxError {
@@ -147,6 +165,36 @@ struct Inner {
     cursor_wait: Duration,
 }
 
+/// A lazily connecting pool for `url`, of the backend its scheme names.
+fn connect(url: &str) -> Result<Store, OutboxError> {
+    #[cfg(feature = "outbox-postgres")]
+    if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        return Ok(Arc::new(postgres::Postgres::connect(url)?));
+    }
+    #[cfg(feature = "outbox-sqlite")]
+    if url.starts_with("sqlite:") {
+        return Ok(Arc::new(sqlite::Sqlite::connect(url)?));
+    }
+    Err(OutboxError::Unsupported {
+        scheme: scheme_of(url).to_owned(),
+    })
+}
+
+/// The scheme of a database URL, for the error that names an unsupported one.
+fn scheme_of(url: &str) -> &str {
+    url.split(':').next().unwrap_or_default()
+}
+
+/// Whether `name` is a plain SQL identifier: the one text the outbox puts into SQL.
+fn is_table_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 48
+        && !name.as_bytes()[0].is_ascii_digit()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// The default of [`Outbox::cursor_wait`].
 const DEFAULT_CURSOR_WAIT: Duration = Duration::from_secs(2);
 
@@ -163,19 +211,19 @@ impl Outbox {
     /// An outbox in the PostgreSQL database of `pool`, table [`DEFAULT_TABLE`].
     #[cfg(feature = "outbox-postgres")]
     pub fn postgres(pool: sqlx::PgPool) -> Self {
-        Self::with_store(Store::Postgres(pool))
+        Self::with_store(Arc::new(postgres::Postgres(pool)))
     }
 
     /// An outbox in the SQLite database of `pool`, table [`DEFAULT_TABLE`].
     #[cfg(feature = "outbox-sqlite")]
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
-        Self::with_store(Store::Sqlite(pool))
+        Self::with_store(Arc::new(sqlite::Sqlite(pool)))
     }
 
     /// An outbox in the database at `url` (`postgres://…`, `sqlite:…`), with a small pool of
     /// its own for the relay. Connects lazily: succeeds while the database is down.
     pub fn connect(url: &str) -> Result<Self, OutboxError> {
-        Ok(Self::with_store(Store::connect(url)?))
+        Ok(Self::with_store(connect(url)?))
     }
 
     fn with_store(store: Store) -> Self {
@@ -213,14 +261,10 @@ impl Outbox {
 
     /// Uses table `name` (and `name_meta`) instead of [`DEFAULT_TABLE`].
     pub fn table(self, name: &str) -> Result<Self, OutboxError> {
-        let valid = !name.is_empty()
-            && name.len() <= 48
-            && !name.as_bytes()[0].is_ascii_digit()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !valid {
-            return Err(OutboxError::InvalidTable(name.to_owned()));
+        if !is_table_name(name) {
+            return Err(OutboxError::InvalidTable {
+                name: name.to_owned(),
+            });
         }
         Ok(self.edit(|inner| inner.table = name.to_owned()))
     }
@@ -371,23 +415,6 @@ impl Outbox {
     }
 }
 
-/// Whether this process runs a relay: `LIVEPUSH_OUTBOX_RELAY=on|off` (default on; also
-/// `true`/`false`, `1`/`0`).
-pub fn relay_enabled_from_env() -> Result<bool, crate::config::ConfigError> {
-    match std::env::var("LIVEPUSH_OUTBOX_RELAY") {
-        Err(_) => Ok(true),
-        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "" | "on" | "true" | "1" | "yes" => Ok(true),
-            "off" | "false" | "0" | "no" => Ok(false),
-            _ => Err(crate::config::ConfigError::InvalidVar {
-                var: "LIVEPUSH_OUTBOX_RELAY",
-                value: v,
-                expected: "on or off",
-            }),
-        },
-    }
-}
-
 fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -452,25 +479,6 @@ where
     }
 }
 
-/// The locks and NOTIFY of a PostgreSQL insert: `SELECT 1` so that no driver has to decode
-/// `void`. (The planner keeps volatile calls of a subquery's unused outputs.) The table's shared
-/// lock (`$3`, see [`cursor_lock_key`]) is taken first, in the inner subquery: a transaction
-/// that holds a topic's lock then always holds the shared one too, so a cursor waiting for the
-/// exclusive one never closes a cycle of waits.
-const PG_LOCK_AND_NOTIFY: &str =
-    "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0)), pg_notify($2, '') \
-     FROM (SELECT pg_advisory_xact_lock_shared(hashtextextended($3, 0))) AS shared) AS locked";
-
-/// [`Outbox::cursor`] on PostgreSQL: the table's exclusive lock (it waits for the transactions
-/// that hold the shared one, writing outbox rows, to end), and the isolation level, which must
-/// let the statements after it see what those transactions committed.
-const PG_CURSOR_LOCK: &str = "SELECT current_setting('transaction_isolation') FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) AS locked";
-
-/// The advisory lock that writers of `table` share and a cursor takes exclusively.
-fn cursor_lock_key(table: &str) -> String {
-    format!("livepush_cursor:{table}")
-}
-
 fn pending_ids_sql(table: &str) -> String {
     format!("SELECT id FROM {table} WHERE relayed_at IS NULL ORDER BY id LIMIT $1")
 }
@@ -486,17 +494,13 @@ fn insert_sql(table: &str) -> String {
     )
 }
 
-fn topic_lock_key(row: &NewRow<'_>) -> String {
-    format!("{}:{}", row.table, row.topic)
-}
-
 /// The same statements for each connection type (sqlx's binds are typed per database).
 macro_rules! insert_row {
     ($conn:expr, $row:expr, lock: $lock:expr) => {{
         let row = $row;
         if $lock {
             sqlx::query(PG_LOCK_AND_NOTIFY)
-                .bind(topic_lock_key(row))
+                .bind(topic_lock_key(row.table, row.topic))
                 .bind(row.table)
                 .bind(cursor_lock_key(row.table))
                 .execute(&mut *$conn)
@@ -523,7 +527,7 @@ macro_rules! read_boundary {
                 .fetch_one(&mut *$conn)
                 .await?;
             if isolation != "read committed" {
-                return Err(OutboxError::Isolation(isolation));
+                return Err(OutboxError::Isolation { level: isolation });
             }
             let pending: Vec<i64> = sqlx::query_scalar(&pending_ids_sql(table))
                 .bind($limit)
@@ -597,5 +601,59 @@ impl OutboxConnection for sqlx::AnyConnection {
     ) -> Result<Boundary, OutboxError> {
         let postgres = self.is_postgres();
         read_boundary!(self, table, limit, postgres: postgres)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_name_is_a_plain_identifier() {
+        for good in ["livepush_outbox", "o", "box_2", &"a".repeat(48)] {
+            assert!(is_table_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "2box",
+            "Box",
+            "box;drop table x",
+            "box-1",
+            "bö",
+            "box name",
+            &"a".repeat(49),
+        ] {
+            assert!(!is_table_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_unsupported_url_is_named_by_its_scheme() {
+        assert_eq!(scheme_of("mysql://u@h/db"), "mysql");
+        assert_eq!(scheme_of(""), "");
+        let Err(error) = Outbox::connect("mysql://u@h/db") else {
+            panic!("mysql is no outbox database");
+        };
+        assert!(matches!(error, OutboxError::Unsupported { ref scheme } if scheme == "mysql"));
+        assert!(error.to_string().contains("\"mysql\""), "{error}");
+    }
+
+    #[test]
+    fn an_insert_binds_every_value_and_returns_the_id() {
+        assert_eq!(
+            insert_sql("box"),
+            "INSERT INTO box (topic, event, category, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id"
+        );
+    }
+
+    #[test]
+    fn the_boundary_reads_pending_ids_in_order_or_the_newest_id() {
+        assert_eq!(
+            pending_ids_sql("box"),
+            "SELECT id FROM box WHERE relayed_at IS NULL ORDER BY id LIMIT $1"
+        );
+        // An empty table has boundary 0: the cursor then waits for nothing.
+        assert_eq!(newest_id_sql("box"), "SELECT COALESCE(MAX(id), 0) FROM box");
     }
 }

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use super::store::{PendingRow, RoundTx};
+use super::store::{PendingRow, Round};
 use super::{now_micros, Outbox};
 use crate::broker::BrokerError;
+use crate::config::ConfigError;
 use crate::hub::{checked_publication, Hub};
 
 /// First and longest wait between two rounds that failed (database or broker down).
@@ -18,12 +19,15 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A fault hook of the tests: called with each row id right after the broker acknowledged it;
 /// `true` makes the relay stop there as if its process died (nothing marked, round rolled back).
+/// Compiled only into unit tests and builds with the hidden `__test-hooks` feature (the
+/// integration suite's).
+#[cfg(any(test, feature = "__test-hooks"))]
 type Fault = Arc<dyn Fn(i64) -> bool + Send + Sync>;
 
 /// A relay of one [`Outbox`] into one [`Hub`]'s broker, to configure and [start](Relay::start).
 ///
-/// Run one in every process that should relay (`LIVEPUSH_OUTBOX_RELAY`, see
-/// [`relay_enabled_from_env`](super::relay_enabled_from_env)), or in a process of its own: one
+/// Run one in every process that should relay ([`Relay::start_if_enabled`] reads
+/// `LIVEPUSH_OUTBOX_RELAY`), or in a process of its own: one
 /// relay works at a time whatever the number of processes, and another takes over within a
 /// poll interval when it stops or dies.
 #[must_use]
@@ -34,15 +38,13 @@ pub struct Relay {
     poll: Duration,
     retention: Duration,
     cleanup_every: Duration,
+    #[cfg(any(test, feature = "__test-hooks"))]
     fault: Option<Fault>,
 }
 
 impl Relay {
     pub(super) fn new(outbox: Outbox, hub: Hub) -> Self {
-        let poll = match outbox.inner.store.kind() {
-            "postgres" => Duration::from_millis(500),
-            _ => Duration::from_millis(50),
-        };
+        let poll = outbox.inner.store.default_poll();
         Relay {
             outbox,
             hub,
@@ -50,6 +52,7 @@ impl Relay {
             poll,
             retention: Duration::from_secs(3600),
             cleanup_every: Duration::from_secs(60),
+            #[cfg(any(test, feature = "__test-hooks"))]
             fault: None,
         }
     }
@@ -80,14 +83,34 @@ impl Relay {
         self
     }
 
+    /// Test builds only (the hidden `__test-hooks` feature): see [`Fault`].
     #[doc(hidden)]
-    /// Test builds only: see [`Fault`].
+    #[cfg(any(test, feature = "__test-hooks"))]
     pub fn fault_after_publish(
         mut self,
         fault: impl Fn(i64) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.fault = Some(Arc::new(fault));
         self
+    }
+
+    /// Starts the relay ([`Relay::start`]) unless `LIVEPUSH_OUTBOX_RELAY` says this process does
+    /// not relay: `on`/`off` (default on; also `true`/`false`, `1`/`0`, `yes`/`no`). Another
+    /// value is an error that names the variable, so a service can refuse to start.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "outbox-sqlite")]
+    /// # async fn run(outbox: livepush::outbox::Outbox, hub: livepush::Hub) -> Result<(), livepush::error::ConfigError> {
+    /// let relay = outbox.relay(&hub).start_if_enabled()?;
+    /// // … serve; after the graceful shutdown:
+    /// if let Some(relay) = relay {
+    ///     relay.shutdown().await;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn start_if_enabled(self) -> Result<Option<RelayHandle>, ConfigError> {
+        let enabled = relay_enabled(std::env::var(RELAY_VAR).ok())?;
+        Ok(enabled.then(|| self.start()))
     }
 
     /// Starts the relay on the current Tokio runtime. It creates the outbox tables if needed,
@@ -172,7 +195,7 @@ impl Relay {
     /// backoff (the poll covers notifications lost meanwhile). Aborted with the guard.
     fn listen(&self, wake: Arc<Notify>) -> Option<AbortOnDrop> {
         #[cfg(feature = "outbox-postgres")]
-        if let Some(pool) = self.outbox.inner.store.postgres_pool() {
+        if let Some(pool) = self.outbox.inner.store.notify_pool() {
             let pool = pool.clone();
             let channel = self.outbox.inner.table.clone();
             return Some(AbortOnDrop(tokio::spawn(async move {
@@ -233,11 +256,9 @@ impl Relay {
                     break;
                 }
             }
-            if let Some(fault) = &self.fault {
-                if fault(row.id) {
-                    drop(tx);
-                    return Ok((Outcome::Died, 0));
-                }
+            if self.dies_after(row.id) {
+                drop(tx);
+                return Ok((Outcome::Died, 0));
             }
         }
         self.finish(tx, &done).await?;
@@ -249,7 +270,21 @@ impl Relay {
         }
     }
 
-    async fn finish(&self, mut tx: RoundTx, done: &[(i64, Option<i64>)]) -> Result<(), RelayError> {
+    /// Whether the test fault hook stops the relay after `row` (never in other builds).
+    fn dies_after(&self, row: i64) -> bool {
+        #[cfg(any(test, feature = "__test-hooks"))]
+        if let Some(fault) = &self.fault {
+            return fault(row);
+        }
+        let _ = row;
+        false
+    }
+
+    async fn finish(
+        &self,
+        mut tx: Box<dyn Round>,
+        done: &[(i64, Option<i64>)],
+    ) -> Result<(), RelayError> {
         let table = self.outbox.inner.table.as_str();
         tx.mark(table, now_micros(), done).await?;
         tx.commit().await?;
@@ -295,10 +330,31 @@ impl Relay {
         let inner = &self.outbox.inner;
         let before = now_micros() - self.retention.as_micros() as i64;
         match inner.store.cleanup(&inner.table, before).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(rows = n, "outbox: deleted relayed rows past retention"),
+            // Every run is logged, the ones that delete nothing too: a test (and an operator
+            // reading debug logs) can tell "ran and kept the rows" from "has not run yet".
+            Ok(n) => tracing::debug!(
+                rows = n,
+                "outbox: cleanup ran (relayed rows past retention deleted)"
+            ),
             Err(e) => tracing::warn!(error = %e, "outbox cleanup failed; retried later"),
         }
+    }
+}
+
+/// The variable that says whether a process relays.
+const RELAY_VAR: &str = "LIVEPUSH_OUTBOX_RELAY";
+
+/// Reads [`RELAY_VAR`]'s value (`None`: unset).
+fn relay_enabled(value: Option<String>) -> Result<bool, ConfigError> {
+    let Some(value) = value else { return Ok(true) };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(ConfigError::InvalidVar {
+            var: RELAY_VAR,
+            value,
+            expected: "on or off",
+        }),
     }
 }
 
@@ -367,5 +423,33 @@ impl Drop for RelayHandle {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_relays_unless_told_off() {
+        for on in [
+            None,
+            Some(""),
+            Some("on"),
+            Some(" ON "),
+            Some("true"),
+            Some("1"),
+            Some("yes"),
+        ] {
+            assert_eq!(relay_enabled(on.map(str::to_owned)), Ok(true), "{on:?}");
+        }
+        for off in ["off", "Off", "false", "0", "no"] {
+            assert_eq!(relay_enabled(Some(off.to_owned())), Ok(false), "{off}");
+        }
+        let refused = relay_enabled(Some("maybe".to_owned())).unwrap_err();
+        assert!(
+            refused.to_string().contains("LIVEPUSH_OUTBOX_RELAY"),
+            "{refused}"
+        );
     }
 }

@@ -1,11 +1,13 @@
 //! The registry as an AsyncAPI 3.0 document (<https://www.asyncapi.com/docs/reference/specification/v3.0.0>).
 //!
-//! One channel per topic template (its `{placeholders}` as parameters), one message per event
-//! name with the JSON Schema of its payload, the `livepush.*` notices as messages of every
-//! channel, one `receive` operation per channel, and the SSE endpoint as the server.
+//! One channel per topic template shape (its `{placeholders}` as parameters; templates that
+//! differ only in placeholder names share it), one message per event name with the JSON Schema
+//! of its payload, the `livepush.*` notices as messages of every channel, one `receive`
+//! operation per channel, and the SSE endpoint as the server.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use livepush_core::template::{self, Piece};
 use serde_json::{json, Map, Value};
 
 use super::{event_types, publish_routes, subscribe_routes, PayloadSchema, Schemas};
@@ -63,6 +65,17 @@ struct MessageInfo {
     sources: BTreeSet<String>,
 }
 
+/// A template's shape: its literal text with each placeholder as `None`, whatever its name.
+/// `room:{room}` and `room:{room_id}` in two handlers are the same topics, so the same channel.
+type Shape = Vec<Option<String>>;
+
+/// One channel: the templates of one shape (the first names the channel) and their events.
+#[derive(Default)]
+struct ChannelInfo {
+    templates: BTreeSet<&'static str>,
+    events: BTreeSet<&'static str>,
+}
+
 impl AsyncApi {
     /// The document's `info.title`.
     pub fn title(mut self, title: impl Into<String>) -> Self {
@@ -84,27 +97,7 @@ impl AsyncApi {
 
     /// Builds the document, sorted so that it reads the same on every run.
     pub fn document(&self) -> Value {
-        let mut messages: BTreeMap<&'static str, MessageInfo> = BTreeMap::new();
-        let mut channels: BTreeMap<&'static str, BTreeSet<&'static str>> = BTreeMap::new();
-        for route in publish_routes() {
-            let info = messages.entry(route.event).or_default();
-            // `data = f` publishes what `f` returns, a type the macro does not name.
-            info.payloads
-                .push(route.data.is_none().then_some(route.payload));
-            info.categories.extend(route.category);
-            info.sources
-                .insert(format!("{}::{}", route.module, route.handler));
-            channels.entry(route.topic).or_default().insert(route.event);
-        }
-        for event in event_types() {
-            let info = messages.entry(event.event).or_default();
-            info.payloads.push(Some(event.payload));
-            info.categories.extend(event.category);
-            info.sources
-                .insert(format!("{}::{}", event.module, event.type_name));
-            channels.entry(event.topic).or_default().insert(event.event);
-        }
-
+        let messages = messages();
         let mut schemas = Schemas::new();
         let mut components_messages = Map::new();
         for (event, info) in &messages {
@@ -114,45 +107,15 @@ impl AsyncApi {
             components_messages.insert(name.into(), notice);
         }
 
-        let mut channels_json = Map::new();
+        let topics = publish_routes()
+            .map(|route| (route.topic, route.event))
+            .chain(event_types().map(|event| (event.topic, event.event)));
+        let mut channels = Map::new();
         let mut operations = Map::new();
-        for (template, events) in &channels {
-            let id = key(template);
-            let (address, parameters) = address_and_parameters(template);
-            let mut refs = Map::new();
-            for event in events.iter().copied().chain([RESET_NAME, LAGGED_NAME]) {
-                let k = key(event);
-                refs.insert(
-                    k.clone(),
-                    json!({ "$ref": format!("#/components/messages/{k}") }),
-                );
-            }
-            let operation_messages: Vec<Value> = refs
-                .keys()
-                .map(|k| json!({ "$ref": format!("#/channels/{id}/messages/{k}") }))
-                .collect();
-            let mut channel = json!({
-                "address": address,
-                "title": template,
-                "description": format!("Topic `{template}`: subscribe with `?topic=` and a topic this template matches."),
-                "messages": refs,
-            });
-            if !parameters.is_empty() {
-                channel["parameters"] = Value::Object(parameters);
-            }
-            if self.server.is_some() {
-                channel["servers"] = json!([{ "$ref": "#/servers/sse" }]);
-            }
-            channels_json.insert(id.clone(), channel);
-            operations.insert(
-                format!("receive_{id}"),
-                json!({
-                    "action": "receive",
-                    "channel": { "$ref": format!("#/channels/{id}") },
-                    "summary": format!("Events published on `{template}`"),
-                    "messages": operation_messages,
-                }),
-            );
+        for info in channels_by_shape(topics).values() {
+            let (id, channel, operation) = self.channel(info);
+            channels.insert(id.clone(), channel);
+            operations.insert(format!("receive_{id}"), operation);
         }
 
         let mut subscribe: Vec<Value> = subscribe_routes()
@@ -167,7 +130,7 @@ impl AsyncApi {
                 "description": "Server-Sent Events: `GET <server>?topic=a,b&category=c` streams frames with `id:`, `event:` (a message name below) and `data:` (its JSON payload). Reconnect with `Last-Event-ID` (or `?lastEventId=`) to receive what came after that id.",
             },
             "defaultContentType": "application/json",
-            "channels": channels_json,
+            "channels": channels,
             "operations": operations,
             "components": {
                 "messages": components_messages,
@@ -187,6 +150,102 @@ impl AsyncApi {
             });
         }
         document
+    }
+
+    /// A channel's id, its JSON and its `receive` operation. The first template (in sort order)
+    /// names the channel and gives its address; the description names the others, so a reader
+    /// who searches for either spelling finds it.
+    fn channel(&self, info: &ChannelInfo) -> (String, Value, Value) {
+        let mut templates = info.templates.iter();
+        let template = templates.next().copied().unwrap_or_default();
+        let also: Vec<String> = templates.map(|t| format!("`{t}`")).collect();
+        let also = match also.is_empty() {
+            true => String::new(),
+            false => format!(" (also written {} by other handlers)", also.join(", ")),
+        };
+        let id = key(template);
+        let (address, parameters) = address_and_parameters(template);
+        let mut refs = Map::new();
+        for event in info.events.iter().copied().chain([RESET_NAME, LAGGED_NAME]) {
+            let k = key(event);
+            refs.insert(
+                k.clone(),
+                json!({ "$ref": format!("#/components/messages/{k}") }),
+            );
+        }
+        let operation_messages: Vec<Value> = refs
+            .keys()
+            .map(|k| json!({ "$ref": format!("#/channels/{id}/messages/{k}") }))
+            .collect();
+        let mut channel = json!({
+            "address": address,
+            "title": template,
+            "description": format!("Topic `{template}`{also}: subscribe with `?topic=` and a topic this template matches."),
+            "messages": refs,
+        });
+        if !parameters.is_empty() {
+            channel["parameters"] = Value::Object(parameters);
+        }
+        if self.server.is_some() {
+            channel["servers"] = json!([{ "$ref": "#/servers/sse" }]);
+        }
+        let operation = json!({
+            "action": "receive",
+            "channel": { "$ref": format!("#/channels/{id}") },
+            "summary": format!("Events published on `{template}`"),
+            "messages": operation_messages,
+        });
+        (id, channel, operation)
+    }
+}
+
+/// Every event name published, by routes or event types, with what publishes it.
+fn messages() -> BTreeMap<&'static str, MessageInfo> {
+    let mut messages: BTreeMap<&'static str, MessageInfo> = BTreeMap::new();
+    for route in publish_routes() {
+        let info = messages.entry(route.event).or_default();
+        // `data = f` publishes what `f` returns, a type the macro does not name.
+        info.payloads
+            .push(route.data.is_none().then_some(route.payload));
+        info.categories.extend(route.category);
+        info.sources
+            .insert(format!("{}::{}", route.module, route.handler));
+    }
+    for event in event_types() {
+        let info = messages.entry(event.event).or_default();
+        info.payloads.push(Some(event.payload));
+        info.categories.extend(event.category);
+        info.sources
+            .insert(format!("{}::{}", event.module, event.type_name));
+    }
+    messages
+}
+
+/// The channels of `(template, event)` pairs, one per template shape.
+fn channels_by_shape(
+    topics: impl IntoIterator<Item = (&'static str, &'static str)>,
+) -> BTreeMap<Shape, ChannelInfo> {
+    let mut channels: BTreeMap<Shape, ChannelInfo> = BTreeMap::new();
+    for (template, event) in topics {
+        let channel = channels.entry(shape(template)).or_default();
+        channel.templates.insert(template);
+        channel.events.insert(event);
+    }
+    channels
+}
+
+/// The shape of `template`. The macros refuse templates that do not parse; were one here, it
+/// would be its own shape, taken as literal text.
+fn shape(template: &str) -> Shape {
+    match template::parse(template) {
+        Ok(pieces) => pieces
+            .into_iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => Some(text),
+                Piece::Hole(_) => None,
+            })
+            .collect(),
+        Err(_) => vec![Some(template.to_owned())],
     }
 }
 
@@ -284,40 +343,25 @@ fn key(name: &str) -> String {
 /// The channel address of a topic template and its parameters. A placeholder that names a
 /// nested field (`{org.id}`) becomes `{org_id}`, since parameter names allow no dots.
 fn address_and_parameters(template: &str) -> (String, Map<String, Value>) {
+    let Ok(pieces) = template::parse(template) else {
+        return (template.to_owned(), Map::new());
+    };
     let mut address = String::new();
     let mut parameters = Map::new();
-    let mut chars = template.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                address.push('{');
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                address.push('}');
-            }
-            '{' => {
-                let name: String = chars.by_ref().take_while(|&c| c != '}').collect();
-                let param: String = name
-                    .chars()
-                    .map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })
-                    .collect();
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => address.push_str(&text),
+            Piece::Hole(names) => {
+                let param = names.join("_");
                 address.push('{');
                 address.push_str(&param);
                 address.push('}');
+                let name = names.join(".");
                 parameters.insert(
                     param,
                     json!({ "description": format!("fills `{{{name}}}` of the topic template") }),
                 );
             }
-            c => address.push(c),
         }
     }
     (address, parameters)
@@ -333,5 +377,46 @@ mod tests {
         assert_eq!(address, "org:{org_id}:user:{id}");
         assert_eq!(parameters.keys().collect::<Vec<_>>(), ["id", "org_id"]);
         assert_eq!(key("comment:{id}"), "comment__id_");
+    }
+
+    #[test]
+    fn templates_of_one_shape_are_one_channel_that_names_them_all() {
+        let channels = channels_by_shape([
+            ("room:{room_id}", "left"),
+            ("room:{room}", "joined"),
+            ("room:{room}:typing", "typing"),
+            ("lobby", "joined"),
+        ]);
+        assert_eq!(channels.len(), 3);
+        let room = &channels[&shape("room:{room}")];
+        assert_eq!(
+            room.templates.iter().copied().collect::<Vec<_>>(),
+            ["room:{room_id}", "room:{room}"]
+        );
+        let (id, channel, operation) = AsyncApi::default().channel(room);
+        assert_eq!(id, "room__room_id_");
+        assert_eq!(channel["address"], "room:{room_id}");
+        assert_eq!(channel["title"], "room:{room_id}");
+        assert!(
+            channel["description"]
+                .as_str()
+                .unwrap()
+                .contains("also written `room:{room}`"),
+            "{channel}"
+        );
+        let messages: Vec<&String> = channel["messages"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            messages,
+            ["joined", "left", "livepush.lagged", "livepush.reset"]
+        );
+        assert_eq!(operation["messages"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_shape_keeps_literal_text_and_forgets_placeholder_names() {
+        assert_eq!(shape("a:{x}:b"), shape("a:{y.z}:b"));
+        assert_ne!(shape("a:{x}:b"), shape("a:{x}:c"));
+        assert_ne!(shape("a:{x}"), shape("a:{x}{y}"));
+        assert_ne!(shape("a:{x}"), shape("a:x"));
     }
 }

@@ -137,16 +137,18 @@ pub fn has_mapping_for<T: 'static>() -> bool {
     event_type_of::<T>().is_some()
 }
 
-/// Every category declared by a publishing route or an event type.
-pub fn categories() -> BTreeSet<&'static str> {
+/// Every category declared by a publishing route or an event type (public as
+/// [`Catalog::categories`]).
+pub(crate) fn categories() -> BTreeSet<&'static str> {
     publish_routes()
         .filter_map(|r| r.category)
         .chain(event_types().filter_map(|e| e.category))
         .collect()
 }
 
-/// Every topic template published to, by routes or event types.
-pub fn topic_templates() -> BTreeSet<&'static str> {
+/// Every topic template published to, by routes or event types (public as
+/// [`Catalog::topics`]).
+pub(crate) fn topic_templates() -> BTreeSet<&'static str> {
     publish_routes()
         .map(|r| r.topic)
         .chain(event_types().map(|e| e.topic))
@@ -155,7 +157,7 @@ pub fn topic_templates() -> BTreeSet<&'static str> {
 
 /// Whether `topic` matches a registered topic template (`{…}` matches one or more characters).
 /// Takes time linear in the topic's length per template, whatever the template.
-pub fn is_registered_topic(topic: &str) -> bool {
+pub(crate) fn is_registered_topic(topic: &str) -> bool {
     registered_matchers().iter().any(|m| m.matches(topic))
 }
 
@@ -174,7 +176,7 @@ fn registered_matchers() -> &'static [Matcher] {
 
 /// Matches `topic` against `template`, where each `{name}` stands for a non-empty run of
 /// characters and `{{` / `}}` for literal braces. Parses `template` on every call.
-pub fn template_matches(template: &str, topic: &str) -> bool {
+pub(crate) fn template_matches(template: &str, topic: &str) -> bool {
     // The grammar is livepush-core's, which the macros parse templates with.
     livepush_core::template::matches(template, topic)
 }

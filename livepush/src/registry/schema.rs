@@ -103,7 +103,7 @@ impl<T: schemars::JsonSchema + ?Sized> ViaJsonSchema for Probe<T> {
 #[cfg(feature = "schemars")]
 impl<R> ViaJsonSchema for ReturnProbe<R>
 where
-    R: crate::publish::Publishable + ?Sized,
+    R: crate::publishable::Publishable + ?Sized,
     R::Data: schemars::JsonSchema,
 {
     fn payload_schema(&self, schemas: &mut Schemas) -> Option<Value> {

@@ -4,7 +4,7 @@
 //! Why not spawn each connection at once, as the loop did before: under a storm the runtime's
 //! queue holds thousands of stream tasks woken by the live fan-out, and a task spawned for a new
 //! connection waits behind all of them before it first reads its socket (measured: up to 0.3–1 s
-//! on one core at 10,000 subscribers, BENCHMARKS.md "Goal 3"). Meanwhile its head permit is held,
+//! on one core at 10,000 subscribers, `benchmarks/log/2026-12-03-issue17.md`, "Goal 3"). Meanwhile its head permit is held,
 //! all [`max_pending_heads`](super::ServeConfig::max_pending_heads) permits run out, the loop
 //! stops accepting, and the kernel's accept queue fills until SYNs are dropped (clients then
 //! retransmit after 1 s, then 3 s). Here a new connection is driven by the accept task itself

@@ -51,7 +51,7 @@ pub use tokio_rustls::rustls;
 /// - **`TCP_NODELAY` on every accepted socket.** An SSE frame is a few hundred bytes written on
 ///   its own. With Nagle's algorithm on (the kernel default, and what `axum::serve` leaves),
 ///   the kernel holds a small write while an earlier one is unacknowledged, and the client
-///   delays its ACKs by up to 40 ms. Measured in BENCHMARKS.md: p99 publish→deliver latency at
+///   delays its ACKs by up to 40 ms. Measured in `benchmarks/log/analysis-cpu-and-memory.md`: p99 publish→deliver latency at
 ///   1,000 subscribers and 100 events/s halves with it.
 /// - **The router is shared**, not rebuilt per connection, and every request carries its
 ///   peer's address as `axum::extract::ConnectInfo<SocketAddr>`, as with `axum::serve` and
@@ -60,7 +60,7 @@ pub use tokio_rustls::rustls;
 ///   is an `EventSource` request (`GET`, HTTP/1.1, no body, `Accept: text/event-stream`) that
 ///   the router answers with an event stream is served without hyper, which would keep an 8 KiB
 ///   read and an 8 KiB write buffer and its connection state for as long as the stream lives:
-///   about 3 KiB of memory per idle stream instead of about 17 (BENCHMARKS.md, goal 5). The
+///   about 3 KiB of memory per idle stream instead of about 17 (`benchmarks/log/2026-12-03-issue17.md`, goal 5). The
 ///   bytes on the wire are hyper's. Later such requests on the connection are answered the same
 ///   way; from the first other request or response on (a refusal, a redirect, a page, and
 ///   always for HTTP/2 and TLS), hyper serves the connection.
@@ -86,10 +86,10 @@ pub use tokio_rustls::rustls;
 ///         .await
 /// }
 /// ```
-pub fn serve(listener: TcpListener, app: Router) -> Serve {
+pub fn serve(listener: TcpListener, app: impl IntoServedRouter) -> Serve {
     Serve {
         listener,
-        app,
+        app: app.into_router(),
         config: ServeConfig::default(),
         signal: None,
         #[cfg(feature = "tls")]
@@ -119,7 +119,7 @@ pub fn serve(listener: TcpListener, app: Router) -> Serve {
 #[cfg(feature = "tls")]
 pub fn serve_tls(
     listener: TcpListener,
-    app: Router,
+    app: impl IntoServedRouter,
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
 ) -> Serve {
     let mut tls = tls;
@@ -129,6 +129,45 @@ pub fn serve_tls(
     let mut serve = serve(listener, app);
     serve.tls = Some(tokio_rustls::TlsAcceptor::from(tls));
     serve
+}
+
+/// What [`serve`] serves: a `Router`, or `router.into_make_service()` as `axum::serve` takes it.
+///
+/// `router.into_make_service_with_connect_info::<SocketAddr>()` is not taken: its router cannot
+/// be read back out of it, and it is not needed, because [`serve`] gives every request its
+/// peer's address as `ConnectInfo<SocketAddr>` anyway. Pass the `Router` itself.
+#[diagnostic::on_unimplemented(
+    message = "`livepush::serve` serves a `Router` or `router.into_make_service()`, not `{Self}`",
+    note = "for `into_make_service_with_connect_info::<SocketAddr>()`, pass the `Router` itself: \
+            `livepush::serve` gives every request `ConnectInfo<SocketAddr>`"
+)]
+pub trait IntoServedRouter: sealed::Sealed {
+    /// The router every connection shares.
+    fn into_router(self) -> Router;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for axum::Router {}
+    impl Sealed for axum::routing::IntoMakeService<axum::Router> {}
+}
+
+impl IntoServedRouter for Router {
+    fn into_router(self) -> Router {
+        self
+    }
+}
+
+impl IntoServedRouter for axum::routing::IntoMakeService<Router> {
+    fn into_router(mut self) -> Router {
+        use futures_util::FutureExt;
+        // Its future is a ready clone of the router (no I/O), so it completes on first poll.
+        match tower_service::Service::<()>::call(&mut self, ()).now_or_never() {
+            Some(Ok(router)) => router,
+            Some(Err(never)) => match never {},
+            None => unreachable!("IntoMakeService answers at once"),
+        }
+    }
 }
 
 /// A server being set up by [`serve`]; `.await` it to run it.

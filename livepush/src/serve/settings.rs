@@ -14,38 +14,69 @@ use crate::config::{as_count, as_time, check_ranges, count, read_vars, Setting, 
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServeConfig {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_pending_heads: usize,
+    pub(crate) max_pending_heads_per_peer: usize,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) drain_timeout: Duration,
+}
+
+/// Each setting, read; the `Serve` method of the same name (or [`ServeConfig::from_env`]) sets it.
+impl ServeConfig {
     /// Longest wait for a request head (default 10 s). The first head of a connection must be
     /// complete this long after the accept, or the connection is closed: a client that sends
     /// half a head (slow-loris) holds a socket for this long at most. On HTTP/1.1 it also
     /// applies to every later head, counted from the end of the previous response, so it
     /// also bounds how long an idle keep-alive connection stays open.
-    pub header_read_timeout: Duration,
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
     /// Longest time a request body may take to arrive, counted from its request's head
     /// (default 30 s). A body still incomplete then fails with an error the handler's
     /// extractor answers (axum: `400`), and the connection is closed, so clients that trickle a
     /// body one byte at a time cannot hold descriptors for longer.
-    pub body_read_timeout: Duration,
+    pub fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
+    }
+
     /// A connection with no request in flight is closed after this long (default 60 s; HTTP/2
     /// gets a `GOAWAY`). Open SSE streams are requests in flight and never idle.
-    pub idle_timeout: Duration,
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
     /// Most accepted connections that have not completed their first request head (default
     /// 512). Above it the server accepts nothing until one completes or times out, so clients
     /// that never finish a head cannot take every file descriptor of the process.
-    pub max_pending_heads: usize,
+    pub fn max_pending_heads(&self) -> usize {
+        self.max_pending_heads
+    }
+
     /// Most of those connections from one peer address (default 256, half the total): a new
     /// connection from an address that holds this many is closed at once, so one address
     /// cannot take every pending place and lock the others out. Behind a proxy every client
     /// has the proxy's address: raise it to `max_pending_heads` there.
-    pub max_pending_heads_per_peer: usize,
+    pub fn max_pending_heads_per_peer(&self) -> usize {
+        self.max_pending_heads_per_peer
+    }
+
     /// A write that the peer takes no byte of for this long fails and resets the connection
     /// (default 10 s; `None` waits for ever). This is what frees a client that stopped reading:
     /// its slot, its descriptor, its queue and the kernel's socket buffers. On HTTP/2 the same
     /// deadline resets a single stream whose client stopped taking its data while the
     /// connection serves the others.
-    pub write_timeout: Option<Duration>,
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
     /// After the shutdown signal, how long connections may take to send what they hold before
     /// they are aborted (default 5 s), so the process exits on time whatever its clients do.
-    pub drain_timeout: Duration,
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
 }
 
 impl Default for ServeConfig {
@@ -80,7 +111,7 @@ impl ServeConfig {
     ///
     /// ```
     /// let config = livepush::serve::ServeConfig::from_env().expect("valid LIVEPUSH_* variables");
-    /// assert!(config.max_pending_heads >= 1);
+    /// assert!(config.max_pending_heads() >= 1);
     /// ```
     pub fn from_env() -> Result<ServeConfig, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())

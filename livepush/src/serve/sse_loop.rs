@@ -6,7 +6,7 @@
 //! 8 KiB write buffer (one page of each written by the request head and the response head, and
 //! neither freed while the stream lives), and its dispatcher and `hyper-util`'s HTTP/1 + HTTP/2
 //! `auto` future make the connection's task 6.1 KiB. At 19,000 idle connections that was 17.3
-//! KiB of RSS per connection, against the 12 KiB asked for (BENCHMARKS.md, "Goal 5" and "Where
+//! KiB of RSS per connection, against the 12 KiB asked for (`benchmarks/log/2026-12-03-issue17.md`, "Goal 5", and `benchmarks/log/analysis-cpu-and-memory.md`, "Where
 //! the memory goes"), and no hyper setting makes those buffers smaller.
 //!
 //! So `serve` reads the first request head itself, into a buffer of 1 KiB that grows to 8 KiB at

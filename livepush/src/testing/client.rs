@@ -1,7 +1,10 @@
-//! An HTTP and SSE client that calls a `Router` in-process with `tower::ServiceExt::oneshot`:
-//! no socket, no port, and under `tokio::time::pause` heartbeats and deadlines take no wall time.
+//! An HTTP and SSE client that calls a `Router` in-process with `tower::ServiceExt::oneshot`
+//! (no socket, no port, and under `tokio::time::pause` heartbeats and deadlines take no wall
+//! time), or a server over real HTTP ([`Client::http`]): one API and one frame parser for both.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -13,6 +16,7 @@ use serde::Serialize;
 use tower::ServiceExt;
 
 use super::frame::{Frame, FrameParser};
+use super::http::HttpBase;
 
 /// Calls a `Router` as a server would, without one.
 ///
@@ -42,20 +46,88 @@ use super::frame::{Frame, FrameParser};
 /// ```
 #[derive(Clone, Debug)]
 pub struct Client {
-    router: Router,
+    target: Target,
+    /// How many times [`Client::subscribe`] asks before it returns a 429 or 503.
+    attempts: u32,
+}
+
+/// Where a [`Client`]'s requests go.
+#[derive(Clone, Debug)]
+enum Target {
+    Router(Router),
+    Http(Arc<HttpBase>),
 }
 
 impl Client {
-    /// A client of `router` (with `.livepush(&hub)` applied, as the app serves it).
+    /// A client of `router` (with `.livepush(&hub)` applied, as the app serves it). A refused
+    /// subscription is returned at once (see [`Client::attempts`]).
     pub fn new(router: Router) -> Self {
-        Client { router }
+        Client {
+            target: Target::Router(router),
+            attempts: 1,
+        }
     }
 
-    /// Sends `request` and returns the response, its body not read yet.
+    /// A client of the server at `base_url` (`http://host:port`, optionally with a path
+    /// prefix), over real HTTP/1.1: for end-to-end tests and service-to-service use. Request
+    /// URIs are paths, as with [`Client::new`]; each request opens its own connection, and
+    /// dropping an [`EventStream`] closes its connection. [`Client::subscribe`] asks up to 3
+    /// times while the server answers 429 or 503, waiting as its `Retry-After` says.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use axum::{routing::get, Router};
+    /// use livepush::testing::Client;
+    /// use livepush::{subscribe_to_events, Hub, RouterExt};
+    ///
+    /// #[subscribe_to_events]
+    /// async fn events() {}
+    ///
+    /// let hub = Hub::builder().build().expect("valid settings");
+    /// let app = Router::new().route("/events", get(events)).livepush(&hub);
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let client = Client::http(&format!("http://{}", listener.local_addr()?));
+    /// tokio::spawn(std::future::IntoFuture::into_future(livepush::serve(listener, app)));
+    ///
+    /// let mut stream = client.subscribe("/events?topic=news").await;
+    /// assert_eq!(stream.status(), 200);
+    /// hub.publish("news", "story", &serde_json::json!({ "title": "hi" })).await.unwrap();
+    /// let frame = stream.next_event().await.unwrap();
+    /// assert_eq!((frame.event_name(), frame.json::<serde_json::Value>()["title"].as_str()), ("story", Some("hi")));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When `base_url` is not an `http://` URL with a host; later, when a request cannot
+    /// connect or gets no HTTP answer (an `https://` server needs another client).
+    pub fn http(base_url: &str) -> Self {
+        Client {
+            target: Target::Http(Arc::new(HttpBase::parse(base_url))),
+            attempts: 3,
+        }
+    }
+
+    /// How many times [`Client::subscribe`] and [`Client::subscribe_after`] ask while the
+    /// answer is 429 (a connection cap) or 503 (the server is stopping or not ready), waiting
+    /// between asks as the answer's `Retry-After` says (in seconds; 1 s without one). The last
+    /// answer is returned whatever it is. At least 1; the default is 1 for [`Client::new`]
+    /// (tests of refusals see the first one) and 3 for [`Client::http`].
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Sends `request` and returns the response, its body not read yet. It is sent once,
+    /// whatever the answer.
     pub async fn send(&self, request: Request<Body>) -> Response {
-        match self.router.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
+        match &self.target {
+            Target::Router(router) => match router.clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+            Target::Http(base) => base.send(request).await,
         }
     }
 
@@ -97,19 +169,21 @@ impl Client {
     }
 
     async fn open(&self, uri: &str, last_event_id: Option<String>) -> EventStream {
-        let mut request = request("GET", uri, Body::empty());
-        let headers = request.headers_mut();
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        if let Some(id) = last_event_id.as_deref().filter(|id| !id.is_empty()) {
-            match HeaderValue::from_str(id) {
-                Ok(value) => headers.insert("last-event-id", value),
-                Err(_) => panic!("a Last-Event-ID must be a valid header value: {id:?}"),
-            };
-        }
-        let (parts, body) = self.send(request).await.into_parts();
+        let mut attempt = 1;
+        let response = loop {
+            let response = self
+                .send(stream_request(uri, last_event_id.as_deref()))
+                .await;
+            match retry_after(&response) {
+                Some(wait) if attempt < self.attempts => {
+                    attempt += 1;
+                    drop(response);
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break response,
+            }
+        };
+        let (parts, body) = response.into_parts();
         EventStream {
             client: self.clone(),
             uri: uri.to_owned(),
@@ -121,6 +195,42 @@ impl Client {
             last_event_id,
         }
     }
+}
+
+/// `GET uri` as `EventSource` sends it, with `Last-Event-ID` when resuming.
+fn stream_request(uri: &str, last_event_id: Option<&str>) -> Request<Body> {
+    let mut request = request("GET", uri, Body::empty());
+    let headers = request.headers_mut();
+    headers.insert(
+        header::ACCEPT,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {
+        match HeaderValue::from_str(id) {
+            Ok(value) => headers.insert("last-event-id", value),
+            Err(_) => panic!("a Last-Event-ID must be a valid header value: {id:?}"),
+        };
+    }
+    request
+}
+
+/// How long to wait before asking again, when `response` is a refusal worth retrying: a 429
+/// (over a connection cap) or a 503 (stopping, not ready). `Retry-After` in seconds; 1 s when
+/// it is absent or a date.
+fn retry_after(response: &Response) -> Option<Duration> {
+    if !matches!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        return None;
+    }
+    let seconds = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(1);
+    Some(Duration::from_secs(seconds))
 }
 
 /// The body of `response` read as JSON into `T`.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::recorder::{listing, Published};
+use super::recorded::{listing, Recorded};
 
 /// A description of a publication: the fields given must all match, the others may be anything.
 /// Built by [`assert_published!`](crate::testing::assert_published), one method per `key = value`.
@@ -69,12 +69,12 @@ impl Expected {
         self
     }
 
-    fn matches(&self, p: &Published) -> bool {
+    fn matches(&self, p: &Recorded) -> bool {
         self.agreeing(p) == self.given() && self.data.as_ref().is_none_or(|d| *d == p.value())
     }
 
     /// How many of the given topic, event and category `p` has.
-    fn agreeing(&self, p: &Published) -> usize {
+    fn agreeing(&self, p: &Recorded) -> usize {
         [
             self.topic.as_deref().map(|t| t == p.topic.as_str()),
             self.event.as_deref().map(|e| e == p.event.as_str()),
@@ -94,7 +94,7 @@ impl Expected {
             .count()
     }
 
-    pub(super) fn find<'a>(&self, log: &'a [Published]) -> Result<&'a Published, Mismatch> {
+    pub(super) fn find<'a>(&self, log: &'a [Recorded]) -> Result<&'a Recorded, Mismatch> {
         if let Some(found) = log.iter().find(|p| self.matches(p)) {
             return Ok(found);
         }
@@ -135,7 +135,7 @@ impl std::fmt::Display for Expected {
 
 impl Mismatch {
     /// The panic message of a failed `assert_published!`.
-    pub(super) fn report(&self, expected: &Expected, log: &[Published]) -> String {
+    pub(super) fn report(&self, expected: &Expected, log: &[Recorded]) -> String {
         let mut out = format!(
             "no publication matched: expected {expected}\nrecorded ({}):\n{}",
             log.len(),

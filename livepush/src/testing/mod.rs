@@ -1,5 +1,6 @@
 //! Test helpers for apps that push (feature `testing`; use it from `[dev-dependencies]`):
-//! record what a `Router` call published, and read its event streams, without a server.
+//! record what a `Router` call published, and read its event streams, without a server or
+//! from one over real HTTP.
 //!
 //! ```toml
 //! [dev-dependencies]
@@ -11,8 +12,9 @@
 //!   [`Hub::publish`](crate::Hub::publish), the outbox relay); [`assert_published!`] and
 //!   [`Recorder::assert_nothing_published`] check it, with the whole record and a diff of the
 //!   data on failure.
-//! - [`Client`] calls the `Router` in-process; [`Client::subscribe`] gives an [`EventStream`] of
-//!   parsed [`Frame`]s that resumes with `Last-Event-ID`.
+//! - [`Client`] calls the `Router` in-process, or a server over real HTTP ([`Client::http`]);
+//!   [`Client::subscribe`] gives an [`EventStream`] of parsed [`Frame`]s that resumes with
+//!   `Last-Event-ID`.
 //!
 //! A handler that publishes, tested:
 //!
@@ -44,15 +46,18 @@
 mod client;
 mod expect;
 mod frame;
+mod http;
+mod recorded;
 mod recorder;
 
 pub use self::client::{read_json, read_text, Client, EventStream};
 pub use self::expect::Expected;
 pub use self::frame::{Frame, FrameParser};
-pub use self::recorder::{recorded, Published, Recorder, RecordingBroker};
+pub use self::recorded::Recorded;
+pub use self::recorder::{recorded, Recorder, RecordingBroker};
 
 /// Asserts that a [`Recorder`] holds a publication with every field given, and returns it
-/// ([`Published`]). Keys: `topic`, `event`, `category`, `data` (a typed value or a
+/// ([`Recorded`]). Keys: `topic`, `event`, `category`, `data` (a typed value or a
 /// `serde_json::json!`, compared as JSON). On failure the message lists every publication
 /// recorded and diffs the data of the closest one.
 ///

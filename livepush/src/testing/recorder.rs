@@ -5,70 +5,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::broker::{
     Broker, BrokerError, Delivery, History, MemoryBroker, Partitioned, Publication, Slot,
 };
-use crate::event::{EventId, EventName};
+use crate::event::EventId;
 use crate::hub::{Hub, HubBuilder};
 use crate::topic::Topic;
 
 use super::expect::{Expected, Mismatch};
+use super::recorded::{listing, Recorded};
 
 /// How long [`Recorder::wait_for`] waits before it fails the test: generous, because it only
 /// bounds a test that would otherwise hang.
 const WAIT_CEILING: Duration = Duration::from_secs(30);
-
-/// One publication the broker accepted, with the id it got.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct Published {
-    /// The id the broker assigned.
-    pub id: EventId,
-    /// The topic.
-    pub topic: Topic,
-    /// The SSE event name.
-    pub event: EventName,
-    /// The category, if any.
-    pub category: Option<String>,
-    /// The payload as published (compact JSON).
-    pub data: Bytes,
-}
-
-impl Published {
-    /// The payload as a JSON value (`Value::Null` when it is not JSON).
-    pub fn value(&self) -> Value {
-        serde_json::from_slice(&self.data).unwrap_or(Value::Null)
-    }
-
-    /// The payload read into `T`.
-    ///
-    /// # Panics
-    /// When the payload is not a `T`, with the publication in the message.
-    #[track_caller]
-    pub fn json<T: DeserializeOwned>(&self) -> T {
-        serde_json::from_slice(&self.data).unwrap_or_else(|error| {
-            panic!(
-                "published data is not a {}: {error}\n  publication: {self}",
-                std::any::type_name::<T>()
-            )
-        })
-    }
-}
-
-impl std::fmt::Display for Published {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` on `{}`", self.event, self.topic)?;
-        if let Some(category) = &self.category {
-            write!(f, " (category `{category}`)")?;
-        }
-        write!(f, ": {}", String::from_utf8_lossy(&self.data))
-    }
-}
 
 /// What a [`RecordingBroker`] published, shared with the test that reads it.
 ///
@@ -92,19 +43,19 @@ pub struct Recorder {
 #[derive(Debug, Default)]
 struct Shared {
     /// Every publication in the order the broker took them (id order for one broker).
-    log: Mutex<Vec<Published>>,
+    log: Mutex<Vec<Recorded>>,
     /// Woken on every new publication, for [`Recorder::wait_for`].
     added: Notify,
 }
 
 impl Recorder {
     /// Every publication recorded so far, oldest first.
-    pub fn published(&self) -> Vec<Published> {
+    pub fn published(&self) -> Vec<Recorded> {
         self.log().clone()
     }
 
     /// Takes every publication recorded so far, leaving none: what a step of a test published.
-    pub fn take(&self) -> Vec<Published> {
+    pub fn take(&self) -> Vec<Recorded> {
         std::mem::take(&mut *self.log())
     }
 
@@ -115,7 +66,7 @@ impl Recorder {
     /// After 30 s (of Tokio time, so at once under `tokio::time::pause` when nothing else runs)
     /// with fewer, listing what was recorded.
     #[track_caller]
-    pub fn wait_for(&self, count: usize) -> impl std::future::Future<Output = Vec<Published>> + '_ {
+    pub fn wait_for(&self, count: usize) -> impl std::future::Future<Output = Vec<Recorded>> + '_ {
         let caller = std::panic::Location::caller();
         async move {
             let waited = tokio::time::timeout(WAIT_CEILING, async {
@@ -157,7 +108,7 @@ impl Recorder {
     /// When none is, with what was expected, every publication recorded, and a diff of the data
     /// of the closest one.
     #[track_caller]
-    pub fn assert_published(&self, expected: Expected) -> Published {
+    pub fn assert_published(&self, expected: Expected) -> Recorded {
         let log = self.published();
         match expected.find(&log) {
             Ok(found) => found.clone(),
@@ -165,7 +116,7 @@ impl Recorder {
         }
     }
 
-    fn log(&self) -> MutexGuard<'_, Vec<Published>> {
+    fn log(&self) -> MutexGuard<'_, Vec<Recorded>> {
         // A test that panicked while holding the lock has failed already; its log still reads.
         self.shared.log.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -177,7 +128,7 @@ impl Recorder {
         if log.iter().any(|p| p.id == id) {
             return;
         }
-        log.push(Published {
+        log.push(Recorded {
             id,
             topic: publication.topic.clone(),
             event: publication.event.clone(),
@@ -187,18 +138,6 @@ impl Recorder {
         drop(log);
         self.shared.added.notify_waiters();
     }
-}
-
-/// One line per publication, numbered, for failure messages.
-pub(super) fn listing(log: &[Published]) -> String {
-    if log.is_empty() {
-        return "  (nothing)".to_owned();
-    }
-    log.iter()
-        .enumerate()
-        .map(|(i, p)| format!("  {}. {p}", i + 1))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A hub built by `builder` whose broker records every publication: the in-memory broker with

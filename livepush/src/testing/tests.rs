@@ -41,7 +41,9 @@ async fn the_recorder_sees_what_the_hub_publishes_with_its_id() {
     let id = hub
         .publish("user:7", "renamed", &json!({"name": "Ada"}))
         .await
-        .unwrap();
+        .unwrap()
+        .id()
+        .expect("published now, not buffered");
     let found = assert_published!(published, topic = "user:7", event = "renamed");
     assert_eq!(found.id, id);
     assert_eq!(found.json::<Value>(), json!({"name": "Ada"}));

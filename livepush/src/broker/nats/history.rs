@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::payload;
 use super::subject::Names;
-use crate::broker::{BrokerError, Cause, History};
+use crate::broker::{BrokerError, Cause, Delivery, History};
 use crate::envelope::Envelope;
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -36,13 +36,15 @@ pub(super) async fn read(
     topics: &[Topic],
     after: EventId,
     limit: usize,
+    delivery: Option<&Delivery>,
 ) -> Result<History, BrokerError> {
     let state = stream.get_info().await.map_err(unavailable)?.state;
     let after = after.get();
     let mut complete = after <= state.last_sequence && after + 1 >= state.first_sequence;
     let mut events = Vec::new();
     for topic in topics {
-        let (topic_events, reaches_back) = read_topic(stream, names, topic, after, limit).await?;
+        let (topic_events, reaches_back) =
+            read_topic(stream, names, topic, after, limit, delivery).await?;
         complete &= reaches_back;
         events.extend(topic_events.into_iter().map(Arc::new));
     }
@@ -63,6 +65,7 @@ async fn read_topic(
     topic: &Topic,
     after: u64,
     limit: usize,
+    delivery: Option<&Delivery>,
 ) -> Result<(Vec<Envelope>, bool), BrokerError> {
     let subject = names.stored(topic);
     let mut events = Vec::new();
@@ -80,6 +83,7 @@ async fn read_topic(
             topic.clone(),
             first.sequence,
             &first.payload,
+            delivery,
         ));
     }
     loop {
@@ -94,6 +98,7 @@ async fn read_topic(
                     topic.clone(),
                     message.sequence,
                     &message.payload,
+                    delivery,
                 ));
             }
             Err(e) if e.kind() == DirectGetErrorKind::NotFound => break,

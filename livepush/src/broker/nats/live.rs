@@ -283,7 +283,7 @@ impl Task {
                 .and_then(|v| v.as_str().parse::<u64>().ok())
         };
         let Some(seq) = header(NATS_SEQUENCE) else {
-            crate::metrics::MALFORMED_PAYLOADS.inc();
+            self.delivery.malformed_payload();
             tracing::warn!(subject = %message.subject, "ignoring a NATS message without a stream sequence");
             return;
         };
@@ -298,7 +298,8 @@ impl Task {
             }
         }
         self.last.insert(topic.clone(), seq);
-        if let Some(envelope) = payload::decode(topic, seq, &message.payload) {
+        if let Some(envelope) = payload::decode(topic, seq, &message.payload, Some(&self.delivery))
+        {
             self.delivery.deliver(Arc::new(envelope));
         }
     }
@@ -383,7 +384,16 @@ impl Task {
         let topics = std::slice::from_ref(topic);
         let names = &self.shared.names;
         let limit = self.shared.replay.max(1);
-        match history::read(self.stream(), names, topics, EventId::new(last), limit).await {
+        match history::read(
+            self.stream(),
+            names,
+            topics,
+            EventId::new(last),
+            limit,
+            Some(&self.delivery),
+        )
+        .await
+        {
             Ok(history) => {
                 let newest = history.events.last().map_or(last, |e| e.id().get());
                 let resumes = if history.complete {

@@ -191,7 +191,16 @@ impl Shared {
             return Ok(History::default());
         }
         let (_, _, stream) = self.jetstream()?;
-        history::read(stream, &self.names, topics, after, self.replay.max(1)).await
+        let delivery = self.delivery.get();
+        history::read(
+            stream,
+            &self.names,
+            topics,
+            after,
+            self.replay.max(1),
+            delivery,
+        )
+        .await
     }
 
     async fn ready(&self) -> Result<(), BrokerError> {

@@ -5,6 +5,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::broker::Delivery;
 use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -25,11 +26,19 @@ pub(super) fn encode(publication: &Publication) -> Bytes {
 
 /// The event stored as `payload` with sequence `id`. Another producer may publish to the same
 /// subjects, so nothing is trusted: the names are validated like ours, and a payload that is
-/// not well formed is dropped and counted (`livepush_broker_malformed_payloads_total`).
-pub(super) fn decode(topic: Topic, id: u64, payload: &[u8]) -> Option<Envelope> {
+/// not well formed is dropped and counted on `delivery`'s hub
+/// (`livepush_broker_malformed_payloads_total`).
+pub(super) fn decode(
+    topic: Topic,
+    id: u64,
+    payload: &[u8],
+    delivery: Option<&Delivery>,
+) -> Option<Envelope> {
     let envelope = decode_checked(topic, id, payload);
     if envelope.is_none() {
-        crate::metrics::MALFORMED_PAYLOADS.inc();
+        if let Some(delivery) = delivery {
+            delivery.malformed_payload();
+        }
         tracing::warn!(id, "ignoring a NATS message in an unknown format");
     }
     envelope
@@ -68,7 +77,7 @@ mod tests {
             category: Some("billing".to_owned()),
             data: Bytes::from_static(b"{\"a\":\"x\ny\"}"),
         };
-        let e = decode(topic.clone(), 7, &encode(&publication)).unwrap();
+        let e = decode(topic.clone(), 7, &encode(&publication), None).unwrap();
         assert_eq!(e.id(), EventId::new(7));
         assert_eq!(e.event(), "created");
         assert_eq!(e.category(), Some("billing"));
@@ -80,7 +89,7 @@ mod tests {
             b"e\rid: 9\n\n{}",
             b"e\nbad category\n{}",
         ] {
-            assert!(decode(topic.clone(), 1, bad).is_none(), "{bad:?}");
+            assert!(decode(topic.clone(), 1, bad, None).is_none(), "{bad:?}");
         }
     }
 }

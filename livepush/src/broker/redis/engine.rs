@@ -325,7 +325,8 @@ impl<S: Shard> Engine<S> {
             invocation.key(self.shard.stream(p, topic));
         }
         invocation.arg(after.get()).arg(horizon);
-        scripts::parse_history(topics, invocation.invoke_async(conn).await?)
+        let reply = invocation.invoke_async(conn).await?;
+        scripts::parse_history(topics, reply, self.delivery.get())
     }
 
     /// History for the broker's callers: empty with replay off, else read on the command

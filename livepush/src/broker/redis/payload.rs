@@ -3,32 +3,41 @@
 
 use bytes::Bytes;
 
+use crate::broker::Delivery;
 use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
 use crate::topic::Topic;
+
+/// A broker payload that is not a well-formed event (a bad id, an invalid event or category
+/// name, broken framing). The decoder runs below any hub, so it only reports it: the caller
+/// counts it on its hub's metrics ([`Delivery::malformed_payload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Malformed;
 
 /// Encodes nothing: the publish script builds the payload. Decodes `{id}\n{event}\n{category}\n{data}`.
 ///
 /// Another producer may write to the same channels, so nothing is trusted: the event and
 /// category names are validated like ours ([`crate::EventName`]), and a payload that is not
-/// well formed is dropped and counted (`livepush_broker_malformed_payloads_total`), never
-/// written to a stream.
-pub(crate) fn decode(topic: Topic, payload: &[u8]) -> Option<Envelope> {
-    let envelope = decode_checked(topic, payload);
-    if envelope.is_none() {
-        crate::metrics::MALFORMED_PAYLOADS.inc();
-    }
-    envelope
+/// well formed is [`Malformed`]: the caller drops and counts it
+/// (`livepush_broker_malformed_payloads_total`), never writes it to a stream.
+pub(crate) fn decode(topic: Topic, payload: &[u8]) -> Result<Envelope, Malformed> {
+    decode_checked(topic, payload).ok_or(Malformed)
 }
 
 /// [`decode`] for a live message on `channel`: a payload in an unknown format is logged with the
-/// channel it came on.
-pub(super) fn decode_live(topic: Topic, channel: &[u8], payload: &[u8]) -> Option<Envelope> {
-    let envelope = decode(topic, payload);
-    if envelope.is_none() {
+/// channel it came on and counted on the hub of `delivery`.
+pub(super) fn decode_live(
+    topic: Topic,
+    channel: &[u8],
+    payload: &[u8],
+    delivery: &Delivery,
+) -> Option<Envelope> {
+    let decoded = decode(topic, payload);
+    if decoded.is_err() {
         tracing::warn!(channel = %String::from_utf8_lossy(channel), "ignoring a message in an unknown format");
+        delivery.malformed_payload();
     }
-    envelope
+    decoded.ok()
 }
 
 fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
@@ -79,7 +88,7 @@ mod tests {
             b"1\ne\nbad category\n{}",
             b"1\ne\xff\n\n{}",
         ] {
-            assert!(decode(topic.clone(), bad).is_none(), "{bad:?}");
+            assert_eq!(decode(topic.clone(), bad).err(), Some(Malformed), "{bad:?}");
         }
     }
 }

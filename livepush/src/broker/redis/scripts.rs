@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use redis::{ErrorKind, RedisError, Script, Value};
 
-use super::payload::decode;
-use crate::broker::History;
+use super::payload::{decode, Malformed};
+use crate::broker::{Delivery, History};
 use crate::event::EventId;
 use crate::topic::Topic;
 
@@ -201,10 +201,12 @@ impl Scripts {
 
 /// The reply of [`HISTORY`] for `topics` (the stream keys it was given, in order): whether the
 /// history is complete, the position, and `(topic index, payload)` pairs, parsed into events in
-/// id order. A payload in an unknown format is skipped (and counted by `decode`).
+/// id order. A payload in an unknown format is skipped, and counted on the hub of `delivery`
+/// (`None` before the broker is started: no hub to count on yet).
 pub(super) fn parse_history(
     topics: &[Topic],
     (complete, last, raw): (i64, String, Vec<Value>),
+    delivery: Option<&Delivery>,
 ) -> Result<History, RedisError> {
     let protocol =
         |what: &str| RedisError::from((ErrorKind::Parse, "history script", what.to_owned()));
@@ -221,8 +223,13 @@ pub(super) fn parse_history(
             .and_then(|i| topics.get(i))
             .ok_or_else(|| protocol("history names an unknown topic"))?;
         match decode(topic.clone(), payload) {
-            Some(envelope) => events.push(Arc::new(envelope)),
-            None => tracing::warn!(%topic, "skipping a retained event in an unknown format"),
+            Ok(envelope) => events.push(Arc::new(envelope)),
+            Err(Malformed) => {
+                tracing::warn!(%topic, "skipping a retained event in an unknown format");
+                if let Some(delivery) = delivery {
+                    delivery.malformed_payload();
+                }
+            }
         }
     }
     events.sort_by_key(|e| e.id());

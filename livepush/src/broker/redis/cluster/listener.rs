@@ -149,7 +149,7 @@ impl Listener {
         if self.doubt.contains(&p) {
             return; // the catch-up reads it from the stream
         }
-        let Some(envelope) = decode_live(topic, channel, payload) else {
+        let Some(envelope) = decode_live(topic, channel, payload, delivery) else {
             return;
         };
         self.parts[p as usize].deliver(envelope, delivery);

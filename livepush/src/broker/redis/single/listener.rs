@@ -81,7 +81,7 @@ impl Listener {
         let Some(topic) = self.engine.shard.topic_of_channel(channel) else {
             return;
         };
-        let Some(envelope) = decode_live(topic, channel, payload) else {
+        let Some(envelope) = decode_live(topic, channel, payload, delivery) else {
             return;
         };
         self.part.deliver(envelope, delivery);

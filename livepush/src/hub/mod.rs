@@ -1,4 +1,12 @@
 //! The hub: what publishers publish to and subscribers subscribe at.
+//!
+//! Every public method of [`Hub`] is defined in this file; its children hold what they
+//! delegate to: the tower layer ([`layer`]), the stream position's type, and the handlers of
+//! the operational routes.
+
+pub mod layer;
+mod position;
+mod routes;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,6 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::request::Parts;
+use axum::routing::get;
+use axum::Router;
 use bytes::Bytes;
 use serde::Serialize;
 use tracing::Instrument;
@@ -16,13 +26,16 @@ use crate::config::Config;
 use crate::connections::{Admission, Connections, KeySlot, Registration};
 use crate::envelope::Publication;
 use crate::error::{to_json, BuildError, PublishError, SubscribeError};
-use crate::event::{validate_name, EventId, EventName};
+use crate::event::{validate_name, EventId, EventName, Published};
 use crate::fanout::{Connection, Fanout};
 use crate::metrics::Metrics;
 use crate::recent::Recent;
 use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
 use crate::topic::Topic;
+
+use layer::HubLayer;
+pub use position::StreamPosition;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -41,8 +54,9 @@ pub(crate) type Authorizer = Arc<dyn Fn(Arc<Parts>, Topic) -> BoxFuture<bool> + 
 /// use livepush::Hub;
 ///
 /// let hub = Hub::builder().heartbeat(std::time::Duration::from_secs(10)).build().unwrap();
-/// let id = hub.publish("comments", "comment_created", &serde_json::json!({"id": 1})).await.unwrap();
-/// assert!(id.get() > 0);
+/// let published = hub.publish("comments", "comment_created", &serde_json::json!({"id": 1})).await.unwrap();
+/// // the in-memory broker always takes it at once
+/// assert!(published.id().is_some_and(|id| id.get() > 0));
 /// # }
 /// ```
 #[derive(Clone)]
@@ -89,7 +103,8 @@ pub struct HubBuilder {
 }
 
 impl HubBuilder {
-    /// Starts from `config`.
+    /// Starts from `config`: the defaults ([`Hub::builder`]) or the environment
+    /// ([`Config::from_env`]); the builder's methods then set what code says.
     pub fn from_config(config: Config) -> Self {
         HubBuilder {
             config,
@@ -167,6 +182,26 @@ impl HubBuilder {
         self.config.retry_buffer_events = events;
         self.config.retry_buffer_bytes = bytes;
         self.config.retry_buffer_age = max_age;
+        self
+    }
+
+    /// The `Retry-After` sent with 429 answers, in whole seconds (default 5 s; at most a day).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.config.retry_after = wait;
+        self
+    }
+
+    /// The `retry:` hint sent to clients when they connect: how long an `EventSource` waits
+    /// before it reconnects, in whole milliseconds (default 2,000 ms; at most a day).
+    pub fn client_retry(mut self, wait: Duration) -> Self {
+        self.config.client_retry = wait;
+        self
+    }
+
+    /// The longest a publish waits for the broker before the event goes to the retry buffer
+    /// (or, with the buffer off, the publish fails) (default 2 s; more than zero, at most a day).
+    pub fn publish_timeout(mut self, timeout: Duration) -> Self {
+        self.config.publish_timeout = timeout;
         self
     }
 
@@ -386,17 +421,18 @@ impl Hub {
 
     /// Serializes `data` to JSON once and publishes it as event `event` on `topic`.
     ///
-    /// Returns the event id. Errors when the topic or name is invalid, the data does not
-    /// serialize, or is larger than `max_event_bytes`. When the broker cannot take the event
-    /// (down, no answer in time, out of memory…), it waits in the retry buffer and is published
-    /// in order once the broker answers: that is [`PublishError::Buffered`], not a loss (see
-    /// [`HubBuilder::retry_buffer`]). With the retry buffer off, it is the broker's error.
+    /// Returns [`Published::Now`] with the event id. Errors when the topic or name is invalid,
+    /// the data does not serialize, or is larger than `max_event_bytes`. When the broker cannot
+    /// take the event (down, no answer in time, out of memory…), it waits in the retry buffer
+    /// and is published in order once the broker answers: that is [`Published::Buffered`], a
+    /// success (see [`HubBuilder::retry_buffer`]). With the retry buffer off, it is the
+    /// broker's error.
     pub async fn publish<T: Serialize + ?Sized>(
         &self,
         topic: impl AsRef<str>,
         event: &str,
         data: &T,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Published, PublishError> {
         let data = to_json(data)?;
         self.publish_json(topic, event, None, data).await
     }
@@ -417,7 +453,10 @@ impl Hub {
     /// hub.emit(&SyncCompleted { user_id: 7, accounts: 3 }).await.unwrap();
     /// # }
     /// ```
-    pub async fn emit<E: SseEvent + Serialize>(&self, event: &E) -> Result<EventId, PublishError> {
+    pub async fn emit<E: SseEvent + Serialize>(
+        &self,
+        event: &E,
+    ) -> Result<Published, PublishError> {
         let data = to_json(event)?;
         self.publish_json(event.topic(), E::EVENT, E::CATEGORY, data)
             .await
@@ -430,7 +469,7 @@ impl Hub {
         event: &str,
         category: Option<&str>,
         json: Bytes,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Published, PublishError> {
         let topic = topic.as_ref();
         // Disabled (no allocation, fields not evaluated) unless debug spans of livepush are on.
         let span = tracing::debug_span!("livepush.publish", topic, event);
@@ -438,8 +477,12 @@ impl Hub {
             .try_publish(topic, event, category, json)
             .instrument(span)
             .await;
-        if let Err(error) = &result {
-            self.count_failure(error);
+        match &result {
+            Err(error) => self.count_failure(error),
+            // Counted with the failures, under its own label, as before it was a success type:
+            // dashboards watch `publish_errors_total{reason="buffered"}` for outages.
+            Ok(Published::Buffered) => self.inner.metrics.publish_error("buffered"),
+            Ok(_) => {}
         }
         result
     }
@@ -455,7 +498,7 @@ impl Hub {
         event: &str,
         category: Option<&str>,
         data: Bytes,
-    ) -> Result<EventId, PublishError> {
+    ) -> Result<Published, PublishError> {
         let publication = checked_publication(
             topic,
             event,
@@ -468,7 +511,7 @@ impl Hub {
         let publication = if retry.enabled() {
             match retry.queue_if_waiting(publication, &inner.broker) {
                 Some(publication) => publication,
-                None => return Err(PublishError::Buffered),
+                None => return Ok(Published::Buffered),
             }
         } else {
             publication
@@ -482,7 +525,7 @@ impl Hub {
                     .publish_latency
                     .observe(started.elapsed().as_secs_f64());
                 inner.metrics.published.inc();
-                return Ok(id);
+                return Ok(Published::Now(id));
             }
             Ok(Err(error)) => error,
             // The outcome is unknown: the broker may still run it. Publishing it again later is
@@ -493,7 +536,7 @@ impl Hub {
             return Err(PublishError::Broker(error));
         }
         retry.push(publication, &error, &inner.broker);
-        Err(PublishError::Buffered)
+        Ok(Published::Buffered)
     }
 
     /// Publishes a validated publication once per `key` (see [`Broker::publish_once`]), without
@@ -597,6 +640,96 @@ impl Hub {
             signal.await;
             hub.shutdown();
         }
+    }
+
+    // The stream position (see `crate::cursor`).
+
+    /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
+    /// yields exactly the events published afterwards (with replay on). See [`Cursor`](crate::cursor::Cursor).
+    ///
+    /// A broker with one sequence per partition (Redis Cluster) has no single newest id: there
+    /// this answers [`BrokerError::Unavailable`] naming [`Hub::stream_position`], which gives
+    /// its position in every partition.
+    pub async fn position(&self) -> Result<EventId, BrokerError> {
+        if self.broker().partitioned().is_some() {
+            return Err(BrokerError::Unavailable(
+                "a partitioned broker (Redis Cluster) has one position per partition, not one id: \
+                 use Hub::stream_position"
+                    .into(),
+            ));
+        }
+        self.broker().position().await
+    }
+
+    /// Where the stream stands now, as a client sends it back in `Last-Event-ID`: the newest id
+    /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster) the newest
+    /// id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
+    /// `docs/multi-instance.md`; one history read per partition, concurrently). Subscribing with
+    /// it yields exactly what was published afterwards, on any topics. See [`Cursor`](crate::cursor::Cursor).
+    pub async fn stream_position(&self) -> Result<StreamPosition, BrokerError> {
+        let broker = self.broker();
+        match broker.partitioned() {
+            Some(partitioned) => {
+                let count = partitioned.partitions();
+                let all: Vec<u32> = (0..count).collect();
+                let ids = partitioned.positions(&all).await?;
+                Ok(StreamPosition::Partitions(crate::position::encode_vector(
+                    count,
+                    all.into_iter().zip(ids),
+                )))
+            }
+            None => broker.position().await.map(StreamPosition::Id),
+        }
+    }
+
+    // Routers: the hub as a layer, and its operational routes.
+
+    /// The layer that makes the hub reachable from livepush handlers; [`RouterExt::livepush`](crate::RouterExt::livepush)
+    /// adds it with the health routes.
+    pub fn layer(&self) -> HubLayer {
+        HubLayer::new(self.clone())
+    }
+
+    /// `/health`, `/health/live` and `/health/ready`: what load balancers and orchestrators
+    /// probe. [`RouterExt::livepush`](crate::RouterExt::livepush) adds them.
+    pub fn health_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/health", get(routes::health))
+            .route("/health/live", get(routes::live))
+            .route("/health/ready", get(routes::ready))
+            .layer(self.layer())
+    }
+
+    /// `/metrics` (OpenMetrics text), `/events/catalog` (the JSON
+    /// [`Catalog`](crate::registry::Catalog): every publishing and subscribing handler with
+    /// its module, source file and line, every event type) and `/events/asyncapi.json` (the
+    /// [AsyncAPI 3.0 document](crate::registry::asyncapi), with the request's host as its
+    /// server). For operators and client teams, not the public:
+    /// serve it on a listener only they reach, or behind your authentication.
+    ///
+    /// ```
+    /// use axum::{http::{HeaderMap, StatusCode}, middleware::{self, Next}, extract::Request, response::Response, Router};
+    /// use livepush::{Hub, RouterExt};
+    ///
+    /// async fn operators_only(headers: HeaderMap, request: Request, next: Next) -> Result<Response, StatusCode> {
+    ///     match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+    ///         Some("Bearer ops-secret") => Ok(next.run(request).await),
+    ///         _ => Err(StatusCode::UNAUTHORIZED),
+    ///     }
+    /// }
+    ///
+    /// let hub = Hub::builder().build().unwrap();
+    /// let app: Router = Router::new()
+    ///     .livepush(&hub)
+    ///     .merge(hub.admin_routes().route_layer(middleware::from_fn(operators_only)));
+    /// # drop(app);
+    /// ```
+    pub fn admin_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new()
+            .route("/metrics", get(routes::metrics))
+            .route("/events/catalog", get(routes::catalog))
+            .route("/events/asyncapi.json", get(routes::asyncapi))
+            .layer(self.layer())
     }
 }
 

@@ -14,8 +14,8 @@
 //! - **Stream**: created if missing, checked if present (`stream.rs`); a mismatch keeps the
 //!   broker not ready, with the differences in `/health/ready` and the log.
 //!
-//! Per-key connection caps are not shared across processes on NATS yet: the default of the
-//! seam (every slot granted) applies. `docs/nats.md` has the setup and the fault table.
+//! Per-key connection caps are not enforced on NATS yet: the seam's default (every slot
+//! granted, in this process too) applies. `docs/nats.md` has the setup and the fault table.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -51,6 +51,11 @@ pub struct Macros;
 #[doc = include_str!("multi-instance.md")]
 pub struct MultiInstance;
 
+/// The Rust snippets of `docs/nats.md`.
+#[cfg(doctest)]
+#[doc = include_str!("nats.md")]
+pub struct Nats;
+
 /// The Rust snippets of `docs/outbox.md`.
 #[cfg(doctest)]
 #[doc = include_str!("outbox.md")]

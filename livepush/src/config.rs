@@ -72,6 +72,7 @@ pub struct Config {
     pub(crate) redis_url: Option<String>,
     /// Prefix of every Redis key and channel (`LIVEPUSH_REDIS_PREFIX`, default `livepush:`).
     pub(crate) redis_prefix: String,
+    pub(crate) nats_url: Option<String>,
 }
 
 /// What each setting is; set them with the [`HubBuilder`](crate::HubBuilder) method of the same
@@ -181,6 +182,12 @@ impl Config {
     pub fn redis_prefix(&self) -> &str {
         &self.redis_prefix
     }
+
+    /// NATS URL (`NATS_URL`, feature `nats`; see `docs/nats.md`): set with
+    /// [`HubBuilder::nats`](crate::HubBuilder::nats). Not together with a Redis URL.
+    pub fn nats_url(&self) -> Option<&str> {
+        self.nats_url.as_deref()
+    }
 }
 
 impl Default for Config {
@@ -204,6 +211,7 @@ impl Default for Config {
             retry_buffer_age: Duration::from_secs(30),
             redis_url: None,
             redis_prefix: "livepush:".to_owned(),
+            nats_url: None,
         }
     }
 }
@@ -233,14 +241,21 @@ pub enum ConfigError {
     /// `REDIS_URL` is set but this build of livepush has no Redis support.
     #[error("REDIS_URL is set but livepush was built without the `redis` feature")]
     RedisFeatureOff,
+    /// `NATS_URL` is set but this build of livepush has no NATS support.
+    #[error("NATS_URL is set but livepush was built without the `nats` feature")]
+    NatsFeatureOff,
+    /// Both `NATS_URL` and `REDIS_URL` are set: one broker carries the events.
+    #[error("NATS_URL and REDIS_URL are both set; set only the one of the broker to use")]
+    TwoBrokers,
 }
 
 impl Config {
-    /// Reads the `LIVEPUSH_*` variables and `REDIS_URL` over the defaults.
+    /// Reads the `LIVEPUSH_*` variables, `REDIS_URL` and `NATS_URL` over the defaults.
     ///
     /// | setting | variable | unit | range | default |
     /// | --- | --- | --- | --- | --- |
     /// | `redis_url` | `REDIS_URL` | URL | unset: in-memory broker | unset |
+    /// | `nats_url` | `NATS_URL` | URL | not with `REDIS_URL` | unset |
     /// | `heartbeat` | `LIVEPUSH_HEARTBEAT_SECS` | s | more than 0, at most 3600 | 15 |
     /// | `max_connections` | `LIVEPUSH_MAX_CONNECTIONS` | connections | 1 to 4294967295 | 10000 |
     /// | `queue_capacity` | `LIVEPUSH_QUEUE_CAPACITY` | events | 1 to 1048576 | 256 |
@@ -288,6 +303,7 @@ impl Config {
             config.redis_prefix = v;
         }
         config.redis_url = get("REDIS_URL");
+        config.nats_url = get("NATS_URL");
         config.validate()?;
         Ok(config)
     }
@@ -295,6 +311,9 @@ impl Config {
     /// Checks every setting against its range (the table of [`Config::from_env`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_ranges(SETTINGS, self)?;
+        if self.redis_url.is_some() && self.nats_url.is_some() {
+            return Err(ConfigError::TwoBrokers);
+        }
         if self
             .redis_prefix
             .bytes()
@@ -670,6 +689,19 @@ mod tests {
         assert_eq!(c.redis_prefix, "app1:");
         assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
         assert_eq!(c.slow_consumer_policy(), SlowConsumerPolicy::Disconnect);
+    }
+
+    #[test]
+    fn nats_url_is_read_and_refused_beside_redis_url() {
+        let c = from(&[("NATS_URL", "nats://127.0.0.1:4222")]).unwrap();
+        assert_eq!(c.nats_url(), Some("nats://127.0.0.1:4222"));
+        let both = from(&[("NATS_URL", "nats://h:1"), ("REDIS_URL", "redis://h:2")]).unwrap_err();
+        assert_eq!(both, ConfigError::TwoBrokers);
+        let message = both.to_string();
+        assert!(
+            message.contains("NATS_URL") && message.contains("REDIS_URL"),
+            "{message}"
+        );
     }
 
     #[test]

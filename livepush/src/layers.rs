@@ -65,7 +65,14 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// use only the children before it. When a child is added, moved or renamed, its folder's row
 /// changes with it (the test names a child that is in no row).
 const FOLDERS: &[(&str, &[&str])] = &[
-    ("broker", &["error", "memory", "partitioned", "redis"]),
+    (
+        "broker",
+        &["error", "memory", "partitioned", "redis", "nats"],
+    ),
+    (
+        "broker/nats",
+        &["subject", "payload", "address", "stream", "history", "live"],
+    ),
     (
         "broker/redis",
         &[

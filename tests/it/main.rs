@@ -32,6 +32,7 @@ mod framing;
 mod http2;
 mod limits;
 mod metrics;
+mod nats;
 mod outbox;
 mod outbox_instances;
 mod publish;

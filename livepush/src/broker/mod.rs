@@ -15,6 +15,8 @@ use crate::topic::Topic;
 
 mod error;
 mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub(crate) mod partitioned;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -62,7 +64,7 @@ impl History {
     /// Hands a catch-up to `delivery` in order: a `livepush.reset` for the local streams of
     /// `topics` first when the history is not complete (with `reason`), then the events.
     /// Returns how many events were delivered.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "redis", feature = "nats")), allow(dead_code))]
     pub(crate) fn deliver(self, delivery: &Delivery, topics: &[Topic], reason: &str) -> usize {
         if !self.complete {
             delivery.reset(topics, self.reset_id(), reason);

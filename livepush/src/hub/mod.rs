@@ -215,6 +215,14 @@ impl HubBuilder {
         self
     }
 
+    /// Uses the NATS JetStream broker at `url` (requires the `nats` feature):
+    /// `nats://[user:password@]host:port[,host:port...][?options]`, `tls://` for TLS; the
+    /// options (stream, prefix, storage, replicas, token, creds, nkey) are in `docs/nats.md`.
+    pub fn nats(mut self, url: impl Into<String>) -> Self {
+        self.config.nats_url = Some(url.into());
+        self
+    }
+
     /// Uses the Redis broker on the Redis Cluster (Redis ≥ 7) reached through any of `nodes`
     /// (`host:port`), with the default partition count: the same as
     /// `redis("redis+cluster://host:port,host:port")`; put credentials and `?partitions=N` in
@@ -291,6 +299,7 @@ impl HubBuilder {
         let config = self.config;
         let broker: Arc<dyn Broker> = match (self.broker, &config.redis_url) {
             (Some(broker), _) => broker,
+            (None, None) if config.nats_url.is_some() => nats_broker(&config)?,
             (None, None) => Arc::new(MemoryBroker::new(config.replay, config.replay_ttl)),
             #[cfg(feature = "redis")]
             (None, Some(url))
@@ -800,4 +809,18 @@ impl Hub {
             None => broker.history(topics, after).await,
         }
     }
+}
+
+/// The NATS broker of `config.nats_url` (set).
+#[cfg(feature = "nats")]
+fn nats_broker(config: &Config) -> Result<Arc<dyn Broker>, BuildError> {
+    let url = config.nats_url.as_deref().unwrap_or_default();
+    let broker = crate::broker::nats::NatsBroker::new(url, config).map_err(BuildError::Broker)?;
+    Ok(Arc::new(broker))
+}
+
+/// Without the `nats` feature a `NATS_URL` is an error, not a silent in-memory broker.
+#[cfg(not(feature = "nats"))]
+fn nats_broker(_config: &Config) -> Result<Arc<dyn Broker>, BuildError> {
+    Err(crate::config::ConfigError::NatsFeatureOff.into())
 }

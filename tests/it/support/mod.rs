@@ -12,6 +12,7 @@
 pub mod database;
 pub mod examples;
 pub mod handlers;
+pub mod nats_server;
 pub mod observe;
 pub mod raw;
 pub mod redis_server;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 pub use database::{Postgres, Sqlite};
 pub use examples::{run_to_exit, Example};
+pub use nats_server::NatsServer;
 pub use observe::{capture_logs, metric};
 pub use raw::{raw_get, raw_request, RawResponse};
 pub use redis_server::RedisServer;

@@ -1,0 +1,414 @@
+//! The connection task: one NATS connection per process, the live subjects of the topics with
+//! local subscribers, and every gap turned into a catch-up or a `livepush.reset`.
+//!
+//! Live events come from the stream's republish, each with its stream sequence
+//! (`Nats-Sequence`) and the previous sequence of its subject (`Nats-Last-Sequence`). The task
+//! keeps, per watched topic, the last sequence it delivered (or, before the first, the stream's
+//! position when the subscription was confirmed). Then:
+//! - a sequence at or below it was delivered already (by a catch-up): dropped;
+//! - a previous sequence above it means events of the topic were missed (the connection was
+//!   slow or away): the topic is caught up from the stream first;
+//! - a reconnect or an async-nats `SlowConsumer` event catches every watched topic up;
+//! - a stream created anew (a memory store restarted, the stream deleted) resets every watched
+//!   topic, since its sequences start over.
+//!
+//! A catch-up reads the stream after the last delivered sequence and hands the events over in
+//! order, with a `livepush.reset` first where the stream no longer reaches back.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::header::{NATS_LAST_SEQUENCE, NATS_SEQUENCE};
+use async_nats::{Client, ConnectOptions, Event, Message};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::address::Address;
+use super::{history, payload, stream, Shared};
+use crate::broker::{BrokerError, Cause, Delivery};
+use crate::event::EventId;
+use crate::topic::Topic;
+
+/// The reason a reset caused by the broker carries.
+const GAP: &str = "broker_gap";
+
+/// Live messages waiting for the task. When it falls behind, the subscriptions' own buffers
+/// fill next and async-nats reports a slow consumer, which becomes a catch-up.
+const MESSAGE_BUFFER: usize = 4096;
+
+/// How long the task waits before trying a failed stream check again.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// What the broker hands the task when it is started.
+pub(super) struct Setup {
+    pub(super) address: Address,
+    pub(super) inputs: mpsc::UnboundedReceiver<Input>,
+}
+
+/// What wakes the task, besides live messages.
+pub(super) enum Input {
+    /// A topic gained its first or lost its last local subscriber.
+    Reconcile(Topic),
+    /// A connection event of async-nats.
+    Event(Event),
+    /// The server confirmed the live subscription of a topic; the stream stood at this
+    /// sequence then.
+    Confirmed(Topic, u64),
+}
+
+struct Task {
+    shared: Arc<Shared>,
+    delivery: Delivery,
+    client: Client,
+    messages: mpsc::Sender<(Topic, Message)>,
+    /// The forwarding task of each subscribed topic (aborting it drops, so unsubscribes, the
+    /// subscription).
+    subs: HashMap<Topic, AbortHandle>,
+    /// The last sequence delivered (or confirmed) per subscribed topic.
+    last: HashMap<Topic, u64>,
+    /// The stream's creation time when last checked.
+    created: Option<i128>,
+    /// The connection was lost since the last catch-up.
+    gap: bool,
+    ever_up: bool,
+    retry_at: Option<Instant>,
+}
+
+/// Connects with `address`'s servers and credentials; connection events go to `events`.
+async fn connect(
+    address: &Address,
+    events: mpsc::UnboundedSender<Input>,
+) -> Result<Client, BrokerError> {
+    let mut options = ConnectOptions::new();
+    if let Some(creds) = &address.auth.creds {
+        options = options.credentials_file(creds).await.map_err(|e| {
+            BrokerError::InvalidAddress(Cause::with_source("NATS credentials file", e))
+        })?;
+    }
+    if let Some(token) = &address.auth.token {
+        options = options.token(token.clone());
+    }
+    if let Some(seed) = &address.auth.nkey {
+        options = options.nkey(seed.clone());
+    }
+    options
+        .name("livepush")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let events = events.clone();
+            async move {
+                let _ = events.send(Input::Event(event));
+            }
+        })
+        .connect(address.servers.clone())
+        .await
+        .map_err(|e| BrokerError::Unavailable(Cause::with_source("NATS connect", e)))
+}
+
+/// The connection task: connects, checks the stream, then follows inputs until the broker is
+/// dropped.
+pub(super) async fn run(shared: Arc<Shared>, setup: Setup, delivery: Delivery) {
+    let Setup {
+        address,
+        mut inputs,
+    } = setup;
+    let client = match connect(&address, shared.commands.clone()).await {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "the NATS broker cannot start");
+            shared.set_down(e.to_string());
+            return;
+        }
+    };
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = match js.get_stream_no_info(&shared.names.stream).await {
+        Ok(stream) => stream,
+        Err(e) => return shared.set_down(format!("NATS stream name: {e}")),
+    };
+    let _ = shared.js.set((client.clone(), js, stream));
+    let (messages, mut incoming) = mpsc::channel(MESSAGE_BUFFER);
+    let mut task = Task {
+        shared,
+        delivery,
+        client,
+        messages,
+        subs: HashMap::new(),
+        last: HashMap::new(),
+        created: None,
+        gap: false,
+        ever_up: false,
+        retry_at: None,
+    };
+    task.bring_up().await;
+    loop {
+        let retry_at = task.retry_at;
+        tokio::select! {
+            input = inputs.recv() => match input {
+                Some(input) => task.handle(input).await,
+                None => return,
+            },
+            Some((topic, message)) = incoming.recv() => task.on_message(topic, message).await,
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                task.bring_up().await
+            }
+        }
+    }
+}
+
+impl Task {
+    fn stream(&self) -> &async_nats::jetstream::stream::Stream<()> {
+        &self.shared.js.get().expect("set before the task runs").2
+    }
+
+    async fn handle(&mut self, input: Input) {
+        match input {
+            Input::Reconcile(topic) => self.reconcile(topic).await,
+            Input::Confirmed(topic, at) => {
+                if self.subs.contains_key(&topic) {
+                    self.last.entry(topic.clone()).or_insert(at);
+                    let blind = self
+                        .shared
+                        .opened_blind
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&topic);
+                    if blind {
+                        // live delivery starts at `at`; before it the stream may have missed some
+                        self.delivery
+                            .reset(std::slice::from_ref(&topic), EventId::new(at), GAP);
+                    }
+                    self.shared.confirm(topic);
+                }
+            }
+            Input::Event(Event::Disconnected) => {
+                tracing::warn!("NATS connection lost; reconnecting");
+                self.gap = true;
+                self.shared
+                    .set_down("NATS is not connected (reconnecting)".to_owned());
+            }
+            Input::Event(Event::Connected) => {
+                if self.gap || !self.shared.up.load(Ordering::Acquire) {
+                    self.bring_up().await;
+                }
+            }
+            Input::Event(Event::SlowConsumer(sid)) => {
+                tracing::warn!(
+                    sid,
+                    "NATS dropped live messages (slow consumer); catching up"
+                );
+                self.catch_up_all().await;
+            }
+            Input::Event(event) => tracing::debug!(%event, "NATS connection event"),
+        }
+    }
+
+    /// Subscribes or unsubscribes `topic`'s live subject, as its local subscribers say now.
+    async fn reconcile(&mut self, topic: Topic) {
+        let watched = self.delivery.is_watched(&topic);
+        match (watched, self.subs.contains_key(&topic)) {
+            (true, false) => self.subscribe(topic).await,
+            (false, true) => {
+                if let Some(forwarder) = self.subs.remove(&topic) {
+                    forwarder.abort();
+                }
+                self.last.remove(&topic);
+                self.shared.subscribed().remove(&topic);
+            }
+            _ => {}
+        }
+    }
+
+    async fn subscribe(&mut self, topic: Topic) {
+        let subject = self.shared.names.live(&topic);
+        let mut subscriber = match self.client.subscribe(subject).await {
+            Ok(subscriber) => subscriber,
+            Err(e) => {
+                // only when the client is closed: the topic stays unsubscribed and not ready
+                tracing::error!(error = %e, %topic, "NATS subscribe failed");
+                return;
+            }
+        };
+        let messages = self.messages.clone();
+        let forward_topic = topic.clone();
+        let forwarder = tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                if messages
+                    .send((forward_topic.clone(), message))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        self.subs.insert(topic.clone(), forwarder.abort_handle());
+        self.confirm_later(topic);
+    }
+
+    /// Confirms `topic`'s subscription in the background. Confirmed once the server has it:
+    /// async-nats's flush only writes, so the proof is a request answered on the same
+    /// connection after the SUB (the server handles a connection's operations in order). Its
+    /// answer, where the stream stood then, is where this topic's live delivery begins. No
+    /// answer (the connection is down): the topic stays unconfirmed until the next
+    /// [`Task::bring_up`] tries again.
+    fn confirm_later(&self, topic: Topic) {
+        let client = self.client.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            if client.flush().await.is_err() {
+                return;
+            }
+            let stream = &shared.js.get().expect("set before the task runs").2;
+            if let Ok(info) = stream.get_info().await {
+                let at = info.state.last_sequence;
+                let _ = shared.commands.send(Input::Confirmed(topic, at));
+            }
+        });
+    }
+
+    async fn on_message(&mut self, topic: Topic, message: Message) {
+        if !self.subs.contains_key(&topic) {
+            return;
+        }
+        let header = |name| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .and_then(|v| v.as_str().parse::<u64>().ok())
+        };
+        let Some(seq) = header(NATS_SEQUENCE) else {
+            self.delivery.malformed_payload();
+            tracing::warn!(subject = %message.subject, "ignoring a NATS message without a stream sequence");
+            return;
+        };
+        let previous = header(NATS_LAST_SEQUENCE).unwrap_or(0);
+        if let Some(&last) = self.last.get(&topic) {
+            if previous > last {
+                tracing::warn!(%topic, last, previous, "NATS live events were missed; catching up");
+                self.catch_up(&topic, last).await;
+            }
+            if seq <= self.last.get(&topic).copied().unwrap_or(0) {
+                return;
+            }
+        }
+        self.last.insert(topic.clone(), seq);
+        if let Some(envelope) = payload::decode(topic, seq, &message.payload, Some(&self.delivery))
+        {
+            self.delivery.deliver(Arc::new(envelope));
+        }
+    }
+
+    /// Checks (or creates) the stream; up on success, else tried again after [`RETRY`].
+    async fn bring_up(&mut self) {
+        self.retry_at = None;
+        let created = match stream::ensure(self.stream_context(), &self.shared.stream_config).await
+        {
+            Ok(created) => created,
+            Err(e) => {
+                match &e {
+                    BrokerError::Protocol(_) => tracing::error!(error = %e, "NATS stream refused"),
+                    _ => tracing::warn!(error = %e, "NATS stream not available"),
+                }
+                self.shared.set_down(e.to_string());
+                self.retry_at = Some(Instant::now() + RETRY);
+                return;
+            }
+        };
+        self.shared.up.store(true, Ordering::Release);
+        if self.created.is_some_and(|before| before != created) {
+            self.reset_all("the NATS stream was created anew").await;
+        } else if self.gap {
+            self.catch_up_all().await;
+        }
+        self.created = Some(created);
+        self.gap = false;
+        let unconfirmed: Vec<Topic> = {
+            let subscribed = self.shared.subscribed();
+            self.subs
+                .keys()
+                .filter(|t| !subscribed.contains(*t))
+                .cloned()
+                .collect()
+        };
+        for topic in unconfirmed {
+            self.confirm_later(topic);
+        }
+        if std::mem::replace(&mut self.ever_up, true) {
+            self.delivery.reconnected();
+        } else {
+            self.delivery.connected();
+        }
+    }
+
+    fn stream_context(&self) -> &async_nats::jetstream::Context {
+        &self.shared.js.get().expect("set before the task runs").1
+    }
+
+    /// Every watched topic gets a reset at the stream's position, which is where its live
+    /// delivery continues.
+    async fn reset_all(&mut self, why: &str) {
+        let at = self
+            .stream()
+            .get_info()
+            .await
+            .map_or(0, |i| i.state.last_sequence);
+        tracing::warn!(at, "{why}: resetting every watched topic");
+        let topics: Vec<Topic> = self.subs.keys().cloned().collect();
+        self.delivery.reset(&topics, EventId::new(at), GAP);
+        for topic in topics {
+            self.last.insert(topic, at);
+        }
+    }
+
+    async fn catch_up_all(&mut self) {
+        if self.shared.replay == 0 {
+            return self
+                .reset_all("NATS live events may be missing (replay off)")
+                .await;
+        }
+        let topics: Vec<(Topic, u64)> = self.last.iter().map(|(t, l)| (t.clone(), *l)).collect();
+        for (topic, last) in topics {
+            self.catch_up(&topic, last).await;
+        }
+    }
+
+    /// Delivers `topic`'s events after `last` from the stream (a reset first where it does not
+    /// reach back; a reset alone where it cannot be read).
+    async fn catch_up(&mut self, topic: &Topic, last: u64) {
+        let topics = std::slice::from_ref(topic);
+        let names = &self.shared.names;
+        let limit = self.shared.replay.max(1);
+        match history::read(
+            self.stream(),
+            names,
+            topics,
+            EventId::new(last),
+            limit,
+            Some(&self.delivery),
+        )
+        .await
+        {
+            Ok(history) => {
+                let newest = history.events.last().map_or(last, |e| e.id().get());
+                let resumes = if history.complete {
+                    last
+                } else {
+                    history.reset_id().get()
+                };
+                history.deliver(&self.delivery, topics, GAP);
+                self.last
+                    .insert(topic.clone(), newest.max(resumes).max(last));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %topic, "NATS catch-up failed; resetting the topic");
+                self.delivery.reset(topics, EventId::new(last), GAP);
+            }
+        }
+    }
+}

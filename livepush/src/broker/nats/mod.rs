@@ -1,0 +1,300 @@
+//! The NATS JetStream engine (feature `nats`, `NATS_URL`): one stream holds every topic's
+//! events; its sequence is the event id, so ids order events across all topics and
+//! `Last-Event-ID` replay is exact across them.
+//!
+//! - **Publish**: a JetStream publish to the topic's subject (`<prefix>.t.<topic>`), acknowledged
+//!   with the sequence it got. `publish_once` sends the key as `Nats-Msg-Id`, and the stream's
+//!   duplicate window ([`DEDUPE_WINDOW`](crate::broker::DEDUPE_WINDOW)) drops a repeat.
+//! - **Live**: the stream republishes each stored event to `<prefix>.live.<topic>` with its
+//!   sequence in the headers. One NATS connection per process subscribes (core NATS, not a
+//!   consumer) the live subject of each topic with local subscribers, and drops it with the
+//!   last one (`live.rs`). Gaps (a reconnect, a slow-consumer drop, a sequence that jumps, a
+//!   recreated stream) are caught up from the stream or turned into `livepush.reset`.
+//! - **History**: direct gets of each topic's retained events (`history.rs`).
+//! - **Stream**: created if missing, checked if present (`stream.rs`); a mismatch keeps the
+//!   broker not ready, with the differences in `/health/ready` and the log.
+//!
+//! Per-key connection caps are not enforced on NATS yet: the seam's default (every slot
+//! granted, in this process too) applies. `docs/nats.md` has the setup and the fault table.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::stream::{Config, Stream};
+use async_nats::jetstream::Context;
+use async_nats::HeaderMap;
+use async_trait::async_trait;
+use tokio::sync::{mpsc, Notify};
+
+use crate::broker::{Broker, BrokerError, Cause, Delivery, History};
+use crate::config::Config as HubConfig;
+use crate::envelope::Publication;
+use crate::event::EventId;
+use crate::topic::Topic;
+
+mod address;
+mod history;
+mod live;
+mod payload;
+mod stream;
+mod subject;
+
+use address::Address;
+use subject::Names;
+
+/// How long `subscribed` waits for a topic's live subject to be confirmed by the server.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
+
+/// The NATS JetStream broker. See the module documentation.
+pub struct NatsBroker {
+    shared: std::sync::Arc<Shared>,
+    /// The connection task's start-up, taken by [`Broker::start`].
+    setup: Mutex<Option<live::Setup>>,
+}
+
+/// What the broker and its connection task share.
+struct Shared {
+    names: Names,
+    stream_config: Config,
+    replay: usize,
+    /// Set once the connection task connected.
+    js: OnceLock<(async_nats::Client, Context, Stream<()>)>,
+    /// The stream exists as livepush needs it and the connection is up.
+    up: AtomicBool,
+    /// Why the broker is not up (a stream mismatch, the server unreachable), for `ready`.
+    down_because: Mutex<String>,
+    /// Topics whose live subject the server confirmed subscribed.
+    subscribed: Mutex<HashSet<Topic>>,
+    subscribed_changed: Notify,
+    /// Topics whose streams were opened before their subscription was confirmed (the hub opens
+    /// them anyway): what was published in between is unknown, so they are reset once it is.
+    opened_blind: Mutex<HashSet<Topic>>,
+    delivery: OnceLock<Delivery>,
+    commands: mpsc::UnboundedSender<live::Input>,
+}
+
+impl NatsBroker {
+    /// A broker for `url` (see `docs/nats.md` for the URL and its options) with the replay
+    /// settings of `config`. It connects in the background once the hub starts it.
+    pub fn new(url: &str, config: &HubConfig) -> Result<Self, BrokerError> {
+        let address = Address::parse(url)?;
+        let stream_config = stream::wanted(
+            &address.names,
+            address.storage,
+            address.replicas,
+            config.replay,
+            config.replay_ttl,
+        );
+        let (commands, inputs) = mpsc::unbounded_channel();
+        let shared = std::sync::Arc::new(Shared {
+            names: address.names.clone(),
+            stream_config,
+            replay: config.replay,
+            js: OnceLock::new(),
+            up: AtomicBool::new(false),
+            down_because: Mutex::new("NATS is not connected yet".to_owned()),
+            subscribed: Mutex::new(HashSet::new()),
+            subscribed_changed: Notify::new(),
+            opened_blind: Mutex::new(HashSet::new()),
+            delivery: OnceLock::new(),
+            commands,
+        });
+        let setup = live::Setup { address, inputs };
+        Ok(NatsBroker {
+            shared,
+            setup: Mutex::new(Some(setup)),
+        })
+    }
+}
+
+impl Shared {
+    fn down(&self) -> BrokerError {
+        let why = self.down_because.lock().unwrap_or_else(|p| p.into_inner());
+        BrokerError::Unavailable(Cause::new(why.clone()))
+    }
+
+    /// The JetStream context and stream, while up.
+    fn jetstream(&self) -> Result<&(async_nats::Client, Context, Stream<()>), BrokerError> {
+        match (self.up.load(Ordering::Acquire), self.js.get()) {
+            (true, Some(js)) => Ok(js),
+            _ => Err(self.down()),
+        }
+    }
+
+    fn set_down(&self, why: String) {
+        self.up.store(false, Ordering::Release);
+        *self.down_because.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    fn subscribed(&self) -> std::sync::MutexGuard<'_, HashSet<Topic>> {
+        self.subscribed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn confirm(&self, topic: Topic) {
+        self.subscribed().insert(topic);
+        self.subscribed_changed.notify_waiters();
+    }
+
+    async fn publish(
+        &self,
+        publication: &Publication,
+        key: Option<&str>,
+    ) -> Result<EventId, BrokerError> {
+        let (_, js, _) = self.jetstream()?;
+        let unavailable = |e: &dyn std::fmt::Display| {
+            BrokerError::Unavailable(Cause::new(format!("NATS publish: {e}")))
+        };
+        let mut headers = HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert(NATS_MESSAGE_ID, key);
+        }
+        let subject = self.names.stored(&publication.topic);
+        let ack = js
+            .publish_with_headers(subject, headers, payload::encode(publication))
+            .await
+            .map_err(|e| unavailable(&e))?
+            .await
+            .map_err(|e| unavailable(&e))?;
+        // a duplicate's ack carries the sequence of the first publication
+        Ok(EventId::new(ack.sequence))
+    }
+
+    async fn wait_subscribed(&self, topics: &[Topic]) -> Result<(), BrokerError> {
+        let wait = async {
+            loop {
+                let changed = self.subscribed_changed.notified();
+                if topics.iter().all(|t| self.subscribed().contains(t)) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let waited = tokio::time::timeout(SUBSCRIBE_WAIT, wait).await;
+        if waited.is_err() {
+            let subscribed = self.subscribed();
+            let mut blind = self.opened_blind.lock().unwrap_or_else(|p| p.into_inner());
+            blind.extend(topics.iter().filter(|t| !subscribed.contains(*t)).cloned());
+        }
+        waited.map_err(|e| {
+            BrokerError::Unavailable(Cause::with_source(
+                "NATS subscription not confirmed in time",
+                e,
+            ))
+        })
+    }
+
+    async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
+        if self.replay == 0 {
+            return Ok(History::default());
+        }
+        let (_, _, stream) = self.jetstream()?;
+        let delivery = self.delivery.get();
+        history::read(
+            stream,
+            &self.names,
+            topics,
+            after,
+            self.replay.max(1),
+            delivery,
+        )
+        .await
+    }
+
+    async fn ready(&self) -> Result<(), BrokerError> {
+        let (client, _, stream) = self.jetstream()?;
+        if client.connection_state() != async_nats::connection::State::Connected {
+            return Err(BrokerError::Unavailable(
+                "NATS is not connected (reconnecting)".into(),
+            ));
+        }
+        if let Some(delivery) = self.delivery.get() {
+            let subscribed = self.subscribed();
+            let missing = delivery
+                .watched_topics()
+                .iter()
+                .filter(|t| !subscribed.contains(*t))
+                .count();
+            if missing > 0 {
+                return Err(BrokerError::Unavailable(
+                    format!("{missing} watched NATS subjects are not subscribed yet").into(),
+                ));
+            }
+        }
+        // the stream answers (its leader is elected, JetStream is enabled for the account)
+        stream
+            .get_info()
+            .await
+            .map(drop)
+            .map_err(|e| BrokerError::Unavailable(Cause::new(format!("NATS stream info: {e}"))))
+    }
+}
+
+#[async_trait]
+impl Broker for NatsBroker {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| {
+            let message = "the NATS broker needs a Tokio runtime; build the hub inside one";
+            BrokerError::Unavailable(Cause::with_source(message, e))
+        })?;
+        let _ = self.shared.delivery.set(delivery.clone());
+        let setup = self.setup.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(setup) = setup {
+            rt.spawn(live::run(self.shared.clone(), setup, delivery));
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, publication: &Publication) -> Result<EventId, BrokerError> {
+        self.shared.publish(publication, None).await
+    }
+
+    async fn publish_once(
+        &self,
+        publication: &Publication,
+        key: &str,
+    ) -> Result<EventId, BrokerError> {
+        self.shared.publish(publication, Some(key)).await
+    }
+
+    fn watch(&self, topic: &Topic) {
+        let _ = self
+            .shared
+            .commands
+            .send(live::Input::Reconcile(topic.clone()));
+    }
+
+    fn unwatch(&self, topic: &Topic) {
+        let _ = self
+            .shared
+            .commands
+            .send(live::Input::Reconcile(topic.clone()));
+    }
+
+    async fn subscribed(&self, topics: &[Topic]) -> Result<(), BrokerError> {
+        self.shared.wait_subscribed(topics).await
+    }
+
+    async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
+        self.shared.history(topics, after).await
+    }
+
+    async fn position(&self) -> Result<EventId, BrokerError> {
+        let (_, _, stream) = self.shared.jetstream()?;
+        let info = stream
+            .get_info()
+            .await
+            .map_err(|e| BrokerError::Unavailable(Cause::new(format!("NATS stream info: {e}"))))?;
+        Ok(EventId::new(info.state.last_sequence))
+    }
+
+    async fn ready(&self) -> Result<(), BrokerError> {
+        self.shared.ready().await
+    }
+}

@@ -1,0 +1,523 @@
+//! The NATS JetStream broker with real `nats-server -js` processes: several hubs on one server,
+//! exact replay across topics through another instance, a purged stream, a restarted server,
+//! the retry buffer while the server is down, a stream configured otherwise.
+
+use std::time::Duration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use livepush::sse::RESET;
+use livepush::{Hub, HubBuilder, RouterExt};
+use serde_json::json;
+
+use crate::support::handlers::{create, events};
+use crate::support::{http, wait_for_status, NatsServer, SseClient, TestServer};
+
+fn app(hub: &Hub) -> Router {
+    Router::new()
+        .route("/events", get(events))
+        .route("/comments", post(create))
+        .livepush(hub)
+}
+
+fn builder(nats: &NatsServer) -> HubBuilder {
+    Hub::builder()
+        .nats(nats.url())
+        .replay(1000, Duration::from_secs(600))
+}
+
+/// A hub served on a loopback port, once it is ready.
+async fn instance(hub: Hub) -> (Hub, TestServer) {
+    let server = TestServer::start(app(&hub)).await;
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    (hub, server)
+}
+
+fn id_of(event: &eventsource_stream::Event) -> u64 {
+    event.id.parse().expect("decimal event id")
+}
+
+#[tokio::test]
+async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instance() {
+    let nats = NatsServer::start();
+    let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&nats).build().unwrap()).await;
+    assert_eq!(a.broker_kind(), "nats");
+    let mut on_a = SseClient::connect(&server_a.url("/events?topic=comments")).await;
+    let mut on_b = SseClient::connect(&server_b.url("/events?topic=comments")).await;
+
+    let response = http()
+        .post(server_b.url("/comments"))
+        .json(&json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = a
+        .publish("comments", "created", &json!({"text": "second"}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+
+    for client in [&mut on_a, &mut on_b] {
+        let first = client.next().await;
+        assert_eq!(first.event, "created");
+        assert_eq!(first.data, r#"{"text":"hello"}"#);
+        let second = client.next().await;
+        assert_eq!(second.data, r#"{"text":"second"}"#);
+        assert_eq!(id_of(&second), id.get(), "the stream sequence is the id");
+        assert!(id_of(&first) < id_of(&second));
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_across_topics() {
+    let nats = NatsServer::start();
+    let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
+    let (_b, server_b) = instance(builder(&nats).build().unwrap()).await;
+    let topics: Vec<String> = (0..24).map(|n| format!("t.{n}")).collect();
+    let query = format!("/events?topic={}", topics.join(","));
+    let mut client = SseClient::connect(&server_a.url(&query)).await;
+    a.publish("t.0", "e", &json!({"n": 0}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+    let last = client.next().await;
+    drop(client);
+
+    let mut missed = Vec::new();
+    for n in 1..=48 {
+        let topic = &topics[n % topics.len()];
+        missed.push(
+            a.publish(topic, "e", &json!({"n": n}))
+                .await
+                .unwrap()
+                .id()
+                .expect("published now")
+                .get(),
+        );
+        // other topics' events take ids between them, and are not replayed
+        a.publish("elsewhere", "e", &json!({}))
+            .await
+            .unwrap()
+            .id()
+            .expect("published now");
+    }
+
+    let mut again =
+        SseClient::connect_with(&server_b.url(&query), &[("last-event-id", &last.id)]).await;
+    let mut got = Vec::new();
+    for _ in 0..missed.len() {
+        let event = again.next().await;
+        assert_ne!(
+            event.event,
+            RESET.as_str(),
+            "history reaches back: no reset"
+        );
+        got.push(id_of(&event));
+    }
+    assert_eq!(got, missed, "exactly the missed events, in order");
+    again
+        .assert_quiet(Duration::from_millis(300), "nothing more")
+        .await;
+}
+
+#[tokio::test]
+async fn a_purged_stream_tells_a_resuming_client_to_reset() {
+    let nats = NatsServer::start();
+    let (a, server) = instance(builder(&nats).build().unwrap()).await;
+    let first = a
+        .publish("p", "e", &json!({"n": 1}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+    a.publish("p", "e", &json!({"n": 2}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.get_stream("LIVEPUSH")
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+    let after = a
+        .publish("p", "e", &json!({"n": 3}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+
+    let mut resumed = SseClient::connect_with(
+        &server.url("/events?topic=p"),
+        &[("last-event-id", &first.to_string())],
+    )
+    .await;
+    let reset = resumed.next().await;
+    assert_eq!(
+        reset.event,
+        RESET.as_str(),
+        "event 2 is gone: a reset, not a silent gap"
+    );
+    let next = resumed.next().await;
+    assert_eq!(
+        id_of(&next),
+        after.get(),
+        "then what the stream still holds"
+    );
+}
+
+#[tokio::test]
+async fn delivery_goes_on_after_the_server_restarts_with_its_store_while_idle() {
+    let mut nats = NatsServer::start();
+    let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
+    let (b, server_b) = instance(builder(&nats).build().unwrap()).await;
+    let mut client = SseClient::connect(&server_a.url("/events?topic=r")).await;
+    let before = b
+        .publish("r", "e", &json!({"n": 1}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+    assert_eq!(id_of(&client.next().await), before.get());
+
+    nats.kill();
+    nats.restart(false);
+    wait_for_status(&server_a.url("/health/ready"), 200).await;
+    wait_for_status(&server_b.url("/health/ready"), 200).await;
+
+    let after = b
+        .publish("r", "e", &json!({"n": 2}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+    assert!(after > before, "the file store kept the sequence");
+    let next = client.next().await;
+    assert_eq!(
+        id_of(&next),
+        after.get(),
+        "delivered, without a stall or a reset"
+    );
+    drop(a);
+}
+
+#[tokio::test]
+async fn publications_made_while_the_server_is_down_are_published_when_it_is_back() {
+    let mut nats = NatsServer::start();
+    let hub = Hub::builder()
+        .publish_timeout(Duration::from_secs(3600))
+        .nats(nats.url())
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (a, server) = instance(hub).await;
+    let mut client = SseClient::connect(&server.url("/events?topic=q")).await;
+
+    nats.kill();
+    wait_for_status(&server.url("/health/ready"), 503).await;
+    let buffered = a.publish("q", "e", &json!({"n": 1})).await;
+    assert!(
+        matches!(buffered, Ok(livepush::Published::Buffered)),
+        "{buffered:?}"
+    );
+    nats.restart(false);
+
+    let event = client.next().await;
+    assert_eq!(event.data, r#"{"n":1}"#, "the buffered publication arrived");
+}
+
+#[tokio::test]
+async fn a_stream_configured_otherwise_is_refused_not_changed() {
+    let nats = NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "LIVEPUSH".to_owned(),
+        subjects: vec!["livepush.t.>".to_owned()],
+        max_messages_per_subject: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let hub = builder(&nats).build().unwrap();
+    let server = TestServer::start(app(&hub)).await;
+    let ready = crate::support::http()
+        .get(server.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
+    let mut stream = js.get_stream("LIVEPUSH").await.unwrap();
+    let config = &stream.info().await.unwrap().config;
+    assert_eq!(
+        config.max_messages_per_subject, 5,
+        "the operator's stream is unchanged"
+    );
+    crate::support::eventually("readiness names the mismatch", || async {
+        let ready = crate::support::http()
+            .get(server.url("/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        ready.text().await.unwrap().contains("LIVEPUSH_REPLAY")
+    })
+    .await;
+    let _ = text;
+}
+
+/// What the live side's gap detection relies on: the stream republishes every stored event
+/// with its sequence and the previous sequence *of its subject* (not of the stream).
+#[tokio::test]
+async fn the_republished_events_carry_their_sequence_and_their_subjects_previous_one() {
+    use futures_util::StreamExt;
+    let nats = NatsServer::start();
+    let (a, _server) = instance(builder(&nats).build().unwrap()).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut live = client.subscribe("livepush.live.>").await.unwrap();
+    // async-nats's flush only writes: a request answered on the same connection is what proves
+    // the server took the SUB before it (the broker confirms its subscriptions the same way)
+    let js = async_nats::jetstream::new(client.clone());
+    js.get_stream("LIVEPUSH").await.unwrap();
+    let x1 = a
+        .publish("x", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now")
+        .get();
+    let y1 = a
+        .publish("y", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now")
+        .get();
+    let x2 = a
+        .publish("x.z", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now")
+        .get();
+    let x3 = a
+        .publish("x", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now")
+        .get();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let message = tokio::time::timeout(crate::support::WAIT, live.next())
+            .await
+            .unwrap_or_else(|_| panic!("republished events: got only {seen:?}"))
+            .unwrap();
+        let headers = message.headers.unwrap();
+        let header = |name: async_nats::header::HeaderName| {
+            headers.get(name.clone()).map_or_else(
+                || panic!("{name} in {headers:?}"),
+                |v| v.as_str().parse::<u64>().unwrap(),
+            )
+        };
+        seen.push((
+            message.subject.to_string(),
+            header(async_nats::header::NATS_SEQUENCE),
+            header(async_nats::header::NATS_LAST_SEQUENCE),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("livepush.live.x".to_owned(), x1, 0),
+            ("livepush.live.y".to_owned(), y1, 0),
+            ("livepush.live.x%2Ez".to_owned(), x2, 0),
+            ("livepush.live.x".to_owned(), x3, x1),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_server_restarted_without_its_store_resets_every_stream_before_the_next_event() {
+    let mut nats = NatsServer::start();
+    let (a, server) = instance(builder(&nats).build().unwrap()).await;
+    let mut client = SseClient::connect(&server.url("/events?topic=m")).await;
+    for n in 0..3 {
+        a.publish("m", "e", &json!({"n": n}))
+            .await
+            .unwrap()
+            .id()
+            .expect("published now");
+        client.next().await;
+    }
+
+    nats.kill();
+    nats.restart(true);
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let reset = client.next().await;
+    assert_eq!(
+        reset.event,
+        RESET.as_str(),
+        "the sequence started over: a reset"
+    );
+    let after = a
+        .publish("m", "e", &json!({"n": 3}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+    let next = client.next().await;
+    assert_eq!(next.data, r#"{"n":3}"#, "then delivery goes on");
+    assert_eq!(id_of(&next), after.get());
+    assert!(id_of(&reset) < after.get());
+}
+
+#[tokio::test]
+async fn one_nats_subscription_per_topic_per_process_whatever_the_number_of_clients() {
+    let nats = NatsServer::start();
+    let (_a, server) = instance(builder(&nats).build().unwrap()).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(SseClient::connect(&server.url("/events?topic=s1,s2")).await);
+    }
+    let subs = || async {
+        let varz: serde_json::Value =
+            crate::support::get_json(&format!("http://127.0.0.1:{}/subsz", nats.monitor_port()))
+                .await;
+        varz["num_subscriptions"].as_u64().unwrap()
+    };
+    let with_clients = subs().await;
+    drop(clients);
+    crate::support::eventually("the two live subscriptions are dropped", || async {
+        subs().await + 2 == with_clients
+    })
+    .await;
+}
+
+/// What `publish_once` relies on: within the stream's duplicate window a repeated
+/// `Nats-Msg-Id` is not stored again, and its ack carries the sequence of the first one.
+#[tokio::test]
+async fn a_repeated_message_id_is_stored_once_and_acked_with_the_first_sequence() {
+    let nats = NatsServer::start();
+    let (_a, _server) = instance(builder(&nats).build().unwrap()).await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let publish = |key: &'static str| {
+        let js = js.clone();
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, key);
+            js.publish_with_headers("livepush.t.o", headers, "created\n\n{}".into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+        }
+    };
+    let first = publish("outbox:1:1").await;
+    let other = publish("outbox:1:2").await;
+    let again = publish("outbox:1:1").await;
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, first.sequence);
+    assert!(!other.duplicate);
+    let mut stream = js.get_stream("LIVEPUSH").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 2);
+}
+
+#[tokio::test]
+async fn an_instance_cut_off_from_nats_delivers_what_it_missed_in_order_when_it_is_back() {
+    let nats = NatsServer::start();
+    let proxy = crate::support::TcpProxy::start(nats.port);
+    let url = format!("nats://127.0.0.1:{}", proxy.port);
+    let cut_off = Hub::builder()
+        .nats(url)
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (_a, server_a) = instance(cut_off).await;
+    let (b, _server_b) = instance(builder(&nats).build().unwrap()).await;
+    let mut client = SseClient::connect(&server_a.url("/events?topic=c")).await;
+    let first = b
+        .publish("c", "e", &json!({"n": 0}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+    assert_eq!(id_of(&client.next().await), first.get());
+
+    proxy.cut();
+    wait_for_status(&server_a.url("/health/ready"), 503).await;
+    let mut missed = Vec::new();
+    for n in 1..=5 {
+        missed.push(
+            b.publish("c", "e", &json!({"n": n}))
+                .await
+                .unwrap()
+                .id()
+                .expect("published now")
+                .get(),
+        );
+        b.publish("other", "e", &json!({}))
+            .await
+            .unwrap()
+            .id()
+            .expect("published now");
+    }
+    proxy.heal();
+    wait_for_status(&server_a.url("/health/ready"), 200).await;
+    let later = b
+        .publish("c", "e", &json!({"n": 6}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+    missed.push(later.get());
+
+    let mut got = Vec::new();
+    for _ in 0..missed.len() {
+        let event = client.next().await;
+        assert_ne!(
+            event.event,
+            RESET.as_str(),
+            "the stream holds them all: no reset"
+        );
+        got.push(id_of(&event));
+    }
+    assert_eq!(
+        got, missed,
+        "every missed event, in order, then the live one"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_opened_before_nats_was_ever_reached_is_reset_when_it_is() {
+    let mut nats = NatsServer::start();
+    nats.kill();
+    let hub = builder(&nats).build().unwrap();
+    let server = TestServer::start(app(&hub)).await;
+    // the hub opens the stream without a confirmed subscription (fail-open)
+    let mut client = SseClient::connect(&server.url("/events?topic=early")).await;
+    nats.restart(false);
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let reset = client.next().await;
+    assert_eq!(
+        reset.event,
+        RESET.as_str(),
+        "what came before the subscription is unknown"
+    );
+    let id = hub
+        .publish("early", "e", &json!({}))
+        .await
+        .unwrap()
+        .id()
+        .expect("published now");
+    assert_eq!(id_of(&client.next().await), id.get(), "then live delivery");
+}

@@ -218,7 +218,13 @@ mod tests {
         let code = HubBuilder::from_config(Config::default())
             .redis_prefix("a\nb:")
             .build();
-        assert!(code.is_err());
+        assert!(matches!(
+            code,
+            Err(BuildError::Config(ConfigError::Invalid {
+                setting: "redis_prefix",
+                ..
+            }))
+        ));
     }
 
     #[test]
@@ -227,7 +233,10 @@ mod tests {
             .redis("redis://h:1")
             .nats("nats://h:2")
             .build();
-        assert!(built.is_err());
+        assert!(matches!(
+            built,
+            Err(BuildError::Config(ConfigError::TwoBrokers))
+        ));
     }
 
     #[test]

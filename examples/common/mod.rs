@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `HOST` | address to listen on (an IP or a host name) | `127.0.0.1` |
 //! | `PORT` | port to listen on | `3000` |
-//! | `REDIS_URL`, `LIVEPUSH_*` | the hub, see `livepush::Config::from_env` | in-memory |
+//! | `REDIS_URL`, `NATS_URL`, `LIVEPUSH_*` | the hub and its broker, see `livepush::HubBuilder::from_env` | in-memory |
 //! | `LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, `_BODY_READ_TIMEOUT_SECS`, `_IDLE_TIMEOUT_SECS`, `_MAX_PENDING_HEADS`, `_MAX_PENDING_HEADS_PER_PEER`, `_WRITE_TIMEOUT_SECS`, `_DRAIN_SECS` | the server, see `livepush::serve::ServeConfig::from_env` | 10 s, 30 s, 60 s, 512, 256, 10 s, 5 s |
 //! | `RUST_LOG` | log filter | `info` |
 //!
@@ -22,7 +22,7 @@ use std::fmt::Display;
 use std::io::IsTerminal;
 
 use axum::Router;
-use livepush::{Config, Hub, HubBuilder};
+use livepush::{Hub, HubBuilder};
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stdout, filtered by `RUST_LOG` (default `info`).
@@ -40,7 +40,7 @@ pub fn exit_with(problem: impl Display) -> ! {
     std::process::exit(2)
 }
 
-/// The hub configured from the environment (`REDIS_URL`, `LIVEPUSH_*`), or exit.
+/// The hub configured from the environment (`REDIS_URL`, `NATS_URL`, `LIVEPUSH_*`), or exit.
 pub fn hub_from_env() -> Hub {
     Hub::from_env().unwrap_or_else(|e| exit_with(format_args!("cannot configure livepush: {e}")))
 }
@@ -48,9 +48,11 @@ pub fn hub_from_env() -> Hub {
 /// Like [`hub_from_env`], with code-only settings (an authorize hook, for example) added by
 /// `customize`.
 pub fn hub_from_env_with(customize: impl FnOnce(HubBuilder) -> HubBuilder) -> Hub {
-    let config = Config::from_env()
+    // `HubBuilder::from_env`, not `from_config(Config::from_env())`: the latter reads only the
+    // hub's settings and would leave `REDIS_URL` / `NATS_URL` unheeded.
+    let builder = HubBuilder::from_env()
         .unwrap_or_else(|e| exit_with(format_args!("cannot configure livepush: {e}")));
-    customize(HubBuilder::from_config(config))
+    customize(builder)
         .build()
         .unwrap_or_else(|e| exit_with(format_args!("cannot configure livepush: {e}")))
 }

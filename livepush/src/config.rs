@@ -16,8 +16,11 @@ pub enum SlowConsumerPolicy {
 
 /// Settings of a [`Hub`](crate::Hub), read-only: the one way to set them is the
 /// [`HubBuilder`](crate::HubBuilder) (from code, or from the environment with
-/// [`Config::from_env`] and [`HubBuilder::from_config`](crate::HubBuilder::from_config)).
+/// [`HubBuilder::from_env`](crate::HubBuilder::from_env)).
 /// [`Hub::config`](crate::Hub::config) tells the settings in force.
+///
+/// The broker's settings (its URL, the Redis prefix) are not here: they belong to the broker,
+/// and the builder hands them to it (`HubBuilder::redis`, `nats`, `redis_prefix`, `broker`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -68,11 +71,6 @@ pub struct Config {
     /// Longest a publication waits in the retry buffer before it is given up and its topic's
     /// subscribers are told to reset (`LIVEPUSH_RETRY_BUFFER_SECS`, default 30 s).
     pub(crate) retry_buffer_age: Duration,
-    /// Redis URL (`REDIS_URL`); `None` selects the in-memory broker.
-    pub(crate) redis_url: Option<String>,
-    /// Prefix of every Redis key and channel (`LIVEPUSH_REDIS_PREFIX`, default `livepush:`).
-    pub(crate) redis_prefix: String,
-    pub(crate) nats_url: Option<String>,
 }
 
 /// What each setting is; set them with the [`HubBuilder`](crate::HubBuilder) method of the same
@@ -172,22 +170,6 @@ impl Config {
     pub fn retry_buffer_age(&self) -> Duration {
         self.retry_buffer_age
     }
-
-    /// Redis URL (`REDIS_URL`); `None` selects the in-memory broker.
-    pub fn redis_url(&self) -> Option<&str> {
-        self.redis_url.as_deref()
-    }
-
-    /// Prefix of every Redis key and channel (`LIVEPUSH_REDIS_PREFIX`, default `livepush:`).
-    pub fn redis_prefix(&self) -> &str {
-        &self.redis_prefix
-    }
-
-    /// NATS URL (`NATS_URL`, feature `nats`; see `docs/nats.md`): set with
-    /// [`HubBuilder::nats`](crate::HubBuilder::nats). Not together with a Redis URL.
-    pub fn nats_url(&self) -> Option<&str> {
-        self.nats_url.as_deref()
-    }
 }
 
 impl Default for Config {
@@ -209,9 +191,6 @@ impl Default for Config {
             retry_buffer_events: 10_000,
             retry_buffer_bytes: 16 << 20,
             retry_buffer_age: Duration::from_secs(30),
-            redis_url: None,
-            redis_prefix: "livepush:".to_owned(),
-            nats_url: None,
         }
     }
 }
@@ -250,12 +229,14 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads the `LIVEPUSH_*` variables, `REDIS_URL` and `NATS_URL` over the defaults.
+    /// Reads the hub's `LIVEPUSH_*` variables over the defaults. The broker's variables
+    /// (`REDIS_URL`, `NATS_URL`, `LIVEPUSH_REDIS_PREFIX`) are read by
+    /// [`HubBuilder::from_env`](crate::HubBuilder::from_env), which reads these too: start a
+    /// hub from the environment with it, not with `HubBuilder::from_config(Config::from_env()?)`,
+    /// which leaves the broker in memory.
     ///
     /// | setting | variable | unit | range | default |
     /// | --- | --- | --- | --- | --- |
-    /// | `redis_url` | `REDIS_URL` | URL | unset: in-memory broker | unset |
-    /// | `nats_url` | `NATS_URL` | URL | not with `REDIS_URL` | unset |
     /// | `heartbeat` | `LIVEPUSH_HEARTBEAT_SECS` | s | more than 0, at most 3600 | 15 |
     /// | `max_connections` | `LIVEPUSH_MAX_CONNECTIONS` | connections | 1 to 4294967295 | 10000 |
     /// | `queue_capacity` | `LIVEPUSH_QUEUE_CAPACITY` | events | 1 to 1048576 | 256 |
@@ -267,7 +248,6 @@ impl Config {
     /// | `retry_buffer_events` | `LIVEPUSH_RETRY_BUFFER_EVENTS` | publications | 0 to 16777216 | 10000 |
     /// | `retry_buffer_bytes` | `LIVEPUSH_RETRY_BUFFER_BYTES` | bytes | 1024 to 1073741824 | 16777216 |
     /// | `retry_buffer_age` | `LIVEPUSH_RETRY_BUFFER_SECS` | s | more than 0, at most 3600 | 30 |
-    /// | `redis_prefix` | `LIVEPUSH_REDIS_PREFIX` | text | no whitespace or control characters | `livepush:` |
     /// | `max_topics_per_subscription` | none | topics | 1 to 18446744073709551615 | 32 |
     /// | `retry_after` | none | s | 0 to 86400 | 5 |
     /// | `client_retry` | none | ms | 0 to 86400000 | 2000 |
@@ -277,8 +257,7 @@ impl Config {
     ///
     /// In code, each setting is set with the [`HubBuilder`](crate::HubBuilder) method of its
     /// name, except `replay_ttl` (`replay(events, ttl)`), the three `retry_buffer_*`
-    /// (`retry_buffer(events, bytes, max_age)`) and `redis_url` (`redis(url)`), and read with the
-    /// `Config` method of its name.
+    /// (`retry_buffer(events, bytes, max_age)`), and read with the `Config` method of its name.
     ///
     /// The builder ([`HubBuilder`](crate::HubBuilder)) and [`Config::validate`] hold settings
     /// made in code to the same ranges, so a value is accepted or refused alike wherever it comes
@@ -299,32 +278,13 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let mut config = Config::default();
         read_vars(SETTINGS, &mut config, get)?;
-        if let Some(v) = get("LIVEPUSH_REDIS_PREFIX") {
-            config.redis_prefix = v;
-        }
-        config.redis_url = get("REDIS_URL");
-        config.nats_url = get("NATS_URL");
         config.validate()?;
         Ok(config)
     }
 
     /// Checks every setting against its range (the table of [`Config::from_env`]).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_ranges(SETTINGS, self)?;
-        if self.redis_url.is_some() && self.nats_url.is_some() {
-            return Err(ConfigError::TwoBrokers);
-        }
-        if self
-            .redis_prefix
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(ConfigError::Invalid {
-                setting: "redis_prefix",
-                reason: "must not contain whitespace or control characters",
-            });
-        }
-        Ok(())
+        check_ranges(SETTINGS, self)
     }
 
     /// The slow-consumer policy in force: the configured one, or the default for the replay setting.
@@ -459,8 +419,8 @@ pub(crate) fn as_time(value: Value) -> Duration {
     }
 }
 
-/// Every numeric setting. `REDIS_URL` and `LIVEPUSH_REDIS_PREFIX` are text, read in
-/// [`Config::from_lookup`].
+/// Every numeric setting of the hub. The broker's (`REDIS_URL`, `NATS_URL`,
+/// `LIVEPUSH_REDIS_PREFIX`) are text, read by `HubBuilder::from_lookup`.
 const SETTINGS: &[Setting<Config>] = &[
     Setting {
         name: "heartbeat",
@@ -668,11 +628,9 @@ mod tests {
             ("LIVEPUSH_REPLAY", "100"),
             ("LIVEPUSH_REPLAY_TTL_SECS", "60"),
             ("LIVEPUSH_MAX_CONNECTIONS_PER_KEY", "2"),
-            ("LIVEPUSH_REDIS_PREFIX", "app1:"),
             ("LIVEPUSH_RETRY_BUFFER_EVENTS", "5"),
             ("LIVEPUSH_RETRY_BUFFER_BYTES", "4096"),
             ("LIVEPUSH_RETRY_BUFFER_SECS", "7"),
-            ("REDIS_URL", "redis://127.0.0.1:6379"),
         ])
         .unwrap();
         assert_eq!(c.retry_buffer_events, 5);
@@ -686,29 +644,13 @@ mod tests {
         assert_eq!(c.replay, 100);
         assert_eq!(c.replay_ttl, Duration::from_secs(60));
         assert_eq!(c.max_connections_per_key, Some(2));
-        assert_eq!(c.redis_prefix, "app1:");
-        assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
         assert_eq!(c.slow_consumer_policy(), SlowConsumerPolicy::Disconnect);
     }
 
     #[test]
-    fn nats_url_is_read_and_refused_beside_redis_url() {
-        let c = from(&[("NATS_URL", "nats://127.0.0.1:4222")]).unwrap();
-        assert_eq!(c.nats_url(), Some("nats://127.0.0.1:4222"));
-        let both = from(&[("NATS_URL", "nats://h:1"), ("REDIS_URL", "redis://h:2")]).unwrap_err();
-        assert_eq!(both, ConfigError::TwoBrokers);
-        let message = both.to_string();
-        assert!(
-            message.contains("NATS_URL") && message.contains("REDIS_URL"),
-            "{message}"
-        );
-    }
-
-    #[test]
     fn empty_variables_count_as_unset() {
-        let c = from(&[("LIVEPUSH_REPLAY", ""), ("REDIS_URL", " ")]).unwrap();
+        let c = from(&[("LIVEPUSH_REPLAY", "")]).unwrap();
         assert_eq!(c.replay, 0);
-        assert!(c.redis_url.is_none());
         assert_eq!(c.slow_consumer_policy(), SlowConsumerPolicy::Notify);
     }
 

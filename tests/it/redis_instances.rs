@@ -731,9 +731,14 @@ async fn slots_of_a_crashed_instance_expire_while_live_ones_are_kept() {
     let redis = RedisServer::start();
     let lease = Duration::from_millis(900);
     let config = Config::default();
-    let broker = RedisBroker::new(&redis.url(), &config)
-        .unwrap()
-        .slot_lease(lease);
+    let broker = RedisBroker::new(
+        &redis.url(),
+        "livepush:",
+        config.replay(),
+        config.replay_ttl(),
+    )
+    .unwrap()
+    .slot_lease(lease);
     let (_hub, server) = instance(
         Hub::builder()
             .broker(broker)

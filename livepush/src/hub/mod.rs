@@ -4,6 +4,7 @@
 //! delegate to: the tower layer ([`layer`]), the stream position's type, and the handlers of
 //! the operational routes.
 
+mod choice;
 pub mod layer;
 mod position;
 mod routes;
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::broker::{Broker, BrokerError, Delivery, MemoryBroker};
+use crate::broker::{Broker, BrokerError, Delivery};
 use crate::catchup::Catchup;
 use crate::config::Config;
 use crate::connections::{Admission, Connections, KeySlot, Registration};
@@ -34,6 +35,7 @@ use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
 use crate::topic::Topic;
 
+use choice::BrokerChoice;
 use layer::HubLayer;
 pub use position::StreamPosition;
 
@@ -97,17 +99,22 @@ impl std::fmt::Debug for Hub {
 #[must_use]
 pub struct HubBuilder {
     config: Config,
+    /// The broker's settings, used when `broker` is `None`.
+    choice: BrokerChoice,
     broker: Option<Arc<dyn Broker>>,
     authorizer: Option<Authorizer>,
     reject_unregistered: bool,
 }
 
 impl HubBuilder {
-    /// Starts from `config`: the defaults ([`Hub::builder`]) or the environment
-    /// ([`Config::from_env`]); the builder's methods then set what code says.
+    /// Starts from `config`: the defaults ([`Hub::builder`]) or the hub's settings from the
+    /// environment ([`Config::from_env`]), with the in-memory broker; the builder's methods then
+    /// set what code says. To read the broker from the environment too (`REDIS_URL`,
+    /// `NATS_URL`), start with [`HubBuilder::from_env`].
     pub fn from_config(config: Config) -> Self {
         HubBuilder {
             config,
+            choice: BrokerChoice::default(),
             broker: None,
             authorizer: None,
             reject_unregistered: false,
@@ -211,7 +218,7 @@ impl HubBuilder {
     /// `redis+cluster://[user:password@]host:port[,host:port...][?partitions=N]` for a Redis
     /// Cluster ([`HubBuilder::redis_cluster`]).
     pub fn redis(mut self, url: impl Into<String>) -> Self {
-        self.config.redis_url = Some(url.into());
+        self.choice.redis_url = Some(url.into());
         self
     }
 
@@ -219,7 +226,7 @@ impl HubBuilder {
     /// `nats://[user:password@]host:port[,host:port...][?options]`, `tls://` for TLS; the
     /// options (stream, prefix, storage, replicas, token, creds, nkey) are in `docs/nats.md`.
     pub fn nats(mut self, url: impl Into<String>) -> Self {
-        self.config.nats_url = Some(url.into());
+        self.choice.nats_url = Some(url.into());
         self
     }
 
@@ -239,7 +246,7 @@ impl HubBuilder {
 
     /// Prefix of every Redis key and channel (default `livepush:`).
     pub fn redis_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.config.redis_prefix = prefix.into();
+        self.choice.redis_prefix = prefix.into();
         self
     }
 
@@ -296,26 +303,11 @@ impl HubBuilder {
     /// [`BuildError::Broker`].
     pub fn build(self) -> Result<Hub, BuildError> {
         self.config.validate()?;
+        self.choice.validate()?;
         let config = self.config;
-        let broker: Arc<dyn Broker> = match (self.broker, &config.redis_url) {
-            (Some(broker), _) => broker,
-            (None, None) if config.nats_url.is_some() => nats_broker(&config)?,
-            (None, None) => Arc::new(MemoryBroker::new(config.replay, config.replay_ttl)),
-            #[cfg(feature = "redis")]
-            (None, Some(url))
-                if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") =>
-            {
-                Arc::new(
-                    crate::broker::redis::RedisClusterBroker::new(url, &config)
-                        .map_err(BuildError::Broker)?,
-                )
-            }
-            #[cfg(feature = "redis")]
-            (None, Some(url)) => Arc::new(
-                crate::broker::redis::RedisBroker::new(url, &config).map_err(BuildError::Broker)?,
-            ),
-            #[cfg(not(feature = "redis"))]
-            (None, Some(_)) => return Err(crate::config::ConfigError::RedisFeatureOff.into()),
+        let broker = match self.broker {
+            Some(broker) => broker,
+            None => self.choice.make(&config)?,
         };
         let metrics = Arc::new(Metrics::new());
         let fanout = Arc::new(Fanout::new(metrics.clone()));
@@ -403,10 +395,10 @@ impl Hub {
         HubBuilder::from_config(Config::default())
     }
 
-    /// A hub configured from the environment ([`Config::from_env`]): in-memory unless `REDIS_URL`
-    /// is set.
+    /// A hub configured from the environment ([`HubBuilder::from_env`]): in-memory unless
+    /// `REDIS_URL` or `NATS_URL` is set.
     pub fn from_env() -> Result<Hub, BuildError> {
-        HubBuilder::from_config(Config::from_env()?).build()
+        HubBuilder::from_env()?.build()
     }
 
     /// The settings in force.
@@ -809,18 +801,4 @@ impl Hub {
             None => broker.history(topics, after).await,
         }
     }
-}
-
-/// The NATS broker of `config.nats_url` (set).
-#[cfg(feature = "nats")]
-fn nats_broker(config: &Config) -> Result<Arc<dyn Broker>, BuildError> {
-    let url = config.nats_url.as_deref().unwrap_or_default();
-    let broker = crate::broker::nats::NatsBroker::new(url, config).map_err(BuildError::Broker)?;
-    Ok(Arc::new(broker))
-}
-
-/// Without the `nats` feature a `NATS_URL` is an error, not a silent in-memory broker.
-#[cfg(not(feature = "nats"))]
-fn nats_broker(_config: &Config) -> Result<Arc<dyn Broker>, BuildError> {
-    Err(crate::config::ConfigError::NatsFeatureOff.into())
 }

@@ -30,7 +30,6 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, Notify};
 
 use crate::broker::{Broker, BrokerError, Cause, Delivery, History};
-use crate::config::Config as HubConfig;
 use crate::envelope::Publication;
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -77,22 +76,24 @@ struct Shared {
 }
 
 impl NatsBroker {
-    /// A broker for `url` (see `docs/nats.md` for the URL and its options) with the replay
-    /// settings of `config`. It connects in the background once the hub starts it.
-    pub fn new(url: &str, config: &HubConfig) -> Result<Self, BrokerError> {
+    /// A broker for `url` (see `docs/nats.md` for the URL and its options) retaining `replay`
+    /// events per topic for `replay_ttl` (the hub's [`Config::replay`](crate::Config::replay)
+    /// and [`Config::replay_ttl`](crate::Config::replay_ttl)). It connects in the background
+    /// once the hub starts it.
+    pub fn new(url: &str, replay: usize, replay_ttl: Duration) -> Result<Self, BrokerError> {
         let address = Address::parse(url)?;
         let stream_config = stream::wanted(
             &address.names,
             address.storage,
             address.replicas,
-            config.replay,
-            config.replay_ttl,
+            replay,
+            replay_ttl,
         );
         let (commands, inputs) = mpsc::unbounded_channel();
         let shared = std::sync::Arc::new(Shared {
             names: address.names.clone(),
             stream_config,
-            replay: config.replay,
+            replay,
             js: OnceLock::new(),
             up: AtomicBool::new(false),
             down_because: Mutex::new("NATS is not connected yet".to_owned()),

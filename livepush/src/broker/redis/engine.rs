@@ -19,7 +19,6 @@ use tokio::sync::{mpsc, Notify};
 use super::scripts::{self, Scripts};
 use super::slots::{self, SlotStore, Slots};
 use crate::broker::{BrokerError, Cause, Delivery, History};
-use crate::config::Config;
 use crate::envelope::Publication;
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -126,12 +125,13 @@ impl<S: Shard, L> Handle<S, L> {
     /// the receiving end of the commands.
     pub(super) fn new(
         shard: S,
-        config: &Config,
+        replay: usize,
+        ttl: Duration,
         scripts: Scripts,
         listener: impl FnOnce(Arc<Engine<S>>, mpsc::UnboundedReceiver<Command>) -> L,
     ) -> Self {
         let (commands, command_rx) = mpsc::unbounded_channel();
-        let engine = Arc::new(Engine::new(shard, config, scripts));
+        let engine = Arc::new(Engine::new(shard, replay, ttl, scripts));
         let listener = listener(engine.clone(), command_rx);
         Handle {
             engine,
@@ -174,11 +174,11 @@ pub(super) struct Engine<S: Shard> {
 }
 
 impl<S: Shard> Engine<S> {
-    fn new(shard: S, config: &Config, scripts: Scripts) -> Self {
+    fn new(shard: S, replay: usize, ttl: Duration, scripts: Scripts) -> Self {
         Engine {
             shard,
-            replay: config.replay,
-            ttl: config.replay_ttl,
+            replay,
+            ttl,
             conn: RwLock::new(None),
             scripts,
             up: AtomicBool::new(false),

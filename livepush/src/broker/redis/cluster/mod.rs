@@ -54,7 +54,6 @@ use crate::broker::redis::engine::{redis_broker, Handle, Shard};
 use crate::broker::redis::scripts::Scripts;
 use crate::broker::redis::target::ClusterTarget;
 use crate::broker::{BrokerError, History, Partitioned};
-use crate::config::Config;
 use crate::event::EventId;
 use crate::topic::Topic;
 use layout::Layout;
@@ -96,13 +95,20 @@ impl RedisClusterBroker {
         self
     }
 
-    /// A broker for `url` (`redis+cluster://…`) with the prefix, replay and TTL of `config`.
+    /// A broker for `url` (`redis+cluster://…`) with the key `prefix`, retaining `replay`
+    /// events per topic for `replay_ttl` (as [`RedisBroker::new`](super::RedisBroker::new)).
     /// Connects in the background once the hub starts it.
-    pub fn new(url: &str, config: &Config) -> Result<Self, BrokerError> {
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        replay: usize,
+        replay_ttl: Duration,
+    ) -> Result<Self, BrokerError> {
         let (target, partitions) = ClusterTarget::parse(url)?;
         let partitions = partitions.unwrap_or(DEFAULT_PARTITIONS);
-        let layout = Layout::new(&config.redis_prefix, partitions)?;
-        let handle = Handle::new(layout, config, Scripts::sharded(), |engine, commands| {
+        let layout = Layout::new(prefix, partitions)?;
+        let scripts = Scripts::sharded();
+        let handle = Handle::new(layout, replay, replay_ttl, scripts, |engine, commands| {
             Listener::new(engine, commands, target)
         });
         Ok(RedisClusterBroker { handle })

@@ -55,7 +55,6 @@ use super::engine::{redis_broker, Fault, Handle, Shard};
 use super::scripts::Scripts;
 use super::target::Target;
 use crate::broker::{BrokerError, Cause};
-use crate::config::Config;
 use crate::event::EventId;
 use crate::topic::Topic;
 use listener::Listener;
@@ -143,19 +142,27 @@ impl Shard for Keys {
 }
 
 impl RedisBroker {
-    /// A broker for the Redis at `url` (`redis://`, `rediss://` or `redis+sentinel://`), with the
-    /// prefix, replay and TTL of `config`.
+    /// A broker for the Redis at `url` (`redis://`, `rediss://` or `redis+sentinel://`) whose
+    /// keys and channels start with `prefix`, retaining `replay` events per topic for `replay_ttl`
+    /// (the hub's [`Config::replay`](crate::Config::replay) and
+    /// [`Config::replay_ttl`](crate::Config::replay_ttl); 0 turns replay off).
     ///
     /// Does not connect: connections are made in the background once the hub starts the broker,
     /// so this succeeds while Redis is down. Fails only on a URL that cannot be parsed (the
     /// error never repeats the URL, which may hold a password). Must be called inside a Tokio
     /// runtime.
-    pub fn new(url: &str, config: &Config) -> Result<Self, BrokerError> {
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        replay: usize,
+        replay_ttl: Duration,
+    ) -> Result<Self, BrokerError> {
         let target = Target::parse(url)?;
         let keys = Keys {
-            prefix: config.redis_prefix.clone(),
+            prefix: prefix.to_owned(),
         };
-        let handle = Handle::new(keys, config, Scripts::new(), |engine, commands| {
+        let scripts = Scripts::new();
+        let handle = Handle::new(keys, replay, replay_ttl, scripts, |engine, commands| {
             Listener::new(engine, target, commands)
         });
         Ok(RedisBroker { handle })

@@ -184,16 +184,25 @@ async fn a_slow_consumer_cut_under_disconnect_that_reads_again_gets_a_clean_end(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(hub.connection_count(), 1, "the stream opened");
-    // the client reads nothing while events fill its socket and then its queue: cut
+    // the client reads nothing while events fill its socket and then its queue: cut. Each
+    // publish is followed by a pause, so that the connection's task runs between them however
+    // busy the machine is (a publish on the in-memory broker never yields by itself); the
+    // ceiling only bounds a test that would otherwise spin.
     let pad = "x".repeat(16 * 1024);
     let mut published = 0;
-    while hub.connection_count() > 0 {
+    let cut = |hub: &Hub| {
+        hub.metrics_text().lines().any(|l| {
+            l.starts_with("livepush_slow_consumer_disconnects_total ") && !l.ends_with(" 0")
+        })
+    };
+    while !cut(&hub) {
         assert!(
-            published < 2_000,
+            published < 20_000,
             "not cut after {published} events of 16 KiB"
         );
         hub.publish("t", "big", &pad).await.unwrap();
         published += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     // it reads again: everything on its way, then the last chunk and the end of file
     let mut received = Vec::new();

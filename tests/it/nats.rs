@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::routing::{get, post};
 use axum::Router;
 use livepush::sse::RESET;
-use livepush::{Hub, HubBuilder, RouterExt};
-use serde_json::json;
+use livepush::{EventId, Hub, HubBuilder, RouterExt};
+use serde_json::{json, Value};
 
 use crate::support::handlers::{create, events};
 use crate::support::{http, wait_for_status, NatsServer, SseClient, TestServer};
@@ -53,12 +53,7 @@ async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instanc
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let id = a
-        .publish("comments", "created", &json!({"text": "second"}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    let id = published_now(&a, "comments", "created", &json!({"text": "second"})).await;
 
     for client in [&mut on_a, &mut on_b] {
         let first = client.next().await;
@@ -79,31 +74,16 @@ async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_across_t
     let topics: Vec<String> = (0..24).map(|n| format!("t.{n}")).collect();
     let query = format!("/events?topic={}", topics.join(","));
     let mut client = SseClient::connect(&server_a.url(&query)).await;
-    a.publish("t.0", "e", &json!({"n": 0}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    published_now(&a, "t.0", "e", &json!({"n": 0})).await;
     let last = client.next().await;
     drop(client);
 
     let mut missed = Vec::new();
     for n in 1..=48 {
         let topic = &topics[n % topics.len()];
-        missed.push(
-            a.publish(topic, "e", &json!({"n": n}))
-                .await
-                .unwrap()
-                .id()
-                .expect("published now")
-                .get(),
-        );
+        missed.push(published_now(&a, topic, "e", &json!({"n": n})).await.get());
         // other topics' events take ids between them, and are not replayed
-        a.publish("elsewhere", "e", &json!({}))
-            .await
-            .unwrap()
-            .id()
-            .expect("published now");
+        published_now(&a, "elsewhere", "e", &json!({})).await;
     }
 
     let mut again =
@@ -128,17 +108,8 @@ async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_across_t
 async fn a_purged_stream_tells_a_resuming_client_to_reset() {
     let nats = NatsServer::start();
     let (a, server) = instance(builder(&nats).build().unwrap()).await;
-    let first = a
-        .publish("p", "e", &json!({"n": 1}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
-    a.publish("p", "e", &json!({"n": 2}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    let first = published_now(&a, "p", "e", &json!({"n": 1})).await;
+    published_now(&a, "p", "e", &json!({"n": 2})).await;
 
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
@@ -148,12 +119,7 @@ async fn a_purged_stream_tells_a_resuming_client_to_reset() {
         .purge()
         .await
         .unwrap();
-    let after = a
-        .publish("p", "e", &json!({"n": 3}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    let after = published_now(&a, "p", "e", &json!({"n": 3})).await;
 
     let mut resumed = SseClient::connect_with(
         &server.url("/events?topic=p"),
@@ -180,12 +146,7 @@ async fn delivery_goes_on_after_the_server_restarts_with_its_store_while_idle() 
     let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
     let (b, server_b) = instance(builder(&nats).build().unwrap()).await;
     let mut client = SseClient::connect(&server_a.url("/events?topic=r")).await;
-    let before = b
-        .publish("r", "e", &json!({"n": 1}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    let before = published_now(&b, "r", "e", &json!({"n": 1})).await;
     assert_eq!(id_of(&client.next().await), before.get());
 
     nats.kill();
@@ -193,12 +154,7 @@ async fn delivery_goes_on_after_the_server_restarts_with_its_store_while_idle() 
     wait_for_status(&server_a.url("/health/ready"), 200).await;
     wait_for_status(&server_b.url("/health/ready"), 200).await;
 
-    let after = b
-        .publish("r", "e", &json!({"n": 2}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    let after = published_now(&b, "r", "e", &json!({"n": 2})).await;
     assert!(after > before, "the file store kept the sequence");
     let next = client.next().await;
     assert_eq!(
@@ -288,34 +244,10 @@ async fn the_republished_events_carry_their_sequence_and_their_subjects_previous
     // the server took the SUB before it (the broker confirms its subscriptions the same way)
     let js = async_nats::jetstream::new(client.clone());
     js.get_stream("LIVEPUSH").await.unwrap();
-    let x1 = a
-        .publish("x", "e", &json!({}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now")
-        .get();
-    let y1 = a
-        .publish("y", "e", &json!({}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now")
-        .get();
-    let x2 = a
-        .publish("x.z", "e", &json!({}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now")
-        .get();
-    let x3 = a
-        .publish("x", "e", &json!({}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now")
-        .get();
+    let x1 = published_now(&a, "x", "e", &json!({})).await.get();
+    let y1 = published_now(&a, "y", "e", &json!({})).await.get();
+    let x2 = published_now(&a, "x.z", "e", &json!({})).await.get();
+    let x3 = published_now(&a, "x", "e", &json!({})).await.get();
     let mut seen = Vec::new();
     for _ in 0..4 {
         let message = tokio::time::timeout(crate::support::WAIT, live.next())
@@ -352,11 +284,7 @@ async fn a_server_restarted_without_its_store_resets_every_stream_before_the_nex
     let (a, server) = instance(builder(&nats).build().unwrap()).await;
     let mut client = SseClient::connect(&server.url("/events?topic=m")).await;
     for n in 0..3 {
-        a.publish("m", "e", &json!({"n": n}))
-            .await
-            .unwrap()
-            .id()
-            .expect("published now");
+        published_now(&a, "m", "e", &json!({"n": n})).await;
         client.next().await;
     }
 
@@ -369,12 +297,7 @@ async fn a_server_restarted_without_its_store_resets_every_stream_before_the_nex
         RESET.as_str(),
         "the sequence started over: a reset"
     );
-    let after = a
-        .publish("m", "e", &json!({"n": 3}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    let after = published_now(&a, "m", "e", &json!({"n": 3})).await;
     let next = client.next().await;
     assert_eq!(next.data, r#"{"n":3}"#, "then delivery goes on");
     assert_eq!(id_of(&next), after.get());
@@ -445,40 +368,19 @@ async fn an_instance_cut_off_from_nats_delivers_what_it_missed_in_order_when_it_
     let (_a, server_a) = instance(cut_off).await;
     let (b, _server_b) = instance(builder(&nats).build().unwrap()).await;
     let mut client = SseClient::connect(&server_a.url("/events?topic=c")).await;
-    let first = b
-        .publish("c", "e", &json!({"n": 0}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    let first = published_now(&b, "c", "e", &json!({"n": 0})).await;
     assert_eq!(id_of(&client.next().await), first.get());
 
     proxy.cut();
     wait_for_status(&server_a.url("/health/ready"), 503).await;
     let mut missed = Vec::new();
     for n in 1..=5 {
-        missed.push(
-            b.publish("c", "e", &json!({"n": n}))
-                .await
-                .unwrap()
-                .id()
-                .expect("published now")
-                .get(),
-        );
-        b.publish("other", "e", &json!({}))
-            .await
-            .unwrap()
-            .id()
-            .expect("published now");
+        missed.push(published_now(&b, "c", "e", &json!({"n": n})).await.get());
+        published_now(&b, "other", "e", &json!({})).await;
     }
     proxy.heal();
     wait_for_status(&server_a.url("/health/ready"), 200).await;
-    let later = b
-        .publish("c", "e", &json!({"n": 6}))
-        .await
-        .unwrap()
-        .id()
-        .expect("published now");
+    let later = published_now(&b, "c", "e", &json!({"n": 6})).await;
     missed.push(later.get());
 
     let mut got = Vec::new();
@@ -513,11 +415,15 @@ async fn a_stream_opened_before_nats_was_ever_reached_is_reset_when_it_is() {
         RESET.as_str(),
         "what came before the subscription is unknown"
     );
-    let id = hub
-        .publish("early", "e", &json!({}))
+    let id = published_now(&hub, "early", "e", &json!({})).await;
+    assert_eq!(id_of(&client.next().await), id.get(), "then live delivery");
+}
+
+/// Publishes on `hub`, which must take it now (not buffer it), and answers its id.
+async fn published_now(hub: &Hub, topic: &str, event: &str, data: &Value) -> EventId {
+    hub.publish(topic, event, data)
         .await
         .unwrap()
         .id()
-        .expect("published now");
-    assert_eq!(id_of(&client.next().await), id.get(), "then live delivery");
+        .expect("published now")
 }

@@ -292,3 +292,46 @@ async fn a_read_that_nothing_answers_fails_after_the_event_timeout_heartbeats_or
     let mut stream = client.subscribe("/events?topic=news").await;
     assert!(!stream.next_frame().await.unwrap().is_event());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_503_is_asked_again_after_its_retry_after_as_many_times_as_told() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    // Not ready twice (a server starting, or stopping behind a load balancer), then a stream.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let route = get(move || {
+        let calls = counted.clone();
+        async move {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "5")],
+                    "not ready",
+                )
+                    .into_response(),
+                _ => ([("content-type", "text/event-stream")], "data: 1\n\n").into_response(),
+            }
+        }
+    });
+    let client = Client::new(Router::new().route("/events", route));
+
+    // The in-process client asks once by default: a test of the refusal sees it.
+    let refused = client.subscribe("/events").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.text().await, "not ready");
+    let started = tokio::time::Instant::now();
+    let mut stream = client.attempts(3).subscribe("/events").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.next_event().await.unwrap().json::<u32>(), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

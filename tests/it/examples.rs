@@ -42,7 +42,7 @@ async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
         // on a port the test chose: `PORT` is part of the contract
         let mut example = Example::start_on_a_chosen_port(name, &[]);
         let anonymous = Client::http(&example.url(""));
-        // tickets serves its admin routes only with its token (its main.rs); the others openly
+        // tickets serves its admin routes only with its token (its app.rs); the others openly
         let client = match name {
             "tickets" => anonymous
                 .clone()

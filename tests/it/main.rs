@@ -11,13 +11,23 @@
 
 mod support;
 
-// crm_comments' router, included from the example as `crm_comments/main.rs` includes it: `app`
-// names `crate::common`, so both sit at the crate root. Included once for the modules using it.
+// The example apps, included as their `main.rs` includes them: each names `crate::common`, so
+// they sit at the crate root. Included once for the modules using them; their tests are
+// written with `livepush::testing`, as an app's own tests would be.
 #[path = "../../examples/common/mod.rs"]
 mod common;
 
+// crm_comments (`crm_comments.rs`, `testing.rs`, `cursor.rs`)
 #[path = "../../examples/crm_comments/app.rs"]
 mod app;
+
+#[path = "../../examples/tickets/app.rs"]
+mod tickets_app;
+
+// `print_registry` is its `main.rs`'s, tested on the binary (`examples.rs`)
+#[allow(dead_code)]
+#[path = "../../examples/domain_events/app.rs"]
+mod domain_events_app;
 
 mod backpressure;
 mod bad_input;
@@ -26,6 +36,7 @@ mod cleanup;
 mod connect_info;
 mod crm_comments;
 mod cursor;
+mod domain_events;
 mod examples;
 mod fast_path_differential;
 mod framing;
@@ -47,3 +58,4 @@ mod sse_loop;
 mod storm;
 mod subscribe;
 mod testing;
+mod tickets;

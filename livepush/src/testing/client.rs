@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, BodyDataStream};
-use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use axum::response::Response;
 use axum::Router;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::frame::{Frame, FrameParser};
@@ -49,7 +50,17 @@ pub struct Client {
     target: Target,
     /// How many times [`Client::subscribe`] asks before it returns a 429 or 503.
     attempts: u32,
+    /// Sent with every request that does not set them itself ([`Client::header`]).
+    headers: HeaderMap,
+    /// How long one read of a stream waits before it fails the test ([`Client::event_timeout`]).
+    event_timeout: Duration,
 }
+
+/// How long [`EventStream::next_frame`] and [`EventStream::next_event`] wait by default: long,
+/// because it only bounds a test that would otherwise hang (as [`Recorder::wait_for`]).
+///
+/// [`Recorder::wait_for`]: super::Recorder::wait_for
+const EVENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a [`Client`]'s requests go.
 #[derive(Clone, Debug)]
@@ -65,6 +76,8 @@ impl Client {
         Client {
             target: Target::Router(router),
             attempts: 1,
+            headers: HeaderMap::new(),
+            event_timeout: EVENT_TIMEOUT,
         }
     }
 
@@ -106,6 +119,8 @@ impl Client {
         Client {
             target: Target::Http(Arc::new(HttpBase::parse(base_url))),
             attempts: 3,
+            headers: HeaderMap::new(),
+            event_timeout: EVENT_TIMEOUT,
         }
     }
 
@@ -119,9 +134,63 @@ impl Client {
         self
     }
 
+    /// How long [`EventStream::next_frame`] and [`EventStream::next_event`] wait before they
+    /// fail the test: 30 s by default, of Tokio time, so under `tokio::time::pause` a read that
+    /// nothing will answer fails at once instead of hanging. Raise it for a paused test that
+    /// waits longer between events (a heartbeat over 30 s, an hour-long subscription deadline).
+    pub fn event_timeout(mut self, limit: Duration) -> Self {
+        self.event_timeout = limit;
+        self
+    }
+
+    /// This client, sending `name: value` with every request, its streams' reconnections
+    /// included, unless a request sets `name` itself: a user's bearer token or session
+    /// cookie, as a browser sends it. Called again with the same `name`, it replaces the value.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use axum::{http::HeaderMap, routing::get, Router};
+    /// use livepush::testing::{read_text, Client};
+    ///
+    /// async fn whoami(headers: HeaderMap) -> String {
+    ///     headers.get("authorization").map_or("anonymous", |v| v.to_str().unwrap()).to_owned()
+    /// }
+    ///
+    /// let anonymous = Client::new(Router::new().route("/me", get(whoami)));
+    /// let alice = anonymous.clone().header("authorization", "Bearer alice-token");
+    /// assert_eq!(read_text(alice.get("/me").await).await, "Bearer alice-token");
+    /// assert_eq!(read_text(anonymous.get("/me").await).await, "anonymous");
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When `name` is not a header name or `value` not a header value.
+    pub fn header<K, V>(mut self, name: K, value: V) -> Self
+    where
+        K: TryInto<HeaderName>,
+        K::Error: std::fmt::Display,
+        V: TryInto<HeaderValue>,
+        V::Error: std::fmt::Display,
+    {
+        let name = name
+            .try_into()
+            .unwrap_or_else(|error| panic!("not a header name: {error}"));
+        let value = value
+            .try_into()
+            .unwrap_or_else(|error| panic!("not a value of header {name}: {error}"));
+        self.headers.insert(name, value);
+        self
+    }
+
     /// Sends `request` and returns the response, its body not read yet. It is sent once,
-    /// whatever the answer.
-    pub async fn send(&self, request: Request<Body>) -> Response {
+    /// whatever the answer, with the client's [headers](Client::header) it does not set itself.
+    pub async fn send(&self, mut request: Request<Body>) -> Response {
+        for (name, value) in &self.headers {
+            if !request.headers().contains_key(name) {
+                request.headers_mut().insert(name, value.clone());
+            }
+        }
         match &self.target {
             Target::Router(router) => match router.clone().oneshot(request).await {
                 Ok(response) => response,
@@ -134,6 +203,11 @@ impl Client {
     /// `GET uri`.
     pub async fn get(&self, uri: &str) -> Response {
         self.send(request("GET", uri, Body::empty())).await
+    }
+
+    /// `POST uri` without a body: an action that takes none.
+    pub async fn post(&self, uri: &str) -> Response {
+        self.send(request("POST", uri, Body::empty())).await
     }
 
     /// `POST uri` with `body` as JSON.
@@ -150,6 +224,14 @@ impl Client {
     /// When `body` does not serialize to JSON.
     pub async fn put_json<T: Serialize + ?Sized>(&self, uri: &str, body: &T) -> Response {
         self.send(json_request("PUT", uri, body)).await
+    }
+
+    /// `PATCH uri` with `body` as JSON.
+    ///
+    /// # Panics
+    /// When `body` does not serialize to JSON.
+    pub async fn patch_json<T: Serialize + ?Sized>(&self, uri: &str, body: &T) -> Response {
+        self.send(json_request("PATCH", uri, body)).await
     }
 
     /// `DELETE uri`.
@@ -307,8 +389,29 @@ impl EventStream {
     /// The next frame, events and heartbeats alike; `None` once the stream ended cleanly.
     ///
     /// # Panics
-    /// When the body fails (a stream cut by an error is not one that ended).
+    /// When the body fails (a stream cut by an error is not one that ended), or when no frame
+    /// comes within the client's [`event_timeout`](Client::event_timeout).
     pub async fn next_frame(&mut self) -> Option<Frame> {
+        let deadline = Instant::now() + self.client.event_timeout;
+        self.next_frame_before(deadline, "frame").await
+    }
+
+    /// The next event (a frame with data), skipping heartbeats; `None` once the stream ended.
+    ///
+    /// # Panics
+    /// As [`EventStream::next_frame`]: when no event comes within the client's
+    /// [`event_timeout`](Client::event_timeout), however many heartbeats do.
+    pub async fn next_event(&mut self) -> Option<Frame> {
+        let deadline = Instant::now() + self.client.event_timeout;
+        while let Some(frame) = self.next_frame_before(deadline, "event").await {
+            if frame.is_event() {
+                return Some(frame);
+            }
+        }
+        None
+    }
+
+    async fn next_frame_before(&mut self, deadline: Instant, what: &str) -> Option<Frame> {
         loop {
             if let Some(frame) = self.ready.pop_front() {
                 if let Some(id) = &frame.id {
@@ -316,24 +419,17 @@ impl EventStream {
                 }
                 return Some(frame);
             }
-            match self.body.next().await? {
+            let Ok(chunk) = tokio::time::timeout_at(deadline, self.body.next()).await else {
+                panic!(
+                    "no {what} came on {} within {:?} (Client::event_timeout)",
+                    self.uri, self.client.event_timeout
+                );
+            };
+            match chunk? {
                 Ok(chunk) => self.ready.extend(self.parser.feed(&chunk)),
                 Err(error) => panic!("the event stream of {} failed: {error}", self.uri),
             }
         }
-    }
-
-    /// The next event (a frame with data), skipping heartbeats; `None` once the stream ended.
-    ///
-    /// # Panics
-    /// As [`EventStream::next_frame`].
-    pub async fn next_event(&mut self) -> Option<Frame> {
-        while let Some(frame) = self.next_frame().await {
-            if frame.is_event() {
-                return Some(frame);
-            }
-        }
-        None
     }
 
     /// The id `EventSource` would resume from: the last `id:` read, if any.

@@ -199,3 +199,139 @@ async fn a_refused_subscription_reads_as_its_status_and_json_error() {
     let error: Value = serde_json::from_str(&stream.text().await).unwrap();
     assert!(error.is_object(), "{error}");
 }
+
+#[tokio::test]
+async fn a_client_header_goes_with_every_request_and_reconnection_unless_one_sets_it() {
+    async fn whoami(headers: axum::http::HeaderMap) -> String {
+        let user = headers
+            .get("x-user")
+            .map(|v| v.to_str().unwrap().to_owned());
+        user.unwrap_or_else(|| "anonymous".to_owned())
+    }
+    let hub = Hub::builder()
+        .authorize(|request, _topic| async move { request.headers.contains_key("x-user") })
+        .build()
+        .unwrap();
+    let router = Router::new().route("/me", get(whoami));
+    let anonymous = Client::new(router.route("/events", get(events)).livepush(&hub));
+    let ada = anonymous.clone().header("x-user", "ada");
+    assert_eq!(read_text(ada.get("/me").await).await, "ada");
+    assert_eq!(read_text(anonymous.get("/me").await).await, "anonymous");
+    // The request's own header wins; a second call replaces the client's value.
+    let own = axum::http::Request::get("/me")
+        .header("x-user", "bob")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(read_text(ada.send(own).await).await, "bob");
+    let cy = ada.clone().header("x-user", "cy");
+    assert_eq!(read_text(cy.get("/me").await).await, "cy");
+    // A stream reconnects with it too, as a browser sends its cookie again.
+    assert_eq!(
+        anonymous.subscribe("/events?topic=news").await.status(),
+        403
+    );
+    let stream = ada.subscribe("/events?topic=news").await;
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.resume().await.status(), 200);
+}
+
+#[tokio::test]
+async fn post_and_patch_json_send_their_method_and_body() {
+    async fn echo(
+        method: axum::http::Method,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> String {
+        let content_type = headers.get("content-type").map(|v| v.to_str().unwrap());
+        format!("{method} {content_type:?} {body}")
+    }
+    let client = Client::new(Router::new().route("/things/1", axum::routing::any(echo)));
+    assert_eq!(
+        read_text(client.post("/things/1").await).await,
+        "POST None "
+    );
+    let response = client
+        .patch_json("/things/1", &json!({"status": "closed"}))
+        .await;
+    assert_eq!(
+        read_text(response).await,
+        r#"PATCH Some("application/json") {"status":"closed"}"#
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_that_nothing_answers_fails_after_the_event_timeout_heartbeats_or_not() {
+    let hub = Hub::builder()
+        .heartbeat(Duration::from_secs(15))
+        .build()
+        .unwrap();
+    let mut stream = app(&hub).subscribe("/events?topic=news").await;
+    let started = tokio::time::Instant::now();
+    let failed = AssertUnwindSafe(stream.next_event()).catch_unwind().await;
+    let payload = failed.expect_err("no event comes");
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("no event came on /events?topic=news within 30s"),
+        "{message}"
+    );
+    // Heartbeats came meanwhile; the limit is the call's, in paused time.
+    assert!(
+        started.elapsed() >= Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // A longer limit lets a paused test wait for a slow heartbeat.
+    let slow = Hub::builder()
+        .heartbeat(Duration::from_secs(45))
+        .build()
+        .unwrap();
+    let client = app(&slow).event_timeout(Duration::from_secs(60));
+    let mut stream = client.subscribe("/events?topic=news").await;
+    assert!(!stream.next_frame().await.unwrap().is_event());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_503_is_asked_again_after_its_retry_after_as_many_times_as_told() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    // Not ready twice (a server starting, or stopping behind a load balancer), then a stream.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let route = get(move || {
+        let calls = counted.clone();
+        async move {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "5")],
+                    "not ready",
+                )
+                    .into_response(),
+                _ => ([("content-type", "text/event-stream")], "data: 1\n\n").into_response(),
+            }
+        }
+    });
+    let client = Client::new(Router::new().route("/events", route));
+
+    // The in-process client asks once by default: a test of the refusal sees it.
+    let refused = client.subscribe("/events").await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.text().await, "not ready");
+    let started = tokio::time::Instant::now();
+    let mut stream = client.attempts(3).subscribe("/events").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.next_event().await.unwrap().json::<u32>(), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

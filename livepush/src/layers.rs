@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "publishable",
         ],
     ),
-    ("wire format", &["sse", "envelope"]),
+    ("wire format", &["sse", "trace", "envelope"]),
     ("local delivery", &["queue", "recent", "fanout"]),
     ("broker seam", &["broker"]),
     (

@@ -34,6 +34,7 @@ use crate::recent::Recent;
 use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
 use crate::topic::Topic;
+use crate::trace::Trace;
 
 use choice::BrokerChoice;
 use layer::HubLayer;
@@ -329,6 +330,7 @@ impl HubBuilder {
                 metrics.clone(),
                 reconnected.clone(),
                 recent.clone(),
+                broker.kind(),
             ))
             .map_err(BuildError::Broker)?;
         let retry = Arc::new(RetryBuffer::new(
@@ -362,13 +364,15 @@ impl HubBuilder {
     }
 }
 
-/// A publication whose topic and names are valid and whose payload is at most `max` bytes.
+/// A publication whose topic and names are valid and whose payload is at most `max` bytes,
+/// carrying `trace`.
 pub(crate) fn checked_publication(
     topic: &str,
     event: &str,
     category: Option<&str>,
     data: Bytes,
     max: usize,
+    trace: Trace,
 ) -> Result<Publication, PublishError> {
     let topic = Topic::new(topic)?;
     let event = EventName::new(event)?;
@@ -386,6 +390,7 @@ pub(crate) fn checked_publication(
         event,
         category: category.map(str::to_owned),
         data,
+        trace,
     })
 }
 
@@ -464,7 +469,20 @@ impl Hub {
     ) -> Result<Published, PublishError> {
         let topic = topic.as_ref();
         // Disabled (no allocation, fields not evaluated) unless debug spans of livepush are on.
+        #[cfg(not(feature = "otel"))]
         let span = tracing::debug_span!("livepush.publish", topic, event);
+        // The span every delivery of this event links to (its context travels in the envelope).
+        #[cfg(feature = "otel")]
+        let span = tracing::info_span!(
+            "livepush.publish",
+            topic,
+            event,
+            otel.kind = "producer",
+            messaging.system = "livepush",
+            messaging.operation.type = "send",
+            messaging.destination.name = topic,
+            livepush.broker = self.broker_kind(),
+        );
         let result = self
             .try_publish(topic, event, category, json)
             .instrument(span)
@@ -497,6 +515,7 @@ impl Hub {
             category,
             data,
             self.inner.config.max_event_bytes,
+            Trace::current(),
         )?;
         let inner = &self.inner;
         let retry = &inner.retry;

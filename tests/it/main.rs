@@ -26,6 +26,7 @@ mod cleanup;
 mod connect_info;
 mod crm_comments;
 mod cursor;
+mod dashboard;
 mod examples;
 mod fast_path_differential;
 mod framing;

@@ -14,6 +14,10 @@
 //! | `alice-token` | alice | `acme` | 1, 2 |
 //! | `bob-token` | bob | `acme` | 1, 2 |
 //! | `carol-token` | carol | `globex` | 3 |
+//! | `ops-token` | ops (an operator) | | `/metrics`, `/events/catalog`, `/events/asyncapi.json` |
+//!
+//! The admin routes (`hub.admin_routes()`) describe the service from the inside: only an
+//! operator's token opens them. Any other known user gets 403, as on a topic they may not see.
 //!
 //! ```sh
 //! curl -N -H 'authorization: Bearer alice-token' 'localhost:3000/events?topic=ticket:1,workspace:acme'
@@ -60,18 +64,27 @@ use common::clock::now_rfc3339;
 #[derive(Debug, Clone)]
 struct User {
     name: &'static str,
+    /// The workspace whose tickets they see; an operator belongs to none.
     workspace: &'static str,
+    /// May read the admin routes (metrics, catalog), which no workspace user may.
+    operator: bool,
 }
 
-/// The demo's users. A real service checks a session or a signed token (JWT) here.
+/// The demo's users. A real service checks a session or a signed token (JWT) here, and the
+/// operator role is a claim of that token, not a user name.
 fn user_for_token(token: &str) -> Option<User> {
-    let (name, workspace) = match token {
-        "alice-token" => ("alice", "acme"),
-        "bob-token" => ("bob", "acme"),
-        "carol-token" => ("carol", "globex"),
+    let (name, workspace, operator) = match token {
+        "alice-token" => ("alice", "acme", false),
+        "bob-token" => ("bob", "acme", false),
+        "carol-token" => ("carol", "globex", false),
+        "ops-token" => ("ops", "", true),
         _ => return None,
     };
-    Some(User { name, workspace })
+    Some(User {
+        name,
+        workspace,
+        operator,
+    })
 }
 
 fn user_from_headers(headers: &HeaderMap) -> Result<User, ApiError> {
@@ -88,13 +101,20 @@ fn user_from_headers(headers: &HeaderMap) -> Result<User, ApiError> {
     user_for_token(token.trim()).ok_or_else(|| ApiError::unauthorized("unknown or expired token"))
 }
 
-/// Middleware: 401 unless the request carries a known bearer token.
-async fn require_token(
+/// Middleware of the admin routes: 401 without a known bearer token, 403 unless it is an
+/// operator's (authentication is not authorization: any user's token used to open them).
+async fn require_operator(
     headers: HeaderMap,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<axum::response::Response, ApiError> {
-    user_from_headers(&headers)?;
+    let user = user_from_headers(&headers)?;
+    if !user.operator {
+        return Err(ApiError::forbidden(format!(
+            "{} is not an operator: the admin routes need an operator's token",
+            user.name
+        )));
+    }
     Ok(next.run(request).await)
 }
 
@@ -331,10 +351,10 @@ async fn main() {
         })
     });
     // `/metrics` and `/events/catalog` describe the service from the inside (handler names,
-    // source files): behind the same token as everything else here.
+    // source files): operators only.
     let admin = hub
         .admin_routes()
-        .route_layer(axum::middleware::from_fn(require_token));
+        .route_layer(axum::middleware::from_fn(require_operator));
     let app = router(store).livepush(&hub).merge(admin);
     common::serve("tickets", app, &hub).await;
 }

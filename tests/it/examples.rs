@@ -39,8 +39,8 @@ async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
         // on a port the test chose: `PORT` is part of the contract
         let mut example = Example::start_on_a_chosen_port(name, &[]);
         let client = http();
-        // tickets serves its admin routes only with its token (its main.rs); the others openly
-        let token = (name == "tickets").then_some("Bearer alice-token");
+        // tickets serves its admin routes only to an operator (its main.rs); the others openly
+        let token = (name == "tickets").then_some("Bearer ops-token");
         let get = |path: &str| {
             let request = client.get(example.url(path));
             match token {
@@ -59,6 +59,21 @@ async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
                     anonymous.status(),
                     StatusCode::UNAUTHORIZED,
                     "{name} {path}"
+                );
+                // a user's token is authentication, not the operator's authorization
+                let user = client
+                    .get(example.url(path))
+                    .header("authorization", "Bearer alice-token")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(user.status(), StatusCode::FORBIDDEN, "{name} {path}");
+                let body: Value = user.json().await.unwrap();
+                assert!(
+                    body["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("operator")),
+                    "{name} {path}: {body}"
                 );
             }
         }

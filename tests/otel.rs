@@ -113,8 +113,12 @@ fn app(hub: &Hub, outbox: Option<(sqlx::SqlitePool, Outbox)>) -> Router {
         .layer(middleware::from_fn(request_span))
 }
 
+/// Replay on: an instance that reconnects to Redis catches up from its streams what was
+/// published while its subscription was down (else a reset, and the event is gone for it).
 fn builder(redis: &RedisServer) -> HubBuilder {
-    Hub::builder().redis(redis.url())
+    Hub::builder()
+        .redis(redis.url())
+        .replay(1000, Duration::from_secs(600))
 }
 
 /// Two instances on `redis`, each served on loopback once ready.
@@ -183,6 +187,11 @@ fn text_attribute(span: &SpanData, key: &str) -> String {
 fn int_attribute(span: &SpanData, key: &str) -> i64 {
     match attribute(span, key) {
         Some(OtelValue::I64(n)) => *n,
+        // tracing-opentelemetry records a u64 field set after the span started as its text
+        Some(OtelValue::String(s)) => s
+            .as_str()
+            .parse()
+            .unwrap_or_else(|_| panic!("{key} of {} is {s:?}", span.name)),
         other => panic!("{key} of {} is {other:?}", span.name),
     }
 }
@@ -363,6 +372,9 @@ async fn an_event_buffered_while_redis_is_down_keeps_its_trace_until_published()
     // held back a while: the time since publish covers the wait
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.restart();
+    for server in [&server_a, &server_b] {
+        wait_for_status(&server.url("/health/ready"), 200).await;
+    }
     all_receive(&mut on_a, "waited").await;
     all_receive(&mut on_b, "waited").await;
     let text = assert_one_publish_linked_from_two_deliveries(topic, [1, 2]).await;

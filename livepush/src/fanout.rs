@@ -317,6 +317,9 @@ impl Delivery {
             "events may be missing on watched topics; their streams are told to reset"
         );
         self.metrics.broker_gaps.inc();
+        self.metrics
+            .recent_gaps
+            .record(reason, topics.len(), at.get());
         if let Some(recent) = &self.recent {
             recent.forget(topics);
         }

@@ -68,6 +68,41 @@ pub(crate) struct Metrics {
     pub(crate) outbox_errors: Counter,
     /// Age of the oldest committed outbox row not relayed yet, as last seen by a relay.
     pub(crate) outbox_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The last gaps the broker reported, for the admin page (not a Prometheus metric:
+    /// `broker_gaps` counts them).
+    pub(crate) recent_gaps: RecentGaps,
+}
+
+/// The last [`RecentGaps::KEPT`] gaps the broker reported: when, why, how many topics, and the
+/// id their streams resume from.
+#[derive(Default)]
+pub(crate) struct RecentGaps(std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>);
+
+impl RecentGaps {
+    const KEPT: usize = 10;
+
+    pub(crate) fn record(&self, reason: &str, topics: usize, resume_at: u64) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let gap = serde_json::json!({
+            "at_ms": at_ms,
+            "reason": reason,
+            "topics": topics,
+            "resume_at": resume_at.to_string(),
+        });
+        let mut gaps = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if gaps.len() == Self::KEPT {
+            gaps.pop_front();
+        }
+        gaps.push_back(gap);
+    }
+
+    /// Newest first.
+    pub(crate) fn list(&self) -> Vec<serde_json::Value> {
+        let gaps = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        gaps.iter().rev().cloned().collect()
+    }
 }
 
 /// Registers a handle on `metric` under `name`: the registry and the field share one value.
@@ -103,6 +138,7 @@ impl Metrics {
             outbox_relayed: Counter::default(),
             outbox_errors: Counter::default(),
             outbox_lag: Gauge::default(),
+            recent_gaps: RecentGaps::default(),
         };
         // Group by group, in the order `/metrics` lists them (dashboards and the test below
         // read that order): a field left out here is missing from the test's expected text.

@@ -19,6 +19,7 @@ mod common;
 #[path = "../../examples/crm_comments/app.rs"]
 mod app;
 
+mod admin;
 mod backpressure;
 mod bad_input;
 mod checkers;

@@ -4,6 +4,7 @@
 //! delegate to: the tower layer ([`layer`]), the stream position's type, and the handlers of
 //! the operational routes.
 
+mod admin;
 mod choice;
 pub mod layer;
 mod position;
@@ -715,7 +716,12 @@ impl Hub {
     /// [`Catalog`](crate::registry::Catalog): every publishing and subscribing handler with
     /// its module, source file and line, every event type) and `/events/asyncapi.json` (the
     /// [AsyncAPI 3.0 document](crate::registry::asyncapi), with the request's host as its
-    /// server). For operators and client teams, not the public:
+    /// server), and the live admin page: `/admin` (one self-contained HTML page with small live
+    /// charts of connections, publish and delivery rates, latency, retry buffer and outbox lag,
+    /// the topics with their subscriber counts, the broker's state and its last gaps),
+    /// `/admin/stats` (the page's SSE stream, a `stats` snapshot a second) and
+    /// `/admin/tail?topic=NAME` (SSE: that topic's events as this instance delivers them, each a
+    /// `tail` event `{"id","event","topic","category","data"}`). For operators and client teams, not the public:
     /// serve it on a listener only they reach, or behind your authentication.
     ///
     /// ```
@@ -740,6 +746,9 @@ impl Hub {
             .route("/metrics", get(routes::metrics))
             .route("/events/catalog", get(routes::catalog))
             .route("/events/asyncapi.json", get(routes::asyncapi))
+            .route("/admin", get(admin::page))
+            .route("/admin/stats", get(admin::stats))
+            .route("/admin/tail", get(admin::tail))
             .layer(self.layer())
     }
 }

@@ -133,7 +133,9 @@ fn install_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporter {
         ))))
         .with_simple_exporter(exporter.clone())
         .build();
+    // INFO, as a production filter: livepush's debug spans stay off, as without the feature.
     let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
     tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
     std::mem::forget(provider);

@@ -20,7 +20,6 @@
 //! version older than this one refuses such a line, so turn the feature on once every instance
 //! runs a version that reads it.
 
-#[cfg(feature = "otel")]
 use std::borrow::Cow;
 
 /// The trace context of one event: the span it was published in, and when. Empty for an event
@@ -151,8 +150,9 @@ impl Trace {
         allow(dead_code)
     )]
     #[cfg(not(feature = "otel"))]
-    pub(crate) fn event_line<'a>(&self, event: &'a str) -> &'a str {
-        event
+    pub(crate) fn event_line<'a>(&self, event: &'a str) -> Cow<'a, str> {
+        // The same type as with the feature, so callers read alike; borrowed: no allocation.
+        Cow::Borrowed(event)
     }
 }
 

@@ -81,3 +81,8 @@ pub struct TopicsAndAuthorization;
 #[cfg(doctest)]
 #[doc = include_str!("troubleshooting.md")]
 pub struct Troubleshooting;
+
+/// The Rust snippets of `docs/observability.md`.
+#[cfg(doctest)]
+#[doc = include_str!("observability.md")]
+pub struct Observability;

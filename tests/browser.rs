@@ -132,6 +132,8 @@ async fn open_browser(
     args.extend(extra_args.iter().map(|a| json!(a)));
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
+    // what `console_errors` reads
+    caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
     caps.insert(
         "goog:chromeOptions".into(),
         json!({ "binary": chromium, "args": args }),
@@ -633,5 +635,165 @@ mod h2 {
         server.abort();
         let opened = outcome.unwrap_or_else(|message| panic!("{message}"));
         assert_eq!(opened, STREAMS as u64);
+    }
+}
+
+/// chromedriver's log of the page's console (`goog:loggingPrefs` asks for it).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+/// The console messages at level SEVERE (errors) since the last call.
+async fn console_errors(browser: &Client) -> Vec<String> {
+    let log = browser
+        .issue_cmd(BrowserLog)
+        .await
+        .unwrap_or_else(|e| panic!("chromedriver gives no browser log: {e}"));
+    log.as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| e["level"] == "SEVERE")
+                .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The live admin page of `hub.admin_routes()`, in Chromium.
+mod admin {
+    use axum::routing::get;
+    use axum::Router;
+    use livepush::{subscribe_to_events, Hub, RouterExt};
+    use support::{SseClient, TestServer};
+
+    use super::*;
+
+    #[subscribe_to_events]
+    async fn events() {}
+
+    async fn number(browser: &Client, id: &str) -> f64 {
+        match browser.find(Locator::Id(id)).await {
+            Ok(element) => element
+                .text()
+                .await
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(f64::NAN),
+            Err(_) => f64::NAN,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_admin_page_draws_live_numbers_and_tails_a_topic_without_console_errors() {
+        let hub = Hub::builder().build().unwrap();
+        let app: Router = Router::new()
+            .route("/events", get(events))
+            .livepush(&hub)
+            .merge(hub.admin_routes());
+        let server = TestServer::start(app).await;
+        let session = BrowserSession::open("admin").await;
+        let browser = &session.browser;
+        browser.goto(&server.url("/admin")).await.unwrap();
+        wait_until(browser, "the stats stream is live", |b| async move {
+            status_of(b).await == "live"
+        })
+        .await;
+        assert_eq!(number(browser, "connections").await, 0.0);
+
+        // A load: three streams, and publishes for a few seconds.
+        let mut streams = Vec::new();
+        for _ in 0..3 {
+            streams.push(SseClient::connect(&server.url("/events?topic=load")).await);
+        }
+        let publisher = {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                for n in 0..200u32 {
+                    hub.publish("load", "tick", &json!({ "n": n }))
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            })
+        };
+        wait_until(browser, "3 connections on the page", |b| async move {
+            number(&b, "connections").await == 3.0
+        })
+        .await;
+        wait_until(
+            browser,
+            "a publish rate and a delivery rate",
+            |b| async move {
+                number(&b, "published-rate").await > 0.0 && number(&b, "delivered-rate").await > 0.0
+            },
+        )
+        .await;
+        wait_until(browser, "the topic in the table", |b| async move {
+            match b.find(Locator::Css("#topics tr td")).await {
+                Ok(td) => td.text().await.unwrap_or_default() == "load",
+                Err(_) => false,
+            }
+        })
+        .await;
+
+        // The live tail of the topic.
+        browser
+            .find(Locator::Id("tail-topic"))
+            .await
+            .unwrap()
+            .send_keys("load")
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Id("tail-start"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_until(browser, "tick events in the tail", |b| async move {
+            match b.find(Locator::Id("tail-log")).await {
+                Ok(log) => log
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .contains(" tick {\"n\":"),
+                Err(_) => false,
+            }
+        })
+        .await;
+
+        let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("target/tmp is in target/")
+            .join("artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        let png = browser.screenshot().await.unwrap();
+        std::fs::write(artifacts.join("admin.png"), png).unwrap();
+
+        let errors = console_errors(browser).await;
+        publisher.abort();
+        drop(streams);
+        let _ = session.browser.close().await;
+        drop(session.driver);
+        let _ = std::fs::remove_dir_all(&session.profile);
+        assert!(errors.is_empty(), "console errors: {errors:?}");
     }
 }

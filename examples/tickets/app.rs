@@ -20,18 +20,27 @@ use crate::common::clock::now_rfc3339;
 #[derive(Debug, Clone)]
 struct User {
     name: &'static str,
+    /// The workspace whose tickets they see; an operator belongs to none.
     workspace: &'static str,
+    /// May read the admin routes (metrics, catalog), which no workspace user may.
+    operator: bool,
 }
 
-/// The demo's users. A real service checks a session or a signed token (JWT) here.
+/// The demo's users. A real service checks a session or a signed token (JWT) here, and the
+/// operator role is a claim of that token, not a user name.
 fn user_for_token(token: &str) -> Option<User> {
-    let (name, workspace) = match token {
-        "alice-token" => ("alice", "acme"),
-        "bob-token" => ("bob", "acme"),
-        "carol-token" => ("carol", "globex"),
+    let (name, workspace, operator) = match token {
+        "alice-token" => ("alice", "acme", false),
+        "bob-token" => ("bob", "acme", false),
+        "carol-token" => ("carol", "globex", false),
+        "ops-token" => ("ops", "", true),
         _ => return None,
     };
-    Some(User { name, workspace })
+    Some(User {
+        name,
+        workspace,
+        operator,
+    })
 }
 
 fn user_from_headers(headers: &HeaderMap) -> Result<User, ApiError> {
@@ -48,13 +57,20 @@ fn user_from_headers(headers: &HeaderMap) -> Result<User, ApiError> {
     user_for_token(token.trim()).ok_or_else(|| ApiError::unauthorized("unknown or expired token"))
 }
 
-/// Middleware: 401 unless the request carries a known bearer token.
-async fn require_token(
+/// Middleware of the admin routes: 401 without a known bearer token, 403 unless it is an
+/// operator's (authentication is not authorization: any user's token used to open them).
+async fn require_operator(
     headers: HeaderMap,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<axum::response::Response, ApiError> {
-    user_from_headers(&headers)?;
+    let user = user_from_headers(&headers)?;
+    if !user.operator {
+        return Err(ApiError::forbidden(format!(
+            "{} is not an operator: the admin routes need an operator's token",
+            user.name
+        )));
+    }
     Ok(next.run(request).await)
 }
 
@@ -279,12 +295,12 @@ pub fn authorized(builder: HubBuilder, store: Store) -> HubBuilder {
 }
 
 /// The whole app on `hub` (built by [`authorized`]): the API, `/events`, and the operational
-/// routes. `/metrics` and `/events/catalog` describe the service from the inside (handler
-/// names, source files): behind the same token as everything else here.
+/// routes. `/metrics`, `/events/catalog` and the admin page describe the service from the
+/// inside (handler names, source files): operators only.
 pub fn router(store: Store, hub: &Hub) -> Router {
     let admin = hub
         .admin_routes()
-        .route_layer(axum::middleware::from_fn(require_token));
+        .route_layer(axum::middleware::from_fn(require_operator));
     Router::new()
         .route("/tickets", get(list_tickets).post(create_ticket))
         .route("/tickets/{id}", get(get_ticket).patch(update_ticket))

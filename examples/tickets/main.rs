@@ -14,6 +14,10 @@
 //! | `alice-token` | alice | `acme` | 1, 2 |
 //! | `bob-token` | bob | `acme` | 1, 2 |
 //! | `carol-token` | carol | `globex` | 3 |
+//! | `ops-token` | ops (an operator) | | `/metrics`, `/events/catalog`, `/events/asyncapi.json` |
+//!
+//! The admin routes (`hub.admin_routes()`) describe the service from the inside: only an
+//! operator's token opens them. Any other known user gets 403, as on a topic they may not see.
 //!
 //! ```sh
 //! curl -N -H 'authorization: Bearer alice-token' 'localhost:3000/events?topic=ticket:1,workspace:acme'

@@ -117,7 +117,34 @@ async fn subscribe(hub: &Hub) -> Conn {
     }
 }
 
+/// With the `otel` feature: the app's tracing as production runs it, a `tracing-opentelemetry`
+/// layer whose SDK samples 1 % of new traces (each publish here starts one), exporting the
+/// sampled spans to memory. Without the feature: no subscriber, as before.
+#[cfg(feature = "otel")]
+fn install_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporter {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            0.01,
+        ))))
+        .with_simple_exporter(exporter.clone())
+        .build();
+    // INFO, as a production filter: livepush's debug spans stay off, as without the feature.
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::INFO)
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    std::mem::forget(provider);
+    exporter
+}
+
 fn fanout(c: &mut Criterion) {
+    #[cfg(feature = "otel")]
+    let exporter = install_tracing();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -180,6 +207,21 @@ fn fanout(c: &mut Criterion) {
         drop(conns);
     }
     g.finish();
+    #[cfg(feature = "otel")]
+    {
+        // Proof that the layer ran and sampled: about 1 % of the publishes, each with its
+        // deliveries (one span per publish and delivering hub, whatever the subscriber count).
+        let spans = exporter.get_finished_spans().unwrap_or_default();
+        let publishes = spans
+            .iter()
+            .filter(|s| s.name == "livepush.publish")
+            .count();
+        let deliveries = spans
+            .iter()
+            .filter(|s| s.name == "livepush.deliver")
+            .count();
+        eprintln!("otel: {publishes} sampled publish spans, {deliveries} delivery spans");
+    }
 }
 
 criterion_group!(benches, encoding, topics, fanout);

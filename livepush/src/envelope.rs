@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::event::{EventId, EventName};
 use crate::sse;
 use crate::topic::Topic;
+use crate::trace::Trace;
 
 /// What a publisher hands to the broker: an event without an id yet.
 #[derive(Debug, Clone)]
@@ -18,6 +19,10 @@ pub struct Publication {
     pub category: Option<String>,
     /// The compact JSON payload.
     pub data: Bytes,
+    /// Where it was published, for the delivery spans of every instance (feature `otel`;
+    /// zero-sized without it): [`Trace::current`] where it is published, [`Trace::NONE`] for
+    /// none.
+    pub trace: Trace,
 }
 
 /// One event with its id, and its SSE frame encoded once for every subscriber.
@@ -29,6 +34,7 @@ pub struct Envelope {
     category: Option<String>,
     data: Bytes,
     frame: Bytes,
+    trace: Trace,
 }
 
 impl Envelope {
@@ -42,6 +48,7 @@ impl Envelope {
             category: publication.category,
             data: publication.data,
             frame,
+            trace: publication.trace,
         }
     }
 
@@ -68,6 +75,11 @@ impl Envelope {
     /// The JSON payload.
     pub fn data(&self) -> &Bytes {
         &self.data
+    }
+
+    /// The trace context it was published with (empty without the `otel` feature).
+    pub fn trace(&self) -> &Trace {
+        &self.trace
     }
 
     /// The encoded SSE frame (`id:`, `event:`, `data:` lines and the blank line).

@@ -94,13 +94,13 @@ impl Fanout {
     }
 
     /// Hands `envelope` to every subscriber of its topic. Never blocks: a full queue applies the
-    /// connection's slow-consumer policy.
-    pub(crate) fn deliver(&self, envelope: &Arc<Envelope>) {
+    /// connection's slow-consumer policy. Returns how many queues took it.
+    pub(crate) fn deliver(&self, envelope: &Arc<Envelope>) -> u64 {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
         let Some(subscribers) = topics.get(envelope.topic()) else {
-            return;
+            return 0;
         };
-        self.push_to(subscribers.iter(), envelope);
+        self.push_to(subscribers.iter(), envelope)
     }
 
     /// Queues one `livepush.reset` with id `at` for every connection that subscribed any of
@@ -112,6 +112,7 @@ impl Fanout {
         let envelope = Arc::new(Envelope::new(
             at,
             Publication {
+                trace: crate::trace::Trace::NONE,
                 topic: first.clone(),
                 event: crate::sse::RESET,
                 category: None,
@@ -132,7 +133,7 @@ impl Fanout {
         &self,
         subscribers: impl Iterator<Item = &'a Arc<Connection>>,
         envelope: &Arc<Envelope>,
-    ) {
+    ) -> u64 {
         let (mut delivered, mut dropped) = (0u64, 0u64);
         let reset = *envelope.event() == sse::RESET;
         let category = envelope.category();
@@ -174,6 +175,7 @@ impl Fanout {
         if dropped > 0 {
             self.metrics.dropped.inc_by(dropped);
         }
+        delivered
     }
 
     /// Adds `sub` to each topic; `on_first` runs (under the lock, so it is ordered with
@@ -257,6 +259,9 @@ pub struct Delivery {
     reconnected: Arc<tokio::sync::Notify>,
     /// The recent-history cache (replay on): filled here, forgotten on every gap.
     recent: Option<Arc<Recent>>,
+    /// The broker's kind, on delivery spans and the publish-to-queue histogram.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    broker: &'static str,
 }
 
 impl Delivery {
@@ -265,12 +270,14 @@ impl Delivery {
         metrics: Arc<Metrics>,
         reconnected: Arc<tokio::sync::Notify>,
         recent: Option<Arc<Recent>>,
+        broker: &'static str,
     ) -> Self {
         Delivery {
             fanout,
             metrics,
             reconnected,
             recent,
+            broker,
         }
     }
 
@@ -281,7 +288,17 @@ impl Delivery {
         if let Some(recent) = &self.recent {
             recent.record(&envelope);
         }
-        self.fanout.deliver(&envelope);
+        #[cfg(feature = "otel")]
+        let traced = crate::trace::Delivering::start(
+            envelope.trace(),
+            self.broker,
+            envelope.topic().as_str(),
+        );
+        let _queued = self.fanout.deliver(&envelope);
+        #[cfg(feature = "otel")]
+        if let Some(traced) = traced {
+            traced.finish(_queued, self.broker, &self.metrics);
+        }
     }
 
     /// Tells every local stream of `topics` that events may be missing before `at`: each gets
@@ -300,6 +317,9 @@ impl Delivery {
             "events may be missing on watched topics; their streams are told to reset"
         );
         self.metrics.broker_gaps.inc();
+        self.metrics
+            .recent_gaps
+            .record(reason, topics.len(), at.get());
         if let Some(recent) = &self.recent {
             recent.forget(topics);
         }
@@ -362,6 +382,7 @@ mod tests {
 
     fn event(topic: &Topic, n: u64) -> Arc<Envelope> {
         let publication = Publication {
+            trace: crate::trace::Trace::NONE,
             topic: topic.clone(),
             event: crate::EventName::from_static("e"),
             category: None,

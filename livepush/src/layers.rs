@@ -30,7 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "publishable",
         ],
     ),
-    ("wire format", &["sse", "envelope"]),
+    ("wire format", &["sse", "trace", "envelope"]),
     ("local delivery", &["queue", "recent", "fanout"]),
     ("broker seam", &["broker"]),
     (
@@ -82,7 +82,7 @@ const FOLDERS: &[(&str, &[&str])] = &[
     ),
     ("broker/redis/cluster", &["layout", "listener"]),
     ("broker/redis/single", &["listener"]),
-    ("hub", &["choice", "layer", "position", "routes"]),
+    ("hub", &["choice", "layer", "position", "routes", "admin"]),
     (
         "outbox",
         &["locks", "store", "postgres", "sqlite", "relay", "cursor"],

@@ -60,7 +60,7 @@
 //! | layer | modules | what they hold |
 //! | --- | --- | --- |
 //! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event`, `publishable` | the words: topics, event ids and names, settings, counters, the domain-event trait, what a handler's return value publishes |
-//! | wire format | `sse`, `envelope` | the SSE frame, and the envelope an event travels in, encoded once |
+//! | wire format | `sse`, `trace`, `envelope` | the SSE frame, the trace context an event carries (feature `otel`), and the envelope an event travels in, encoded once |
 //! | local delivery | `queue`, `recent`, `fanout` | one bounded queue per connection, the recent events of watched topics (for reconnects), and the topic → connections map fed by a [`broker::Delivery`] |
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
 //! | core | `error`, `retry`, `connections`, `catchup`, `registry`, `position`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
@@ -95,6 +95,7 @@ mod topic;
 // wire format
 mod envelope;
 pub mod sse;
+mod trace;
 // local delivery
 mod fanout;
 mod queue;

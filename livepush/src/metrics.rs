@@ -2,6 +2,7 @@
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -9,6 +10,18 @@ use prometheus_client::registry::{Metric, Registry};
 
 /// A label set with one label.
 pub(crate) type Label = [(&'static str, &'static str); 1];
+
+/// The exemplar of an observation: the trace it belongs to (`trace_id`, 32 hex digits).
+pub(crate) type TraceExemplar = [(&'static str, String); 1];
+
+/// A histogram whose buckets keep the trace id of their latest sampled observation.
+pub(crate) type TracedHistogram = HistogramWithExemplars<TraceExemplar>;
+
+/// Publish-to-queue latency buckets: 100 µs .. ~6.5 s (a retry buffer or an outbox holds
+/// events for seconds).
+fn delivery_latency_histogram() -> TracedHistogram {
+    TracedHistogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
 
 /// Every metric a hub keeps. Each hub has its own registry, so several hubs (tests, tenants) in
 /// one process do not mix their numbers.
@@ -29,6 +42,11 @@ pub(crate) struct Metrics {
     pub(crate) replayed: Counter,
     pub(crate) publish_errors: Family<Label, Counter>,
     pub(crate) publish_latency: Histogram,
+    /// Time from publish to the event being queued to this instance's streams, by broker
+    /// kind, with the trace id of sampled events as exemplars. Observed for events that carry
+    /// a trace context (feature `otel`), so it stays empty without the feature.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) delivery_latency: Family<Label, TracedHistogram, fn() -> TracedHistogram>,
     pub(crate) broker_reconnects: Counter,
     /// Gaps the broker detected and turned into resets (a lost connection without a complete
     /// catch-up, a server restarted empty, a subscription the server dropped).
@@ -50,6 +68,41 @@ pub(crate) struct Metrics {
     pub(crate) outbox_errors: Counter,
     /// Age of the oldest committed outbox row not relayed yet, as last seen by a relay.
     pub(crate) outbox_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The last gaps the broker reported, for the admin page (not a Prometheus metric:
+    /// `broker_gaps` counts them).
+    pub(crate) recent_gaps: RecentGaps,
+}
+
+/// The last [`RecentGaps::KEPT`] gaps the broker reported: when, why, how many topics, and the
+/// id their streams resume from.
+#[derive(Default)]
+pub(crate) struct RecentGaps(std::sync::Mutex<std::collections::VecDeque<serde_json::Value>>);
+
+impl RecentGaps {
+    const KEPT: usize = 10;
+
+    pub(crate) fn record(&self, reason: &str, topics: usize, resume_at: u64) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let gap = serde_json::json!({
+            "at_ms": at_ms,
+            "reason": reason,
+            "topics": topics,
+            "resume_at": resume_at.to_string(),
+        });
+        let mut gaps = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if gaps.len() == Self::KEPT {
+            gaps.pop_front();
+        }
+        gaps.push_back(gap);
+    }
+
+    /// Newest first.
+    pub(crate) fn list(&self) -> Vec<serde_json::Value> {
+        let gaps = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        gaps.iter().rev().cloned().collect()
+    }
 }
 
 /// Registers a handle on `metric` under `name`: the registry and the field share one value.
@@ -73,6 +126,7 @@ impl Metrics {
             publish_errors: Family::default(),
             // 50 µs .. ~1.6 s
             publish_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            delivery_latency: Family::new_with_constructor(delivery_latency_histogram),
             broker_reconnects: Counter::default(),
             broker_gaps: Counter::default(),
             retry_buffer_events: Gauge::default(),
@@ -84,6 +138,7 @@ impl Metrics {
             outbox_relayed: Counter::default(),
             outbox_errors: Counter::default(),
             outbox_lag: Gauge::default(),
+            recent_gaps: RecentGaps::default(),
         };
         // Group by group, in the order `/metrics` lists them (dashboards and the test below
         // read that order): a field left out here is missing from the test's expected text.
@@ -133,6 +188,13 @@ impl Metrics {
             "publish_duration_seconds",
             latency,
             &self.publish_latency,
+        );
+        let delivery = "Time from publish to the event being queued to this instance's streams, by broker (events with a trace context: feature otel)";
+        add(
+            r,
+            "delivery_latency_seconds",
+            delivery,
+            &self.delivery_latency,
         );
     }
 
@@ -221,6 +283,10 @@ mod tests {
         let metrics = Metrics::new();
         metrics.reject("forbidden");
         metrics.publish_error("broker");
+        metrics
+            .delivery_latency
+            .get_or_create(&[("broker", "memory")])
+            .observe(0.002, None, None);
         assert_eq!(metrics.render(), include_str!("testdata/metrics-fresh.txt"));
     }
 

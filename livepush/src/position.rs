@@ -350,6 +350,7 @@ mod tests {
         let envelope = Envelope::new(
             EventId::new(1_796_371_200_000_123),
             Publication {
+                trace: crate::trace::Trace::NONE,
                 topic: b.clone(),
                 event: EventName::new("e").unwrap(),
                 category: None,
@@ -380,6 +381,7 @@ mod tests {
         let reset = Envelope::new(
             EventId::new(35),
             Publication {
+                trace: crate::trace::Trace::NONE,
                 topic: topic("other-topic-of-11"),
                 event: crate::sse::RESET,
                 category: None,
@@ -458,6 +460,7 @@ mod tests {
                 let (p, before) = entries[pick.index(entries.len())];
                 let id = EventId::new(later.max(before.get()));
                 let envelope = Envelope::new(id, crate::envelope::Publication {
+                    trace: crate::trace::Trace::NONE,
                     topic: topic(&format!("t{p}")),
                     event: EventName::new("e").unwrap(),
                     category: None,

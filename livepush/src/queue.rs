@@ -191,6 +191,7 @@ mod tests {
 
     fn event(n: u64) -> Arc<Envelope> {
         let publication = Publication {
+            trace: crate::trace::Trace::NONE,
             topic: Topic::new("t").unwrap(),
             event: crate::EventName::from_static("e"),
             category: None,

@@ -263,6 +263,7 @@ mod tests {
 
     fn event(topic: &str, n: u64) -> Arc<Envelope> {
         let publication = Publication {
+            trace: crate::trace::Trace::NONE,
             topic: Topic::new(topic).unwrap(),
             event: crate::EventName::from_static("e"),
             category: None,

@@ -318,6 +318,7 @@ impl RetryBuffer {
         if let Some((topic, (loss, lost))) = l.gaps.iter().next() {
             let data = serde_json::json!({ "reason": loss.reason(), "lost": lost });
             let marker = Publication {
+                trace: crate::trace::Trace::NONE,
                 topic: topic.clone(),
                 event: crate::sse::RESET,
                 category: None,
@@ -439,6 +440,7 @@ mod tests {
 
     fn publication(topic: &str, n: u32) -> Publication {
         Publication {
+            trace: crate::trace::Trace::NONE,
             topic: Topic::new(topic).unwrap(),
             event: crate::EventName::from_static("e"),
             category: None,

@@ -42,11 +42,11 @@ async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
         // on a port the test chose: `PORT` is part of the contract
         let mut example = Example::start_on_a_chosen_port(name, &[]);
         let anonymous = Client::http(&example.url(""));
-        // tickets serves its admin routes only with its token (its app.rs); the others openly
+        // tickets serves its admin routes only to an operator (its app.rs); the others openly
         let client = match name {
             "tickets" => anonymous
                 .clone()
-                .header("authorization", "Bearer alice-token"),
+                .header("authorization", "Bearer ops-token"),
             _ => anonymous.clone(),
         };
         for path in LIVEPUSH_ROUTES {
@@ -57,6 +57,20 @@ async fn every_example_serves_the_contract_routes_and_stops_on_sigterm() {
             for path in ["/metrics", "/events/catalog"] {
                 let response = anonymous.get(path).await;
                 assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{name} {path}");
+                // a user's token is authentication, not the operator's authorization
+                let user = anonymous
+                    .clone()
+                    .header("authorization", "Bearer alice-token")
+                    .get(path)
+                    .await;
+                assert_eq!(user.status(), StatusCode::FORBIDDEN, "{name} {path}");
+                let body: Value = read_json(user).await;
+                assert!(
+                    body["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("operator")),
+                    "{name} {path}: {body}"
+                );
             }
             // the authorize hook is the served hub's: another workspace's ticket is refused
             let carol = anonymous

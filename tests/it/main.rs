@@ -29,6 +29,7 @@ mod tickets_app;
 #[path = "../../examples/domain_events/app.rs"]
 mod domain_events_app;
 
+mod admin;
 mod backpressure;
 mod bad_input;
 mod checkers;
@@ -37,6 +38,7 @@ mod connect_info;
 mod crm_comments;
 mod cursor;
 mod domain_events;
+mod dashboard;
 mod examples;
 mod fast_path_differential;
 mod framing;

@@ -261,6 +261,7 @@ mod tests {
 
     fn publication(topic: &str) -> Publication {
         Publication {
+            trace: crate::trace::Trace::NONE,
             topic: Topic::new(topic).unwrap(),
             event: crate::EventName::from_static("e"),
             category: None,

@@ -23,6 +23,7 @@ pub mod redis;
 
 pub use crate::envelope::{Envelope, Publication};
 pub use crate::fanout::Delivery;
+pub use crate::trace::Trace;
 pub use error::{BrokerError, Cause};
 pub use memory::MemoryBroker;
 pub use partitioned::Partitioned;

@@ -4,6 +4,7 @@
 //! delegate to: the tower layer ([`layer`]), the stream position's type, and the handlers of
 //! the operational routes.
 
+mod admin;
 mod choice;
 pub mod layer;
 mod position;
@@ -34,6 +35,7 @@ use crate::recent::Recent;
 use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
 use crate::topic::Topic;
+use crate::trace::Trace;
 
 use choice::BrokerChoice;
 use layer::HubLayer;
@@ -329,6 +331,7 @@ impl HubBuilder {
                 metrics.clone(),
                 reconnected.clone(),
                 recent.clone(),
+                broker.kind(),
             ))
             .map_err(BuildError::Broker)?;
         let retry = Arc::new(RetryBuffer::new(
@@ -362,13 +365,15 @@ impl HubBuilder {
     }
 }
 
-/// A publication whose topic and names are valid and whose payload is at most `max` bytes.
+/// A publication whose topic and names are valid and whose payload is at most `max` bytes,
+/// carrying `trace`.
 pub(crate) fn checked_publication(
     topic: &str,
     event: &str,
     category: Option<&str>,
     data: Bytes,
     max: usize,
+    trace: Trace,
 ) -> Result<Publication, PublishError> {
     let topic = Topic::new(topic)?;
     let event = EventName::new(event)?;
@@ -386,6 +391,7 @@ pub(crate) fn checked_publication(
         event,
         category: category.map(str::to_owned),
         data,
+        trace,
     })
 }
 
@@ -464,7 +470,20 @@ impl Hub {
     ) -> Result<Published, PublishError> {
         let topic = topic.as_ref();
         // Disabled (no allocation, fields not evaluated) unless debug spans of livepush are on.
+        #[cfg(not(feature = "otel"))]
         let span = tracing::debug_span!("livepush.publish", topic, event);
+        // The span every delivery of this event links to (its context travels in the envelope).
+        #[cfg(feature = "otel")]
+        let span = tracing::info_span!(
+            "livepush.publish",
+            topic,
+            event,
+            otel.kind = "producer",
+            messaging.system = "livepush",
+            messaging.operation.type = "send",
+            messaging.destination.name = topic,
+            livepush.broker = self.broker_kind(),
+        );
         let result = self
             .try_publish(topic, event, category, json)
             .instrument(span)
@@ -497,6 +516,7 @@ impl Hub {
             category,
             data,
             self.inner.config.max_event_bytes,
+            Trace::current(),
         )?;
         let inner = &self.inner;
         let retry = &inner.retry;
@@ -696,7 +716,12 @@ impl Hub {
     /// [`Catalog`](crate::registry::Catalog): every publishing and subscribing handler with
     /// its module, source file and line, every event type) and `/events/asyncapi.json` (the
     /// [AsyncAPI 3.0 document](crate::registry::asyncapi), with the request's host as its
-    /// server). For operators and client teams, not the public:
+    /// server), and the live admin page: `/admin` (one self-contained HTML page with small live
+    /// charts of connections, publish and delivery rates, latency, retry buffer and outbox lag,
+    /// the topics with their subscriber counts, the broker's state and its last gaps),
+    /// `/admin/stats` (the page's SSE stream, a `stats` snapshot a second) and
+    /// `/admin/tail?topic=NAME` (SSE: that topic's events as this instance delivers them, each a
+    /// `tail` event `{"id","event","topic","category","data"}`). For operators and client teams, not the public:
     /// serve it on a listener only they reach, or behind your authentication.
     ///
     /// ```
@@ -721,6 +746,9 @@ impl Hub {
             .route("/metrics", get(routes::metrics))
             .route("/events/catalog", get(routes::catalog))
             .route("/events/asyncapi.json", get(routes::asyncapi))
+            .route("/admin", get(admin::page))
+            .route("/admin/stats", get(admin::stats))
+            .route("/admin/tail", get(admin::tail))
             .layer(self.layer())
     }
 }

@@ -78,6 +78,7 @@ use tokio::sync::Notify;
 use crate::error::{to_json, PublishError};
 use crate::hub::checked_publication;
 use crate::sse_event::SseEvent;
+use crate::trace::Trace;
 
 #[doc(hidden)]
 pub use cursor::Boundary;
@@ -341,14 +342,22 @@ impl Outbox {
     where
         C: OutboxConnection + ?Sized,
     {
-        let checked =
-            checked_publication(topic, event, category, data, self.inner.max_event_bytes)?;
+        let checked = checked_publication(
+            topic,
+            event,
+            category,
+            data,
+            self.inner.max_event_bytes,
+            written_trace(topic, event),
+        )?;
         let data = std::str::from_utf8(&checked.data)
             .map_err(|e| PublishError::Serialize(serde::ser::Error::custom(e)))?;
         let row = NewRow {
             table: &self.inner.table,
             topic: checked.topic.as_str(),
-            event: &checked.event,
+            // The trace context rides on the event column, as on a broker's wire: no schema
+            // change, and rows written without it read as before.
+            event: &checked.trace.event_line(&checked.event),
             category: checked.category.as_deref(),
             data,
             created_at: now_micros(),
@@ -477,6 +486,29 @@ where
     ) -> Result<Boundary, OutboxError> {
         (**self).read_outbox_boundary(table, limit).await
     }
+}
+
+/// The trace context of an event written now: that of a `livepush.publish` span (feature
+/// `otel`), a child of the current span, which every delivery of the row's event links to.
+#[cfg(feature = "otel")]
+fn written_trace(topic: &str, event: &str) -> Trace {
+    tracing::info_span!(
+        "livepush.publish",
+        topic,
+        event,
+        otel.kind = "producer",
+        messaging.system = "livepush",
+        messaging.operation.type = "create",
+        messaging.destination.name = topic,
+        livepush.outbox = true,
+    )
+    .in_scope(Trace::current)
+}
+
+/// Without the `otel` feature there is no context to carry.
+#[cfg(not(feature = "otel"))]
+fn written_trace(_topic: &str, _event: &str) -> Trace {
+    Trace::NONE
 }
 
 fn pending_ids_sql(table: &str) -> String {

@@ -12,6 +12,7 @@ use super::{now_micros, Outbox};
 use crate::broker::BrokerError;
 use crate::config::ConfigError;
 use crate::hub::{checked_publication, Hub};
+use crate::trace::Trace;
 
 /// First and longest wait between two rounds that failed (database or broker down).
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -299,12 +300,14 @@ impl Relay {
     async fn publish(&self, instance: &str, row: &PendingRow) -> Result<Option<i64>, BrokerError> {
         let max = self.hub.config().max_event_bytes;
         let data = Bytes::from(row.data.clone().into_bytes());
+        let (event, trace) = Trace::split(&row.event);
         let publication = match checked_publication(
             &row.topic,
-            &row.event,
+            event,
             row.category.as_deref(),
             data,
             max,
+            trace,
         ) {
             Ok(p) => p,
             Err(e) => {

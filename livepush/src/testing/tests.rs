@@ -55,6 +55,7 @@ async fn the_recorder_sees_what_the_hub_publishes_with_its_id() {
 async fn a_publication_deduplicated_by_key_is_recorded_once() {
     let (broker, published) = RecordingBroker::new(MemoryBroker::new(0, Duration::ZERO));
     let publication = Publication {
+        trace: crate::trace::Trace::NONE,
         topic: crate::topic::Topic::new("t").unwrap(),
         event: crate::event::EventName::from_static("e"),
         category: None,

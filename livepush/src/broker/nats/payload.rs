@@ -9,14 +9,15 @@ use crate::broker::Delivery;
 use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
 use crate::topic::Topic;
+use crate::trace::Trace;
 
 /// The payload of `publication`.
 pub(super) fn encode(publication: &Publication) -> Bytes {
     let category = publication.category.as_deref().unwrap_or("");
-    let mut out = BytesMut::with_capacity(
-        publication.event.len() + category.len() + publication.data.len() + 2,
-    );
-    out.put_slice(publication.event.as_bytes());
+    let event = publication.trace.event_line(&publication.event);
+    let mut out =
+        BytesMut::with_capacity(event.len() + category.len() + publication.data.len() + 2);
+    out.put_slice(event.as_bytes());
     out.put_u8(b'\n');
     out.put_slice(category.as_bytes());
     out.put_u8(b'\n');
@@ -46,7 +47,8 @@ pub(super) fn decode(
 
 fn decode_checked(topic: Topic, id: u64, payload: &[u8]) -> Option<Envelope> {
     let mut parts = payload.splitn(3, |&b| b == b'\n');
-    let event = crate::event::EventName::new(std::str::from_utf8(parts.next()?).ok()?).ok()?;
+    let (event, trace) = Trace::split(std::str::from_utf8(parts.next()?).ok()?);
+    let event = crate::event::EventName::new(event).ok()?;
     let category = std::str::from_utf8(parts.next()?).ok()?;
     let data = Bytes::copy_from_slice(parts.next()?);
     if !category.is_empty() {
@@ -60,6 +62,7 @@ fn decode_checked(topic: Topic, id: u64, payload: &[u8]) -> Option<Envelope> {
             event,
             category,
             data,
+            trace,
         },
     ))
 }
@@ -72,6 +75,7 @@ mod tests {
     fn round_trips_and_refuses_what_is_not_an_event() {
         let topic = Topic::new("t").unwrap();
         let publication = Publication {
+            trace: crate::trace::Trace::NONE,
             topic: topic.clone(),
             event: crate::EventName::from_static("created"),
             category: Some("billing".to_owned()),
@@ -91,5 +95,34 @@ mod tests {
         ] {
             assert!(decode(topic.clone(), 1, bad, None).is_none(), "{bad:?}");
         }
+    }
+
+    /// Without a trace context the payload is byte for byte what it was before; with one
+    /// (feature `otel`) the context comes back, and a reader without the feature skips it.
+    #[test]
+    fn a_trace_context_costs_no_byte_when_absent_and_round_trips_when_present() {
+        let topic = Topic::new("t").unwrap();
+        let plain = Publication {
+            topic: topic.clone(),
+            event: crate::EventName::from_static("created"),
+            category: None,
+            data: Bytes::from_static(b"{}"),
+            trace: Trace::NONE,
+        };
+        assert_eq!(encode(&plain).as_ref(), b"created\n\n{}");
+        let line = b"created 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 1733349000123456\n\n{}";
+        let traced = decode(topic, 3, line, None).unwrap();
+        assert_eq!(traced.event(), "created");
+        assert_eq!(traced.trace().is_empty(), !cfg!(feature = "otel"));
+        let again = Publication {
+            trace: *traced.trace(),
+            ..plain
+        };
+        let expected: &[u8] = if cfg!(feature = "otel") {
+            line
+        } else {
+            b"created\n\n{}"
+        };
+        assert_eq!(encode(&again).as_ref(), expected);
     }
 }

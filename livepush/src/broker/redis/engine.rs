@@ -368,7 +368,7 @@ impl<S: Shard> Engine<S> {
         // instance: one path, one order.
         let id: String = invocation
             .arg(shard.channel(p, &publication.topic))
-            .arg(&publication.event)
+            .arg(&*publication.trace.event_line(&publication.event))
             .arg(publication.category.as_deref().unwrap_or(""))
             .arg(publication.data.as_ref())
             .arg(self.replay)

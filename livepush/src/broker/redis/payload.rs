@@ -7,6 +7,7 @@ use crate::broker::Delivery;
 use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
 use crate::topic::Topic;
+use crate::trace::Trace;
 
 /// A broker payload that is not a well-formed event (a bad id, an invalid event or category
 /// name, broken framing). The decoder runs below any hub, so it only reports it: the caller
@@ -14,7 +15,8 @@ use crate::topic::Topic;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Malformed;
 
-/// Encodes nothing: the publish script builds the payload. Decodes `{id}\n{event}\n{category}\n{data}`.
+/// Encodes nothing: the publish script builds the payload. Decodes `{id}\n{event}\n{category}\n{data}`,
+/// where the event line may carry the event's trace context ([`crate::trace`]).
 ///
 /// Another producer may write to the same channels, so nothing is trusted: the event and
 /// category names are validated like ours ([`crate::EventName`]), and a payload that is not
@@ -46,7 +48,8 @@ fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
         .ok()?
         .parse::<EventId>()
         .ok()?;
-    let event = crate::event::EventName::new(std::str::from_utf8(parts.next()?).ok()?).ok()?;
+    let (event, trace) = Trace::split(std::str::from_utf8(parts.next()?).ok()?);
+    let event = crate::event::EventName::new(event).ok()?;
     let category = std::str::from_utf8(parts.next()?).ok()?;
     let data = Bytes::copy_from_slice(parts.next()?);
     if !category.is_empty() {
@@ -60,6 +63,7 @@ fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
             event,
             category,
             data,
+            trace,
         },
     ))
 }
@@ -90,5 +94,27 @@ mod tests {
         ] {
             assert_eq!(decode(topic.clone(), bad).err(), Some(Malformed), "{bad:?}");
         }
+    }
+
+    /// A payload written before trace contexts (or with the feature off) reads as before; one
+    /// with a context reads with it (feature `otel`) or skips it, and its frame is the same.
+    #[test]
+    fn payloads_with_and_without_a_trace_context_read_alike() {
+        let topic = Topic::new("t").unwrap();
+        let old = decode(topic.clone(), b"42\ncreated\n\n{}").unwrap();
+        assert!(old.trace().is_empty());
+        let traced = decode(
+            topic,
+            b"42\ncreated 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 1733349000123456\n\n{}",
+        )
+        .unwrap();
+        assert_eq!(traced.event(), "created");
+        assert_eq!(traced.frame(), old.frame());
+        assert_eq!(traced.trace().is_empty(), !cfg!(feature = "otel"));
+        #[cfg(feature = "otel")]
+        assert_eq!(
+            traced.trace().traceparent().as_deref(),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
     }
 }

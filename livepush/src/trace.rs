@@ -1,0 +1,343 @@
+//! The trace context an event carries from where it was published to every delivery (feature
+//! `otel`), and the delivery span each instance records for it.
+//!
+//! Where an event is published ([`Hub::publish`](crate::Hub::publish) and the macros, or
+//! `Outbox::publish`), the W3C trace context of the current `tracing` span (through
+//! `tracing-opentelemetry`) is taken with the time of publishing. The envelope carries it
+//! through every broker; each instance that hands the event to local subscribers records one
+//! `livepush.deliver` span for it (one per event and instance, never one per connection), whose
+//! parent is the publish span and which also links to it, with the subscriber count, the time
+//! since publish and the broker's kind.
+//!
+//! # On the wire
+//! Redis and NATS payloads and outbox rows carry it on the event-name line:
+//! `{event} {traceparent} {published, Unix µs}`, e.g.
+//! `comment_created 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 1733349000123456`.
+//! An event name never holds a space ([`EventName`](crate::EventName)), so the line splits
+//! unambiguously, and a line without it (written by an older version, or with the feature off)
+//! is read as before. Without the feature nothing is written, and a context that arrives is
+//! skipped: an instance built without `otel` reads what one built with it writes. An instance of a
+//! version older than this one refuses such a line, so turn the feature on once every instance
+//! runs a version that reads it.
+
+use std::borrow::Cow;
+
+/// The trace context of one event: the span it was published in, and when. Empty for an event
+/// published outside any traced span; always empty (and zero-sized) without the `otel` feature.
+///
+/// ```
+/// use livepush::broker::Trace;
+///
+/// // Outside a span recorded by `tracing-opentelemetry` there is nothing to carry.
+/// assert!(Trace::current().is_empty());
+/// assert!(Trace::NONE.is_empty());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Trace {
+    #[cfg(feature = "otel")]
+    carried: Option<Carried>,
+}
+
+/// What [`Trace`] holds with the feature on: a W3C `traceparent` and the publish time.
+#[cfg(feature = "otel")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Carried {
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+    /// Unix µs, by the publishing process's clock.
+    published_us: u64,
+}
+
+impl Trace {
+    /// No trace context.
+    pub const NONE: Trace = Trace {
+        #[cfg(feature = "otel")]
+        carried: None,
+    };
+
+    /// The trace context of the current `tracing` span, taken now. Empty without the `otel`
+    /// feature, and when the current span is not recorded by a `tracing-opentelemetry` layer.
+    pub fn current() -> Trace {
+        #[cfg(feature = "otel")]
+        {
+            otel::current()
+        }
+        #[cfg(not(feature = "otel"))]
+        {
+            Trace::NONE
+        }
+    }
+
+    /// Whether there is no context to carry.
+    pub fn is_empty(&self) -> bool {
+        #[cfg(feature = "otel")]
+        {
+            self.carried.is_none()
+        }
+        #[cfg(not(feature = "otel"))]
+        {
+            true
+        }
+    }
+
+    /// The W3C `traceparent` of the span the event was published in
+    /// (`00-{trace id}-{span id}-{flags}`), if any.
+    #[cfg(feature = "otel")]
+    pub fn traceparent(&self) -> Option<String> {
+        self.carried.map(|c| c.traceparent())
+    }
+
+    /// Splits an event-name line as payloads carry it into the name and its context (see the
+    /// module docs). A context that does not parse is dropped: it never costs the event.
+    // Only brokers that carry payloads between processes, and the outbox, read and write lines.
+    #[cfg_attr(
+        not(any(
+            feature = "redis",
+            feature = "nats",
+            feature = "outbox-postgres",
+            feature = "outbox-sqlite"
+        )),
+        allow(dead_code)
+    )]
+    pub(crate) fn split(line: &str) -> (&str, Trace) {
+        let Some((name, _rest)) = line.split_once(' ') else {
+            return (line, Trace::NONE);
+        };
+        #[cfg(feature = "otel")]
+        {
+            (
+                name,
+                Trace {
+                    carried: Carried::parse(_rest),
+                },
+            )
+        }
+        #[cfg(not(feature = "otel"))]
+        {
+            (name, Trace::NONE)
+        }
+    }
+
+    /// `event` as the event-name line of a payload: with a context, followed by it.
+    // Only brokers that carry payloads between processes, and the outbox, read and write lines.
+    #[cfg_attr(
+        not(any(
+            feature = "redis",
+            feature = "nats",
+            feature = "outbox-postgres",
+            feature = "outbox-sqlite"
+        )),
+        allow(dead_code)
+    )]
+    #[cfg(feature = "otel")]
+    pub(crate) fn event_line<'a>(&self, event: &'a str) -> Cow<'a, str> {
+        match self.carried {
+            None => Cow::Borrowed(event),
+            Some(c) => Cow::Owned(format!("{event} {} {}", c.traceparent(), c.published_us)),
+        }
+    }
+
+    /// `event` as the event-name line of a payload: without the feature, the name itself.
+    // Only brokers that carry payloads between processes, and the outbox, read and write lines.
+    #[cfg_attr(
+        not(any(
+            feature = "redis",
+            feature = "nats",
+            feature = "outbox-postgres",
+            feature = "outbox-sqlite"
+        )),
+        allow(dead_code)
+    )]
+    #[cfg(not(feature = "otel"))]
+    pub(crate) fn event_line<'a>(&self, event: &'a str) -> Cow<'a, str> {
+        // The same type as with the feature, so callers read alike; borrowed: no allocation.
+        Cow::Borrowed(event)
+    }
+}
+
+#[cfg(feature = "otel")]
+impl Carried {
+    fn traceparent(&self) -> String {
+        format!(
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
+    }
+
+    /// `{traceparent} {published µs}`; `None` for anything else.
+    fn parse(text: &str) -> Option<Carried> {
+        let (parent, published) = text.split_once(' ')?;
+        let mut parts = parent.split('-');
+        let version = parts.next()?;
+        let (trace, span, flags) = (parts.next()?, parts.next()?, parts.next()?);
+        if version != "00" || parts.next().is_some() {
+            return None;
+        }
+        let hex = |s: &str, len: usize| {
+            (s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+                .then_some(())
+        };
+        hex(trace, 32)?;
+        hex(span, 16)?;
+        hex(flags, 2)?;
+        let carried = Carried {
+            trace_id: u128::from_str_radix(trace, 16).ok()?,
+            span_id: u64::from_str_radix(span, 16).ok()?,
+            flags: u8::from_str_radix(flags, 16).ok()?,
+            published_us: published.parse().ok()?,
+        };
+        // All-zero ids are invalid in W3C trace context.
+        (carried.trace_id != 0 && carried.span_id != 0).then_some(carried)
+    }
+
+    fn sampled(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+/// The delivery side: the `livepush.deliver` span and the publish-to-queue histogram.
+#[cfg(feature = "otel")]
+pub(crate) use otel::Delivering;
+
+#[cfg(feature = "otel")]
+mod otel {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::{Carried, Trace};
+    use crate::metrics::Metrics;
+
+    fn now_us() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn current() -> Trace {
+        let cx = tracing::Span::current().context();
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return Trace::NONE;
+        }
+        Trace {
+            carried: Some(Carried {
+                trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
+                span_id: u64::from_be_bytes(sc.span_id().to_bytes()),
+                flags: sc.trace_flags().to_u8(),
+                published_us: now_us(),
+            }),
+        }
+    }
+
+    impl Carried {
+        fn span_context(&self) -> SpanContext {
+            SpanContext::new(
+                TraceId::from(self.trace_id),
+                SpanId::from(self.span_id),
+                TraceFlags::new(self.flags),
+                true,
+                TraceState::default(),
+            )
+        }
+    }
+
+    /// One event being handed to this instance's local subscribers: its `livepush.deliver` span
+    /// (for a sampled context only), finished with the number of streams it was queued to.
+    pub(crate) struct Delivering {
+        carried: Carried,
+        span: Option<tracing::span::EnteredSpan>,
+    }
+
+    impl Delivering {
+        /// Starts the delivery of an event with context `trace`; `None` (nothing to record, no
+        /// cost beyond this check) for one without.
+        pub(crate) fn start(trace: &Trace, broker: &'static str, topic: &str) -> Option<Self> {
+            let carried = trace.carried?;
+            let span = carried.sampled().then(|| {
+                let span = tracing::info_span!(
+                    target: "livepush::deliver",
+                    "livepush.deliver",
+                    otel.kind = "consumer",
+                    messaging.system = "livepush",
+                    messaging.operation.type = "deliver",
+                    messaging.destination.name = topic,
+                    livepush.broker = broker,
+                    livepush.subscribers = tracing::field::Empty,
+                    livepush.since_publish_us = tracing::field::Empty,
+                );
+                let parent = carried.span_context();
+                // Parent and link: the parent keeps the deliveries in the publish's trace (and
+                // under its sampling decision); the link is what the messaging conventions
+                // read, and what stays when a backend splits traces.
+                let _ = span.set_parent(
+                    opentelemetry::Context::new().with_remote_span_context(parent.clone()),
+                );
+                span.add_link(parent);
+                span.entered()
+            });
+            Some(Delivering { carried, span })
+        }
+
+        /// Records that the event was queued to `subscribers` local streams: the span's fields,
+        /// and (when any stream took it) the publish-to-queue latency for `broker`.
+        pub(crate) fn finish(self, subscribers: u64, broker: &'static str, metrics: &Metrics) {
+            let since = now_us().saturating_sub(self.carried.published_us);
+            if let Some(span) = &self.span {
+                span.record("livepush.subscribers", subscribers);
+                span.record("livepush.since_publish_us", since);
+            }
+            if subscribers > 0 {
+                let exemplar = self
+                    .carried
+                    .sampled()
+                    .then(|| [("trace_id", format!("{:032x}", self.carried.trace_id))]);
+                metrics
+                    .delivery_latency
+                    .get_or_create(&[("broker", broker)])
+                    .observe(since as f64 / 1e6, exemplar, None);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "otel"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_context_survives_the_event_line_and_bad_ones_are_dropped() {
+        let trace = Trace {
+            carried: Some(Carried {
+                trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+                span_id: 0x00f0_67aa_0ba9_02b7,
+                flags: 1,
+                published_us: 1_733_349_000_123_456,
+            }),
+        };
+        let line = trace.event_line("comment_created");
+        assert_eq!(
+            line,
+            "comment_created 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 1733349000123456"
+        );
+        assert_eq!(Trace::split(&line), ("comment_created", trace));
+        assert_eq!(Trace::NONE.event_line("e"), "e");
+        assert_eq!(Trace::split("e"), ("e", Trace::NONE));
+        for bad in [
+            "e 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "e 01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 1",
+            "e 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01 1",
+            "e 00-00000000000000000000000000000000-00f067aa0ba902b7-01 1",
+            "e 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x 1",
+            "e 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 soon",
+            "e garbage",
+        ] {
+            assert_eq!(Trace::split(bad), ("e", Trace::NONE), "{bad}");
+        }
+    }
+}

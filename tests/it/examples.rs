@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::support::{
-    get_json, http, run_to_exit, Example, RedisServer, SseClient, LIVEPUSH_ROUTES,
+    get_json, http, run_to_exit, Example, NatsServer, RedisServer, SseClient, LIVEPUSH_ROUTES,
 };
 
 const EXAMPLES: [&str; 5] = [
@@ -329,10 +329,18 @@ async fn domain_events_reach_user_and_broadcast_channels_filtered_by_category() 
 #[tokio::test]
 async fn multi_instance_delivers_across_instances_and_replays_after_switching() {
     let redis = RedisServer::start();
-    let env = [
-        ("REDIS_URL", redis.url()),
-        ("LIVEPUSH_REPLAY", "100".to_owned()),
-    ];
+    multi_instance_delivers_and_replays(("REDIS_URL", redis.url())).await;
+}
+
+#[tokio::test]
+async fn multi_instance_on_nats_delivers_across_instances_and_replays_after_switching() {
+    let nats = NatsServer::start();
+    multi_instance_delivers_and_replays(("NATS_URL", nats.url())).await;
+}
+
+/// Two `multi_instance` processes on the broker `broker` (its variable and URL) names.
+async fn multi_instance_delivers_and_replays(broker: (&str, String)) {
+    let env = [broker, ("LIVEPUSH_REPLAY", "100".to_owned())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // chosen ports: each instance names itself `HOST:PORT` in what it publishes
     let a = Example::start_on_a_chosen_port("multi_instance", &env);
@@ -346,10 +354,10 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
     };
 
     // As a load balancer would: traffic only once each instance is ready. A stream opened on B
-    // before B's Redis listener first connected would get a `livepush.reset` (broker_gap).
+    // before B's broker connection first connected would get a `livepush.reset` (broker_gap).
     a.wait_ready().await;
     b.wait_ready().await;
-    // The response head is the signal that the stream is live: B answers only once Redis
+    // The response head is the signal that the stream is live: B answers only once the broker
     // confirmed its subscription of the topic (fail-open after a bound, which a ready B does not
     // reach), so one message posted on A from then on reaches it, first and alone.
     let mut on_b = SseClient::connect(&b.url("/events?topic=room:lobby")).await;
@@ -391,4 +399,26 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
         serde_json::from_str::<Value>(&event.data).unwrap()["text"],
         "live"
     );
+}
+
+#[tokio::test]
+async fn bench_server_on_nats_publishes_through_jetstream() {
+    let nats = NatsServer::start();
+    let example = Example::start("bench_server", &[("NATS_URL", nats.url().as_str())]);
+    example.wait_ready().await;
+    let mut client = SseClient::connect(&example.url("/events?topic=bench")).await;
+    let response = http()
+        .post(example.url("/publish"))
+        .json(&json!({"seq": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let event = client.next().await;
+    assert_eq!(
+        (event.event.as_str(), event.data.as_str()),
+        ("tick", r#"{"seq":1}"#)
+    );
+    let health = get_json(&example.url("/health")).await;
+    assert_eq!(health["broker"], "nats", "{health}");
 }

@@ -103,7 +103,7 @@ impl Deployment for Nats {
 }
 
 /// One user's stream, capped per user: `x-user: <id>`.
-async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {
+pub async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {
     let user = headers
         .get("x-user")
         .and_then(|v| v.to_str().ok())
@@ -113,7 +113,7 @@ async fn my_events(ctx: SubscribeContext, headers: HeaderMap) -> Response {
         .await
 }
 
-fn app(hub: &Hub) -> Router {
+pub fn app(hub: &Hub) -> Router {
     Router::new()
         .route("/events", get(events))
         .route("/me/events", get(my_events))

@@ -530,3 +530,66 @@ async fn a_jetstream_cluster_losing_its_stream_leader_while_publishing_leaves_no
         "a new leader ({new_leader:?}) took over from {leader}"
     );
 }
+
+/// A connection slot of an instance that stopped refreshing it (crashed) is free one lease
+/// later, while the slot of a live connection is refreshed and kept.
+#[tokio::test]
+async fn slots_of_a_crashed_instance_expire_while_live_ones_are_kept() {
+    use livepush::broker::nats::NatsBroker;
+    let nats = NatsServer::start();
+    let lease = Duration::from_millis(900);
+    let broker = NatsBroker::new(&nats.url(), 1000, Duration::from_secs(600))
+        .unwrap()
+        .slot_lease(lease);
+    let hub = Hub::builder()
+        .broker(broker)
+        .max_connections_per_key(2)
+        .build()
+        .unwrap();
+    let server = TestServer::start(crate::conformance::app(&hub)).await;
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let url = server.url("/me/events");
+    let user = [("x-user", "crash")];
+    let _live = SseClient::connect_with(&url, &user).await;
+
+    // a crashed instance left one slot behind: a member it will never refresh nor remove
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let kv = js.get_key_value("LIVEPUSH_slots").await.unwrap();
+    let entry = kv
+        .entry("kcrash")
+        .await
+        .unwrap()
+        .expect("the live slot's entry");
+    let mut members: serde_json::Map<String, Value> = serde_json::from_slice(&entry.value).unwrap();
+    assert_eq!(members.len(), 1, "the live connection's slot: {members:?}");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let crashed_until = now_ms + lease.as_millis() as u64;
+    members.insert("crashed-instance:1".to_owned(), json!(crashed_until));
+    kv.update(
+        "kcrash",
+        serde_json::to_vec(&members).unwrap().into(),
+        entry.revision,
+    )
+    .await
+    .unwrap();
+    assert_eq!(SseClient::request(&url, &user).await.status(), 429);
+
+    // past the crashed member's lease (and the live one's first lease): the crashed slot is
+    // free, the live one was refreshed
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    let _next = SseClient::connect_with(&url, &user).await;
+    assert_eq!(
+        SseClient::request(&url, &user).await.status(),
+        429,
+        "the live slot was refreshed"
+    );
+    let members: serde_json::Map<String, Value> =
+        serde_json::from_slice(&kv.get("kcrash").await.unwrap().unwrap()).unwrap();
+    assert!(
+        !members.contains_key("crashed-instance:1") && members.len() == 2,
+        "{members:?}"
+    );
+}

@@ -593,3 +593,37 @@ async fn slots_of_a_crashed_instance_expire_while_live_ones_are_kept() {
         "{members:?}"
     );
 }
+
+/// A stream with memory storage (`?storage=memory`) does not survive a restart of its server
+/// even when the server keeps its store directory: the stream is created anew, every stream
+/// gets a reset before the next event, and delivery goes on.
+#[tokio::test]
+async fn a_memory_stream_lost_in_a_restart_resets_every_stream_before_the_next_event() {
+    let mut nats = NatsServer::start();
+    let url = format!("{}?storage=memory", nats.url());
+    let hub = Hub::builder()
+        .nats(url)
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (a, server) = instance(hub).await;
+    let mut client = SseClient::connect(&server.url("/events?topic=mem")).await;
+    for n in 0..3 {
+        published_now(&a, "mem", "e", &json!({ "n": n })).await;
+        client.next().await;
+    }
+
+    nats.kill();
+    nats.restart(false);
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let reset = client.next().await;
+    assert_eq!(
+        reset.event,
+        RESET.as_str(),
+        "the memory stream started over: a reset"
+    );
+    let after = published_now(&a, "mem", "e", &json!({ "n": 3 })).await;
+    let next = client.next().await;
+    assert_eq!(next.data, r#"{"n":3}"#, "then delivery goes on");
+    assert_eq!(id_of(&next), after.get());
+}

@@ -8,15 +8,19 @@
 #   ROWS="baseline memory" REPEAT=5 scripts/bench.sh
 #
 # Row sets (ROWS, any of):
-#   baseline nodelay memory redis  N = 100 / 1,000 / 10,000 at full speed and N = 1,000 @100/s
+#   baseline nodelay memory redis nats
+#                                  N = 100 / 1,000 / 10,000 at full speed and N = 1,000 @100/s
 #                                  (and redis N = 10), for each named server: hand-written baseline,
 #                                  baseline with TCP_NODELAY, bench_server in-memory, bench_server
-#                                  + Redis. Goal 1 (robust lead) is `baseline memory`.
+#                                  + Redis, bench_server + NATS JetStream (a private
+#                                  `nats-server -js` with a file store in $OUT, pinned with the
+#                                  server). Goal 1 (robust lead) is `baseline memory`.
 #   idle (alias big)               19,000 idle connections held 20 s with 5 s heartbeats, then 50
 #                                  events, both servers: kib_per_conn (goal 5, "memory" in issue 17;
 #                                  the name `memory` already means the in-memory rows above).
-#   storm                          10,000 subscribers with replay on (memory, Redis), all drop and
-#                                  reconnect with Last-Event-ID at event 150 of 400 @100/s (goal 3).
+#   storm                          10,000 subscribers with replay on (memory, Redis, NATS), all drop
+#                                  and reconnect with Last-Event-ID at event 150 of 400 @100/s
+#                                  (goal 3). STORM_KINDS="memory redis nats" picks the servers.
 #   topics                         10,000 subscribers on 10,000 topics, publishes spread uniformly
 #                                  (baseline, memory, Redis), then subscribe/unsubscribe churn at
 #                                  CHURN_RATE/s for CHURN_S s with benchmarks/churn.rs (goal 4).
@@ -94,6 +98,8 @@ need taskset
 need python3
 need cargo
 case " $ROWS " in *" redis "* | *" storm "* | *" topics "*) need redis-server; need redis-cli ;; esac
+case " $ROWS " in *" nats "* | *" storm "*) need nats-server ;; esac
+STORM_KINDS="${STORM_KINDS:-memory redis nats}"
 
 echo "== building (release)" >&2
 if [ -z "${LIVEPUSH_BIN:-}" ]; then
@@ -147,9 +153,13 @@ wait_port() { # port
 SERVER_PID=""
 REDIS_PID=""
 REDIS_PORT=""
+NATS_PID=""
+NATS_PORT=""
+NATS_DIR=""
 cleanup() {
     if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
     if [ -n "$REDIS_PID" ]; then kill "$REDIS_PID" 2>/dev/null || true; wait "$REDIS_PID" 2>/dev/null || true; fi
+    stop_nats
 }
 trap cleanup EXIT
 
@@ -169,6 +179,23 @@ stop_redis() {
     REDIS_PORT=""
 }
 
+start_nats() { # cpus
+    NATS_PORT=$(free_port)
+    NATS_DIR=$(mktemp -d "$OUT/nats-store.XXXXXX")
+    taskset -c "$1" nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$NATS_DIR" \
+        >"$OUT/nats-$NATS_PORT.log" 2>&1 &
+    NATS_PID=$!
+    wait_port "$NATS_PORT"
+}
+
+stop_nats() {
+    if [ -n "$NATS_PID" ]; then kill "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
+    if [ -n "$NATS_DIR" ]; then rm -rf "$NATS_DIR"; fi
+    NATS_PID=""
+    NATS_PORT=""
+    NATS_DIR=""
+}
+
 rcli() { redis-cli -p "$REDIS_PORT" "$@" 2>/dev/null | tr -d '\r'; }
 
 # redis_sample: "clients channels" now (clients other than the redis-cli asking; channels and
@@ -180,7 +207,7 @@ redis_sample() {
 }
 
 # Server environment of a row: ROW_ENV (array) is added by the callers.
-start_server() { # kind (baseline|nodelay|memory|redis) port cpus
+start_server() { # kind (baseline|nodelay|memory|redis|nats) port cpus
     local kind=$1 port=$2 cpus=$3 bin=$LIVEPUSH_BIN
     case $kind in baseline | nodelay) bin=$BASELINE_BIN ;; esac
     local env=(PORT="$port" RUST_LOG=warn LIVEPUSH_MAX_CONNECTIONS=20000
@@ -188,6 +215,7 @@ start_server() { # kind (baseline|nodelay|memory|redis) port cpus
     # "nodelay": the baseline with TCP_NODELAY, as livepush::serve sets it (an informative row)
     [ "$kind" = nodelay ] && env+=(BASELINE_NODELAY=1)
     [ "$kind" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$REDIS_PORT/")
+    [ "$kind" = nats ] && env+=(NATS_URL="nats://127.0.0.1:$NATS_PORT")
     env+=("${ROW_ENV[@]}")
     env "${env[@]}" taskset -c "$cpus" "$bin" >"$OUT/server-$kind-$port.log" 2>&1 &
     SERVER_PID=$!
@@ -211,6 +239,7 @@ run_row() {
     local row="$kind-$shape#$rep" scpu=${ROW_SERVER_CPU:-$SERVER_CPU} lcpu=${ROW_LOADGEN_CPU:-$LOADGEN_CPU}
     local l_before; l_before=$(load1)
     [ "$kind" = redis ] && start_redis "$scpu"
+    [ "$kind" = nats ] && start_nats "$scpu"
     local port; port=$(free_port)
     start_server "$kind" "$port" "$scpu"
     local idle; idle=$(redis_sample)
@@ -239,6 +268,7 @@ run_row() {
     [ -n "$REDIS_PID" ] && stats=$(rcli info commandstats)
     stop_server
     stop_redis
+    stop_nats
     ROW="$row" SET="$set" KIND="$kind" SHAPE="$shape" REP="$rep" STATUS="$status" \
         IDLE="$idle" MAXC="$max_clients" MAXP="$max_channels" STATS="$stats" \
         L0="$l_before" L1="$(load1)" SCPU="$scpu" LCPU="$lcpu" ENVS="${ROW_ENV[*]}" \
@@ -313,9 +343,9 @@ fi
 KINDS=""
 for what in $ROWS; do
     case $what in
-    baseline | nodelay | memory | redis) KINDS="$KINDS $what" ;;
+    baseline | nodelay | memory | redis | nats) KINDS="$KINDS $what" ;;
     idle | big | storm | topics | cores) ;;
-    *) echo "error: unknown row set $what (baseline nodelay memory redis idle big storm topics cores; or ROWS=issue17)" >&2; exit 2 ;;
+    *) echo "error: unknown row set $what (baseline nodelay memory redis nats idle big storm topics cores; or ROWS=issue17)" >&2; exit 2 ;;
     esac
 done
 
@@ -351,7 +381,7 @@ for what in $ROWS; do
     storm)
         echo "== storm (LIVEPUSH_REPLAY=$STORM_REPLAY): ${STORM[*]}" >&2
         ROW_ENV=(LIVEPUSH_REPLAY="$STORM_REPLAY")
-        alternate storm "memory redis" storm "$REPEAT" "${STORM[@]}"
+        alternate storm "$STORM_KINDS" storm "$REPEAT" "${STORM[@]}"
         ROW_ENV=()
         ;;
     topics)

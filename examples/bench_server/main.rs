@@ -11,7 +11,7 @@
 //!
 //! A body that is not a JSON object answers 4xx and publishes nothing. Also served: `/health`,
 //! `/health/live`, `/health/ready`, `/metrics`, `/events/catalog`, `/events/asyncapi.json`.
-//! Settings: `HOST`, `PORT`, `REDIS_URL`, `LIVEPUSH_*` (raise `LIVEPUSH_MAX_CONNECTIONS` above
+//! Settings: `HOST`, `PORT`, `REDIS_URL` or `NATS_URL` (the broker), `LIVEPUSH_*` (raise `LIVEPUSH_MAX_CONNECTIONS` above
 //! 10,000 for big runs); the first-head deadline and the idle timeout default to 600 s here, not
 //! 10 s and 60 s (see `main`).
 

@@ -1,9 +1,11 @@
-//! # multi_instance: two processes, one Redis
+//! # multi_instance: two processes, one Redis (or one NATS)
 //!
 //! Chat rooms served by several instances of one app, as behind a load balancer. A message
 //! posted to any instance reaches the subscribers of every instance through Redis pub/sub; with
 //! `LIVEPUSH_REPLAY` on, a client that reconnects to a *different* instance with its
 //! `Last-Event-ID` gets what it missed from the Redis stream. The app keeps no state of its own.
+//! With `NATS_URL` in place of `REDIS_URL` (`nats-server -js`) the same goes through a NATS
+//! JetStream stream (docs/nats.md).
 //!
 //! Run (three terminals; needs `redis-server`):
 //!
@@ -12,6 +14,8 @@
 //! REDIS_URL=redis://127.0.0.1:6379 LIVEPUSH_REPLAY=1000 PORT=3000 cargo run --bin multi_instance
 //! REDIS_URL=redis://127.0.0.1:6379 LIVEPUSH_REPLAY=1000 PORT=3001 cargo run --bin multi_instance
 //! ```
+//!
+//! or, on NATS: `nats-server -js` and `NATS_URL=nats://127.0.0.1:4222` in place of `REDIS_URL`.
 //!
 //! Publish on one, see it on the other:
 //!
@@ -38,7 +42,7 @@
 //! | `GET /instance` | which instance answered, its broker and replay setting | |
 //! | `GET /events?topic=room:lobby` | SSE | |
 //!
-//! Without `REDIS_URL` it runs on the in-memory broker, and each instance sees only its own
+//! Without `REDIS_URL` or `NATS_URL` it runs on the in-memory broker, and each instance sees only its own
 //! messages (it says so at start-up).
 
 #[path = "../common/mod.rs"]
@@ -127,9 +131,10 @@ async fn events() {}
 async fn main() {
     common::init_tracing();
     let hub = common::hub_from_env();
-    if hub.broker_kind() != "redis" {
+    if hub.broker_kind() == "memory" {
         tracing::warn!(
-            "REDIS_URL is not set: in-memory broker, so this instance sees only its own messages"
+            "neither REDIS_URL nor NATS_URL is set: in-memory broker, so this instance sees only \
+             its own messages"
         );
     }
     if hub.config().replay() == 0 {

@@ -71,7 +71,9 @@ const FOLDERS: &[(&str, &[&str])] = &[
     ),
     (
         "broker/nats",
-        &["subject", "payload", "address", "stream", "history", "live"],
+        &[
+            "subject", "payload", "address", "stream", "history", "slots", "live",
+        ],
     ),
     (
         "broker/redis",

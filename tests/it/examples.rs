@@ -11,7 +11,7 @@ use axum::http::{Request, StatusCode};
 use livepush::testing::{read_json, read_text, Client, Frame};
 use serde_json::{json, Value};
 
-use crate::support::{run_to_exit, Example, RedisServer, LIVEPUSH_ROUTES};
+use crate::support::{run_to_exit, Example, NatsServer, RedisServer, LIVEPUSH_ROUTES};
 
 const EXAMPLES: [&str; 5] = [
     "crm_comments",
@@ -187,10 +187,18 @@ fn domain_events_logs_the_event_types_it_pushes_at_start_up() {
 #[tokio::test]
 async fn multi_instance_delivers_across_instances_and_replays_after_switching() {
     let redis = RedisServer::start();
-    let env = [
-        ("REDIS_URL", redis.url()),
-        ("LIVEPUSH_REPLAY", "100".to_owned()),
-    ];
+    multi_instance_delivers_and_replays(("REDIS_URL", redis.url())).await;
+}
+
+#[tokio::test]
+async fn multi_instance_on_nats_delivers_across_instances_and_replays_after_switching() {
+    let nats = NatsServer::start();
+    multi_instance_delivers_and_replays(("NATS_URL", nats.url())).await;
+}
+
+/// Two `multi_instance` processes on the broker `broker` (its variable and URL) names.
+async fn multi_instance_delivers_and_replays(broker: (&str, String)) {
+    let env = [broker, ("LIVEPUSH_REPLAY", "100".to_owned())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     // chosen ports: each instance names itself `HOST:PORT` in what it publishes
     let a = Example::start_on_a_chosen_port("multi_instance", &env);
@@ -203,10 +211,10 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
     let text = |event: &Frame| event.json::<Value>()["text"].clone();
 
     // As a load balancer would: traffic only once each instance is ready. A stream opened on B
-    // before B's Redis listener first connected would get a `livepush.reset` (broker_gap).
+    // before B's broker connection first connected would get a `livepush.reset` (broker_gap).
     a.wait_ready().await;
     b.wait_ready().await;
-    // The response head is the signal that the stream is live: B answers only once Redis
+    // The response head is the signal that the stream is live: B answers only once the broker
     // confirmed its subscription of the topic (fail-open after a bound, which a ready B does not
     // reach), so one message posted on A from then on reaches it, first and alone.
     let mut stream = on_b.subscribe("/events?topic=room:lobby").await;
@@ -242,4 +250,23 @@ async fn multi_instance_delivers_across_instances_and_replays_after_switching() 
     }
     assert_eq!(post("live").await.status(), StatusCode::CREATED);
     assert_eq!(text(&resumed.next_event().await.unwrap()), "live");
+}
+
+#[tokio::test]
+async fn bench_server_on_nats_publishes_through_jetstream() {
+    let nats = NatsServer::start();
+    let example = Example::start("bench_server", &[("NATS_URL", nats.url().as_str())]);
+    example.wait_ready().await;
+    let client = Client::http(&example.url(""));
+    let mut stream = client.subscribe("/events?topic=bench").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    let response = client.post_json("/publish", &json!({"seq": 1})).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let event = stream.next_event().await.unwrap();
+    assert_eq!(
+        (event.event_name(), event.data.as_deref()),
+        ("tick", Some(r#"{"seq":1}"#))
+    );
+    let health: Value = read_json(client.get("/health").await).await;
+    assert_eq!(health["broker"], "nats", "{health}");
 }

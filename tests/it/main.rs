@@ -34,6 +34,7 @@ mod backpressure;
 mod bad_input;
 mod checkers;
 mod cleanup;
+mod conformance;
 mod connect_info;
 mod crm_comments;
 mod cursor;

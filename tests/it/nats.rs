@@ -1,6 +1,10 @@
-//! The NATS JetStream broker with real `nats-server -js` processes: several hubs on one server,
-//! exact replay across topics through another instance, a purged stream, a restarted server,
-//! the retry buffer while the server is down, a stream configured otherwise.
+//! The NATS JetStream broker with real `nats-server -js` processes: a purged stream, a server
+//! restarted (idle and while publishing, with and without its store), the retry buffer while
+//! the server is down, a stream configured otherwise, a slow consumer, a 3-server JetStream
+//! cluster losing its stream leader while publishing. (Fan-out, exact replay across topics,
+//! ordering, resets and per-key caps are the broker conformance suite's, `conformance.rs`.)
+//!
+//! Subscribers through faults are checked with the no-silent-gap rule (`support/gaps.rs`).
 
 use std::time::Duration;
 
@@ -10,8 +14,11 @@ use livepush::sse::RESET;
 use livepush::{EventId, Hub, HubBuilder, RouterExt};
 use serde_json::{json, Value};
 
+use crate::support::gaps::{accepted, published, read_without_silent_gap, Duplicates, Sent};
 use crate::support::handlers::{create, events};
-use crate::support::{http, wait_for_status, NatsServer, SseClient, TestServer};
+use crate::support::{
+    capture_logs, wait_for_status, NatsCluster, NatsServer, SseClient, TestServer,
+};
 
 fn app(hub: &Hub) -> Router {
     Router::new()
@@ -35,73 +42,6 @@ async fn instance(hub: Hub) -> (Hub, TestServer) {
 
 fn id_of(event: &eventsource_stream::Event) -> u64 {
     event.id.parse().expect("decimal event id")
-}
-
-#[tokio::test]
-async fn an_event_published_on_one_instance_reaches_subscribers_of_every_instance() {
-    let nats = NatsServer::start();
-    let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
-    let (_b, server_b) = instance(builder(&nats).build().unwrap()).await;
-    assert_eq!(a.broker_kind(), "nats");
-    let mut on_a = SseClient::connect(&server_a.url("/events?topic=comments")).await;
-    let mut on_b = SseClient::connect(&server_b.url("/events?topic=comments")).await;
-
-    let response = http()
-        .post(server_b.url("/comments"))
-        .json(&json!({"text": "hello"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let id = published_now(&a, "comments", "created", &json!({"text": "second"})).await;
-
-    for client in [&mut on_a, &mut on_b] {
-        let first = client.next().await;
-        assert_eq!(first.event, "created");
-        assert_eq!(first.data, r#"{"text":"hello"}"#);
-        let second = client.next().await;
-        assert_eq!(second.data, r#"{"text":"second"}"#);
-        assert_eq!(id_of(&second), id.get(), "the stream sequence is the id");
-        assert!(id_of(&first) < id_of(&second));
-    }
-}
-
-#[tokio::test]
-async fn a_client_that_reconnects_elsewhere_gets_exactly_what_it_missed_across_topics() {
-    let nats = NatsServer::start();
-    let (a, server_a) = instance(builder(&nats).build().unwrap()).await;
-    let (_b, server_b) = instance(builder(&nats).build().unwrap()).await;
-    let topics: Vec<String> = (0..24).map(|n| format!("t.{n}")).collect();
-    let query = format!("/events?topic={}", topics.join(","));
-    let mut client = SseClient::connect(&server_a.url(&query)).await;
-    published_now(&a, "t.0", "e", &json!({"n": 0})).await;
-    let last = client.next().await;
-    drop(client);
-
-    let mut missed = Vec::new();
-    for n in 1..=48 {
-        let topic = &topics[n % topics.len()];
-        missed.push(published_now(&a, topic, "e", &json!({"n": n})).await.get());
-        // other topics' events take ids between them, and are not replayed
-        published_now(&a, "elsewhere", "e", &json!({})).await;
-    }
-
-    let mut again =
-        SseClient::connect_with(&server_b.url(&query), &[("last-event-id", &last.id)]).await;
-    let mut got = Vec::new();
-    for _ in 0..missed.len() {
-        let event = again.next().await;
-        assert_ne!(
-            event.event,
-            RESET.as_str(),
-            "history reaches back: no reset"
-        );
-        got.push(id_of(&event));
-    }
-    assert_eq!(got, missed, "exactly the missed events, in order");
-    again
-        .assert_quiet(Duration::from_millis(300), "nothing more")
-        .await;
 }
 
 #[tokio::test]
@@ -426,4 +366,264 @@ async fn published_now(hub: &Hub, topic: &str, event: &str, data: &Value) -> Eve
         .unwrap()
         .id()
         .expect("published now")
+}
+
+/// Publishes `count` events on `topic` through `hub`, `pause` apart, each taken or buffered.
+fn publisher(
+    hub: Hub,
+    topic: &'static str,
+    count: usize,
+    pause: Duration,
+) -> tokio::task::JoinHandle<Vec<Sent>> {
+    tokio::spawn(async move {
+        let mut sent = Vec::with_capacity(count);
+        for n in 0..count {
+            sent.push(accepted(&hub, topic, &json!({ "n": n })).await);
+            tokio::time::sleep(pause).await;
+        }
+        sent
+    })
+}
+
+/// A hub whose publications wait in the retry buffer for as long as a test runs.
+fn patient(url: String) -> Hub {
+    Hub::builder()
+        .publish_timeout(Duration::from_secs(3600))
+        .nats(url)
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_server_restarted_with_its_store_while_publishing_delivers_every_event() {
+    let mut nats = NatsServer::start();
+    let (a, _server_a) = instance(patient(nats.url())).await;
+    let (_b, server_b) = instance(builder(&nats).build().unwrap()).await;
+    let mut client = SseClient::connect_recorded(&server_b.url("/events?topic=w"), &[]).await;
+    let publishing = publisher(a, "w", 150, Duration::from_millis(10));
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.restart(false);
+    let expected = publishing.await.unwrap();
+    // a publish cut off before its ack is published again from the retry buffer: at least once
+    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Allowed)
+        .await
+        .assert_complete();
+}
+
+#[tokio::test]
+async fn a_server_restarted_without_its_store_while_publishing_never_leaves_a_silent_gap() {
+    let mut nats = NatsServer::start();
+    let (a, _server_a) = instance(patient(nats.url())).await;
+    let (_b, server_b) = instance(builder(&nats).build().unwrap()).await;
+    let mut client = SseClient::connect_recorded(&server_b.url("/events?topic=w"), &[]).await;
+    let publishing = publisher(a, "w", 150, Duration::from_millis(10));
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    nats.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nats.restart(true);
+    let expected = publishing.await.unwrap();
+    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Allowed)
+        .await
+        .assert_nothing_missing(&["broker_gap"]);
+}
+
+/// async-nats drops live messages of a subscription whose buffer is full (`pending=1`) and
+/// reports a slow consumer: the topic is caught up from the stream, nothing is lost silently.
+#[tokio::test]
+async fn a_slow_consumer_on_the_nats_connection_is_caught_up_not_dropped_silently() {
+    let (logs, _guard) = capture_logs("livepush=warn");
+    let nats = NatsServer::start();
+    let (a, _server_a) = instance(builder(&nats).build().unwrap()).await;
+    let slow = Hub::builder()
+        .nats(format!("{}?pending=1", nats.url()))
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (_b, server_b) = instance(slow).await;
+    let mut client = SseClient::connect_recorded(&server_b.url("/events?topic=burst"), &[]).await;
+
+    const BURST: usize = 100;
+    // async-nats reports the drop (its event may itself be dropped when its queue is full; the
+    // next live event's subject sequence then shows the gap)
+    let dropped = |text: &str| text.contains("slow consumer") || text.contains("were missed");
+    let mut expected: Vec<Sent> = Vec::new();
+    for round in 0..10 {
+        let burst = (0..BURST).map(|n| {
+            let a = a.clone();
+            async move {
+                let data = json!({ "round": round, "n": n });
+                published(&a, "burst", &data, "a burst").await
+            }
+        });
+        expected.extend(futures_util::future::join_all(burst).await);
+        if dropped(&logs.text()) {
+            break;
+        }
+    }
+    assert!(
+        dropped(&logs.text()),
+        "1,000 events in bursts of {BURST} never overflowed a buffer of one message: this test \
+         proves nothing\n{}",
+        logs.text()
+    );
+    // concurrent publishers: the stream's order is the ids'
+    expected.sort_by_key(|sent| sent.id);
+    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Refused)
+        .await
+        .assert_complete();
+}
+
+/// A stream with 3 replicas on a 3-server cluster: its leader is killed while an instance
+/// publishes; a subscriber on another instance gets every event or a reset before the next,
+/// and delivery resumes under the new leader.
+#[tokio::test]
+async fn a_jetstream_cluster_losing_its_stream_leader_while_publishing_leaves_no_silent_gap() {
+    let mut cluster = NatsCluster::start().await;
+    let url = cluster.url("replicas=3");
+    let (a, _server_a) = instance(patient(url.clone())).await;
+    let (_b, server_b) = instance(
+        Hub::builder()
+            .nats(url)
+            .replay(1000, Duration::from_secs(600))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut client = SseClient::connect_recorded(&server_b.url("/events?topic=w"), &[]).await;
+    let publishing = publisher(a.clone(), "w", 150, Duration::from_millis(10));
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let servers: Vec<async_nats::ServerAddr> = cluster
+        .servers
+        .iter()
+        .map(|s| s.url().parse().unwrap())
+        .collect();
+    let admin = async_nats::connect(servers).await.unwrap();
+    let js = async_nats::jetstream::new(admin);
+    let mut stream = js.get_stream("LIVEPUSH").await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    let leader = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("the stream has a leader");
+    cluster.server_named(&leader).kill();
+    let mut expected = publishing.await.unwrap();
+    expected.push(accepted(&a, "w", &json!({ "n": "after" })).await);
+    read_without_silent_gap(&mut client, "subscriber", &expected, Duplicates::Allowed)
+        .await
+        .assert_nothing_missing(&["broker_gap"]);
+    let info = stream.info().await.unwrap();
+    let new_leader = info
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .unwrap_or_default();
+    assert!(
+        !new_leader.is_empty() && new_leader != leader,
+        "a new leader ({new_leader:?}) took over from {leader}"
+    );
+}
+
+/// A connection slot of an instance that stopped refreshing it (crashed) is free one lease
+/// later, while the slot of a live connection is refreshed and kept.
+#[tokio::test]
+async fn slots_of_a_crashed_instance_expire_while_live_ones_are_kept() {
+    use livepush::broker::nats::NatsBroker;
+    let nats = NatsServer::start();
+    let lease = Duration::from_millis(900);
+    let broker = NatsBroker::new(&nats.url(), 1000, Duration::from_secs(600))
+        .unwrap()
+        .slot_lease(lease);
+    let hub = Hub::builder()
+        .broker(broker)
+        .max_connections_per_key(2)
+        .build()
+        .unwrap();
+    let server = TestServer::start(crate::conformance::app(&hub)).await;
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let url = server.url("/me/events");
+    let user = [("x-user", "crash")];
+    let _live = SseClient::connect_with(&url, &user).await;
+
+    // a crashed instance left one slot behind: a member it will never refresh nor remove
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let kv = js.get_key_value("LIVEPUSH_slots").await.unwrap();
+    let entry = kv
+        .entry("kcrash")
+        .await
+        .unwrap()
+        .expect("the live slot's entry");
+    let mut members: serde_json::Map<String, Value> = serde_json::from_slice(&entry.value).unwrap();
+    assert_eq!(members.len(), 1, "the live connection's slot: {members:?}");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let crashed_until = now_ms + lease.as_millis() as u64;
+    members.insert("crashed-instance:1".to_owned(), json!(crashed_until));
+    kv.update(
+        "kcrash",
+        serde_json::to_vec(&members).unwrap().into(),
+        entry.revision,
+    )
+    .await
+    .unwrap();
+    assert_eq!(SseClient::request(&url, &user).await.status(), 429);
+
+    // past the crashed member's lease (and the live one's first lease): the crashed slot is
+    // free, the live one was refreshed
+    tokio::time::sleep(lease + Duration::from_millis(300)).await;
+    let _next = SseClient::connect_with(&url, &user).await;
+    assert_eq!(
+        SseClient::request(&url, &user).await.status(),
+        429,
+        "the live slot was refreshed"
+    );
+    let members: serde_json::Map<String, Value> =
+        serde_json::from_slice(&kv.get("kcrash").await.unwrap().unwrap()).unwrap();
+    assert!(
+        !members.contains_key("crashed-instance:1") && members.len() == 2,
+        "{members:?}"
+    );
+}
+
+/// A stream with memory storage (`?storage=memory`) does not survive a restart of its server
+/// even when the server keeps its store directory: the stream is created anew, every stream
+/// gets a reset before the next event, and delivery goes on.
+#[tokio::test]
+async fn a_memory_stream_lost_in_a_restart_resets_every_stream_before_the_next_event() {
+    let mut nats = NatsServer::start();
+    let url = format!("{}?storage=memory", nats.url());
+    let hub = Hub::builder()
+        .nats(url)
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let (a, server) = instance(hub).await;
+    let mut client = SseClient::connect(&server.url("/events?topic=mem")).await;
+    for n in 0..3 {
+        published_now(&a, "mem", "e", &json!({ "n": n })).await;
+        client.next().await;
+    }
+
+    nats.kill();
+    nats.restart(false);
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    let reset = client.next().await;
+    assert_eq!(
+        reset.event,
+        RESET.as_str(),
+        "the memory stream started over: a reset"
+    );
+    let after = published_now(&a, "mem", "e", &json!({ "n": 3 })).await;
+    let next = client.next().await;
+    assert_eq!(next.data, r#"{"n":3}"#, "then delivery goes on");
+    assert_eq!(id_of(&next), after.get());
 }

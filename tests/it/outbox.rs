@@ -1,7 +1,7 @@
 //! The transactional outbox on real databases (SQLite and PostgreSQL), in-process: a rollback
 //! publishes nothing, a commit publishes once, a relay that dies between publishing and
 //! marking is taken over without a duplicate, and rows committed while the broker is down go
-//! out in order once it is back.
+//! out in order once it is back: on the in-memory broker, Redis and NATS JetStream.
 //!
 //! PostgreSQL tests run on the server `LIVEPUSH_TEST_POSTGRES_URL` names (`scripts/test.sh` starts
 //! one; see `tests/it/support/database.rs`).
@@ -12,13 +12,46 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livepush::outbox::Outbox;
-use livepush::{Hub, RouterExt};
+use livepush::{Hub, HubBuilder, RouterExt};
 use serde_json::{json, Value};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 use crate::support;
-use crate::support::{eventually, metric, Postgres, RedisServer, Sqlite, SseClient, TestServer};
+use crate::support::{
+    eventually, metric, NatsServer, Postgres, RedisServer, Sqlite, SseClient, TestServer,
+};
+
+/// A broker server the outbox relays into, which a test can kill and start again with its data.
+trait BrokerServer {
+    fn builder(&self) -> HubBuilder;
+    fn kill(&mut self);
+    fn restart(&mut self);
+}
+
+impl BrokerServer for RedisServer {
+    fn builder(&self) -> HubBuilder {
+        Hub::builder().redis(self.url())
+    }
+    fn kill(&mut self) {
+        RedisServer::kill(self)
+    }
+    fn restart(&mut self) {
+        RedisServer::restart(self)
+    }
+}
+
+impl BrokerServer for NatsServer {
+    fn builder(&self) -> HubBuilder {
+        Hub::builder().nats(self.url())
+    }
+    fn kill(&mut self) {
+        NatsServer::kill(self)
+    }
+    fn restart(&mut self) {
+        NatsServer::restart(self, false)
+    }
+}
 
 /// The app's own table, next to the outbox.
 async fn app_pool(url: &str) -> AnyPool {
@@ -189,11 +222,12 @@ async fn postgres_a_relay_that_dies_between_publish_and_mark_is_taken_over_witho
     a_relay_dying_between_publish_and_mark_duplicates_nothing(&db.url).await;
 }
 
-#[tokio::test]
-async fn redis_a_relay_that_dies_between_publish_and_mark_is_taken_over_without_a_duplicate() {
-    let redis = RedisServer::start();
+/// A relay that dies after publishing row 3 into `broker` and before marking it is taken over;
+/// the broker's dedupe (`publish_once`) keeps the republished rows from reaching subscribers
+/// twice.
+async fn a_relay_dying_into_a_broker_duplicates_nothing(broker: &impl BrokerServer) {
     let db = Sqlite::create();
-    let hub = Hub::builder().redis(redis.url()).build().unwrap();
+    let hub = broker.builder().build().unwrap();
     support::wait_until_ready(&hub).await;
     let s = setup(&db.url, hub).await;
     let mut sub = SseClient::connect(&s.server.url("/events?topic=notes")).await;
@@ -212,15 +246,27 @@ async fn redis_a_relay_that_dies_between_publish_and_mark_is_taken_over_without_
     }
     sub.assert_quiet(
         Duration::from_millis(700),
-        "Redis deduped the republished rows",
+        "the broker deduped the republished rows",
     )
     .await;
 }
 
-async fn rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(url: &str) {
-    let mut redis = RedisServer::start();
-    let hub = Hub::builder()
-        .redis(redis.url())
+#[tokio::test]
+async fn redis_a_relay_that_dies_between_publish_and_mark_is_taken_over_without_a_duplicate() {
+    a_relay_dying_into_a_broker_duplicates_nothing(&RedisServer::start()).await;
+}
+
+#[tokio::test]
+async fn nats_a_relay_that_dies_between_publish_and_mark_is_taken_over_without_a_duplicate() {
+    a_relay_dying_into_a_broker_duplicates_nothing(&NatsServer::start()).await;
+}
+
+async fn rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(
+    url: &str,
+    broker: &mut impl BrokerServer,
+) {
+    let hub = broker
+        .builder()
         .replay(1000, Duration::from_secs(600))
         .build()
         .unwrap();
@@ -231,7 +277,7 @@ async fn rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back
     commit_note(&s, 0).await;
     assert_eq!(next_note(&mut sub).await.1, 0);
 
-    redis.kill();
+    broker.kill();
     for n in 1..=50 {
         commit_note(&s, n).await;
     }
@@ -249,7 +295,7 @@ async fn rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back
         metric(&s.hub.metrics_text(), "livepush_outbox_lag_seconds") >= 0.5
     })
     .await;
-    redis.restart();
+    broker.restart();
     for n in 1..=50 {
         assert_eq!(next_note(&mut sub).await.1, n, "in order, once");
     }
@@ -315,13 +361,33 @@ async fn relayed_rows_are_deleted_after_the_retention_and_kept_before() {
 #[tokio::test]
 async fn sqlite_rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back() {
     let db = Sqlite::create();
-    rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(&db.url).await;
+    let mut redis = RedisServer::start();
+    rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(&db.url, &mut redis)
+        .await;
+}
+
+#[tokio::test]
+async fn sqlite_rows_committed_while_nats_is_down_go_out_in_order_once_it_is_back() {
+    let db = Sqlite::create();
+    let mut nats = NatsServer::start();
+    rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(&db.url, &mut nats)
+        .await;
 }
 
 #[tokio::test]
 async fn postgres_rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back() {
     let db = Postgres::create().await;
-    rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(&db.url).await;
+    let mut redis = RedisServer::start();
+    rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(&db.url, &mut redis)
+        .await;
+}
+
+#[tokio::test]
+async fn postgres_rows_committed_while_nats_is_down_go_out_in_order_once_it_is_back() {
+    let db = Postgres::create().await;
+    let mut nats = NatsServer::start();
+    rows_committed_while_the_broker_is_down_go_out_in_order_once_it_is_back(&db.url, &mut nats)
+        .await;
 }
 
 #[tokio::test]

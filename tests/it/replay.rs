@@ -1,7 +1,8 @@
 //! Replay over real HTTP: a client that reconnects with `Last-Event-ID` (header or query) gets
 //! what it missed, then live events; an id the history cannot vouch for gets `livepush.reset`
-//! first. (Replay through Redis is in `redis_instances.rs` and `redis_faults.rs`, after a slow
-//! client's cut-off in `backpressure.rs`, with the cursor of a list in `cursor.rs`.)
+//! first. (Replay through every broker is in `conformance.rs`, through faults in
+//! `redis_faults.rs` and `nats.rs`, after a slow client's cut-off in `backpressure.rs`, with the
+//! cursor of a list in `cursor.rs`.)
 
 use std::time::Duration;
 

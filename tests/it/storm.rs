@@ -1,7 +1,8 @@
 //! Reconnect storms: many clients of one process resume with their `Last-Event-ID` at once
 //! while publishing goes on (a deploy). Each must get every event after its id exactly once, in
-//! order, and on Redis the storm must cost about one history read per position, not one per
-//! client (the recent-history cache and coalesced reads, `recent.rs` and `catchup.rs`).
+//! order, and on Redis and NATS the storm must cost about one history read per position, not one
+//! per client (the recent-history cache and coalesced reads, `recent.rs` and `catchup.rs`).
+//! The 10,000-subscriber storms, with figures, are `ROWS=storm scripts/bench.sh` (BENCHMARKS.md).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use livepush::{EventId, Hub, HubBuilder, RouterExt};
 use serde_json::json;
 
 use crate::support::handlers::events;
-use crate::support::{wait_for_status, RedisServer, SseClient, TestServer};
+use crate::support::{get_json, wait_for_status, NatsServer, RedisServer, SseClient, TestServer};
 
 /// Resuming clients per storm: a few hundred, within the test process's descriptor limit.
 const CLIENTS: usize = 200;
@@ -227,5 +228,33 @@ async fn a_resume_storm_on_a_topic_nobody_watched_in_between_gets_every_event_on
         history_reads <= 3,
         "{CLIENTS} clients resuming from one position cost {history_reads} history reads \
          ({calls:?})"
+    );
+}
+
+/// JetStream API requests the server has answered (`/jsz`). A NATS history read starts with one
+/// (stream info, then direct gets, which are not API requests); publishing makes none.
+async fn jetstream_api_calls(nats: &NatsServer) -> u64 {
+    let jsz = get_json(&format!("http://127.0.0.1:{}/jsz", nats.monitor_port())).await;
+    jsz["api"]["total"].as_u64().expect("/jsz api.total")
+}
+
+#[tokio::test]
+async fn a_resume_storm_on_nats_gets_every_event_once_with_one_history_read_per_position() {
+    let nats = NatsServer::start();
+    let hub = Hub::builder()
+        .nats(nats.url())
+        .replay(1000, Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let server = instance(hub.clone()).await;
+    let before = jetstream_api_calls(&nats).await;
+    storm(&hub, &server).await;
+    let calls = jetstream_api_calls(&nats).await - before;
+    eprintln!("{CLIENTS} resumes: {calls} JetStream API requests");
+    // one more: the anchor's subscription is confirmed with a stream info
+    assert!(
+        calls >= 1 && calls <= POSITIONS as u64 + 1,
+        "{CLIENTS} clients resuming from {POSITIONS} positions cost {calls} JetStream API \
+         requests: O(positions), not O(clients)"
     );
 }

@@ -1,9 +1,11 @@
 //! The integration tests' helpers, in one place: servers on loopback ports ([`server`]), a real
 //! SSE client ([`sse`]), a raw HTTP/1.1 client for what `reqwest` cannot do ([`raw`]), a private
 //! `redis-server` a test can kill, pause, restart and administer ([`redis_server`]), a Sentinel
-//! topology ([`sentinel`]), a TCP proxy a test can cut ([`tcp_proxy`]), the example binaries run
-//! as a user runs them ([`examples`]), readers of `/metrics`, memory and logs ([`observe`]), and
-//! real PostgreSQL and SQLite databases per test ([`database`]).
+//! topology ([`sentinel`]), `nats-server`s alone or as a JetStream cluster ([`nats_server`]), the
+//! no-silent-gap check of a subscriber's stream ([`gaps`]), a TCP proxy a test can cut
+//! ([`tcp_proxy`]), the example binaries run as a user runs them ([`examples`]), readers of
+//! `/metrics`, memory and logs ([`observe`]), and real PostgreSQL and SQLite databases per test
+//! ([`database`]).
 //!
 //! The module `support` of `tests/it` (the integration crate); the test binaries kept apart
 //! (`tests/memory.rs`, `tests/tracing_spans.rs`, `tests/registry.rs`, `tests/asyncapi.rs`,
@@ -11,6 +13,7 @@
 
 pub mod database;
 pub mod examples;
+pub mod gaps;
 pub mod handlers;
 pub mod nats_server;
 pub mod observe;
@@ -25,7 +28,7 @@ use std::time::Duration;
 
 pub use database::{Postgres, Sqlite};
 pub use examples::{run_to_exit, Example};
-pub use nats_server::NatsServer;
+pub use nats_server::{NatsCluster, NatsServer};
 pub use observe::{capture_logs, metric};
 pub use raw::{raw_get, raw_request, RawResponse};
 pub use redis_server::RedisServer;

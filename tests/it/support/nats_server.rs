@@ -1,5 +1,6 @@
 //! A private `nats-server -js` on a free loopback port, with its own JetStream store directory,
-//! that a test can kill and restart (on the same port, with the same store).
+//! that a test can kill and restart (on the same port, with the same store); and three of them
+//! routed as one JetStream cluster ([`NatsCluster`]).
 //!
 //! Like [`super::redis_server`], the port is chosen by the kernel for a socket of the test's
 //! ([`PortHold`]) and released just before the spawn; a server counts as started once the
@@ -24,11 +25,18 @@ pub struct NatsServer {
     log: PathBuf,
     /// The port, held while the server is down.
     held: Option<PortHold>,
+    /// More arguments (a cluster's).
+    args: Vec<String>,
 }
 
 impl NatsServer {
     /// A server with a file store of its own.
     pub fn start() -> NatsServer {
+        Self::start_with(Vec::new())
+    }
+
+    /// [`NatsServer::start`] with more arguments.
+    pub fn start_with(args: Vec<String>) -> NatsServer {
         let log = log_path("nats");
         let name = log
             .file_stem()
@@ -44,6 +52,7 @@ impl NatsServer {
             store,
             log,
             held: None,
+            args,
         };
         for _ in 0..5 {
             let hold = PortHold::any();
@@ -69,6 +78,16 @@ impl NatsServer {
         self.monitor
     }
 
+    /// The unique server name (`-n`), as JetStream names a stream's leader.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the process runs.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Starts the process on `self.port`; `false` when another process took the port first.
     fn spawn(&mut self) -> bool {
         let _ = std::fs::remove_file(&self.log);
@@ -82,6 +101,7 @@ impl NatsServer {
             .arg(&self.store)
             .arg("-l")
             .arg(&self.log)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         drop(self.held.take());
@@ -156,5 +176,78 @@ impl Drop for NatsServer {
         }
         let _ = std::fs::remove_dir_all(&self.store);
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Three `nats-server -js` routed as one cluster: JetStream streams with up to 3 replicas.
+pub struct NatsCluster {
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts the three servers and waits until JetStream has a meta leader known to all.
+    pub async fn start() -> NatsCluster {
+        let cluster_ports: Vec<PortHold> = (0..3).map(|_| PortHold::any()).collect();
+        let routes: Vec<String> = cluster_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{}", p.port()))
+            .collect();
+        let cluster_name = format!("lp-{}-{}", std::process::id(), cluster_ports[0].port());
+        let mut servers = Vec::new();
+        for hold in cluster_ports {
+            let port = hold.port();
+            drop(hold);
+            servers.push(NatsServer::start_with(vec![
+                "--cluster_name".to_owned(),
+                cluster_name.clone(),
+                "--cluster".to_owned(),
+                format!("nats://127.0.0.1:{port}"),
+                "--routes".to_owned(),
+                routes.join(","),
+            ]));
+        }
+        let cluster = NatsCluster { servers };
+        cluster.wait_for_meta_leader().await;
+        cluster
+    }
+
+    /// `nats://127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3` and `query` (without its `?`).
+    pub fn url(&self, query: &str) -> String {
+        let hosts: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| format!("127.0.0.1:{}", s.port))
+            .collect();
+        format!("nats://{}?{query}", hosts.join(","))
+    }
+
+    /// Waits until every running server names the same JetStream meta leader.
+    pub async fn wait_for_meta_leader(&self) {
+        super::eventually("a JetStream meta leader known to every server", || async {
+            let mut leaders = Vec::new();
+            for server in self.servers.iter().filter(|s| s.is_running()) {
+                let url = format!("http://127.0.0.1:{}/jsz", server.monitor_port());
+                let Ok(response) = super::http().get(&url).send().await else {
+                    return false;
+                };
+                let Ok(jsz) = response.json::<serde_json::Value>().await else {
+                    return false;
+                };
+                match jsz["meta_cluster"]["leader"].as_str() {
+                    Some(leader) if !leader.is_empty() => leaders.push(leader.to_owned()),
+                    _ => return false,
+                }
+            }
+            leaders.windows(2).all(|w| w[0] == w[1])
+        })
+        .await;
+    }
+
+    /// The server named `name`.
+    pub fn server_named(&mut self, name: &str) -> &mut NatsServer {
+        self.servers
+            .iter_mut()
+            .find(|s| s.name() == name)
+            .unwrap_or_else(|| panic!("no server named {name}"))
     }
 }

@@ -12,6 +12,7 @@
 //! | `token` | token authentication | none |
 //! | `creds` | path of a credentials file (JWT + NKey seed) | none |
 //! | `nkey` | an NKey seed (`SU...`) | none |
+//! | `pending` | live messages a topic's subscription holds before async-nats drops (a slow consumer, caught up from the stream) | async-nats's 65,536 |
 
 use async_nats::jetstream::stream::StorageType;
 use async_nats::ServerAddr;
@@ -27,6 +28,8 @@ pub(super) struct Address {
     pub(super) storage: StorageType,
     pub(super) replicas: usize,
     pub(super) auth: Auth,
+    /// `pending`: async-nats's subscription capacity.
+    pub(super) pending: Option<usize>,
 }
 
 /// Authentication that does not fit in the URL's user and password.
@@ -70,6 +73,7 @@ impl Address {
             storage: StorageType::File,
             replicas: 1,
             auth: Auth::default(),
+            pending: None,
         };
         address.read_query(url, query)?;
         Ok(address)
@@ -92,6 +96,14 @@ impl Address {
                         .filter(|n| (1..=5).contains(n))
                         .ok_or_else(|| invalid(url, "replicas must be 1 to 5"))?
                 }
+                "pending" => {
+                    self.pending =
+                        Some(
+                            value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                                invalid(url, "pending must be a count of at least 1")
+                            })?,
+                        )
+                }
                 "token" => self.auth.token = Some(value),
                 "creds" => self.auth.creds = Some(value),
                 "nkey" => self.auth.nkey = Some(value),
@@ -109,8 +121,11 @@ mod tests {
 
     #[test]
     fn reads_servers_credentials_and_options() {
-        let a = Address::parse("nats://u:p@h1:4222,h2:4223?prefix=app&storage=memory&replicas=3")
-            .unwrap();
+        let a = Address::parse(
+            "nats://u:p@h1:4222,h2:4223?prefix=app&storage=memory&replicas=3&pending=8",
+        )
+        .unwrap();
+        assert_eq!(a.pending, Some(8));
         assert_eq!(a.servers.len(), 2);
         assert_eq!(a.servers[1].username(), Some("u"));
         assert_eq!(a.servers[1].password(), Some("p"));
@@ -126,6 +141,7 @@ mod tests {
             "nats://h:1?storage=disk",
             "nats://h:1?what=1",
             "nats://h:1?prefix=a.b",
+            "nats://h:1?pending=0",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad}");
         }

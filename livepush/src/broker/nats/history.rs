@@ -6,7 +6,7 @@
 //! - the stream's first retained sequence is at most `a + 1`: neither age, nor a purge, nor a
 //!   per-subject limit removed anything of any topic above `a` from the front of the stream
 //!   (conservative: a quiet topic beside a busy one may be told to reset needlessly);
-//! - and, per topic, its oldest retained event is at or below `a`, or it holds fewer events
+//! - and, per topic, its oldest retained event is at or below `a + 1`, or it holds fewer events
 //!   than the limit: the per-subject limit dropped none of it above `a`.
 //!
 //! One direct get per retained event (2.9 servers have no batched direct get): a read is
@@ -28,8 +28,8 @@ fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> BrokerError
     BrokerError::Unavailable(Cause::with_source(format!("NATS history read: {e}"), e))
 }
 
-/// The retained events of `topics` above `after`, in id order; `limit` is the stream's
-/// per-subject limit.
+/// The retained events of `topics` above `after` and up to the stream's last sequence when the
+/// read began, in id order; `limit` is the stream's per-subject limit.
 pub(super) async fn read(
     stream: &Stream<()>,
     names: &Names,
@@ -48,12 +48,17 @@ pub(super) async fn read(
         complete &= reaches_back;
         events.extend(topic_events.into_iter().map(Arc::new));
     }
+    // One cut across topics: the topics are read one after the other while publishing goes on,
+    // so what came after the stream info (above its last sequence) is left to live delivery,
+    // which has it (the topics' subscriptions were confirmed before this read). Without the cut
+    // a late topic's newer event would be replayed before an earlier topic's live one.
+    let cut = state.last_sequence;
+    events.retain(|e| e.id().get() <= cut);
     events.sort_by_key(|e| e.id());
-    let newest = events.last().map_or(0, |e| e.id().get());
     Ok(History {
         events,
         complete,
-        last: EventId::new(state.last_sequence.max(newest)),
+        last: EventId::new(cut),
     })
 }
 
@@ -105,6 +110,8 @@ async fn read_topic(
             Err(e) => return Err(unavailable(e)),
         }
     }
-    let reaches_back = first.sequence <= after || retained_above < limit;
+    // nothing of the topic can lie between `after` and its first retained event when they are
+    // neighbours (a client resuming from a reset's id, just below it)
+    let reaches_back = first.sequence <= after + 1 || retained_above < limit;
     Ok((events, reaches_back))
 }

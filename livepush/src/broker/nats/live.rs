@@ -14,6 +14,12 @@
 //!
 //! A catch-up reads the stream after the last delivered sequence and hands the events over in
 //! order, with a `livepush.reset` first where the stream no longer reaches back.
+//!
+//! Order across topics: the server sends the republished events of every subscribed subject on
+//! the one connection in stream order, and async-nats hands each to its subscription's channel
+//! in that order. The task reads all the subscriptions itself (no task per subscription, whose
+//! scheduling would reorder topics): it takes every message ready in any of them, then sorts
+//! that batch by sequence before delivering it, so a subscriber of several topics sees ids rise.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -22,9 +28,9 @@ use std::time::Duration;
 
 use async_nats::header::{NATS_LAST_SEQUENCE, NATS_SEQUENCE};
 use async_nats::{Client, ConnectOptions, Event, Message};
-use futures_util::StreamExt;
+use futures_util::stream::{AbortHandle, Abortable, BoxStream, SelectAll};
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::address::Address;
@@ -36,12 +42,25 @@ use crate::topic::Topic;
 /// The reason a reset caused by the broker carries.
 const GAP: &str = "broker_gap";
 
-/// Live messages waiting for the task. When it falls behind, the subscriptions' own buffers
-/// fill next and async-nats reports a slow consumer, which becomes a catch-up.
-const MESSAGE_BUFFER: usize = 4096;
+/// Live messages the task takes at most before delivering them (sorted by sequence). When it
+/// falls behind, the subscriptions' buffers fill and async-nats reports a slow consumer, which
+/// becomes a catch-up.
+const MAX_BATCH: usize = 4096;
+
+/// One topic's live subscription, as the task reads it.
+type Live = Abortable<BoxStream<'static, (Topic, Message)>>;
 
 /// How long the task waits before trying a failed stream check again.
 const RETRY: Duration = Duration::from_millis(500);
+
+/// A numeric header of a republished message (`Nats-Sequence`, `Nats-Last-Sequence`).
+fn header(message: &Message, name: async_nats::header::HeaderName) -> Option<u64> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .and_then(|v| v.as_str().parse::<u64>().ok())
+}
 
 /// What the broker hands the task when it is started.
 pub(super) struct Setup {
@@ -64,9 +83,10 @@ struct Task {
     shared: Arc<Shared>,
     delivery: Delivery,
     client: Client,
-    messages: mpsc::Sender<(Topic, Message)>,
-    /// The forwarding task of each subscribed topic (aborting it drops, so unsubscribes, the
-    /// subscription).
+    /// Every subscribed topic's live messages.
+    live: SelectAll<Live>,
+    /// The handle of each subscribed topic's stream in `live` (aborting it ends the stream,
+    /// which drops, so unsubscribes, the subscription).
     subs: HashMap<Topic, AbortHandle>,
     /// The last sequence delivered (or confirmed) per subscribed topic.
     last: HashMap<Topic, u64>,
@@ -94,6 +114,9 @@ async fn connect(
     }
     if let Some(seed) = &address.auth.nkey {
         options = options.nkey(seed.clone());
+    }
+    if let Some(pending) = address.pending {
+        options = options.subscription_capacity(pending);
     }
     options
         .name("livepush")
@@ -131,12 +154,11 @@ pub(super) async fn run(shared: Arc<Shared>, setup: Setup, delivery: Delivery) {
         Err(e) => return shared.set_down(format!("NATS stream name: {e}")),
     };
     let _ = shared.js.set((client.clone(), js, stream));
-    let (messages, mut incoming) = mpsc::channel(MESSAGE_BUFFER);
     let mut task = Task {
         shared,
         delivery,
         client,
-        messages,
+        live: SelectAll::new(),
         subs: HashMap::new(),
         last: HashMap::new(),
         created: None,
@@ -152,7 +174,7 @@ pub(super) async fn run(shared: Arc<Shared>, setup: Setup, delivery: Delivery) {
                 Some(input) => task.handle(input).await,
                 None => return,
             },
-            Some((topic, message)) = incoming.recv() => task.on_message(topic, message).await,
+            Some(first) = task.live.next() => task.on_messages(first).await,
             _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                 task.bring_up().await
             }
@@ -225,7 +247,7 @@ impl Task {
 
     async fn subscribe(&mut self, topic: Topic) {
         let subject = self.shared.names.live(&topic);
-        let mut subscriber = match self.client.subscribe(subject).await {
+        let subscriber = match self.client.subscribe(subject).await {
             Ok(subscriber) => subscriber,
             Err(e) => {
                 // only when the client is closed: the topic stays unsubscribed and not ready
@@ -233,20 +255,13 @@ impl Task {
                 return;
             }
         };
-        let messages = self.messages.clone();
-        let forward_topic = topic.clone();
-        let forwarder = tokio::spawn(async move {
-            while let Some(message) = subscriber.next().await {
-                if messages
-                    .send((forward_topic.clone(), message))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-        self.subs.insert(topic.clone(), forwarder.abort_handle());
+        let (handle, registration) = AbortHandle::new_pair();
+        let named = topic.clone();
+        let stream = subscriber
+            .map(move |message| (named.clone(), message))
+            .boxed();
+        self.live.push(Abortable::new(stream, registration));
+        self.subs.insert(topic.clone(), handle);
         self.confirm_later(topic);
     }
 
@@ -271,17 +286,26 @@ impl Task {
         });
     }
 
+    /// Takes `first` and every live message ready after it, and handles them in sequence order.
+    async fn on_messages(&mut self, first: (Topic, Message)) {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match self.live.next().now_or_never() {
+                Some(Some(more)) => batch.push(more),
+                _ => break,
+            }
+        }
+        batch.sort_by_key(|(_, message)| header(message, NATS_SEQUENCE));
+        for (topic, message) in batch {
+            self.on_message(topic, message).await;
+        }
+    }
+
     async fn on_message(&mut self, topic: Topic, message: Message) {
         if !self.subs.contains_key(&topic) {
             return;
         }
-        let header = |name| {
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(name))
-                .and_then(|v| v.as_str().parse::<u64>().ok())
-        };
+        let header = |name| header(&message, name);
         let Some(seq) = header(NATS_SEQUENCE) else {
             self.delivery.malformed_payload();
             tracing::warn!(subject = %message.subject, "ignoring a NATS message without a stream sequence");

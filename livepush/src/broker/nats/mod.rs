@@ -14,8 +14,10 @@
 //! - **Stream**: created if missing, checked if present (`stream.rs`); a mismatch keeps the
 //!   broker not ready, with the differences in `/health/ready` and the log.
 //!
-//! Per-key connection caps are not enforced on NATS yet: the seam's default (every slot
-//! granted, in this process too) applies. `docs/nats.md` has the setup and the fault table.
+//! - **Connection slots**: per-key caps shared by all instances in a KV bucket, one
+//!   compare-and-set entry per cap key with leased members (`slots.rs`).
+//!
+//! `docs/nats.md` has the setup and the fault table.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +31,7 @@ use async_nats::HeaderMap;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, Notify};
 
-use crate::broker::{Broker, BrokerError, Cause, Delivery, History};
+use crate::broker::{Broker, BrokerError, Cause, Delivery, History, Slot};
 use crate::envelope::Publication;
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -38,6 +40,7 @@ mod address;
 mod history;
 mod live;
 mod payload;
+mod slots;
 mod stream;
 mod subject;
 
@@ -73,6 +76,8 @@ struct Shared {
     opened_blind: Mutex<HashSet<Topic>>,
     delivery: OnceLock<Delivery>,
     commands: mpsc::UnboundedSender<live::Input>,
+    /// Connection slots of cap keys, shared through a KV bucket.
+    slots: slots::Slots,
 }
 
 impl NatsBroker {
@@ -102,12 +107,38 @@ impl NatsBroker {
             opened_blind: Mutex::new(HashSet::new()),
             delivery: OnceLock::new(),
             commands,
+            slots: slots::Slots::new(&address.names.stream, address.storage, address.replicas),
         });
         let setup = live::Setup { address, inputs };
         Ok(NatsBroker {
             shared,
             setup: Mutex::new(Some(setup)),
         })
+    }
+
+    /// Sets how long a connection slot of a cap key
+    /// ([`max_connections_per_key`](crate::HubBuilder::max_connections_per_key)) outlives an
+    /// instance that stopped refreshing it (it crashed, or lost NATS): its slots are free after
+    /// this long. Each instance refreshes its own every third of it. Default 30 s, at least
+    /// 300 ms.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use livepush::broker::nats::NatsBroker;
+    /// use livepush::Hub;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let broker = NatsBroker::new("nats://127.0.0.1:4222", 1000, Duration::from_secs(3600))
+    ///     .unwrap()
+    ///     .slot_lease(Duration::from_secs(10));
+    /// let hub = Hub::builder().broker(broker).max_connections_per_key(3).build().unwrap();
+    /// # drop(hub);
+    /// # }
+    /// ```
+    pub fn slot_lease(self, lease: Duration) -> Self {
+        self.shared.slots.set_lease(lease);
+        self
     }
 }
 
@@ -248,6 +279,7 @@ impl Broker for NatsBroker {
         let setup = self.setup.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(setup) = setup {
             rt.spawn(live::run(self.shared.clone(), setup, delivery));
+            rt.spawn(slots::refresh_loop(std::sync::Arc::downgrade(&self.shared)));
         }
         Ok(())
     }
@@ -297,5 +329,15 @@ impl Broker for NatsBroker {
 
     async fn ready(&self) -> Result<(), BrokerError> {
         self.shared.ready().await
+    }
+
+    async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
+        let (_, js, _) = self.shared.jetstream()?;
+        self.shared.slots.acquire(js, key, limit).await
+    }
+
+    async fn release_slot(&self, key: &str) {
+        let js = self.shared.jetstream().ok().map(|(_, js, _)| js);
+        self.shared.slots.release(js, key).await
     }
 }

@@ -1,0 +1,334 @@
+//! Connection slots shared by all instances, in a NATS KV bucket (`<stream>_slots`).
+//!
+//! One KV entry per cap key holds the key's slots: a JSON object of members (`{instance}:{n}`)
+//! and the time (Unix milliseconds) each one's lease runs out. Taking, giving back and
+//! extending slots are compare-and-set writes of that entry (JetStream's expected last
+//! revision): two instances racing for the last slot cannot both get it. As with the Redis
+//! sorted sets (`broker/redis/slots.rs`), the instance holding a slot extends its lease every
+//! third of a lease, and taking a slot first drops expired members, so a crashed instance's
+//! slots are free one lease later. Lease times are the instances' own clocks: they must agree
+//! within a fraction of the lease (NTP does).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::kv::{self, CreateErrorKind, Store, UpdateErrorKind};
+use async_nats::jetstream::stream::{self, StorageType};
+use async_nats::jetstream::Context;
+
+use super::Shared;
+use crate::broker::{BrokerError, Cause, Slot};
+
+/// How often a compare-and-set write is tried again when another instance wrote first.
+const ATTEMPTS: usize = 32;
+
+/// The default lease of a connection slot: a crashed instance's slots are free after this long.
+pub(super) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The slots of one cap key: member → lease end (Unix ms).
+type Members = BTreeMap<String, u64>;
+
+pub(super) struct Slots {
+    bucket: String,
+    storage: StorageType,
+    replicas: usize,
+    /// Lease in milliseconds (set before the broker starts).
+    lease_ms: AtomicU64,
+    /// Unique per process: its members never collide with another instance's.
+    instance: String,
+    next: AtomicU64,
+    /// Cap key → members this process holds.
+    held: Mutex<HashMap<String, Vec<String>>>,
+    /// The bucket, once found or created (forgotten after an error, found again next time).
+    store: tokio::sync::Mutex<Option<Store>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(Cause::new(format!("NATS connection slots ({what}): {e}")))
+}
+
+/// A cap key as a KV key: `k` then the key, with every byte but ASCII letters, digits, `_`, `-`
+/// and `/` written `=XX` (one to one, and always a valid KV key).
+pub(super) fn kv_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 1);
+    out.push('k');
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out
+}
+
+/// What one compare-and-set round decided.
+enum Decision<T> {
+    /// Write these members and answer `T`.
+    Write(Members, T),
+    /// Write nothing and answer `T`.
+    Keep(T),
+}
+
+impl Slots {
+    pub(super) fn new(stream: &str, storage: StorageType, replicas: usize) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Slots {
+            bucket: format!("{stream}_slots"),
+            storage,
+            replicas,
+            lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
+            instance: format!("{:x}.{:x}", std::process::id(), nanos),
+            next: AtomicU64::new(0),
+            held: Mutex::new(HashMap::new()),
+            store: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn lease_ms(&self) -> u64 {
+        self.lease_ms.load(Ordering::Relaxed)
+    }
+
+    /// Sets the lease (at least 300 ms).
+    pub(super) fn set_lease(&self, lease: Duration) {
+        let ms = lease.max(Duration::from_millis(300)).as_millis() as u64;
+        self.lease_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bucket, found or created.
+    async fn store(&self, js: &Context) -> Result<Store, BrokerError> {
+        let mut store = self.store.lock().await;
+        if let Some(store) = &*store {
+            return Ok(store.clone());
+        }
+        let found = match js.get_key_value(&self.bucket).await {
+            Ok(found) => found,
+            Err(_) => {
+                // the bucket's stream as `nats kv add` makes it; async-nats's
+                // `create_key_value` first asks for account limits in a form 2.9 servers do
+                // not answer
+                js.get_or_create_stream(stream::Config {
+                    name: format!("KV_{}", self.bucket),
+                    description: Some("livepush connection slots per cap key".to_owned()),
+                    subjects: vec![format!("$KV.{}.>", self.bucket)],
+                    max_messages_per_subject: 1,
+                    storage: self.storage,
+                    num_replicas: self.replicas,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    discard: stream::DiscardPolicy::New,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| unavailable("bucket", e))?;
+                js.get_key_value(&self.bucket)
+                    .await
+                    .map_err(|e| unavailable("bucket", e))?
+            }
+        };
+        *store = Some(found.clone());
+        Ok(found)
+    }
+
+    async fn forget_store(&self) {
+        *self.store.lock().await = None;
+    }
+
+    /// Reads `key`'s members, lets `decide` change them, and writes them back only if no other
+    /// instance wrote in between (else reads again).
+    async fn update<T>(
+        &self,
+        js: &Context,
+        key: &str,
+        mut decide: impl FnMut(Members) -> Decision<T>,
+    ) -> Result<T, BrokerError> {
+        let store = self.store(js).await?;
+        let key = kv_key(key);
+        for _ in 0..ATTEMPTS {
+            let entry = match store.entry(key.as_str()).await {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.forget_store().await;
+                    return Err(unavailable("read", e));
+                }
+            };
+            let members: Members = entry
+                .as_ref()
+                .filter(|e| e.operation == kv::Operation::Put)
+                .and_then(|e| serde_json::from_slice(&e.value).ok())
+                .unwrap_or_default();
+            let (members, answer) = match decide(members) {
+                Decision::Keep(answer) => return Ok(answer),
+                Decision::Write(members, answer) => (members, answer),
+            };
+            let value = serde_json::to_vec(&members).expect("a map of strings to numbers");
+            let written = match &entry {
+                Some(entry) => store
+                    .update(key.as_str(), value.into(), entry.revision)
+                    .await
+                    .map_err(|e| {
+                        (
+                            e.kind() == UpdateErrorKind::WrongLastRevision,
+                            e.to_string(),
+                        )
+                    }),
+                None => store
+                    .create(key.as_str(), value.into())
+                    .await
+                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
+            };
+            match written {
+                Ok(_) => return Ok(answer),
+                // another instance wrote first: read again
+                Err((true, _)) => continue,
+                Err((false, e)) => {
+                    self.forget_store().await;
+                    return Err(unavailable("write", e));
+                }
+            }
+        }
+        Err(unavailable(
+            "write",
+            format!("{ATTEMPTS} attempts lost to other instances' writes"),
+        ))
+    }
+
+    pub(super) async fn acquire(
+        &self,
+        js: &Context,
+        key: &str,
+        limit: u32,
+    ) -> Result<Slot, BrokerError> {
+        let member = format!(
+            "{}:{}",
+            self.instance,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        );
+        let lease = self.lease_ms();
+        let slot = self
+            .update(js, key, |mut members| {
+                let now = now_ms();
+                members.retain(|_, until| *until > now);
+                if members.len() >= limit as usize {
+                    return Decision::Keep(Slot::Full);
+                }
+                members.insert(member.clone(), now + lease);
+                Decision::Write(members, Slot::Granted)
+            })
+            .await?;
+        if slot == Slot::Granted {
+            self.held().entry(key.to_owned()).or_default().push(member);
+        }
+        Ok(slot)
+    }
+
+    pub(super) async fn release(&self, js: Option<&Context>, key: &str) {
+        let member = {
+            let mut held = self.held();
+            let Some(members) = held.get_mut(key) else {
+                return;
+            };
+            let member = members.pop();
+            if members.is_empty() {
+                held.remove(key);
+            }
+            member
+        };
+        let (Some(member), Some(js)) = (member, js) else {
+            tracing::debug!(
+                key,
+                "NATS is down: the connection slot expires with its lease"
+            );
+            return;
+        };
+        let removed = self
+            .update(js, key, |mut members| match members.remove(&member) {
+                Some(_) => Decision::Write(members, ()),
+                None => Decision::Keep(()),
+            })
+            .await;
+        if let Err(error) = removed {
+            tracing::debug!(%error, key, "could not give back a connection slot; it expires with its lease");
+        }
+    }
+
+    /// Extends the lease of every slot this process holds (adding back any the bucket lost).
+    async fn refresh(&self, js: &Context) -> Result<(), BrokerError> {
+        let held: Vec<(String, Vec<String>)> = {
+            let held = self.held();
+            held.iter().map(|(k, m)| (k.clone(), m.clone())).collect()
+        };
+        let lease = self.lease_ms();
+        for (key, mine) in held {
+            self.update(js, &key, |mut members| {
+                let now = now_ms();
+                members.retain(|_, until| *until > now);
+                for member in &mine {
+                    members.insert(member.clone(), now + lease);
+                }
+                Decision::Write(members, ())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Refreshes the leases every third of a lease until the broker is dropped.
+pub(super) async fn refresh_loop(shared: Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(shared) => Duration::from_millis(shared.slots.lease_ms() / 3),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Ok((_, js, _)) = shared.jetstream() {
+            if let Err(error) = shared.slots.refresh(js).await {
+                tracing::warn!(%error, "could not refresh connection slot leases");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn cap_keys_become_kv_keys() {
+        assert_eq!(kv_key("user-7"), "kuser-7");
+        assert_eq!(kv_key(""), "k");
+        assert_eq!(kv_key("a.b c=é"), "ka=2Eb=20c=3D=C3=A9");
+    }
+
+    proptest! {
+        #[test]
+        fn every_cap_key_is_one_valid_kv_key_and_no_two_share_one(a in ".{0,40}", b in ".{0,40}") {
+            let (ka, kb) = (kv_key(&a), kv_key(&b));
+            prop_assert!(ka.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-/=".contains(&c)));
+            prop_assert!(!ka.starts_with('.') && !ka.ends_with('.'));
+            prop_assert_eq!(ka == kb, a == b);
+        }
+    }
+}

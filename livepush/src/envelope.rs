@@ -29,6 +29,9 @@ pub struct Envelope {
     category: Option<String>,
     data: Bytes,
     frame: Bytes,
+    /// A notice of livepush's own (presence): its frame has no `id:` line, it was never
+    /// published through the broker, and it is never a duplicate of replayed history.
+    notice: bool,
 }
 
 impl Envelope {
@@ -42,7 +45,28 @@ impl Envelope {
             category: publication.category,
             data: publication.data,
             frame,
+            notice: false,
         }
+    }
+
+    /// A notice on `topic` (a presence event): a frame without `id:`, so it does not move the
+    /// client's `Last-Event-ID`; its id reads 0.
+    pub(crate) fn notice(topic: Topic, event: EventName, data: Bytes) -> Self {
+        let frame = sse::notice(&event, &data);
+        Envelope {
+            id: EventId::new(0),
+            topic,
+            event,
+            category: None,
+            data,
+            frame,
+            notice: true,
+        }
+    }
+
+    /// Whether this is a notice of livepush's own, without an `id:` ([`Envelope::notice`]).
+    pub(crate) fn is_notice(&self) -> bool {
+        self.notice
     }
 
     /// The event id.

@@ -328,8 +328,8 @@ pub(crate) async fn open(
         hub.config().queue_capacity,
     ));
     // Joined before the stream starts: its own presence snapshot lists the member.
-    let membership = match member {
-        Some((key, info)) => Some(hub.join(&topics, key, info).await),
+    let membership = match &member {
+        Some((key, info)) => Some(hub.join(&topics, key.clone(), info.clone()).await),
         None => None,
     };
     // Live first, history second: nothing published in between is missed, and duplicates of
@@ -356,7 +356,8 @@ pub(crate) async fn open(
     let mut pending = backlog.pending;
     let presence = match sub.presence_events {
         true => {
-            let (snapshots, watch) = hub.watch_presence(registration.topics(), &conn).await;
+            let me = member.as_ref().map(|(k, i)| (k.as_str(), i.as_str()));
+            let (snapshots, watch) = hub.watch_presence(registration.topics(), &conn, me).await;
             // right after the retry hint: the first event of the stream
             for (i, frame) in snapshots.into_iter().enumerate() {
                 pending.insert(1 + i, frame);

@@ -873,13 +873,15 @@ impl Hub {
         self.inner.presences.join(topics, key, info).await
     }
 
-    /// Lists `connection` for the presence events of `topics`; returns the snapshot frames.
+    /// Lists `connection` (of member `me`, if any) for the presence events of `topics`; returns
+    /// the snapshot frames.
     pub(crate) async fn watch_presence(
         &self,
         topics: &[Topic],
         connection: &Arc<Connection>,
+        me: Option<(&str, &str)>,
     ) -> (Vec<Bytes>, PresenceWatch) {
-        self.inner.presences.attach(topics, connection).await
+        self.inner.presences.attach(topics, connection, me).await
     }
 
     /// Retained events of `topics` after `after` for a resuming stream registered on them

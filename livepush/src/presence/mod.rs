@@ -12,7 +12,7 @@ mod diff;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -36,10 +36,18 @@ pub(crate) type OccupancyHook = Arc<dyn Fn(&Topic, Occupancy) + Send + Sync>;
 
 /// One topic watched for presence by local streams: its members as last read, and the streams.
 struct View {
-    /// The members and the version they were read at; locked across a read, so that reads of
-    /// one topic (and the events they send) are in order.
-    state: tokio::sync::Mutex<(u64, Members)>,
+    /// The members, the version they were read at, and when; locked across a read, so that
+    /// reads of one topic (and the events they send) are in order.
+    state: tokio::sync::Mutex<ViewState>,
     conns: Mutex<Vec<Arc<Connection>>>,
+}
+
+/// What a [`View`] last read.
+struct ViewState {
+    /// `u64::MAX` until the first read.
+    version: u64,
+    members: Members,
+    read_at: Option<Instant>,
 }
 
 /// The presence of one hub.
@@ -94,6 +102,7 @@ impl Presences {
             return;
         }
         rt.spawn(run(Arc::downgrade(self)));
+        rt.spawn(maintain(Arc::downgrade(self)));
         let rx = self
             .occupancy_rx
             .lock()
@@ -220,29 +229,43 @@ impl Presences {
     /// Lists `conn` for the presence events of `topics` and returns the `livepush.presence`
     /// snapshot frame of each, read now: the events the stream gets later are what changed
     /// after its snapshot.
+    ///
+    /// `me` is the stream's own member (key, JSON info or `""`), if any: a snapshot served from a
+    /// read younger than a tick may predate its join, so it is added to that snapshot (the
+    /// stream may then also get its own join with the next tick's event).
     pub(crate) async fn attach(
         self: &Arc<Self>,
         topics: &[Topic],
         conn: &Arc<Connection>,
+        me: Option<(&str, &str)>,
     ) -> (Vec<Bytes>, PresenceWatch) {
         self.start();
         let mut frames = Vec::with_capacity(topics.len());
         for topic in topics {
-            let members = loop {
+            let mut members = loop {
                 let view = {
                     let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
                     views
                         .entry(topic.clone())
                         .or_insert_with(|| {
                             Arc::new(View {
-                                state: tokio::sync::Mutex::new((u64::MAX, Members::new())),
+                                state: tokio::sync::Mutex::new(ViewState {
+                                    version: u64::MAX,
+                                    members: Members::new(),
+                                    read_at: None,
+                                }),
                                 conns: Mutex::new(Vec::new()),
                             })
                         })
                         .clone()
                 };
                 let mut state = view.state.lock().await;
-                self.refresh(topic, &view, &mut state).await;
+                // A read younger than a tick serves the new stream too: a storm of new streams
+                // costs one read per tick, not one per stream (what changed since comes as the
+                // next tick's event).
+                if state.read_at.is_none_or(|at| at.elapsed() >= TICK) {
+                    self.refresh(topic, &view, &mut state).await;
+                }
                 view.conns
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -254,10 +277,16 @@ impl Presences {
                     views.get(topic).is_some_and(|v| Arc::ptr_eq(v, &view))
                 };
                 if current {
-                    break state.1.clone();
+                    break state.members.clone();
                 }
                 remove_conn(&view, conn.id);
             };
+            if let Some((key, info)) = me {
+                members.entry(key.to_owned()).or_insert_with(|| {
+                    let info = serde_json::from_str(info).ok();
+                    crate::broker::Member::new(key, 1, info)
+                });
+            }
             frames.push(sse::notice(
                 &sse::PRESENCE,
                 &diff::snapshot(topic, &members),
@@ -282,7 +311,7 @@ impl Presences {
     }
 
     /// Reads the members of `topic` and sends the watching streams what changed.
-    async fn refresh(&self, topic: &Topic, view: &View, state: &mut (u64, Members)) {
+    async fn refresh(&self, topic: &Topic, view: &View, state: &mut ViewState) {
         let (version, presence) = match self.store.members(topic).await {
             Ok(read) => read,
             Err(error) => {
@@ -291,14 +320,18 @@ impl Presences {
             }
         };
         let members = diff::members_of(presence);
-        if state.0 != u64::MAX {
-            if let Some((event, data)) = Diff::between(&state.1, &members).event(topic) {
+        if state.version != u64::MAX {
+            if let Some((event, data)) = Diff::between(&state.members, &members).event(topic) {
                 let envelope = Arc::new(Envelope::notice(topic.clone(), event, data));
                 let conns = view.conns.lock().unwrap_or_else(|p| p.into_inner());
                 self.fanout.push_to(conns.iter(), &envelope);
             }
         }
-        *state = (version, members);
+        *state = ViewState {
+            version,
+            members,
+            read_at: Some(Instant::now()),
+        };
     }
 
     /// One tick: re-reads the topics whose version moved.
@@ -320,7 +353,7 @@ impl Presences {
         };
         for ((topic, view), version) in views.iter().zip(versions) {
             let mut state = view.state.lock().await;
-            if state.0 != version {
+            if state.version != version {
                 self.refresh(topic, view, &mut state).await;
             }
         }
@@ -334,29 +367,37 @@ fn remove_conn(view: &View, id: u64) -> bool {
     conns.is_empty()
 }
 
-/// The presence loop of a hub, until the hub is dropped.
+/// The presence loop of a hub, until the hub is dropped: the diffs of watched topics.
 async fn run(presences: Weak<Presences>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let every = (MAINTAIN_EVERY.as_millis() / TICK.as_millis()).max(1) as u32;
-    let mut n = 0u32;
     loop {
         tick.tick().await;
         let Some(p) = presences.upgrade() else {
             return;
         };
         p.poll().await;
-        if n % every == 0 {
-            match p.store.maintain().await {
-                Ok(edges) => {
-                    for (topic, edge) in edges {
-                        p.fire(&topic, edge);
-                    }
+    }
+}
+
+/// The store's maintenance (this instance's lease, reaping dead ones), in a task of its own: a
+/// slow read of a large topic's members never delays the lease.
+async fn maintain(presences: Weak<Presences>) {
+    let mut tick = tokio::time::interval(MAINTAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(p) = presences.upgrade() else {
+            return;
+        };
+        match p.store.maintain().await {
+            Ok(edges) => {
+                for (topic, edge) in edges {
+                    p.fire(&topic, edge);
                 }
-                Err(error) => tracing::debug!(%error, "presence lease not kept this time"),
             }
+            Err(error) => tracing::debug!(%error, "presence lease not kept this time"),
         }
-        n = n.wrapping_add(1);
     }
 }
 

@@ -31,6 +31,9 @@ use diff::{Diff, Members};
 /// per topic per second is one per tick.
 pub(crate) const TICK: Duration = Duration::from_millis(100);
 
+/// The longest a new stream waits for its member's join to be recorded.
+const JOIN_WAIT: Duration = Duration::from_secs(2);
+
 /// The occupancy hook of [`HubBuilder::on_occupancy`](crate::HubBuilder::on_occupancy).
 pub(crate) type OccupancyHook = Arc<dyn Fn(&Topic, Occupancy) + Send + Sync>;
 
@@ -170,8 +173,21 @@ impl Presences {
             if resumed {
                 continue;
             }
-            if let Err(error) = self.store.join(topic, &key, &info).await {
-                tracing::warn!(%error, %topic, "presence join not recorded (fail-open)");
+            // In a task of its own, waited for at most JOIN_WAIT: a broker that hangs delays a
+            // new stream by that much at most, and the join still completes (or the store
+            // resyncs) behind it, so the counts stay exact.
+            let store = self.store.clone();
+            let (t, k, i) = (topic.clone(), key.clone(), info.clone());
+            let joined = tokio::spawn(async move { store.join(&t, &k, &i).await });
+            match tokio::time::timeout(JOIN_WAIT, joined).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => {
+                    tracing::warn!(%error, %topic, "presence join not recorded (fail-open)")
+                }
+                Ok(Err(error)) => tracing::warn!(%error, %topic, "presence join failed"),
+                Err(_) => {
+                    tracing::warn!(%topic, "presence join still waiting for the broker; the stream opens without waiting")
+                }
             }
         }
         Membership {

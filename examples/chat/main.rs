@@ -188,6 +188,11 @@ async fn publish_room_topic(hub: &Hub, line: &RoomTopic) {
     }
 }
 
+/// `GET /events?topic=room:lobby`: the plain stream every example serves (no member, no
+/// presence events).
+#[subscribe_to_events]
+async fn events() {}
+
 /// `GET /rooms/{room}/presence`: who is in the room, on every instance sharing the broker.
 async fn presence(
     hub: axum::Extension<Hub>,
@@ -216,6 +221,7 @@ async fn main() {
     let app = Router::new()
         .route("/", get(page::index))
         .route("/page.js", get(page::script))
+        .route("/events", get(events))
         .route("/rooms/{room}/events", get(room_events))
         .route("/rooms/{room}/messages", post(post_message))
         .route("/rooms/{room}/topic", put(put_topic))

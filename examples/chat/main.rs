@@ -19,6 +19,7 @@
 //! curl -X PUT -H 'content-type: application/json' -d '{"text":"Friday release"}' \
 //!      localhost:3000/rooms/lobby/topic                            # 200, event `room_topic`
 //! curl localhost:3000/rooms/lobby/presence                         # who is here, all instances
+//! curl -N 'localhost:3000/events?topic=room:lobby'                # the plain stream, no member
 //! ```
 //!
 //! `?user=` stands in for authentication in this demo: anyone can claim any name. A real

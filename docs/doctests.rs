@@ -36,6 +36,11 @@ pub struct Deployment;
 #[doc = include_str!("how-it-works.md")]
 pub struct HowItWorks;
 
+/// The Rust snippets of `docs/presence.md`.
+#[cfg(doctest)]
+#[doc = include_str!("presence.md")]
+pub struct Presence;
+
 /// The Rust snippets of `docs/limits.md`.
 #[cfg(doctest)]
 #[doc = include_str!("limits.md")]

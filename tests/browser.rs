@@ -797,3 +797,137 @@ mod admin {
         assert!(errors.is_empty(), "console errors: {errors:?}");
     }
 }
+
+/// The texts of the elements matching `css` on the current window.
+async fn texts(browser: Client, css: &str) -> Vec<String> {
+    let Ok(items) = browser.find_all(Locator::Css(css)).await else {
+        return Vec::new();
+    };
+    let mut texts = Vec::new();
+    for item in items {
+        texts.push(item.text().await.unwrap_or_default());
+    }
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_one_page_sees_the_other_join_talk_and_leave() {
+    let chromium = required(
+        "chromium",
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+    );
+    let chromedriver = required(
+        "chromedriver",
+        &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
+    );
+    let example = Example::start("chat", &[("LIVEPUSH_PRESENCE_GRACE_MS", "200")]);
+    let driver = ChromeDriver::start(&chromedriver).await;
+    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-chat-profile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let browser = open_browser(&driver, &chromium, &profile, &[]).await;
+    let outcome = run_chat_pages(&browser, &example).await;
+    let _ = browser.close().await;
+    drop(driver);
+    let _ = std::fs::remove_dir_all(&profile);
+    if let Err(message) = outcome {
+        panic!("{message}\n{}", example.output());
+    }
+}
+
+async fn run_chat_pages(browser: &Client, example: &Example) -> Result<(), String> {
+    let page_a = browser.window().await.map_err(|e| e.to_string())?;
+    browser
+        .goto(&example.url("/?room=lobby&user=ann"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_connected(browser, "ann's page").await;
+    wait_until(browser, "ann's page lists ann", |b| async move {
+        texts(b, "#members li").await == ["ann"]
+    })
+    .await;
+
+    let page_b = browser
+        .new_window(false)
+        .await
+        .map_err(|e| e.to_string())?
+        .handle;
+    switch(browser, &page_b).await;
+    browser
+        .goto(&example.url("/?room=lobby&user=bob"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_connected(browser, "bob's page").await;
+    wait_until(browser, "bob's page lists ann and bob", |b| async move {
+        texts(b, "#members li").await == ["ann", "bob"]
+    })
+    .await;
+    field(browser, "#text")
+        .await
+        .send_keys("hello from bob")
+        .await
+        .map_err(|e| e.to_string())?;
+    field(browser, "#send button")
+        .await
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+    field(browser, "#topic-text")
+        .await
+        .send_keys("Friday release")
+        .await
+        .map_err(|e| e.to_string())?;
+    field(browser, "#set-topic button")
+        .await
+        .click()
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // ann's page saw bob join, his message and the topic line, without doing anything
+    switch(browser, &page_a).await;
+    wait_until(browser, "ann's page lists bob", |b| async move {
+        texts(b, "#members li").await == ["ann", "bob"]
+    })
+    .await;
+    wait_until(browser, "ann's page says bob joined", |b| async move {
+        texts(b, "#activity li")
+            .await
+            .contains(&"bob joined".to_owned())
+    })
+    .await;
+    wait_until(browser, "ann's page shows bob's message", |b| async move {
+        let messages = texts(b, "#messages li").await;
+        messages.len() == 1
+            && messages[0].starts_with("bob")
+            && messages[0].ends_with("hello from bob")
+    })
+    .await;
+    wait_until(browser, "ann's page shows the topic line", |b| async move {
+        texts(b, "#topic").await == ["Friday release"]
+    })
+    .await;
+
+    // bob closes his page: ann's page sees him leave
+    switch(browser, &page_b).await;
+    browser.close_window().await.map_err(|e| e.to_string())?;
+    switch(browser, &page_a).await;
+    wait_until(browser, "ann's page says bob left", |b| async move {
+        texts(b, "#activity li")
+            .await
+            .contains(&"bob left".to_owned())
+    })
+    .await;
+    wait_until(browser, "ann's page lists ann alone", |b| async move {
+        texts(b, "#members li").await == ["ann"]
+    })
+    .await;
+    let count = field(browser, "#count")
+        .await
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    if count != "1" {
+        return Err(format!("ann's page counts {count} members, expected 1"));
+    }
+    Ok(())
+}

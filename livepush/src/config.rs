@@ -71,6 +71,9 @@ pub struct Config {
     /// Longest a publication waits in the retry buffer before it is given up and its topic's
     /// subscribers are told to reset (`LIVEPUSH_RETRY_BUFFER_SECS`, default 30 s).
     pub(crate) retry_buffer_age: Duration,
+    /// How long a member's leave waits after its last stream on a topic ended: a reconnect
+    /// within it is no leave and no join (`LIVEPUSH_PRESENCE_GRACE_MS`, default 3,000 ms).
+    pub(crate) presence_grace: Duration,
 }
 
 /// What each setting is; set them with the [`HubBuilder`](crate::HubBuilder) method of the same
@@ -170,6 +173,13 @@ impl Config {
     pub fn retry_buffer_age(&self) -> Duration {
         self.retry_buffer_age
     }
+
+    /// How long a member's leave waits after its last stream on a topic ended: a reconnect
+    /// within it is no leave and no join (`LIVEPUSH_PRESENCE_GRACE_MS`, default 3,000 ms; 0
+    /// leaves at once). See `docs/presence.md`.
+    pub fn presence_grace(&self) -> Duration {
+        self.presence_grace
+    }
 }
 
 impl Default for Config {
@@ -191,6 +201,7 @@ impl Default for Config {
             retry_buffer_events: 10_000,
             retry_buffer_bytes: 16 << 20,
             retry_buffer_age: Duration::from_secs(30),
+            presence_grace: Duration::from_millis(3000),
         }
     }
 }
@@ -252,6 +263,7 @@ impl Config {
     /// | `retry_after` | none | s | 0 to 86400 | 5 |
     /// | `client_retry` | none | ms | 0 to 86400000 | 2000 |
     /// | `publish_timeout` | none | ms | more than 0, at most 86400000 | 2000 |
+    /// | `presence_grace` | `LIVEPUSH_PRESENCE_GRACE_MS` | ms | 0 to 60000 | 3000 |
     ///
     /// 0 turns coalescing, replay and the retry buffer off.
     ///
@@ -571,6 +583,16 @@ const SETTINGS: &[Setting<Config>] = &[
         expected: "more than 0 and at most 86400000 ms",
         get: |c| Some(Value::Time(c.publish_timeout)),
         set: |c, v| c.publish_timeout = as_time(v),
+    },
+    Setting {
+        name: "presence_grace",
+        var: Some("LIVEPUSH_PRESENCE_GRACE_MS"),
+        unit: Unit::Millis,
+        min: 0,
+        max: 60_000,
+        expected: "milliseconds from 0 (leave at once) to 60000",
+        get: |c| Some(Value::Time(c.presence_grace)),
+        set: |c, v| c.presence_grace = as_time(v),
     },
 ];
 

@@ -16,6 +16,7 @@ use crate::broker::{Broker, Slot};
 use crate::error::SubscribeError;
 use crate::fanout::{Connection, Fanout};
 use crate::metrics::Metrics;
+use crate::presence::Presences;
 use crate::recent::Recent;
 use crate::topic::Topic;
 
@@ -161,6 +162,8 @@ pub(crate) struct Registration {
     broker: Arc<dyn Broker>,
     metrics: Arc<Metrics>,
     recent: Option<Arc<Recent>>,
+    /// With an occupancy hook: told of the topics this process starts and stops holding.
+    occupancy: Option<Arc<Presences>>,
     topics: Vec<Topic>,
     id: u64,
 }
@@ -175,12 +178,16 @@ impl Registration {
         topics: Vec<Topic>,
         connection: &Arc<Connection>,
         recent: Option<&Arc<Recent>>,
+        occupancy: Option<&Arc<Presences>>,
     ) -> Self {
         // A topic newly watched, or no longer watched, has no continuous past in this process:
         // its recent-history log starts over.
         fanout.add(&topics, connection, |t| {
             if let Some(recent) = recent {
                 recent.forget(std::slice::from_ref(t));
+            }
+            if let Some(presences) = occupancy {
+                presences.locally_occupied(t, true);
             }
             broker.watch(t)
         });
@@ -190,6 +197,7 @@ impl Registration {
             broker: broker.clone(),
             metrics: metrics.clone(),
             recent: recent.cloned(),
+            occupancy: occupancy.cloned(),
             topics,
             id: connection.id,
         }
@@ -203,10 +211,13 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let (broker, recent) = (&self.broker, &self.recent);
+        let (broker, recent, occupancy) = (&self.broker, &self.recent, &self.occupancy);
         self.fanout.remove(&self.topics, self.id, |t| {
             if let Some(recent) = recent {
                 recent.forget(std::slice::from_ref(t));
+            }
+            if let Some(presences) = occupancy {
+                presences.locally_occupied(t, false);
             }
             broker.unwatch(t)
         });

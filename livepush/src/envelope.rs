@@ -35,6 +35,9 @@ pub struct Envelope {
     data: Bytes,
     frame: Bytes,
     trace: Trace,
+    /// A notice of livepush's own (presence): its frame has no `id:` line, it was never
+    /// published through the broker, and it is never a duplicate of replayed history.
+    notice: bool,
 }
 
 impl Envelope {
@@ -49,7 +52,29 @@ impl Envelope {
             data: publication.data,
             frame,
             trace: publication.trace,
+            notice: false,
         }
+    }
+
+    /// A notice on `topic` (a presence event): a frame without `id:`, so it does not move the
+    /// client's `Last-Event-ID`; its id reads 0.
+    pub(crate) fn notice(topic: Topic, event: EventName, data: Bytes) -> Self {
+        let frame = sse::notice(&event, &data);
+        Envelope {
+            id: EventId::new(0),
+            topic,
+            event,
+            category: None,
+            data,
+            frame,
+            trace: Trace::NONE,
+            notice: true,
+        }
+    }
+
+    /// Whether this is a notice of livepush's own, without an `id:` ([`Envelope::notice`]).
+    pub(crate) fn is_notice(&self) -> bool {
+        self.notice
     }
 
     /// The event id.

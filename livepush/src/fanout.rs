@@ -129,7 +129,7 @@ impl Fanout {
         self.push_to(subscribers, &envelope);
     }
 
-    fn push_to<'a>(
+    pub(crate) fn push_to<'a>(
         &self,
         subscribers: impl Iterator<Item = &'a Arc<Connection>>,
         envelope: &Arc<Envelope>,

@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "error",
             "retry",
+            "presence",
             "connections",
             "catchup",
             "registry",
@@ -67,7 +68,14 @@ const LAYERS: &[(&str, &[&str])] = &[
 const FOLDERS: &[(&str, &[&str])] = &[
     (
         "broker",
-        &["error", "memory", "partitioned", "redis", "nats"],
+        &[
+            "error",
+            "presence",
+            "memory",
+            "partitioned",
+            "redis",
+            "nats",
+        ],
     ),
     (
         "broker/nats",
@@ -78,13 +86,14 @@ const FOLDERS: &[(&str, &[&str])] = &[
     (
         "broker/redis",
         &[
-            "payload", "version", "target", "slots", "scripts", "engine", "link", "single",
-            "cluster",
+            "payload", "version", "target", "slots", "scripts", "engine", "presence", "link",
+            "single", "cluster",
         ],
     ),
     ("broker/redis/cluster", &["layout", "listener"]),
     ("broker/redis/single", &["listener"]),
     ("hub", &["choice", "layer", "position", "routes", "admin"]),
+    ("presence", &["diff"]),
     (
         "outbox",
         &["locks", "store", "postgres", "sqlite", "relay", "cursor"],

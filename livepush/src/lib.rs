@@ -63,7 +63,7 @@
 //! | wire format | `sse`, `trace`, `envelope` | the SSE frame, the trace context an event carries (feature `otel`), and the envelope an event travels in, encoded once |
 //! | local delivery | `queue`, `recent`, `fanout` | one bounded queue per connection, the recent events of watched topics (for reconnects), and the topic → connections map fed by a [`broker::Delivery`] |
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
-//! | core | `error`, `retry`, `connections`, `catchup`, `registry`, `position`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
+//! | core | `error`, `retry`, `presence`, `connections`, `catchup`, `registry`, `position`, `backlog`, `hub` | the errors, the retry buffer, presence (members, their join and leave events, occupancy), admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
 //! | HTTP | `publish`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
 //! | test helpers | `testing` | what an app's tests use to see what it pushes (feature `testing`) |
 //!
@@ -109,6 +109,7 @@ mod connections;
 pub mod error;
 mod hub;
 mod position;
+mod presence;
 pub mod registry;
 mod retry;
 // HTTP

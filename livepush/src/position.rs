@@ -260,6 +260,11 @@ impl Position {
         place: &dyn Fn(&Topic) -> Option<u32>,
     ) {
         for envelope in batch {
+            if envelope.is_notice() {
+                // no `id:` of its own, and no position to move
+                out.extend_from_slice(envelope.frame());
+                continue;
+            }
             let frame = self.frame_placed(envelope, place);
             out.extend_from_slice(&frame);
         }

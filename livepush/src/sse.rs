@@ -25,6 +25,20 @@ pub const RESET: EventName = EventName::from_static(RESET_NAME);
 /// request.
 pub const EXPIRED: EventName = EventName::from_static(EXPIRED_NAME);
 
+/// The first event of a stream that asked for presence
+/// ([`Subscription::presence_events`](crate::Subscription::presence_events)), once per topic:
+/// `{"topic","count","connections","members":[{"key","connections","info"}]}`, no `id:`.
+pub const PRESENCE: EventName = EventName::from_static("livepush.presence");
+/// A member appeared on a topic (its first stream on any instance): `{"topic","key","info"}`,
+/// no `id:`. Sent to streams that asked for presence events.
+pub const JOIN: EventName = EventName::from_static("livepush.join");
+/// A member disappeared from a topic (its last stream ended, after the grace period, or its
+/// instance died): `{"topic","key","info"}`, no `id:`.
+pub const LEAVE: EventName = EventName::from_static("livepush.leave");
+/// Several members appeared or disappeared within one tick (at most about ten of these per
+/// second per topic): `{"topic","joins":[{"key","info"}],"leaves":[{"key","info"}]}`, no `id:`.
+pub const PRESENCE_DIFF: EventName = EventName::from_static("livepush.presence_diff");
+
 pub(crate) const LAGGED_NAME: &str = "livepush.lagged";
 pub(crate) const RESET_NAME: &str = "livepush.reset";
 pub(crate) const EXPIRED_NAME: &str = "livepush.expired";

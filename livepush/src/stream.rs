@@ -26,8 +26,13 @@ use crate::sse;
 use crate::topic::Topic;
 
 /// What one stream holds until it ends. Each part gives back what it took when dropped, in this
-/// order: the fan-out registration, the cap key's slot, then the process connection.
+/// order: its place among presence watchers, its membership (a leave after the grace period),
+/// the fan-out registration, the cap key's slot, then the process connection.
 pub(crate) struct Held {
+    /// Held only to be dropped.
+    pub(crate) _presence: Option<crate::presence::PresenceWatch>,
+    /// Held only to be dropped.
+    pub(crate) _member: Option<crate::presence::Membership>,
     /// Held only to be dropped.
     pub(crate) _registration: Registration,
     /// Held only to be dropped.
@@ -181,6 +186,9 @@ impl EventStream {
     }
 
     fn is_duplicate(&self, envelope: &Envelope) -> bool {
+        if envelope.is_notice() {
+            return false;
+        }
         match &self.seen {
             Some(seen) => seen
                 .get(envelope.topic())

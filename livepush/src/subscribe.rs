@@ -39,6 +39,9 @@ pub struct Subscription {
     categories: Option<Vec<String>>,
     cap_key: Option<String>,
     until: Option<std::time::Instant>,
+    /// The member key and its JSON info (`""` for none).
+    member: Option<(String, String)>,
+    presence_events: bool,
 }
 
 impl Subscription {
@@ -49,6 +52,8 @@ impl Subscription {
             categories: None,
             cap_key: None,
             until: None,
+            member: None,
+            presence_events: false,
         }
     }
 
@@ -76,6 +81,41 @@ impl Subscription {
     /// all instances: a user id, a tenant id, an API key.
     pub fn cap_key(mut self, key: impl Into<String>) -> Self {
         self.cap_key = Some(key.into());
+        self
+    }
+
+    /// Makes this stream one of member `key`'s on each of its topics, with `info` (a small JSON
+    /// value such as a display name; `serde_json::Value::Null` for none): the member is in
+    /// [`Hub::presence`](crate::Hub::presence) on every instance while any of its streams is
+    /// open, and streams that asked for [`presence_events`](Subscription::presence_events)
+    /// see it join once and leave once, however many tabs it opens. Set it after
+    /// authentication (the key is whom the handler's extractors proved the user to be).
+    /// Without it, a [`cap_key`](Subscription::cap_key) is the member key.
+    ///
+    /// ```
+    /// use livepush::{Subscription, Topics};
+    ///
+    /// let sub = Subscription::new(Topics::one("room:lobby"))
+    ///     .member("user:7", serde_json::json!({"name": "Ann"}))
+    ///     .presence_events();
+    /// # drop(sub);
+    /// ```
+    pub fn member(mut self, key: impl Into<String>, info: serde_json::Value) -> Self {
+        let info = match info {
+            serde_json::Value::Null => String::new(),
+            info => info.to_string(),
+        };
+        self.member = Some((key.into(), info));
+        self
+    }
+
+    /// Sends this stream the presence of its topics: first a `livepush.presence` snapshot per
+    /// topic (`{"topic","count","connections","members"}`), then `livepush.join` /
+    /// `livepush.leave` (`{"topic","key","info"}`) as members come and go on any instance, or
+    /// one `livepush.presence_diff` when several did within a tick (at most about ten events
+    /// per second per topic). These carry no `id:`. See [`sse::PRESENCE`](crate::sse::PRESENCE).
+    pub fn presence_events(mut self) -> Self {
+        self.presence_events = true;
         self
     }
 
@@ -226,8 +266,7 @@ impl SubscribeContext {
         let sub = Subscription {
             topics: options.topics,
             categories: options.categories,
-            cap_key: None,
-            until: None,
+            ..Subscription::default()
         };
         open(&self.hub, self.parts, sub, options.last_event_id)
             .await
@@ -278,6 +317,9 @@ pub(crate) async fn open(
     let topics = check(hub, &sub, parts).await?;
     // From here on, each guard gives back what it took, on every path.
     let admission = hub.admit(&topics)?;
+    let member = sub
+        .member
+        .or_else(|| sub.cap_key.clone().map(|key| (key, String::new())));
     let slot = hub.take_slot(sub.cap_key).await?;
     let conn = Arc::new(Connection::new(
         admission.id(),
@@ -285,6 +327,11 @@ pub(crate) async fn open(
         hub.config().slow_consumer_policy(),
         hub.config().queue_capacity,
     ));
+    // Joined before the stream starts: its own presence snapshot lists the member.
+    let membership = match &member {
+        Some((key, info)) => Some(hub.join(&topics, key.clone(), info.clone()).await),
+        None => None,
+    };
     // Live first, history second: nothing published in between is missed, and duplicates of
     // history in the live queue are skipped by id (`seen`).
     let registration = hub.register(topics, &conn);
@@ -306,14 +353,29 @@ pub(crate) async fn open(
             Backlog::read(hub, registration.topics(), after, confirmed).await
         }
     };
+    let mut pending = backlog.pending;
+    let presence = match sub.presence_events {
+        true => {
+            let me = member.as_ref().map(|(k, i)| (k.as_str(), i.as_str()));
+            let (snapshots, watch) = hub.watch_presence(registration.topics(), &conn, me).await;
+            // right after the retry hint: the first event of the stream
+            for (i, frame) in snapshots.into_iter().enumerate() {
+                pending.insert(1 + i, frame);
+            }
+            Some(watch)
+        }
+        false => None,
+    };
     hub.metrics().connections_total.inc();
     tracing::debug!(parent: admission.span(), "stream opened");
     let held = Held {
+        _presence: presence,
+        _member: membership,
         _registration: registration,
         _slot: slot,
         admission,
     };
-    let mut stream = EventStream::new(hub, conn, backlog.pending, backlog.seen, held);
+    let mut stream = EventStream::new(hub, conn, pending, backlog.seen, held);
     if let Some(position) = backlog.position {
         stream.write_positions(position, hub.broker().clone());
     }

@@ -11,14 +11,17 @@ use axum::http::{Request, StatusCode};
 use livepush::testing::{read_json, read_text, Client, Frame};
 use serde_json::{json, Value};
 
-use crate::support::{run_to_exit, Example, NatsServer, RedisServer, LIVEPUSH_ROUTES};
+use crate::support::{
+    get_json, http, run_to_exit, Example, NatsServer, RedisServer, SseClient, LIVEPUSH_ROUTES,
+};
 
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     "crm_comments",
     "bench_server",
     "tickets",
     "domain_events",
     "multi_instance",
+    "chat",
 ];
 
 /// A subscription each example accepts without credentials (tickets needs a token).
@@ -32,6 +35,7 @@ fn open_subscription(name: &str) -> (&'static str, &'static [(&'static str, &'st
         ),
         "domain_events" => ("/events?topic=user:1,broadcast", &[]),
         "multi_instance" => ("/events?topic=room:lobby", &[]),
+        "chat" => ("/events?topic=room:lobby", &[]),
         other => panic!("unknown example {other}"),
     }
 }
@@ -269,4 +273,117 @@ async fn bench_server_on_nats_publishes_through_jetstream() {
     );
     let health: Value = read_json(client.get("/health").await).await;
     assert_eq!(health["broker"], "nats", "{health}");
+}
+
+#[tokio::test]
+async fn chat_keeps_its_http_contract_and_refuses_bad_input_without_pushing() {
+    let example = Example::start("chat", &[]);
+    let client = http();
+    let mut ann = SseClient::connect(&example.url("/rooms/lobby/events?user=ann")).await;
+    let first = ann.next().await;
+    assert_eq!(first.event, "livepush.presence");
+    let snapshot: Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(
+        snapshot["members"],
+        json!([{"key": "ann", "connections": 1, "info": {"name": "ann"}}])
+    );
+
+    let posted = client
+        .post(example.url("/rooms/lobby/messages"))
+        .json(&json!({"user": "ann", "text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), StatusCode::CREATED);
+    let message: Value = posted.json().await.unwrap();
+    assert_eq!(
+        (message["user"].as_str(), message["text"].as_str()),
+        (Some("ann"), Some("hello"))
+    );
+    assert!(
+        message["id"].is_string() && message["at"].is_string(),
+        "{message}"
+    );
+    let pushed = ann.next().await;
+    assert_eq!(pushed.event, "message");
+    assert_eq!(
+        serde_json::from_str::<Value>(&pushed.data).unwrap(),
+        message
+    );
+
+    let put = client
+        .put(example.url("/rooms/lobby/topic"))
+        .json(&json!({"text": "Friday release"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let pushed = ann.next().await;
+    assert_eq!(pushed.event, "room_topic");
+    assert_eq!(
+        serde_json::from_str::<Value>(&pushed.data).unwrap(),
+        json!({"text": "Friday release"})
+    );
+
+    let presence = get_json(&example.url("/rooms/lobby/presence")).await;
+    assert_eq!(
+        presence,
+        json!({"count": 1, "connections": 1, "members": [{"key": "ann", "connections": 1, "info": {"name": "ann"}}]})
+    );
+
+    // bad input: 4xx with a JSON message, nothing pushed
+    let long = "x".repeat(2001);
+    let refusals = [
+        (
+            "POST",
+            "/rooms/lobby/messages",
+            json!({"user": "", "text": "hi"}),
+        ),
+        (
+            "POST",
+            "/rooms/lobby/messages",
+            json!({"user": "ann", "text": long}),
+        ),
+        ("POST", "/rooms/lobby/messages", json!({"user": "ann"})),
+        (
+            "POST",
+            "/rooms/bad%20room/messages",
+            json!({"user": "ann", "text": "hi"}),
+        ),
+        ("PUT", "/rooms/lobby/topic", json!({"text": long})),
+        ("PUT", "/rooms/bad%0Aroom/topic", json!({"text": "t"})),
+    ];
+    for (method, path, body) in refusals {
+        let request = match method {
+            "POST" => client.post(example.url(path)),
+            _ => client.put(example.url(path)),
+        };
+        let response = request.json(&body).send().await.unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "{method} {path}: {}",
+            response.status()
+        );
+        let error: Value = response.json().await.unwrap();
+        assert!(error["message"].is_string(), "{method} {path}: {error}");
+    }
+    for path in [
+        "/rooms/lobby/events?user=",
+        "/rooms/lobby/events",
+        "/rooms/bad%20room/events?user=ann",
+    ] {
+        let response = client.get(example.url(path)).send().await.unwrap();
+        assert!(
+            response.status().is_client_error(),
+            "GET {path}: {}",
+            response.status()
+        );
+        let error: Value = response.json().await.unwrap();
+        assert!(error["message"].is_string(), "GET {path}: {error}");
+    }
+    ann.assert_quiet(
+        Duration::from_millis(500),
+        "a refused request pushed something",
+    )
+    .await;
 }

@@ -49,6 +49,7 @@ mod metrics;
 mod nats;
 mod outbox;
 mod outbox_instances;
+mod presence;
 mod publish;
 mod redis_faults;
 mod redis_instances;

@@ -272,6 +272,8 @@ async fn redis_cluster() {
     eprintln!("plain ids, foreign ids: ok ({:?})", started.elapsed());
     a_cursor_covers_every_partition(&cluster).await;
     eprintln!("cursor: ok ({:?})", started.elapsed());
+    presence_across_instances_and_a_kill(&cluster).await;
+    eprintln!("presence: ok ({:?})", started.elapsed());
     let before = logs.text().len();
     a_watched_slot_moves(&cluster).await;
     // the broker noticed (not only redis-rs): the moved channel was re-subscribed and caught up
@@ -868,4 +870,90 @@ async fn a_master_hangs(cluster: &Cluster) {
         seen.len() - resets,
         published.refused.len()
     );
+}
+
+/// The next presence event of `client` (name, data), skipping anything else.
+async fn presence_event(client: &mut SseClient) -> (String, Value) {
+    loop {
+        let event = client.next().await;
+        if event.event.starts_with("livepush.") {
+            return (event.event, serde_json::from_str(&event.data).unwrap());
+        }
+    }
+}
+
+/// The member keys of a presence answer or snapshot.
+fn member_keys(presence: &Value) -> Vec<&str> {
+    presence["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect()
+}
+
+/// Presence on the cluster (issue 25): three `chat` processes; joins reach every instance, two
+/// tabs on two instances are one member, the same answer everywhere, and a SIGKILLed instance's
+/// members leave everywhere within 5 s while a member it shared with another stays.
+async fn presence_across_instances_and_a_kill(cluster: &Cluster) {
+    let url = format!("redis+cluster://{}", cluster.seeds().join(","));
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("LIVEPUSH_REDIS_PREFIX", "presence:"),
+        ("LIVEPUSH_PRESENCE_GRACE_MS", "300"),
+    ];
+    let a = support::Example::start("chat", &env);
+    let b = support::Example::start("chat", &env);
+    let c = support::Example::start("chat", &env);
+    for x in [&a, &b, &c] {
+        x.wait_ready().await;
+    }
+    let mut watcher = SseClient::connect(&a.url("/rooms/cl/events?user=watcher")).await;
+    let (name, snapshot) = presence_event(&mut watcher).await;
+    assert_eq!(name, "livepush.presence");
+    assert_eq!(member_keys(&snapshot), ["watcher"]);
+
+    let _bob = SseClient::connect(&b.url("/rooms/cl/events?user=bob")).await;
+    assert_eq!(
+        presence_event(&mut watcher).await,
+        (
+            "livepush.join".into(),
+            json!({"topic": "room:cl", "key": "bob", "info": {"name": "bob"}})
+        )
+    );
+    let _carol_b = SseClient::connect(&b.url("/rooms/cl/events?user=carol")).await;
+    let (name, data) = presence_event(&mut watcher).await;
+    assert_eq!(
+        (name.as_str(), data["key"].as_str()),
+        ("livepush.join", Some("carol"))
+    );
+    let _carol_c = SseClient::connect(&c.url("/rooms/cl/events?user=carol")).await;
+    for x in [&a, &b, &c] {
+        let presence = support::get_json(&x.url("/rooms/cl/presence")).await;
+        assert_eq!(member_keys(&presence), ["bob", "carol", "watcher"]);
+        assert_eq!(
+            (presence["count"].as_u64(), presence["connections"].as_u64()),
+            (Some(3), Some(4))
+        );
+    }
+
+    let killed = std::time::Instant::now();
+    drop(b); // SIGKILL
+    assert_eq!(
+        presence_event(&mut watcher).await,
+        (
+            "livepush.leave".into(),
+            json!({"topic": "room:cl", "key": "bob", "info": {"name": "bob"}})
+        )
+    );
+    let dropped = killed.elapsed();
+    eprintln!(
+        "presence on the cluster: a SIGKILLed instance's member left {dropped:?} after the kill"
+    );
+    assert!(dropped <= Duration::from_secs(5), "took {dropped:?}");
+    for x in [&a, &c] {
+        let presence = support::get_json(&x.url("/rooms/cl/presence")).await;
+        assert_eq!(member_keys(&presence), ["carol", "watcher"]);
+        assert_eq!(presence["connections"].as_u64(), Some(2));
+    }
 }

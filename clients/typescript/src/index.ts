@@ -7,6 +7,8 @@
  * - resumes after the last id it saw, across reconnects and page reloads (sessionStorage), or
  *   after a list's `Livepush-Cursor` given as `lastEventId`;
  * - `livepush.reset` and `livepush.lagged` reach `onReset` / `onLagged` (reload your state);
+ * - presence (`livepush.presence`, `livepush.join`, `livepush.leave`, `livepush.presence_diff`)
+ *   is typed, and {@link trackMembers} keeps a topic's member list from it;
  * - retries after network errors, 429 (waiting out `Retry-After`) and 5xx, with exponential
  *   backoff and jitter, where `EventSource` gives up for good;
  * - `beforeConnect` refreshes credentials (headers) before every attempt: the transport is
@@ -23,6 +25,93 @@ export interface Notices {
   "livepush.reset": { reason: string; last_event_id?: number | string; lost?: number };
   /** This client read too slowly and `missed` events were dropped for it. */
   "livepush.lagged": { missed: number };
+  /** The members of a topic, first on a stream that asked for presence events. */
+  "livepush.presence": { topic: string; count: number; connections: number; members: PresenceMember[] };
+  /** A member appeared on a topic (its first stream on any instance). */
+  "livepush.join": { topic: string; key: string; info?: unknown };
+  /** A member disappeared from a topic (its last stream ended, or its instance died). */
+  "livepush.leave": { topic: string; key: string; info?: unknown };
+  /** Several members came and went within one tick of the server (at most ~10 a second). */
+  "livepush.presence_diff": {
+    topic: string;
+    joins: { key: string; info?: unknown }[];
+    leaves: { key: string; info?: unknown }[];
+  };
+}
+
+/** A member of a topic: its key, its open streams (in snapshots), the info its subscription gave. */
+export interface PresenceMember {
+  key: string;
+  connections?: number;
+  info?: unknown;
+}
+
+/** What changed in a topic's members, as {@link trackMembers} reports it. */
+export interface MembersChange {
+  /** Members that appeared (none on a snapshot, which replaces the list). */
+  joined: PresenceMember[];
+  /** Members that disappeared. */
+  left: PresenceMember[];
+  /** Whether the list was replaced by a snapshot (on every (re)connection). */
+  snapshot: boolean;
+}
+
+/** The member list of one topic, kept by {@link trackMembers}. */
+export interface Members {
+  /** The members now, ordered by key. */
+  readonly list: PresenceMember[];
+  /** Stops tracking. */
+  stop(): void;
+}
+
+/**
+ * Keeps the member list of `topic` from the presence events of `sub` (a subscription whose
+ * server asked for presence events): the snapshot on every connection replaces it, joins and
+ * leaves update it, and `onChange` hears of each change.
+ *
+ * ```ts
+ * const members = trackMembers(sub, "room:lobby", (list) => render(list));
+ * ```
+ */
+export function trackMembers(
+  sub: Subscription<object>,
+  topic: string,
+  onChange?: (members: PresenceMember[], change: MembersChange) => void,
+): Members {
+  const byKey = new Map<string, PresenceMember>();
+  const list = () => [...byKey.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const apply = (joins: PresenceMember[], leaves: PresenceMember[], snapshot: boolean) => {
+    const joined: PresenceMember[] = [];
+    const left: PresenceMember[] = [];
+    if (snapshot) byKey.clear();
+    for (const m of leaves) if (byKey.delete(m.key)) left.push(m);
+    for (const m of joins) {
+      if (!snapshot && !byKey.has(m.key)) joined.push(m);
+      byKey.set(m.key, m);
+    }
+    onChange?.(list(), { joined, left, snapshot });
+  };
+  const typed = sub as Subscription<Notices>;
+  const offs = [
+    typed.on("livepush.presence", (p) => {
+      if (p.topic === topic) apply(p.members, [], true);
+    }),
+    typed.on("livepush.join", (j) => {
+      if (j.topic === topic) apply([{ key: j.key, info: j.info }], [], false);
+    }),
+    typed.on("livepush.leave", (l) => {
+      if (l.topic === topic) apply([], [{ key: l.key, info: l.info }], false);
+    }),
+    typed.on("livepush.presence_diff", (d) => {
+      if (d.topic === topic) apply(d.joins, d.leaves, false);
+    }),
+  ];
+  return {
+    get list() {
+      return list();
+    },
+    stop: () => offs.forEach((off) => off()),
+  };
 }
 
 /** What arrives with each event besides its data. */

@@ -18,6 +18,7 @@ mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub(crate) mod partitioned;
+mod presence;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -27,6 +28,9 @@ pub use crate::trace::Trace;
 pub use error::{BrokerError, Cause};
 pub use memory::MemoryBroker;
 pub use partitioned::Partitioned;
+pub use presence::{
+    LocalPresence, Member, Occupancy, Presence, PresenceCount, PresenceStore, MAINTAIN_EVERY,
+};
 
 /// How long the shipped brokers remember a dedupe key of [`Broker::publish_once`]: a second
 /// publication with the same key within this window is not published again. The outbox relay
@@ -185,5 +189,12 @@ pub trait Broker: Send + Sync + 'static {
     /// Gives back a slot taken with [`Broker::acquire_slot`]. The default does nothing.
     async fn release_slot(&self, key: &str) {
         let _ = key;
+    }
+
+    /// The presence store shared by every process on this broker (members of topics, and their
+    /// occupancy), see `docs/presence.md`. The default, `None`: the hub keeps presence in this
+    /// process ([`LocalPresence`]), which is the whole answer for a one-process broker.
+    fn presence(&self) -> Option<Arc<dyn PresenceStore>> {
+        None
     }
 }

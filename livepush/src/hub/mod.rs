@@ -22,7 +22,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::broker::{Broker, BrokerError, Delivery};
+use crate::broker::{
+    Broker, BrokerError, Delivery, LocalPresence, Occupancy, Presence, PresenceCount,
+};
 use crate::catchup::Catchup;
 use crate::config::Config;
 use crate::connections::{Admission, Connections, KeySlot, Registration};
@@ -31,6 +33,7 @@ use crate::error::{to_json, BuildError, PublishError, SubscribeError};
 use crate::event::{validate_name, EventId, EventName, Published};
 use crate::fanout::{Connection, Fanout};
 use crate::metrics::Metrics;
+use crate::presence::{Membership, OccupancyHook, PresenceWatch, Presences};
 use crate::recent::Recent;
 use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
@@ -86,6 +89,8 @@ struct HubInner {
     /// With replay on: the recent-history cache and the reads that resuming streams share.
     recent: Option<Arc<Recent>>,
     catchup: Option<Catchup>,
+    /// Members, their join and leave events, and the occupancy hook.
+    presences: Arc<Presences>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -106,6 +111,7 @@ pub struct HubBuilder {
     broker: Option<Arc<dyn Broker>>,
     authorizer: Option<Authorizer>,
     reject_unregistered: bool,
+    occupancy: Option<OccupancyHook>,
 }
 
 impl HubBuilder {
@@ -120,6 +126,7 @@ impl HubBuilder {
             broker: None,
             authorizer: None,
             reject_unregistered: false,
+            occupancy: None,
         }
     }
 
@@ -211,6 +218,42 @@ impl HubBuilder {
     /// (or, with the buffer off, the publish fails) (default 2 s; more than zero, at most a day).
     pub fn publish_timeout(mut self, timeout: Duration) -> Self {
         self.config.publish_timeout = timeout;
+        self
+    }
+
+    /// How long a member's leave waits after its last stream on a topic ended (default 3 s;
+    /// `Duration::ZERO` leaves at once; at most 60 s): a page that reconnects within it makes
+    /// no `livepush.leave` and no `livepush.join`. See [`Config::presence_grace`].
+    pub fn presence_grace(mut self, grace: Duration) -> Self {
+        self.config.presence_grace = grace;
+        self
+    }
+
+    /// Calls `hook` when a topic gets its first subscriber across every instance sharing the
+    /// broker ([`Occupancy::Occupied`]) and when its last one leaves ([`Occupancy::Vacated`]):
+    /// once per edge, on the one instance that made it, also when the instance that held the
+    /// last subscriber dies (another instance reports it once that instance's lease runs out,
+    /// see `docs/presence.md`). Start a producer on `Occupied`, stop it on `Vacated`. The hook
+    /// runs on the hub's presence task: keep it short (spawn what takes time).
+    ///
+    /// ```
+    /// use livepush::{broker::Occupancy, Hub};
+    ///
+    /// let hub = Hub::builder()
+    ///     .on_occupancy(|topic, occupancy| match occupancy {
+    ///         Occupancy::Occupied => println!("start the ticker of {topic}"),
+    ///         Occupancy::Vacated => println!("stop the ticker of {topic}"),
+    ///         _ => {}
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(hub);
+    /// ```
+    pub fn on_occupancy<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Topic, Occupancy) + Send + Sync + 'static,
+    {
+        self.occupancy = Some(Arc::new(hook));
         self
     }
 
@@ -334,6 +377,11 @@ impl HubBuilder {
                 broker.kind(),
             ))
             .map_err(BuildError::Broker)?;
+        let store = broker
+            .presence()
+            .unwrap_or_else(|| Arc::new(LocalPresence::new()));
+        let presences =
+            Presences::new(store, fanout.clone(), config.presence_grace, self.occupancy);
         let retry = Arc::new(RetryBuffer::new(
             Limits {
                 events: config.retry_buffer_events,
@@ -360,6 +408,7 @@ impl HubBuilder {
                 reject_unregistered: self.reject_unregistered,
                 catchup: recent.clone().map(Catchup::new),
                 recent,
+                presences,
             }),
         })
     }
@@ -593,6 +642,32 @@ impl Hub {
         self.inner.fanout.counts()
     }
 
+    /// The members of `topic` across every instance sharing the broker, with their connection
+    /// counts and info, ordered by key: who is here. A member is the key a subscription gave
+    /// with [`Subscription::member`](crate::Subscription::member) (or its
+    /// [`cap_key`](crate::Subscription::cap_key)); each of its streams counts once in
+    /// `connections`, and the member once in `count`. See `docs/presence.md`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use livepush::{Hub, Topic};
+    ///
+    /// let hub = Hub::builder().build().unwrap();
+    /// let presence = hub.presence(&Topic::new("room:lobby").unwrap()).await.unwrap();
+    /// assert_eq!(presence.count, 0); // nobody subscribed yet
+    /// # }
+    /// ```
+    pub async fn presence(&self, topic: &Topic) -> Result<Presence, BrokerError> {
+        self.inner.presences.presence(topic).await
+    }
+
+    /// The totals of [`Hub::presence`] (distinct members, their streams), read in O(1)
+    /// whatever the number of members.
+    pub async fn presence_count(&self, topic: &Topic) -> Result<PresenceCount, BrokerError> {
+        self.inner.presences.count(topic).await
+    }
+
     /// Whether publishing works now (`/health/ready`): the broker can publish and delivers every
     /// watched topic to this process, and nothing waits in the retry buffer.
     pub async fn ready(&self) -> Result<(), BrokerError> {
@@ -805,6 +880,10 @@ impl Hub {
         connection: &Arc<Connection>,
     ) -> Registration {
         let inner = &self.inner;
+        let occupancy = inner
+            .presences
+            .tracks_occupancy()
+            .then_some(&inner.presences);
         Registration::new(
             &inner.fanout,
             &inner.broker,
@@ -812,7 +891,25 @@ impl Hub {
             topics,
             connection,
             inner.recent.as_ref(),
+            occupancy,
         )
+    }
+
+    /// One more stream of member `key` (with its JSON `info`, `""` for none) on `topics`,
+    /// until the returned guard drops (then a leave, after the grace period).
+    pub(crate) async fn join(&self, topics: &[Topic], key: String, info: String) -> Membership {
+        self.inner.presences.join(topics, key, info).await
+    }
+
+    /// Lists `connection` (of member `me`, if any) for the presence events of `topics`; returns
+    /// the snapshot frames.
+    pub(crate) async fn watch_presence(
+        &self,
+        topics: &[Topic],
+        connection: &Arc<Connection>,
+        me: Option<(&str, &str)>,
+    ) -> (Vec<Bytes>, PresenceWatch) {
+        self.inner.presences.attach(topics, connection, me).await
     }
 
     /// Retained events of `topics` after `after` for a resuming stream registered on them

@@ -103,7 +103,7 @@ impl AsyncApi {
         for (event, info) in &messages {
             components_messages.insert(key(event), message(event, info, &mut schemas));
         }
-        for (name, notice) in notices() {
+        for (name, notice) in notices().into_iter().chain(presence_notices()) {
             components_messages.insert(name.into(), notice);
         }
 
@@ -321,6 +321,81 @@ fn notices() -> [(&'static str, Value); 2] {
                     "type": "object",
                     "required": ["missed"],
                     "properties": { "missed": { "type": "integer", "minimum": 1 } },
+                },
+            }),
+        ),
+    ]
+}
+
+/// The presence notices: sent only to streams whose subscription asked for them
+/// (`Subscription::presence_events`), so they are components for clients to use, not messages
+/// of every channel. None carries an id.
+fn presence_notices() -> [(&'static str, Value); 4] {
+    let member = json!({
+        "type": "object",
+        "required": ["key"],
+        "properties": {
+            "key": { "type": "string", "description": "the member key" },
+            "connections": { "type": "integer", "minimum": 1, "description": "its open streams, all instances together" },
+            "info": { "description": "the JSON info its subscription gave" },
+        },
+    });
+    let change = json!({
+        "type": "object",
+        "required": ["topic", "key"],
+        "properties": {
+            "topic": { "type": "string" },
+            "key": { "type": "string" },
+            "info": { "description": "the JSON info its subscription gave" },
+        },
+    });
+    let notice = |name: &'static str, summary: &str, payload: Value| {
+        (
+            name,
+            json!({
+                "name": name,
+                "title": name,
+                "summary": summary,
+                "contentType": "application/json",
+                "payload": payload,
+            }),
+        )
+    };
+    [
+        notice(
+            "livepush.presence",
+            "The members of the topic, first on a stream that asked for presence events (no id).",
+            json!({
+                "type": "object",
+                "required": ["topic", "count", "connections", "members"],
+                "properties": {
+                    "topic": { "type": "string" },
+                    "count": { "type": "integer", "minimum": 0 },
+                    "connections": { "type": "integer", "minimum": 0 },
+                    "members": { "type": "array", "items": member },
+                },
+            }),
+        ),
+        notice(
+            "livepush.join",
+            "A member's first stream on the topic opened, on any instance (no id).",
+            change.clone(),
+        ),
+        notice(
+            "livepush.leave",
+            "A member's last stream on the topic ended after the grace period, or its instance died (no id).",
+            change,
+        ),
+        notice(
+            "livepush.presence_diff",
+            "Several members came or went within one tick, at most about ten a second (no id).",
+            json!({
+                "type": "object",
+                "required": ["topic", "joins", "leaves"],
+                "properties": {
+                    "topic": { "type": "string" },
+                    "joins": { "type": "array", "items": member },
+                    "leaves": { "type": "array", "items": member },
                 },
             }),
         ),

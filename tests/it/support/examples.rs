@@ -27,6 +27,7 @@ pub fn binary(name: &str) -> &'static str {
         "tickets" => env!("CARGO_BIN_EXE_tickets"),
         "domain_events" => env!("CARGO_BIN_EXE_domain_events"),
         "multi_instance" => env!("CARGO_BIN_EXE_multi_instance"),
+        "chat" => env!("CARGO_BIN_EXE_chat"),
         other => panic!("no example binary named {other}"),
     }
 }

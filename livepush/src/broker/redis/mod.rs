@@ -14,6 +14,7 @@ pub mod cluster;
 mod engine;
 mod link;
 mod payload;
+mod presence;
 mod scripts;
 mod single;
 mod slots;

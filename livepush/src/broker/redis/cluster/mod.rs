@@ -51,6 +51,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::broker::redis::engine::{redis_broker, Handle, Shard};
+use crate::broker::redis::presence::RedisPresence;
 use crate::broker::redis::scripts::Scripts;
 use crate::broker::redis::target::ClusterTarget;
 use crate::broker::{BrokerError, History, Partitioned};
@@ -86,6 +87,7 @@ pub const DEFAULT_PARTITIONS: u32 = 16;
 /// ```
 pub struct RedisClusterBroker {
     handle: Handle<Layout, Listener>,
+    presence: std::sync::Arc<RedisPresence<Layout>>,
 }
 
 impl RedisClusterBroker {
@@ -111,7 +113,8 @@ impl RedisClusterBroker {
         let handle = Handle::new(layout, replay, replay_ttl, scripts, |engine, commands| {
             Listener::new(engine, commands, target)
         });
-        Ok(RedisClusterBroker { handle })
+        let presence = std::sync::Arc::new(RedisPresence::new(handle.engine.clone()));
+        Ok(RedisClusterBroker { handle, presence })
     }
 }
 
@@ -127,6 +130,10 @@ fn by_partition(layout: &Layout, topics: &[Topic]) -> HashMap<u32, Vec<Topic>> {
 }
 
 redis_broker!(RedisClusterBroker, {
+    fn presence(&self) -> Option<std::sync::Arc<dyn crate::broker::PresenceStore>> {
+        Some(self.presence.clone())
+    }
+
     fn kind(&self) -> &'static str {
         "redis-cluster"
     }

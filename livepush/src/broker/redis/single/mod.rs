@@ -52,6 +52,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 use super::engine::{redis_broker, Fault, Handle, Shard};
+use super::presence::RedisPresence;
 use super::scripts::Scripts;
 use super::target::Target;
 use crate::broker::{BrokerError, Cause};
@@ -88,6 +89,7 @@ use listener::Listener;
 /// ```
 pub struct RedisBroker {
     handle: Handle<Keys, Listener>,
+    presence: std::sync::Arc<RedisPresence<Keys>>,
 }
 
 /// Names of keys and channels under the prefix: one server is one partition.
@@ -165,7 +167,8 @@ impl RedisBroker {
         let handle = Handle::new(keys, replay, replay_ttl, scripts, |engine, commands| {
             Listener::new(engine, target, commands)
         });
-        Ok(RedisBroker { handle })
+        let presence = std::sync::Arc::new(RedisPresence::new(handle.engine.clone()));
+        Ok(RedisBroker { handle, presence })
     }
 
     /// How long a connection slot stays taken without being refreshed: the time after which the
@@ -178,6 +181,10 @@ impl RedisBroker {
 }
 
 redis_broker!(RedisBroker, {
+    fn presence(&self) -> Option<std::sync::Arc<dyn crate::broker::PresenceStore>> {
+        Some(self.presence.clone())
+    }
+
     fn kind(&self) -> &'static str {
         "redis"
     }

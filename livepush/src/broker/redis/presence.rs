@@ -1,0 +1,611 @@
+//! Presence on Redis (one server, Sentinel, Cluster): members and occupancy per topic, shared
+//! by every instance, with a lease per instance so that a dead one's members leave within
+//! seconds.
+//!
+//! Per topic, in the topic's partition (one hash tag on a cluster, so each script is atomic on
+//! one node), under `{base}pr:{topic}:`:
+//! - `m` hash member → streams (all instances), `i` hash member → info, `n` the total streams:
+//!   `count` is `HLEN m` and `GET n`, O(1);
+//! - `v` the version: `INCR`ed whenever a member appears or disappears (never reset);
+//! - `x:{instance}` hash member → that instance's streams, so its share can be taken back;
+//! - `h` set of instances holding subscribers of the topic (occupancy: empty ↔ vacated).
+//!
+//! Per instance, under the prefix: `pr:lease:{instance}` (a key with a [`LEASE`] expiry that the
+//! instance renews every [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY)), `pr:topics:{instance}` (the topics where it has
+//! entries, written before the entries), and the set `pr:instances`. Every instance, every
+//! [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY), renews its lease and looks for instances whose lease is gone; for each
+//! such instance it runs [`REAP`] on each of its topics (atomic per topic, and idempotent: when
+//! two instances reap the same one, the second finds nothing left), then forgets it. The reap
+//! that empties a topic's `h` reports the topic vacated: once, on one instance.
+//!
+//! An instance whose own lease ran out (a pause longer than the lease, or Redis restarted
+//! empty), or whose command failed half way, takes a new identity: it records everything it
+//! holds under the new one first, then reaps the old one, so a member that stays never leaves.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redis::{RedisError, Script};
+
+use super::engine::{Engine, Shard};
+use crate::broker::{BrokerError, Member, Occupancy, Presence, PresenceCount, PresenceStore};
+use crate::topic::Topic;
+
+/// How long an instance stays alive for the others without renewing its lease: a killed
+/// instance's members leave within this plus one [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY).
+pub(super) const LEASE: Duration = Duration::from_millis(2000);
+
+/// `KEYS`: m, i, n, v, x. `ARGV`: member, info ("" keeps the one held), streams to add.
+/// Returns the member's streams on all instances.
+const JOIN: &str = r#"
+local add = tonumber(ARGV[3])
+redis.call('HINCRBY', KEYS[5], ARGV[1], add)
+local t = redis.call('HINCRBY', KEYS[1], ARGV[1], add)
+redis.call('INCRBY', KEYS[3], add)
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+if t == add then redis.call('INCR', KEYS[4]) end
+return t
+"#;
+
+/// `KEYS`: m, i, n, v, x. `ARGV`: member. Takes one stream of this instance's back; nothing when
+/// this instance holds none (it was reaped). Returns the member's streams left, or -1.
+const LEAVE: &str = r#"
+local c = redis.call('HINCRBY', KEYS[5], ARGV[1], -1)
+if c <= 0 then redis.call('HDEL', KEYS[5], ARGV[1]) end
+if c < 0 then return -1 end
+local t = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if redis.call('DECR', KEYS[3]) <= 0 then redis.call('DEL', KEYS[3]) end
+if t <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('INCR', KEYS[4])
+end
+return t
+"#;
+
+/// `KEYS`: h. `ARGV`: instance. 1 when the topic was held by no instance before.
+const OCCUPY: &str = r#"
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 1 then return 1 end
+return 0
+"#;
+
+/// `KEYS`: h. `ARGV`: instance. 1 when no instance holds the topic now.
+const VACATE: &str = r#"
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then return 1 end
+return 0
+"#;
+
+/// `KEYS`: m, i, n, v, x (of the dead instance), h. `ARGV`: the dead instance. Takes back every
+/// stream and the occupancy of that instance on the topic. Returns 1 when that vacated it.
+const REAP: &str = r#"
+local e = redis.call('HGETALL', KEYS[5])
+local gone = 0
+for j = 1, #e, 2 do
+  local k, c = e[j], tonumber(e[j + 1])
+  if c > 0 then
+    local t = redis.call('HINCRBY', KEYS[1], k, -c)
+    redis.call('DECRBY', KEYS[3], c)
+    if t <= 0 then
+      redis.call('HDEL', KEYS[1], k)
+      redis.call('HDEL', KEYS[2], k)
+      gone = gone + 1
+    end
+  end
+end
+if gone > 0 then redis.call('INCR', KEYS[4]) end
+if tonumber(redis.call('GET', KEYS[3]) or '0') <= 0 then redis.call('DEL', KEYS[3]) end
+redis.call('DEL', KEYS[5])
+if redis.call('SREM', KEYS[6], ARGV[1]) == 1 and redis.call('SCARD', KEYS[6]) == 0 then return 1 end
+return 0
+"#;
+
+/// `KEYS`: m, i, v. Returns `{version, m as a flat list, i as a flat list}`, read atomically.
+const READ: &str = r#"
+return {redis.call('GET', KEYS[3]) or '0', redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"#;
+
+/// What this instance holds, and under which identity.
+struct Held {
+    instance: String,
+    /// Whether the lease and the instance set entry are written.
+    registered: bool,
+    /// A command failed half way: at the next maintenance, take a new identity and record
+    /// everything held again.
+    dirty: bool,
+    /// Topics listed in `pr:topics:{instance}`.
+    indexed: HashSet<Topic>,
+    /// (topic, member) → (streams, info).
+    members: HashMap<(Topic, String), (u64, String)>,
+    /// Topics this instance holds subscribers of (occupancy).
+    occupied: HashSet<Topic>,
+    /// Occupancy edges a resync made, for the next maintenance to report.
+    edges: Vec<(Topic, Occupancy)>,
+}
+
+/// The presence store of a Redis broker of topology `S`.
+pub(super) struct RedisPresence<S: Shard> {
+    engine: Arc<Engine<S>>,
+    scripts: [Script; 6],
+    held: tokio::sync::Mutex<Held>,
+}
+
+const S_JOIN: usize = 0;
+const S_LEAVE: usize = 1;
+const S_OCCUPY: usize = 2;
+const S_VACATE: usize = 3;
+const S_REAP: usize = 4;
+const S_READ: usize = 5;
+
+fn new_instance() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}.{:x}.{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl<S: Shard> RedisPresence<S> {
+    pub(super) fn new(engine: Arc<Engine<S>>) -> Self {
+        RedisPresence {
+            engine,
+            scripts: [JOIN, LEAVE, OCCUPY, VACATE, REAP, READ].map(Script::new),
+            held: tokio::sync::Mutex::new(Held {
+                instance: new_instance(),
+                registered: false,
+                dirty: false,
+                indexed: HashSet::new(),
+                members: HashMap::new(),
+                occupied: HashSet::new(),
+                edges: Vec::new(),
+            }),
+        }
+    }
+
+    /// The key `name` of `topic` (m, i, n, v, h, or `x:{instance}`), in the topic's partition.
+    fn key(&self, topic: &Topic, name: &str) -> String {
+        let shard = &self.engine.shard;
+        format!("{}pr:{topic}:{name}", shard.base(shard.partition_of(topic)))
+    }
+
+    /// m, i, n, v, x of `instance`: the keys of [`JOIN`], [`LEAVE`] and (with h) [`REAP`].
+    fn member_keys(&self, topic: &Topic, instance: &str) -> [String; 5] {
+        [
+            self.key(topic, "m"),
+            self.key(topic, "i"),
+            self.key(topic, "n"),
+            self.key(topic, "v"),
+            self.key(topic, &format!("x:{instance}")),
+        ]
+    }
+
+    fn instance_key(&self, what: &str, instance: &str) -> String {
+        format!("{}pr:{what}:{instance}", self.engine.shard.prefix())
+    }
+
+    fn instances_key(&self) -> String {
+        format!("{}pr:instances", self.engine.shard.prefix())
+    }
+
+    fn fail(&self, e: RedisError) -> BrokerError {
+        self.engine.fail(e)
+    }
+
+    /// Lists `topic` under `instance` (before any entry of it is written there).
+    async fn index(
+        &self,
+        conn: &mut S::Conn,
+        held: &mut Held,
+        topic: &Topic,
+    ) -> Result<(), RedisError> {
+        if held.indexed.contains(topic) {
+            return Ok(());
+        }
+        redis::cmd("SADD")
+            .arg(self.instance_key("topics", &held.instance))
+            .arg(topic.as_str())
+            .query_async::<()>(conn)
+            .await?;
+        held.indexed.insert(topic.clone());
+        Ok(())
+    }
+
+    async fn join_on(
+        &self,
+        conn: &mut S::Conn,
+        instance: &str,
+        topic: &Topic,
+        key: &str,
+        info: &str,
+        streams: u64,
+    ) -> Result<(), RedisError> {
+        let mut invocation = self.scripts[S_JOIN].prepare_invoke();
+        for k in self.member_keys(topic, instance) {
+            invocation.key(k);
+        }
+        invocation
+            .arg(key)
+            .arg(info)
+            .arg(streams)
+            .invoke_async::<i64>(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn occupy_on(
+        &self,
+        conn: &mut S::Conn,
+        script: usize,
+        instance: &str,
+        topic: &Topic,
+    ) -> Result<bool, RedisError> {
+        let edge: i64 = self.scripts[script]
+            .key(self.key(topic, "h"))
+            .arg(instance)
+            .invoke_async(conn)
+            .await?;
+        Ok(edge == 1)
+    }
+
+    /// Takes back everything `instance` holds on `topics` and forgets it; returns the topics
+    /// that this left vacated.
+    async fn reap(
+        &self,
+        conn: &mut S::Conn,
+        instance: &str,
+        mut topics: HashSet<String>,
+    ) -> Result<Vec<Topic>, RedisError> {
+        let listed: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.instance_key("topics", instance))
+            .query_async(conn)
+            .await?;
+        topics.extend(listed);
+        let mut vacated = Vec::new();
+        for topic in topics {
+            let Ok(topic) = Topic::new(&topic) else {
+                continue;
+            };
+            let mut invocation = self.scripts[S_REAP].prepare_invoke();
+            for k in self.member_keys(&topic, instance) {
+                invocation.key(k);
+            }
+            let edge: i64 = invocation
+                .key(self.key(&topic, "h"))
+                .arg(instance)
+                .invoke_async(conn)
+                .await?;
+            if edge == 1 {
+                vacated.push(topic);
+            }
+        }
+        redis::cmd("DEL")
+            .arg(self.instance_key("topics", instance))
+            .arg(self.instance_key("lease", instance))
+            .query_async::<()>(conn)
+            .await
+            .or_else(|_| Ok::<(), RedisError>(()))?;
+        redis::cmd("SREM")
+            .arg(self.instances_key())
+            .arg(instance)
+            .query_async::<()>(conn)
+            .await?;
+        Ok(vacated)
+    }
+
+    /// Takes a new identity and records everything held under it, then reaps the old one; the
+    /// occupancy edges this makes go to `held.edges` (an occupied topic that was reaped while
+    /// this instance was cut off is occupied again; a topic it stopped holding meanwhile may be
+    /// vacated by the reap).
+    async fn resync(&self, conn: &mut S::Conn, held: &mut Held) -> Result<(), RedisError> {
+        let old = held.registered.then(|| held.instance.clone());
+        let old_topics: HashSet<String> = held.indexed.iter().map(|t| t.to_string()).collect();
+        let instance = new_instance();
+        redis::cmd("SET")
+            .arg(self.instance_key("lease", &instance))
+            .arg(1)
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .query_async::<()>(conn)
+            .await?;
+        redis::cmd("SADD")
+            .arg(self.instances_key())
+            .arg(&instance)
+            .query_async::<()>(conn)
+            .await?;
+        held.instance = instance.clone();
+        held.registered = true;
+        held.indexed.clear();
+        let topics: HashSet<Topic> = held
+            .members
+            .keys()
+            .map(|(t, _)| t.clone())
+            .chain(held.occupied.iter().cloned())
+            .collect();
+        for topic in &topics {
+            self.index(conn, held, topic).await?;
+        }
+        for ((topic, key), (streams, info)) in &held.members {
+            self.join_on(conn, &instance, topic, key, info, *streams)
+                .await?;
+        }
+        let occupied: Vec<Topic> = held.occupied.iter().cloned().collect();
+        for topic in occupied {
+            if self.occupy_on(conn, S_OCCUPY, &instance, &topic).await? {
+                held.edges.push((topic, Occupancy::Occupied));
+            }
+        }
+        held.dirty = false;
+        if let Some(old) = old {
+            for topic in self.reap(conn, &old, old_topics).await? {
+                held.edges.push((topic, Occupancy::Vacated));
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers (the first time) or resyncs (after a failure) if needed.
+    async fn ready(&self, held: &mut Held) -> Result<(), BrokerError> {
+        if held.registered && !held.dirty {
+            return Ok(());
+        }
+        let mut conn = self.conn()?;
+        let result = self.resync(&mut conn, held).await;
+        result.map_err(|e| {
+            held.dirty = true;
+            self.fail(e)
+        })
+    }
+
+    fn conn(&self) -> Result<S::Conn, BrokerError> {
+        self.engine.conn()
+    }
+}
+
+#[async_trait]
+impl<S: Shard> PresenceStore for RedisPresence<S> {
+    async fn join(&self, topic: &Topic, key: &str, info: &str) -> Result<(), BrokerError> {
+        let mut held = self.held.lock().await;
+        let entry = held
+            .members
+            .entry((topic.clone(), key.to_owned()))
+            .or_insert((0, String::new()));
+        entry.0 += 1;
+        if !info.is_empty() {
+            entry.1 = info.to_owned();
+        }
+        if !held.registered || held.dirty {
+            // recorded with everything else held
+            return self.ready(&mut held).await;
+        }
+        let result = async {
+            let mut conn = self.conn()?;
+            self.index(&mut conn, &mut held, topic)
+                .await
+                .map_err(|e| self.fail(e))?;
+            let instance = held.instance.clone();
+            self.join_on(&mut conn, &instance, topic, key, info, 1)
+                .await
+                .map_err(|e| self.fail(e))
+        }
+        .await;
+        if result.is_err() {
+            held.dirty = true;
+        }
+        result
+    }
+
+    async fn leave(&self, topic: &Topic, key: &str) -> Result<(), BrokerError> {
+        let mut held = self.held.lock().await;
+        let slot = (topic.clone(), key.to_owned());
+        match held.members.get_mut(&slot) {
+            Some(entry) if entry.0 > 1 => entry.0 -= 1,
+            Some(_) => {
+                held.members.remove(&slot);
+            }
+            None => return Ok(()),
+        }
+        if !held.registered || held.dirty {
+            return Ok(());
+        }
+        let result = async {
+            let mut conn = self.conn()?;
+            let mut invocation = self.scripts[S_LEAVE].prepare_invoke();
+            for k in self.member_keys(topic, &held.instance) {
+                invocation.key(k);
+            }
+            invocation
+                .arg(key)
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            held.dirty = true;
+        }
+        result
+    }
+
+    async fn occupy(&self, topic: &Topic) -> Result<bool, BrokerError> {
+        let mut held = self.held.lock().await;
+        held.occupied.insert(topic.clone());
+        if !held.registered || held.dirty {
+            self.ready(&mut held).await?;
+            let edge = (topic.clone(), Occupancy::Occupied);
+            let at = held.edges.iter().position(|e| *e == edge);
+            return Ok(at.map(|at| held.edges.remove(at)).is_some());
+        }
+        let result = async {
+            let mut conn = self.conn()?;
+            self.index(&mut conn, &mut held, topic)
+                .await
+                .map_err(|e| self.fail(e))?;
+            let instance = held.instance.clone();
+            self.occupy_on(&mut conn, S_OCCUPY, &instance, topic)
+                .await
+                .map_err(|e| self.fail(e))
+        }
+        .await;
+        if result.is_err() {
+            held.dirty = true;
+        }
+        result
+    }
+
+    async fn vacate(&self, topic: &Topic) -> Result<bool, BrokerError> {
+        let mut held = self.held.lock().await;
+        held.occupied.remove(topic);
+        if !held.registered || held.dirty {
+            return Ok(false);
+        }
+        let result = async {
+            let mut conn = self.conn()?;
+            let instance = held.instance.clone();
+            self.occupy_on(&mut conn, S_VACATE, &instance, topic)
+                .await
+                .map_err(|e| self.fail(e))
+        }
+        .await;
+        if result.is_err() {
+            held.dirty = true;
+        }
+        result
+    }
+
+    async fn members(&self, topic: &Topic) -> Result<(u64, Presence), BrokerError> {
+        let mut conn = self.conn()?;
+        let (version, streams, infos): (String, Vec<(String, i64)>, HashMap<String, String>) = self
+            .scripts[S_READ]
+            .key(self.key(topic, "m"))
+            .key(self.key(topic, "i"))
+            .key(self.key(topic, "v"))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let members = streams
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(key, n)| {
+                let info = infos.get(&key).and_then(|i| serde_json::from_str(i).ok());
+                Member::new(key, n as u64, info)
+            })
+            .collect();
+        Ok((
+            version.parse().unwrap_or(0),
+            Presence::from_members(members),
+        ))
+    }
+
+    async fn count(&self, topic: &Topic) -> Result<PresenceCount, BrokerError> {
+        let mut conn = self.conn()?;
+        let count: u64 = redis::cmd("HLEN")
+            .arg(self.key(topic, "m"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let connections: Option<i64> = redis::cmd("GET")
+            .arg(self.key(topic, "n"))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(PresenceCount::new(
+            count,
+            connections.unwrap_or(0).max(0) as u64,
+        ))
+    }
+
+    async fn versions(&self, topics: &[Topic]) -> Result<Vec<u64>, BrokerError> {
+        let mut conn = self.conn()?;
+        // One MGET per partition: on a cluster the keys of one partition share a slot.
+        let shard = &self.engine.shard;
+        let mut by: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, t) in topics.iter().enumerate() {
+            by.entry(shard.partition_of(t)).or_default().push(i);
+        }
+        let mut out = vec![0; topics.len()];
+        for indexes in by.values() {
+            let mut cmd = redis::cmd("MGET");
+            for &i in indexes {
+                cmd.arg(self.key(&topics[i], "v"));
+            }
+            let values: Vec<Option<u64>> =
+                cmd.query_async(&mut conn).await.map_err(|e| self.fail(e))?;
+            for (&i, v) in indexes.iter().zip(values) {
+                out[i] = v.unwrap_or(0);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn maintain(&self) -> Result<Vec<(Topic, Occupancy)>, BrokerError> {
+        let mut conn = self.conn()?;
+        let mut edges = Vec::new();
+        let me = {
+            let mut held = self.held.lock().await;
+            let renewed = match held.registered && !held.dirty {
+                // SET … XX: renewed only while the lease is still there
+                true => redis::cmd("SET")
+                    .arg(self.instance_key("lease", &held.instance))
+                    .arg(1)
+                    .arg("PX")
+                    .arg(LEASE.as_millis() as u64)
+                    .arg("XX")
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .map_err(|e| self.fail(e))?
+                    .is_some(),
+                false => false,
+            };
+            if !renewed {
+                if held.registered {
+                    held.dirty = true;
+                    tracing::warn!("presence lease lost or a presence write failed: recording this instance's members again");
+                }
+                self.ready(&mut held).await?;
+            }
+            edges.append(&mut held.edges);
+            held.instance.clone()
+        };
+        let instances: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.instances_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        for instance in instances.into_iter().filter(|i| *i != me) {
+            let alive: bool = redis::cmd("EXISTS")
+                .arg(self.instance_key("lease", &instance))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            if !alive {
+                tracing::info!(
+                    instance,
+                    "an instance's presence lease ran out: removing its members"
+                );
+                let gone = self
+                    .reap(&mut conn, &instance, HashSet::new())
+                    .await
+                    .map_err(|e| self.fail(e))?;
+                edges.extend(gone.into_iter().map(|t| (t, Occupancy::Vacated)));
+            }
+        }
+        Ok(edges)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_lease_outlives_several_renewals() {
+        assert!(super::LEASE >= crate::broker::MAINTAIN_EVERY * 3);
+    }
+}

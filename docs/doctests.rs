@@ -81,3 +81,8 @@ pub struct TopicsAndAuthorization;
 #[cfg(doctest)]
 #[doc = include_str!("troubleshooting.md")]
 pub struct Troubleshooting;
+
+/// The Rust snippets of `docs/state.md`.
+#[cfg(doctest)]
+#[doc = include_str!("state.md")]
+pub struct State;

@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use crate::event::{EventId, EventName};
 use crate::sse;
+use crate::state::Retain;
 use crate::topic::Topic;
 
 /// What a publisher hands to the broker: an event without an id yet.
@@ -18,6 +19,9 @@ pub struct Publication {
     pub category: Option<String>,
     /// The compact JSON payload.
     pub data: Bytes,
+    /// `Some` for state: the broker keeps it as the current value of its topic (or of a key
+    /// inside it), which new subscribers get first (see [`Retain`]).
+    pub retain: Option<Retain>,
 }
 
 /// One event with its id, and its SSE frame encoded once for every subscriber.

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "topic",
             "event",
+            "state",
             "config",
             "metrics",
             "sse_event",
@@ -42,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "catchup",
             "registry",
             "position",
+            "current",
             "backlog",
             "hub",
         ],

@@ -59,11 +59,11 @@
 //!
 //! | layer | modules | what they hold |
 //! | --- | --- | --- |
-//! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event`, `publishable` | the words: topics, event ids and names, settings, counters, the domain-event trait, what a handler's return value publishes |
+//! | vocabulary | `topic`, `event`, `state`, `config`, `metrics`, `sse_event`, `publishable` | the words: topics, event ids and names, what is retained as state, settings, counters, the domain-event trait, what a handler's return value publishes |
 //! | wire format | `sse`, `envelope` | the SSE frame, and the envelope an event travels in, encoded once |
 //! | local delivery | `queue`, `recent`, `fanout` | one bounded queue per connection, the recent events of watched topics (for reconnects), and the topic → connections map fed by a [`broker::Delivery`] |
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
-//! | core | `error`, `retry`, `connections`, `catchup`, `registry`, `position`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
+//! | core | `error`, `retry`, `connections`, `catchup`, `registry`, `position`, `current`, `backlog`, `hub` | the errors, the retry buffer, admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker, the current values of state topics a stream gets first, the backlog of a new stream on a partitioned broker, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
 //! | HTTP | `publish`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
 //! | test helpers | `testing` | what an app's tests use to see what it pushes (feature `testing`) |
 //!
@@ -91,6 +91,7 @@ mod event;
 mod metrics;
 mod publishable;
 mod sse_event;
+mod state;
 mod topic;
 // wire format
 mod envelope;
@@ -105,6 +106,7 @@ pub mod broker;
 mod backlog;
 mod catchup;
 mod connections;
+mod current;
 pub mod error;
 mod hub;
 mod position;
@@ -136,6 +138,7 @@ pub use self::routes::RouterExt;
 #[cfg(feature = "server")]
 pub use self::serve::serve;
 pub use self::sse_event::SseEvent;
+pub use self::state::Retain;
 pub use self::subscribe::{IntoSubscription, Subscription};
 pub use self::topic::{Topic, Topics};
 pub use livepush_macros::{publish_event, subscribe_to_events, SseEvent};
@@ -232,10 +235,36 @@ pub mod __private {
             event,
             category,
             data,
+            retained: false,
+            retain_ttl_secs: None,
             payload,
             file,
             line,
         }
+    }
+
+    /// `route`, retained as state (`retain`, `retain_ttl = ttl`).
+    pub const fn retained_route(route: PublishRoute, ttl: Option<u64>) -> PublishRoute {
+        PublishRoute {
+            retained: true,
+            retain_ttl_secs: ttl,
+            ..route
+        }
+    }
+
+    /// `event`, retained as state (`#[sse(retain, retain_ttl = ttl)]`).
+    pub const fn retained_event(event: EventType, ttl: Option<u64>) -> EventType {
+        EventType {
+            retained: true,
+            retain_ttl_secs: ttl,
+            ..event
+        }
+    }
+
+    /// The [`Retain`](crate::Retain) of a derived event: `key` inside its topic ("" for the
+    /// topic's one value), kept `ttl` seconds.
+    pub fn retain(key: String, ttl: Option<u64>) -> crate::Retain {
+        crate::Retain::of_attribute(key, ttl)
     }
 
     /// The entry of one `#[subscribe_to_events]`.
@@ -274,6 +303,8 @@ pub mod __private {
             event,
             topic,
             category,
+            retained: false,
+            retain_ttl_secs: None,
             type_id,
             payload,
             file,

@@ -267,6 +267,7 @@ mod tests {
             event: crate::EventName::from_static("e"),
             category: None,
             data: n.to_string().into(),
+            retain: None,
         };
         Arc::new(Envelope::new(EventId::new(n), publication))
     }

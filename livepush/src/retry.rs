@@ -322,6 +322,7 @@ impl RetryBuffer {
                 event: crate::sse::RESET,
                 category: None,
                 data: Bytes::from(data.to_string()),
+                retain: None,
             };
             return Some(Job::Marker(topic.clone(), marker));
         }
@@ -443,6 +444,7 @@ mod tests {
             event: crate::EventName::from_static("e"),
             category: None,
             data: Bytes::from(n.to_string()),
+            retain: None,
         }
     }
 

@@ -60,6 +60,7 @@ fn decode_checked(topic: Topic, id: u64, payload: &[u8]) -> Option<Envelope> {
             event,
             category,
             data,
+            retain: None,
         },
     ))
 }
@@ -76,6 +77,7 @@ mod tests {
             event: crate::EventName::from_static("created"),
             category: Some("billing".to_owned()),
             data: Bytes::from_static(b"{\"a\":\"x\ny\"}"),
+            retain: None,
         };
         let e = decode(topic.clone(), 7, &encode(&publication), None).unwrap();
         assert_eq!(e.id(), EventId::new(7));

@@ -60,6 +60,7 @@ fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
             event,
             category,
             data,
+            retain: None,
         },
     ))
 }

@@ -107,7 +107,11 @@ pub(crate) fn parse(tokens: TokenStream, attr: &AttrName, errors: &mut Errors) -
                 }
             },
             // A flag (`retain`) stands for `flag = true`.
-            Meta::Path(path) if path.get_ident().is_some_and(|i| FLAGS.iter().any(|f| i == f)) => {
+            Meta::Path(path)
+                if path
+                    .get_ident()
+                    .is_some_and(|i| FLAGS.iter().any(|f| i == f)) =>
+            {
                 let key = path.get_ident().cloned()?;
                 let value = syn::LitBool::new(true, key.span());
                 Some(Arg {

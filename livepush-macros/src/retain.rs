@@ -83,7 +83,9 @@ impl RetainArgs {
                 needs_flag(&key, &mut errors);
                 Ok(None)
             }
-            Some((_, given)) => given.optional().and_then(|lit| lit.map(check_ttl).transpose()),
+            Some((_, given)) => given
+                .optional()
+                .and_then(|lit| lit.map(check_ttl).transpose()),
         };
         let key = match self.key {
             None => Ok(None),
@@ -173,9 +175,15 @@ mod tests {
         let errors = checked(quote!(retain_ttl = 5, retain_key = "k")).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert!(errors[0].starts_with("`retain_ttl` applies to retained events"));
-        for bad in [quote!(retain, retain_ttl = 0), quote!(retain, retain_ttl = 99999999999)] {
+        for bad in [
+            quote!(retain, retain_ttl = 0),
+            quote!(retain, retain_ttl = 99999999999),
+        ] {
             let errors = checked(bad).unwrap_err();
-            assert!(errors[0].starts_with("`retain_ttl` is in seconds"), "{errors:?}");
+            assert!(
+                errors[0].starts_with("`retain_ttl` is in seconds"),
+                "{errors:?}"
+            );
         }
         let errors = checked(quote!(retain, retain_ttl = "5")).unwrap_err();
         assert!(errors[0].contains("whole number of seconds"), "{errors:?}");

@@ -260,8 +260,19 @@ fn resumed(placed: &Placed, last: &LastEventId, reads: Reads) -> Opened {
     let mut position = Position::new(placed.count, &placed.topics, |p| {
         starts.get(&p).copied().unwrap_or_default()
     });
+    // The current values of the reset partitions' state topics go with their history, by id.
+    let values: Vec<(u32, Arc<Envelope>)> = values
+        .into_iter()
+        .filter(|(p, v)| !events.iter().any(|(q, e)| q == p && e.id() == v.id()))
+        .collect();
     let mut frames = Vec::new();
     if let Some(&(_, at)) = reset_to.first() {
+        // One partition, plain ids: the reset comes before the oldest value sent after it, so
+        // the ids of the stream keep rising.
+        let at = match values.iter().map(|(_, v)| v.id()).min() {
+            Some(oldest) if single => at.min(EventId::new(oldest.get().saturating_sub(1))),
+            _ => at,
+        };
         // What the client sent: a number for a plain id (as on one Redis), else the text.
         let asked = match last {
             LastEventId::Plain(id) => serde_json::json!(id),
@@ -275,11 +286,6 @@ fn resumed(placed: &Placed, last: &LastEventId, reads: Reads) -> Opened {
             position.reset(data.as_bytes())
         });
     }
-    // The current values of the reset partitions' state topics go with their history, by id.
-    let values: Vec<(u32, Arc<Envelope>)> = values
-        .into_iter()
-        .filter(|(p, v)| !events.iter().any(|(q, e)| q == p && e.id() == v.id()))
-        .collect();
     for (_, value) in &values {
         let mark = marks.entry(value.topic().clone()).or_default();
         *mark = (*mark).max(value.id());

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::backlog::{self, Confirmed};
-use crate::current;
 use crate::broker::{History, Partitioned};
+use crate::current;
 use crate::error::SubscribeError;
 use crate::event::EventId;
 use crate::fanout::Connection;
@@ -401,7 +401,9 @@ impl Backlog {
             // A new stream: the current values of its state topics first.
             let values = current::read(broker.as_ref(), topics).await;
             backlog.seen = current::fresh_marks(topics, &values);
-            backlog.pending.extend(values.iter().map(|e| e.frame().clone()));
+            backlog
+                .pending
+                .extend(values.iter().map(|e| e.frame().clone()));
             return backlog;
         };
         if hub.config().replay == 0 {
@@ -448,7 +450,8 @@ impl Backlog {
             return;
         }
         current::raise_marks(self.seen.get_or_insert_with(HashMap::new), &values);
-        self.pending.extend(values.iter().map(|e| e.frame().clone()));
+        self.pending
+            .extend(values.iter().map(|e| e.frame().clone()));
     }
 
     /// The backlog of a stream on a partitioned broker (Redis Cluster): a position per

@@ -45,7 +45,9 @@ async fn a_new_subscriber_gets_the_current_value_first_with_its_id_then_live_eve
         .id()
         .unwrap();
     // not state: not kept, not sent to a later subscriber
-    hub.publish("tile", "note", &json!("passing")).await.unwrap();
+    hub.publish("tile", "note", &json!("passing"))
+        .await
+        .unwrap();
     let mut client = SseClient::connect(&server.url("/events?topic=tile,other")).await;
     let first = client.next().await;
     assert_eq!(
@@ -92,7 +94,10 @@ async fn keys_keep_one_value_each_and_a_ttl_forgets_its_value() {
     let refused = hub
         .publish_retained("jobs", "progress", &json!({}), Retain::key("a\nb"))
         .await;
-    assert!(matches!(refused, Err(PublishError::Retain(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(PublishError::Retain(_))),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +116,13 @@ async fn a_resuming_subscriber_told_to_reset_gets_the_current_value_in_id_order(
         .unwrap();
     let mut notes = Vec::new();
     for i in 1..=3 {
-        notes.push(hub.publish("s", "note", &json!(i)).await.unwrap().id().unwrap());
+        notes.push(
+            hub.publish("s", "note", &json!(i))
+                .await
+                .unwrap()
+                .id()
+                .unwrap(),
+        );
     }
     // the ring keeps the last two notes: it cannot vouch for `before`
     let mut client = SseClient::connect_with(
@@ -182,7 +193,11 @@ async fn through_redis_another_instance_serves_the_current_values_and_ttls_expir
         .await
         .unwrap();
     let ids: Vec<_> = current.iter().map(|e| e.id()).collect();
-    assert_eq!(ids, [latest, keyed], "the same answer on the other instance");
+    assert_eq!(
+        ids,
+        [latest, keyed],
+        "the same answer on the other instance"
+    );
     let mut client = SseClient::connect(&server.url("/events?topic=room:1")).await;
     assert_eq!(client.next().await.id, latest.to_string());
     assert_eq!(client.next().await.id, keyed.to_string());

@@ -424,7 +424,11 @@ mod tests {
             .iter()
             .map(|e| e.id())
             .collect();
-        assert_eq!(ids, [newest, other_key], "in id order, the expired one gone");
+        assert_eq!(
+            ids,
+            [newest, other_key],
+            "in id order, the expired one gone"
+        );
     }
 
     #[tokio::test]

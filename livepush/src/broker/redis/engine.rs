@@ -353,7 +353,10 @@ impl<S: Shard> Engine<S> {
 
     /// The current retained values of `topics`: one script per partition of them (its keys
     /// lie in one slot), in id order within each.
-    pub(super) async fn retained(&self, topics: &[Topic]) -> Result<Vec<Arc<Envelope>>, BrokerError> {
+    pub(super) async fn retained(
+        &self,
+        topics: &[Topic],
+    ) -> Result<Vec<Arc<Envelope>>, BrokerError> {
         let mut parts: Vec<(u32, Vec<Topic>)> = Vec::new();
         for topic in topics {
             let p = self.shard.partition_of(topic);

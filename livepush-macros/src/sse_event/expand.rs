@@ -95,4 +95,14 @@ mod tests {
         });
         assert_expansion("sse_event/fields", out.ok().unwrap());
     }
+
+    #[test]
+    fn a_retained_type_answers_its_retain_and_marks_its_entry() {
+        let out = super::super::expand(quote! {
+            #[derive(Serialize, SseEvent)]
+            #[sse(event = "job_progress", topic = "jobs", retain, retain_key = "job:{id}", retain_ttl = 600)]
+            struct JobProgress { id: u64, done: u8 }
+        });
+        assert_expansion("sse_event/retained", out.ok().unwrap());
+    }
 }

@@ -37,6 +37,8 @@
 //! - [`publish_event`] publishes what a handler returns; [`subscribe_to_events`] makes an SSE
 //!   endpoint; [`SseEvent`] maps domain event types to SSE events sent with [`Hub::emit`].
 //! - [`Hub`]: one per process, built by [`HubBuilder`] or from the environment ([`Config`]).
+//! - State topics: [`Hub::publish_retained`] with a [`Retain`] (or `retain` in the macros) keeps
+//!   a topic's current value, which every new subscriber gets first.
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
 //! - `outbox` (features `outbox-postgres`, `outbox-sqlite`): events written in the app's own
 //!   database transaction and relayed after commit, for handlers that write to a database.

@@ -148,7 +148,10 @@ mod tests {
         shown: "#[x]",
     };
 
-    fn checked(tokens: TokenStream) -> Result<Option<(Option<u64>, Option<String>)>, Vec<String>> {
+    /// A checked retain as (TTL, key text), or the error messages.
+    type Checked = Result<Option<(Option<u64>, Option<String>)>, Vec<String>>;
+
+    fn checked(tokens: TokenStream) -> Checked {
         let mut errors = Errors::default();
         let mut retain = RetainArgs::default();
         for arg in args::parse(tokens, &ATTR, &mut errors) {

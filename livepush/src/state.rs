@@ -108,7 +108,8 @@ impl Retain {
         Ok(())
     }
 
-    /// The TTL in whole milliseconds (0: none).
+    /// The TTL in whole milliseconds (0: none), as the Redis publish script takes it.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn ttl_millis(&self) -> u64 {
         self.ttl
             .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))

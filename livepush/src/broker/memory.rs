@@ -39,10 +39,13 @@ struct State {
     retained: Retained,
 }
 
-/// Topic → retain key → the current value and when it expires.
+/// Retain key → the current value and when it expires (`None`: when replaced).
+type Values = HashMap<String, (Option<Instant>, Arc<Envelope>)>;
+
+/// Topic → its current values.
 #[derive(Default)]
 struct Retained {
-    topics: HashMap<Topic, HashMap<String, (Option<Instant>, Arc<Envelope>)>>,
+    topics: HashMap<Topic, Values>,
     /// Retained publications since the last sweep of expired values.
     since_sweep: u64,
 }

@@ -91,3 +91,8 @@ pub struct Troubleshooting;
 #[cfg(doctest)]
 #[doc = include_str!("observability.md")]
 pub struct Observability;
+
+/// The Rust snippets of `docs/state.md`.
+#[cfg(doctest)]
+#[doc = include_str!("state.md")]
+pub struct State;

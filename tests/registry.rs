@@ -35,6 +35,20 @@ struct Maintenance {
     minutes: u32,
 }
 
+/// State: `hub.emit` retains it per tile, for 30 s.
+#[derive(Serialize, SseEvent)]
+#[sse(
+    event = "tile",
+    topic = "dashboard",
+    retain,
+    retain_key = "{name}",
+    retain_ttl = 30
+)]
+struct Tile {
+    name: String,
+    value: u32,
+}
+
 /// Not an SSE event: the registry must say so.
 #[derive(Serialize)]
 struct Unmapped;
@@ -221,4 +235,42 @@ async fn health_and_metrics_routes_answer() {
         text.contains("livepush_connections_accepted_total 1"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_retained_event_type_is_marked_state_and_emit_retains_it_per_key() {
+    let entry = registry::event_type_of::<Tile>().expect("Tile registered");
+    assert_eq!((entry.retained, entry.retain_ttl_secs), (true, Some(30)));
+    let document = registry::asyncapi();
+    let message = &document["components"]["messages"]["tile"];
+    assert_eq!(
+        message["x-livepush-retained"],
+        json!({ "ttlSeconds": [30] })
+    );
+    assert!(message["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "state"));
+    // an event type that is not state carries no mark
+    assert!(document["components"]["messages"]["maintenance"]
+        .get("x-livepush-retained")
+        .is_none());
+
+    let hub = Hub::builder().build().unwrap();
+    for (name, value) in [("cpu", 1), ("disk", 2), ("cpu", 3)] {
+        let tile = Tile {
+            name: name.to_owned(),
+            value,
+        };
+        hub.emit(&tile).await.unwrap();
+    }
+    let server =
+        TestServer::start(Router::new().route("/events", get(events)).livepush(&hub)).await;
+    let mut sub = SseClient::connect(&server.url("/events?topic=dashboard")).await;
+    let first: Value = serde_json::from_str(&sub.next().await.data).unwrap();
+    let second: Value = serde_json::from_str(&sub.next().await.data).unwrap();
+    // one value per tile, the newest, in id order
+    assert_eq!(first, json!({"name": "disk", "value": 2}));
+    assert_eq!(second, json!({"name": "cpu", "value": 3}));
 }

@@ -3,7 +3,9 @@
 //! The smallest livepush app: `POST /publish` with any JSON object answers 200 echoing it and
 //! publishes it as event `tick` on topic `bench` (or on `T` for `POST /publish?topic=T`);
 //! `GET /events?topic=bench` streams it. The project's load generator, `benchmarks/loadgen/`,
-//! measures it (see BENCHMARKS.md).
+//! measures it (see BENCHMARKS.md). `POST /state?topic=T` does the same as event `state`,
+//! retained as `T`'s current value (docs/state.md), which every new subscriber of `T` gets
+//! first (`livepush/benches/current_value.rs` measures how long that takes).
 //!
 //! Run:   cargo run --release --bin bench_server
 //! Try:   curl -N 'localhost:3000/events?topic=bench'
@@ -49,6 +51,17 @@ async fn publish(
     Ok(Json(body))
 }
 
+/// As `publish`, as event `state` retained as the topic's current value: a new subscriber of the
+/// topic gets the latest first.
+#[publish_event(topic = "{target.topic}", event = "state", retain)]
+async fn state(
+    Query(target): Query<Target>,
+    Json(body): Json<Map<String, Value>>,
+) -> Result<Json<Map<String, Value>>, StatusCode> {
+    Topic::new(&target.topic).map_err(|_| StatusCode::BAD_REQUEST)?;
+    Ok(Json(body))
+}
+
 /// `GET /events?topic=bench`.
 #[subscribe_to_events]
 async fn events() {}
@@ -59,6 +72,7 @@ async fn main() {
     let hub = common::hub_from_env();
     let app = Router::new()
         .route("/publish", post(publish))
+        .route("/state", post(state))
         .route("/events", get(events))
         .livepush(&hub)
         // /metrics and /events/catalog: open here, as a demo (docs/deployment.md: mounting them)

@@ -19,5 +19,8 @@ export interface Events {
   comment_updated: Comment;
 }
 
+/** The state events (retained: the current value comes first), for `sub.state(...)`. */
+export type StateEvent = never;
+
 /** The topics this service publishes to. */
 export type Topic = "comments";

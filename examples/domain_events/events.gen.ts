@@ -30,5 +30,8 @@ export interface Events {
   "sync.completed": SyncCompleted;
 }
 
+/** The state events (retained: the current value comes first), for `sub.state(...)`. */
+export type StateEvent = never;
+
 /** The topics this service publishes to. */
 export type Topic = "broadcast" | `user:${string}`;

@@ -69,6 +69,9 @@ impl Given<LitStr> {
 
 const TOPIC_HINT: &str = "such as `topic = \"comments\"` or `topic = \"ticket:{id}\"`";
 
+/// Keys that may be given without a value, as flags.
+const FLAGS: &[&str] = &["retain"];
+
 /// One `key = value` argument.
 pub(crate) struct Arg {
     pub(crate) key: Ident,
@@ -103,6 +106,22 @@ pub(crate) fn parse(tokens: TokenStream, attr: &AttrName, errors: &mut Errors) -
                     None
                 }
             },
+            // A flag (`retain`) stands for `flag = true`.
+            Meta::Path(path)
+                if path
+                    .get_ident()
+                    .is_some_and(|i| FLAGS.iter().any(|f| i == f)) =>
+            {
+                let key = path.get_ident().cloned()?;
+                let value = syn::LitBool::new(true, key.span());
+                Some(Arg {
+                    key,
+                    value: Expr::Lit(ExprLit {
+                        attrs: Vec::new(),
+                        lit: Lit::Bool(value),
+                    }),
+                })
+            }
             Meta::Path(path) => {
                 errors.spanned(
                     &path,

@@ -20,6 +20,7 @@ mod errors;
 mod event_name;
 mod handler;
 mod publish_event;
+mod retain;
 #[cfg(test)]
 mod snapshot;
 mod sse_event;

@@ -113,6 +113,22 @@ mod tests {
     }
 
     #[test]
+    fn a_retained_attribute_publishes_through_publish_retained_and_marks_its_route() {
+        let out = expand(
+            quote!(
+                topic = "room:{room}",
+                event = "room_topic",
+                retain,
+                retain_ttl = 60
+            ),
+            quote! {
+                async fn set_topic(Path(room): Path<String>) -> Json<Topic> { Json(Topic::default()) }
+            },
+        );
+        assert_expansion("publish_event/retained", out.ok().unwrap());
+    }
+
+    #[test]
     fn a_generic_handler_publishes_without_a_payload_schema() {
         let out = expand(
             quote!(topic = "generic"),

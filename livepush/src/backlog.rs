@@ -14,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::broker::{History, Partitioned};
+use crate::current;
 use crate::envelope::Envelope;
 use crate::event::EventId;
 use crate::position::{LastEventId, Position};
@@ -91,22 +92,26 @@ struct Reads {
     events: Vec<(u32, Arc<Envelope>)>,
     /// Per partition, where the stream starts.
     starts: HashMap<u32, EventId>,
+    /// Current values of state topics sent after a partition's reset, with their partition.
+    values: Vec<(u32, Arc<Envelope>)>,
 }
 
 /// Prepares a stream of `topics` on a partitioned broker once the broker confirmed (or could not
 /// confirm) live delivery: reads each partition's history after the client's position (or,
 /// without `Last-Event-ID`, each partition's current position), and answers the frames to send
-/// first.
+/// first. `values` are the current values of its state topics ([`current`]): a new stream gets
+/// them all, a resuming one those of the partitions it is reset in.
 pub(crate) async fn open(
     broker: &dyn Partitioned,
     topics: &[Topic],
     last: Option<&LastEventId>,
     replay: bool,
     confirmed: Confirmed,
+    values: Vec<Arc<Envelope>>,
 ) -> Opened {
     let placed = Placed::new(broker, topics);
     let Some(last) = last else {
-        return fresh(broker, &placed).await;
+        return fresh(broker, &placed, values).await;
     };
     let mut reads = Reads::default();
     for &p in &placed.parts {
@@ -122,12 +127,19 @@ pub(crate) async fn open(
             reads.marks.entry(t.clone()).or_insert(start);
         }
     }
+    let reset: Vec<u32> = reads.reset_to.iter().map(|(p, _)| *p).collect();
+    for value in values {
+        let p = broker.partition_of(value.topic());
+        if reset.contains(&p) {
+            reads.values.push((p, value));
+        }
+    }
     resumed(&placed, last, reads)
 }
 
-/// A stream without `Last-Event-ID`: nothing to send first. Spanning several partitions, it
-/// starts at each one's current position.
-async fn fresh(broker: &dyn Partitioned, placed: &Placed) -> Opened {
+/// A stream without `Last-Event-ID`: the current values of its state topics first. Spanning
+/// several partitions, it starts at each one's current position.
+async fn fresh(broker: &dyn Partitioned, placed: &Placed, values: Vec<Arc<Envelope>>) -> Opened {
     let mut opened = Opened {
         frames: Vec::new(),
         seen: None,
@@ -135,6 +147,10 @@ async fn fresh(broker: &dyn Partitioned, placed: &Placed) -> Opened {
         replayed: 0,
     };
     if placed.single() {
+        // One partition, one sequence: as on one server.
+        let topics: Vec<Topic> = placed.topics.iter().map(|(t, _)| t.clone()).collect();
+        opened.seen = current::fresh_marks(&topics, &values);
+        opened.frames = values.iter().map(|e| e.frame().clone()).collect();
         return opened;
     }
     let parts = &placed.parts;
@@ -152,14 +168,18 @@ async fn fresh(broker: &dyn Partitioned, placed: &Placed) -> Opened {
     // The connection starts at these positions: a live event at or below one was published
     // before it (after the subscription, before the read) and is not sent, or a reconnect
     // from a position that claims it would miss it.
-    opened.seen = Some(
-        placed
-            .topics
-            .iter()
-            .map(|(t, p)| (t.clone(), at(*p)))
-            .collect(),
-    );
-    opened.position = Some(Position::new(placed.count, &placed.topics, at));
+    let mut marks: HashMap<Topic, EventId> = placed
+        .topics
+        .iter()
+        .map(|(t, p)| (t.clone(), at(*p)))
+        .collect();
+    current::raise_marks(&mut marks, &values);
+    let mut position = Position::new(placed.count, &placed.topics, at);
+    // A value older than its partition's position does not move the position back: the
+    // stream starts at the position, where it would resume.
+    opened.frames = values.iter().map(|e| position.frame_forward(e)).collect();
+    opened.seen = Some(marks);
+    opened.position = Some(position);
     opened
 }
 
@@ -231,16 +251,28 @@ async fn unreplayable_from(
 fn resumed(placed: &Placed, last: &LastEventId, reads: Reads) -> Opened {
     let Reads {
         reset_to,
-        marks,
-        mut events,
+        mut marks,
+        events,
         starts,
+        values,
     } = reads;
     let single = placed.single();
     let mut position = Position::new(placed.count, &placed.topics, |p| {
         starts.get(&p).copied().unwrap_or_default()
     });
+    // The current values of the reset partitions' state topics go with their history, by id.
+    let values: Vec<(u32, Arc<Envelope>)> = values
+        .into_iter()
+        .filter(|(p, v)| !events.iter().any(|(q, e)| q == p && e.id() == v.id()))
+        .collect();
     let mut frames = Vec::new();
     if let Some(&(_, at)) = reset_to.first() {
+        // One partition, plain ids: the reset comes before the oldest value sent after it, so
+        // the ids of the stream keep rising.
+        let at = match values.iter().map(|(_, v)| v.id()).min() {
+            Some(oldest) if single => at.min(EventId::new(oldest.get().saturating_sub(1))),
+            _ => at,
+        };
         // What the client sent: a number for a plain id (as on one Redis), else the text.
         let asked = match last {
             LastEventId::Plain(id) => serde_json::json!(id),
@@ -254,20 +286,30 @@ fn resumed(placed: &Placed, last: &LastEventId, reads: Reads) -> Opened {
             position.reset(data.as_bytes())
         });
     }
+    for (_, value) in &values {
+        let mark = marks.entry(value.topic().clone()).or_default();
+        *mark = (*mark).max(value.id());
+    }
+    let mut sent: Vec<(u32, Arc<Envelope>, bool)> = events
+        .into_iter()
+        .map(|(p, e)| (p, e, false))
+        .chain(values.into_iter().map(|(p, v)| (p, v, true)))
+        .collect();
     // Events of one partition are in id order; across partitions ids are only roughly
     // comparable (clocks of different servers), which is all the order a client may assume.
-    events.sort_by_key(|(p, e)| (e.id(), *p));
-    for (_, event) in &events {
-        frames.push(if single {
-            event.frame().clone()
-        } else {
-            position.frame(event)
+    sent.sort_by_key(|(p, e, _)| (e.id(), *p));
+    let replayed = sent.iter().filter(|(_, _, value)| !value).count();
+    for (_, event, value) in &sent {
+        frames.push(match (single, value) {
+            (true, _) => event.frame().clone(),
+            (false, false) => position.frame(event),
+            (false, true) => position.frame_forward(event),
         });
     }
     Opened {
         frames,
         seen: Some(marks),
         position: (!single).then_some(position),
-        replayed: events.len(),
+        replayed,
     }
 }

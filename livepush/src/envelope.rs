@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use crate::event::{EventId, EventName};
 use crate::sse;
+use crate::state::Retain;
 use crate::topic::Topic;
 use crate::trace::Trace;
 
@@ -23,6 +24,9 @@ pub struct Publication {
     /// zero-sized without it): [`Trace::current`] where it is published, [`Trace::NONE`] for
     /// none.
     pub trace: Trace,
+    /// `Some` for state: the broker keeps it as the current value of its topic (or of a key
+    /// inside it), which new subscribers get first (see [`Retain`]).
+    pub retain: Option<Retain>,
 }
 
 /// One event with its id, and its SSE frame encoded once for every subscriber.

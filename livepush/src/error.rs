@@ -12,6 +12,7 @@ use serde::Serialize;
 pub use crate::broker::BrokerError;
 pub use crate::config::ConfigError;
 pub use crate::event::{InvalidEventId, InvalidName};
+pub use crate::state::InvalidRetain;
 pub use crate::topic::TopicError;
 
 /// Why a hub could not be built.
@@ -54,6 +55,13 @@ pub enum PublishError {
     /// The broker did not answer within `publish_timeout`.
     #[error("broker did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The [`Retain`](crate::Retain) of a retained publication is out of bounds.
+    #[error(transparent)]
+    Retain(#[from] InvalidRetain),
+    /// A retained publication on a broker that keeps no state (such as the NATS engine):
+    /// nothing was published.
+    #[error("the {0} broker does not keep retained values (state topics); use the in-memory or a Redis broker, or publish without retain")]
+    RetainUnsupported(&'static str),
 }
 
 /// Serializes `value` to compact JSON: the one place a JSON serialization failure becomes an
@@ -74,6 +82,8 @@ impl PublishError {
             PublishError::TooLarge { .. } => "too_large",
             PublishError::Broker(_) => "broker",
             PublishError::Timeout(_) => "timeout",
+            PublishError::Retain(_) => "invalid_retain",
+            PublishError::RetainUnsupported(_) => "retain_unsupported",
         }
     }
 }

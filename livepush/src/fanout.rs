@@ -117,6 +117,7 @@ impl Fanout {
                 event: crate::sse::RESET,
                 category: None,
                 data: bytes::Bytes::copy_from_slice(data),
+                retain: None,
             },
         ));
         let map = self.topics.read().unwrap_or_else(|p| p.into_inner());
@@ -387,6 +388,7 @@ mod tests {
             event: crate::EventName::from_static("e"),
             category: None,
             data: n.to_string().into(),
+            retain: None,
         };
         Arc::new(Envelope::new(EventId::new(n), publication))
     }

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "topic",
             "event",
+            "state",
             "config",
             "metrics",
             "sse_event",
@@ -43,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "catchup",
             "registry",
             "position",
+            "current",
             "backlog",
             "hub",
         ],

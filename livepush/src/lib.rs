@@ -37,6 +37,8 @@
 //! - [`publish_event`] publishes what a handler returns; [`subscribe_to_events`] makes an SSE
 //!   endpoint; [`SseEvent`] maps domain event types to SSE events sent with [`Hub::emit`].
 //! - [`Hub`]: one per process, built by [`HubBuilder`] or from the environment ([`Config`]).
+//! - State topics: [`Hub::publish_retained`] with a [`Retain`] (or `retain` in the macros) keeps
+//!   a topic's current value, which every new subscriber gets first.
 //! - [`broker`]: in-memory by default, Redis pub/sub with the `redis` feature.
 //! - `outbox` (features `outbox-postgres`, `outbox-sqlite`): events written in the app's own
 //!   database transaction and relayed after commit, for handlers that write to a database.
@@ -59,11 +61,11 @@
 //!
 //! | layer | modules | what they hold |
 //! | --- | --- | --- |
-//! | vocabulary | `topic`, `event`, `config`, `metrics`, `sse_event`, `publishable` | the words: topics, event ids and names, settings, counters, the domain-event trait, what a handler's return value publishes |
+//! | vocabulary | `topic`, `event`, `state`, `config`, `metrics`, `sse_event`, `publishable` | the words: topics, event ids and names, what is retained as state, settings, counters, the domain-event trait, what a handler's return value publishes |
 //! | wire format | `sse`, `trace`, `envelope` | the SSE frame, the trace context an event carries (feature `otel`), and the envelope an event travels in, encoded once |
 //! | local delivery | `queue`, `recent`, `fanout` | one bounded queue per connection, the recent events of watched topics (for reconnects), and the topic → connections map fed by a [`broker::Delivery`] |
 //! | broker seam | `broker` (+ `memory`, `redis`) | what carries events between processes; it sees only the layers above |
-//! | core | `error`, `retry`, `presence`, `connections`, `catchup`, `registry`, `position`, `backlog`, `hub` | the errors, the retry buffer, presence (members, their join and leave events, occupancy), admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker and the backlog of a new stream there, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
+//! | core | `error`, `retry`, `presence`, `connections`, `catchup`, `registry`, `position`, `current`, `backlog`, `hub` | the errors, the retry buffer, presence (members, their join and leave events, occupancy), admission guards, coalesced history reads, the map of what is pushed, per-connection positions on a partitioned broker, the current values of state topics a stream gets first, the backlog of a new stream on a partitioned broker, and the [`Hub`] façade over them (every public method of `Hub`, its [`layer`] and its operational routes, in `hub/`) |
 //! | HTTP | `publish`, `stream`, `subscribe`, `cursor`, `routes`, `serve`, `outbox` | what handlers, routers and servers see |
 //! | test helpers | `testing` | what an app's tests use to see what it pushes (feature `testing`) |
 //!
@@ -91,6 +93,7 @@ mod event;
 mod metrics;
 mod publishable;
 mod sse_event;
+mod state;
 mod topic;
 // wire format
 mod envelope;
@@ -106,6 +109,7 @@ pub mod broker;
 mod backlog;
 mod catchup;
 mod connections;
+mod current;
 pub mod error;
 mod hub;
 mod position;
@@ -138,6 +142,7 @@ pub use self::routes::RouterExt;
 #[cfg(feature = "server")]
 pub use self::serve::serve;
 pub use self::sse_event::SseEvent;
+pub use self::state::Retain;
 pub use self::subscribe::{IntoSubscription, Subscription};
 pub use self::topic::{Topic, Topics};
 pub use livepush_macros::{publish_event, subscribe_to_events, SseEvent};
@@ -234,10 +239,36 @@ pub mod __private {
             event,
             category,
             data,
+            retained: false,
+            retain_ttl_secs: None,
             payload,
             file,
             line,
         }
+    }
+
+    /// `route`, retained as state (`retain`, `retain_ttl = ttl`).
+    pub const fn retained_route(route: PublishRoute, ttl: Option<u64>) -> PublishRoute {
+        PublishRoute {
+            retained: true,
+            retain_ttl_secs: ttl,
+            ..route
+        }
+    }
+
+    /// `event`, retained as state (`#[sse(retain, retain_ttl = ttl)]`).
+    pub const fn retained_event(event: EventType, ttl: Option<u64>) -> EventType {
+        EventType {
+            retained: true,
+            retain_ttl_secs: ttl,
+            ..event
+        }
+    }
+
+    /// The [`Retain`](crate::Retain) of a derived event: `key` inside its topic ("" for the
+    /// topic's one value), kept `ttl` seconds.
+    pub fn retain(key: String, ttl: Option<u64>) -> crate::Retain {
+        crate::Retain::of_attribute(key, ttl)
     }
 
     /// The entry of one `#[subscribe_to_events]`.
@@ -276,6 +307,8 @@ pub mod __private {
             event,
             topic,
             category,
+            retained: false,
+            retain_ttl_secs: None,
             type_id,
             payload,
             file,

@@ -224,6 +224,16 @@ impl Position {
         self.frame_placed(envelope, &|_| None)
     }
 
+    /// [`Position::frame`] for a current value of a state topic, which may be older than the
+    /// position of its partition: the position moves forward to it, never back.
+    pub(crate) fn frame_forward(&mut self, envelope: &Envelope) -> Bytes {
+        if let Some(&i) = self.topics.get(envelope.topic()) {
+            let at = &mut self.entries[i].1;
+            *at = (*at).max(envelope.id());
+        }
+        self.ended(without_id(envelope.frame()))
+    }
+
     fn frame_placed(
         &mut self,
         envelope: &Envelope,
@@ -360,6 +370,7 @@ mod tests {
                 event: EventName::new("e").unwrap(),
                 category: None,
                 data: Bytes::from_static(b"{}"),
+                retain: None,
             },
         );
         let frame = position.frame(&envelope);
@@ -391,6 +402,7 @@ mod tests {
                 event: crate::sse::RESET,
                 category: None,
                 data: Bytes::from_static(b"{}"),
+                retain: None,
             },
         );
         let mut out = BytesMut::new();
@@ -470,6 +482,7 @@ mod tests {
                     event: EventName::new("e").unwrap(),
                     category: None,
                     data: Bytes::from_static(b"{}"),
+                    retain: None,
                 });
                 let frame = position.frame(&envelope);
                 let line = frame.split(|&b| b == b'\n').find(|l| l.starts_with(b"id: ")).unwrap();

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::error::{to_json, PublishError};
 use crate::event::Published;
 use crate::hub::Hub;
+use crate::state::Retain;
 
 /// A value encoded to JSON once, for all the `#[publish_event]` attributes of a handler.
 #[doc(hidden)]
@@ -51,6 +52,32 @@ impl PublishContext {
         topic: String,
         data: &Encoded,
     ) {
+        self.publish_with(event, category, topic, data, None).await
+    }
+
+    /// [`PublishContext::publish`] of a `retain` attribute: kept as the topic's current value,
+    /// for `ttl` seconds when given.
+    pub async fn publish_retained(
+        &self,
+        event: &'static str,
+        category: Option<&'static str>,
+        topic: String,
+        data: &Encoded,
+        ttl: Option<u64>,
+    ) {
+        let retain = Retain::of_attribute(String::new(), ttl);
+        self.publish_with(event, category, topic, data, Some(retain))
+            .await
+    }
+
+    async fn publish_with(
+        &self,
+        event: &'static str,
+        category: Option<&'static str>,
+        topic: String,
+        data: &Encoded,
+        retain: Option<Retain>,
+    ) {
         let Some(hub) = &self.hub else {
             if !WARNED_MISSING_HUB.swap(true, Ordering::Relaxed) {
                 tracing::error!(
@@ -70,7 +97,10 @@ impl PublishContext {
             }
         };
         let size = json.len();
-        match hub.publish_json(&topic, event, category, json).await {
+        match hub
+            .publish_json_retained(&topic, event, category, json, retain)
+            .await
+        {
             Ok(Published::Now(_)) => {}
             // The retry buffer logs the outage once; it is not a loss.
             Ok(_) => {

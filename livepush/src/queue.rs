@@ -196,6 +196,7 @@ mod tests {
             event: crate::EventName::from_static("e"),
             category: None,
             data: n.to_string().into(),
+            retain: None,
         };
         Arc::new(Envelope::new(EventId::new(n), publication))
     }

@@ -323,6 +323,7 @@ impl RetryBuffer {
                 event: crate::sse::RESET,
                 category: None,
                 data: Bytes::from(data.to_string()),
+                retain: None,
             };
             return Some(Job::Marker(topic.clone(), marker));
         }
@@ -445,6 +446,7 @@ mod tests {
             event: crate::EventName::from_static("e"),
             category: None,
             data: Bytes::from(n.to_string()),
+            retain: None,
         }
     }
 

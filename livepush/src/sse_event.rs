@@ -36,4 +36,10 @@ pub trait SseEvent {
     const CATEGORY: Option<&'static str>;
     /// The topic of this value: the template with its placeholders filled from fields.
     fn topic(&self) -> String;
+    /// `Some` when this event is state, kept as its topic's current value (derived from
+    /// `#[sse(retain)]`, with `retain_key = "{field}"` and `retain_ttl = <seconds>`): see
+    /// [`Retain`](crate::Retain). The default: not retained.
+    fn retain(&self) -> Option<crate::state::Retain> {
+        None
+    }
 }

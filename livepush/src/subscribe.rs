@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::backlog::{self, Confirmed};
 use crate::broker::{History, Partitioned};
+use crate::current;
 use crate::error::SubscribeError;
 use crate::event::EventId;
 use crate::fanout::Connection;
@@ -457,14 +458,23 @@ impl Backlog {
             seen: None,
             position: None,
         };
+        let broker = hub.broker();
         let Some(after) = after else {
+            // A new stream: the current values of its state topics first.
+            let values = current::read(broker.as_ref(), topics).await;
+            backlog.seen = current::fresh_marks(topics, &values);
+            backlog
+                .pending
+                .extend(values.iter().map(|e| e.frame().clone()));
             return backlog;
         };
-        let broker = hub.broker();
         if hub.config().replay == 0 {
             // No history to replay: a client that asks for events after an id it is behind on
             // (a list's cursor, a reconnect) is told to reload instead of silently missing them.
             backlog.seen = unreplayable(&mut backlog.pending, broker.as_ref(), topics, after).await;
+            if backlog.pending.len() > 1 {
+                backlog.after_reset(broker.as_ref(), topics).await;
+            }
             return backlog;
         }
         if confirmed == Confirmed::No {
@@ -472,20 +482,38 @@ impl Backlog {
                 "live delivery not confirmed, history not read; the client is told to reset"
             );
             backlog.pending.push_back(reset_frame(after, after));
+            backlog.after_reset(broker.as_ref(), topics).await;
             return backlog;
         }
         match hub.history(topics, after).await {
-            Ok(history) => {
+            Ok(mut history) => {
                 hub.metrics().replayed.inc_by(history.events.len() as u64);
+                if !history.complete {
+                    // The reset path: the current values, merged into what is replayed by id.
+                    let values = current::read(broker.as_ref(), topics).await;
+                    current::merge(&mut history.events, values);
+                }
                 backlog.seen = Some(replay(&mut backlog.pending, topics, after, history));
             }
             Err(error) => {
-                // Nothing was replayed, so nothing needs filtering: every live event goes out.
                 tracing::warn!(%error, "history unavailable; the client is told to reset");
                 backlog.pending.push_back(reset_frame(after, after));
+                backlog.after_reset(broker.as_ref(), topics).await;
             }
         }
         backlog
+    }
+
+    /// After a reset with nothing replayed: the current values of the state topics, and marks
+    /// that skip live events they already cover (every other live event goes out).
+    async fn after_reset(&mut self, broker: &dyn crate::broker::Broker, topics: &[Topic]) {
+        let values = current::read(broker, topics).await;
+        if values.is_empty() {
+            return;
+        }
+        current::raise_marks(self.seen.get_or_insert_with(HashMap::new), &values);
+        self.pending
+            .extend(values.iter().map(|e| e.frame().clone()));
     }
 
     /// The backlog of a stream on a partitioned broker (Redis Cluster): a position per
@@ -499,7 +527,10 @@ impl Backlog {
         confirmed: Confirmed,
     ) -> Backlog {
         let replay = hub.config().replay > 0;
-        let opened = backlog::open(broker, topics, last.as_ref(), replay, confirmed).await;
+        // Read up front (one more round trip per stream): the partitions that need them are
+        // known only once their histories are read.
+        let values = current::read(hub.broker().as_ref(), topics).await;
+        let opened = backlog::open(broker, topics, last.as_ref(), replay, confirmed, values).await;
         hub.metrics().replayed.inc_by(opened.replayed as u64);
         let mut pending =
             VecDeque::from([sse::retry(hub.config().client_retry.as_millis() as u64)]);

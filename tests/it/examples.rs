@@ -140,6 +140,28 @@ fn every_example_refuses_invalid_settings_with_a_clear_message() {
 }
 
 #[tokio::test]
+async fn bench_server_retains_what_is_posted_to_state_for_later_subscribers() {
+    let example = Example::start("bench_server", &[]);
+    let client = http();
+    for n in 1..=2 {
+        let response = client
+            .post(example.url("/state?topic=tile"))
+            .json(&json!({ "n": n }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let mut sub = SseClient::connect(&example.url("/events?topic=tile")).await;
+    let event = sub.next().await;
+    assert_eq!(event.event, "state");
+    assert_eq!(
+        serde_json::from_str::<Value>(&event.data).unwrap(),
+        json!({ "n": 2 })
+    );
+}
+
+#[tokio::test]
 async fn bench_server_echoes_and_publishes_objects_only() {
     let example = Example::start("bench_server", &[]);
     let client = Client::http(&example.url(""));

@@ -59,6 +59,7 @@ mod serving;
 mod shutdown;
 mod slow_clients;
 mod sse_loop;
+mod state;
 mod storm;
 mod subscribe;
 mod testing;

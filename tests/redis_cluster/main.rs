@@ -274,6 +274,8 @@ async fn redis_cluster() {
     eprintln!("cursor: ok ({:?})", started.elapsed());
     presence_across_instances_and_a_kill(&cluster).await;
     eprintln!("presence: ok ({:?})", started.elapsed());
+    state_topics_across_partitions(&cluster).await;
+    eprintln!("state topics: ok ({:?})", started.elapsed());
     let before = logs.text().len();
     a_watched_slot_moves(&cluster).await;
     // the broker noticed (not only redis-rs): the moved channel was re-subscribed and caught up
@@ -955,5 +957,53 @@ async fn presence_across_instances_and_a_kill(cluster: &Cluster) {
         let presence = support::get_json(&x.url("/rooms/cl/presence")).await;
         assert_eq!(member_keys(&presence), ["carol", "watcher"]);
         assert_eq!(presence["connections"].as_u64(), Some(2));
+    }
+}
+
+/// State topics on a cluster: values retained through one instance, on topics spread over
+/// several partitions, reach a new stream of the other instance first (the newest of each topic,
+/// once), before live events; a stream that resumes with complete history gets no copy.
+async fn state_topics_across_partitions(cluster: &Cluster) {
+    let prefix = "state:";
+    let a = Instance::start(cluster, prefix).await;
+    let b = Instance::start(cluster, prefix).await;
+    let names: Vec<String> = (0..8).map(|i| format!("tile{i}")).collect();
+    for n in 1..=2u64 {
+        for topic in &names {
+            let data = json!({"topic": topic, "n": n});
+            a.hub
+                .publish_retained(topic, "v", &data, livepush::Retain::latest())
+                .await
+                .unwrap();
+        }
+    }
+    let mut client = SseClient::connect(&b.events_url(&names)).await;
+    let mut firsts = Vec::new();
+    for _ in &names {
+        match next_seen(&mut client, support::WAIT).await {
+            Some(Seen::Event { topic, n, .. }) => firsts.push((topic, n)),
+            other => panic!("expected a current value, got {other:?}"),
+        }
+    }
+    firsts.sort();
+    let expected: Vec<(String, u64)> = names.iter().map(|t| (t.clone(), 2)).collect();
+    assert_eq!(firsts, expected, "the newest value of each topic, once");
+    let live = json!({"topic": names[3], "n": 3});
+    a.hub
+        .publish_retained(&names[3], "v", &live, livepush::Retain::latest())
+        .await
+        .unwrap();
+    let last_id = match next_seen(&mut client, support::WAIT).await {
+        Some(Seen::Event { topic, n: 3, id }) if topic == names[3] => id,
+        other => panic!("expected the live value, got {other:?}"),
+    };
+    drop(client);
+    let mut again =
+        SseClient::connect_with(&b.events_url(&names), &[("last-event-id", &last_id)]).await;
+    let note = json!({"topic": names[5], "n": 9});
+    a.hub.publish(&names[5], "v", &note).await.unwrap();
+    match next_seen(&mut again, support::WAIT).await {
+        Some(Seen::Event { topic, n: 9, .. }) if topic == names[5] => {}
+        other => panic!("a resume with complete history got {other:?} before the live event"),
     }
 }

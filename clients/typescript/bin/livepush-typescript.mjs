@@ -33,6 +33,13 @@ export function generate(document, source = "an AsyncAPI document") {
     out.push(`  ${prop(name)}: ${ts(message.payload ?? {}, "  ")};`);
   }
   out.push("}", "");
+  // State events (`retain`): the server keeps the current value and sends it first (`state()`).
+  const state = Object.keys(messages)
+    .filter((key) => messages[key]["x-livepush-retained"])
+    .map((key) => messages[key].name ?? key)
+    .sort();
+  out.push("/** The state events (retained: the current value comes first), for `sub.state(...)`. */");
+  out.push(`export type StateEvent = ${state.length ? state.map((n) => JSON.stringify(n)).join(" | ") : "never"};`, "");
   const templates = Object.values(document.channels ?? {})
     .map((c) => c.title ?? c.address)
     .filter((t) => typeof t === "string")

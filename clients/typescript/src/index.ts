@@ -12,7 +12,9 @@
  * - retries after network errors, 429 (waiting out `Retry-After`) and 5xx, with exponential
  *   backoff and jitter, where `EventSource` gives up for good;
  * - `beforeConnect` refreshes credentials (headers) before every attempt: the transport is
- *   `fetch`, which can send headers, read the status and `Retry-After`.
+ *   `fetch`, which can send headers, read the status and `Retry-After`;
+ * - `state("room_topic")` keeps the current value of a state event (published with `retain`),
+ *   which the server sends first on every new stream.
  *
  * No dependency beyond `fetch`, `ReadableStream` and `TextDecoder` (browsers, Node.js 20).
  */
@@ -199,10 +201,35 @@ export interface SubscribeOptions {
 /** Handler of one event. */
 export type Handler<T> = (data: T, meta: EventMeta) => void;
 
+/**
+ * The current value of a state event (one the service publishes with `retain`, marked `state`
+ * in its AsyncAPI document): the server sends the current value first on every new stream, so
+ * `value` is set as soon as the stream opens, then follows every update. With `keyOf`, one
+ * value per key (a service that retains per key: `Retain::key`, `retain_key`).
+ */
+export interface StateView<T> {
+  /** The newest value (of any key), or `undefined` before the first one. */
+  readonly value: T | undefined;
+  /** The id of the newest value. */
+  readonly id: string | undefined;
+  /** The newest value of each key (one entry, key `""`, without `keyOf`). */
+  readonly values: ReadonlyMap<string, T>;
+  /** Calls `handler` with every new value; answers a function that removes it. */
+  onChange(handler: Handler<T>): () => void;
+}
+
+/** Options of {@link Subscription.state}. */
+export interface StateOptions<T> {
+  /** The key of a value (default: one value, key `""`). */
+  keyOf?: (value: T) => string;
+}
+
 /** A running subscription. */
 export interface Subscription<E> {
   /** Calls `handler` for every event named `event`; answers a function that removes it. */
   on<K extends keyof (E & Notices) & string>(event: K, handler: Handler<(E & Notices)[K]>): () => void;
+  /** The current value of the state event `event`, kept up to date (see {@link StateView}). */
+  state<K extends keyof E & string>(event: K, options?: StateOptions<E[K]>): StateView<E[K]>;
   /** The id of the last event received (what the next attempt resumes after). */
   readonly lastEventId: string | undefined;
   /** Where the subscription stands. */
@@ -271,6 +298,12 @@ class LivepushSubscription<E extends object> implements Subscription<E> {
     if (!set) this.handlers.set(event, (set = new Set()));
     set.add(handler as Handler<never>);
     return () => set.delete(handler as Handler<never>);
+  }
+
+  state<K extends keyof E & string>(event: K, options: StateOptions<E[K]> = {}): StateView<E[K]> {
+    const view = new CurrentState<E[K]>(options.keyOf);
+    this.on(event as keyof (E & Notices) & string, ((data: E[K], meta: EventMeta) => view.apply(data, meta)) as never);
+    return view;
   }
 
   close(): void {
@@ -428,6 +461,42 @@ class LivepushSubscription<E extends object> implements Subscription<E> {
     } catch {
       // a full or disabled storage only loses the resume-after-reload
     }
+  }
+}
+
+/** A {@link StateView} fed by one event's handler. */
+class CurrentState<T> implements StateView<T> {
+  private readonly byKey = new Map<string, T>();
+  private readonly handlers = new Set<Handler<T>>();
+  private newest: T | undefined;
+  private newestId: string | undefined;
+
+  constructor(private readonly keyOf?: (value: T) => string) {}
+
+  get value(): T | undefined {
+    return this.newest;
+  }
+
+  get id(): string | undefined {
+    return this.newestId;
+  }
+
+  get values(): ReadonlyMap<string, T> {
+    return this.byKey;
+  }
+
+  onChange(handler: Handler<T>): () => void {
+    this.handlers.add(handler);
+    return () => this.handlers.delete(handler);
+  }
+
+  apply(data: T, meta: EventMeta): void {
+    // The server sends values in id order (a value sent again after a reset is the same one),
+    // so the last one received is the current one.
+    this.byKey.set(this.keyOf ? this.keyOf(data) : "", data);
+    this.newest = data;
+    this.newestId = meta.id;
+    for (const handler of this.handlers) handler(data, meta);
   }
 }
 

@@ -8,8 +8,9 @@ use syn::{Attribute, LitStr, Meta};
 use super::ATTR;
 use crate::args::{self, Given};
 use crate::errors::Errors;
+use crate::retain::RetainArgs;
 
-const KEYS: &[&str] = &["topic", "event", "category", "data"];
+const KEYS: &[&str] = &["topic", "event", "category", "data", "retain", "retain_ttl"];
 
 /// The arguments of one `#[publish_event(...)]`, as written.
 pub(crate) struct PublishArgs {
@@ -21,6 +22,8 @@ pub(crate) struct PublishArgs {
     pub(crate) event: Given<LitStr>,
     pub(crate) category: Given<LitStr>,
     pub(crate) data: Given<syn::Path>,
+    /// `retain`, `retain_ttl`.
+    pub(crate) retain: RetainArgs,
 }
 
 /// The arguments of the expanding attribute (`top`) and of the ones stacked below it, in order.
@@ -63,6 +66,7 @@ fn parse(tokens: TokenStream, whole: TokenStream, span: Span, errors: &mut Error
         event: Given::Absent,
         category: Given::Absent,
         data: Given::Absent,
+        retain: RetainArgs::default(),
     };
     let parsed = args::parse(tokens, &ATTR, errors);
     let mut typos = Vec::new();
@@ -72,6 +76,7 @@ fn parse(tokens: TokenStream, whole: TokenStream, span: Span, errors: &mut Error
             "event" => out.event = args::lit_str(&arg),
             "category" => out.category = args::lit_str(&arg),
             "data" => out.data = args::path(&arg),
+            _ if out.retain.take(&arg, false) => {}
             _ => typos.push(args::unknown_key(&arg, &ATTR, KEYS)),
         }
     }

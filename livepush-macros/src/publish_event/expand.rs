@@ -27,6 +27,7 @@ use syn::{parse_quote, Ident};
 use super::validate::{Hole, Plan, Publication};
 use crate::args;
 use crate::handler::{self, Handler};
+use crate::retain;
 use crate::tokens::{call_over, option_str, respan, spanning};
 
 /// The handler, wrapped.
@@ -119,9 +120,13 @@ impl Pending {
             };
             let event = &publication.event;
             let category = option_str(publication.category.as_deref());
-            pending
-                .publishes
-                .push(quote!(#context.publish(#event, #category, #topic, &#data).await;));
+            pending.publishes.push(match &publication.retain {
+                None => quote!(#context.publish(#event, #category, #topic, &#data).await;),
+                Some(retain) => {
+                    let ttl = retain::ttl_tokens(retain.ttl);
+                    quote!(#context.publish_retained(#event, #category, #topic, &#data, #ttl).await;)
+                }
+            });
         }
         pending
     }
@@ -165,8 +170,8 @@ fn route(
     let event = &publication.event;
     let category = option_str(publication.category.as_deref());
     let data = option_str(publication.data.as_ref().map(args::display).as_deref());
-    quote_spanned! {publication.span=>
-        const #entry: ::livepush::__private::PublishRoute = ::livepush::__private::publish_route(
+    let mut entry_expr = quote_spanned! {publication.span=>
+        ::livepush::__private::publish_route(
             #handler,
             ::std::module_path!(),
             #topic,
@@ -176,7 +181,14 @@ fn route(
             #payload,
             ::std::file!(),
             ::std::line!(),
-        );
+        )
+    };
+    if let Some(retain) = &publication.retain {
+        let ttl = retain::ttl_tokens(retain.ttl);
+        entry_expr = quote!(::livepush::__private::retained_route(#entry_expr, #ttl));
+    }
+    quote_spanned! {publication.span=>
+        const #entry: ::livepush::__private::PublishRoute = #entry_expr;
         ::livepush::__private::inventory::submit! { #entry }
     }
 }

@@ -13,6 +13,7 @@ use crate::args::Given;
 use crate::errors::{all, both, Errors};
 use crate::event_name::{self, NameKind};
 use crate::handler::{self, Handler};
+use crate::retain::Retained;
 use crate::template::{Placeholder, Template};
 
 /// What the wrapper does, checked.
@@ -38,6 +39,8 @@ pub(crate) struct Publication {
     /// What fills each placeholder of `template`, in order.
     pub(crate) holes: Vec<Hole>,
     pub(crate) data: Option<syn::Path>,
+    /// `Some` for state (`retain`).
+    pub(crate) retain: Option<Retained>,
 }
 
 /// What fills a placeholder.
@@ -82,6 +85,7 @@ pub(crate) fn validate(
                 template: attribute.template,
                 holes,
                 data: attribute.data,
+                retain: attribute.retain,
             }
         })
         .collect();
@@ -119,6 +123,7 @@ struct CheckedAttribute {
     topic: LitStr,
     template: Template,
     data: Option<syn::Path>,
+    retain: Option<Retained>,
 }
 
 fn check_attribute(args: PublishArgs) -> syn::Result<CheckedAttribute> {
@@ -139,8 +144,9 @@ fn check_attribute(args: PublishArgs) -> syn::Result<CheckedAttribute> {
             Ok((topic, template))
         });
     let data = args.data.optional();
-    let (((event, category), (topic, template)), data) =
-        both(both(both(event, category), topic), data)?;
+    let retain = args.retain.validate();
+    let ((((event, category), (topic, template)), data), retain) =
+        both(both(both(both(event, category), topic), data), retain)?;
     Ok(CheckedAttribute {
         span: args.span,
         event,
@@ -148,6 +154,7 @@ fn check_attribute(args: PublishArgs) -> syn::Result<CheckedAttribute> {
         topic,
         template,
         data,
+        retain,
     })
 }
 

@@ -7,8 +7,16 @@ use syn::{DeriveInput, LitStr, Meta};
 use super::ATTR;
 use crate::args::{self, Given};
 use crate::errors::Errors;
+use crate::retain::RetainArgs;
 
-const KEYS: &[&str] = &["event", "topic", "category"];
+const KEYS: &[&str] = &[
+    "event",
+    "topic",
+    "category",
+    "retain",
+    "retain_ttl",
+    "retain_key",
+];
 
 /// The arguments of the `#[sse(...)]` attributes, as written (several attributes merge).
 pub(crate) struct SseArgs {
@@ -17,6 +25,8 @@ pub(crate) struct SseArgs {
     pub(crate) event: Given<LitStr>,
     pub(crate) topic: Given<LitStr>,
     pub(crate) category: Given<LitStr>,
+    /// `retain`, `retain_ttl`, `retain_key`.
+    pub(crate) retain: RetainArgs,
 }
 
 /// The arguments, or an error on the type's name when there is no `#[sse]`. Problems inside
@@ -48,6 +58,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> syn::Result<Sse
         event: Given::Absent,
         topic: Given::Absent,
         category: Given::Absent,
+        retain: RetainArgs::default(),
     };
     let mut typos = Vec::new();
     for arg in args::unique(all, errors) {
@@ -55,6 +66,7 @@ pub(crate) fn parse(input: &DeriveInput, errors: &mut Errors) -> syn::Result<Sse
             "event" => out.event = args::lit_str(&arg),
             "topic" => out.topic = args::lit_str(&arg),
             "category" => out.category = args::lit_str(&arg),
+            _ if out.retain.take(&arg, true) => {}
             _ => typos.push(args::unknown_key(&arg, &ATTR, KEYS)),
         }
     }

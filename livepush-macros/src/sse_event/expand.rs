@@ -6,6 +6,7 @@ use syn::ext::IdentExt;
 use syn::DeriveInput;
 
 use super::validate::Event;
+use crate::retain;
 use crate::tokens::option_str;
 
 /// The impl of `::livepush::SseEvent` for the type, and its registry entry.
@@ -22,6 +23,42 @@ pub(crate) fn expand(input: &DeriveInput, event: &Event) -> TokenStream {
             .map(|field| field.field_of(&this))
             .collect::<Vec<_>>(),
     );
+    let mut entry = quote! {
+        ::livepush::__private::event_type(
+            #type_name,
+            ::std::module_path!(),
+            #name,
+            #topic,
+            #category,
+            || ::std::any::TypeId::of::<#ty>(),
+            |__livepush_schemas| {
+                #[allow(unused_imports)]
+                use ::livepush::__private::{NoSchema as _, ViaJsonSchema as _};
+                let __livepush_probe = &::livepush::__private::Probe::<#ty>::new();
+                __livepush_probe.payload_schema(__livepush_schemas)
+            },
+            ::std::file!(),
+            ::std::line!(),
+        )
+    };
+    let retain_fn = event.retain.as_ref().map(|retain| {
+        let ttl = retain::ttl_tokens(retain.ttl);
+        entry = quote!(::livepush::__private::retained_event(#entry, #ttl));
+        let key = match &retain.key {
+            Some((_, template)) => template.topic_expr(
+                &template
+                    .placeholders()
+                    .map(|field| field.field_of(&this))
+                    .collect::<Vec<_>>(),
+            ),
+            None => quote!(::std::string::String::new()),
+        };
+        quote! {
+            fn retain(&self) -> ::std::option::Option<::livepush::Retain> {
+                ::std::option::Option::Some(::livepush::__private::retain(#key, #ttl))
+            }
+        }
+    });
     // Spanned on the type's name: a type that is not `Serialize` is reported there, with the
     // runtime's message about deriving it.
     let assert_serialize =
@@ -29,23 +66,7 @@ pub(crate) fn expand(input: &DeriveInput, event: &Event) -> TokenStream {
     quote! {
         const _: () = {
             #assert_serialize
-            const __LIVEPUSH_EVENT_TYPE: ::livepush::__private::EventType =
-                ::livepush::__private::event_type(
-                    #type_name,
-                    ::std::module_path!(),
-                    #name,
-                    #topic,
-                    #category,
-                    || ::std::any::TypeId::of::<#ty>(),
-                    |__livepush_schemas| {
-                        #[allow(unused_imports)]
-                        use ::livepush::__private::{NoSchema as _, ViaJsonSchema as _};
-                        let __livepush_probe = &::livepush::__private::Probe::<#ty>::new();
-                        __livepush_probe.payload_schema(__livepush_schemas)
-                    },
-                    ::std::file!(),
-                    ::std::line!(),
-                );
+            const __LIVEPUSH_EVENT_TYPE: ::livepush::__private::EventType = #entry;
             ::livepush::__private::inventory::submit! { __LIVEPUSH_EVENT_TYPE }
         };
         impl ::livepush::SseEvent for #ty {
@@ -55,6 +76,7 @@ pub(crate) fn expand(input: &DeriveInput, event: &Event) -> TokenStream {
             fn topic(&self) -> ::std::string::String {
                 #topic_expr
             }
+            #retain_fn
         }
     }
 }
@@ -72,5 +94,15 @@ mod tests {
             struct SyncCompleted { user_id: u64, org: Org }
         });
         assert_expansion("sse_event/fields", out.ok().unwrap());
+    }
+
+    #[test]
+    fn a_retained_type_answers_its_retain_and_marks_its_entry() {
+        let out = super::super::expand(quote! {
+            #[derive(Serialize, SseEvent)]
+            #[sse(event = "job_progress", topic = "jobs", retain, retain_key = "job:{id}", retain_ttl = 600)]
+            struct JobProgress { id: u64, done: u8 }
+        });
+        assert_expansion("sse_event/retained", out.ok().unwrap());
     }
 }

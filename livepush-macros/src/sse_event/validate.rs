@@ -7,6 +7,7 @@ use super::attr::SseArgs;
 use super::ATTR;
 use crate::errors::{both, Errors};
 use crate::event_name::{self, NameKind};
+use crate::retain::Retained;
 use crate::template::{Placeholder, Template};
 
 /// A checked `#[sse(...)]`.
@@ -17,6 +18,8 @@ pub(crate) struct Event {
     /// The template as written, for `SseEvent::TOPIC` and the registry.
     pub(crate) topic: LitStr,
     pub(crate) template: Template,
+    /// `Some` for state (`retain`).
+    pub(crate) retain: Option<Retained>,
 }
 
 impl Event {
@@ -63,12 +66,15 @@ fn check_args(args: SseArgs) -> syn::Result<Event> {
             template.check_topic_text(&topic)?;
             Ok((topic, template))
         });
-    let ((name, category), (topic, template)) = both(both(name, category), topic)?;
+    let retain = args.retain.validate();
+    let (((name, category), (topic, template)), retain) =
+        both(both(both(name, category), topic), retain)?;
     Ok(Event {
         name,
         category,
         topic,
         template,
+        retain,
     })
 }
 
@@ -97,16 +103,31 @@ fn struct_fields(input: &DeriveInput) -> syn::Result<&Fields> {
     }
 }
 
-/// Each placeholder must name a field (its first name; rustc checks nested ones).
+/// Each placeholder of the topic and of the retain key must name a field (its first name; rustc
+/// checks nested ones).
 fn check_placeholders(input: &DeriveInput, event: &Event, fields: &Fields) -> syn::Result<()> {
+    let topic = check_template_fields(input, "topic", &event.topic, &event.template, fields);
+    let key = match event.retain.as_ref().and_then(|r| r.key.as_ref()) {
+        Some((lit, template)) => check_template_fields(input, "retain_key", lit, template, fields),
+        None => Ok(()),
+    };
+    both(topic, key).map(drop)
+}
+
+fn check_template_fields(
+    input: &DeriveInput,
+    what: &str,
+    topic: &LitStr,
+    template: &Template,
+    fields: &Fields,
+) -> syn::Result<()> {
     let ty = &input.ident;
-    let topic = &event.topic;
     let mut errors = Errors::default();
     let Fields::Named(named) = fields else {
-        if let Some(placeholder) = event.fields().next() {
+        if let Some(placeholder) = template.placeholders().next() {
             errors.spanned(
                 topic,
-                format!("topic placeholder `{placeholder}` names a field, but `{ty}` has no named fields"),
+                format!("{what} placeholder `{placeholder}` names a field, but `{ty}` has no named fields"),
             );
         }
         return errors.finish();
@@ -117,13 +138,13 @@ fn check_placeholders(input: &DeriveInput, event: &Event, fields: &Fields) -> sy
         .filter_map(|f| f.ident.as_ref())
         .map(|i| i.unraw().to_string())
         .collect();
-    for placeholder in event.fields() {
+    for placeholder in template.placeholders() {
         if !names.iter().any(|name| name == placeholder.root()) {
             let list: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
             errors.spanned(
                 topic,
                 format!(
-                    "topic placeholder `{placeholder}` names no field of `{ty}`; its fields are {}",
+                    "{what} placeholder `{placeholder}` names no field of `{ty}`; its fields are {}",
                     list.join(", ")
                 ),
             );

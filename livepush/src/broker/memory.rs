@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::{Broker, BrokerError, Delivery, History, Slot, DEDUPE_WINDOW};
 use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
+use crate::state::Retain;
 use crate::topic::Topic;
 
 /// The embedded broker: events go straight from publishers to this process's subscribers, and a
@@ -34,6 +35,56 @@ struct State {
     topics: HashMap<Topic, Ring>,
     /// Keys of [`Broker::publish_once`] seen within the dedupe window, with the id each got.
     dedupe: Dedupe,
+    /// The current retained values (state topics), written under the same lock as ids.
+    retained: Retained,
+}
+
+/// Retain key → the current value and when it expires (`None`: when replaced).
+type Values = HashMap<String, (Option<Instant>, Arc<Envelope>)>;
+
+/// Topic → its current values.
+#[derive(Default)]
+struct Retained {
+    topics: HashMap<Topic, Values>,
+    /// Retained publications since the last sweep of expired values.
+    since_sweep: u64,
+}
+
+impl Retained {
+    fn keep(&mut self, now: Instant, retain: &Retain, envelope: &Arc<Envelope>) {
+        let expires = retain.time_to_live().map(|ttl| now + ttl);
+        let values = self.topics.entry(envelope.topic().clone()).or_default();
+        values.insert(retain.key_str().to_owned(), (expires, envelope.clone()));
+        values.retain(|_, (expires, _)| live(*expires, now));
+        self.since_sweep += 1;
+        if self.topics.len() > SWEEP_ABOVE_TOPICS && self.since_sweep >= SWEEP_EVERY_EVENTS {
+            self.since_sweep = 0;
+            self.topics.retain(|_, values| {
+                values.retain(|_, (expires, _)| live(*expires, now));
+                !values.is_empty()
+            });
+        }
+    }
+
+    fn current(&mut self, now: Instant, topics: &[Topic]) -> Vec<Arc<Envelope>> {
+        let mut out = Vec::new();
+        for topic in topics {
+            if let Some(values) = self.topics.get_mut(topic) {
+                values.retain(|_, (expires, _)| live(*expires, now));
+                out.extend(values.values().map(|(_, e)| e.clone()));
+                if values.is_empty() {
+                    self.topics.remove(topic);
+                }
+            }
+        }
+        out.sort_by_key(|e| e.id());
+        out
+    }
+}
+
+/// Whether a value that expires at `expires` is still current at `now`.
+fn live(expires: Option<Instant>, now: Instant) -> bool {
+    expires.is_none_or(|at| at > now)
 }
 
 /// The recent dedupe keys: bounded by [`DEDUPE_WINDOW`] and by [`DEDUPE_MAX_KEYS`] (oldest
@@ -88,6 +139,7 @@ impl MemoryBroker {
                 forgotten_through: start,
                 topics: HashMap::new(),
                 dedupe: Dedupe::default(),
+                retained: Retained::default(),
             }),
             delivery: OnceLock::new(),
             slots: Mutex::new(HashMap::new()),
@@ -102,6 +154,9 @@ impl MemoryBroker {
         state.last += 1;
         let id = EventId::new(state.last);
         let envelope = Arc::new(Envelope::new(id, publication.clone()));
+        if let Some(retain) = &publication.retain {
+            state.retained.keep(now, retain, &envelope);
+        }
         if self.replay > 0 {
             let ring = state.topics.entry(envelope.topic().clone()).or_default();
             ring.events.push_back((now, envelope.clone()));
@@ -144,6 +199,14 @@ impl Broker for MemoryBroker {
 
     fn history_is_local(&self) -> bool {
         true
+    }
+
+    fn retains(&self) -> bool {
+        true
+    }
+
+    async fn retained(&self, topics: &[Topic]) -> Result<Vec<Arc<Envelope>>, BrokerError> {
+        Ok(self.lock().retained.current(Instant::now(), topics))
     }
 
     fn start(&self, delivery: Delivery) -> Result<(), BrokerError> {
@@ -266,6 +329,7 @@ mod tests {
             event: crate::EventName::from_static("e"),
             category: None,
             data: Bytes::from_static(b"{}"),
+            retain: None,
         }
     }
 
@@ -330,6 +394,45 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(h.events.len(), 2, "the repeated key was not retained twice");
+    }
+
+    fn retained(topic: &str, key: &str, ttl: Option<Duration>) -> Publication {
+        let mut retain = Retain::key(key);
+        if let Some(ttl) = ttl {
+            retain = retain.ttl(ttl);
+        }
+        Publication {
+            retain: Some(retain),
+            ..publication(topic)
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_the_last_retained_value_per_topic_and_key_until_it_expires() {
+        let broker = MemoryBroker::new(0, Duration::from_secs(1));
+        let a = Topic::new("a").unwrap();
+        broker.publish(&retained("a", "", None)).await.unwrap();
+        let newest = broker.publish(&retained("a", "", None)).await.unwrap();
+        broker.publish(&publication("a")).await.unwrap();
+        let other_key = broker.publish(&retained("a", "k", None)).await.unwrap();
+        broker
+            .publish(&retained("a", "gone", Some(Duration::from_millis(1))))
+            .await
+            .unwrap();
+        broker.publish(&retained("b", "", None)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let ids: Vec<EventId> = broker
+            .retained(std::slice::from_ref(&a))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id())
+            .collect();
+        assert_eq!(
+            ids,
+            [newest, other_key],
+            "in id order, the expired one gone"
+        );
     }
 
     #[tokio::test]

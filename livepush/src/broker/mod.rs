@@ -165,6 +165,24 @@ pub trait Broker: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether this broker keeps retained publications ([`Publication::retain`]) and answers
+    /// them from [`Broker::retained`]. The hub refuses a retained publication on a broker that
+    /// does not, before the broker sees it. The default: `false`.
+    fn retains(&self) -> bool {
+        false
+    }
+
+    /// The current retained values of `topics` (at most one per topic and retain key), each
+    /// with the id it was published with. A broker that [retains](Broker::retains) stores a
+    /// retained publication in the same atomic step that assigns its id and delivers it, so
+    /// that a value read here and the live events that follow are ordered by id. The hub calls
+    /// it after [`Broker::subscribed`] succeeded for `topics`, so nothing published after the
+    /// read is missed. The default: none.
+    async fn retained(&self, topics: &[Topic]) -> Result<Vec<Arc<Envelope>>, BrokerError> {
+        let _ = topics;
+        Ok(Vec::new())
+    }
+
     /// A broker with one id sequence per partition (Redis Cluster) answers its partitioning
     /// here; the hub then writes each connection's position in the partitions of its topics as
     /// its `id:` line (see [`Partitioned`]). The default, one sequence: `None`.

@@ -28,7 +28,7 @@ use crate::broker::{
 use crate::catchup::Catchup;
 use crate::config::Config;
 use crate::connections::{Admission, Connections, KeySlot, Registration};
-use crate::envelope::Publication;
+use crate::envelope::{Envelope, Publication};
 use crate::error::{to_json, BuildError, PublishError, SubscribeError};
 use crate::event::{validate_name, EventId, EventName, Published};
 use crate::fanout::{Connection, Fanout};
@@ -37,6 +37,7 @@ use crate::presence::{Membership, OccupancyHook, PresenceWatch, Presences};
 use crate::recent::Recent;
 use crate::retry::{Limits, RetryBuffer};
 use crate::sse_event::SseEvent;
+use crate::state::Retain;
 use crate::topic::Topic;
 use crate::trace::Trace;
 
@@ -416,6 +417,10 @@ impl HubBuilder {
 
 /// A publication whose topic and names are valid and whose payload is at most `max` bytes,
 /// carrying `trace`.
+#[cfg_attr(
+    not(any(feature = "outbox-postgres", feature = "outbox-sqlite")),
+    allow(dead_code)
+)]
 pub(crate) fn checked_publication(
     topic: &str,
     event: &str,
@@ -424,6 +429,23 @@ pub(crate) fn checked_publication(
     max: usize,
     trace: Trace,
 ) -> Result<Publication, PublishError> {
+    checked_retained(topic, event, category, data, max, None, trace)
+}
+
+/// [`checked_publication`] of a publication that may be retained (state), with its [`Retain`]
+/// checked too, carrying `trace`.
+pub(crate) fn checked_retained(
+    topic: &str,
+    event: &str,
+    category: Option<&str>,
+    data: Bytes,
+    max: usize,
+    retain: Option<Retain>,
+    trace: Trace,
+) -> Result<Publication, PublishError> {
+    if let Some(retain) = &retain {
+        retain.validate()?;
+    }
     let topic = Topic::new(topic)?;
     let event = EventName::new(event)?;
     if let Some(category) = category {
@@ -441,6 +463,7 @@ pub(crate) fn checked_publication(
         category: category.map(str::to_owned),
         data,
         trace,
+        retain,
     })
 }
 
@@ -505,7 +528,46 @@ impl Hub {
         event: &E,
     ) -> Result<Published, PublishError> {
         let data = to_json(event)?;
-        self.publish_json(event.topic(), E::EVENT, E::CATEGORY, data)
+        self.publish_json_retained(event.topic(), E::EVENT, E::CATEGORY, data, event.retain())
+            .await
+    }
+
+    /// Publishes `data` as event `event` on `topic` and keeps it as the topic's current value
+    /// (or the value of a key inside the topic, see [`Retain`]): every new subscriber of the
+    /// topic gets the current values first, each with its id, before any live event. Otherwise
+    /// as [`Hub::publish`]. Errors with [`PublishError::RetainUnsupported`] on a broker that
+    /// keeps no state (the NATS engine), and nothing is published.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use livepush::{Hub, Retain, Topic};
+    ///
+    /// let hub = Hub::builder().build().unwrap();
+    /// hub.publish_retained("tile:cpu", "load", &0.42, Retain::latest()).await.unwrap();
+    /// hub.publish_retained("tile:cpu", "load", &0.57, Retain::latest()).await.unwrap();
+    /// let current = hub.retained(&Topic::new("tile:cpu").unwrap()).await.unwrap();
+    /// assert_eq!(current[0].data().as_ref(), b"0.57");
+    /// # }
+    /// ```
+    pub async fn publish_retained<T: Serialize + ?Sized>(
+        &self,
+        topic: impl AsRef<str>,
+        event: &str,
+        data: &T,
+        retain: Retain,
+    ) -> Result<Published, PublishError> {
+        let data = to_json(data)?;
+        self.publish_json_retained(topic, event, None, data, Some(retain))
+            .await
+    }
+
+    /// The current retained values of `topic` (one per retain key), in id order: what a new
+    /// subscriber of it gets first. Empty on a broker that keeps no state.
+    pub async fn retained(&self, topic: &Topic) -> Result<Vec<Arc<Envelope>>, BrokerError> {
+        self.inner
+            .broker
+            .retained(std::slice::from_ref(topic))
             .await
     }
 
@@ -516,6 +578,20 @@ impl Hub {
         event: &str,
         category: Option<&str>,
         json: Bytes,
+    ) -> Result<Published, PublishError> {
+        self.publish_json_retained(topic, event, category, json, None)
+            .await
+    }
+
+    /// [`Hub::publish_json`], retained as state when `retain` is given (see
+    /// [`Hub::publish_retained`]).
+    pub async fn publish_json_retained(
+        &self,
+        topic: impl AsRef<str>,
+        event: &str,
+        category: Option<&str>,
+        json: Bytes,
+        retain: Option<Retain>,
     ) -> Result<Published, PublishError> {
         let topic = topic.as_ref();
         // Disabled (no allocation, fields not evaluated) unless debug spans of livepush are on.
@@ -534,7 +610,7 @@ impl Hub {
             livepush.broker = self.broker_kind(),
         );
         let result = self
-            .try_publish(topic, event, category, json)
+            .try_publish(topic, event, category, json, retain)
             .instrument(span)
             .await;
         match &result {
@@ -558,16 +634,21 @@ impl Hub {
         event: &str,
         category: Option<&str>,
         data: Bytes,
+        retain: Option<Retain>,
     ) -> Result<Published, PublishError> {
-        let publication = checked_publication(
+        let publication = checked_retained(
             topic,
             event,
             category,
             data,
             self.inner.config.max_event_bytes,
+            retain,
             Trace::current(),
         )?;
         let inner = &self.inner;
+        if publication.retain.is_some() && !inner.broker.retains() {
+            return Err(PublishError::RetainUnsupported(inner.broker.kind()));
+        }
         let retry = &inner.retry;
         let publication = if retry.enabled() {
             match retry.queue_if_waiting(publication, &inner.broker) {

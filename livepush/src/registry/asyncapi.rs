@@ -63,6 +63,9 @@ struct MessageInfo {
     payloads: Vec<Option<PayloadSchema>>,
     categories: BTreeSet<&'static str>,
     sources: BTreeSet<String>,
+    /// Published as state (`retain`) by any source: the TTLs given (`None`: kept until
+    /// replaced).
+    retained: BTreeSet<Option<u64>>,
 }
 
 /// A template's shape: its literal text with each placeholder as `None`, whatever its name.
@@ -210,6 +213,9 @@ fn messages() -> BTreeMap<&'static str, MessageInfo> {
         info.categories.extend(route.category);
         info.sources
             .insert(format!("{}::{}", route.module, route.handler));
+        if route.retained {
+            info.retained.insert(route.retain_ttl_secs);
+        }
     }
     for event in event_types() {
         let info = messages.entry(event.event).or_default();
@@ -217,6 +223,9 @@ fn messages() -> BTreeMap<&'static str, MessageInfo> {
         info.categories.extend(event.category);
         info.sources
             .insert(format!("{}::{}", event.module, event.type_name));
+        if event.retained {
+            info.retained.insert(event.retain_ttl_secs);
+        }
     }
     messages
 }
@@ -273,12 +282,24 @@ fn message(event: &str, info: &MessageInfo, schemas: &mut Schemas) -> Value {
         "contentType": "application/json",
         "payload": payload,
     });
-    if !info.categories.is_empty() {
-        message["tags"] = info
-            .categories
+    let mut tags: Vec<Value> = info
+        .categories
+        .iter()
+        .map(|c| json!({ "name": c, "description": "category (`?category=` filter)" }))
+        .collect();
+    if !info.retained.is_empty() {
+        // State: the broker keeps the newest as the topic's current value, which a new
+        // subscriber (or one told to reset) gets first, with its id, before live events.
+        tags.push(json!({ "name": "state", "description": "retained: the current value is sent first to every new subscriber" }));
+        let ttls: Vec<Value> = info
+            .retained
             .iter()
-            .map(|c| json!({ "name": c, "description": "category (`?category=` filter)" }))
+            .map(|ttl| ttl.map_or(Value::Null, |secs| json!(secs)))
             .collect();
+        message["x-livepush-retained"] = json!({ "ttlSeconds": ttls });
+    }
+    if !tags.is_empty() {
+        message["tags"] = Value::Array(tags);
     }
     message
 }

@@ -44,6 +44,11 @@ pub struct PublishRoute {
     pub category: Option<&'static str>,
     /// The `data = …` mapping function, if any.
     pub data: Option<&'static str>,
+    /// Whether it is state (`retain`): kept as the topic's current value, sent first to new
+    /// subscribers.
+    pub retained: bool,
+    /// The `retain_ttl` in seconds, if any.
+    pub retain_ttl_secs: Option<u64>,
     /// The JSON Schema of what is published (the handler's returned type; `{}` with `data = …`
     /// or without the `schemars` feature), for [`asyncapi`].
     #[serde(skip)]
@@ -95,6 +100,11 @@ pub struct EventType {
     pub topic: &'static str,
     /// The category, if any.
     pub category: Option<&'static str>,
+    /// Whether it is state (`#[sse(retain)]`): kept as the topic's current value, sent first
+    /// to new subscribers.
+    pub retained: bool,
+    /// The `retain_ttl` in seconds, if any.
+    pub retain_ttl_secs: Option<u64>,
     /// The type's `TypeId`, for [`has_mapping_for`].
     #[serde(skip)]
     pub type_id: fn() -> TypeId,

@@ -245,6 +245,17 @@ impl<B: Broker> Broker for RecordingBroker<B> {
         self.inner.history_is_local()
     }
 
+    fn retains(&self) -> bool {
+        self.inner.retains()
+    }
+
+    async fn retained(
+        &self,
+        topics: &[Topic],
+    ) -> Result<Vec<Arc<crate::envelope::Envelope>>, BrokerError> {
+        self.inner.retained(topics).await
+    }
+
     async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
         self.inner.acquire_slot(key, limit).await
     }

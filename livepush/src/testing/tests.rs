@@ -60,6 +60,7 @@ async fn a_publication_deduplicated_by_key_is_recorded_once() {
         event: crate::event::EventName::from_static("e"),
         category: None,
         data: bytes::Bytes::from_static(b"{}"),
+        retain: None,
     };
     let first = broker.publish_once(&publication, "row:1").await.unwrap();
     let again = broker.publish_once(&publication, "row:1").await.unwrap();

@@ -5,7 +5,7 @@
     "event name contains whitespace (' ' at byte 1): use 1 to 128 ASCII letters, digits and `_ . : / -`"
 }
 ::core::compile_error! {
-    "unknown key `topc` in #[sse]: did you mean `topic`? (expected `event`, `topic` or `category`)"
+    "unknown key `topc` in #[sse]: did you mean `topic`? (expected `event`, `topic`, `category`, `retain`, `retain_ttl` or `retain_key`)"
 }
 #[allow(unused_qualifications)]
 #[automatically_derived]

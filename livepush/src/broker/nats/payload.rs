@@ -63,6 +63,7 @@ fn decode_checked(topic: Topic, id: u64, payload: &[u8]) -> Option<Envelope> {
             category,
             data,
             trace,
+            retain: None,
         },
     ))
 }
@@ -80,6 +81,7 @@ mod tests {
             event: crate::EventName::from_static("created"),
             category: Some("billing".to_owned()),
             data: Bytes::from_static(b"{\"a\":\"x\ny\"}"),
+            retain: None,
         };
         let e = decode(topic.clone(), 7, &encode(&publication), None).unwrap();
         assert_eq!(e.id(), EventId::new(7));
@@ -108,6 +110,7 @@ mod tests {
             category: None,
             data: Bytes::from_static(b"{}"),
             trace: Trace::NONE,
+            retain: None,
         };
         assert_eq!(encode(&plain).as_ref(), b"created\n\n{}");
         let line = b"created 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 1733349000123456\n\n{}";

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, Notify};
 use super::scripts::{self, Scripts};
 use super::slots::{self, SlotStore, Slots};
 use crate::broker::{BrokerError, Cause, Delivery, History};
-use crate::envelope::Publication;
+use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
 use crate::topic::Topic;
 
@@ -83,6 +83,10 @@ pub(super) trait Shard: Send + Sync + 'static {
     /// The channel of `topic` (in partition `p`).
     fn channel(&self, p: u32, topic: &Topic) -> String {
         format!("{}topic:{topic}", self.base(p))
+    }
+    /// The hash of `topic`'s retained values (in partition `p`), one field per retain key.
+    fn state(&self, p: u32, topic: &Topic) -> String {
+        format!("{}state:{topic}", self.base(p))
     }
     /// The dedupe key of a `publish_once`.
     fn once(&self, p: u32, key: &str) -> String {
@@ -347,6 +351,39 @@ impl<S: Shard> Engine<S> {
             .map_err(|e| self.fail(e))
     }
 
+    /// The current retained values of `topics`: one script per partition of them (its keys
+    /// lie in one slot), in id order within each.
+    pub(super) async fn retained(
+        &self,
+        topics: &[Topic],
+    ) -> Result<Vec<Arc<Envelope>>, BrokerError> {
+        let mut parts: Vec<(u32, Vec<Topic>)> = Vec::new();
+        for topic in topics {
+            let p = self.shard.partition_of(topic);
+            match parts.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, of)) => of.push(topic.clone()),
+                None => parts.push((p, vec![topic.clone()])),
+            }
+        }
+        let mut values = Vec::new();
+        for (p, of) in parts {
+            let mut conn = self.conn()?;
+            let mut invocation = self.scripts.state.prepare_invoke();
+            for topic in &of {
+                invocation.key(self.shard.state(p, topic));
+            }
+            let raw: Vec<redis::Value> = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            let parsed = scripts::parse_events(&of, &raw, self.delivery.get())
+                .map_err(|e| BrokerError::Protocol(Cause::of(e)))?;
+            values.extend(parsed);
+        }
+        values.sort_by_key(|e| e.id());
+        Ok(values)
+    }
+
     /// One publish script call; with `once`, deduped by that key (see `Broker::publish_once`).
     pub(super) async fn publish(
         &self,
@@ -355,12 +392,14 @@ impl<S: Shard> Engine<S> {
     ) -> Result<EventId, BrokerError> {
         let mut conn = self.conn()?;
         let shard = &self.shard;
+        let retain = publication.retain.as_ref();
         let p = shard.partition_of(&publication.topic);
         let mut invocation = self.scripts.publish.prepare_invoke();
         invocation
             .key(shard.seq(p))
             .key(shard.epoch(p))
-            .key(shard.stream(p, &publication.topic));
+            .key(shard.stream(p, &publication.topic))
+            .key(shard.state(p, &publication.topic));
         if let Some(key) = once {
             invocation.key(shard.once(p, key));
         }
@@ -375,6 +414,9 @@ impl<S: Shard> Engine<S> {
             .arg(self.ttl.as_secs().max(1))
             .arg(self.ttl.as_micros() as u64)
             .arg(crate::broker::DEDUPE_WINDOW.as_secs())
+            .arg(if retain.is_some() { "1" } else { "0" })
+            .arg(retain.map_or("", |r| r.key_str()))
+            .arg(retain.map_or(0, |r| r.ttl_millis()))
             .invoke_async(&mut conn)
             .await
             .map_err(|e| self.fail(e))?;
@@ -528,6 +570,17 @@ macro_rules! redis_broker {
 
             async fn subscribed(&self, topics: &[$crate::topic::Topic]) -> Result<(), $crate::broker::BrokerError> {
                 self.handle.engine.confirmed(topics).await
+            }
+
+            fn retains(&self) -> bool {
+                true
+            }
+
+            async fn retained(
+                &self,
+                topics: &[$crate::topic::Topic],
+            ) -> Result<Vec<std::sync::Arc<$crate::envelope::Envelope>>, $crate::broker::BrokerError> {
+                self.handle.engine.retained(topics).await
             }
 
             async fn ready(&self) -> Result<(), $crate::broker::BrokerError> {

@@ -64,6 +64,7 @@ fn decode_checked(topic: Topic, payload: &[u8]) -> Option<Envelope> {
             category,
             data,
             trace,
+            retain: None,
         },
     ))
 }

@@ -15,20 +15,29 @@ use redis::{ErrorKind, RedisError, Script, Value};
 
 use super::payload::{decode, Malformed};
 use crate::broker::{Delivery, History};
+use crate::envelope::Envelope;
 use crate::event::EventId;
 use crate::topic::Topic;
 
-/// `KEYS`: seq, epoch, stream, and optionally a dedupe key. `ARGV`: channel, event, category
-/// ("" for none), data, replay (events kept per topic, 0 = off), ttl in seconds, ttl in
-/// microseconds, dedupe window in seconds (with a dedupe key).
+/// `KEYS`: seq, epoch, stream, the topic's state hash, and optionally a dedupe key. `ARGV`:
+/// channel, event, category ("" for none), data, replay (events kept per topic, 0 = off), ttl
+/// in seconds, ttl in microseconds, dedupe window in seconds, retain ("1" to keep the event as
+/// state, else "0"), retain key, retain ttl in milliseconds (0 = none).
 /// Returns the new id as a string; with a dedupe key that exists, the id it holds, and nothing
 /// is published (`Broker::publish_once`).
 ///
+/// A retained event is stored in the topic's state hash (field: the retain key; value: its
+/// expiry in µs of the Redis clock, 0 for none, a newline, then the payload) in the same script
+/// that assigns its id and publishes it, so the stored value and the live stream agree on the
+/// order. The hash expires with its longest-lived value; values that expired inside a hash
+/// that lives on are skipped and deleted by [`STATE`].
+///
 /// Cost: one round trip (EVALSHA); inside, TIME, GET, SET (+ SET epoch once per dataset),
-/// with replay XADD + XTRIM + EXPIRE, and PUBLISH; with a dedupe key GET and SET EX.
+/// with replay XADD + XTRIM + EXPIRE, and PUBLISH; with a dedupe key GET and SET EX; retained,
+/// EXISTS, PTTL, HSET and PERSIST or PEXPIRE.
 pub(super) const PUBLISH: &str = r#"
-if KEYS[4] then
-  local first = redis.call('GET', KEYS[4])
+if KEYS[5] then
+  local first = redis.call('GET', KEYS[5])
   if first then return first end
 end
 local t = redis.call('TIME')
@@ -44,9 +53,48 @@ if tonumber(ARGV[5]) > 0 then
   redis.call('XTRIM', KEYS[3], 'MINID', '~', string.format('%d', now - tonumber(ARGV[7])))
   redis.call('EXPIRE', KEYS[3], ARGV[6])
 end
+if ARGV[9] == '1' then
+  local ttl = tonumber(ARGV[11])
+  local expires = 0
+  if ttl > 0 then expires = now + ttl * 1000 end
+  local existed = redis.call('EXISTS', KEYS[4])
+  local left = redis.call('PTTL', KEYS[4])
+  redis.call('HSET', KEYS[4], ARGV[10], string.format('%d', expires) .. '\n' .. payload)
+  if ttl == 0 then
+    redis.call('PERSIST', KEYS[4])
+  elseif existed == 0 or (left >= 0 and left < ttl) then
+    redis.call('PEXPIRE', KEYS[4], ttl)
+  end
+end
 redis.call('PUBLISH', ARGV[1], payload)
-if KEYS[4] then redis.call('SET', KEYS[4], sid, 'EX', ARGV[8]) end
+if KEYS[5] then redis.call('SET', KEYS[5], sid, 'EX', ARGV[8]) end
 return sid
+"#;
+
+/// `KEYS`: the state hashes of topics (all in one slot on a cluster). No `ARGV`. Returns
+/// `{topic index, payload, ...}`: the current retained values, each as published; values past
+/// their expiry are deleted instead.
+///
+/// Cost: one round trip (EVALSHA); inside, TIME, HGETALL per topic, HDEL per expired value.
+pub(super) const STATE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out = {}
+for i = 1, #KEYS do
+  local all = redis.call('HGETALL', KEYS[i])
+  for j = 1, #all, 2 do
+    local value = all[j + 1]
+    local nl = string.find(value, '\n', 1, true)
+    local expires = tonumber(string.sub(value, 1, nl - 1))
+    if expires > 0 and expires <= now then
+      redis.call('HDEL', KEYS[i], all[j])
+    else
+      out[#out + 1] = i
+      out[#out + 1] = string.sub(value, nl + 1)
+    end
+  end
+end
+return out
 "#;
 
 /// `KEYS`: seq, epoch, then one stream per topic. `ARGV`: after (decimal id), horizon in µs
@@ -177,6 +225,7 @@ pub(super) struct Scripts {
     pub(super) history: Script,
     pub(super) acquire_slot: Script,
     pub(super) refresh_slots: Script,
+    pub(super) state: Script,
 }
 
 impl Scripts {
@@ -186,6 +235,7 @@ impl Scripts {
             history: Script::new(HISTORY),
             acquire_slot: Script::new(ACQUIRE_SLOT),
             refresh_slots: Script::new(REFRESH_SLOTS),
+            state: Script::new(STATE),
         }
     }
 
@@ -213,6 +263,26 @@ pub(super) fn parse_history(
     let last: EventId = last
         .parse()
         .map_err(|_| protocol("the position is not an id"))?;
+    let mut events = parse_events(topics, &raw, delivery)?;
+    events.sort_by_key(|e| e.id());
+    events.dedup_by_key(|e| e.id());
+    Ok(History {
+        events,
+        complete: complete == 1,
+        last,
+    })
+}
+
+/// `(topic index, payload)` pairs of a script's reply ([`HISTORY`], [`STATE`]) for `topics` (the
+/// keys it was given, in order), decoded into events; a payload in an unknown format is
+/// skipped, and counted on the hub of `delivery`.
+pub(super) fn parse_events(
+    topics: &[Topic],
+    raw: &[Value],
+    delivery: Option<&Delivery>,
+) -> Result<Vec<Arc<Envelope>>, RedisError> {
+    let protocol =
+        |what: &str| RedisError::from((ErrorKind::Parse, "livepush script", what.to_owned()));
     let mut events = Vec::with_capacity(raw.len() / 2);
     for pair in raw.chunks_exact(2) {
         let (Value::Int(index), Value::BulkString(payload)) = (&pair[0], &pair[1]) else {
@@ -232,11 +302,5 @@ pub(super) fn parse_history(
             }
         }
     }
-    events.sort_by_key(|e| e.id());
-    events.dedup_by_key(|e| e.id());
-    Ok(History {
-        events,
-        complete: complete == 1,
-        last,
-    })
+    Ok(events)
 }

@@ -64,9 +64,10 @@ struct Message {
     at: String,
 }
 
-/// The room's topic line, pushed as `room_topic`.
+/// The room's topic line, pushed as `room_topic` and retained: the broker keeps the latest one,
+/// which every new subscriber gets first (after the presence snapshot), before live events.
 #[derive(Debug, Clone, Serialize, SseEvent, JsonSchema)]
-#[sse(event = "room_topic", topic = "room:{room}")]
+#[sse(event = "room_topic", topic = "room:{room}", retain)]
 struct RoomTopic {
     #[serde(skip)]
     room: String,
@@ -153,9 +154,7 @@ async fn post_message(
         text: new.text,
         at: now_rfc3339(),
     };
-    if let Err(error) = hub.emit(&message).await {
-        tracing::warn!(%error, "message not pushed");
-    }
+    hub.emit(&message).await.map_err(not_pushed)?;
     Ok((StatusCode::CREATED, Json(message)))
 }
 
@@ -176,17 +175,20 @@ async fn put_topic(
         room,
         text: new.text,
     };
-    publish_room_topic(&hub, &line).await;
+    // retained, as its type says (`#[sse(retain)]`)
+    hub.emit(&line).await.map_err(not_pushed)?;
     Ok(Json(line))
 }
 
-/// Publishes the room's topic line. The one place that says how: a plain event today; once
-/// livepush has state topics (the latest value given first to every new subscriber), this is
-/// where `room_topic` becomes retained, and nothing else changes.
-async fn publish_room_topic(hub: &Hub, line: &RoomTopic) {
-    if let Err(error) = hub.emit(line).await {
-        tracing::warn!(%error, "room topic not pushed");
-    }
+/// 503 with a JSON message when the broker refused the event: the client learns that nothing
+/// was pushed (a broker outage with the retry buffer on is `Published::Buffered`, a success).
+fn not_pushed(error: livepush::error::PublishError) -> ApiError {
+    tracing::warn!(%error, "not pushed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_pushed",
+        format!("not pushed: {error}"),
+    )
 }
 
 /// `GET /events?topic=room:lobby`: the plain stream every example serves (no member, no

@@ -353,6 +353,21 @@ async fn chat_keeps_its_http_contract_and_refuses_bad_input_without_pushing() {
         json!({"count": 1, "connections": 1, "members": [{"key": "ann", "connections": 1, "info": {"name": "ann"}}]})
     );
 
+    // The room topic is state: a later member gets the snapshot, then the current topic line
+    // (with its id), before any live event.
+    let mut bob = SseClient::connect(&example.url("/rooms/lobby/events?user=bob")).await;
+    assert_eq!(bob.next().await.event, "livepush.presence");
+    let current = bob.next().await;
+    assert_eq!(current.event, "room_topic", "{current:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&current.data).unwrap(),
+        json!({"text": "Friday release"})
+    );
+    assert!(!current.id.is_empty(), "the current value carries its id");
+    // ann sees bob join; bob stays until the end (his leave would come after the grace)
+    let joined = ann.next().await;
+    assert_eq!(joined.event, "livepush.join", "{joined:?}");
+
     // bad input: 4xx with a JSON message, nothing pushed
     let long = "x".repeat(2001);
     let refusals = [
@@ -408,4 +423,5 @@ async fn chat_keeps_its_http_contract_and_refuses_bad_input_without_pushing() {
         "a refused request pushed something",
     )
     .await;
+    drop(bob);
 }

@@ -4,9 +4,10 @@
 //!
 //! `scripts/test.sh` starts a PostgreSQL of its own in a temporary directory and sets
 //! `LIVEPUSH_TEST_POSTGRES_URL` to it (unless the variable already names one). Without the
-//! variable the server is `postgres://postgres@127.0.0.1:5432/test` (trust auth). The URL's
-//! database must exist: each test connects to it to create `livepush_test_<random>` next to it
-//! and drops that at the end. A PostgreSQL test never skips: with no server, no such database,
+//! variable a PostgreSQL test fails and says so: it never falls back to a server the machine
+//! happens to run (such as one on 5432, which other work uses). The URL's database must exist:
+//! each test connects to it to create `livepush_test_<random>` next to it and drops that at the
+//! end. A PostgreSQL test never skips: with no server, no such database,
 //! or a user that may not create databases it fails and says which.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,11 +31,15 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/test";
-
 /// The server's URL (its database is where each test creates its own).
 fn server_url() -> Url {
-    let raw = std::env::var("LIVEPUSH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_SERVER.into());
+    let raw = std::env::var("LIVEPUSH_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "LIVEPUSH_TEST_POSTGRES_URL is not set: run the tests through scripts/test.sh (it \
+             starts a PostgreSQL of its own and sets it), or point it at a PostgreSQL kept for \
+             tests (postgres://USER@HOST:PORT/DATABASE, a user that may create databases)"
+        )
+    });
     let url = Url::parse(&raw)
         .unwrap_or_else(|e| panic!("LIVEPUSH_TEST_POSTGRES_URL={raw:?} is not a URL: {e}"));
     assert!(

@@ -18,6 +18,7 @@ use crate::event::EventId;
 use crate::fanout::Connection;
 use crate::hub::Hub;
 use crate::position::{LastEventId, Position};
+use crate::presence::PresenceWatch;
 use crate::registry;
 use crate::sse;
 use crate::stream::{EventStream, Held};
@@ -343,27 +344,12 @@ pub(crate) async fn open(
         return Err(SubscribeError::ShuttingDown);
     }
     let confirmed = confirm_subscribed(hub, registration.topics(), admission.span()).await;
-    let backlog = match hub.broker().partitioned() {
-        Some(partitioned) => {
-            Backlog::read_partitioned(hub, partitioned, registration.topics(), last, confirmed)
-                .await
-        }
-        // One sequence: the plain id (a position vector means nothing here: 0, reset once).
-        None => {
-            let after = last.as_ref().map(LastEventId::plain);
-            Backlog::read(hub, registration.topics(), after, confirmed).await
-        }
-    };
+    let backlog = read_backlog(hub, registration.topics(), last, confirmed).await;
     let mut pending = backlog.pending;
     let presence = match sub.presence_events {
         true => {
             let me = member.as_ref().map(|(k, i)| (k.as_str(), i.as_str()));
-            let (snapshots, watch) = hub.watch_presence(registration.topics(), &conn, me).await;
-            // right after the retry hint: the first event of the stream
-            for (i, frame) in snapshots.into_iter().enumerate() {
-                pending.insert(1 + i, frame);
-            }
-            Some(watch)
+            Some(watch_presence(hub, registration.topics(), &conn, me, &mut pending).await)
         }
         false => None,
     };
@@ -384,6 +370,42 @@ pub(crate) async fn open(
         stream.expire_at(tokio::time::Instant::from_std(at));
     }
     Ok(sse_response(Body::new(stream)))
+}
+
+/// The history a new stream starts with: after the client's position on a partitioned broker,
+/// after its plain id on a broker of one sequence.
+async fn read_backlog(
+    hub: &Hub,
+    topics: &[Topic],
+    last: Option<LastEventId>,
+    confirmed: Confirmed,
+) -> Backlog {
+    match hub.broker().partitioned() {
+        Some(partitioned) => {
+            Backlog::read_partitioned(hub, partitioned, topics, last, confirmed).await
+        }
+        // One sequence: the plain id (a position vector means nothing here: 0, reset once).
+        None => {
+            let after = last.as_ref().map(LastEventId::plain);
+            Backlog::read(hub, topics, after, confirmed).await
+        }
+    }
+}
+
+/// Starts watching the members of `topics` for this stream, and puts their snapshots right
+/// after the retry hint in `pending`: the first events of the stream.
+async fn watch_presence(
+    hub: &Hub,
+    topics: &[Topic],
+    conn: &Arc<Connection>,
+    me: Option<(&str, &str)>,
+    pending: &mut VecDeque<Bytes>,
+) -> PresenceWatch {
+    let (snapshots, watch) = hub.watch_presence(topics, conn, me).await;
+    for (i, frame) in snapshots.into_iter().enumerate() {
+        pending.insert(1 + i, frame);
+    }
+    watch
 }
 
 /// Validates the topics and categories, then asks the authorize hook about every topic.

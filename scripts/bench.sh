@@ -26,6 +26,12 @@
 #                                  CHURN_RATE/s for CHURN_S s with benchmarks/churn.rs (goal 4).
 #   cores                          bench_server (in-memory) on 1 core vs 2 cores at N = 10,000 and
 #                                  N = 1,000 @100/s (goal 2).
+#   workers                        issue 29, goal 2: bench_server and the baseline on core 0 with
+#                                  TOKIO_WORKER_THREADS=1 and with WORKERS_MANY (8), load generator
+#                                  on core 1, at a fixed load one worker carries about half busy:
+#                                  N = 10,000 at WORKERS_RATE (10) events/s, WORKERS_EVENTS (200).
+#                                  More workers than cores exposes what the runtime spends on
+#                                  wake-ups, steals and parking for the same work.
 #
 # Comparisons ALTERNATE: for every row shape and every repetition k = 1..REPEAT, each server of
 # the set runs once with the same arguments (baseline#k, memory#k, redis#k, then #k+1, ...), so
@@ -56,7 +62,14 @@
 #   The `topics` rows run the baseline with BASELINE_RING=64 (its broadcast ring per topic; the
 #   default 4,096 slots are allocated with each topic, ≈ 220 KiB, which a server of one topic
 #   per user would not keep). bench_server ignores the variable.
+#   SHAPES="n10 n100 n1000 n10000 n1000-rate100"   the throughput shapes to run (default: these;
+#                   n10 only with redis). Also `n10000-rate100` (N = 10,000 at 100 events/s,
+#                   300 events: 1 M deliveries/s asked, more than one core here writes).
 #   LIVEPUSH_BIN=path              another build of the bench protocol in place of bench_server.
+#   ALT_BIN=path ALT2_BIN=path     kinds `alt` and `alt2` (name them in ROWS, e.g. ROWS="baseline
+#                   memory alt"): other livepush builds (in-memory broker) alternating with the
+#                   others, to compare a change with the code before it in one run (each paired
+#                   with the baseline repetition by repetition).
 #
 # Writes bench-results/results.jsonl (one loadgen or churn JSON object per row, plus our own
 # fields: row, set, kind, shape, rep, load1_before/after, cpus, redis_*) and
@@ -70,6 +83,7 @@ cd "$ROOT"
 LOADGEN_DIR="${LOADGEN_DIR:-$ROOT/benchmarks/loadgen}"
 OUT="${OUT:-$ROOT/bench-results}"
 ROWS="${ROWS:-baseline nodelay memory redis big}"
+SHAPES="${SHAPES:-n10 n100 n1000 n10000 n1000-rate100}"
 [ "$ROWS" = issue17 ] && ROWS="baseline memory cores storm topics idle"
 QUICK="${QUICK:-0}"
 if [ "$QUICK" = 1 ]; then REPEAT="${REPEAT:-2}"; BIG_REPEAT="${BIG_REPEAT:-1}"; ALLOW_BUSY="${ALLOW_BUSY:-1}"; fi
@@ -89,6 +103,9 @@ BASELINE_MEMORY_ENV="${BASELINE_MEMORY_ENV:-}"
 STORM_REPLAY="${STORM_REPLAY:-1024}"
 CHURN_RATE="${CHURN_RATE:-1000}"
 CHURN_HOLD_MS="${CHURN_HOLD_MS:-1000}"
+WORKERS_MANY="${WORKERS_MANY:-8}"
+WORKERS_RATE="${WORKERS_RATE:-10}"
+WORKERS_EVENTS="${WORKERS_EVENTS:-200}"
 
 # 19,000 connections need 19,000 descriptors on each side (the hard limit here is 20,000).
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
@@ -209,7 +226,11 @@ redis_sample() {
 # Server environment of a row: ROW_ENV (array) is added by the callers.
 start_server() { # kind (baseline|nodelay|memory|redis|nats) port cpus
     local kind=$1 port=$2 cpus=$3 bin=$LIVEPUSH_BIN
-    case $kind in baseline | nodelay) bin=$BASELINE_BIN ;; esac
+    case $kind in
+    baseline | nodelay) bin=$BASELINE_BIN ;;
+    alt) bin=${ALT_BIN:?ALT_BIN must name the build of kind alt} ;;
+    alt2) bin=${ALT2_BIN:?ALT2_BIN must name the build of kind alt2} ;;
+    esac
     local env=(PORT="$port" RUST_LOG=warn LIVEPUSH_MAX_CONNECTIONS=20000
         LIVEPUSH_HEARTBEAT_SECS="${HEARTBEAT_SECS:-15}")
     # "nodelay": the baseline with TCP_NODELAY, as livepush::serve sets it (an informative row)
@@ -330,11 +351,11 @@ alternate() {
 
 # Events per row: enough deliveries (≥ 2 M) for the CPU figure to be well above the 10 ms tick.
 if [ "$QUICK" = 1 ]; then
-    EV_100=1000; EV_1K=300; EV_10K=30; EV_LAT=200; EV_BIG=5; HOLD_BIG=6; N_BIG=2000
+    EV_100=1000; EV_1K=300; EV_10K=30; EV_LAT=200; EV_LAT10K=50; EV_BIG=5; HOLD_BIG=6; N_BIG=2000
     STORM=(--subscribers 1000 --events 100 --rate 100 --publish-concurrency 1 --storm-at 40 --timeout-s 60)
     N_TOPICS=1000; EV_TOPICS=2000; CHURN_S="${CHURN_S:-2}"
 else
-    EV_100=10000; EV_1K=2000; EV_10K=200; EV_LAT=1000; EV_BIG=50; HOLD_BIG=20; N_BIG=19000
+    EV_100=10000; EV_1K=2000; EV_10K=200; EV_LAT=1000; EV_LAT10K=300; EV_BIG=50; HOLD_BIG=20; N_BIG=19000
     STORM=(--subscribers 10000 --events 400 --rate 100 --publish-concurrency 1 --storm-at 150 --timeout-s 120)
     N_TOPICS=10000; EV_TOPICS=50000; CHURN_S="${CHURN_S:-10}"
 fi
@@ -343,20 +364,23 @@ fi
 KINDS=""
 for what in $ROWS; do
     case $what in
-    baseline | nodelay | memory | redis | nats) KINDS="$KINDS $what" ;;
-    idle | big | storm | topics | cores) ;;
-    *) echo "error: unknown row set $what (baseline nodelay memory redis nats idle big storm topics cores; or ROWS=issue17)" >&2; exit 2 ;;
+    baseline | nodelay | memory | redis | nats | alt | alt2) KINDS="$KINDS $what" ;;
+    idle | big | storm | topics | cores | workers) ;;
+    *) echo "error: unknown row set $what (baseline nodelay memory redis nats alt alt2 idle big storm topics cores workers; or ROWS=issue17)" >&2; exit 2 ;;
     esac
 done
 
 if [ -n "$KINDS" ]; then
     echo "== throughput rows, alternating:$KINDS" >&2
-    case " $KINDS " in *" redis "*) alternate throughput redis n10 "$REPEAT" --subscribers 10 --events 1000 ;; esac
-    alternate throughput "$KINDS" n100 "$REPEAT" --subscribers 100 --events $EV_100
-    alternate throughput "$KINDS" n1000 "$REPEAT" --subscribers 1000 --events $EV_1K
-    alternate throughput "$KINDS" n10000 "$REPEAT" --subscribers 10000 --events $EV_10K --hold-s 2
+    shape() { case " $SHAPES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+    case " $KINDS " in *" redis "*) shape n10 && alternate throughput redis n10 "$REPEAT" --subscribers 10 --events 1000 ;; esac
+    shape n100 && alternate throughput "$KINDS" n100 "$REPEAT" --subscribers 100 --events $EV_100
+    shape n1000 && alternate throughput "$KINDS" n1000 "$REPEAT" --subscribers 1000 --events $EV_1K
+    shape n10000 && alternate throughput "$KINDS" n10000 "$REPEAT" --subscribers 10000 --events $EV_10K --hold-s 2
     # latency: a rate the server sustains, one publisher (ordered)
-    alternate throughput "$KINDS" n1000-rate100 "$REPEAT" --subscribers 1000 --events $EV_LAT --rate 100 --publish-concurrency 1
+    shape n1000-rate100 && alternate throughput "$KINDS" n1000-rate100 "$REPEAT" --subscribers 1000 --events $EV_LAT --rate 100 --publish-concurrency 1
+    # 1 M deliveries/s asked: more than one core of this machine writes (not in the default set)
+    shape n10000-rate100 && alternate throughput "$KINDS" n10000-rate100 "$REPEAT" --subscribers 10000 --events $EV_LAT10K --rate 100 --publish-concurrency 1 --hold-s 1
 fi
 
 for what in $ROWS; do
@@ -377,6 +401,19 @@ for what in $ROWS; do
             done
         done
         ROW_SERVER_CPU="" ROW_LOADGEN_CPU=""
+        ;;
+    workers)
+        echo "== workers: 1 vs $WORKERS_MANY tokio workers on core $SERVER_CPU, N = 10,000 at $WORKERS_RATE events/s" >&2
+        for k in $(seq "$REPEAT"); do
+            for w in 1 "$WORKERS_MANY"; do
+                ROW_ENV=(TOKIO_WORKER_THREADS="$w")
+                for kind in baseline memory; do
+                    run_row workers "$kind" "w$w-n10000-rate$WORKERS_RATE" "$k" loadgen --subscribers 10000 \
+                        --events "$WORKERS_EVENTS" --rate "$WORKERS_RATE" --publish-concurrency 1 --hold-s 1
+                done
+            done
+        done
+        ROW_ENV=()
         ;;
     storm)
         echo "== storm (LIVEPUSH_REPLAY=$STORM_REPLAY): ${STORM[*]}" >&2

@@ -253,6 +253,14 @@ def main():
     section("Throughput ratios, repetition by repetition (vs the baseline)", paired(groups, "throughput", vs_baseline))
     section("Cores: 1 vs 2", throughput(groups, "cores"))
     section("Cores ratios (2 cores ÷ 1 core, repetition by repetition)", paired(groups, "cores", vs_one_core))
+    def vs_one_worker(row):  # memory-w8-n10000-rate10 → memory-w1-n10000-rate10
+        kind, _, shape = row.partition("-")
+        workers, _, rest = shape.partition("-")
+        return None if workers == "w1" else f"{kind}-w1-{rest}"
+
+    section("Workers on one core (median of the repetitions, range in brackets)", throughput(groups, "workers"))
+    section("Workers ratios (vs the baseline with the same workers)", paired(groups, "workers", vs_baseline))
+    section("Workers ratios (vs 1 worker, same server)", paired(groups, "workers", vs_one_worker))
     section("Reconnect storm", storm(groups))
     section("Many topics", topics(groups))
     section("Many topics ratios (vs the baseline)", paired(groups, "topics", vs_baseline))

@@ -55,10 +55,11 @@ impl ServeConfig {
         self.max_pending_heads
     }
 
-    /// Most of those connections from one peer address (default 256, half the total): a new
-    /// connection from an address that holds this many is closed at once, so one address
-    /// cannot take every pending place and lock the others out. Behind a proxy every client
-    /// has the proxy's address: raise it to `max_pending_heads` there.
+    /// Most of those connections from one peer address (default 256, half the total), so one
+    /// address cannot take every pending place and lock the others out. A new connection from
+    /// an address that holds this many is parked, unread, and takes its place in turn (up to
+    /// 4,096 parked; beyond that it is closed at once). Behind a proxy every client has the
+    /// proxy's address: raise it to `max_pending_heads` there.
     pub fn max_pending_heads_per_peer(&self) -> usize {
         self.max_pending_heads_per_peer
     }

@@ -485,3 +485,38 @@ fn through_nats_a_client_never_sees_an_older_value_after_a_newer_one_and_ends_on
         (builder().build().unwrap(), builder().build().unwrap())
     });
 }
+
+/// A retained event whose value the publisher has not yet written to the state bucket (it is
+/// between the publish acknowledgement and the bucket write, or died there): a new subscriber
+/// still starts on it, because the topic's last stored message is read with the bucket.
+#[tokio::test]
+async fn through_nats_a_value_not_yet_in_the_bucket_is_still_sent_first() {
+    let nats = NatsServer::start();
+    let hub = Hub::builder().nats(nats.url()).build().unwrap();
+    let server = served(&hub).await;
+    let kept = hub
+        .publish_retained("tile", "v", &json!({"n": 1}), Retain::latest())
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
+    // what the engine publishes for a retained value, without the bucket write that follows
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Livepush-Retain", "k");
+    headers.insert("Livepush-Retain-Until", "0");
+    let ack = js
+        .publish_with_headers("livepush.t.tile", headers, "v\n\n{\"n\":2}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(ack.sequence > kept.get());
+    let mut client = SseClient::connect(&server.url("/events?topic=tile")).await;
+    let first = client.next().await;
+    assert_eq!(first.id, ack.sequence.to_string());
+    assert_eq!(n_of(&first), 2);
+    client
+        .assert_quiet(Duration::from_millis(100), "only the newest value")
+        .await;
+}

@@ -82,7 +82,8 @@ const FOLDERS: &[(&str, &[&str])] = &[
     (
         "broker/nats",
         &[
-            "subject", "payload", "address", "stream", "history", "slots", "live",
+            "subject", "payload", "address", "stream", "bucket", "history", "slots", "state",
+            "live",
         ],
     ),
     (

@@ -161,14 +161,9 @@ async fn a_subscriber_that_resumes_with_complete_history_gets_no_copy_of_the_val
         .await;
 }
 
-#[tokio::test]
-async fn through_redis_another_instance_serves_the_current_values_and_ttls_expire() {
-    let redis = RedisServer::start();
-    let builder = || {
-        Hub::builder()
-            .redis(redis.url())
-            .replay(100, Duration::from_secs(60))
-    };
+/// Two instances built by `builder`: one publishes values (two of them keyed, one with a short
+/// TTL), the other serves them to a new subscriber, then a live one.
+async fn another_instance_serves_the_current_values(builder: impl Fn() -> HubBuilder) {
     let publisher = builder().build().unwrap();
     let subscriber = builder().build().unwrap();
     let _publisher_server = served(&publisher).await;
@@ -208,21 +203,26 @@ async fn through_redis_another_instance_serves_the_current_values_and_ttls_expir
 }
 
 #[tokio::test]
-async fn the_nats_engine_refuses_a_retained_publication_and_publishes_nothing() {
+async fn through_redis_another_instance_serves_the_current_values_and_ttls_expire() {
+    let redis = RedisServer::start();
+    another_instance_serves_the_current_values(|| {
+        Hub::builder()
+            .redis(redis.url())
+            .replay(100, Duration::from_secs(60))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn through_nats_another_instance_serves_the_current_values_and_ttls_expire() {
     let nats = NatsServer::start();
-    let hub = Hub::builder().nats(nats.url()).build().unwrap();
-    let server = served(&hub).await;
-    let mut client = SseClient::connect(&server.url("/events?topic=s")).await;
-    let refused = hub
-        .publish_retained("s", "v", &json!({"n": 1}), Retain::latest())
-        .await;
-    assert!(
-        matches!(refused, Err(PublishError::RetainUnsupported("nats"))),
-        "{refused:?}"
-    );
-    client
-        .assert_quiet(Duration::from_millis(200), "nothing was published")
-        .await;
+    // a NATS stream's max_age is at least its duplicate window (600 s)
+    another_instance_serves_the_current_values(|| {
+        Hub::builder()
+            .nats(nats.url())
+            .replay(100, Duration::from_secs(600))
+    })
+    .await;
 }
 
 /// Publishes `{"n": 1..=count}` as state on `burst` through `publisher` while clients of
@@ -271,6 +271,16 @@ async fn through_redis_a_subscriber_connecting_during_a_burst_ends_on_the_last_v
     let redis = RedisServer::start();
     let publisher = Hub::builder().redis(redis.url()).build().unwrap();
     let subscriber = Hub::builder().redis(redis.url()).build().unwrap();
+    let _publisher_server = served(&publisher).await;
+    let server = served(&subscriber).await;
+    burst(publisher, &server, 300).await;
+}
+
+#[tokio::test]
+async fn through_nats_a_subscriber_connecting_during_a_burst_ends_on_the_last_value() {
+    let nats = NatsServer::start();
+    let publisher = Hub::builder().nats(nats.url()).build().unwrap();
+    let subscriber = Hub::builder().nats(nats.url()).build().unwrap();
     let _publisher_server = served(&publisher).await;
     let server = served(&subscriber).await;
     burst(publisher, &server, 300).await;
@@ -458,4 +468,55 @@ fn through_redis_a_client_never_sees_an_older_value_after_a_newer_one_and_ends_o
         };
         (builder().build().unwrap(), builder().build().unwrap())
     });
+}
+
+#[test]
+fn through_nats_a_client_never_sees_an_older_value_after_a_newer_one_and_ends_on_the_last() {
+    let nats = NatsServer::start();
+    property(12, |case| {
+        // one stream and one state bucket per case, on one server
+        let url = format!("{}?prefix=state{case}", nats.url());
+        // 3 events per topic as `small_history`; max_age at least the duplicate window (600 s)
+        let builder = || {
+            Hub::builder()
+                .nats(url.clone())
+                .replay(3, Duration::from_secs(600))
+        };
+        (builder().build().unwrap(), builder().build().unwrap())
+    });
+}
+
+/// A retained event whose value the publisher has not yet written to the state bucket (it is
+/// between the publish acknowledgement and the bucket write, or died there): a new subscriber
+/// still starts on it, because the topic's last stored message is read with the bucket.
+#[tokio::test]
+async fn through_nats_a_value_not_yet_in_the_bucket_is_still_sent_first() {
+    let nats = NatsServer::start();
+    let hub = Hub::builder().nats(nats.url()).build().unwrap();
+    let server = served(&hub).await;
+    let kept = hub
+        .publish_retained("tile", "v", &json!({"n": 1}), Retain::latest())
+        .await
+        .unwrap()
+        .id()
+        .unwrap();
+    // what the engine publishes for a retained value, without the bucket write that follows
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Livepush-Retain", "k");
+    headers.insert("Livepush-Retain-Until", "0");
+    let ack = js
+        .publish_with_headers("livepush.t.tile", headers, "v\n\n{\"n\":2}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(ack.sequence > kept.get());
+    let mut client = SseClient::connect(&server.url("/events?topic=tile")).await;
+    let first = client.next().await;
+    assert_eq!(first.id, ack.sequence.to_string());
+    assert_eq!(n_of(&first), 2);
+    client
+        .assert_quiet(Duration::from_millis(100), "only the newest value")
+        .await;
 }

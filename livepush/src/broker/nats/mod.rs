@@ -16,12 +16,14 @@
 //!
 //! - **Connection slots**: per-key caps shared by all instances in a KV bucket, one
 //!   compare-and-set entry per cap key with leased members (`slots.rs`).
+//! - **State topics**: the current retained values, one compare-and-set KV entry per topic
+//!   written after the publish is acknowledged (`state.rs`).
 //!
 //! `docs/nats.md` has the setup and the fault table.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_nats::header::NATS_MESSAGE_ID;
@@ -32,15 +34,17 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, Notify};
 
 use crate::broker::{Broker, BrokerError, Cause, Delivery, History, Slot};
-use crate::envelope::Publication;
+use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
 use crate::topic::Topic;
 
 mod address;
+mod bucket;
 mod history;
 mod live;
 mod payload;
 mod slots;
+mod state;
 mod stream;
 mod subject;
 
@@ -78,6 +82,8 @@ struct Shared {
     commands: mpsc::UnboundedSender<live::Input>,
     /// Connection slots of cap keys, shared through a KV bucket.
     slots: slots::Slots,
+    /// The current values of state topics, in a KV bucket.
+    state: state::State,
 }
 
 impl NatsBroker {
@@ -108,6 +114,7 @@ impl NatsBroker {
             delivery: OnceLock::new(),
             commands,
             slots: slots::Slots::new(&address.names.stream, address.storage, address.replicas),
+            state: state::State::new(&address.names.stream, address.storage, address.replicas),
         });
         let setup = live::Setup { address, inputs };
         Ok(NatsBroker {
@@ -183,13 +190,30 @@ impl Shared {
         if let Some(key) = key {
             headers.insert(NATS_MESSAGE_ID, key);
         }
+        let marked = publication
+            .retain
+            .as_ref()
+            .map(|retain| state::Marked::new(retain, &mut headers));
         let subject = self.names.stored(&publication.topic);
+        let payload = payload::encode(publication);
         let ack = js
-            .publish_with_headers(subject, headers, payload::encode(publication))
+            .publish_with_headers(subject, headers, payload.clone())
             .await
             .map_err(|e| unavailable(&e))?
             .await
             .map_err(|e| unavailable(&e))?;
+        if let Some(marked) = marked {
+            // the event is published (an error now would make the hub publish it again): a
+            // value the bucket did not take is logged; the topic's next value replaces it
+            let kept = self
+                .state
+                .keep(js, &publication.topic, marked, ack.sequence, &payload)
+                .await;
+            if let Err(error) = kept {
+                tracing::error!(%error, topic = %publication.topic, id = ack.sequence,
+                    "a retained event was published but not stored as the current value");
+            }
+        }
         // a duplicate's ack carries the sequence of the first publication
         Ok(EventId::new(ack.sequence))
     }
@@ -329,6 +353,20 @@ impl Broker for NatsBroker {
 
     async fn ready(&self) -> Result<(), BrokerError> {
         self.shared.ready().await
+    }
+
+    fn retains(&self) -> bool {
+        true
+    }
+
+    async fn retained(&self, topics: &[Topic]) -> Result<Vec<Arc<Envelope>>, BrokerError> {
+        let (_, js, stream) = self.shared.jetstream()?;
+        let delivery = self.shared.delivery.get();
+        let names = &self.shared.names;
+        self.shared
+            .state
+            .read(js, stream, names, topics, delivery)
+            .await
     }
 
     async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Store, UpdateErrorKind};
-use async_nats::jetstream::stream::{self, StorageType};
+use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::stream::StorageType;
 use async_nats::jetstream::Context;
 
+use super::bucket::{kv_key, now_ms, Bucket};
 use super::Shared;
 use crate::broker::{BrokerError, Cause, Slot};
 
@@ -31,9 +32,7 @@ pub(super) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 type Members = BTreeMap<String, u64>;
 
 pub(super) struct Slots {
-    bucket: String,
-    storage: StorageType,
-    replicas: usize,
+    bucket: Bucket,
     /// Lease in milliseconds (set before the broker starts).
     lease_ms: AtomicU64,
     /// Unique per process: its members never collide with another instance's.
@@ -41,33 +40,10 @@ pub(super) struct Slots {
     next: AtomicU64,
     /// Cap key → members this process holds.
     held: Mutex<HashMap<String, Vec<String>>>,
-    /// The bucket, once found or created (forgotten after an error, found again next time).
-    store: tokio::sync::Mutex<Option<Store>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(Cause::new(format!("NATS connection slots ({what}): {e}")))
-}
-
-/// A cap key as a KV key: `k` then the key, with every byte but ASCII letters, digits, `_`, `-`
-/// and `/` written `=XX` (one to one, and always a valid KV key).
-pub(super) fn kv_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 1);
-    out.push('k');
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("={b:02X}"));
-        }
-    }
-    out
 }
 
 /// What one compare-and-set round decided.
@@ -84,14 +60,16 @@ impl Slots {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         Slots {
-            bucket: format!("{stream}_slots"),
-            storage,
-            replicas,
+            bucket: Bucket::new(
+                format!("{stream}_slots"),
+                "livepush connection slots per cap key",
+                storage,
+                replicas,
+            ),
             lease_ms: AtomicU64::new(DEFAULT_LEASE.as_millis() as u64),
             instance: format!("{:x}.{:x}", std::process::id(), nanos),
             next: AtomicU64::new(0),
             held: Mutex::new(HashMap::new()),
-            store: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -109,46 +87,6 @@ impl Slots {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The bucket, found or created.
-    async fn store(&self, js: &Context) -> Result<Store, BrokerError> {
-        let mut store = self.store.lock().await;
-        if let Some(store) = &*store {
-            return Ok(store.clone());
-        }
-        let found = match js.get_key_value(&self.bucket).await {
-            Ok(found) => found,
-            Err(_) => {
-                // the bucket's stream as `nats kv add` makes it; async-nats's
-                // `create_key_value` first asks for account limits in a form 2.9 servers do
-                // not answer
-                js.get_or_create_stream(stream::Config {
-                    name: format!("KV_{}", self.bucket),
-                    description: Some("livepush connection slots per cap key".to_owned()),
-                    subjects: vec![format!("$KV.{}.>", self.bucket)],
-                    max_messages_per_subject: 1,
-                    storage: self.storage,
-                    num_replicas: self.replicas,
-                    allow_rollup: true,
-                    deny_delete: true,
-                    allow_direct: true,
-                    discard: stream::DiscardPolicy::New,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| unavailable("bucket", e))?;
-                js.get_key_value(&self.bucket)
-                    .await
-                    .map_err(|e| unavailable("bucket", e))?
-            }
-        };
-        *store = Some(found.clone());
-        Ok(found)
-    }
-
-    async fn forget_store(&self) {
-        *self.store.lock().await = None;
-    }
-
     /// Reads `key`'s members, lets `decide` change them, and writes them back only if no other
     /// instance wrote in between (else reads again).
     async fn update<T>(
@@ -157,13 +95,17 @@ impl Slots {
         key: &str,
         mut decide: impl FnMut(Members) -> Decision<T>,
     ) -> Result<T, BrokerError> {
-        let store = self.store(js).await?;
+        let store = self
+            .bucket
+            .store(js)
+            .await
+            .map_err(|e| unavailable("bucket", e))?;
         let key = kv_key(key);
         for _ in 0..ATTEMPTS {
             let entry = match store.entry(key.as_str()).await {
                 Ok(entry) => entry,
                 Err(e) => {
-                    self.forget_store().await;
+                    self.bucket.forget().await;
                     return Err(unavailable("read", e));
                 }
             };
@@ -197,7 +139,7 @@ impl Slots {
                 // another instance wrote first: read again
                 Err((true, _)) => continue,
                 Err((false, e)) => {
-                    self.forget_store().await;
+                    self.bucket.forget().await;
                     return Err(unavailable("write", e));
                 }
             }
@@ -306,29 +248,6 @@ pub(super) async fn refresh_loop(shared: Weak<Shared>) {
             if let Err(error) = shared.slots.refresh(js).await {
                 tracing::warn!(%error, "could not refresh connection slot leases");
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn cap_keys_become_kv_keys() {
-        assert_eq!(kv_key("user-7"), "kuser-7");
-        assert_eq!(kv_key(""), "k");
-        assert_eq!(kv_key("a.b c=é"), "ka=2Eb=20c=3D=C3=A9");
-    }
-
-    proptest! {
-        #[test]
-        fn every_cap_key_is_one_valid_kv_key_and_no_two_share_one(a in ".{0,40}", b in ".{0,40}") {
-            let (ka, kb) = (kv_key(&a), kv_key(&b));
-            prop_assert!(ka.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-/=".contains(&c)));
-            prop_assert!(!ka.starts_with('.') && !ka.ends_with('.'));
-            prop_assert_eq!(ka == kb, a == b);
         }
     }
 }

@@ -44,6 +44,24 @@ fn id_of(event: &eventsource_stream::Event) -> u64 {
     event.id.parse().expect("decimal event id")
 }
 
+/// JetStream refuses a duplicate window longer than the stream's age limit: a replay TTL under
+/// the outbox's 10-minute dedupe window must still give a stream (and a ready hub) that
+/// delivers.
+#[tokio::test]
+async fn a_replay_ttl_shorter_than_the_dedupe_window_still_gives_a_ready_hub() {
+    let nats = NatsServer::start();
+    let hub = Hub::builder()
+        .nats(nats.url())
+        .replay(100, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (hub, server) = instance(hub).await;
+    let mut client = SseClient::connect(&server.url("/events?topic=short")).await;
+    let id = published_now(&hub, "short", "created", &json!({"n": 1})).await;
+    let event = client.next().await;
+    assert_eq!((event.event.as_str(), id_of(&event)), ("created", id.get()));
+}
+
 #[tokio::test]
 async fn a_purged_stream_tells_a_resuming_client_to_reset() {
     let nats = NatsServer::start();

@@ -33,8 +33,9 @@ pub(super) fn wanted(
         num_replicas: replicas,
         retention: RetentionPolicy::Limits,
         discard: DiscardPolicy::Old,
-        // `publish_once`: JetStream drops a repeated `Nats-Msg-Id` within this window
-        duplicate_window: DEDUPE_WINDOW,
+        // `publish_once`: JetStream drops a repeated `Nats-Msg-Id` within this window, which it
+        // refuses longer than `max_age` (a stream with a shorter replay TTL was never created)
+        duplicate_window: dedupe_window(ttl),
         // history reads use direct gets
         allow_direct: true,
         // live delivery: each stored event goes out again with its sequence in the headers
@@ -44,6 +45,16 @@ pub(super) fn wanted(
             headers_only: false,
         }),
         ..Default::default()
+    }
+}
+
+/// [`DEDUPE_WINDOW`], or the replay TTL where that is shorter: JetStream refuses a duplicate
+/// window longer than the stream's `max_age` (0: no age limit). A repeat of a `publish_once`
+/// after the TTL is not dropped then, but the first copy has left the history by that time too.
+fn dedupe_window(ttl: Duration) -> Duration {
+    match ttl.is_zero() {
+        true => DEDUPE_WINDOW,
+        false => DEDUPE_WINDOW.min(ttl),
     }
 }
 

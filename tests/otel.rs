@@ -28,7 +28,8 @@ use opentelemetry::Value as OtelValue;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde_json::{json, Value};
 use support::{
-    eventually, http, metric, wait_for_status, RedisServer, Sqlite, SseClient, TestServer,
+    eventually, http, metric, wait_for_status, NatsServer, RedisServer, Sqlite, SseClient,
+    TestServer,
 };
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
@@ -126,9 +127,17 @@ async fn two_instances(
     redis: &RedisServer,
     outbox: Option<(sqlx::SqlitePool, Outbox)>,
 ) -> [(Hub, TestServer); 2] {
+    two_instances_of(|| builder(redis), outbox).await
+}
+
+/// Two instances built by `builder`, each served on loopback once ready.
+async fn two_instances_of(
+    builder: impl Fn() -> HubBuilder,
+    outbox: Option<(sqlx::SqlitePool, Outbox)>,
+) -> [(Hub, TestServer); 2] {
     let mut out = Vec::new();
     for _ in 0..2 {
-        let hub = builder(redis).build().unwrap();
+        let hub = builder().build().unwrap();
         let server = TestServer::start(app(&hub, outbox.clone())).await;
         wait_for_status(&server.url("/health/ready"), 200).await;
         out.push((hub, server));
@@ -211,8 +220,17 @@ fn spans_of(topic: &str) -> (Vec<SpanData>, Vec<SpanData>) {
 
 /// The trace of one publication on `topic`, delivered by two instances to `counts` local
 /// streams each, as text (what the exporter holds): asserts that both delivery spans are
-/// children of the publish span and link to it.
+/// children of the publish span and link to it, on Redis.
 async fn assert_one_publish_linked_from_two_deliveries(topic: &str, counts: [i64; 2]) -> String {
+    assert_one_publish_linked_from_two_deliveries_on("redis", topic, counts).await
+}
+
+/// [`assert_one_publish_linked_from_two_deliveries`], the deliveries on `broker`.
+async fn assert_one_publish_linked_from_two_deliveries_on(
+    broker: &str,
+    topic: &str,
+    counts: [i64; 2],
+) -> String {
     eventually(
         &format!("a publish and two deliveries of {topic}"),
         || async {
@@ -237,7 +255,7 @@ async fn assert_one_publish_linked_from_two_deliveries(topic: &str, counts: [i64
             .map(|l| l.span_context.span_id())
             .collect();
         assert_eq!(links, [id], "the delivery links to the publish span");
-        assert_eq!(text_attribute(delivery, "livepush.broker"), "redis");
+        assert_eq!(text_attribute(delivery, "livepush.broker"), broker);
         assert!(int_attribute(delivery, "livepush.since_publish_us") >= 0);
         seen.push(int_attribute(delivery, "livepush.subscribers"));
     }
@@ -385,6 +403,35 @@ async fn an_event_buffered_while_redis_is_down_keeps_its_trace_until_published()
             "the delivery counts the time in the retry buffer: {d:?}"
         );
     }
+    println!("{text}");
+}
+
+#[tokio::test]
+async fn a_post_through_nats_gives_one_trace_whose_publish_span_both_instances_link_to() {
+    exporter();
+    let nats = NatsServer::start();
+    let builder = || {
+        Hub::builder()
+            .nats(nats.url())
+            .replay(1000, Duration::from_secs(600))
+    };
+    let [(_a, server_a), (_b, server_b)] = two_instances_of(builder, None).await;
+    let topic = "over-nats";
+    let mut on_a = subscribe(&server_a, topic, 1).await;
+    let mut on_b = subscribe(&server_b, topic, 2).await;
+
+    post_comment(&server_a, &format!("/comments/{topic}"), "over nats").await;
+    all_receive(&mut on_a, "over nats").await;
+    all_receive(&mut on_b, "over nats").await;
+    let text = assert_one_publish_linked_from_two_deliveries_on("nats", topic, [1, 2]).await;
+    // the publish span is the request's child, as on Redis
+    let spans = exporter().get_finished_spans().unwrap();
+    let (publish, _) = spans_of(topic);
+    let request = spans
+        .iter()
+        .find(|s| s.span_context.span_id() == publish[0].parent_span_id)
+        .expect("the publish span's parent is exported");
+    assert_eq!(request.name, "http.request", "{text}");
     println!("{text}");
 }
 

@@ -2,7 +2,9 @@
 //! and the in-process fan-out of one event to 1, 100 and 10,000 subscribers through a real
 //! [`Hub`] (publish → broker → per-connection queue → the SSE body that a socket would read).
 //!
-//! Run: `cargo bench -p livepush --bench hot_paths` (results and their reading: BENCHMARKS.md).
+//! Run: `cargo bench -p livepush --bench hot_paths` (results and their reading: BENCHMARKS.md);
+//! with `--features otel` for the cost of trace propagation (the fan-out publishes under the same
+//! `tracing-opentelemetry` layer in both builds).
 //! Timings are figures to compare, never assertions.
 
 use std::hint::black_box;
@@ -18,6 +20,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use http_body::Body as _;
 use livepush::__private::{frame, SubscribeContext};
 use livepush::{EventId, Hub, Topic, Topics};
+use tracing::Instrument;
 
 /// The payload the load generator publishes: `{"seq":…,"sent_ns":…,"pad":"x…"}`, 200 pad bytes.
 fn payload() -> Bytes {
@@ -117,10 +120,10 @@ async fn subscribe(hub: &Hub) -> Conn {
     }
 }
 
-/// With the `otel` feature: the app's tracing as production runs it, a `tracing-opentelemetry`
-/// layer whose SDK samples 1 % of new traces (each publish here starts one), exporting the
-/// sampled spans to memory. Without the feature: no subscriber, as before.
-#[cfg(feature = "otel")]
+/// The app's tracing as production runs it, with the `otel` feature or without (so that the two
+/// builds differ only by what the feature adds to livepush): a `tracing-opentelemetry` layer
+/// whose SDK samples 1 % of new traces (each request here starts one), exporting the sampled
+/// spans to memory, under an INFO filter (livepush's debug spans stay off).
 fn install_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporter {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -133,7 +136,6 @@ fn install_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporter {
         ))))
         .with_simple_exporter(exporter.clone())
         .build();
-    // INFO, as a production filter: livepush's debug spans stay off, as without the feature.
     let subscriber = tracing_subscriber::registry()
         .with(tracing_subscriber::filter::LevelFilter::INFO)
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
@@ -142,8 +144,18 @@ fn install_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporter {
     exporter
 }
 
+/// One publish as a request handler makes it: inside the request's span (what an HTTP tracing
+/// layer such as tower-http's `TraceLayer` opens), whose trace the sampler keeps 1 % of.
+fn publish(rt: &tokio::runtime::Runtime, hub: &Hub, data: &Bytes) -> livepush::Published {
+    let request = tracing::info_span!("http.request", http.route = "/publish");
+    rt.block_on(
+        hub.publish_json("bench", "tick", None, data.clone())
+            .instrument(request),
+    )
+    .expect("publish")
+}
+
 fn fanout(c: &mut Criterion) {
-    #[cfg(feature = "otel")]
     let exporter = install_tracing();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -175,9 +187,7 @@ fn fanout(c: &mut Criterion) {
         // publish (id, encode once, N queue pushes) + every stream reading its frame
         g.bench_with_input(BenchmarkId::new("publish_and_read", n), &n, |b, _| {
             b.iter(|| {
-                let id = rt
-                    .block_on(hub.publish_json("bench", "tick", None, data.clone()))
-                    .expect("publish");
+                let id = publish(&rt, &hub, &data);
                 let mut read = 0;
                 for conn in &mut conns {
                     read += conn.drain(&mut cx);
@@ -194,10 +204,7 @@ fn fanout(c: &mut Criterion) {
                         conn.drain(&mut cx);
                     }
                 },
-                |()| {
-                    rt.block_on(hub.publish_json("bench", "tick", None, data.clone()))
-                        .expect("publish")
-                },
+                |()| publish(&rt, &hub, &data),
                 BatchSize::PerIteration,
             )
         });
@@ -207,11 +214,12 @@ fn fanout(c: &mut Criterion) {
         drop(conns);
     }
     g.finish();
-    #[cfg(feature = "otel")]
     {
-        // Proof that the layer ran and sampled: about 1 % of the publishes, each with its
-        // deliveries (one span per publish and delivering hub, whatever the subscriber count).
+        // Proof that the layer ran and sampled: about 1 % of the requests, each (with the
+        // feature) with its publish span and its deliveries (one span per publish and
+        // delivering hub, whatever the subscriber count).
         let spans = exporter.get_finished_spans().unwrap_or_default();
+        let requests = spans.iter().filter(|s| s.name == "http.request").count();
         let publishes = spans
             .iter()
             .filter(|s| s.name == "livepush.publish")
@@ -220,7 +228,9 @@ fn fanout(c: &mut Criterion) {
             .iter()
             .filter(|s| s.name == "livepush.deliver")
             .count();
-        eprintln!("otel: {publishes} sampled publish spans, {deliveries} delivery spans");
+        eprintln!(
+            "otel: {requests} sampled requests, {publishes} publish spans, {deliveries} delivery spans"
+        );
     }
 }
 

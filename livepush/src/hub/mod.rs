@@ -597,20 +597,29 @@ impl Hub {
         // Disabled (no allocation, fields not evaluated) unless debug spans of livepush are on.
         #[cfg(not(feature = "otel"))]
         let span = tracing::debug_span!("livepush.publish", topic, event);
-        // The span every delivery of this event links to (its context travels in the envelope).
+        #[cfg(not(feature = "otel"))]
+        let trace = None;
+        // The span every delivery of this event links to (its context travels in the envelope);
+        // none under an unsampled trace, whose context travels as it is (see `Trace`).
         #[cfg(feature = "otel")]
-        let span = tracing::info_span!(
-            "livepush.publish",
-            topic,
-            event,
-            otel.kind = "producer",
-            messaging.system = "livepush",
-            messaging.operation.type = "send",
-            messaging.destination.name = topic,
-            livepush.broker = self.broker_kind(),
-        );
+        let (span, trace) = match Trace::unsampled_current() {
+            Some(trace) => (tracing::Span::none(), Some(trace)),
+            None => (
+                tracing::info_span!(
+                    "livepush.publish",
+                    topic,
+                    event,
+                    otel.kind = "producer",
+                    messaging.system = "livepush",
+                    messaging.operation.type = "send",
+                    messaging.destination.name = topic,
+                    livepush.broker = self.broker_kind(),
+                ),
+                None,
+            ),
+        };
         let result = self
-            .try_publish(topic, event, category, json, retain)
+            .try_publish(topic, event, category, json, retain, trace)
             .instrument(span)
             .await;
         match &result {
@@ -635,6 +644,7 @@ impl Hub {
         category: Option<&str>,
         data: Bytes,
         retain: Option<Retain>,
+        trace: Option<Trace>,
     ) -> Result<Published, PublishError> {
         let publication = checked_retained(
             topic,
@@ -643,7 +653,8 @@ impl Hub {
             data,
             self.inner.config.max_event_bytes,
             retain,
-            Trace::current(),
+            // inside the publish span, or the caller's unsampled context
+            trace.unwrap_or_else(Trace::current),
         )?;
         let inner = &self.inner;
         if publication.retain.is_some() && !inner.broker.retains() {

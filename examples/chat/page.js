@@ -125,6 +125,11 @@ var LivepushSubscription = class {
     set.add(handler);
     return () => set.delete(handler);
   }
+  state(event, options = {}) {
+    const view = new CurrentState(options.keyOf);
+    this.on(event, ((data, meta) => view.apply(data, meta)));
+    return view;
+  }
   close() {
     if (this.current === "closed") return;
     this.abort.abort();
@@ -265,6 +270,32 @@ var LivepushSubscription = class {
       this.storage?.setItem(this.storageKey, id);
     } catch {
     }
+  }
+};
+var CurrentState = class {
+  constructor(keyOf) {
+    this.keyOf = keyOf;
+    this.byKey = /* @__PURE__ */ new Map();
+    this.handlers = /* @__PURE__ */ new Set();
+  }
+  get value() {
+    return this.newest;
+  }
+  get id() {
+    return this.newestId;
+  }
+  get values() {
+    return this.byKey;
+  }
+  onChange(handler) {
+    this.handlers.add(handler);
+    return () => this.handlers.delete(handler);
+  }
+  apply(data, meta) {
+    this.byKey.set(this.keyOf ? this.keyOf(data) : "", data);
+    this.newest = data;
+    this.newestId = meta.id;
+    for (const handler of this.handlers) handler(data, meta);
   }
 };
 function defaultStorage() {

@@ -22,11 +22,11 @@ export type SyncCompleted = {
 
 /** Every event this service pushes: SSE event name → payload. */
 export interface Events {
-  /** SSE `event: invoice.paid`, published by domain_events::InvoicePaid */
+  /** SSE `event: invoice.paid`, published by domain_events::app::InvoicePaid */
   "invoice.paid": InvoicePaid;
-  /** SSE `event: maintenance.scheduled`, published by domain_events::MaintenanceScheduled */
+  /** SSE `event: maintenance.scheduled`, published by domain_events::app::MaintenanceScheduled */
   "maintenance.scheduled": MaintenanceScheduled;
-  /** SSE `event: sync.completed`, published by domain_events::SyncCompleted */
+  /** SSE `event: sync.completed`, published by domain_events::app::SyncCompleted */
   "sync.completed": SyncCompleted;
 }
 

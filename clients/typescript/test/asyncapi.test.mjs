@@ -16,9 +16,12 @@ const EXAMPLES = {
   domain_events: {},
   multi_instance: {},
   tickets: {},
+  chat: {},
 };
-// tickets serves its admin routes (the AsyncAPI document among them) only with a bearer token.
-const HEADERS = { tickets: { authorization: "Bearer alice-token" } };
+// tickets serves its admin routes (the AsyncAPI document among them) only with an operator's
+// bearer token: none is 401, a user's is 403.
+const HEADERS = { tickets: { authorization: "Bearer ops-token" } };
+const USER_HEADERS = { tickets: { authorization: "Bearer alice-token" } };
 // The pages that use the client, with their committed generated types.
 const PAGES = ["crm_comments", "domain_events"];
 
@@ -29,6 +32,8 @@ for (const [name, env] of Object.entries(EXAMPLES)) {
     if (HEADERS[name]) {
       const anonymous = await fetch(server.url("/events/asyncapi.json"));
       assert.equal(anonymous.status, 401, `${name}: the document needs the token`);
+      const user = await fetch(server.url("/events/asyncapi.json"), { headers: USER_HEADERS[name] });
+      assert.equal(user.status, 403, `${name}: a user's token is not an operator's`);
     }
     const response = await fetch(server.url("/events/asyncapi.json"), { headers: HEADERS[name] ?? {} });
     assert.equal(response.status, 200);

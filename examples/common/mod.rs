@@ -7,6 +7,7 @@
 //! | `PORT` | port to listen on | `3000` |
 //! | `REDIS_URL`, `NATS_URL`, `LIVEPUSH_*` | the hub and its broker, see `livepush::HubBuilder::from_env` | in-memory |
 //! | `LIVEPUSH_HEADER_READ_TIMEOUT_SECS`, `_BODY_READ_TIMEOUT_SECS`, `_IDLE_TIMEOUT_SECS`, `_MAX_PENDING_HEADS`, `_MAX_PENDING_HEADS_PER_PEER`, `_WRITE_TIMEOUT_SECS`, `_DRAIN_SECS` | the server, see `livepush::serve::ServeConfig::from_env` | 10 s, 30 s, 60 s, 512, 256, 10 s, 5 s |
+//! | `LIVEPUSH_TLS_CERT`, `LIVEPUSH_TLS_KEY` | PEM files (certificate chain, private key): serve HTTPS (HTTP/1.1 and h2 by ALPN) with `livepush::serve::serve_tls`; both or neither | plain HTTP |
 //! | `RUST_LOG` | log filter | `info` |
 //!
 //! An invalid value stops the program with a message naming it and exit status 2.
@@ -103,13 +104,19 @@ pub async fn serve_with(
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| exit_with(format_args!("cannot read the listening address: {e}")));
+    let tls = tls_from_env();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         broker = hub.broker_kind(),
-        "{name} listening on http://{addr}"
+        "{name} listening on {scheme}://{addr}"
     );
-    // `livepush::serve`: HTTP/1.1 and h2c, header-read, idle, write and drain deadlines,
-    // TCP_NODELAY (see its docs).
-    let served = livepush::serve(listener, app).config(serve_config_from_env());
+    // `livepush::serve`: HTTP/1.1 and h2c (h2 and HTTP/1.1 by ALPN over TLS), header-read, idle,
+    // write and drain deadlines, TCP_NODELAY (see its docs).
+    let served = match tls {
+        Some(tls) => livepush::serve::serve_tls(listener, app, tls),
+        None => livepush::serve(listener, app),
+    }
+    .config(serve_config_from_env());
     let served = tune(served)
         .with_graceful_shutdown(hub.shutdown_on(shutdown_signal()))
         .await;
@@ -117,6 +124,40 @@ pub async fn serve_with(
         exit_with(format_args!("server error: {e}"));
     }
     tracing::info!("{name} stopped");
+}
+
+/// The TLS settings from `LIVEPUSH_TLS_CERT` and `LIVEPUSH_TLS_KEY` (PEM files), `None` when
+/// neither is set, or exit: one without the other, an unreadable file or a key that does not fit
+/// the certificate stops start-up with a message naming the variable.
+pub fn tls_from_env() -> Option<std::sync::Arc<livepush::serve::rustls::ServerConfig>> {
+    use livepush::serve::rustls::pki_types::pem::PemObject;
+    use livepush::serve::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (cert, key) = match (var("LIVEPUSH_TLS_CERT"), var("LIVEPUSH_TLS_KEY")) {
+        (None, None) => return None,
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => exit_with("LIVEPUSH_TLS_CERT is set without LIVEPUSH_TLS_KEY"),
+        (None, Some(_)) => exit_with("LIVEPUSH_TLS_KEY is set without LIVEPUSH_TLS_CERT"),
+    };
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .unwrap_or_else(|e| exit_with(format_args!("LIVEPUSH_TLS_CERT={cert:?}: {e}")));
+    if chain.is_empty() {
+        exit_with(format_args!(
+            "LIVEPUSH_TLS_CERT={cert:?} holds no PEM certificate"
+        ));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(&key)
+        .unwrap_or_else(|e| exit_with(format_args!("LIVEPUSH_TLS_KEY={key:?}: {e}")));
+    let config = livepush::serve::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .unwrap_or_else(|e| {
+            exit_with(format_args!(
+                "LIVEPUSH_TLS_CERT and LIVEPUSH_TLS_KEY do not make a TLS identity: {e}"
+            ))
+        });
+    Some(std::sync::Arc::new(config))
 }
 
 /// Completes on Ctrl-C, or on SIGTERM (what `docker stop` and Kubernetes send).

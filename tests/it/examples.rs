@@ -128,6 +128,8 @@ fn every_example_refuses_invalid_settings_with_a_clear_message() {
             ("LIVEPUSH_HEARTBEAT_SECS", "fast"),
             ("LIVEPUSH_QUEUE_CAPACITY", "0"),
             ("PORT", "http"),
+            // TLS needs both files: a certificate alone, or a file that is not there, is refused
+            ("LIVEPUSH_TLS_CERT", "/nonexistent/cert.pem"),
         ] {
             let (status, stderr) = run_to_exit(name, &[(var, value)]);
             assert!(!status.success(), "{name} started with {var}={value}");

@@ -20,17 +20,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::{header, Request};
-use hyper_util::rt::TokioIo;
+use hyper::header;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
+
+mod transport;
+use transport::{Sender, Transport};
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Fan-out load generator for SSE servers (POST /publish, GET /events?topic=)")]
 struct Args {
-    /// Base URL of the server, e.g. http://127.0.0.1:3000 (plain HTTP, IP address).
+    /// Base URL of the server, e.g. http://127.0.0.1:3000 (an IP address). `https://` speaks TLS
+    /// without verifying the certificate: loopback addresses only.
     #[arg(long)]
     base: String,
+    /// Speak HTTP/2 (ALPN `h2` over https://, prior knowledge over http://): one stream per
+    /// subscriber connection, as a browser tab has.
+    #[arg(long)]
+    http2: bool,
     /// Number of SSE subscriber connections.
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
@@ -101,6 +108,7 @@ struct Shared {
     args: Args,
     addr: SocketAddr,
     host: String,
+    transport: Transport,
     connected: AtomicUsize,
     failed: AtomicUsize,
     ready: AtomicUsize,
@@ -129,13 +137,18 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
-fn parse_base(base: &str) -> (SocketAddr, String) {
-    let rest = base.strip_prefix("http://").unwrap_or(base);
+/// The address, the `Host` and whether the base is `https://`.
+fn parse_base(base: &str) -> (SocketAddr, String, bool) {
+    let tls = base.starts_with("https://");
+    let rest = base
+        .strip_prefix("http://")
+        .or_else(|| base.strip_prefix("https://"))
+        .unwrap_or(base);
     let hostport = rest.split('/').next().unwrap_or(rest);
     let addr: SocketAddr = hostport
         .parse()
-        .unwrap_or_else(|_| panic!("--base must be http://IP:PORT, got {base}"));
-    (addr, hostport.to_string())
+        .unwrap_or_else(|_| panic!("--base must be http[s]://IP:PORT, got {base}"));
+    (addr, hostport.to_string(), tls)
 }
 
 /// Finds `"key"` in a JSON text and parses the unsigned integer after it (nested objects are fine).
@@ -216,14 +229,11 @@ async fn open_stream(
     let stream = connect(sh.addr, src)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut req = Request::get(format!("/events?topic={}", sub_topic(&sh.args, idx as u64)))
-        .header(header::HOST, &sh.host)
+    let mut sender: Sender<Empty<Bytes>> = sh.transport.handshake(stream).await?;
+    let path = format!("/events?topic={}", sub_topic(&sh.args, idx as u64));
+    let mut req = sh
+        .transport
+        .request(hyper::Method::GET, &sh.host, &path)
         .header(header::ACCEPT, "text/event-stream");
     if let Some(id) = last_id {
         req = req.header("last-event-id", id);
@@ -475,7 +485,7 @@ async fn subscriber(sh: Arc<Shared>, idx: usize, gate: Arc<Semaphore>) {
 
 /// One publishing connection; publishes warm-up events or measured events.
 struct Publisher {
-    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    sender: Sender<Full<Bytes>>,
 }
 
 impl Publisher {
@@ -483,12 +493,11 @@ impl Publisher {
         let stream = connect(sh.addr, None)
             .await
             .map_err(|e| format!("publisher connect: {e}"))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let sender = sh
+            .transport
+            .handshake(stream)
             .await
-            .map_err(|e| format!("publisher handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+            .map_err(|e| format!("publisher {e}"))?;
         Ok(Self { sender })
     }
 
@@ -501,8 +510,9 @@ impl Publisher {
             Some(t) => format!("/publish?topic={t}"),
             None => "/publish".to_string(),
         };
-        let req = Request::post(path)
-            .header(header::HOST, &sh.host)
+        let req = sh
+            .transport
+            .request(hyper::Method::POST, &sh.host, &path)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(json)))
             .unwrap();
@@ -563,7 +573,8 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let (addr, host) = parse_base(&args.base);
+    let (addr, host, tls) = parse_base(&args.base);
+    let transport = Transport::new(addr, tls, args.http2);
     let n = args.subscribers;
     let m = args.events;
     let start_all = Instant::now();
@@ -572,6 +583,7 @@ async fn main() {
         args: args.clone(),
         addr,
         host,
+        transport,
         connected: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
         ready: AtomicUsize::new(0),

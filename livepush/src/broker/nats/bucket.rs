@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::kv::Store;
+use async_nats::jetstream::kv::{CreateErrorKind, Entry, Store, UpdateErrorKind};
 use async_nats::jetstream::stream::{self, StorageType};
 use async_nats::jetstream::Context;
 
@@ -110,6 +110,34 @@ pub(super) fn kv_key(key: &str) -> String {
         }
     }
     out
+}
+
+/// Writes `value` at `key` only if the entry is still `entry` (`None`: if there is none yet), the
+/// compare-and-set both buckets' read-modify-write loops use. `Err((true, _))`: another writer
+/// came first, read again; `Err((false, why))`: the write failed.
+pub(super) async fn write_if_unchanged(
+    store: &Store,
+    key: &str,
+    entry: Option<&Entry>,
+    value: Vec<u8>,
+) -> Result<(), (bool, String)> {
+    match entry {
+        Some(entry) => store
+            .update(key, value.into(), entry.revision)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                (
+                    e.kind() == UpdateErrorKind::WrongLastRevision,
+                    e.to_string(),
+                )
+            }),
+        None => store
+            .create(key, value.into())
+            .await
+            .map(drop)
+            .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
 use async_nats::jetstream::Context;
 
-use super::bucket::{kv_key, now_ms, Bucket};
+use super::bucket::{kv_key, now_ms, write_if_unchanged, Bucket};
 use super::Shared;
 use crate::broker::{BrokerError, Cause, Slot};
 
@@ -119,21 +119,7 @@ impl Slots {
                 Decision::Write(members, answer) => (members, answer),
             };
             let value = serde_json::to_vec(&members).expect("a map of strings to numbers");
-            let written = match &entry {
-                Some(entry) => store
-                    .update(key.as_str(), value.into(), entry.revision)
-                    .await
-                    .map_err(|e| {
-                        (
-                            e.kind() == UpdateErrorKind::WrongLastRevision,
-                            e.to_string(),
-                        )
-                    }),
-                None => store
-                    .create(key.as_str(), value.into())
-                    .await
-                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
-            };
+            let written = write_if_unchanged(&store, key.as_str(), entry.as_ref(), value).await;
             match written {
                 Ok(_) => return Ok(answer),
                 // another instance wrote first: read again

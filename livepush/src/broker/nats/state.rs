@@ -20,13 +20,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{DirectGetErrorKind, StorageType, Stream};
 use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::bucket::{kv_key, now_ms, Bucket};
+use super::bucket::{kv_key, now_ms, write_if_unchanged, Bucket};
 use super::payload;
 use super::subject::Names;
 use crate::broker::{BrokerError, Cause, Delivery};
@@ -146,21 +146,7 @@ impl State {
             values.retain(|_, v| v.alive(now));
             values.insert(marked.key.clone(), value.clone());
             let bytes = serde_json::to_vec(&values).expect("a map of plain values");
-            let written = match &entry {
-                Some(entry) => store
-                    .update(key.as_str(), bytes.into(), entry.revision)
-                    .await
-                    .map_err(|e| {
-                        (
-                            e.kind() == UpdateErrorKind::WrongLastRevision,
-                            e.to_string(),
-                        )
-                    }),
-                None => store
-                    .create(key.as_str(), bytes.into())
-                    .await
-                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())),
-            };
+            let written = write_if_unchanged(&store, key.as_str(), entry.as_ref(), bytes).await;
             match written {
                 Ok(_) => return Ok(()),
                 // another publisher wrote first: read again

@@ -211,27 +211,10 @@ async fn field(browser: &Client, css: &str) -> Element {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_comment_posted_in_one_page_appears_live_in_the_other() {
-    let chromium = required(
-        "chromium",
-        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-    );
-    let chromedriver = required(
-        "chromedriver",
-        &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
-    );
     let example = Example::start("crm_comments", &[]);
-    let driver = ChromeDriver::start(&chromedriver).await;
-    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("chromium-profile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let browser = open_browser(&driver, &chromium, &profile, &[]).await;
-    let outcome = run_pages(&browser, &example).await;
-    let _ = browser.close().await;
-    drop(driver);
-    let _ = std::fs::remove_dir_all(&profile);
-    if let Err(message) = outcome {
-        panic!("{message}\n{}", example.output());
-    }
+    let session = BrowserSession::open("profile").await;
+    let outcome = run_pages(&session.browser, &example).await;
+    session.close(outcome, &example).await;
 }
 
 /// The scenario; errors carry what went wrong so the browser is closed before the test fails.
@@ -812,27 +795,10 @@ async fn texts(browser: Client, css: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_one_page_sees_the_other_join_talk_and_leave() {
-    let chromium = required(
-        "chromium",
-        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-    );
-    let chromedriver = required(
-        "chromedriver",
-        &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
-    );
     let example = Example::start("chat", &[("LIVEPUSH_PRESENCE_GRACE_MS", "200")]);
-    let driver = ChromeDriver::start(&chromedriver).await;
-    let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("chromium-chat-profile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let browser = open_browser(&driver, &chromium, &profile, &[]).await;
-    let outcome = run_chat_pages(&browser, &example).await;
-    let _ = browser.close().await;
-    drop(driver);
-    let _ = std::fs::remove_dir_all(&profile);
-    if let Err(message) = outcome {
-        panic!("{message}\n{}", example.output());
-    }
+    let session = BrowserSession::open("chat-profile").await;
+    let outcome = run_chat_pages(&session.browser, &example).await;
+    session.close(outcome, &example).await;
 }
 
 async fn run_chat_pages(browser: &Client, example: &Example) -> Result<(), String> {

@@ -175,8 +175,9 @@ async fn status_of(browser: Client) -> String {
     }
 }
 
-async fn comment_texts(browser: Client) -> Vec<String> {
-    let Ok(items) = browser.find_all(Locator::Css("#comments li .text")).await else {
+/// The texts of the elements matching `css` on the current window.
+async fn texts(browser: Client, css: &str) -> Vec<String> {
+    let Ok(items) = browser.find_all(Locator::Css(css)).await else {
         return Vec::new();
     };
     let mut texts = Vec::new();
@@ -184,6 +185,10 @@ async fn comment_texts(browser: Client) -> Vec<String> {
         texts.push(item.text().await.unwrap_or_default());
     }
     texts
+}
+
+async fn comment_texts(browser: Client) -> Vec<String> {
+    texts(browser, "#comments li .text").await
 }
 
 async fn wait_connected(browser: &Client, page: &str) {
@@ -362,14 +367,7 @@ async fn post_json(url: String, body: serde_json::Value) -> Result<(), String> {
 }
 
 async fn log_events(browser: Client) -> Vec<String> {
-    let Ok(items) = browser.find_all(Locator::Css("#log li .event")).await else {
-        return Vec::new();
-    };
-    let mut names = Vec::new();
-    for item in items {
-        names.push(item.text().await.unwrap_or_default());
-    }
-    names
+    texts(browser, "#log li .event").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -779,18 +777,6 @@ mod admin {
         let _ = std::fs::remove_dir_all(&session.profile);
         assert!(errors.is_empty(), "console errors: {errors:?}");
     }
-}
-
-/// The texts of the elements matching `css` on the current window.
-async fn texts(browser: Client, css: &str) -> Vec<String> {
-    let Ok(items) = browser.find_all(Locator::Css(css)).await else {
-        return Vec::new();
-    };
-    let mut texts = Vec::new();
-    for item in items {
-        texts.push(item.text().await.unwrap_or_default());
-    }
-    texts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

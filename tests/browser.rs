@@ -207,6 +207,24 @@ async fn switch(browser: &Client, window: &WindowHandle) {
         .expect("switch window");
 }
 
+/// Types `text` into the field `css` of the current window, as a person would.
+async fn type_into(browser: &Client, css: &str, text: &str) -> Result<(), String> {
+    field(browser, css)
+        .await
+        .send_keys(text)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Clicks the element `css` of the current window.
+async fn click(browser: &Client, css: &str) -> Result<(), String> {
+    field(browser, css)
+        .await
+        .click()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 async fn field(browser: &Client, css: &str) -> Element {
     browser
         .find(Locator::Css(css))
@@ -244,21 +262,9 @@ async fn run_pages(browser: &Client, example: &Example) -> Result<(), String> {
     wait_connected(browser, "page B").await;
 
     // Post through page B's form, as a person would.
-    field(browser, "#author")
-        .await
-        .send_keys("Dana")
-        .await
-        .map_err(|e| e.to_string())?;
-    field(browser, "#text")
-        .await
-        .send_keys("Called the client, all good")
-        .await
-        .map_err(|e| e.to_string())?;
-    field(browser, "#send")
-        .await
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    type_into(browser, "#author", "Dana").await?;
+    type_into(browser, "#text", "Called the client, all good").await?;
+    click(browser, "#send").await?;
 
     // Page A shows it, pushed over its event stream (it did nothing itself).
     switch(browser, &page_a).await;
@@ -298,11 +304,7 @@ async fn run_pages(browser: &Client, example: &Example) -> Result<(), String> {
     }
 
     // Delete it from page A: page B drops it.
-    field(browser, "#comments li button.delete")
-        .await
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    click(browser, "#comments li button.delete").await?;
     switch(browser, &page_b).await;
     wait_until(
         browser,
@@ -814,26 +816,10 @@ async fn run_chat_pages(browser: &Client, example: &Example) -> Result<(), Strin
         texts(b, "#members li").await == ["ann", "bob"]
     })
     .await;
-    field(browser, "#text")
-        .await
-        .send_keys("hello from bob")
-        .await
-        .map_err(|e| e.to_string())?;
-    field(browser, "#send button")
-        .await
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
-    field(browser, "#topic-text")
-        .await
-        .send_keys("Friday release")
-        .await
-        .map_err(|e| e.to_string())?;
-    field(browser, "#set-topic button")
-        .await
-        .click()
-        .await
-        .map_err(|e| e.to_string())?;
+    type_into(browser, "#text", "hello from bob").await?;
+    click(browser, "#send button").await?;
+    type_into(browser, "#topic-text", "Friday release").await?;
+    click(browser, "#set-topic button").await?;
 
     // ann's page saw bob join, his message and the topic line, without doing anything
     switch(browser, &page_a).await;

@@ -10,7 +10,7 @@
 //!   slow or away): the topic is caught up from the stream first;
 //! - a reconnect or an async-nats `SlowConsumer` event catches every watched topic up;
 //! - a stream created anew (a memory store restarted, the stream deleted) resets every watched
-//!   topic, since its sequences start over.
+//!   topic to 0, since its sequences start over, and delivers what the new stream holds.
 //!
 //! A catch-up reads the stream after the last delivered sequence and hands the events over in
 //! order, with a `livepush.reset` first where the stream no longer reaches back.
@@ -346,7 +346,7 @@ impl Task {
         };
         self.shared.up.store(true, Ordering::Release);
         if self.created.is_some_and(|before| before != created) {
-            self.reset_all("the NATS stream was created anew").await;
+            self.restart_all().await;
         } else if self.gap {
             self.catch_up_all().await;
         }
@@ -388,6 +388,23 @@ impl Task {
         for topic in topics {
             self.last.insert(topic, at);
         }
+    }
+
+    /// The stream was created anew (a server restarted without its store, the stream deleted):
+    /// its sequence started again, so every watched topic gets a reset at 0, the new stream's
+    /// beginning, and then what the new stream already holds (publications the retry buffers
+    /// sent while this process was away): those are new to every client, and a reset at the
+    /// stream's last sequence would skip them.
+    async fn restart_all(&mut self) {
+        tracing::warn!(
+            "the NATS stream was created anew: resetting every watched topic to its start"
+        );
+        let topics: Vec<Topic> = self.subs.keys().cloned().collect();
+        self.delivery.reset(&topics, EventId::new(0), GAP);
+        for topic in topics {
+            self.last.insert(topic, 0);
+        }
+        self.catch_up_all().await;
     }
 
     async fn catch_up_all(&mut self) {

@@ -5,8 +5,9 @@
 //! The broker conformance scenarios whose connections lie in one partition (fan-out, gap → reset,
 //! per-key caps) run as they are; those spanning partitions are written here with the events
 //! named by their data, since a spanning connection's ids are positions, not numbers: exact
-//! replay across 24 topics through the other instance, and a purge of one partition's stream,
-//! which resets the connections of its topics only. Plus: each partition's stream is checked on
+//! replay across 24 topics through the other instance, a purge of one partition's stream,
+//! which resets the resuming connections of its topics only, and one partition's stream lost in a
+//! server restart, which resets the live connections of its topics only. Plus: each partition's stream is checked on
 //! its own, and the default (one partition) keeps today's stream and plain ids.
 
 use std::collections::{BTreeMap, HashMap};
@@ -240,6 +241,74 @@ async fn a_purge_of_one_partitions_stream_resets_its_topics_only() {
     let mut want = vec![ev(&x, 3), ev(&y, 2)];
     want.sort_by_key(|s| format!("{s:?}"));
     assert_eq!(rest, want, "one reset, then both partitions' events");
+}
+
+/// One partition's stream is lost while its server is down (its directory removed from the
+/// store): when the server is back the stream is created anew, and only the connections of its
+/// topics get a `livepush.reset` before their next event; another partition's go on without one.
+#[tokio::test]
+async fn a_partitions_stream_created_anew_resets_its_watched_topics_only() {
+    let mut deployment = Partitioned(NatsServer::start());
+    let mut instances = instances(&deployment, 1, Settings::default()).await;
+    let (hub, server) = instances.pop().unwrap();
+    let candidates: Vec<String> = (0..16).map(|n| format!("c{n}")).collect();
+    for topic in &candidates {
+        publish(&hub, topic, 0).await;
+    }
+    let placed = placement(&deployment.0, &candidates).await;
+    let mut parts = placed.iter();
+    let (&lost, in_lost) = parts.next().expect("a partition");
+    let (_, in_other) = parts.next().expect("a second partition");
+    let (x, y) = (in_lost[0].clone(), in_other[0].clone());
+    let mut on_x = SseClient::connect(&server.url(&format!("/events?topic={x}"))).await;
+    let mut on_y = SseClient::connect(&server.url(&format!("/events?topic={y}"))).await;
+    publish(&hub, &x, 1).await;
+    publish(&hub, &y, 1).await;
+    assert_eq!(
+        seen(&on_x.next().await),
+        Seen::Event {
+            topic: x.clone(),
+            n: 1
+        }
+    );
+    assert_eq!(
+        seen(&on_y.next().await),
+        Seen::Event {
+            topic: y.clone(),
+            n: 1
+        }
+    );
+
+    let nats = &mut deployment.0;
+    nats.kill();
+    let dir = nats
+        .store()
+        .join(format!("jetstream/$G/streams/LIVEPUSH_p{lost}"));
+    std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    nats.restart(false);
+    wait_for_status(&server.url("/health/ready"), 200).await;
+    publish(&hub, &x, 2).await;
+    publish(&hub, &y, 2).await;
+    assert_eq!(
+        seen(&on_x.next().await),
+        Seen::Reset,
+        "{x}: its stream started over"
+    );
+    assert_eq!(
+        seen(&on_x.next().await),
+        Seen::Event {
+            topic: x.clone(),
+            n: 2
+        }
+    );
+    assert_eq!(
+        seen(&on_y.next().await),
+        Seen::Event {
+            topic: y.clone(),
+            n: 2
+        },
+        "{y}: another partition, no reset"
+    );
 }
 
 /// Each partition's stream is checked on its own: one configured otherwise keeps the hub not

@@ -45,15 +45,18 @@ pub trait Partitioned: Send + Sync {
 
 /// The most partitions a broker may have (a position names each partition in base 36, two
 /// digits: `docs/multi-instance.md`).
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) const MAX_PARTITIONS: u32 = 1296;
 
 /// The partition of `topic` among `count`: `fnv1a(topic) mod count`, the same in every process
 /// and for every partitioned broker (Redis Cluster, NATS), so a topic keeps its partition when a
 /// deployment moves from one to the other with the same count.
+#[cfg(any(feature = "redis", feature = "nats"))]
 pub(crate) fn partition_of(topic: &Topic, count: u32) -> u32 {
     fnv1a(topic.as_str().as_bytes()) % count.max(1)
 }
 
+#[cfg(any(feature = "redis", feature = "nats"))]
 fn fnv1a(data: &[u8]) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;
     for &b in data {
@@ -63,7 +66,7 @@ fn fnv1a(data: &[u8]) -> u32 {
     hash
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "redis", feature = "nats")))]
 mod tests {
     use super::*;
 

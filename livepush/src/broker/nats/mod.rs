@@ -309,13 +309,15 @@ impl Shared {
                 ));
             }
         }
-        // the streams answer (their leaders are elected, JetStream is enabled for the account)
-        for (p, stream) in streams.iter().enumerate() {
-            if only.is_none_or(|only| only as usize == p) {
-                stream.get_info().await.map_err(stream_info)?;
-            }
-        }
-        Ok(())
+        // the streams answer (their leaders are elected, JetStream is enabled for the account),
+        // asked concurrently
+        let asked = (streams.iter().enumerate())
+            .filter(|(p, _)| only.is_none_or(|only| only as usize == *p))
+            .map(|(_, stream)| stream.get_info());
+        futures_util::future::try_join_all(asked)
+            .await
+            .map(drop)
+            .map_err(stream_info)
     }
 }
 

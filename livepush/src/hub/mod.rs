@@ -826,14 +826,14 @@ impl Hub {
     /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
     /// yields exactly the events published afterwards (with replay on). See [`Cursor`](crate::cursor::Cursor).
     ///
-    /// A broker with one sequence per partition (Redis Cluster) has no single newest id: there
-    /// this answers [`BrokerError::Unavailable`] naming [`Hub::stream_position`], which gives
-    /// its position in every partition.
+    /// A broker with one sequence per partition (Redis Cluster, NATS with `?partitions=N`) has
+    /// no single newest id: there this answers [`BrokerError::Unavailable`] naming
+    /// [`Hub::stream_position`], which gives its position in every partition.
     pub async fn position(&self) -> Result<EventId, BrokerError> {
         if self.broker().partitioned().is_some() {
             return Err(BrokerError::Unavailable(
-                "a partitioned broker (Redis Cluster) has one position per partition, not one id: \
-                 use Hub::stream_position"
+                "a partitioned broker (Redis Cluster, NATS with partitions) has one position per \
+                 partition, not one id: use Hub::stream_position"
                     .into(),
             ));
         }
@@ -841,8 +841,8 @@ impl Hub {
     }
 
     /// Where the stream stands now, as a client sends it back in `Last-Event-ID`: the newest id
-    /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster) the newest
-    /// id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
+    /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster, NATS with
+    /// partitions) the newest id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
     /// `docs/multi-instance.md`; one history read per partition, concurrently). Subscribing with
     /// it yields exactly what was published afterwards, on any topics. See [`Cursor`](crate::cursor::Cursor).
     pub async fn stream_position(&self) -> Result<StreamPosition, BrokerError> {

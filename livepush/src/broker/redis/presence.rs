@@ -1,6 +1,6 @@
 //! Presence on Redis (one server, Sentinel, Cluster): members and occupancy per topic, shared
 //! by every instance, with a lease per instance so that a dead one's members leave within
-//! seconds.
+//! a second.
 //!
 //! Per topic, in the topic's partition (one hash tag on a cluster, so each script is atomic on
 //! one node), under `{base}pr:{topic}:`:
@@ -10,13 +10,16 @@
 //! - `x:{instance}` hash member → that instance's streams, so its share can be taken back;
 //! - `h` set of instances holding subscribers of the topic (occupancy: empty ↔ vacated).
 //!
-//! Per instance, under the prefix: `pr:lease:{instance}` (a key with a [`LEASE`] expiry that the
-//! instance renews every [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY)), `pr:topics:{instance}` (the topics where it has
-//! entries, written before the entries), and the set `pr:instances`. Every instance, every
-//! [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY), renews its lease and looks for instances whose lease is gone; for each
-//! such instance it runs [`REAP`] on each of its topics (atomic per topic, and idempotent: when
-//! two instances reap the same one, the second finds nothing left), then forgets it. The reap
-//! that empties a topic's `h` reports the topic vacated: once, on one instance.
+//! Per instance, under the prefix: its lease in the sorted set `pr:instances` ([`super::lease`])
+//! and `pr:topics:{instance}` (the topics where it has entries, written before the entries).
+//! Every [`RENEW_EVERY`], each instance renews its lease and learns which instances' leases ran
+//! out, in one script; for each such instance it runs [`REAP`] on each of its topics (atomic per
+//! topic, and idempotent: when two instances reap the same one, the second finds nothing left),
+//! then forgets it. The reap that empties a topic's `h` reports the topic vacated: once, on one
+//! instance.
+//!
+//! The renewal never waits for [`Held`]'s lock (a join that waits on a slow Redis holds it): the
+//! identity to renew is kept beside it.
 //!
 //! An instance whose own lease ran out (a pause longer than the lease, or Redis restarted
 //! empty), or whose command failed half way, takes a new identity: it records everything it
@@ -24,19 +27,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redis::{RedisError, Script};
 
 use super::engine::{Engine, Shard};
+use super::lease::{Leases, RENEW_EVERY};
 use crate::broker::{BrokerError, Member, Occupancy, Presence, PresenceCount, PresenceStore};
 use crate::topic::Topic;
-
-/// How long an instance stays alive for the others without renewing its lease: a killed
-/// instance's members leave within this plus one [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY).
-pub(super) const LEASE: Duration = Duration::from_millis(2000);
 
 /// `KEYS`: m, i, n, v, x. `ARGV`: member, info ("" keeps the one held), streams to add.
 /// Returns the member's streams on all instances.
@@ -110,7 +110,7 @@ return {redis.call('GET', KEYS[3]) or '0', redis.call('HGETALL', KEYS[1]), redis
 /// What this instance holds, and under which identity.
 struct Held {
     instance: String,
-    /// Whether the lease and the instance set entry are written.
+    /// Whether the instance is listed with a lease.
     registered: bool,
     /// A command failed half way: at the next maintenance, take a new identity and record
     /// everything held again.
@@ -129,7 +129,11 @@ struct Held {
 pub(super) struct RedisPresence<S: Shard> {
     engine: Arc<Engine<S>>,
     scripts: [Script; 6],
+    leases: Leases,
     held: tokio::sync::Mutex<Held>,
+    /// The identity whose lease [`PresenceStore::maintain`] renews (`held.instance` once
+    /// registered), readable without waiting for `held`.
+    leased: Mutex<String>,
 }
 
 const S_JOIN: usize = 0;
@@ -155,9 +159,12 @@ fn new_instance() -> String {
 
 impl<S: Shard> RedisPresence<S> {
     pub(super) fn new(engine: Arc<Engine<S>>) -> Self {
+        let leases = Leases::new(format!("{}pr:instances", engine.shard.prefix()));
         RedisPresence {
             engine,
             scripts: [JOIN, LEAVE, OCCUPY, VACATE, REAP, READ].map(Script::new),
+            leases,
+            leased: Mutex::new(String::new()),
             held: tokio::sync::Mutex::new(Held {
                 instance: new_instance(),
                 registered: false,
@@ -189,10 +196,6 @@ impl<S: Shard> RedisPresence<S> {
 
     fn instance_key(&self, what: &str, instance: &str) -> String {
         format!("{}pr:{what}:{instance}", self.engine.shard.prefix())
-    }
-
-    fn instances_key(&self) -> String {
-        format!("{}pr:instances", self.engine.shard.prefix())
     }
 
     fn fail(&self, e: RedisError) -> BrokerError {
@@ -255,6 +258,24 @@ impl<S: Shard> RedisPresence<S> {
         Ok(edge == 1)
     }
 
+    /// Renews this instance's lease when a tick's time went by since `last`: long loops (a
+    /// reap, a resync) call it between commands, so that they never cost the lease.
+    async fn keep_alive(&self, conn: &mut S::Conn, last: &mut Instant) -> Result<(), RedisError> {
+        if last.elapsed() < RENEW_EVERY {
+            return Ok(());
+        }
+        *last = Instant::now();
+        let me = self.leased();
+        self.leases.tick(conn, &me).await.map(|_| ())
+    }
+
+    fn leased(&self) -> String {
+        self.leased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Takes back everything `instance` holds on `topics` and forgets it; returns the topics
     /// that this left vacated.
     async fn reap(
@@ -269,10 +290,12 @@ impl<S: Shard> RedisPresence<S> {
             .await?;
         topics.extend(listed);
         let mut vacated = Vec::new();
+        let mut renewed = Instant::now();
         for topic in topics {
             let Ok(topic) = Topic::new(&topic) else {
                 continue;
             };
+            self.keep_alive(conn, &mut renewed).await?;
             let mut invocation = self.scripts[S_REAP].prepare_invoke();
             for k in self.member_keys(&topic, instance) {
                 invocation.key(k);
@@ -288,15 +311,9 @@ impl<S: Shard> RedisPresence<S> {
         }
         redis::cmd("DEL")
             .arg(self.instance_key("topics", instance))
-            .arg(self.instance_key("lease", instance))
-            .query_async::<()>(conn)
-            .await
-            .or_else(|_| Ok::<(), RedisError>(()))?;
-        redis::cmd("SREM")
-            .arg(self.instances_key())
-            .arg(instance)
             .query_async::<()>(conn)
             .await?;
+        self.leases.forget(conn, instance).await?;
         Ok(vacated)
     }
 
@@ -308,18 +325,9 @@ impl<S: Shard> RedisPresence<S> {
         let old = held.registered.then(|| held.instance.clone());
         let old_topics: HashSet<String> = held.indexed.iter().map(|t| t.to_string()).collect();
         let instance = new_instance();
-        redis::cmd("SET")
-            .arg(self.instance_key("lease", &instance))
-            .arg(1)
-            .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .query_async::<()>(conn)
-            .await?;
-        redis::cmd("SADD")
-            .arg(self.instances_key())
-            .arg(&instance)
-            .query_async::<()>(conn)
-            .await?;
+        self.leases.register(conn, &instance).await?;
+        *self.leased.lock().unwrap_or_else(|p| p.into_inner()) = instance.clone();
+        let mut renewed = Instant::now();
         held.instance = instance.clone();
         held.registered = true;
         held.indexed.clear();
@@ -330,9 +338,11 @@ impl<S: Shard> RedisPresence<S> {
             .chain(held.occupied.iter().cloned())
             .collect();
         for topic in &topics {
+            self.keep_alive(conn, &mut renewed).await?;
             self.index(conn, held, topic).await?;
         }
         for ((topic, key), (streams, info)) in &held.members {
+            self.keep_alive(conn, &mut renewed).await?;
             self.join_on(conn, &instance, topic, key, info, *streams)
                 .await?;
         }
@@ -546,66 +556,46 @@ impl<S: Shard> PresenceStore for RedisPresence<S> {
         Ok(out)
     }
 
+    fn maintain_every(&self) -> Duration {
+        RENEW_EVERY
+    }
+
     async fn maintain(&self) -> Result<Vec<(Topic, Occupancy)>, BrokerError> {
         let mut conn = self.conn()?;
-        let mut edges = Vec::new();
-        let me = {
-            let mut held = self.held.lock().await;
-            let renewed = match held.registered && !held.dirty {
-                // SET … XX: renewed only while the lease is still there
-                true => redis::cmd("SET")
-                    .arg(self.instance_key("lease", &held.instance))
-                    .arg(1)
-                    .arg("PX")
-                    .arg(LEASE.as_millis() as u64)
-                    .arg("XX")
-                    .query_async::<Option<String>>(&mut conn)
-                    .await
-                    .map_err(|e| self.fail(e))?
-                    .is_some(),
-                false => false,
-            };
-            if !renewed {
-                if held.registered {
-                    held.dirty = true;
-                    tracing::warn!("presence lease lost or a presence write failed: recording this instance's members again");
-                }
-                self.ready(&mut held).await?;
-            }
-            edges.append(&mut held.edges);
-            held.instance.clone()
-        };
-        let instances: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.instances_key())
-            .query_async(&mut conn)
+        // The renewal first, without waiting for `held` (a slow join may hold it).
+        let me = self.leased();
+        let tick = self
+            .leases
+            .tick(&mut conn, &me)
             .await
             .map_err(|e| self.fail(e))?;
-        for instance in instances.into_iter().filter(|i| *i != me) {
-            let alive: bool = redis::cmd("EXISTS")
-                .arg(self.instance_key("lease", &instance))
-                .query_async(&mut conn)
+        let mut edges = Vec::new();
+        let held = match tick.renewed {
+            // lost (or never had) a lease: wait for `held`, this instance resyncs
+            false => Some(self.held.lock().await),
+            // renewed: whatever else `held` needs (a resync after a failed write, edges to
+            // report) waits for the next tick if a join holds it now
+            true => self.held.try_lock().ok(),
+        };
+        if let Some(mut held) = held {
+            if !tick.renewed && held.registered && held.instance == me {
+                held.dirty = true;
+                tracing::warn!("presence lease lost: recording this instance's members again");
+            }
+            self.ready(&mut held).await?;
+            edges.append(&mut held.edges);
+        }
+        for instance in tick.expired {
+            tracing::info!(
+                instance,
+                "an instance's presence lease ran out: removing its members"
+            );
+            let gone = self
+                .reap(&mut conn, &instance, HashSet::new())
                 .await
                 .map_err(|e| self.fail(e))?;
-            if !alive {
-                tracing::info!(
-                    instance,
-                    "an instance's presence lease ran out: removing its members"
-                );
-                let gone = self
-                    .reap(&mut conn, &instance, HashSet::new())
-                    .await
-                    .map_err(|e| self.fail(e))?;
-                edges.extend(gone.into_iter().map(|t| (t, Occupancy::Vacated)));
-            }
+            edges.extend(gone.into_iter().map(|t| (t, Occupancy::Vacated)));
         }
         Ok(edges)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_lease_outlives_several_renewals() {
-        assert!(super::LEASE >= crate::broker::MAINTAIN_EVERY * 3);
     }
 }

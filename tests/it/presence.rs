@@ -374,6 +374,41 @@ async fn chat_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_
 }
 
 #[tokio::test]
+async fn on_redis_instances_that_lost_their_lease_move_their_members_without_a_leave_or_a_double_count(
+) {
+    let redis = RedisServer::start();
+    let hubs = three_on(&redis, Duration::from_millis(300)).await;
+    let mut watcher = SseClient::connect(&hubs[2].1.url("/rooms/lost/events")).await;
+    presence_event(&mut watcher).await;
+    let _ann = SseClient::connect(&hubs[0].1.url("/rooms/lost/events?user=ann&quiet")).await;
+    let _bob = SseClient::connect(&hubs[1].1.url("/rooms/lost/events?user=bob&quiet")).await;
+    let _bob2 = SseClient::connect(&hubs[0].1.url("/rooms/lost/events?user=bob&quiet")).await;
+    let mut joined = Vec::new();
+    while joined.len() < 2 {
+        joined.extend(changes(&presence_event(&mut watcher).await));
+    }
+    let (before, _) = instance_keys(&redis).await;
+    // every lease gone at once, as after a pause longer than the lease: each instance finds
+    // its own gone and moves what it holds to a new identity
+    redis.admin_command(&["DEL", "livepush:pr:instances"]).await;
+    eventually("three new identities, the old shares gone", || async {
+        let (instances, shares) = instance_keys(&redis).await;
+        instances.len() == 3 && instances.iter().all(|i| !before.contains(i)) && shares.len() == 2
+    })
+    .await;
+    assert!(
+        presence_event_within(&mut watcher, Duration::from_millis(1000))
+            .await
+            .is_none(),
+        "a member that stayed showed as a leave or a join"
+    );
+    for (hub, _) in &hubs {
+        let count = hub.presence_count(&topic("room:lost")).await.unwrap();
+        assert_eq!((count.count, count.connections), (2, 3));
+    }
+}
+
+#[tokio::test]
 async fn chat_occupancy_hooks_fire_once_per_period_even_when_the_last_holder_is_killed() {
     let redis = RedisServer::start();
     occupancy_once_per_period_with_a_kill(|| chat(&redis)).await;

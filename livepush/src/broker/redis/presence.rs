@@ -406,7 +406,6 @@ impl<S: Shard> RedisPresence<S> {
         let gone = old_topics.iter().filter_map(|t| Topic::new(t).ok());
         let topics: HashSet<Topic> = by_topic.keys().cloned().chain(gone).collect();
         let mut renewed = Instant::now();
-        let mut edges = Vec::new();
         for topic in topics {
             self.keep_alive(conn, &mut renewed).await?;
             let members = by_topic.get(&topic).map_or(&[][..], |m| &m[..]);
@@ -419,9 +418,9 @@ impl<S: Shard> RedisPresence<S> {
             let edge = self
                 .move_share(conn, &topic, moved, members, occupied)
                 .await?;
-            edges.extend(edge.map(|e| (topic, e)));
+            // kept at once: a failure further on must not lose an edge already made
+            held.edges.extend(edge.map(|e| (topic, e)));
         }
-        held.edges.append(&mut edges);
         held.dirty = false;
         if old != instance {
             self.forget(conn, &old).await?;

@@ -14,9 +14,9 @@
 //! and `pr:topics:{instance}` (the topics where it has entries, written before the entries).
 //! Every [`RENEW_EVERY`], each instance renews its lease and learns which instances' leases ran
 //! out, in one script; for each such instance it runs [`MOVE`] (with nothing to record) on each
-//! of its topics (atomic per topic, and idempotent: when two instances reap the same one, the second finds nothing left),
-//! then forgets it. The reap that empties a topic's `h` reports the topic vacated: once, on one
-//! instance.
+//! of its topics (atomic per topic, and idempotent: when two instances reap the same one, the
+//! second finds nothing left), then forgets it. The reap that empties a topic's `h` reports the
+//! topic vacated: once, on one instance.
 //!
 //! The renewal never waits for [`Held`]'s lock (a join that waits on a slow Redis holds it): the
 //! identity to renew is kept beside it.

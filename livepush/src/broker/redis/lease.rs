@@ -26,15 +26,21 @@ pub(super) const RENEW_EVERY: Duration = Duration::from_millis(150);
 /// The most expired instances one tick reports (the next tick reports the rest).
 const EXPIRED_PER_TICK: u32 = 16;
 
-/// `KEYS`: the instance set. `ARGV`: instance ("" for none), lease in ms, limit. Renews the
-/// instance's deadline only if it is still listed and ahead; returns `{1 when renewed, expired
-/// instances}`. Four commands in all (`TIME`, `ZRANGEBYSCORE`, `ZADD`), a `ZSCORE` more only when
-/// the expired list is full (the instance's own lapsed lease may be beyond it).
+/// `KEYS`: the instance set. `ARGV`: instance ("" for none), lease in ms, limit, "1" to list a
+/// new instance. Renews the instance's deadline only if it is still listed and ahead (or lists
+/// it); returns `{1 when renewed, expired instances}`. Four commands in all (with `TIME`,
+/// `ZRANGEBYSCORE`, `ZADD`), a `ZSCORE` more only when the expired list is full (the instance's
+/// own lapsed lease may be beyond it). Every run calls `ZRANGEBYSCORE` once, and no other
+/// livepush script does: `INFO commandstats` tells the lease's share of `EVALSHA`s by it.
 const TICK: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[3])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, limit)
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  return {1, expired}
+end
 if ARGV[1] == '' then return {0, expired} end
 for _, i in ipairs(expired) do
   if i == ARGV[1] then return {0, expired} end
@@ -44,14 +50,6 @@ if #expired == limit then
   if not mine or tonumber(mine) < now then return {0, expired} end
 end
 return {redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]), ARGV[1]), expired}
-"#;
-
-/// `KEYS`: the instance set. `ARGV`: instance, lease in ms. Lists a new instance.
-const REGISTER: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return 1
 "#;
 
 /// What one [`Leases::tick`] found.
@@ -66,7 +64,6 @@ pub(super) struct Tick {
 pub(super) struct Leases {
     key: String,
     tick: Script,
-    register: Script,
 }
 
 impl Leases {
@@ -75,7 +72,6 @@ impl Leases {
         Leases {
             key,
             tick: Script::new(TICK),
-            register: Script::new(REGISTER),
         }
     }
 
@@ -85,19 +81,7 @@ impl Leases {
         conn: &mut C,
         instance: &str,
     ) -> Result<Tick, RedisError> {
-        let (renewed, mut expired): (i64, Vec<String>) = self
-            .tick
-            .key(&self.key)
-            .arg(instance)
-            .arg(LEASE.as_millis() as u64)
-            .arg(EXPIRED_PER_TICK)
-            .invoke_async(conn)
-            .await?;
-        expired.retain(|i| i != instance);
-        Ok(Tick {
-            renewed: renewed == 1,
-            expired,
-        })
+        self.run(conn, instance, false).await
     }
 
     /// Lists `instance` with a fresh lease.
@@ -106,13 +90,29 @@ impl Leases {
         conn: &mut C,
         instance: &str,
     ) -> Result<(), RedisError> {
-        self.register
+        self.run(conn, instance, true).await.map(|_| ())
+    }
+
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        instance: &str,
+        register: bool,
+    ) -> Result<Tick, RedisError> {
+        let (renewed, mut expired): (i64, Vec<String>) = self
+            .tick
             .key(&self.key)
             .arg(instance)
             .arg(LEASE.as_millis() as u64)
-            .invoke_async::<i64>(conn)
+            .arg(EXPIRED_PER_TICK)
+            .arg(if register { "1" } else { "0" })
+            .invoke_async(conn)
             .await?;
-        Ok(())
+        expired.retain(|i| i != instance);
+        Ok(Tick {
+            renewed: renewed == 1,
+            expired,
+        })
     }
 
     /// Forgets `instance` (reaped).

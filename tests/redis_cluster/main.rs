@@ -24,6 +24,7 @@ use livepush::sse::RESET;
 use livepush::{Hub, RouterExt, Subscription, Topics};
 use serde_json::{json, Value};
 use support::handlers::events;
+use support::presence::{keys, presence_event};
 use support::sse::Next;
 use support::{wait_for_status, SseClient, TestServer};
 
@@ -274,6 +275,10 @@ async fn redis_cluster() {
     eprintln!("cursor: ok ({:?})", started.elapsed());
     presence_across_instances_and_a_kill(&cluster).await;
     eprintln!("presence: ok ({:?})", started.elapsed());
+    occupancy_once_per_period_with_a_kill(&cluster).await;
+    eprintln!("occupancy hooks: ok ({:?})", started.elapsed());
+    presence_churn_is_coalesced(&cluster).await;
+    eprintln!("presence churn: ok ({:?})", started.elapsed());
     state_topics_across_partitions(&cluster).await;
     eprintln!("state topics: ok ({:?})", started.elapsed());
     let before = logs.text().len();
@@ -874,26 +879,6 @@ async fn a_master_hangs(cluster: &Cluster) {
     );
 }
 
-/// The next presence event of `client` (name, data), skipping anything else.
-async fn presence_event(client: &mut SseClient) -> (String, Value) {
-    loop {
-        let event = client.next().await;
-        if event.event.starts_with("livepush.") {
-            return (event.event, serde_json::from_str(&event.data).unwrap());
-        }
-    }
-}
-
-/// The member keys of a presence answer or snapshot.
-fn member_keys(presence: &Value) -> Vec<&str> {
-    presence["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["key"].as_str().unwrap())
-        .collect()
-}
-
 /// Presence on the cluster (issue 25): three `chat` processes; joins reach every instance, two
 /// tabs on two instances are one member, the same answer everywhere, and a SIGKILLed instance's
 /// members leave everywhere within 5 s while a member it shared with another stays.
@@ -913,7 +898,7 @@ async fn presence_across_instances_and_a_kill(cluster: &Cluster) {
     let mut watcher = SseClient::connect(&a.url("/rooms/cl/events?user=watcher")).await;
     let (name, snapshot) = presence_event(&mut watcher).await;
     assert_eq!(name, "livepush.presence");
-    assert_eq!(member_keys(&snapshot), ["watcher"]);
+    assert_eq!(keys(&snapshot), ["watcher"]);
 
     let _bob = SseClient::connect(&b.url("/rooms/cl/events?user=bob")).await;
     assert_eq!(
@@ -932,7 +917,7 @@ async fn presence_across_instances_and_a_kill(cluster: &Cluster) {
     let _carol_c = SseClient::connect(&c.url("/rooms/cl/events?user=carol")).await;
     for x in [&a, &b, &c] {
         let presence = support::get_json(&x.url("/rooms/cl/presence")).await;
-        assert_eq!(member_keys(&presence), ["bob", "carol", "watcher"]);
+        assert_eq!(keys(&presence), ["bob", "carol", "watcher"]);
         assert_eq!(
             (presence["count"].as_u64(), presence["connections"].as_u64()),
             (Some(3), Some(4))
@@ -955,9 +940,39 @@ async fn presence_across_instances_and_a_kill(cluster: &Cluster) {
     assert!(dropped <= Duration::from_secs(5), "took {dropped:?}");
     for x in [&a, &c] {
         let presence = support::get_json(&x.url("/rooms/cl/presence")).await;
-        assert_eq!(member_keys(&presence), ["carol", "watcher"]);
+        assert_eq!(keys(&presence), ["carol", "watcher"]);
         assert_eq!(presence["connections"].as_u64(), Some(2));
     }
+}
+
+/// Occupancy hooks on the cluster: once per period across three `chat` processes, a kill of
+/// the last holder included (the scenario of `tests/it/presence.rs` on one Redis).
+async fn occupancy_once_per_period_with_a_kill(cluster: &Cluster) {
+    let url = format!("redis+cluster://{}", cluster.seeds().join(","));
+    support::presence::occupancy_once_per_period_with_a_kill(|| {
+        support::Example::start(
+            "chat",
+            &[
+                ("REDIS_URL", url.as_str()),
+                ("LIVEPUSH_REDIS_PREFIX", "occupancy:"),
+                ("LIVEPUSH_PRESENCE_GRACE_MS", "300"),
+            ],
+        )
+    })
+    .await;
+}
+
+/// A churn on one topic across three hubs on the cluster: at most one presence event per tick
+/// at the watcher, no member left (the scenario of `tests/it/presence.rs` on one Redis).
+async fn presence_churn_is_coalesced(cluster: &Cluster) {
+    let hubs = support::presence::three_hubs(|| {
+        Hub::builder()
+            .redis_cluster(cluster.seeds())
+            .redis_prefix("churn:")
+            .presence_grace(Duration::ZERO)
+    })
+    .await;
+    support::presence::churn_is_coalesced(hubs).await;
 }
 
 /// State topics on a cluster: values retained through one instance, on topics spread over

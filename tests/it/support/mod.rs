@@ -17,6 +17,7 @@ pub mod gaps;
 pub mod handlers;
 pub mod nats_server;
 pub mod observe;
+pub mod presence;
 pub mod raw;
 pub mod redis_server;
 pub mod sentinel;

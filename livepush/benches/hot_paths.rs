@@ -11,8 +11,8 @@
 
 use std::hint::black_box;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;

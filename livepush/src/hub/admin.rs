@@ -107,10 +107,7 @@ async fn snapshot(hub: &Hub) -> Value {
     let listed: Vec<Topic> = topics.iter().map(|(topic, _)| topic.clone()).collect();
     let (ready, processes) = tokio::join!(
         tokio::time::timeout(EVERY / 2, hub.ready()),
-        tokio::time::timeout(
-            EVERY / 2,
-            hub.inner.broker.watching_processes(&listed)
-        ),
+        tokio::time::timeout(EVERY / 2, hub.inner.broker.watching_processes(&listed)),
     );
     let ready = match ready {
         Ok(Ok(())) => Ok(()),

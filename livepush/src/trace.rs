@@ -236,7 +236,7 @@ mod otel {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
     use super::{Carried, Trace};
-    use crate::metrics::Metrics;
+    use crate::metrics::TracedHistogram;
 
     fn now_us() -> u64 {
         SystemTime::now()
@@ -327,8 +327,13 @@ mod otel {
         }
 
         /// Records that the event was queued to `subscribers` local streams: the span's fields,
-        /// and (when any stream took it) the publish-to-queue latency for `broker`.
-        pub(crate) fn finish(self, subscribers: u64, broker: &'static str, metrics: &Metrics) {
+        /// and (when any stream took it) the publish-to-queue latency in the broker's series of
+        /// the histogram, which `latency` gives.
+        pub(crate) fn finish<'h>(
+            self,
+            subscribers: u64,
+            latency: impl FnOnce() -> &'h TracedHistogram,
+        ) {
             let since = now_us().saturating_sub(self.carried.published_us);
             if let Some(span) = &self.span {
                 span.record("livepush.subscribers", subscribers);
@@ -339,10 +344,7 @@ mod otel {
                     .carried
                     .sampled()
                     .then(|| [("trace_id", format!("{:032x}", self.carried.trace_id))]);
-                metrics
-                    .delivery_latency
-                    .get_or_create(&[("broker", broker)])
-                    .observe(since as f64 / 1e6, exemplar, None);
+                latency().observe(since as f64 / 1e6, exemplar, None);
             }
         }
     }

@@ -3,6 +3,10 @@
 //!
 //! The scenarios run in one test, in order, because two of them change the topology (a slot
 //! moves, a master dies) and every scenario must know which master serves which topic.
+//!
+//! With the suite's `otel` feature (`--all-features`) the process's subscriber also feeds the
+//! in-memory OpenTelemetry exporter of `support::traces`, and a scenario follows one trace
+//! across the cluster.
 
 #[path = "../it/support/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -281,6 +285,11 @@ async fn redis_cluster() {
     eprintln!("presence churn: ok ({:?})", started.elapsed());
     state_topics_across_partitions(&cluster).await;
     eprintln!("state topics: ok ({:?})", started.elapsed());
+    #[cfg(feature = "otel")]
+    {
+        a_trace_crosses_the_cluster(&cluster).await;
+        eprintln!("trace: ok ({:?})", started.elapsed());
+    }
     let before = logs.text().len();
     a_watched_slot_moves(&cluster).await;
     // the broker noticed (not only redis-rs): the moved channel was re-subscribed and caught up
@@ -1021,4 +1030,46 @@ async fn state_topics_across_partitions(cluster: &Cluster) {
         Some(Seen::Event { topic, n: 9, .. }) if topic == names[5] => {}
         other => panic!("a resume with complete history got {other:?} before the live event"),
     }
+}
+
+/// Trace propagation on a cluster (feature `otel`; the process's subscriber has the in-memory
+/// exporter's layer, `support::traces`): a publish in a sampled request span on one instance is
+/// the parent of, and is linked from, one delivery span of each instance, which counts its
+/// streams.
+#[cfg(feature = "otel")]
+async fn a_trace_crosses_the_cluster(cluster: &Cluster) {
+    use tracing::Instrument;
+
+    let prefix = "otel:";
+    let a = Instance::start(cluster, prefix).await;
+    let b = Instance::start(cluster, prefix).await;
+    let topic = "traced".to_owned();
+    let topics = [topic.clone()];
+    let mut clients = vec![SseClient::connect(&a.events_url(&topics)).await];
+    for _ in 0..2 {
+        clients.push(SseClient::connect(&b.events_url(&topics)).await);
+    }
+    let request = tracing::info_span!("http.request", otel.kind = "server");
+    a.hub
+        .publish(&topic, "v", &json!({"topic": topic, "n": 1}))
+        .instrument(request)
+        .await
+        .unwrap();
+    for client in &mut clients {
+        match next_seen(client, support::WAIT).await {
+            Some(Seen::Event { topic: t, n: 1, .. }) if t == topic => {}
+            other => panic!("expected the traced event, got {other:?}"),
+        }
+    }
+    let text =
+        support::traces::one_publish_linked_from_two_deliveries("redis-cluster", &topic, [1, 2])
+            .await;
+    let (publish, _) = support::traces::spans_of(&topic);
+    let parent = support::traces::span_by_id(publish[0].parent_span_id);
+    assert_eq!(
+        parent.map(|s| s.name),
+        Some("http.request".into()),
+        "the publish span is the request's child:\n{text}"
+    );
+    eprintln!("{text}");
 }

@@ -600,10 +600,15 @@ impl Hub {
         #[cfg(not(feature = "otel"))]
         let trace = None;
         // The span every delivery of this event links to (its context travels in the envelope);
-        // none under an unsampled trace, whose context travels as it is (see `Trace`).
+        // none under an unsampled trace, whose context travels as it is, nor outside any trace
+        // (see `Trace`).
         #[cfg(feature = "otel")]
-        let (span, trace) = match Trace::unsampled_current() {
-            Some(trace) => (tracing::Span::none(), Some(trace)),
+        let (span, trace) = match Trace::unrecorded_current() {
+            // nothing of it would be recorded: the debug span of a build without the feature
+            Some(trace) => (
+                tracing::debug_span!("livepush.publish", topic, event),
+                Some(trace),
+            ),
             None => (
                 tracing::info_span!(
                     "livepush.publish",

@@ -59,11 +59,12 @@ pub(super) async fn run(
     #[cfg(feature = "tls")]
     let (io, http2) = match &shared.tls {
         // Boxed: the connection's future does not carry the TLS handshake's state.
-        Some(acceptor) => match Box::pin(handshake(acceptor, io, peer, deadline, &mut stop)).await
-        {
-            Some(opened) => opened,
-            None => return,
-        },
+        Some(acceptor) => {
+            match Box::pin(handshake(acceptor, io, peer, deadline, &mut stop)).await {
+                Some(opened) => opened,
+                None => return,
+            }
+        }
         None => (ConnIo::plain(io), false),
     };
     #[cfg(not(feature = "tls"))]

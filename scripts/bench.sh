@@ -32,6 +32,13 @@
 #                                  N = 10,000 at WORKERS_RATE (10) events/s, WORKERS_EVENTS (200).
 #                                  More workers than cores exposes what the runtime spends on
 #                                  wake-ups, steals and parking for the same work.
+#   tls                            issue 29, goal 3: bench_server in-memory over plain HTTP/1.1,
+#                                  TLS HTTP/1.1 and TLS h2 (kinds memory tlsh1 tlsh2, alternating;
+#                                  a throw-away P-256 certificate made with openssl in $OUT; the
+#                                  load generator does not verify it): TLS_N_IDLE (5,000) idle
+#                                  connections then 50 events (kib_per_conn), and N = 1,000 ×
+#                                  TLS_EVENTS (1,000) events (server CPU per delivery), TLS_REPEAT
+#                                  (3) runs each.
 #
 # Comparisons ALTERNATE: for every row shape and every repetition k = 1..REPEAT, each server of
 # the set runs once with the same arguments (baseline#k, memory#k, redis#k, then #k+1, ...), so
@@ -225,9 +232,10 @@ redis_sample() {
 
 # Server environment of a row: ROW_ENV (array) is added by the callers.
 start_server() { # kind (baseline|nodelay|memory|redis|nats) port cpus
-    local kind=$1 port=$2 cpus=$3 bin=$LIVEPUSH_BIN
+    local kind=$1 port=$2 cpus=$3 bin=$LIVEPUSH_BIN env_tls=()
     case $kind in
     baseline | nodelay) bin=$BASELINE_BIN ;;
+    tlsh1 | tlsh2) env_tls=(LIVEPUSH_TLS_CERT="$OUT/tls-cert.pem" LIVEPUSH_TLS_KEY="$OUT/tls-key.pem") ;;
     alt) bin=${ALT_BIN:?ALT_BIN must name the build of kind alt} ;;
     alt2) bin=${ALT2_BIN:?ALT2_BIN must name the build of kind alt2} ;;
     esac
@@ -237,7 +245,7 @@ start_server() { # kind (baseline|nodelay|memory|redis|nats) port cpus
     [ "$kind" = nodelay ] && env+=(BASELINE_NODELAY=1)
     [ "$kind" = redis ] && env+=(REDIS_URL="redis://127.0.0.1:$REDIS_PORT/")
     [ "$kind" = nats ] && env+=(NATS_URL="nats://127.0.0.1:$NATS_PORT")
-    env+=("${ROW_ENV[@]}")
+    env+=("${env_tls[@]}" "${ROW_ENV[@]}")
     env "${env[@]}" taskset -c "$cpus" "$bin" >"$OUT/server-$kind-$port.log" 2>&1 &
     SERVER_PID=$!
     wait_port "$port"
@@ -265,14 +273,18 @@ run_row() {
     start_server "$kind" "$port" "$scpu"
     local idle; idle=$(redis_sample)
     [ -n "$REDIS_PID" ] && rcli config resetstat >/dev/null
-    local tmp="$OUT/.row.json" err="$OUT/$tool-${row/\#/-}.err"
+    local tmp="$OUT/.row.json" err="$OUT/$tool-${row/\#/-}.err" base="http://127.0.0.1:$port" transport=()
+    case $kind in
+    tlsh1) base="https://127.0.0.1:$port" ;;
+    tlsh2) base="https://127.0.0.1:$port" transport=(--http2) ;;
+    esac
     if [ "$tool" = churn ]; then
         local redis_arg=()
         [ -n "$REDIS_PID" ] && redis_arg=(--redis "127.0.0.1:$REDIS_PORT")
         taskset -c "$lcpu" "$CHURN_BIN" --base "http://127.0.0.1:$port" --server-pid "$SERVER_PID" \
             --label "$kind" "${redis_arg[@]}" "$@" >"$tmp" 2>"$err" &
     else
-        taskset -c "$lcpu" "$LOADGEN" --base "http://127.0.0.1:$port" --server-pid "$SERVER_PID" \
+        taskset -c "$lcpu" "$LOADGEN" --base "$base" "${transport[@]}" --server-pid "$SERVER_PID" \
             --label "$kind" --json "$@" >"$tmp" 2>"$err" &
     fi
     local lg=$! max_clients=null max_channels=null
@@ -365,8 +377,8 @@ KINDS=""
 for what in $ROWS; do
     case $what in
     baseline | nodelay | memory | redis | nats | alt | alt2) KINDS="$KINDS $what" ;;
-    idle | big | storm | topics | cores | workers) ;;
-    *) echo "error: unknown row set $what (baseline nodelay memory redis nats alt alt2 idle big storm topics cores workers; or ROWS=issue17)" >&2; exit 2 ;;
+    idle | big | storm | topics | cores | workers | tls) ;;
+    *) echo "error: unknown row set $what (baseline nodelay memory redis nats alt alt2 idle big storm topics cores workers tls; or ROWS=issue17)" >&2; exit 2 ;;
     esac
 done
 
@@ -435,6 +447,17 @@ for what in $ROWS; do
             done
         done
         ROW_ENV=()
+        ;;
+    tls)
+        TLS_N_IDLE="${TLS_N_IDLE:-5000}" TLS_EVENTS="${TLS_EVENTS:-1000}" TLS_REPEAT="${TLS_REPEAT:-3}"
+        need openssl
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+            -keyout "$OUT/tls-key.pem" -out "$OUT/tls-cert.pem" 2>/dev/null
+        echo "== tls: plain / TLS HTTP/1.1 / TLS h2, $TLS_N_IDLE idle and N = 1,000 x $TLS_EVENTS events" >&2
+        alternate tls "memory tlsh1 tlsh2" "idle$TLS_N_IDLE" "$TLS_REPEAT" --subscribers "$TLS_N_IDLE" \
+            --events 50 --hold-s 2 --connect-concurrency 256 --timeout-s 180
+        alternate tls "memory tlsh1 tlsh2" n1000 "$TLS_REPEAT" --subscribers 1000 --events "$TLS_EVENTS"
         ;;
     idle | big)
         # 19,000 connections held HOLD_BIG s with 5 s heartbeats (both servers), then EV_BIG events

@@ -265,6 +265,7 @@ def main():
     section("Many topics", topics(groups))
     section("Many topics ratios (vs the baseline)", paired(groups, "topics", vs_baseline))
     section("Subscribe/unsubscribe churn", churn(groups))
+    section("TLS and HTTP/2: plain (memory), TLS HTTP/1.1 (tlsh1), TLS h2 (tlsh2)", throughput(groups, "tls"))
     section("Idle connections (memory)", throughput(groups, "idle"))
     section("Idle connections ratios (vs the baseline)", paired(groups, "idle", vs_baseline))
     open(out_path, "w").write("\n".join(out) + "\n")

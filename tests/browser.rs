@@ -483,7 +483,6 @@ async fn cursor_scenario(browser: &Client, example: &Example) -> Result<(), Stri
 /// waits. Over TLS with ALPN `h2` (`livepush::serve::serve_tls`) all streams share one connection:
 /// this page opens eight and every one of them receives its event.
 mod h2 {
-    use std::sync::Arc;
 
     use axum::response::Html;
     use axum::routing::get;
@@ -511,18 +510,6 @@ mod h2 {
 
     async fn page() -> Html<&'static str> {
         Html(PAGE)
-    }
-
-    fn tls_config() -> Arc<livepush::serve::rustls::ServerConfig> {
-        use livepush::serve::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-        let key =
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-        let config = livepush::serve::rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![certified.cert.der().clone()], key)
-            .unwrap();
-        Arc::new(config)
     }
 
     /// `[opened, ticks, protocol of the page]` as the page sees them.
@@ -560,7 +547,7 @@ mod h2 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(std::future::IntoFuture::into_future(
-            livepush::serve::serve_tls(listener, app, tls_config()),
+            livepush::serve::serve_tls(listener, app, support::tls::certificate().1),
         ));
         let driver = ChromeDriver::start(&chromedriver).await;
         let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))

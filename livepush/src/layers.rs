@@ -106,6 +106,7 @@ const FOLDERS: &[(&str, &[&str])] = &[
         "serve",
         &[
             "io",
+            "conn_io",
             "settings",
             "listen",
             "stream_watch",

@@ -3,7 +3,6 @@
 //! on connections hyper serves, on the SSE fast path, over h2c and over TLS.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -101,17 +100,11 @@ async fn handlers_get_the_peer_address_on_every_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handlers_get_the_peer_address_over_tls() {
-    use livepush::serve::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    let tls = livepush::serve::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
-        .unwrap();
+    let (certified, tls) = crate::support::tls::certificate();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(std::future::IntoFuture::into_future(
-        livepush::serve::serve_tls(listener, app(), Arc::new(tls)),
+        livepush::serve::serve_tls(listener, app(), tls),
     ));
     let root = reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap();
     for http1_only in [false, true] {

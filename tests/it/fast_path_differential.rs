@@ -8,6 +8,7 @@
 //! shape), so one generated case drives both the request head and the response.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -17,12 +18,13 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
+use livepush::serve::rustls;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::TestServer;
+use crate::support::{tls, TestServer};
 
 /// What the router answers, as the query string carries it.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -199,7 +201,11 @@ struct Wire {
 }
 
 async fn exchange(addr: SocketAddr, request: &[u8]) -> Wire {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+    exchange_over(TcpStream::connect(addr).await.unwrap(), request).await
+}
+
+/// [`exchange`] over a connection made already (TLS).
+async fn exchange_over(mut stream: impl AsyncRead + AsyncWrite + Unpin, request: &[u8]) -> Wire {
     stream.write_all(request).await.unwrap();
     let mut buf = Vec::new();
     let head_end = loop {
@@ -263,18 +269,80 @@ async fn reference(app: Router) -> SocketAddr {
 
 #[test]
 fn every_response_is_the_bytes_hyper_writes() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let (ours, theirs) = runtime.block_on(async {
         let ours = TestServer::start(router()).await;
         let theirs = reference(router()).await;
         (ours, theirs)
     });
+    compare(&runtime, 256, |request| async move {
+        (
+            exchange(ours.addr, &request).await,
+            exchange(theirs, &request).await,
+        )
+    });
+}
+
+/// Over TLS (ALPN `http/1.1`), against hyper's HTTP/1.1 server over the same TLS: the fast path
+/// serves TLS connections too.
+#[test]
+fn every_response_over_tls_is_the_bytes_hyper_writes_over_tls() {
+    let runtime = runtime();
+    let (certified, config) = tls::certificate();
+    let (ours, theirs) = runtime.block_on(async {
+        let ours = TestServer::start_tls_with(router(), config.clone(), |s| s).await;
+        let theirs = tls_reference(router(), config).await;
+        (ours, theirs)
+    });
+    let certified = &certified;
+    compare(&runtime, 64, |request| async move {
+        let over = |addr| async move { tls::connect(addr, certified, &[b"http/1.1"]).await };
+        (
+            exchange_over(over(ours.addr).await, &request).await,
+            exchange_over(over(theirs).await, &request).await,
+        )
+    });
+}
+
+/// hyper's HTTP/1.1 server over rustls, as a hand-written HTTPS server is built.
+async fn tls_reference(app: Router, config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Runs `cases` generated cases, each request through `both` (ours, the reference), and checks
+/// that the two answers are the same and that the fast path was reached often.
+fn compare<F: std::future::Future<Output = (Wire, Wire)>>(
+    runtime: &tokio::runtime::Runtime,
+    cases: u32,
+    both: impl Fn(Vec<u8>) -> F,
+) {
     let mut runner = TestRunner::new(Config {
-        cases: 256,
+        cases,
         failure_persistence: None,
         ..Config::default()
     });
@@ -282,12 +350,7 @@ fn every_response_is_the_bytes_hyper_writes() {
     runner
         .run(&case(), |case| {
             let request = case.request();
-            let (a, b) = runtime.block_on(async {
-                (
-                    exchange(ours.addr, &request).await,
-                    exchange(theirs, &request).await,
-                )
-            });
+            let (a, b) = runtime.block_on(both(request.clone()));
             if case.version == "HTTP/1.1"
                 && case
                     .accept
@@ -305,5 +368,5 @@ fn every_response_is_the_bytes_hyper_writes() {
         .unwrap();
     // the generator reaches the fast path often (it is not only hyper against hyper)
     let fast = fast.get();
-    assert!(fast >= 32, "only {fast} cases took the fast path");
+    assert!(fast >= cases / 8, "only {fast} cases took the fast path");
 }

@@ -3,7 +3,6 @@
 //! subscriptions that expire, broker payloads from another producer, and a bounded shutdown.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
@@ -343,27 +342,10 @@ fn curl_has_http2() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("HTTP2"))
 }
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, as rustls and reqwest take it.
-fn certificate() -> (
-    rcgen::CertifiedKey,
-    Arc<livepush::serve::rustls::ServerConfig>,
-) {
-    use livepush::serve::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    let config = livepush::serve::rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
-        .unwrap();
-    (certified, Arc::new(config))
-}
-
 #[tokio::test]
 async fn tls_negotiates_h2_and_serves_streams() {
     let hub = Hub::builder().build().unwrap();
-    let (certified, tls) = certificate();
+    let (certified, tls) = support::tls::certificate();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = tokio::spawn(livepush::serve::serve_tls(listener, app(&hub), tls).into_future());

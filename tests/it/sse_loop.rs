@@ -9,10 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::routing::get;
 use axum::Router;
 use livepush::{subscribe_to_events, Hub, RouterExt, Subscription, Topics};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
 
 use crate::cleanup::assert_nothing_left;
+use crate::support;
 use crate::support::{capture_logs, eventually, metric, GracefulServer, TestServer, WAIT};
 
 #[subscribe_to_events]
@@ -52,9 +54,9 @@ fn sse_get(target: &str, extra: &str) -> String {
     )
 }
 
-/// One client connection, read by hand with strict HTTP/1.1 framing.
-struct Conn {
-    stream: TcpStream,
+/// One client connection, plain TCP or TLS, read by hand with strict HTTP/1.1 framing.
+struct Conn<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
 }
 
@@ -67,7 +69,19 @@ impl Conn {
             buf: Vec::new(),
         }
     }
+}
 
+impl Conn<TlsStream<TcpStream>> {
+    /// A TLS connection offering the `alpn` protocols (none: no ALPN extension).
+    async fn tls(addr: SocketAddr, certified: &rcgen::CertifiedKey, alpn: &[&[u8]]) -> Self {
+        Conn {
+            stream: support::tls::connect(addr, certified, alpn).await,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.unwrap();
     }
@@ -418,20 +432,61 @@ async fn shutdown_ends_fast_path_streams_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_path_client_that_stops_reading_is_cut_at_the_write_deadline() {
-    let hub = Hub::builder()
-        .queue_capacity(16)
-        .heartbeat(Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let hub = hub_for_a_stuck_client();
     let server =
         TestServer::start_with(app(&hub), |s| s.write_timeout(Some(Duration::from_secs(1)))).await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stuck = socket.connect(server.addr).await.unwrap();
+    let mut stuck = stuck_socket().connect(server.addr).await.unwrap();
     stuck
         .write_all(sse_get("/events?topic=t", "").as_bytes())
         .await
         .unwrap();
+    publish_until_cut(&hub).await;
+    drop(stuck);
+}
+
+/// Over TLS, the write deadline holds too: rustls takes what the socket does not (up to its
+/// buffer's limit), and the deadline is the socket's.
+// current_thread: the captured logs are this thread's
+#[tokio::test(flavor = "current_thread")]
+async fn over_tls_a_fast_path_client_that_stops_reading_is_cut_at_the_write_deadline() {
+    let (logs, _default) = capture_logs("livepush::serve=trace");
+    let hub = hub_for_a_stuck_client();
+    let (certified, tls) = support::tls::certificate();
+    let server = TestServer::start_tls_with(app(&hub), tls, |s| {
+        s.write_timeout(Some(Duration::from_secs(1)))
+    })
+    .await;
+    let tcp = stuck_socket().connect(server.addr).await.unwrap();
+    let mut stuck = support::tls::connect_over(tcp, &certified, &[b"http/1.1"]).await;
+    stuck
+        .write_all(sse_get("/events?topic=t", "").as_bytes())
+        .await
+        .unwrap();
+    stuck.flush().await.unwrap();
+    publish_until_cut(&hub).await;
+    let fast = "an event stream, answered without hyper";
+    assert_eq!(logs.text().matches(fast).count(), 1, "{}", logs.text());
+    drop(stuck);
+}
+
+fn hub_for_a_stuck_client() -> Hub {
+    Hub::builder()
+        .queue_capacity(16)
+        .heartbeat(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A client socket with a small receive buffer, which fills soon once it stops reading.
+fn stuck_socket() -> TcpSocket {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket
+}
+
+/// Publishes 32 KiB events to `t` until the hub's one stream, whose client stopped reading, is
+/// gone (the server cut it at the write deadline).
+async fn publish_until_cut(hub: &Hub) {
     eventually("the stream is open", || {
         let hub = hub.clone();
         async move { hub.connection_count() == 1 }
@@ -447,8 +502,51 @@ async fn a_fast_path_client_that_stops_reading_is_cut_at_the_write_deadline() {
         hub.publish("t", "big", &pad).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_nothing_left(hub).await;
+}
+
+/// Over TLS whose client chose `http/1.1` or named no protocol, event streams take the fast path
+/// with the bytes hyper writes over TLS, and a later request that is not one goes to hyper with
+/// the connection. (`h2` stays hyper's: `tests/it/serving.rs`, `tests/browser.rs`.)
+// current_thread: the captured logs are this thread's
+#[tokio::test(flavor = "current_thread")]
+async fn over_tls_http1_event_streams_take_the_fast_path_and_the_rest_goes_to_hyper() {
+    let (logs, _default) = capture_logs("livepush::serve=trace");
+    let hub = hub();
+    let (certified, tls) = support::tls::certificate();
+    let server = TestServer::start_tls_with(app(&hub), tls, |s| s).await;
+    let fast = "an event stream, answered without hyper";
+    let count = |what: &str| logs.text().matches(what).count();
+    for alpn in [&[b"http/1.1".as_slice()][..], &[]] {
+        let before = count(fast);
+        let mut ours = Conn::tls(server.addr, &certified, alpn).await;
+        ours.send(sse_get("/expiring", "").as_bytes()).await;
+        // the reference: the same request without `Accept`, which hyper serves
+        let mut hypers = Conn::tls(server.addr, &certified, alpn).await;
+        hypers
+            .send(b"GET /expiring HTTP/1.1\r\nHost: 127.0.0.1\r\nCache-Control: no-cache\r\n\r\n")
+            .await;
+        let head = ours.head().await;
+        assert_eq!(head[0], "HTTP/1.1 200 OK");
+        assert_eq!(without_date(&head), without_date(&hypers.head().await));
+        let first = ours.chunks_until("retry:").await;
+        assert_eq!(first, hypers.chunks_until("retry:").await);
+        hub.publish("t", "greeting", &1).await.unwrap();
+        let event = ours.chunks_until("greeting").await;
+        assert_eq!(event, hypers.chunks_until("greeting").await);
+        assert_eq!(count(fast), before + 1, "{}", logs.text());
+        // the subscription expires within 2 s: its notice, the last chunk, then on the same
+        // connection a request that hyper answers
+        ours.chunks_until("livepush.expired").await;
+        assert_eq!(ours.chunk().await, None);
+        ours.send(b"GET /plain HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let head = ours.head().await;
+        assert_eq!(head[0], "HTTP/1.1 200 OK");
+        assert_eq!(header(&head, "content-length"), Some("5"));
+        assert_eq!(ours.take(5).await, b"hello");
+        assert_eq!(count(fast), before + 1, "{}", logs.text());
+    }
     assert_nothing_left(&hub).await;
-    drop(stuck);
 }
 
 /// Which requests take the fast path, as `livepush::serve` logs it at the trace level.

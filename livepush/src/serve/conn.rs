@@ -21,6 +21,7 @@ use hyper_util::server::conn::auto;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
+use super::conn_io::ConnIo;
 use super::io::DeadlineIo;
 use super::settings::ServeConfig;
 use super::sse_loop::{self, Handoff, ToHyper};
@@ -28,11 +29,11 @@ use super::stream_watch::{StreamWatch, WatchingExecutor};
 
 /// What every connection of one server shares.
 pub(super) struct Shared {
-    /// HTTP/1.1 and HTTP/2, told apart by the HTTP/2 preface: TLS connections, and plain TCP
-    /// connections that start with the preface.
+    /// HTTP/1.1 and HTTP/2, told apart by the HTTP/2 preface: TLS connections that chose `h2`,
+    /// and connections that start with the preface.
     pub(super) builder: auto::Builder<WatchingExecutor>,
-    /// HTTP/1 only, with the same settings as `builder`'s: plain TCP connections whose first
-    /// head [`sse_loop`] did not serve, and what follows a response it served.
+    /// HTTP/1 only, with the same settings as `builder`'s: connections whose first head
+    /// [`sse_loop`] did not serve, and what follows a response it served.
     pub(super) http1: http1::Builder,
     pub(super) app: Router,
     pub(super) config: ServeConfig,
@@ -52,41 +53,50 @@ pub(super) async fn run(
     stop: watch::Receiver<bool>,
 ) {
     let deadline = Instant::now() + shared.config.header_read_timeout;
-    #[cfg(feature = "tls")]
-    if shared.tls.is_some() {
-        // Boxed: the plain connections' future, which every idle SSE connection keeps, does
-        // not carry the TLS handshake's and hyper's state.
-        Box::pin(run_tls(io, peer, &shared, head, deadline, stop)).await;
-        return;
-    }
     let mut stop = stop;
-    let handoff = sse_loop::serve(
-        io,
-        peer,
-        &shared.app,
-        &shared.config,
-        head,
-        deadline,
-        &mut stop,
-    );
-    if let Handoff::Hyper(to) = handoff.await {
+    // `http2`: the TLS handshake chose `h2` (told here, not by a borrow of `io`, which would
+    // keep a copy of it in this future, which every idle stream keeps)
+    #[cfg(feature = "tls")]
+    let (io, http2) = match &shared.tls {
+        // Boxed: the connection's future does not carry the TLS handshake's state.
+        Some(acceptor) => {
+            match Box::pin(handshake(acceptor, io, peer, deadline, &mut stop)).await {
+                Some(opened) => opened,
+                None => return,
+            }
+        }
+        None => (ConnIo::plain(io), false),
+    };
+    #[cfg(not(feature = "tls"))]
+    let (io, http2) = (ConnIo::plain(io), false);
+    let handoff = if http2 {
+        Handoff::Hyper(Box::new(ToHyper {
+            io,
+            peer,
+            http2,
+            head: Some((head, deadline)),
+            answer: None,
+        }))
+    } else {
+        let app = &shared.app;
+        sse_loop::serve(io, peer, app, &shared.config, head, deadline, &mut stop).await
+    };
+    if let Handoff::Hyper(to) = handoff {
         // Boxed: hyper's connection state is not carried by the connections sse_loop keeps.
         Box::pin(serve_hyper(*to, &shared, stop)).await;
     }
 }
 
+/// The TLS handshake of `io`, done by `deadline`, and whether it chose HTTP/2 (ALPN `h2`); `None`
+/// when it fails, times out or the server stops first.
 #[cfg(feature = "tls")]
-async fn run_tls(
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
     io: DeadlineIo,
     peer: SocketAddr,
-    shared: &Shared,
-    head: OwnedSemaphorePermit,
     deadline: Instant,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Some(acceptor) = shared.tls.clone() else {
-        return;
-    };
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(ConnIo, bool)> {
     // The handshake runs as a task of its own: this future is driven by the accept task until
     // the first head is read (accept.rs), and a TLS handshake is a millisecond of CPU that a
     // reconnect storm would otherwise pay in that one task, one connection after the other,
@@ -100,23 +110,20 @@ async fn run_tls(
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::debug!(%error, %peer, "TLS handshake task failed");
-                return;
+                return None;
             }
         },
-        _ = stop.changed() => return,
+        _ = stop.changed() => return None,
     };
     match accepted {
         Ok(Ok(tls)) => {
-            let activity = Arc::new(Activity::new());
-            let conn = shared.builder.serve_connection_with_upgrades(
-                TokioIo::new(tls),
-                service(shared, &activity, peer),
-            );
-            drive(conn, activity, peer, shared, Some((head, deadline)), stop).await
+            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            return Some((ConnIo::tls(tls), http2));
         }
         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "no TLS handshake within the header-read timeout"),
     }
+    None
 }
 
 /// A TLS handshake's task, aborted if the connection is dropped first (a server's drain).
@@ -130,8 +137,9 @@ impl<T> Drop for Handshake<T> {
     }
 }
 
-/// Serves a plain TCP connection with hyper, HTTP/1.1 or HTTP/2 as its first bytes say; what
-/// was read of it already has been given back to its `io` ([`DeadlineIo::rewind`]).
+/// Serves a connection with hyper, HTTP/1.1 or HTTP/2 as `http2` says (then, over plain TCP,
+/// as its first bytes say); what was read of it already has been given back to its `io`
+/// ([`ConnIo::rewind`]).
 async fn serve_hyper(to: ToHyper, shared: &Shared, stop: watch::Receiver<bool>) {
     let ToHyper {
         io,

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
@@ -29,9 +28,6 @@ pub struct DeadlineIo {
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
     timed_out: bool,
-    /// Bytes already read from the socket that reads must return first (see
-    /// [`DeadlineIo::rewind`]).
-    rewound: Option<Bytes>,
 }
 
 impl DeadlineIo {
@@ -43,17 +39,6 @@ impl DeadlineIo {
             timer: None,
             waiting: false,
             timed_out: false,
-            rewound: None,
-        }
-    }
-
-    /// Gives `bytes`, read from the socket earlier, back to the next reads, before anything
-    /// the socket holds: `livepush::serve` reads a connection's first request head itself (see
-    /// `serve::sse_loop`) and hands what it read to hyper when hyper is to serve it.
-    pub(crate) fn rewind(&mut self, bytes: Bytes) {
-        debug_assert!(self.rewound.is_none(), "rewound twice");
-        if !bytes.is_empty() {
-            self.rewound = Some(bytes);
         }
     }
 
@@ -105,15 +90,6 @@ impl AsyncRead for DeadlineIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(rewound) = &mut self.rewound {
-            let n = rewound.len().min(buf.remaining());
-            buf.put_slice(&rewound[..n]);
-            rewound.advance(n);
-            if rewound.is_empty() {
-                self.rewound = None;
-            }
-            return Poll::Ready(Ok(()));
-        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -178,30 +154,7 @@ impl AsyncWrite for DeadlineIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn rewound_bytes_are_read_first_then_the_socket() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut peer = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (accepted, _) = listener.accept().await.unwrap();
-        peer.write_all(b" world").await.unwrap();
-        let mut io = DeadlineIo::new(accepted, None);
-        io.rewind(Bytes::from_static(b"hello"));
-        // a read smaller than the rewound bytes takes part of them
-        let mut first = [0u8; 3];
-        io.read_exact(&mut first).await.unwrap();
-        assert_eq!(&first, b"hel");
-        let mut rest = [0u8; 8];
-        io.read_exact(&mut rest).await.unwrap();
-        assert_eq!(&rest, b"lo world");
-        assert!(
-            io.rewound.is_none(),
-            "the rewound bytes are dropped once read"
-        );
-    }
+    use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
     async fn a_write_the_peer_never_takes_fails_at_the_deadline() {

@@ -3,6 +3,7 @@
 
 mod accept;
 mod conn;
+mod conn_io;
 mod io;
 mod listen;
 mod settings;
@@ -56,14 +57,16 @@ pub use tokio_rustls::rustls;
 /// - **The router is shared**, not rebuilt per connection, and every request carries its
 ///   peer's address as `axum::extract::ConnectInfo<SocketAddr>`, as with `axum::serve` and
 ///   `into_make_service_with_connect_info`.
-/// - **An SSE connection holds no HTTP buffers.** On plain TCP, a connection whose first request
-///   is an `EventSource` request (`GET`, HTTP/1.1, no body, `Accept: text/event-stream`) that
-///   the router answers with an event stream is served without hyper, which would keep an 8 KiB
-///   read and an 8 KiB write buffer and its connection state for as long as the stream lives:
-///   about 3 KiB of memory per idle stream instead of about 17 (`benchmarks/log/2026-12-03-issue17.md`, goal 5). The
-///   bytes on the wire are hyper's. Later such requests on the connection are answered the same
-///   way; from the first other request or response on (a refusal, a redirect, a page, and
-///   always for HTTP/2 and TLS), hyper serves the connection.
+/// - **An SSE connection holds no HTTP buffers.** On HTTP/1.1 (plain TCP, or TLS whose client
+///   did not choose `h2`), a connection whose first request is an `EventSource` request (`GET`,
+///   HTTP/1.1, no body, `Accept: text/event-stream`) that the router answers with an event
+///   stream is served without hyper, which would keep an 8 KiB read and an 8 KiB write buffer
+///   and its connection state for as long as the stream lives: about 3 KiB of memory per idle
+///   stream instead of about 17 (`benchmarks/log/2026-12-03-issue17.md`, goal 5; TLS adds
+///   rustls' state, `benchmarks/log/2026-12-05-tls-memory.md`). The bytes on the wire are
+///   hyper's. Later such requests on the connection are answered the same way; from the first
+///   other request or response on (a refusal, a redirect, a page, and always for HTTP/2), hyper
+///   serves the connection.
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};

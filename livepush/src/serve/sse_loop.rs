@@ -1,5 +1,5 @@
-//! The requests of a plain TCP connection, read and answered without hyper while they ask for
-//! an event stream.
+//! The requests of an HTTP/1 connection, plain TCP or TLS (ALPN `http/1.1` or none), read and
+//! answered without hyper while they ask for an event stream.
 //!
 //! Why: an SSE connection is one long response and nothing else, and hyper's HTTP/1 connection
 //! is built for many short exchanges. For each connection it keeps an 8 KiB read buffer and an
@@ -26,7 +26,7 @@
 //! On a keep-alive connection the next head is read here too, so a client that reconnects its
 //! stream on the same connection keeps the small footprint. The first request that is not an
 //! SSE request goes to hyper with the connection, the bytes already read given back to it first
-//! ([`DeadlineIo::rewind`]): HTTP/2's preface, other methods and
+//! ([`ConnIo::rewind`]): HTTP/2's preface, other methods and
 //! versions, requests with a body, heads that do not parse or do not fit in 8 KiB (hyper then
 //! answers 400 or 431 as it always did). A connection hyper has is hyper's to the end: it cannot
 //! give a connection back between requests, so an `EventSource` request on a connection that
@@ -34,11 +34,13 @@
 //!
 //! The limits of [`serve`](crate::serve()) hold on this path too: the head must be complete
 //! within the header-read timeout, and the connection holds its `max_pending_heads` place until
-//! it is; writes go through [`DeadlineIo`] (write deadline); a client that closes is noticed
-//! while the body waits, as hyper notices it (the socket is watched for reading: end of file or
-//! an error end the response, and bytes that arrive are kept for the next request, up to 8 KiB); the
-//! shutdown signal closes the connection once its response has ended (the hub's shutdown ends
-//! the streams) and the drain deadline aborts it as any other.
+//! it is; writes go through [`DeadlineIo`](super::io::DeadlineIo) (the write deadline; under
+//! TLS, rustls writes through it, and what it has encrypted is flushed whenever the body waits);
+//! a client that closes is noticed while the body waits, as hyper notices it (the connection is
+//! watched for reading: end of file or an error end the response, and bytes that arrive are kept
+//! for the next request, up to 8 KiB); the shutdown signal closes the connection once its
+//! response has ended (the hub's shutdown ends the streams) and the drain deadline aborts it as
+//! any other.
 
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
@@ -58,7 +60,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
-use super::io::DeadlineIo;
+use super::conn_io::ConnIo;
 use super::settings::ServeConfig;
 
 /// What an HTTP/2 prior-knowledge connection starts with.
@@ -82,9 +84,9 @@ pub(super) enum Handoff {
 }
 
 /// A connection for hyper to serve from here on, HTTP/1.1 or HTTP/2 as `http2` says; what was
-/// read of it has been given back to `io` ([`DeadlineIo::rewind`]).
+/// read of it has been given back to `io` ([`ConnIo::rewind`]).
 pub(super) struct ToHyper {
-    pub(super) io: DeadlineIo,
+    pub(super) io: ConnIo,
     pub(super) peer: SocketAddr,
     pub(super) http2: bool,
     /// The connection's head permit and first-head deadline, while no request was read.
@@ -96,7 +98,7 @@ pub(super) struct ToHyper {
 
 impl Handoff {
     fn hyper(
-        io: DeadlineIo,
+        io: ConnIo,
         peer: SocketAddr,
         http2: bool,
         head: Option<(OwnedSemaphorePermit, Instant)>,
@@ -112,14 +114,14 @@ impl Handoff {
     }
 }
 
-/// Serves a plain TCP connection: its requests here as long as they are SSE requests answered
+/// Serves a connection (plain TCP, or TLS that did not choose `h2`): its requests here as long as they are SSE requests answered
 /// with an event stream (see the module's documentation), then, from the first one that is
 /// not, hands it to hyper.
 ///
 /// `permit` and `deadline`: the connection's place among those reading their first head, and
 /// when that head must be complete.
 pub(super) async fn serve(
-    mut io: DeadlineIo,
+    mut io: ConnIo,
     peer: SocketAddr,
     app: &Router,
     config: &ServeConfig,
@@ -188,7 +190,7 @@ pub(super) async fn serve(
 /// The connection's next head, read into `buf` by `deadline`; `None` when the connection ends
 /// first (the deadline, an error, the server's stop).
 async fn next_head(
-    io: &mut DeadlineIo,
+    io: &mut ConnIo,
     buf: &mut Vec<u8>,
     deadline: Instant,
     stop: &mut watch::Receiver<bool>,
@@ -207,7 +209,7 @@ async fn next_head(
             tracing::debug!(%peer, "no request head within the header-read timeout: closed");
             if !buf.is_empty() && !H2_PREFACE.starts_with(buf) {
                 // Part of an HTTP/1 head: hyper's answer to that, if the socket takes it now.
-                let _ = io.get_ref().try_write(&request_timeout());
+                io.write_now(&request_timeout());
             }
             return None;
         }
@@ -223,7 +225,7 @@ async fn next_head(
 /// Writes `response` until it ends; `Some(the bytes the client sent meanwhile)` when the
 /// connection stays open for a next request, `None` when it has ended.
 async fn respond(
-    io: &mut DeadlineIo,
+    io: &mut ConnIo,
     response: Response,
     keep_alive: bool,
     pipelined: Vec<u8>,
@@ -286,7 +288,7 @@ enum Head {
 }
 
 /// Reads until `buf` holds a complete head, the HTTP/2 preface, or something for hyper.
-async fn read_head(io: &mut DeadlineIo, buf: &mut Vec<u8>) -> io::Result<Head> {
+async fn read_head(io: &mut ConnIo, buf: &mut Vec<u8>) -> io::Result<Head> {
     loop {
         if buf.len() == buf.capacity() {
             if buf.capacity() >= MAX_HEAD {
@@ -468,7 +470,7 @@ impl Exchange {
 
     /// Writes the response until it is out (`Ready(Ok)`), the body waits with everything
     /// written (`Pending`), or the connection fails.
-    fn poll(&mut self, io: &mut DeadlineIo, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll(&mut self, io: &mut ConnIo, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let Poll::Ready(Err(error)) = self.poll_client(io, cx) {
             return Poll::Ready(Err(error));
         }
@@ -493,6 +495,14 @@ impl Exchange {
                 }
             }
             if self.unwritten() == 0 {
+                // Under TLS, what rustls has encrypted and the socket has not taken yet (plain
+                // TCP holds nothing back). Flushed only once the body waits, so that the frames
+                // ready together go out together.
+                match Pin::new(&mut *io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                    Poll::Pending => return Poll::Pending,
+                }
                 if self.body_done {
                     return Poll::Ready(Ok(()));
                 }
@@ -580,7 +590,7 @@ impl Exchange {
 
     /// Reads what the client sends while the response streams: its end (`Err`, which ends the
     /// response) or a pipelined request (kept, up to [`MAX_PIPELINED`] bytes).
-    fn poll_client(&mut self, io: &mut DeadlineIo, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_client(&mut self, io: &mut ConnIo, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut scratch = [0u8; 1024];
             let mut read = ReadBuf::new(&mut scratch);

@@ -3,10 +3,10 @@
 //! `redis-server` a test can kill, pause, restart and administer ([`redis_server`]), a Sentinel
 //! topology ([`sentinel`]), `nats-server`s alone or as a JetStream cluster ([`nats_server`]), the
 //! no-silent-gap check of a subscriber's stream ([`gaps`]), a TCP proxy a test can cut
-//! ([`tcp_proxy`]), the example binaries run as a user runs them ([`examples`]), readers of
-//! `/metrics`, memory and logs ([`observe`]), real PostgreSQL and SQLite databases per test
-//! ([`database`]), and the spans of an in-memory OpenTelemetry exporter ([`traces`], feature
-//! `otel`).
+//! ([`tcp_proxy`]), a test certificate and a TLS client ([`tls`]), the example binaries run as
+//! a user runs them ([`examples`]), readers of `/metrics`, memory and logs ([`observe`]), real
+//! PostgreSQL and SQLite databases per test ([`database`]), and the spans of an in-memory
+//! OpenTelemetry exporter ([`traces`], feature `otel`).
 //!
 //! The module `support` of `tests/it` (the integration crate); the test binaries kept apart
 //! (`tests/memory.rs`, `tests/tracing_spans.rs`, `tests/registry.rs`, `tests/asyncapi.rs`,
@@ -25,6 +25,7 @@ pub mod sentinel;
 pub mod server;
 pub mod sse;
 pub mod tcp_proxy;
+pub mod tls;
 // Used by `tests/otel.rs` and `tests/redis_cluster`, processes of their own: dead code in
 // `tests/it`.
 #[cfg(feature = "otel")]

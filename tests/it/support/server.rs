@@ -1,6 +1,7 @@
 //! axum apps served on loopback ports, with or without a graceful shutdown the test triggers.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -23,15 +24,28 @@ impl TestServer {
         app: Router,
         configure: impl FnOnce(livepush::serve::Serve) -> livepush::serve::Serve + Send + 'static,
     ) -> TestServer {
+        Self::start_serving(|listener| configure(livepush::serve(listener, app))).await
+    }
+
+    /// Like [`TestServer::start_with`], over TLS with `tls` (`livepush::serve::serve_tls`).
+    pub async fn start_tls_with(
+        app: Router,
+        tls: Arc<livepush::serve::rustls::ServerConfig>,
+        configure: impl FnOnce(livepush::serve::Serve) -> livepush::serve::Serve + Send + 'static,
+    ) -> TestServer {
+        Self::start_serving(|listener| configure(livepush::serve::serve_tls(listener, app, tls)))
+            .await
+    }
+
+    async fn start_serving(
+        serve: impl FnOnce(TcpListener) -> livepush::serve::Serve,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().unwrap();
-        let handle = tokio::spawn(async move {
-            configure(livepush::serve(listener, app))
-                .await
-                .expect("serve");
-        });
+        let serve = serve(listener);
+        let handle = tokio::spawn(async move { serve.await.expect("serve") });
         TestServer { addr, handle }
     }
 

@@ -18,7 +18,10 @@ use livepush::broker::Occupancy;
 use livepush::{Hub, HubBuilder, RouterExt, Subscription, Topic, Topics};
 use serde_json::{json, Value};
 
-use crate::support::{eventually, get_json, Example, RedisServer, SseClient, TestServer};
+use crate::conformance::{Deployment, Nats, OneRedis};
+use crate::support::{
+    eventually, get_json, Example, NatsServer, RedisServer, SseClient, TestServer,
+};
 
 /// `GET /rooms/{room}/events[?user=NAME][&quiet]`: the room's stream with presence events (none
 /// with `quiet`), as member `NAME` when given (a watcher that is no member otherwise).
@@ -233,12 +236,12 @@ async fn in_memory_occupancy_is_one_edge_each_way_per_period() {
     );
 }
 
-/// Three hubs on one Redis, each served on its own port.
-async fn three_on(redis: &RedisServer, grace: Duration) -> Vec<(Hub, TestServer)> {
+/// Three hubs on one broker deployment, each served on its own port.
+async fn three_on(deployment: &dyn Deployment, grace: Duration) -> Vec<(Hub, TestServer)> {
     let mut out = Vec::new();
     for _ in 0..3 {
-        let hub = Hub::builder()
-            .redis(redis.url())
+        let hub = deployment
+            .builder()
             .presence_grace(grace)
             .build()
             .unwrap();
@@ -251,9 +254,17 @@ async fn three_on(redis: &RedisServer, grace: Duration) -> Vec<(Hub, TestServer)
 
 #[tokio::test]
 async fn on_redis_joins_and_leaves_reach_every_instance_and_tabs_count_once() {
-    let redis = RedisServer::start();
+    joins_and_leaves_reach_every_instance_and_tabs_count_once(&OneRedis(RedisServer::start())).await
+}
+
+#[tokio::test]
+async fn on_nats_joins_and_leaves_reach_every_instance_and_tabs_count_once() {
+    joins_and_leaves_reach_every_instance_and_tabs_count_once(&Nats(NatsServer::start())).await
+}
+
+async fn joins_and_leaves_reach_every_instance_and_tabs_count_once(deployment: &dyn Deployment) {
     let grace = Duration::from_millis(300);
-    let hubs = three_on(&redis, grace).await;
+    let hubs = three_on(deployment, grace).await;
     let mut watchers = Vec::new();
     for (_, server) in &hubs {
         let mut w = SseClient::connect(&server.url("/rooms/lat/events")).await;
@@ -280,7 +291,7 @@ async fn on_redis_joins_and_leaves_reach_every_instance_and_tabs_count_once() {
     joins.sort();
     leaves.sort();
     println!(
-        "presence across 3 instances on one Redis: join p50 {:?} p99 {:?} max {:?}; leave after the grace period p50 {:?} p99 {:?} max {:?} ({} samples each)",
+        "presence across 3 instances on one broker: join p50 {:?} p99 {:?} max {:?}; leave after the grace period p50 {:?} p99 {:?} max {:?} ({} samples each)",
         percentile(&joins, 0.5),
         percentile(&joins, 0.99),
         joins.last().unwrap(),
@@ -314,8 +325,16 @@ async fn on_redis_joins_and_leaves_reach_every_instance_and_tabs_count_once() {
 
 #[tokio::test]
 async fn on_redis_a_reconnect_to_another_instance_within_the_grace_period_is_quiet() {
-    let redis = RedisServer::start();
-    let hubs = three_on(&redis, Duration::from_millis(1500)).await;
+    a_reconnect_to_another_instance_within_the_grace_period_is_quiet(&OneRedis(RedisServer::start())).await
+}
+
+#[tokio::test]
+async fn on_nats_a_reconnect_to_another_instance_within_the_grace_period_is_quiet() {
+    a_reconnect_to_another_instance_within_the_grace_period_is_quiet(&Nats(NatsServer::start())).await
+}
+
+async fn a_reconnect_to_another_instance_within_the_grace_period_is_quiet(deployment: &dyn Deployment) {
+    let hubs = three_on(deployment, Duration::from_millis(1500)).await;
     let mut watcher = SseClient::connect(&hubs[2].1.url("/rooms/g/events")).await;
     presence_event(&mut watcher).await;
     let bob = SseClient::connect(&hubs[0].1.url("/rooms/g/events?user=bob")).await;
@@ -338,8 +357,16 @@ async fn on_redis_a_reconnect_to_another_instance_within_the_grace_period_is_qui
 
 #[tokio::test]
 async fn on_redis_churn_is_coalesced_to_about_ten_events_a_second() {
-    let redis = RedisServer::start();
-    let hubs = three_on(&redis, Duration::ZERO).await;
+    churn_is_coalesced_to_about_ten_events_a_second(&OneRedis(RedisServer::start())).await
+}
+
+#[tokio::test]
+async fn on_nats_churn_is_coalesced_to_about_ten_events_a_second() {
+    churn_is_coalesced_to_about_ten_events_a_second(&Nats(NatsServer::start())).await
+}
+
+async fn churn_is_coalesced_to_about_ten_events_a_second(deployment: &dyn Deployment) {
+    let hubs = three_on(deployment, Duration::ZERO).await;
     let mut watcher = SseClient::connect(&hubs[0].1.url("/rooms/churn/events")).await;
     presence_event(&mut watcher).await;
     let churn_url = hubs[1].1.url("/rooms/churn/events?user=");
@@ -399,11 +426,19 @@ async fn on_redis_churn_is_coalesced_to_about_ten_events_a_second() {
 
 #[tokio::test]
 async fn on_redis_occupancy_is_once_per_period_across_instances() {
-    let redis = RedisServer::start();
+    occupancy_is_once_per_period_across_instances(&OneRedis(RedisServer::start())).await
+}
+
+#[tokio::test]
+async fn on_nats_occupancy_is_once_per_period_across_instances() {
+    occupancy_is_once_per_period_across_instances(&Nats(NatsServer::start())).await
+}
+
+async fn occupancy_is_once_per_period_across_instances(deployment: &dyn Deployment) {
     let edges = Edges::default();
     let mut hubs = Vec::new();
     for _ in 0..3 {
-        let hub = recording(Hub::builder().redis(redis.url()), &edges)
+        let hub = recording(deployment.builder(), &edges)
             .build()
             .unwrap();
         crate::support::wait_until_ready(&hub).await;
@@ -437,15 +472,12 @@ async fn on_redis_occupancy_is_once_per_period_across_instances() {
 
 // ---- chat processes, killed with SIGKILL ----
 
-/// `chat` on `redis` with a short grace period.
-fn chat(redis: &RedisServer) -> Example {
-    Example::start(
-        "chat",
-        &[
-            ("REDIS_URL", &redis.url()),
-            ("LIVEPUSH_PRESENCE_GRACE_MS", "300"),
-        ],
-    )
+/// Which broker a `chat` process uses: its environment variable and URL.
+type BrokerEnv<'a> = (&'a str, &'a str);
+
+/// `chat` on the broker of `env` with a short grace period.
+fn chat(env: BrokerEnv) -> Example {
+    Example::start("chat", &[env, ("LIVEPUSH_PRESENCE_GRACE_MS", "300")])
 }
 
 async fn presence_of(example: &Example, room: &str) -> Value {
@@ -471,9 +503,43 @@ async fn instance_keys(redis: &RedisServer) -> (Vec<String>, Vec<String>) {
 #[tokio::test]
 async fn chat_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_no_zombies() {
     let redis = RedisServer::start();
-    let a = chat(&redis);
-    let b = chat(&redis);
-    let c = chat(&redis);
+    a_killed_instance_leaves_everywhere_within_5_s(("REDIS_URL", &redis.url()), 50).await;
+    eventually("only the two live instances are listed", || async {
+        let (instances, shares) = instance_keys(&redis).await;
+        instances.len() == 2 && shares.len() == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chat_on_nats_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_no_zombies(
+) {
+    let nats = NatsServer::start();
+    a_killed_instance_leaves_everywhere_within_5_s(("NATS_URL", &nats.url()), 20).await;
+    eventually("only the two live instances are listed", || async {
+        nats_instances(&nats).await.len() == 2
+    })
+    .await;
+}
+
+/// The instances listed in the NATS presence bucket.
+async fn nats_instances(nats: &NatsServer) -> Vec<String> {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("LIVEPUSH_presence")
+        .await
+        .unwrap();
+    let listed = kv.get("instances").await.unwrap().unwrap_or_default();
+    serde_json::from_slice(&listed).unwrap_or_default()
+}
+
+/// Three `chat` processes on the broker of `env`; one with two members is SIGKILLed: they leave
+/// every other instance within 5 s; then `cycles` instances are started and killed with a member
+/// open, and none of them is left behind (two instances live at the end).
+async fn a_killed_instance_leaves_everywhere_within_5_s(env: BrokerEnv<'_>, cycles: usize) {
+    let a = chat(env);
+    let b = chat(env);
+    let c = chat(env);
     for x in [&a, &b, &c] {
         x.wait_ready().await;
     }
@@ -506,10 +572,9 @@ async fn chat_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_
     assert!(dropped <= Duration::from_secs(5), "took {dropped:?}");
 
     // kill and restart, again and again: never a member or an instance left behind
-    let cycles = 50;
     let started = Instant::now();
     for i in 0..cycles {
-        let d = chat(&redis);
+        let d = chat(env);
         d.wait_ready().await;
         let _z = SseClient::connect(&d.url(&format!("/rooms/k/events?user=z{i}"))).await;
         drop(d); // SIGKILL, with the member's stream open
@@ -525,11 +590,6 @@ async fn chat_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_
     let presence = presence_of(&a, "k").await;
     assert_eq!(presence["count"], 1);
     assert_eq!(presence["connections"], 1);
-    eventually("only the two live instances are listed", || async {
-        let (instances, shares) = instance_keys(&redis).await;
-        instances.len() == 2 && shares.len() == 1
-    })
-    .await;
 }
 
 /// The occupancy lines `chat` logged for `topic`: (occupied, vacated).
@@ -549,9 +609,21 @@ fn occupancy_lines(examples: &[&Example], topic: &str) -> (usize, usize) {
 #[tokio::test]
 async fn chat_occupancy_hooks_fire_once_per_period_even_when_the_last_holder_is_killed() {
     let redis = RedisServer::start();
-    let a = chat(&redis);
-    let mut b = Some(chat(&redis));
-    let c = chat(&redis);
+    occupancy_once_per_period_with_a_kill(("REDIS_URL", &redis.url())).await;
+}
+
+#[tokio::test]
+async fn chat_on_nats_occupancy_hooks_fire_once_per_period_even_when_the_last_holder_is_killed() {
+    let nats = NatsServer::start();
+    occupancy_once_per_period_with_a_kill(("NATS_URL", &nats.url())).await;
+}
+
+/// Three `chat` processes on the broker of `env`: a room's periods give one occupied and one
+/// vacated in all, also when the instance holding its last subscriber is SIGKILLed.
+async fn occupancy_once_per_period_with_a_kill(env: BrokerEnv<'_>) {
+    let a = chat(env);
+    let mut b = Some(chat(env));
+    let c = chat(env);
     for x in [&a, b.as_ref().unwrap(), &c] {
         x.wait_ready().await;
     }
@@ -629,10 +701,13 @@ async fn command_calls(redis: &RedisServer) -> (u64, Vec<(String, u64)>) {
     (by.iter().map(|(_, n)| n).sum(), by)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_redis_idle_presence_costs_the_same_at_10000_members() {
-    let redis = RedisServer::start();
-    let hubs = three_on(&redis, Duration::from_millis(300)).await;
+/// Three hubs on `deployment` with `members` idle members of one room spread over them, and one
+/// presence-event stream per hub watching the room; answers what must stay open.
+async fn idle_room(
+    deployment: &dyn Deployment,
+    members: usize,
+) -> (Vec<(Hub, TestServer)>, Vec<livepush::testing::EventStream>) {
+    let hubs = three_on(deployment, Duration::from_millis(300)).await;
     let clients: Vec<livepush::testing::Client> = hubs
         .iter()
         .map(|(hub, _)| {
@@ -642,7 +717,6 @@ async fn on_redis_idle_presence_costs_the_same_at_10000_members() {
             livepush::testing::Client::new(app)
         })
         .collect();
-    let members = 10_000;
     let mut streams = Vec::with_capacity(members);
     for i in 0..members {
         let stream = clients[i % 3]
@@ -657,18 +731,27 @@ async fn on_redis_idle_presence_costs_the_same_at_10000_members() {
     for client in &clients {
         watchers.push(client.subscribe("/rooms/big/events").await);
     }
+    streams.extend(watchers);
     let room = topic("room:big");
     let count = hubs[0].0.presence_count(&room).await.unwrap();
     assert_eq!(
         (count.count, count.connections),
         (members as u64, members as u64)
     );
+    (hubs, streams)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_idle_presence_costs_the_same_at_10000_members() {
+    let redis = OneRedis(RedisServer::start());
+    let members = 10_000;
+    let (_hubs, streams) = idle_room(&redis, members).await;
     // idle: measure what presence costs Redis over ten seconds
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (before, _) = command_calls(&redis).await;
+    let (before, _) = command_calls(&redis.0).await;
     let window = Duration::from_secs(10);
     tokio::time::sleep(window).await;
-    let (after, by) = command_calls(&redis).await;
+    let (after, by) = command_calls(&redis.0).await;
     let per_second = (after - before) as f64 / window.as_secs_f64();
     println!(
         "presence idle cost: {per_second:.1} Redis commands/s with {members} members on one topic, 3 instances, one presence-event stream each (totals since start: {by:?})"
@@ -678,5 +761,35 @@ async fn on_redis_idle_presence_costs_the_same_at_10000_members() {
     // number of members (a hub reads a topic's versions once per tick however many of its
     // streams watch it, so members that all watch, as in `chat`, cost the same)
     assert!(per_second < 100.0, "{per_second} commands/s");
+    drop(streams);
+}
+
+/// Messages clients sent the NATS server (`/varz` `in_msgs`): each request, publish or KV write
+/// is one.
+async fn nats_in_msgs(nats: &NatsServer) -> u64 {
+    let varz = get_json(&format!("http://127.0.0.1:{}/varz", nats.monitor_port())).await;
+    varz["in_msgs"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_idle_presence_costs_the_same_at_10000_members() {
+    let nats = Nats(NatsServer::start());
+    let members = 10_000;
+    let started = Instant::now();
+    let (_hubs, streams) = idle_room(&nats, members).await;
+    println!("presence on NATS: {members} members joined in {:?}", started.elapsed());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = nats_in_msgs(&nats.0).await;
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await;
+    let after = nats_in_msgs(&nats.0).await;
+    let per_second = (after - before) as f64 / window.as_secs_f64();
+    println!(
+        "presence idle cost: {per_second:.1} NATS messages/s from the instances with {members} members on one topic, 3 instances, one presence-event stream each"
+    );
+    // per instance: every maintenance a lease write and read, the instance list and one lease
+    // read per other instance (5 with 3 instances, 10 a second); every 100 ms tick one summary
+    // read per watched topic (10 a second): about 20 a second, whatever the number of members
+    assert!(per_second < 100.0, "{per_second} messages/s");
     drop(streams);
 }

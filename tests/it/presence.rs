@@ -240,11 +240,7 @@ async fn in_memory_occupancy_is_one_edge_each_way_per_period() {
 async fn three_on(deployment: &dyn Deployment, grace: Duration) -> Vec<(Hub, TestServer)> {
     let mut out = Vec::new();
     for _ in 0..3 {
-        let hub = deployment
-            .builder()
-            .presence_grace(grace)
-            .build()
-            .unwrap();
+        let hub = deployment.builder().presence_grace(grace).build().unwrap();
         crate::support::wait_until_ready(&hub).await;
         let server = serve(&hub).await;
         out.push((hub, server));
@@ -325,15 +321,21 @@ async fn joins_and_leaves_reach_every_instance_and_tabs_count_once(deployment: &
 
 #[tokio::test]
 async fn on_redis_a_reconnect_to_another_instance_within_the_grace_period_is_quiet() {
-    a_reconnect_to_another_instance_within_the_grace_period_is_quiet(&OneRedis(RedisServer::start())).await
+    a_reconnect_to_another_instance_within_the_grace_period_is_quiet(
+        &OneRedis(RedisServer::start()),
+    )
+    .await
 }
 
 #[tokio::test]
 async fn on_nats_a_reconnect_to_another_instance_within_the_grace_period_is_quiet() {
-    a_reconnect_to_another_instance_within_the_grace_period_is_quiet(&Nats(NatsServer::start())).await
+    a_reconnect_to_another_instance_within_the_grace_period_is_quiet(&Nats(NatsServer::start()))
+        .await
 }
 
-async fn a_reconnect_to_another_instance_within_the_grace_period_is_quiet(deployment: &dyn Deployment) {
+async fn a_reconnect_to_another_instance_within_the_grace_period_is_quiet(
+    deployment: &dyn Deployment,
+) {
     let hubs = three_on(deployment, Duration::from_millis(1500)).await;
     let mut watcher = SseClient::connect(&hubs[2].1.url("/rooms/g/events")).await;
     presence_event(&mut watcher).await;
@@ -438,9 +440,7 @@ async fn occupancy_is_once_per_period_across_instances(deployment: &dyn Deployme
     let edges = Edges::default();
     let mut hubs = Vec::new();
     for _ in 0..3 {
-        let hub = recording(deployment.builder(), &edges)
-            .build()
-            .unwrap();
+        let hub = recording(deployment.builder(), &edges).build().unwrap();
         crate::support::wait_until_ready(&hub).await;
         let server = serve(&hub).await;
         hubs.push((hub, server));
@@ -512,10 +512,10 @@ async fn chat_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_
 }
 
 #[tokio::test]
-async fn chat_on_nats_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_no_zombies(
-) {
+async fn chat_on_nats_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_no_zombies()
+{
     let nats = NatsServer::start();
-    a_killed_instance_leaves_everywhere_within_5_s(("NATS_URL", &nats.url()), 20).await;
+    a_killed_instance_leaves_everywhere_within_5_s(("NATS_URL", &nats.url()), 50).await;
     eventually("only the two live instances are listed", || async {
         nats_instances(&nats).await.len() == 2
     })
@@ -777,7 +777,10 @@ async fn on_nats_idle_presence_costs_the_same_at_10000_members() {
     let members = 10_000;
     let started = Instant::now();
     let (_hubs, streams) = idle_room(&nats, members).await;
-    println!("presence on NATS: {members} members joined in {:?}", started.elapsed());
+    println!(
+        "presence on NATS: {members} members joined in {:?}",
+        started.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = nats_in_msgs(&nats.0).await;
     let window = Duration::from_secs(10);

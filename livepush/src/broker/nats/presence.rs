@@ -21,7 +21,8 @@
 //! Leases are judged by the server's clock, never by comparing instances' clocks: each
 //! maintenance rewrites the instance's lease (compare-and-set on its own last revision) and reads
 //! it back; the server-assigned time of that write is "now", and another instance whose lease
-//! was written more than [`lease`] before it is dead. The instance that claims a dead one (a
+//! was written more than [`lease`] before it is dead. Each instance checks the next one in the
+//! instance list, and the one after only while they are dead, so the checks cost O(instances). The instance that claims a dead one (a
 //! compare-and-set delete of its lease at the revision it judged) reaps it topic by topic:
 //! occupancy first, then every member share of the dead instance (a scan of the topic's
 //! members). An instance whose own renewal failed (reaped meanwhile) or came more than a lease
@@ -176,7 +177,11 @@ impl NatsPresence {
     /// The bucket, while NATS is up.
     async fn store(&self) -> Result<Kv, BrokerError> {
         let (_, js, _) = self.shared.jetstream()?;
-        let store = self.bucket.store(js).await.map_err(|e| failed("bucket", e))?;
+        let store = self
+            .bucket
+            .store(js)
+            .await
+            .map_err(|e| failed("bucket", e))?;
         Ok(Kv {
             js: js.clone(),
             store,
@@ -212,8 +217,10 @@ impl NatsPresence {
         if held.registered && !held.dirty {
             return Ok(());
         }
-        self.own(held, "resync", async |store, held| resync(store, held).await)
-            .await
+        self.own(held, "resync", async |store, held| {
+            resync(store, held).await
+        })
+        .await
     }
 }
 
@@ -241,16 +248,22 @@ async fn add_share(
     info: &str,
     streams: u64,
 ) -> Result<(), String> {
-    let appeared = bucket::update(&store.js, &store.store, &member_key(topic, key), ATTEMPTS, |s| {
-        let mut shares: Shares = s.unwrap_or_default();
-        let before: u64 = shares.x.values().sum();
-        shares.k = key.to_owned();
-        *shares.x.entry(instance.to_owned()).or_default() += streams;
-        if !info.is_empty() {
-            shares.i = info.to_owned();
-        }
-        Decision::Write(shares, before == 0)
-    })
+    let appeared = bucket::update(
+        &store.js,
+        &store.store,
+        &member_key(topic, key),
+        ATTEMPTS,
+        |s| {
+            let mut shares: Shares = s.unwrap_or_default();
+            let before: u64 = shares.x.values().sum();
+            shares.k = key.to_owned();
+            *shares.x.entry(instance.to_owned()).or_default() += streams;
+            if !info.is_empty() {
+                shares.i = info.to_owned();
+            }
+            Decision::Write(shares, before == 0)
+        },
+    )
     .await?;
     adjust(store, topic, streams as i64, appeared as i64).await
 }
@@ -264,23 +277,29 @@ async fn take_share(
     key: &str,
     streams: Option<u64>,
 ) -> Result<(u64, bool), String> {
-    bucket::update(&store.js, &store.store, key, ATTEMPTS, |s: Option<Shares>| {
-        let Some(mut shares) = s else {
-            return Decision::Keep((0, false));
-        };
-        let Some(mine) = shares.x.get_mut(instance) else {
-            return Decision::Keep((0, false));
-        };
-        let taken = streams.unwrap_or(*mine).min(*mine);
-        *mine -= taken;
-        if *mine == 0 {
-            shares.x.remove(instance);
-        }
-        match shares.x.values().sum::<u64>() {
-            0 => Decision::Delete((taken, true)),
-            _ => Decision::Write(shares, (taken, false)),
-        }
-    })
+    bucket::update(
+        &store.js,
+        &store.store,
+        key,
+        ATTEMPTS,
+        |s: Option<Shares>| {
+            let Some(mut shares) = s else {
+                return Decision::Keep((0, false));
+            };
+            let Some(mine) = shares.x.get_mut(instance) else {
+                return Decision::Keep((0, false));
+            };
+            let taken = streams.unwrap_or(*mine).min(*mine);
+            *mine -= taken;
+            if *mine == 0 {
+                shares.x.remove(instance);
+            }
+            match shares.x.values().sum::<u64>() {
+                0 => Decision::Delete((taken, true)),
+                _ => Decision::Write(shares, (taken, false)),
+            }
+        },
+    )
     .await
     .map_err(|e| format!("{e} (member of {topic})"))
 }
@@ -291,33 +310,45 @@ async fn adjust(store: &Kv, topic: &Topic, streams: i64, members: i64) -> Result
     if streams == 0 && members == 0 {
         return Ok(());
     }
-    bucket::update(&store.js, &store.store, &summary_key(topic), ATTEMPTS, |s| {
-        let mut summary: Summary = s.unwrap_or_default();
-        summary.n = summary.n.saturating_add_signed(streams);
-        summary.c = summary.c.saturating_add_signed(members);
-        if members != 0 {
-            summary.v += 1;
-        }
-        Decision::Write(summary, ())
-    })
+    bucket::update(
+        &store.js,
+        &store.store,
+        &summary_key(topic),
+        ATTEMPTS,
+        |s| {
+            let mut summary: Summary = s.unwrap_or_default();
+            summary.n = summary.n.saturating_add_signed(streams);
+            summary.c = summary.c.saturating_add_signed(members);
+            if members != 0 {
+                summary.v += 1;
+            }
+            Decision::Write(summary, ())
+        },
+    )
     .await
 }
 
 /// Adds `instance` to (or removes it from) the holders of `topic`; `true` when that filled
 /// (emptied) the set: the edge of the topic's occupancy.
 async fn hold(store: &Kv, instance: &str, topic: &Topic, holds: bool) -> Result<bool, String> {
-    bucket::update(&store.js, &store.store, &summary_key(topic), ATTEMPTS, |s| {
-        let mut summary: Summary = s.unwrap_or_default();
-        let changed = match holds {
-            true => summary.h.insert(instance.to_owned()),
-            false => summary.h.remove(instance),
-        };
-        if !changed {
-            return Decision::Keep(false);
-        }
-        let edge = summary.h.len() == holds as usize;
-        Decision::Write(summary, edge)
-    })
+    bucket::update(
+        &store.js,
+        &store.store,
+        &summary_key(topic),
+        ATTEMPTS,
+        |s| {
+            let mut summary: Summary = s.unwrap_or_default();
+            let changed = match holds {
+                true => summary.h.insert(instance.to_owned()),
+                false => summary.h.remove(instance),
+            };
+            if !changed {
+                return Decision::Keep(false);
+            }
+            let edge = summary.h.len() == holds as usize;
+            Decision::Write(summary, edge)
+        },
+    )
     .await
 }
 
@@ -343,9 +374,16 @@ async fn list(store: &Kv, instance: &str, listed: bool) -> Result<(), String> {
 async fn write_lease(store: &Kv, held: &Held, renew: bool) -> Result<Option<(u64, i128)>, String> {
     let key = lease_key(&held.instance);
     let written = match renew {
-        true => store.store.update(&key, "1".into(), held.lease.0).await.map_err(|e| {
-            (e.kind() == kv::UpdateErrorKind::WrongLastRevision, e.to_string())
-        }),
+        true => store
+            .store
+            .update(&key, "1".into(), held.lease.0)
+            .await
+            .map_err(|e| {
+                (
+                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                    e.to_string(),
+                )
+            }),
         false => store
             .store
             .create(&key, "1".into())
@@ -395,9 +433,14 @@ async fn resync(store: &Kv, held: &mut Held) -> Result<(), String> {
     }
     held.dirty = false;
     if let Some(old) = old {
-        let judged = store.store.entry(lease_key(&old)).await.map_err(|e| e.to_string())?;
+        let judged = store
+            .store
+            .entry(lease_key(&old))
+            .await
+            .map_err(|e| e.to_string())?;
         let vacated = reap(store, &old, judged.as_ref()).await?;
-        held.edges.extend(vacated.into_iter().map(|t| (t, Occupancy::Vacated)));
+        held.edges
+            .extend(vacated.into_iter().map(|t| (t, Occupancy::Vacated)));
     }
     Ok(())
 }
@@ -462,22 +505,51 @@ async fn renew(store: &Kv, held: &mut Held) -> Result<(i128, String), String> {
     Ok((held.lease.1, held.instance.clone()))
 }
 
-/// Reaps the listed instances whose lease was written more than a lease before `now`.
+/// The other instances listed, in order from the one after `me`, wrapping round: `me` watches
+/// the first, and the next ones only while they are dead, so that every listed instance is watched
+/// by one other (its live predecessor) and the lease checks cost about one read per instance,
+/// not one per pair.
+fn successors<'a>(
+    instances: &'a BTreeSet<String>,
+    me: &'a str,
+) -> impl Iterator<Item = &'a String> {
+    let after = (std::ops::Bound::Excluded(me), std::ops::Bound::Unbounded);
+    let before = (std::ops::Bound::Unbounded, std::ops::Bound::Excluded(me));
+    instances
+        .range::<str, _>(after)
+        .chain(instances.range::<str, _>(before))
+}
+
+/// Reaps the instances after this one in the list ([`successors`]) whose lease was written more
+/// than a lease before `now`, up to the first live one: a dead instance is reaped by its live
+/// predecessor, a run of dead ones (a crashed deployment restarted) in one maintenance.
 async fn reap_dead(store: &Kv, me: &str, now: i128) -> Result<Vec<Topic>, String> {
-    let listed = store.store.get(INSTANCES).await.map_err(|e| e.to_string())?;
+    let listed = store
+        .store
+        .get(INSTANCES)
+        .await
+        .map_err(|e| e.to_string())?;
     let instances: BTreeSet<String> = listed
         .and_then(|v| serde_json::from_slice(&v).ok())
         .unwrap_or_default();
     let mut vacated = Vec::new();
-    for instance in instances.iter().filter(|i| *i != me) {
-        let entry = store.store.entry(lease_key(instance)).await.map_err(|e| e.to_string())?;
+    for instance in successors(&instances, me) {
+        let entry = store
+            .store
+            .entry(lease_key(instance))
+            .await
+            .map_err(|e| e.to_string())?;
         let alive = entry.as_ref().is_some_and(|e| {
             e.operation == kv::Operation::Put && now - stored_ms(e) <= lease().as_millis() as i128
         });
-        if !alive {
-            tracing::info!(instance, "an instance's presence lease ran out: removing its members");
-            vacated.extend(reap(store, instance, entry.as_ref()).await?);
+        if alive {
+            break;
         }
+        tracing::info!(
+            instance,
+            "an instance's presence lease ran out: removing its members"
+        );
+        vacated.extend(reap(store, instance, entry.as_ref()).await?);
     }
     Ok(vacated)
 }
@@ -601,7 +673,9 @@ impl PresenceStore for NatsPresence {
         let (mut edges, now, me) = {
             let mut held = self.held.lock().await;
             let (now, me) = self
-                .own(&mut held, "lease", async |store, held| renew(store, held).await)
+                .own(&mut held, "lease", async |store, held| {
+                    renew(store, held).await
+                })
                 .await?;
             (std::mem::take(&mut held.edges), now, me)
         };
@@ -633,6 +707,20 @@ mod tests {
     #[test]
     fn the_lease_outlives_several_maintenances() {
         assert!(super::lease() >= crate::broker::MAINTAIN_EVERY * 3);
+    }
+
+    #[test]
+    fn each_instance_watches_the_next_one_round_the_list() {
+        let listed: std::collections::BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+        let next = |me| super::successor(&listed, me).map(String::as_str);
+        assert_eq!(
+            [next("a"), next("b"), next("c")],
+            [Some("b"), Some("c"), Some("a")]
+        );
+        // an instance not (or no longer) listed watches the one after its place
+        assert_eq!(next("bb"), Some("c"));
+        let alone: std::collections::BTreeSet<String> = ["a".to_owned()].into();
+        assert_eq!(super::successor(&alone, "a"), None);
     }
 
     #[test]

@@ -517,20 +517,9 @@ async fn chat_on_nats_a_killed_instance_leaves_everywhere_within_5_s_and_restart
     let nats = NatsServer::start();
     a_killed_instance_leaves_everywhere_within_5_s(("NATS_URL", &nats.url()), 50).await;
     eventually("only the two live instances are listed", || async {
-        nats_instances(&nats).await.len() == 2
+        nats.presence_instances().await.len() == 2
     })
     .await;
-}
-
-/// The instances listed in the NATS presence bucket.
-async fn nats_instances(nats: &NatsServer) -> Vec<String> {
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let kv = async_nats::jetstream::new(client)
-        .get_key_value("LIVEPUSH_presence")
-        .await
-        .unwrap();
-    let listed = kv.get("instances").await.unwrap().unwrap_or_default();
-    serde_json::from_slice(&listed).unwrap_or_default()
 }
 
 /// Three `chat` processes on the broker of `env`; one with two members is SIGKILLed: they leave

@@ -4,14 +4,14 @@
 //! through the outbox, and through the retry buffer while Redis is down.
 //!
 //! A process of its own: the `tracing-opentelemetry` layer is installed as the global subscriber
-//! (see `tests/tracing_spans.rs` for why not a thread-local one). The tests share the exporter,
-//! so each publishes on a topic of its own and reads only the spans of its topic.
+//! (see `tests/tracing_spans.rs` for why not a thread-local one; the exporter and the span
+//! readers are `support::traces`, shared with `tests/redis_cluster`). The tests share the
+//! exporter, so each publishes on a topic of its own and reads only the spans of its topic.
 
 #[path = "it/support/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
@@ -23,36 +23,16 @@ use axum::{Json, Router};
 use livepush::__private::{encode, PublishContext, SubscribeContext};
 use livepush::outbox::Outbox;
 use livepush::{Hub, HubBuilder, RouterExt};
-use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
-use opentelemetry::Value as OtelValue;
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::{SpanId, TraceId};
 use serde_json::{json, Value};
+use support::traces::{
+    exporter, int_attribute, one_publish_linked_from_two_deliveries, spans_of, text_attribute,
+};
 use support::{
-    eventually, http, metric, wait_for_status, NatsServer, RedisServer, Sqlite, SseClient,
-    TestServer,
+    eventually, http, metric, wait_for_status, NatsServer, RedisServer, Sentinel, Sqlite,
+    SseClient, TestServer,
 };
 use tracing::Instrument;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-
-/// The exporter every span of this process ends in (installed once, always sampled).
-fn exporter() -> &'static InMemorySpanExporter {
-    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
-    EXPORTER.get_or_init(|| {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let tracer = provider.tracer("livepush-tests");
-        tracing_subscriber::registry()
-            .with(tracing_subscriber::EnvFilter::new("info"))
-            .with(tracing_opentelemetry::layer().with_tracer(tracer))
-            .init();
-        // Kept for the life of the process: dropping it would shut the exporter down.
-        std::mem::forget(provider);
-        exporter
-    })
-}
 
 /// Every request in a span, as an HTTP tracing layer (tower-http's `TraceLayer`) would make it.
 async fn request_span(request: Request, next: Next) -> Response {
@@ -180,110 +160,9 @@ async fn all_receive(clients: &mut [SseClient], text: &str) {
     }
 }
 
-fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a OtelValue> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| &kv.value)
-}
-
-fn text_attribute(span: &SpanData, key: &str) -> String {
-    attribute(span, key)
-        .map(|v| v.to_string())
-        .unwrap_or_default()
-}
-
-fn int_attribute(span: &SpanData, key: &str) -> i64 {
-    match attribute(span, key) {
-        Some(OtelValue::I64(n)) => *n,
-        // tracing-opentelemetry records a u64 field set after the span started as its text
-        Some(OtelValue::String(s)) => s
-            .as_str()
-            .parse()
-            .unwrap_or_else(|_| panic!("{key} of {} is {s:?}", span.name)),
-        other => panic!("{key} of {} is {other:?}", span.name),
-    }
-}
-
-/// The finished spans of `topic`: its publish span and its delivery spans.
-fn spans_of(topic: &str) -> (Vec<SpanData>, Vec<SpanData>) {
-    let spans = exporter().get_finished_spans().unwrap();
-    let of_topic = |name: &str| -> Vec<SpanData> {
-        spans
-            .iter()
-            .filter(|s| s.name == name && text_attribute(s, "messaging.destination.name") == topic)
-            .cloned()
-            .collect()
-    };
-    (of_topic("livepush.publish"), of_topic("livepush.deliver"))
-}
-
-/// The trace of one publication on `topic`, delivered by two instances to `counts` local
-/// streams each, as text (what the exporter holds): asserts that both delivery spans are
-/// children of the publish span and link to it, on Redis.
+/// [`one_publish_linked_from_two_deliveries`] on Redis.
 async fn assert_one_publish_linked_from_two_deliveries(topic: &str, counts: [i64; 2]) -> String {
-    assert_one_publish_linked_from_two_deliveries_on("redis", topic, counts).await
-}
-
-/// [`assert_one_publish_linked_from_two_deliveries`], the deliveries on `broker`.
-async fn assert_one_publish_linked_from_two_deliveries_on(
-    broker: &str,
-    topic: &str,
-    counts: [i64; 2],
-) -> String {
-    eventually(
-        &format!("a publish and two deliveries of {topic}"),
-        || async {
-            let (publish, deliveries) = spans_of(topic);
-            publish.len() == 1 && deliveries.len() == 2
-        },
-    )
-    .await;
-    let (publish, mut deliveries) = spans_of(topic);
-    let publish = &publish[0];
-    let trace: TraceId = publish.span_context.trace_id();
-    let id: SpanId = publish.span_context.span_id();
-    deliveries.sort_by_key(|d| int_attribute(d, "livepush.subscribers"));
-    let mut seen = Vec::new();
-    for delivery in &deliveries {
-        assert_eq!(delivery.span_context.trace_id(), trace, "{delivery:?}");
-        assert_eq!(delivery.parent_span_id, id, "{delivery:?}");
-        assert!(delivery.parent_span_is_remote, "{delivery:?}");
-        let links: Vec<_> = delivery
-            .links
-            .iter()
-            .map(|l| l.span_context.span_id())
-            .collect();
-        assert_eq!(links, [id], "the delivery links to the publish span");
-        assert_eq!(text_attribute(delivery, "livepush.broker"), broker);
-        assert!(int_attribute(delivery, "livepush.since_publish_us") >= 0);
-        seen.push(int_attribute(delivery, "livepush.subscribers"));
-    }
-    // one span per instance, counting its streams: never one per connection
-    assert_eq!(seen, counts);
-    let mut text = format!(
-        "trace {trace}\n  {} span {id} parent {} ({})\n",
-        publish.name,
-        publish.parent_span_id,
-        text_attribute(publish, "messaging.operation.type"),
-    );
-    for d in &deliveries {
-        text.push_str(&format!(
-            "    {} span {} parent {} link {} broker={} subscribers={} since_publish_us={}\n",
-            d.name,
-            d.span_context.span_id(),
-            d.parent_span_id,
-            d.links
-                .iter()
-                .map(|l| l.span_context.span_id().to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            text_attribute(d, "livepush.broker"),
-            int_attribute(d, "livepush.subscribers"),
-            int_attribute(d, "livepush.since_publish_us"),
-        ));
-    }
-    text
+    one_publish_linked_from_two_deliveries("redis", topic, counts).await
 }
 
 #[tokio::test]
@@ -423,7 +302,7 @@ async fn a_post_through_nats_gives_one_trace_whose_publish_span_both_instances_l
     post_comment(&server_a, &format!("/comments/{topic}"), "over nats").await;
     all_receive(&mut on_a, "over nats").await;
     all_receive(&mut on_b, "over nats").await;
-    let text = assert_one_publish_linked_from_two_deliveries_on("nats", topic, [1, 2]).await;
+    let text = one_publish_linked_from_two_deliveries("nats", topic, [1, 2]).await;
     // the publish span is the request's child, as on Redis
     let spans = exporter().get_finished_spans().unwrap();
     let (publish, _) = spans_of(topic);
@@ -436,22 +315,66 @@ async fn a_post_through_nats_gives_one_trace_whose_publish_span_both_instances_l
 }
 
 #[tokio::test]
-async fn hub_publish_outside_any_request_starts_a_trace_of_its_own() {
+async fn a_publish_outside_any_span_records_nothing_and_one_in_a_task_span_starts_a_trace() {
     exporter();
     let redis = RedisServer::start();
     let [(a, server_a), (_b, server_b)] = two_instances(&redis, None).await;
-    let topic = "rooted";
-    let mut on_a = subscribe(&server_a, topic, 1).await;
-    let mut on_b = subscribe(&server_b, topic, 1).await;
-    // no span around it: the publish span is a root, and still has a context to carry
-    a.publish(topic, "comment_created", &json!({ "text": "rooted" }))
+    // No span around it (an uninstrumented background task): nothing to link to, so no publish
+    // span is built (that cost every such publish about 5 µs) and no delivery span either.
+    let untraced = "untraced";
+    let mut on_a = subscribe(&server_a, untraced, 1).await;
+    let mut on_b = subscribe(&server_b, untraced, 1).await;
+    a.publish(untraced, "comment_created", &json!({ "text": "untraced" }))
         .await
         .unwrap();
-    all_receive(&mut on_a, "rooted").await;
-    all_receive(&mut on_b, "rooted").await;
+    all_receive(&mut on_a, "untraced").await;
+    all_receive(&mut on_b, "untraced").await;
+    // The same task in a span of its own (`#[tracing::instrument]`): a trace of its own, which
+    // the sampler decides at that span.
+    let topic = "in-a-task";
+    let mut on_a = subscribe(&server_a, topic, 1).await;
+    let mut on_b = subscribe(&server_b, topic, 1).await;
+    a.publish(topic, "comment_created", &json!({ "text": "in a task" }))
+        .instrument(tracing::info_span!("nightly digest"))
+        .await
+        .unwrap();
+    all_receive(&mut on_a, "in a task").await;
+    all_receive(&mut on_b, "in a task").await;
     let text = assert_one_publish_linked_from_two_deliveries(topic, [1, 1]).await;
     let (publish, _) = spans_of(topic);
-    assert_eq!(publish[0].parent_span_id, SpanId::INVALID, "{text}");
+    let task = support::traces::span_by_id(publish[0].parent_span_id).expect("the task's span");
+    assert_eq!(task.name, "nightly digest", "{text}");
+    assert_eq!(task.parent_span_id, SpanId::INVALID, "{text}");
+    // by then the untraced publication was delivered on both instances long ago
+    let (publish, deliveries) = spans_of(untraced);
+    assert!(
+        publish.is_empty() && deliveries.is_empty(),
+        "{publish:?} {deliveries:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_post_through_sentinel_gives_one_trace_whose_publish_span_both_instances_link_to() {
+    exporter();
+    let topology = Sentinel::start().await;
+    let builder = || {
+        Hub::builder()
+            .redis(topology.url())
+            .replay(1000, Duration::from_secs(600))
+    };
+    let [(_a, server_a), (_b, server_b)] = two_instances_of(builder, None).await;
+    let topic = "over-sentinel";
+    let mut on_a = subscribe(&server_a, topic, 1).await;
+    let mut on_b = subscribe(&server_b, topic, 2).await;
+
+    post_comment(&server_a, &format!("/comments/{topic}"), "over sentinel").await;
+    all_receive(&mut on_a, "over sentinel").await;
+    all_receive(&mut on_b, "over sentinel").await;
+    let text = assert_one_publish_linked_from_two_deliveries(topic, [1, 2]).await;
+    let (publish, _) = spans_of(topic);
+    let request = support::traces::span_by_id(publish[0].parent_span_id).expect("the request");
+    assert_eq!(request.name, "http.request", "{text}");
+    println!("{text}");
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! messages. A user with several tabs is one member; a reload within the grace period
 //! (`LIVEPUSH_PRESENCE_GRACE_MS`, 3 s) is no leave and no join. With `REDIS_URL` (or `NATS_URL`),
 //! every instance sharing the broker answers the same presence, and a killed instance's members
-//! leave everywhere within seconds.
+//! leave everywhere within a second.
 //!
 //! Run:   cargo run --bin chat                       (in memory)
 //!        REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run --bin chat   (one of several)

@@ -4,11 +4,14 @@
 //!
 //! Run: `cargo bench -p livepush --bench hot_paths` (results and their reading: BENCHMARKS.md);
 //! with `--features otel` for the cost of trace propagation (the fan-out publishes under the same
-//! `tracing-opentelemetry` layer in both builds).
+//! `tracing-opentelemetry` layer in both builds). The `fanout_cpu` group measures this thread's
+//! CPU time per publish at 100 and 1,000 subscribers, in a request span and outside any span;
+//! `scripts/bench_otel.sh` runs it with the feature off and on, alternating.
 //! Timings are figures to compare, never assertions.
 
 use std::hint::black_box;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -16,6 +19,7 @@ use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::response::sse::Event as AxumEvent;
 use bytes::Bytes;
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use http_body::Body as _;
 use livepush::__private::{frame, SubscribeContext};
@@ -123,25 +127,29 @@ async fn subscribe(hub: &Hub) -> Conn {
 /// The app's tracing as production runs it, with the `otel` feature or without (so that the two
 /// builds differ only by what the feature adds to livepush): a `tracing-opentelemetry` layer
 /// whose SDK samples 1 % of new traces (each request here starts one), exporting the sampled
-/// spans to memory, under an INFO filter (livepush's debug spans stay off).
-fn install_tracing() -> opentelemetry_sdk::trace::InMemorySpanExporter {
+/// spans to memory, under an INFO filter (livepush's debug spans stay off). Installed once per
+/// process (both fan-out groups use it).
+fn install_tracing() -> &'static opentelemetry_sdk::trace::InMemorySpanExporter {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
     use tracing_subscriber::layer::SubscriberExt;
 
-    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            0.01,
-        ))))
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_subscriber::filter::LevelFilter::INFO)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
-    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
-    std::mem::forget(provider);
-    exporter
+    static EXPORTER: OnceLock<opentelemetry_sdk::trace::InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                0.01,
+            ))))
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::INFO)
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench")));
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        std::mem::forget(provider);
+        exporter
+    })
 }
 
 /// One publish as a request handler makes it: inside the request's span (what an HTTP tracing
@@ -155,46 +163,78 @@ fn publish(rt: &tokio::runtime::Runtime, hub: &Hub, data: &Bytes) -> livepush::P
     .expect("publish")
 }
 
-fn fanout(c: &mut Criterion) {
-    let exporter = install_tracing();
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// One publish outside any span, as an uninstrumented background task makes it.
+fn publish_in_background(
+    rt: &tokio::runtime::Runtime,
+    hub: &Hub,
+    data: &Bytes,
+) -> livepush::Published {
+    rt.block_on(hub.publish_json("bench", "tick", None, data.clone()))
+        .expect("publish")
+}
+
+/// A hub on the in-memory broker with `n` streams of topic `bench`, each past its `retry:` hint.
+fn fanout_hub(rt: &tokio::runtime::Runtime, cx: &mut Context<'_>, n: usize) -> (Hub, Vec<Conn>) {
+    // Coalescing off: it trades socket writes for up to 1 ms of holding, and this bench has
+    // no sockets; with it on, the streams read back-to-back here would hold their frame.
+    let hub = Hub::builder()
+        .max_connections(n + 1)
+        .coalesce(Duration::ZERO)
+        .build()
+        .expect("valid settings");
+    let mut conns: Vec<Conn> = rt.block_on(async {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(subscribe(&hub).await);
+        }
+        v
+    });
+    let _guard = rt.enter();
+    for conn in &mut conns {
+        conn.drain(cx); // the `retry:` hint
+    }
+    (hub, conns)
+}
+
+/// One publish by `publish` and every stream of `conns` reading its frame.
+fn publish_and_read(
+    publish: fn(&tokio::runtime::Runtime, &Hub, &Bytes) -> livepush::Published,
+    (rt, hub, data): (&tokio::runtime::Runtime, &Hub, &Bytes),
+    conns: &mut [Conn],
+    cx: &mut Context<'_>,
+) -> livepush::Published {
+    let id = publish(rt, hub, data);
+    let mut read = 0;
+    for conn in conns.iter_mut() {
+        read += conn.drain(cx);
+    }
+    assert!(
+        read >= conns.len() * data.len(),
+        "every subscriber got the event"
+    );
+    id
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .expect("a runtime");
+        .expect("a runtime")
+}
+
+fn fanout(c: &mut Criterion) {
+    let exporter = install_tracing();
+    let rt = current_thread();
     let mut cx = Context::from_waker(Waker::noop());
     let data = payload();
     let mut g = c.benchmark_group("fanout");
     for n in [1usize, 100, 10_000] {
-        // Coalescing off: it trades socket writes for up to 1 ms of holding, and this bench has
-        // no sockets; with it on, the streams read back-to-back here would hold their frame.
-        let hub = Hub::builder()
-            .max_connections(n + 1)
-            .coalesce(Duration::ZERO)
-            .build()
-            .expect("valid settings");
-        let mut conns: Vec<Conn> = rt.block_on(async {
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                v.push(subscribe(&hub).await);
-            }
-            v
-        });
+        let (hub, mut conns) = fanout_hub(&rt, &mut cx, n);
         let _guard = rt.enter();
-        for conn in &mut conns {
-            conn.drain(&mut cx); // the `retry:` hint
-        }
         g.throughput(Throughput::Elements(n as u64));
         // publish (id, encode once, N queue pushes) + every stream reading its frame
         g.bench_with_input(BenchmarkId::new("publish_and_read", n), &n, |b, _| {
-            b.iter(|| {
-                let id = publish(&rt, &hub, &data);
-                let mut read = 0;
-                for conn in &mut conns {
-                    read += conn.drain(&mut cx);
-                }
-                assert!(read >= n * data.len(), "every subscriber got the event");
-                id
-            })
+            b.iter(|| publish_and_read(publish, (&rt, &hub, &data), &mut conns, &mut cx))
         });
         // publish only: the fan-out itself, queues drained outside the timing
         g.bench_with_input(BenchmarkId::new("publish_only", n), &n, |b, _| {
@@ -214,25 +254,134 @@ fn fanout(c: &mut Criterion) {
         drop(conns);
     }
     g.finish();
-    {
-        // Proof that the layer ran and sampled: about 1 % of the requests, each (with the
-        // feature) with its publish span and its deliveries (one span per publish and
-        // delivering hub, whatever the subscriber count).
-        let spans = exporter.get_finished_spans().unwrap_or_default();
-        let requests = spans.iter().filter(|s| s.name == "http.request").count();
-        let publishes = spans
-            .iter()
-            .filter(|s| s.name == "livepush.publish")
-            .count();
-        let deliveries = spans
-            .iter()
-            .filter(|s| s.name == "livepush.deliver")
-            .count();
-        eprintln!(
-            "otel: {requests} sampled requests, {publishes} publish spans, {deliveries} delivery spans"
-        );
+    report_spans(exporter);
+}
+
+/// The CPU time of this thread (where the current-thread runtime runs the whole fan-out), from
+/// its CPU clock: time the scheduler gave to other processes is not counted, so a busy machine
+/// slows a run without inflating its figure as much as wall time does.
+struct ThreadCpu;
+
+impl ThreadCpu {
+    fn now_ns() -> u64 {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid, writable timespec; the clock id is a constant the OS defines.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        assert_eq!(rc, 0, "the thread's CPU clock");
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
     }
 }
 
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        Self::now_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        Self::now_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, ns: &u64) -> f64 {
+        *ns as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self
+    }
+}
+
+impl ValueFormatter for ThreadCpu {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = match ns {
+            ns if ns < 1e3 => (1.0, "ns"),
+            ns if ns < 1e6 => (1e-3, "µs"),
+            _ => (1e-6, "ms"),
+        };
+        for v in values {
+            *v *= factor;
+        }
+        unit
+    }
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        // deliveries per CPU second
+        let n = match *throughput {
+            Throughput::Elements(n) => n as f64,
+            _ => 1.0,
+        };
+        for v in values {
+            *v = n * 1e9 / *v;
+        }
+        "deliveries/CPU s"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+/// CPU per delivery at realistic fan-outs (`scripts/bench_otel.sh` compares the builds with and
+/// without `otel` on it): a publish in a request span (1 % of them sampled) and one outside
+/// any span, each read by all `n` streams, measured in this thread's CPU time.
+fn fanout_cpu(c: &mut Criterion<ThreadCpu>) {
+    let exporter = install_tracing();
+    let rt = current_thread();
+    let mut cx = Context::from_waker(Waker::noop());
+    let data = payload();
+    let mut g = c.benchmark_group("fanout_cpu");
+    for n in [100usize, 1_000] {
+        let (hub, mut conns) = fanout_hub(&rt, &mut cx, n);
+        let _guard = rt.enter();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("request", n), &n, |b, _| {
+            b.iter(|| publish_and_read(publish, (&rt, &hub, &data), &mut conns, &mut cx))
+        });
+        g.bench_with_input(BenchmarkId::new("background", n), &n, |b, _| {
+            b.iter(|| {
+                publish_and_read(
+                    publish_in_background,
+                    (&rt, &hub, &data),
+                    &mut conns,
+                    &mut cx,
+                )
+            })
+        });
+    }
+    g.finish();
+    report_spans(exporter);
+}
+
+/// Proof that the layer ran and sampled: about 1 % of the requests, each (with the feature)
+/// with its publish span and its deliveries (one span per publish and delivering hub, whatever
+/// the subscriber count), and no publish span outside a request.
+fn report_spans(exporter: &opentelemetry_sdk::trace::InMemorySpanExporter) {
+    let spans = exporter.get_finished_spans().unwrap_or_default();
+    let count = |name: &str| spans.iter().filter(|s| s.name == name).count();
+    eprintln!(
+        "otel: {} sampled requests, {} publish spans, {} delivery spans",
+        count("http.request"),
+        count("livepush.publish"),
+        count("livepush.deliver"),
+    );
+    exporter.reset();
+}
+
 criterion_group!(benches, encoding, topics, fanout);
-criterion_main!(benches);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpu);
+    targets = fanout_cpu
+}
+criterion_main!(benches, cpu);

@@ -10,28 +10,40 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::broker::Broker;
 use crate::envelope::Envelope;
 use crate::event::EventId;
+use crate::sse;
 use crate::topic::Topic;
 
-/// The current values of `topics`, in id order; none when the broker keeps no state. Fail-open:
-/// a broker that cannot answer leaves the stream without them (logged), as it leaves it without
-/// history.
-pub(crate) async fn read(broker: &dyn Broker, topics: &[Topic]) -> Vec<Arc<Envelope>> {
+/// The current values of `topics`, in id order (none when the broker keeps no state), or
+/// `None` when the broker could not answer (logged): the stream then starts without them and
+/// tells its client with [`unavailable`] where no reset already did.
+pub(crate) async fn read(broker: &dyn Broker, topics: &[Topic]) -> Option<Vec<Arc<Envelope>>> {
     if !broker.retains() {
-        return Vec::new();
+        return Some(Vec::new());
     }
     match broker.retained(topics).await {
         Ok(mut values) => {
             values.sort_by_key(|e| e.id());
-            values
+            Some(values)
         }
         Err(error) => {
-            tracing::warn!(%error, "retained values unavailable; the stream starts without them");
-            Vec::new()
+            tracing::warn!(%error, "retained values unavailable; the client is told to reset");
+            None
         }
     }
+}
+
+/// The `livepush.reset` (`{"reason":"state_unavailable"}`, no `id:`) of a new stream whose
+/// current values could not be read: without it the client would show what it had before (a
+/// stale value) as if it were current; with it, it reloads as after any reset, and a stream
+/// that reconnects without an id reads the values again.
+pub(crate) fn unavailable() -> Bytes {
+    let data = serde_json::json!({ "reason": "state_unavailable" });
+    sse::notice(&sse::RESET, data.to_string().as_bytes())
 }
 
 /// The marks of a new stream that is sent `values` first: every topic at the newest value's id,

@@ -263,6 +263,10 @@ pub struct Delivery {
     /// The broker's kind, on delivery spans and the publish-to-queue histogram.
     #[cfg_attr(not(feature = "otel"), allow(dead_code))]
     broker: &'static str,
+    /// That histogram's series for this broker, looked up once (on the first timed event, so a
+    /// hub that never timed one renders no series), not per event.
+    #[cfg(feature = "otel")]
+    latency: std::sync::OnceLock<crate::metrics::TracedHistogram>,
 }
 
 impl Delivery {
@@ -279,6 +283,8 @@ impl Delivery {
             reconnected,
             recent,
             broker,
+            #[cfg(feature = "otel")]
+            latency: std::sync::OnceLock::new(),
         }
     }
 
@@ -298,7 +304,12 @@ impl Delivery {
         let _queued = self.fanout.deliver(&envelope);
         #[cfg(feature = "otel")]
         if let Some(traced) = traced {
-            traced.finish(_queued, self.broker, &self.metrics);
+            traced.finish(_queued, || {
+                self.latency.get_or_init(|| {
+                    let series = [("broker", self.broker)];
+                    self.metrics.delivery_latency.get_or_create(&series).clone()
+                })
+            });
         }
     }
 

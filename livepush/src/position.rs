@@ -1,5 +1,5 @@
 //! The per-connection position on a broker with one id sequence per partition (Redis Cluster,
-//! [`Partitioned`](crate::broker::Partitioned)): what lets one `Last-Event-ID` cover topics of
+//! NATS with `?partitions=N`: [`Partitioned`](crate::broker::Partitioned)): what lets one `Last-Event-ID` cover topics of
 //! several partitions, how it is parsed from the header and written as the `id:` line.
 //!
 //! # Why a position, not an id
@@ -19,7 +19,8 @@
 //!   this line is written per connection; the rest of the frame (`event:`, `data:`) is the one
 //!   shared [`Envelope::frame`] minus its `id:` line, sliced, not copied.
 //!
-//! Ids are Redis-clock microseconds (16 decimal digits, 10 base-36 digits until 2085), so with
+//! Redis Cluster ids are Redis-clock microseconds (NATS's, stream sequences, are shorter):
+//! 16 decimal digits, 10 base-36 digits until 2085, so with
 //! `P` ≤ 36 one partition costs 13 bytes (`.`, digit, `-`, ten digits) and the `id:` line of an
 //! event costs 21 bytes for one partition (today's), 32 bytes for two and 110 bytes for eight
 //! (`"id: "` + 1 + 13·k + `"\n"`). Work per delivery on a multi-partition connection: one map

@@ -483,7 +483,10 @@ impl Backlog {
         let broker = hub.broker();
         let Some(after) = after else {
             // A new stream: the current values of its state topics first.
-            let values = current::read(broker.as_ref(), topics).await;
+            let Some(values) = current::read(broker.as_ref(), topics).await else {
+                backlog.pending.push_back(current::unavailable());
+                return backlog;
+            };
             backlog.seen = current::fresh_marks(topics, &values);
             backlog
                 .pending
@@ -512,8 +515,9 @@ impl Backlog {
                 hub.metrics().replayed.inc_by(history.events.len() as u64);
                 if !history.complete {
                     // The reset path: the current values, merged into what is replayed by id.
+                    // (the replay starts with a reset: one the values miss changes nothing)
                     let values = current::read(broker.as_ref(), topics).await;
-                    current::merge(&mut history.events, values);
+                    current::merge(&mut history.events, values.unwrap_or_default());
                 }
                 backlog.seen = Some(replay(&mut backlog.pending, topics, after, history));
             }
@@ -529,7 +533,8 @@ impl Backlog {
     /// After a reset with nothing replayed: the current values of the state topics, and marks
     /// that skip live events they already cover (every other live event goes out).
     async fn after_reset(&mut self, broker: &dyn crate::broker::Broker, topics: &[Topic]) {
-        let values = current::read(broker, topics).await;
+        // a reset went out already: values the broker cannot give change nothing
+        let values = current::read(broker, topics).await.unwrap_or_default();
         if values.is_empty() {
             return;
         }
@@ -552,10 +557,16 @@ impl Backlog {
         // Read up front (one more round trip per stream): the partitions that need them are
         // known only once their histories are read.
         let values = current::read(hub.broker().as_ref(), topics).await;
+        // a new stream is told when they are missing; a resumed one that needs them was reset
+        let unavailable = values.is_none() && last.is_none();
+        let values = values.unwrap_or_default();
         let opened = backlog::open(broker, topics, last.as_ref(), replay, confirmed, values).await;
         hub.metrics().replayed.inc_by(opened.replayed as u64);
         let mut pending =
             VecDeque::from([sse::retry(hub.config().client_retry.as_millis() as u64)]);
+        if unavailable {
+            pending.push_back(current::unavailable());
+        }
         pending.extend(opened.frames);
         Backlog {
             pending,

@@ -6,7 +6,12 @@
 //! `tracing` span (through `tracing-opentelemetry`), is taken with the time of publishing. Under a
 //! current context that is not sampled no publish span is opened (it would never be recorded, and
 //! building it was most of this feature's cost): the event carries that context as it is, and its
-//! deliveries record no span either. The envelope carries it
+//! deliveries record no span either. Outside any traced span (a background task that is not
+//! instrumented) nothing is opened or carried, and the event is not timed: put the task in a span
+//! (`#[tracing::instrument]`) to trace its publishes, the sampler deciding at that span. The
+//! current context is read from OpenTelemetry's current `Context` (what the layer activates on
+//! entering a span, or what an app attached itself), else from the current `tracing` span.
+//! The envelope carries it
 //! through every broker; each instance that hands the event to local subscribers records one
 //! `livepush.deliver` span for it (one per event and instance, never one per connection), whose
 //! parent is the publish span and which also links to it, with the subscriber count, the time
@@ -59,8 +64,10 @@ impl Trace {
         carried: None,
     };
 
-    /// The trace context of the current `tracing` span, taken now. Empty without the `otel`
-    /// feature, and when the current span is not recorded by a `tracing-opentelemetry` layer.
+    /// The trace context current here, taken now: OpenTelemetry's current `Context` (which a
+    /// `tracing-opentelemetry` layer activates while a span is entered), else the current
+    /// `tracing` span's. Empty without the `otel` feature, and outside any span such a layer
+    /// records.
     pub fn current() -> Trace {
         #[cfg(feature = "otel")]
         {
@@ -72,16 +79,20 @@ impl Trace {
         }
     }
 
-    /// Where an event is published: the current context when its trace is not sampled, to carry
-    /// as it is. Nothing of such a trace is recorded, so a `livepush.publish` span under it would
-    /// only cost (`tracing-opentelemetry` builds every span whether sampled or not, about 5 µs a
-    /// publish). `None` when the current context is sampled, or when there is none (a publish span
-    /// then starts a trace of its own and the sampler decides): the caller opens its publish span
-    /// and takes [`Trace::current`] inside it.
+    /// Where an event is published, decided before any span is built: `Some` when nothing of
+    /// the current trace would be recorded, with what to carry as it is: the current context
+    /// when its trace is not sampled (its deliveries record no span either), [`Trace::NONE`]
+    /// outside any span the layer records (an uninstrumented background task: nothing to link
+    /// to). A `livepush.publish` span in either case would only cost: `tracing-opentelemetry`
+    /// builds every span whether sampled or not, about 5 µs a publish. `None` under a sampled
+    /// trace: the caller opens its publish span and takes [`Trace::current`] inside it.
     #[cfg(feature = "otel")]
-    pub(crate) fn unsampled_current() -> Option<Trace> {
+    pub(crate) fn unrecorded_current() -> Option<Trace> {
         let trace = Trace::current();
-        trace.carried.is_some_and(|c| !c.sampled()).then_some(trace)
+        match trace.carried {
+            Some(c) if c.sampled() => None,
+            _ => Some(trace),
+        }
     }
 
     /// Whether there is no context to carry.
@@ -225,7 +236,7 @@ mod otel {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
     use super::{Carried, Trace};
-    use crate::metrics::Metrics;
+    use crate::metrics::TracedHistogram;
 
     fn now_us() -> u64 {
         SystemTime::now()
@@ -234,12 +245,28 @@ mod otel {
     }
 
     pub(super) fn current() -> Trace {
-        let cx = tracing::Span::current().context();
-        let span = cx.span();
-        let sc = span.span_context();
-        if !sc.is_valid() {
-            return Trace::NONE;
-        }
+        // With the layer's context activation (its default) the entered span's context is the
+        // thread's current OpenTelemetry context: read in place, no span looked up or cloned.
+        // Without it, the current span is asked (which also builds its OpenTelemetry span).
+        let active = opentelemetry::Context::map_current(|cx| {
+            let sc = cx.span().span_context().clone();
+            sc.is_valid().then_some(sc)
+        });
+        let sc = match active {
+            Some(sc) => sc,
+            None => {
+                let span = tracing::Span::current();
+                if span.is_none() {
+                    return Trace::NONE;
+                }
+                let cx = span.context();
+                let sc = cx.span().span_context().clone();
+                if !sc.is_valid() {
+                    return Trace::NONE;
+                }
+                sc
+            }
+        };
         Trace {
             carried: Some(Carried {
                 trace_id: u128::from_be_bytes(sc.trace_id().to_bytes()),
@@ -300,8 +327,13 @@ mod otel {
         }
 
         /// Records that the event was queued to `subscribers` local streams: the span's fields,
-        /// and (when any stream took it) the publish-to-queue latency for `broker`.
-        pub(crate) fn finish(self, subscribers: u64, broker: &'static str, metrics: &Metrics) {
+        /// and (when any stream took it) the publish-to-queue latency in the broker's series of
+        /// the histogram, which `latency` gives.
+        pub(crate) fn finish<'h>(
+            self,
+            subscribers: u64,
+            latency: impl FnOnce() -> &'h TracedHistogram,
+        ) {
             let since = now_us().saturating_sub(self.carried.published_us);
             if let Some(span) = &self.span {
                 span.record("livepush.subscribers", subscribers);
@@ -312,10 +344,7 @@ mod otel {
                     .carried
                     .sampled()
                     .then(|| [("trace_id", format!("{:032x}", self.carried.trace_id))]);
-                metrics
-                    .delivery_latency
-                    .get_or_create(&[("broker", broker)])
-                    .observe(since as f64 / 1e6, exemplar, None);
+                latency().observe(since as f64 / 1e6, exemplar, None);
             }
         }
     }
@@ -326,7 +355,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_an_unsampled_current_context_is_carried_without_a_publish_span() {
+    fn only_a_sampled_current_context_gets_a_publish_span() {
         use opentelemetry::trace::{
             SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
             TracerProvider as _,
@@ -342,10 +371,11 @@ mod tests {
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         tracing::subscriber::with_default(subscriber, || {
-            // outside any span, and under a sampled one: the publish opens a span of its own
-            assert_eq!(Trace::unsampled_current(), None);
+            // outside any span: nothing to link to, nothing carried, no span
+            assert_eq!(Trace::unrecorded_current(), Some(Trace::NONE));
+            // under a sampled one: the publish opens a span of its own
             let sampled = tracing::info_span!("sampled request");
-            assert_eq!(sampled.in_scope(Trace::unsampled_current), None);
+            assert_eq!(sampled.in_scope(Trace::unrecorded_current), None);
             assert!(!sampled.in_scope(Trace::current).is_empty());
             // under a caller that did not sample: the request's own context, flags 00
             let caller = SpanContext::new(
@@ -360,7 +390,7 @@ mod tests {
                 .set_parent(opentelemetry::Context::new().with_remote_span_context(caller))
                 .unwrap();
             let trace = request
-                .in_scope(Trace::unsampled_current)
+                .in_scope(Trace::unrecorded_current)
                 .expect("the caller's context, carried as it is");
             let parent = trace.traceparent().unwrap();
             assert!(

@@ -1,6 +1,7 @@
 //! The live admin page of `hub.admin_routes()` over real HTTP: the page is self-contained (no
 //! URL of another origin, a CSP that allows none), its SSE stream sends snapshots whose numbers
-//! move as events are published and streams open, and the live tail streams a topic's events.
+//! move as events are published and streams open (on Redis, with how many instances of the
+//! deployment have subscribers of each topic), and the live tail streams a topic's events.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use axum::Router;
 use livepush::{subscribe_to_events, Hub, RouterExt};
 use serde_json::{json, Value};
 
-use crate::support::{http, SseClient, TestServer};
+use crate::support::{http, wait_for_status, RedisServer, SseClient, TestServer};
 
 #[subscribe_to_events]
 async fn events() {}
@@ -87,11 +88,66 @@ async fn the_stats_stream_moves_with_connections_and_publishes() {
     assert_eq!(later["connections"], 2, "{later}");
     assert_eq!(
         later["topics"],
-        json!([{ "topic": "room:1", "subscribers": 2 }])
+        json!([{ "topic": "room:1", "subscribers": 2, "instances": null }]),
+        "the in-memory broker cannot say what other instances have"
     );
     assert_eq!(later["metrics"]["livepush_events_published_total"], 3.0);
     assert_eq!(later["metrics"]["livepush_events_delivered_total"], 6.0);
     assert!(later["at_ms"].as_u64().unwrap() > first["at_ms"].as_u64().unwrap());
+}
+
+/// A snapshot of `stats` whose `topics` are `expected`, within 15 snapshots (one a second).
+async fn topics_become(stats: &mut SseClient, expected: Value) {
+    let mut last = Value::Null;
+    for _ in 0..15 {
+        last = snapshot(stats).await;
+        if last["topics"] == expected {
+            return;
+        }
+    }
+    panic!("topics never became {expected}: last snapshot {last}");
+}
+
+#[tokio::test]
+async fn on_redis_each_topic_shows_how_many_instances_of_the_deployment_have_subscribers() {
+    let redis = RedisServer::start();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let hub = Hub::builder().redis(redis.url()).build().unwrap();
+        let server = TestServer::start(app(&hub)).await;
+        wait_for_status(&server.url("/health/ready"), 200).await;
+        servers.push(server);
+    }
+    let (a, b) = (&servers[0], &servers[1]);
+    let streams = [
+        SseClient::connect(&a.url("/events?topic=room:1")).await,
+        SseClient::connect(&a.url("/events?topic=room:1")).await,
+        SseClient::connect(&b.url("/events?topic=room:1")).await,
+        SseClient::connect(&b.url("/events?topic=room:2")).await,
+    ];
+    let mut on_a = SseClient::connect(&a.url("/admin/stats")).await;
+    let mut on_b = SseClient::connect(&b.url("/admin/stats")).await;
+    topics_become(
+        &mut on_a,
+        json!([{ "topic": "room:1", "subscribers": 2, "instances": 2 }]),
+    )
+    .await;
+    topics_become(
+        &mut on_b,
+        json!([
+            { "topic": "room:1", "subscribers": 1, "instances": 2 },
+            { "topic": "room:2", "subscribers": 1, "instances": 1 },
+        ]),
+    )
+    .await;
+    // the last stream of room:1 on B leaves: the deployment has it on A only
+    let [_a1, _a2, b1, _b2] = streams;
+    drop(b1);
+    topics_become(
+        &mut on_a,
+        json!([{ "topic": "room:1", "subscribers": 2, "instances": 1 }]),
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -47,6 +47,7 @@ mod http2;
 mod limits;
 mod metrics;
 mod nats;
+mod nats_partitions;
 mod outbox;
 mod outbox_instances;
 mod presence;

@@ -365,6 +365,10 @@ async fn a_stream_opened_before_nats_was_ever_reached_is_reset_when_it_is() {
     let server = TestServer::start(app(&hub)).await;
     // the hub opens the stream without a confirmed subscription (fail-open)
     let mut client = SseClient::connect(&server.url("/events?topic=early")).await;
+    // the current values could not be read either: the client is told at once
+    let unread = client.next().await;
+    assert_eq!(unread.event, RESET.as_str(), "{unread:?}");
+    assert!(unread.data.contains("state_unavailable"), "{}", unread.data);
     nats.restart(false);
     wait_for_status(&server.url("/health/ready"), 200).await;
     let reset = client.next().await;

@@ -355,6 +355,10 @@ async fn a_stream_opened_before_redis_was_ever_reached_is_reset_when_it_connects
     // No confirmed subscription can exist yet: the stream opens anyway (fail-open) after the
     // bounded wait, and what others publish before its subscription exists may be missed.
     let mut client = SseClient::connect(&server.url("/events?topic=early")).await;
+    // the current values could not be read either: the client is told at once
+    let unread = next_event(&mut client).await;
+    assert_eq!(unread.event, RESET.as_str(), "{unread:?}");
+    assert!(unread.data.contains("state_unavailable"), "{}", unread.data);
     redis.restart();
     wait_for_status(&server.url("/health/ready"), 200).await;
     let reset = next_event(&mut client).await;

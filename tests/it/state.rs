@@ -214,6 +214,48 @@ async fn through_redis_another_instance_serves_the_current_values_and_ttls_expir
 }
 
 #[tokio::test]
+async fn through_redis_a_new_subscriber_whose_current_value_cannot_be_read_is_told_to_reset() {
+    let redis = RedisServer::start();
+    let hub = Hub::builder()
+        .redis(redis.url())
+        .replay(100, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let server = served(&hub).await;
+    hub.publish_retained("tile", "load", &json!({"n": 1}), Retain::latest())
+        .await
+        .unwrap();
+    let key = "livepush:state:tile";
+    assert_eq!(
+        redis.admin_command(&["TYPE", key]).await,
+        redis::Value::SimpleString("hash".into()),
+        "the state is not where this test breaks it"
+    );
+    // the read fails (WRONGTYPE) while the value is moved away and a string is in its place
+    redis.admin_command(&["RENAME", key, "kept"]).await;
+    redis.admin_command(&["SET", key, "broken"]).await;
+    let mut blind = SseClient::connect(&server.url("/events?topic=tile")).await;
+    let first = blind.next().await;
+    assert_eq!(first.event, RESET.as_str(), "{first:?}");
+    let data: Value = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(data["reason"], "state_unavailable", "{}", first.data);
+    assert_eq!(
+        first.id, "",
+        "a reset of a new stream moves no Last-Event-ID"
+    );
+    // and the stream goes on with live events
+    let live = hub.publish("tile", "note", &json!(2)).await.unwrap();
+    assert_eq!(blind.next().await.id, live.id().unwrap().to_string());
+
+    // readable again: the value first, no reset
+    redis.admin_command(&["DEL", key]).await;
+    redis.admin_command(&["RENAME", "kept", key]).await;
+    let mut seeing = SseClient::connect(&server.url("/events?topic=tile")).await;
+    let first = seeing.next().await;
+    assert_eq!((first.event.as_str(), n_of(&first)), ("load", 1));
+}
+
+#[tokio::test]
 async fn through_nats_another_instance_serves_the_current_values_and_ttls_expire() {
     let nats = NatsServer::start();
     // a NATS stream's max_age is at least its duplicate window (600 s)

@@ -3,6 +3,10 @@
 //!
 //! The scenarios run in one test, in order, because two of them change the topology (a slot
 //! moves, a master dies) and every scenario must know which master serves which topic.
+//!
+//! With the suite's `otel` feature (`--all-features`) the process's subscriber also feeds the
+//! in-memory OpenTelemetry exporter of `support::traces`, and a scenario follows one trace
+//! across the cluster.
 
 #[path = "../it/support/mod.rs"]
 #[allow(dead_code, unused_imports)]
@@ -24,6 +28,7 @@ use livepush::sse::RESET;
 use livepush::{Hub, RouterExt, Subscription, Topics};
 use serde_json::{json, Value};
 use support::handlers::events;
+use support::presence::{keys, presence_event};
 use support::sse::Next;
 use support::{wait_for_status, SseClient, TestServer};
 
@@ -274,8 +279,17 @@ async fn redis_cluster() {
     eprintln!("cursor: ok ({:?})", started.elapsed());
     presence_across_instances_and_a_kill(&cluster).await;
     eprintln!("presence: ok ({:?})", started.elapsed());
+    occupancy_once_per_period_with_a_kill(&cluster).await;
+    eprintln!("occupancy hooks: ok ({:?})", started.elapsed());
+    presence_churn_is_coalesced(&cluster).await;
+    eprintln!("presence churn: ok ({:?})", started.elapsed());
     state_topics_across_partitions(&cluster).await;
     eprintln!("state topics: ok ({:?})", started.elapsed());
+    #[cfg(feature = "otel")]
+    {
+        a_trace_crosses_the_cluster(&cluster).await;
+        eprintln!("trace: ok ({:?})", started.elapsed());
+    }
     let before = logs.text().len();
     a_watched_slot_moves(&cluster).await;
     // the broker noticed (not only redis-rs): the moved channel was re-subscribed and caught up
@@ -874,26 +888,6 @@ async fn a_master_hangs(cluster: &Cluster) {
     );
 }
 
-/// The next presence event of `client` (name, data), skipping anything else.
-async fn presence_event(client: &mut SseClient) -> (String, Value) {
-    loop {
-        let event = client.next().await;
-        if event.event.starts_with("livepush.") {
-            return (event.event, serde_json::from_str(&event.data).unwrap());
-        }
-    }
-}
-
-/// The member keys of a presence answer or snapshot.
-fn member_keys(presence: &Value) -> Vec<&str> {
-    presence["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["key"].as_str().unwrap())
-        .collect()
-}
-
 /// Presence on the cluster (issue 25): three `chat` processes; joins reach every instance, two
 /// tabs on two instances are one member, the same answer everywhere, and a SIGKILLed instance's
 /// members leave everywhere within 5 s while a member it shared with another stays.
@@ -913,7 +907,7 @@ async fn presence_across_instances_and_a_kill(cluster: &Cluster) {
     let mut watcher = SseClient::connect(&a.url("/rooms/cl/events?user=watcher")).await;
     let (name, snapshot) = presence_event(&mut watcher).await;
     assert_eq!(name, "livepush.presence");
-    assert_eq!(member_keys(&snapshot), ["watcher"]);
+    assert_eq!(keys(&snapshot), ["watcher"]);
 
     let _bob = SseClient::connect(&b.url("/rooms/cl/events?user=bob")).await;
     assert_eq!(
@@ -932,7 +926,7 @@ async fn presence_across_instances_and_a_kill(cluster: &Cluster) {
     let _carol_c = SseClient::connect(&c.url("/rooms/cl/events?user=carol")).await;
     for x in [&a, &b, &c] {
         let presence = support::get_json(&x.url("/rooms/cl/presence")).await;
-        assert_eq!(member_keys(&presence), ["bob", "carol", "watcher"]);
+        assert_eq!(keys(&presence), ["bob", "carol", "watcher"]);
         assert_eq!(
             (presence["count"].as_u64(), presence["connections"].as_u64()),
             (Some(3), Some(4))
@@ -955,9 +949,39 @@ async fn presence_across_instances_and_a_kill(cluster: &Cluster) {
     assert!(dropped <= Duration::from_secs(5), "took {dropped:?}");
     for x in [&a, &c] {
         let presence = support::get_json(&x.url("/rooms/cl/presence")).await;
-        assert_eq!(member_keys(&presence), ["carol", "watcher"]);
+        assert_eq!(keys(&presence), ["carol", "watcher"]);
         assert_eq!(presence["connections"].as_u64(), Some(2));
     }
+}
+
+/// Occupancy hooks on the cluster: once per period across three `chat` processes, a kill of
+/// the last holder included (the scenario of `tests/it/presence.rs` on one Redis).
+async fn occupancy_once_per_period_with_a_kill(cluster: &Cluster) {
+    let url = format!("redis+cluster://{}", cluster.seeds().join(","));
+    support::presence::occupancy_once_per_period_with_a_kill(|| {
+        support::Example::start(
+            "chat",
+            &[
+                ("REDIS_URL", url.as_str()),
+                ("LIVEPUSH_REDIS_PREFIX", "occupancy:"),
+                ("LIVEPUSH_PRESENCE_GRACE_MS", "300"),
+            ],
+        )
+    })
+    .await;
+}
+
+/// A churn on one topic across three hubs on the cluster: at most one presence event per tick
+/// at the watcher, no member left (the scenario of `tests/it/presence.rs` on one Redis).
+async fn presence_churn_is_coalesced(cluster: &Cluster) {
+    let hubs = support::presence::three_hubs(|| {
+        Hub::builder()
+            .redis_cluster(cluster.seeds())
+            .redis_prefix("churn:")
+            .presence_grace(Duration::ZERO)
+    })
+    .await;
+    support::presence::churn_is_coalesced(hubs).await;
 }
 
 /// State topics on a cluster: values retained through one instance, on topics spread over
@@ -1006,4 +1030,46 @@ async fn state_topics_across_partitions(cluster: &Cluster) {
         Some(Seen::Event { topic, n: 9, .. }) if topic == names[5] => {}
         other => panic!("a resume with complete history got {other:?} before the live event"),
     }
+}
+
+/// Trace propagation on a cluster (feature `otel`; the process's subscriber has the in-memory
+/// exporter's layer, `support::traces`): a publish in a sampled request span on one instance is
+/// the parent of, and is linked from, one delivery span of each instance, which counts its
+/// streams.
+#[cfg(feature = "otel")]
+async fn a_trace_crosses_the_cluster(cluster: &Cluster) {
+    use tracing::Instrument;
+
+    let prefix = "otel:";
+    let a = Instance::start(cluster, prefix).await;
+    let b = Instance::start(cluster, prefix).await;
+    let topic = "traced".to_owned();
+    let topics = [topic.clone()];
+    let mut clients = vec![SseClient::connect(&a.events_url(&topics)).await];
+    for _ in 0..2 {
+        clients.push(SseClient::connect(&b.events_url(&topics)).await);
+    }
+    let request = tracing::info_span!("http.request", otel.kind = "server");
+    a.hub
+        .publish(&topic, "v", &json!({"topic": topic, "n": 1}))
+        .instrument(request)
+        .await
+        .unwrap();
+    for client in &mut clients {
+        match next_seen(client, support::WAIT).await {
+            Some(Seen::Event { topic: t, n: 1, .. }) if t == topic => {}
+            other => panic!("expected the traced event, got {other:?}"),
+        }
+    }
+    let text =
+        support::traces::one_publish_linked_from_two_deliveries("redis-cluster", &topic, [1, 2])
+            .await;
+    let (publish, _) = support::traces::spans_of(&topic);
+    let parent = support::traces::span_by_id(publish[0].parent_span_id);
+    assert_eq!(
+        parent.map(|s| s.name),
+        Some("http.request".into()),
+        "the publish span is the request's child:\n{text}"
+    );
+    eprintln!("{text}");
 }

@@ -209,6 +209,15 @@ pub trait Broker: Send + Sync + 'static {
         let _ = key;
     }
 
+    /// How many processes of the deployment have local subscribers of each of `topics`, where
+    /// the broker can say in one round trip (the admin page's deployment column; Redis and
+    /// Sentinel: the channel's subscriber count, `PUBSUB NUMSUB`). `None` when it cannot, or
+    /// cannot now: the default.
+    async fn watching_processes(&self, topics: &[Topic]) -> Option<Vec<u64>> {
+        let _ = topics;
+        None
+    }
+
     /// The presence store shared by every process on this broker (members of topics, and their
     /// occupancy), see `docs/presence.md`. The default, `None`: the hub keeps presence in this
     /// process ([`LocalPresence`]), which is the whole answer for a one-process broker.

@@ -1,4 +1,4 @@
-//! Brokers with one id sequence per partition (Redis Cluster).
+//! Brokers with one id sequence per partition (Redis Cluster, NATS with `?partitions=N`).
 //!
 //! With one sequence (memory, one Redis) an id orders every event of a subscription, so the id
 //! of the last event a client saw is its whole position. With one sequence per partition (so
@@ -41,4 +41,46 @@ pub trait Partitioned: Send + Sync {
         topics: &[Topic],
         after: EventId,
     ) -> Result<History, BrokerError>;
+}
+
+/// The most partitions a broker may have (a position names each partition in base 36, two
+/// digits: `docs/multi-instance.md`).
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) const MAX_PARTITIONS: u32 = 1296;
+
+/// The partition of `topic` among `count`: `fnv1a(topic) mod count`, the same in every process
+/// and for every partitioned broker (Redis Cluster, NATS), so a topic keeps its partition when a
+/// deployment moves from one to the other with the same count.
+#[cfg(any(feature = "redis", feature = "nats"))]
+pub(crate) fn partition_of(topic: &Topic, count: u32) -> u32 {
+    fnv1a(topic.as_str().as_bytes()) % count.max(1)
+}
+
+#[cfg(any(feature = "redis", feature = "nats"))]
+fn fnv1a(data: &[u8]) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for &b in data {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash
+}
+
+#[cfg(all(test, any(feature = "redis", feature = "nats")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_spread_over_partitions_the_same_way_every_time() {
+        let topic = Topic::new("orders:42").unwrap();
+        assert_eq!(partition_of(&topic, 1), 0);
+        assert_eq!(partition_of(&topic, 16), partition_of(&topic, 16));
+        // FNV-1a of "a" is 0xe40c292c (the published test vector)
+        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
+        let mut seen = [0u32; 4];
+        for n in 0..400 {
+            seen[partition_of(&Topic::new(format!("t.{n}")).unwrap(), 4) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 60), "{seen:?}");
+    }
 }

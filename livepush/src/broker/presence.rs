@@ -134,7 +134,14 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// disappears, and never comes back to an earlier value.
     async fn versions(&self, topics: &[Topic]) -> Result<Vec<u64>, BrokerError>;
 
-    /// Called about every [`MAINTAIN_EVERY`] by the hub: keeps this process's lease, and removes
+    /// How often the hub calls [`PresenceStore::maintain`]: [`MAINTAIN_EVERY`] unless the store
+    /// needs a shorter period (the Redis store renews its 750 ms lease every 150 ms, so that a
+    /// dead instance's members and occupancy go within a second).
+    fn maintain_every(&self) -> std::time::Duration {
+        MAINTAIN_EVERY
+    }
+
+    /// Called about every [`PresenceStore::maintain_every`] by the hub: keeps this process's lease, and removes
     /// the members and occupancy of processes whose lease ran out. Returns the occupancy edges
     /// this made (a topic that the removal left without any subscriber is vacated): this
     /// process reports them.
@@ -143,7 +150,8 @@ pub trait PresenceStore: Send + Sync + 'static {
     }
 }
 
-/// How often the hub calls [`PresenceStore::maintain`].
+/// How often the hub calls [`PresenceStore::maintain`] by default
+/// ([`PresenceStore::maintain_every`]).
 pub const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The presence of one process, in its memory: the store of the in-memory broker (and of a

@@ -84,7 +84,9 @@ pub(super) async fn stats(Extension(hub): Extension<Hub>) -> Response {
 }
 
 /// What the page draws: every sample of `/metrics` by its name (with labels), the topics with
-/// the most local subscribers, the broker's state, and the last gaps it reported.
+/// the most local subscribers (with, where the broker can say, how many instances of the
+/// deployment have subscribers of each: `instances`, else `null`), the broker's state, and the
+/// last gaps it reported.
 async fn snapshot(hub: &Hub) -> Value {
     let mut samples = Map::new();
     for line in hub.metrics_text().lines() {
@@ -101,16 +103,30 @@ async fn snapshot(hub: &Hub) -> Value {
     }
     let mut topics = hub.subscriber_counts();
     topics.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let topics: Vec<Value> = topics
-        .iter()
-        .take(TOPICS_LISTED)
-        .map(|(topic, n)| json!({ "topic": topic.as_str(), "subscribers": n }))
-        .collect();
-    let ready = match tokio::time::timeout(EVERY / 2, hub.ready()).await {
+    topics.truncate(TOPICS_LISTED);
+    let listed: Vec<Topic> = topics.iter().map(|(topic, _)| topic.clone()).collect();
+    let (ready, processes) = tokio::join!(
+        tokio::time::timeout(EVERY / 2, hub.ready()),
+        tokio::time::timeout(EVERY / 2, hub.inner.broker.watching_processes(&listed)),
+    );
+    let ready = match ready {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err("no answer within 500 ms".to_owned()),
     };
+    // The deployment's side where the broker can say: how many instances have subscribers.
+    let processes = processes.ok().flatten().filter(|p| p.len() == listed.len());
+    let topics: Vec<Value> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, (topic, n))| {
+            json!({
+                "topic": topic.as_str(),
+                "subscribers": n,
+                "instances": processes.as_ref().map(|p| p[i]),
+            })
+        })
+        .collect();
     let at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

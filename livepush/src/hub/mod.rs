@@ -600,10 +600,15 @@ impl Hub {
         #[cfg(not(feature = "otel"))]
         let trace = None;
         // The span every delivery of this event links to (its context travels in the envelope);
-        // none under an unsampled trace, whose context travels as it is (see `Trace`).
+        // none under an unsampled trace, whose context travels as it is, nor outside any trace
+        // (see `Trace`).
         #[cfg(feature = "otel")]
-        let (span, trace) = match Trace::unsampled_current() {
-            Some(trace) => (tracing::Span::none(), Some(trace)),
+        let (span, trace) = match Trace::unrecorded_current() {
+            // nothing of it would be recorded: the debug span of a build without the feature
+            Some(trace) => (
+                tracing::debug_span!("livepush.publish", topic, event),
+                Some(trace),
+            ),
             None => (
                 tracing::info_span!(
                     "livepush.publish",
@@ -826,14 +831,14 @@ impl Hub {
     /// The newest event id the broker has issued: subscribing with it as `Last-Event-ID`
     /// yields exactly the events published afterwards (with replay on). See [`Cursor`](crate::cursor::Cursor).
     ///
-    /// A broker with one sequence per partition (Redis Cluster) has no single newest id: there
-    /// this answers [`BrokerError::Unavailable`] naming [`Hub::stream_position`], which gives
-    /// its position in every partition.
+    /// A broker with one sequence per partition (Redis Cluster, NATS with `?partitions=N`) has
+    /// no single newest id: there this answers [`BrokerError::Unavailable`] naming
+    /// [`Hub::stream_position`], which gives its position in every partition.
     pub async fn position(&self) -> Result<EventId, BrokerError> {
         if self.broker().partitioned().is_some() {
             return Err(BrokerError::Unavailable(
-                "a partitioned broker (Redis Cluster) has one position per partition, not one id: \
-                 use Hub::stream_position"
+                "a partitioned broker (Redis Cluster, NATS with partitions) has one position per \
+                 partition, not one id: use Hub::stream_position"
                     .into(),
             ));
         }
@@ -841,8 +846,8 @@ impl Hub {
     }
 
     /// Where the stream stands now, as a client sends it back in `Last-Event-ID`: the newest id
-    /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster) the newest
-    /// id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
+    /// (one sequence: memory, one Redis), or on a partitioned broker (Redis Cluster, NATS with
+    /// partitions) the newest id of every partition as a position vector `{P}.{p}-{seq}...` (the encoding of
     /// `docs/multi-instance.md`; one history read per partition, concurrently). Subscribing with
     /// it yields exactly what was published afterwards, on any topics. See [`Cursor`](crate::cursor::Cursor).
     pub async fn stream_position(&self) -> Result<StreamPosition, BrokerError> {

@@ -490,10 +490,10 @@ where
 
 /// The trace context of an event written now: that of a `livepush.publish` span (feature
 /// `otel`), a child of the current span, which every delivery of the row's event links to; under
-/// an unsampled trace, that trace's context (no span: see `Trace`).
+/// an unsampled trace, that trace's context, and outside any trace none (no span: see `Trace`).
 #[cfg(feature = "otel")]
 fn written_trace(topic: &str, event: &str) -> Trace {
-    if let Some(trace) = Trace::unsampled_current() {
+    if let Some(trace) = Trace::unrecorded_current() {
         return trace;
     }
     tracing::info_span!(

@@ -6,7 +6,8 @@
 //! One task per hub drives it: every [`TICK`] it reads the version of each topic that local
 //! streams watch for presence (one `MGET` on Redis), re-reads the members of those that changed
 //! and sends each watching stream the one event that says what changed ([`diff`]); every
-//! [`MAINTAIN_EVERY`] it lets the store keep this process's lease and remove dead processes.
+//! [`PresenceStore::maintain_every`] it lets the store keep this process's lease and remove dead
+//! processes.
 
 mod diff;
 
@@ -17,9 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::broker::{
-    BrokerError, Occupancy, Presence, PresenceCount, PresenceStore, MAINTAIN_EVERY,
-};
+use crate::broker::{BrokerError, Occupancy, Presence, PresenceCount, PresenceStore};
 use crate::envelope::Envelope;
 use crate::fanout::{Connection, Fanout};
 use crate::sse;
@@ -399,7 +398,11 @@ async fn run(presences: Weak<Presences>) {
 /// The store's maintenance (this instance's lease, reaping dead ones), in a task of its own: a
 /// slow read of a large topic's members never delays the lease.
 async fn maintain(presences: Weak<Presences>) {
-    let mut tick = tokio::time::interval(MAINTAIN_EVERY);
+    let every = match presences.upgrade() {
+        Some(p) => p.store.maintain_every(),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -318,7 +318,7 @@ fn notices() -> [(&'static str, Value); 2] {
                     "type": "object",
                     "required": ["reason"],
                     "properties": {
-                        "reason": { "type": "string", "description": "why: history_unavailable, a broker fault, a retry-buffer overflow" },
+                        "reason": { "type": "string", "description": "why: history_unavailable, state_unavailable (the current values could not be read), a broker fault, a retry-buffer overflow" },
                         "last_event_id": {
                             "description": "the Last-Event-ID the client asked to resume after: a plain id (a number), or on a Redis Cluster deployment whose connection spans several partitions the position vector `{P}.{p}-{seq}...` (base 36, a string; see docs/multi-instance.md)",
                             "oneOf": [

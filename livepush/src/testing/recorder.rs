@@ -233,6 +233,10 @@ impl<B: Broker> Broker for RecordingBroker<B> {
         self.inner.position().await
     }
 
+    async fn watching_processes(&self, topics: &[Topic]) -> Option<Vec<u64>> {
+        self.inner.watching_processes(topics).await
+    }
+
     async fn ready(&self) -> Result<(), BrokerError> {
         self.inner.ready().await
     }

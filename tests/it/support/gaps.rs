@@ -201,7 +201,13 @@ pub async fn read_item(
     deadline: tokio::time::Instant,
 ) -> Option<Item> {
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let event = client.next_within(left).await?;
+    let mut event = client.next_within(left).await?;
+    // A new stream whose current values could not be read is told so first, with no `id:` (it
+    // is no gap in the events, and its reconnect must read the values again): not an item.
+    while event.event == RESET.as_str() && event.data.contains("\"state_unavailable\"") {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        event = client.next_within(left).await?;
+    }
     if event.event == RESET.as_str() {
         let data: Value = serde_json::from_str(&event.data)
             .unwrap_or_else(|e| panic!("{who}: reset data is not JSON ({e}): {}", event.data));
@@ -402,7 +408,8 @@ pub fn check_missing_accounted_for(
 }
 
 /// Every `livepush.reset` frame the client received so far has its own `id:` line with a
-/// decimal id (the parsed event would show the previous event's id instead).
+/// decimal id (the parsed event would show the previous event's id instead), except the
+/// `state_unavailable` one of a new stream, which has none.
 pub fn check_resets_have_ids(client: &SseClient, who: &str) {
     let raw = client.raw_text().replace("\r\n", "\n");
     for frame in raw.split("\n\n") {
@@ -411,7 +418,8 @@ pub fn check_resets_have_ids(client: &SseClient, who: &str) {
             l.strip_prefix("event:")
                 .is_some_and(|name| name.trim() == RESET.as_str())
         });
-        if !is_reset {
+        // the state_unavailable reset of a new stream has no `id:` by design (see read_item)
+        if !is_reset || frame.contains("\"state_unavailable\"") {
             continue;
         }
         let id = lines.iter().find_map(|l| l.strip_prefix("id:"));

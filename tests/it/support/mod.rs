@@ -4,8 +4,9 @@
 //! topology ([`sentinel`]), `nats-server`s alone or as a JetStream cluster ([`nats_server`]), the
 //! no-silent-gap check of a subscriber's stream ([`gaps`]), a TCP proxy a test can cut
 //! ([`tcp_proxy`]), the example binaries run as a user runs them ([`examples`]), readers of
-//! `/metrics`, memory and logs ([`observe`]), and real PostgreSQL and SQLite databases per test
-//! ([`database`]).
+//! `/metrics`, memory and logs ([`observe`]), real PostgreSQL and SQLite databases per test
+//! ([`database`]), and the spans of an in-memory OpenTelemetry exporter ([`traces`], feature
+//! `otel`).
 //!
 //! The module `support` of `tests/it` (the integration crate); the test binaries kept apart
 //! (`tests/memory.rs`, `tests/tracing_spans.rs`, `tests/registry.rs`, `tests/asyncapi.rs`,
@@ -17,12 +18,18 @@ pub mod gaps;
 pub mod handlers;
 pub mod nats_server;
 pub mod observe;
+pub mod presence;
 pub mod raw;
 pub mod redis_server;
 pub mod sentinel;
 pub mod server;
 pub mod sse;
 pub mod tcp_proxy;
+// Used by `tests/otel.rs` and `tests/redis_cluster`, processes of their own: dead code in
+// `tests/it`.
+#[cfg(feature = "otel")]
+#[allow(dead_code)]
+pub mod traces;
 
 use std::time::Duration;
 

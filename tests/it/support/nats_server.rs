@@ -168,6 +168,11 @@ impl NatsServer {
         self.held = PortHold::of(self.port).ok();
     }
 
+    /// The JetStream store directory (`-sd`).
+    pub fn store(&self) -> &std::path::Path {
+        &self.store
+    }
+
     /// Starts the server again on its port with its store; `wipe` removes the store first (a
     /// server that lost its disk, or a memory store).
     pub fn restart(&mut self, wipe: bool) {

@@ -9,6 +9,7 @@
 //! | `stream` | the JetStream stream's name | the prefix, upper case |
 //! | `storage` | `file` or `memory` | `file` |
 //! | `replicas` | the stream's replicas (1 to 5) | 1 |
+//! | `partitions` | streams the topics are spread over (1 to 1296), each its own sequence and Raft group (`subject.rs`) | 1 |
 //! | `token` | token authentication | none |
 //! | `creds` | path of a credentials file (JWT + NKey seed) | none |
 //! | `nkey` | an NKey seed (`SU...`) | none |
@@ -82,7 +83,7 @@ impl Address {
     fn read_query(&mut self, url: &str, query: &str) -> Result<(), BrokerError> {
         let pairs: Vec<(String, String)> =
             serde_urlencoded::from_str(query).map_err(|e| invalid(url, e))?;
-        let (mut prefix, mut stream) = ("livepush".to_owned(), None);
+        let (mut prefix, mut stream, mut partitions) = ("livepush".to_owned(), None, 1);
         for (key, value) in pairs {
             match key.as_str() {
                 "prefix" => prefix = value,
@@ -95,6 +96,11 @@ impl Address {
                         .ok()
                         .filter(|n| (1..=5).contains(n))
                         .ok_or_else(|| invalid(url, "replicas must be 1 to 5"))?
+                }
+                "partitions" => {
+                    partitions = value
+                        .parse()
+                        .map_err(|_| invalid(url, "partitions must be a count"))?
                 }
                 "pending" => {
                     self.pending =
@@ -110,7 +116,9 @@ impl Address {
                 _ => return Err(invalid(url, format!("unknown option {key:?}={value:?}"))),
             }
         }
-        self.names = Names::new(&prefix, stream.as_deref()).map_err(|e| invalid(url, e))?;
+        self.names = Names::new(&prefix, stream.as_deref())
+            .and_then(|names| names.partitioned(partitions))
+            .map_err(|e| invalid(url, e))?;
         Ok(())
     }
 }
@@ -133,6 +141,10 @@ mod tests {
         assert_eq!(a.names.stream, "APP");
         assert_eq!(a.storage, StorageType::Memory);
         assert_eq!(a.replicas, 3);
+        assert_eq!(a.names.partitions(), 1);
+        let a = Address::parse("nats://h:1?partitions=4").unwrap();
+        assert_eq!(a.names.partitions(), 4);
+        assert_eq!(a.names.stream_of(2), "LIVEPUSH_p2");
         assert!(Address::parse("tls://h:4222").unwrap().servers[0].tls_required());
         for bad in [
             "h:4222",
@@ -142,6 +154,9 @@ mod tests {
             "nats://h:1?what=1",
             "nats://h:1?prefix=a.b",
             "nats://h:1?pending=0",
+            "nats://h:1?partitions=0",
+            "nats://h:1?partitions=1297",
+            "nats://h:1?partitions=x",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad}");
         }

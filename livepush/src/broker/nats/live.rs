@@ -10,7 +10,8 @@
 //!   slow or away): the topic is caught up from the stream first;
 //! - a reconnect or an async-nats `SlowConsumer` event catches every watched topic up;
 //! - a stream created anew (a memory store restarted, the stream deleted) resets every watched
-//!   topic, since its sequences start over.
+//!   topic of its partition to 0, since its sequences start over, and delivers what the new
+//!   stream holds.
 //!
 //! A catch-up reads the stream after the last delivered sequence and hands the events over in
 //! order, with a `livepush.reset` first where the stream no longer reaches back.
@@ -20,6 +21,8 @@
 //! in that order. The task reads all the subscriptions itself (no task per subscription, whose
 //! scheduling would reorder topics): it takes every message ready in any of them, then sorts
 //! that batch by sequence before delivering it, so a subscriber of several topics sees ids rise.
+//! (With partitions the sort keeps each partition's order; ids of two partitions are not
+//! compared by anyone.)
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -90,8 +93,8 @@ struct Task {
     subs: HashMap<Topic, AbortHandle>,
     /// The last sequence delivered (or confirmed) per subscribed topic.
     last: HashMap<Topic, u64>,
-    /// The stream's creation time when last checked.
-    created: Option<i128>,
+    /// Each partition's stream's creation time when last checked.
+    created: Vec<Option<i128>>,
     /// The connection was lost since the last catch-up.
     gap: bool,
     ever_up: bool,
@@ -133,6 +136,15 @@ async fn connect(
         .map_err(|e| BrokerError::Unavailable(Cause::with_source("NATS connect", e)))
 }
 
+/// The stream of `topic`'s partition (set before the task runs).
+fn stream_of<'a>(
+    shared: &'a Shared,
+    topic: &Topic,
+) -> &'a async_nats::jetstream::stream::Stream<()> {
+    let streams = &shared.js.get().expect("set before the task runs").2;
+    &streams[shared.names.partition_of(topic) as usize]
+}
+
 /// The connection task: connects, checks the stream, then follows inputs until the broker is
 /// dropped.
 pub(super) async fn run(shared: Arc<Shared>, setup: Setup, delivery: Delivery) {
@@ -149,11 +161,15 @@ pub(super) async fn run(shared: Arc<Shared>, setup: Setup, delivery: Delivery) {
         }
     };
     let js = async_nats::jetstream::new(client.clone());
-    let stream = match js.get_stream_no_info(&shared.names.stream).await {
-        Ok(stream) => stream,
-        Err(e) => return shared.set_down(format!("NATS stream name: {e}")),
-    };
-    let _ = shared.js.set((client.clone(), js, stream));
+    let mut streams = Vec::new();
+    for config in &shared.stream_configs {
+        match js.get_stream_no_info(&config.name).await {
+            Ok(stream) => streams.push(stream),
+            Err(e) => return shared.set_down(format!("NATS stream name: {e}")),
+        }
+    }
+    let _ = shared.js.set((client.clone(), js, streams));
+    let shared_partitions = shared.stream_configs.len();
     let mut task = Task {
         shared,
         delivery,
@@ -161,7 +177,7 @@ pub(super) async fn run(shared: Arc<Shared>, setup: Setup, delivery: Delivery) {
         live: SelectAll::new(),
         subs: HashMap::new(),
         last: HashMap::new(),
-        created: None,
+        created: vec![None; shared_partitions],
         gap: false,
         ever_up: false,
         retry_at: None,
@@ -183,8 +199,9 @@ pub(super) async fn run(shared: Arc<Shared>, setup: Setup, delivery: Delivery) {
 }
 
 impl Task {
-    fn stream(&self) -> &async_nats::jetstream::stream::Stream<()> {
-        &self.shared.js.get().expect("set before the task runs").2
+    /// The stream of `topic`'s partition.
+    fn stream(&self, topic: &Topic) -> &async_nats::jetstream::stream::Stream<()> {
+        stream_of(&self.shared, topic)
     }
 
     async fn handle(&mut self, input: Input) {
@@ -223,7 +240,7 @@ impl Task {
                     sid,
                     "NATS dropped live messages (slow consumer); catching up"
                 );
-                self.catch_up_all().await;
+                self.catch_up_all(&[]).await;
             }
             Input::Event(event) => tracing::debug!(%event, "NATS connection event"),
         }
@@ -278,8 +295,7 @@ impl Task {
             if client.flush().await.is_err() {
                 return;
             }
-            let stream = &shared.js.get().expect("set before the task runs").2;
-            if let Ok(info) = stream.get_info().await {
+            if let Ok(info) = stream_of(&shared, &topic).get_info().await {
                 let at = info.state.last_sequence;
                 let _ = shared.commands.send(Input::Confirmed(topic, at));
             }
@@ -328,29 +344,38 @@ impl Task {
         }
     }
 
-    /// Checks (or creates) the stream; up on success, else tried again after [`RETRY`].
+    /// Checks (or creates) the streams; up on success, else tried again after [`RETRY`].
     async fn bring_up(&mut self) {
         self.retry_at = None;
-        let created = match stream::ensure(self.stream_context(), &self.shared.stream_config).await
-        {
-            Ok(created) => created,
-            Err(e) => {
-                match &e {
-                    BrokerError::Protocol(_) => tracing::error!(error = %e, "NATS stream refused"),
-                    _ => tracing::warn!(error = %e, "NATS stream not available"),
+        let mut created = Vec::new();
+        for config in &self.shared.stream_configs {
+            match stream::ensure(self.stream_context(), config).await {
+                Ok(at) => created.push(Some(at)),
+                Err(e) => {
+                    match &e {
+                        BrokerError::Protocol(_) => {
+                            tracing::error!(error = %e, "NATS stream refused")
+                        }
+                        _ => tracing::warn!(error = %e, "NATS stream not available"),
+                    }
+                    self.shared.set_down(e.to_string());
+                    self.retry_at = Some(Instant::now() + RETRY);
+                    return;
                 }
-                self.shared.set_down(e.to_string());
-                self.retry_at = Some(Instant::now() + RETRY);
-                return;
             }
-        };
-        self.shared.up.store(true, Ordering::Release);
-        if self.created.is_some_and(|before| before != created) {
-            self.reset_all("the NATS stream was created anew").await;
-        } else if self.gap {
-            self.catch_up_all().await;
         }
-        self.created = Some(created);
+        self.shared.up.store(true, Ordering::Release);
+        let before = std::mem::replace(&mut self.created, created);
+        let anew: Vec<u32> = (0..before.len())
+            .filter(|&p| before[p].is_some() && before[p] != self.created[p])
+            .map(|p| p as u32)
+            .collect();
+        for &p in &anew {
+            self.restart_partition(p).await;
+        }
+        if self.gap {
+            self.catch_up_all(&anew).await;
+        }
         self.gap = false;
         let unconfirmed: Vec<Topic> = {
             let subscribed = self.shared.subscribed();
@@ -374,29 +399,71 @@ impl Task {
         &self.shared.js.get().expect("set before the task runs").1
     }
 
-    /// Every watched topic gets a reset at the stream's position, which is where its live
-    /// delivery continues.
-    async fn reset_all(&mut self, why: &str) {
-        let at = self
-            .stream()
-            .get_info()
-            .await
-            .map_or(0, |i| i.state.last_sequence);
-        tracing::warn!(at, "{why}: resetting every watched topic");
-        let topics: Vec<Topic> = self.subs.keys().cloned().collect();
+    /// Every watched topic of partition `p` gets a reset at its stream's position, which is
+    /// where its live delivery continues.
+    async fn reset_partition(&mut self, p: u32, why: &str) {
+        let names = &self.shared.names;
+        let topics: Vec<Topic> = (self.subs.keys())
+            .filter(|t| names.partition_of(t) == p)
+            .cloned()
+            .collect();
+        let Some(first) = topics.first() else {
+            return;
+        };
+        let at = (self.stream(first).get_info().await).map_or(0, |i| i.state.last_sequence);
+        tracing::warn!(at, partition = p, "{why}: resetting its watched topics");
         self.delivery.reset(&topics, EventId::new(at), GAP);
         for topic in topics {
             self.last.insert(topic, at);
         }
     }
 
-    async fn catch_up_all(&mut self) {
+    /// Partition `p`'s stream was created anew (a server restarted without its store, the
+    /// stream deleted): its sequence started again, so its watched topics get a reset at 0, the
+    /// new stream's beginning, and then what the new stream already holds (publications the
+    /// retry buffers sent while this process was away): those are new to every client, and a
+    /// reset at the stream's last sequence would skip them.
+    async fn restart_partition(&mut self, p: u32) {
+        let names = &self.shared.names;
+        let topics: Vec<Topic> = (self.subs.keys())
+            .filter(|t| names.partition_of(t) == p)
+            .cloned()
+            .collect();
+        if topics.is_empty() {
+            return;
+        }
         if self.shared.replay == 0 {
             return self
-                .reset_all("NATS live events may be missing (replay off)")
+                .reset_partition(p, "the NATS stream was created anew")
                 .await;
         }
-        let topics: Vec<(Topic, u64)> = self.last.iter().map(|(t, l)| (t.clone(), *l)).collect();
+        tracing::warn!(
+            partition = p,
+            "the NATS stream was created anew: resetting its watched topics to its start"
+        );
+        self.delivery.reset(&topics, EventId::new(0), GAP);
+        for topic in &topics {
+            self.last.insert(topic.clone(), 0);
+        }
+        for topic in topics {
+            self.catch_up(&topic, 0).await;
+        }
+    }
+
+    /// Catches every watched topic up, but those of the partitions in `skip` (just reset).
+    async fn catch_up_all(&mut self, skip: &[u32]) {
+        if self.shared.replay == 0 {
+            for p in (0..self.shared.names.partitions()).filter(|p| !skip.contains(p)) {
+                let why = "NATS live events may be missing (replay off)";
+                self.reset_partition(p, why).await;
+            }
+            return;
+        }
+        let names = &self.shared.names;
+        let topics: Vec<(Topic, u64)> = (self.last.iter())
+            .filter(|(t, _)| !skip.contains(&names.partition_of(t)))
+            .map(|(t, l)| (t.clone(), *l))
+            .collect();
         for (topic, last) in topics {
             self.catch_up(&topic, last).await;
         }
@@ -409,7 +476,7 @@ impl Task {
         let names = &self.shared.names;
         let limit = self.shared.replay.max(1);
         match history::read(
-            self.stream(),
+            self.stream(topic),
             names,
             topics,
             EventId::new(last),

@@ -2,6 +2,12 @@
 //! events; its sequence is the event id, so ids order events across all topics and
 //! `Last-Event-ID` replay is exact across them.
 //!
+//! With `?partitions=N` (N > 1) the topics are spread over N streams (`subject.rs`), each its own
+//! sequence and its own Raft group, so that their leaders can sit on different servers of a
+//! JetStream cluster. The broker is then [`Partitioned`] as the Redis Cluster engine is: the
+//! core keeps a connection's position in each partition of its topics. Everything below holds
+//! per stream.
+//!
 //! - **Publish**: a JetStream publish to the topic's subject (`<prefix>.t.<topic>`), acknowledged
 //!   with the sequence it got. `publish_once` sends the key as `Nats-Msg-Id`, and the stream's
 //!   duplicate window ([`DEDUPE_WINDOW`](crate::broker::DEDUPE_WINDOW)) drops a repeat.
@@ -35,7 +41,7 @@ use async_nats::HeaderMap;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, Notify};
 
-use crate::broker::{Broker, BrokerError, Cause, Delivery, History, Slot};
+use crate::broker::{Broker, BrokerError, Cause, Delivery, History, Partitioned, Slot};
 use crate::envelope::{Envelope, Publication};
 use crate::event::EventId;
 use crate::topic::Topic;
@@ -69,10 +75,11 @@ pub struct NatsBroker {
 /// What the broker and its connection task share.
 struct Shared {
     names: Names,
-    stream_config: Config,
+    /// The stream of each partition, as livepush needs it.
+    stream_configs: Vec<Config>,
     replay: usize,
-    /// Set once the connection task connected.
-    js: OnceLock<(async_nats::Client, Context, Stream<()>)>,
+    /// Set once the connection task connected: the streams by partition.
+    js: OnceLock<(async_nats::Client, Context, Vec<Stream<()>>)>,
     /// The stream exists as livepush needs it and the connection is up.
     up: AtomicBool,
     /// Why the broker is not up (a stream mismatch, the server unreachable), for `ready`.
@@ -98,17 +105,16 @@ impl NatsBroker {
     /// once the hub starts it.
     pub fn new(url: &str, replay: usize, replay_ttl: Duration) -> Result<Self, BrokerError> {
         let address = Address::parse(url)?;
-        let stream_config = stream::wanted(
-            &address.names,
-            address.storage,
-            address.replicas,
-            replay,
-            replay_ttl,
-        );
+        let stream_configs = (0..address.names.partitions())
+            .map(|p| {
+                let (storage, replicas) = (address.storage, address.replicas);
+                stream::wanted(&address.names, p, storage, replicas, replay, replay_ttl)
+            })
+            .collect();
         let (commands, inputs) = mpsc::unbounded_channel();
         let shared = std::sync::Arc::new(Shared {
             names: address.names.clone(),
-            stream_config,
+            stream_configs,
             replay,
             js: OnceLock::new(),
             up: AtomicBool::new(false),
@@ -167,8 +173,9 @@ impl Shared {
         BrokerError::Unavailable(Cause::new(why.clone()))
     }
 
-    /// The JetStream context and stream, while up.
-    fn jetstream(&self) -> Result<&(async_nats::Client, Context, Stream<()>), BrokerError> {
+    /// The JetStream context and the streams by partition, while up.
+    #[allow(clippy::type_complexity)]
+    fn jetstream(&self) -> Result<&(async_nats::Client, Context, Vec<Stream<()>>), BrokerError> {
         match (self.up.load(Ordering::Acquire), self.js.get()) {
             (true, Some(js)) => Ok(js),
             _ => Err(self.down()),
@@ -254,11 +261,17 @@ impl Shared {
         })
     }
 
-    async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
+    /// The history of `topics`, which all lie in partition `p`.
+    async fn history(
+        &self,
+        p: u32,
+        topics: &[Topic],
+        after: EventId,
+    ) -> Result<History, BrokerError> {
         if self.replay == 0 {
             return Ok(History::default());
         }
-        let (_, _, stream) = self.jetstream()?;
+        let stream = self.stream(p)?;
         let delivery = self.delivery.get();
         history::read(
             stream,
@@ -271,8 +284,24 @@ impl Shared {
         .await
     }
 
-    async fn ready(&self) -> Result<(), BrokerError> {
-        let (client, _, stream) = self.jetstream()?;
+    /// Partition `p`'s stream, while up.
+    fn stream(&self, p: u32) -> Result<&Stream<()>, BrokerError> {
+        let (_, _, streams) = self.jetstream()?;
+        streams
+            .get(p as usize)
+            .ok_or_else(|| BrokerError::Protocol(Cause::new(format!("no NATS partition {p}"))))
+    }
+
+    /// The newest sequence of partition `p`'s stream.
+    async fn position(&self, p: u32) -> Result<EventId, BrokerError> {
+        let info = self.stream(p)?.get_info().await.map_err(stream_info)?;
+        Ok(EventId::new(info.state.last_sequence))
+    }
+
+    /// Ready when connected, every watched topic (of partition `only`, or all) subscribed, and
+    /// the streams (of `only`, or all) answering.
+    async fn ready(&self, only: Option<u32>) -> Result<(), BrokerError> {
+        let (client, _, streams) = self.jetstream()?;
         if client.connection_state() != async_nats::connection::State::Connected {
             return Err(BrokerError::Unavailable(
                 "NATS is not connected (reconnecting)".into(),
@@ -283,6 +312,7 @@ impl Shared {
             let missing = delivery
                 .watched_topics()
                 .iter()
+                .filter(|t| only.is_none_or(|p| self.names.partition_of(t) == p))
                 .filter(|t| !subscribed.contains(*t))
                 .count();
             if missing > 0 {
@@ -291,13 +321,20 @@ impl Shared {
                 ));
             }
         }
-        // the stream answers (its leader is elected, JetStream is enabled for the account)
-        stream
-            .get_info()
+        // the streams answer (their leaders are elected, JetStream is enabled for the account),
+        // asked concurrently
+        let asked = (streams.iter().enumerate())
+            .filter(|(p, _)| only.is_none_or(|only| only as usize == *p))
+            .map(|(_, stream)| stream.get_info());
+        futures_util::future::try_join_all(asked)
             .await
             .map(drop)
-            .map_err(|e| BrokerError::Unavailable(Cause::new(format!("NATS stream info: {e}"))))
+            .map_err(stream_info)
     }
+}
+
+fn stream_info(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Unavailable(Cause::new(format!("NATS stream info: {e}")))
 }
 
 #[async_trait]
@@ -351,20 +388,37 @@ impl Broker for NatsBroker {
     }
 
     async fn history(&self, topics: &[Topic], after: EventId) -> Result<History, BrokerError> {
-        self.shared.history(topics, after).await
+        // The hub asks `partition_history` per partition; this serves callers of the trait that
+        // do not know about partitions, when all topics lie in one partition.
+        let names = &self.shared.names;
+        let mut parts: Vec<u32> = topics.iter().map(|t| names.partition_of(t)).collect();
+        parts.sort_unstable();
+        parts.dedup();
+        match parts.as_slice() {
+            [] => Ok(History::default()),
+            [p] => self.shared.history(*p, topics, after).await,
+            _ => Err(BrokerError::Protocol(
+                "topics of several NATS partitions: read history per partition".into(),
+            )),
+        }
     }
 
     async fn position(&self) -> Result<EventId, BrokerError> {
-        let (_, _, stream) = self.shared.jetstream()?;
-        let info = stream
-            .get_info()
-            .await
-            .map_err(|e| BrokerError::Unavailable(Cause::new(format!("NATS stream info: {e}"))))?;
-        Ok(EventId::new(info.state.last_sequence))
+        if self.shared.names.partitions() > 1 {
+            return Err(BrokerError::Protocol(
+                "NATS with partitions has one position per partition: use Partitioned::positions"
+                    .into(),
+            ));
+        }
+        self.shared.position(0).await
     }
 
     async fn ready(&self) -> Result<(), BrokerError> {
-        self.shared.ready().await
+        self.shared.ready(None).await
+    }
+
+    fn partitioned(&self) -> Option<&dyn Partitioned> {
+        (self.shared.names.partitions() > 1).then_some(self as &dyn Partitioned)
     }
 
     fn retains(&self) -> bool {
@@ -372,12 +426,12 @@ impl Broker for NatsBroker {
     }
 
     async fn retained(&self, topics: &[Topic]) -> Result<Vec<Arc<Envelope>>, BrokerError> {
-        let (_, js, stream) = self.shared.jetstream()?;
+        let (_, js, streams) = self.shared.jetstream()?;
         let delivery = self.shared.delivery.get();
         let names = &self.shared.names;
         self.shared
             .state
-            .read(js, stream, names, topics, delivery)
+            .read(js, streams, names, topics, delivery)
             .await
     }
 
@@ -393,5 +447,35 @@ impl Broker for NatsBroker {
     async fn release_slot(&self, key: &str) {
         let js = self.shared.jetstream().ok().map(|(_, js, _)| js);
         self.shared.slots.release(js, key).await
+    }
+}
+
+/// With `?partitions=N` (N > 1): each partition is a stream of its own.
+#[async_trait]
+impl Partitioned for NatsBroker {
+    fn partitions(&self) -> u32 {
+        self.shared.names.partitions()
+    }
+
+    fn partition_of(&self, topic: &Topic) -> u32 {
+        self.shared.names.partition_of(topic)
+    }
+
+    async fn positions(&self, partitions: &[u32]) -> Result<Vec<EventId>, BrokerError> {
+        let reads = partitions.iter().map(|&p| self.shared.position(p));
+        futures_util::future::try_join_all(reads).await
+    }
+
+    async fn partition_ready(&self, partition: u32) -> Result<(), BrokerError> {
+        self.shared.ready(Some(partition)).await
+    }
+
+    async fn partition_history(
+        &self,
+        partition: u32,
+        topics: &[Topic],
+        after: EventId,
+    ) -> Result<History, BrokerError> {
+        self.shared.history(partition, topics, after).await
     }
 }

@@ -146,7 +146,7 @@ impl State {
     pub(super) async fn read(
         &self,
         js: &Context,
-        stream: &Stream<()>,
+        streams: &[Stream<()>],
         names: &Names,
         topics: &[Topic],
         delivery: Option<&Delivery>,
@@ -169,6 +169,7 @@ impl State {
                 .filter(|e| e.operation == kv::Operation::Put)
                 .and_then(|e| serde_json::from_slice::<Values>(&e.value).ok())
                 .unwrap_or_default();
+            let stream = &streams[names.partition_of(topic) as usize];
             if let Some((key, value)) = in_flight(stream, names, topic).await? {
                 if values.get(&key).is_none_or(|v| v.id < value.id) {
                     values.insert(key, value);

@@ -1,4 +1,5 @@
-//! The one JetStream stream: created if missing, checked if present. A stream that differs in
+//! The JetStream stream of each partition (one unless `?partitions=N`): created if missing,
+//! checked if present. A stream that differs in
 //! what livepush relies on is an error naming each difference, never reconfigured: it is the
 //! operator's.
 
@@ -14,17 +15,18 @@ use async_nats::jetstream::ErrorCode;
 use super::subject::Names;
 use crate::broker::{BrokerError, Cause, DEDUPE_WINDOW};
 
-/// The stream livepush needs.
+/// The stream livepush needs for partition `p`.
 pub(super) fn wanted(
     names: &Names,
+    p: u32,
     storage: StorageType,
     replicas: usize,
     replay: usize,
     ttl: Duration,
 ) -> Config {
     Config {
-        name: names.stream.clone(),
-        subjects: vec![names.stored_all()],
+        name: names.stream_of(p),
+        subjects: vec![names.stored_all(p)],
         // 0 would mean "no limit" to JetStream; with replay off one event per topic is kept
         // (history is not read then)
         max_messages_per_subject: replay.max(1) as i64,
@@ -40,8 +42,8 @@ pub(super) fn wanted(
         allow_direct: true,
         // live delivery: each stored event goes out again with its sequence in the headers
         republish: Some(Republish {
-            source: names.stored_all(),
-            destination: names.live_all(),
+            source: names.stored_all(p),
+            destination: names.live_all(p),
             headers_only: false,
         }),
         ..Default::default()
@@ -159,7 +161,14 @@ mod tests {
     #[test]
     fn a_stream_that_differs_is_named_difference_by_difference() {
         let names = Names::new("lp", None).unwrap();
-        let want = wanted(&names, StorageType::File, 1, 100, Duration::from_secs(3600));
+        let want = wanted(
+            &names,
+            0,
+            StorageType::File,
+            1,
+            100,
+            Duration::from_secs(3600),
+        );
         assert!(differences(&want, &want.clone()).is_empty());
         let mut found = want.clone();
         found.max_messages_per_subject = 5;

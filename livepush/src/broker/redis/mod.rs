@@ -12,6 +12,7 @@
 
 pub mod cluster;
 mod engine;
+mod lease;
 mod link;
 mod payload;
 mod presence;

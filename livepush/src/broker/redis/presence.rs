@@ -1,6 +1,6 @@
 //! Presence on Redis (one server, Sentinel, Cluster): members and occupancy per topic, shared
 //! by every instance, with a lease per instance so that a dead one's members leave within
-//! seconds.
+//! a second.
 //!
 //! Per topic, in the topic's partition (one hash tag on a cluster, so each script is atomic on
 //! one node), under `{base}pr:{topic}:`:
@@ -10,33 +10,34 @@
 //! - `x:{instance}` hash member → that instance's streams, so its share can be taken back;
 //! - `h` set of instances holding subscribers of the topic (occupancy: empty ↔ vacated).
 //!
-//! Per instance, under the prefix: `pr:lease:{instance}` (a key with a [`LEASE`] expiry that the
-//! instance renews every [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY)), `pr:topics:{instance}` (the topics where it has
-//! entries, written before the entries), and the set `pr:instances`. Every instance, every
-//! [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY), renews its lease and looks for instances whose lease is gone; for each
-//! such instance it runs [`REAP`] on each of its topics (atomic per topic, and idempotent: when
-//! two instances reap the same one, the second finds nothing left), then forgets it. The reap
-//! that empties a topic's `h` reports the topic vacated: once, on one instance.
+//! Per instance, under the prefix: its lease in the sorted set `pr:instances` ([`super::lease`])
+//! and `pr:topics:{instance}` (the topics where it has entries, written before the entries).
+//! Every [`RENEW_EVERY`], each instance renews its lease and learns which instances' leases ran
+//! out, in one script; for each such instance it runs [`MOVE`] (with nothing to record) on each
+//! of its topics (atomic per topic, and idempotent: when two instances reap the same one, the
+//! second finds nothing left), then forgets it. The reap that empties a topic's `h` reports the
+//! topic vacated: once, on one instance.
+//!
+//! The renewal never waits for [`Held`]'s lock (a join that waits on a slow Redis holds it): the
+//! identity to renew is kept beside it.
 //!
 //! An instance whose own lease ran out (a pause longer than the lease, or Redis restarted
-//! empty), or whose command failed half way, takes a new identity: it records everything it
-//! holds under the new one first, then reaps the old one, so a member that stays never leaves.
+//! empty), or whose command failed half way, takes a new identity and moves each of its topics
+//! to it with [`MOVE`] (the old share taken back and the current one recorded in one atomic
+//! step), so a member that stays never leaves and is never counted twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redis::{RedisError, Script};
 
 use super::engine::{Engine, Shard};
+use super::lease::{Leases, RENEW_EVERY};
 use crate::broker::{BrokerError, Member, Occupancy, Presence, PresenceCount, PresenceStore};
 use crate::topic::Topic;
-
-/// How long an instance stays alive for the others without renewing its lease: a killed
-/// instance's members leave within this plus one [`MAINTAIN_EVERY`](crate::broker::MAINTAIN_EVERY).
-pub(super) const LEASE: Duration = Duration::from_millis(2000);
 
 /// `KEYS`: m, i, n, v, x. `ARGV`: member, info ("" keeps the one held), streams to add.
 /// Returns the member's streams on all instances.
@@ -78,27 +79,49 @@ if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) ==
 return 0
 "#;
 
-/// `KEYS`: m, i, n, v, x (of the dead instance), h. `ARGV`: the dead instance. Takes back every
-/// stream and the occupancy of that instance on the topic. Returns 1 when that vacated it.
-const REAP: &str = r#"
+/// `KEYS`: m, i, n, v, x of the old instance, h, x of the new one. `ARGV`: old instance, new
+/// instance, "1" when the new one holds the topic (occupancy), then (member, info, streams)
+/// triples. Moves the topic from the old identity to the new one in one step: takes back every
+/// stream and the occupancy of the old one, and records the given members and occupancy under
+/// the new one. A member in both never leaves; the version moves only when the set of members
+/// changed. With no triples and no occupancy it reaps a dead instance (idempotent: the second
+/// finds nothing). Returns 1 when the topic became occupied, -1 vacated, 0 neither.
+const MOVE: &str = r#"
+local held = redis.call('SCARD', KEYS[6]) > 0
+local gone = {}
 local e = redis.call('HGETALL', KEYS[5])
-local gone = 0
 for j = 1, #e, 2 do
   local k, c = e[j], tonumber(e[j + 1])
   if c > 0 then
-    local t = redis.call('HINCRBY', KEYS[1], k, -c)
     redis.call('DECRBY', KEYS[3], c)
-    if t <= 0 then
+    if redis.call('HINCRBY', KEYS[1], k, -c) <= 0 then
       redis.call('HDEL', KEYS[1], k)
-      redis.call('HDEL', KEYS[2], k)
-      gone = gone + 1
+      gone[k] = true
     end
   end
 end
-if gone > 0 then redis.call('INCR', KEYS[4]) end
-if tonumber(redis.call('GET', KEYS[3]) or '0') <= 0 then redis.call('DEL', KEYS[3]) end
 redis.call('DEL', KEYS[5])
-if redis.call('SREM', KEYS[6], ARGV[1]) == 1 and redis.call('SCARD', KEYS[6]) == 0 then return 1 end
+local changed = false
+for j = 4, #ARGV, 3 do
+  local k, info, s = ARGV[j], ARGV[j + 1], tonumber(ARGV[j + 2])
+  redis.call('HINCRBY', KEYS[7], k, s)
+  redis.call('INCRBY', KEYS[3], s)
+  if info ~= '' then redis.call('HSET', KEYS[2], k, info) end
+  if redis.call('HINCRBY', KEYS[1], k, s) == s then
+    if gone[k] then gone[k] = nil else changed = true end
+  end
+end
+for k in pairs(gone) do
+  redis.call('HDEL', KEYS[2], k)
+  changed = true
+end
+if changed then redis.call('INCR', KEYS[4]) end
+if tonumber(redis.call('GET', KEYS[3]) or '0') <= 0 then redis.call('DEL', KEYS[3]) end
+redis.call('SREM', KEYS[6], ARGV[1])
+if ARGV[3] == '1' then redis.call('SADD', KEYS[6], ARGV[2]) end
+local now = redis.call('SCARD', KEYS[6]) > 0
+if now and not held then return 1 end
+if held and not now then return -1 end
 return 0
 "#;
 
@@ -110,7 +133,7 @@ return {redis.call('GET', KEYS[3]) or '0', redis.call('HGETALL', KEYS[1]), redis
 /// What this instance holds, and under which identity.
 struct Held {
     instance: String,
-    /// Whether the lease and the instance set entry are written.
+    /// Whether the instance is listed with a lease.
     registered: bool,
     /// A command failed half way: at the next maintenance, take a new identity and record
     /// everything held again.
@@ -129,14 +152,18 @@ struct Held {
 pub(super) struct RedisPresence<S: Shard> {
     engine: Arc<Engine<S>>,
     scripts: [Script; 6],
+    leases: Leases,
     held: tokio::sync::Mutex<Held>,
+    /// The identity whose lease [`PresenceStore::maintain`] renews (`held.instance` once
+    /// registered), readable without waiting for `held`.
+    leased: Mutex<String>,
 }
 
 const S_JOIN: usize = 0;
 const S_LEAVE: usize = 1;
 const S_OCCUPY: usize = 2;
 const S_VACATE: usize = 3;
-const S_REAP: usize = 4;
+const S_MOVE: usize = 4;
 const S_READ: usize = 5;
 
 fn new_instance() -> String {
@@ -155,9 +182,12 @@ fn new_instance() -> String {
 
 impl<S: Shard> RedisPresence<S> {
     pub(super) fn new(engine: Arc<Engine<S>>) -> Self {
+        let leases = Leases::new(format!("{}pr:instances", engine.shard.prefix()));
         RedisPresence {
             engine,
-            scripts: [JOIN, LEAVE, OCCUPY, VACATE, REAP, READ].map(Script::new),
+            scripts: [JOIN, LEAVE, OCCUPY, VACATE, MOVE, READ].map(Script::new),
+            leases,
+            leased: Mutex::new(String::new()),
             held: tokio::sync::Mutex::new(Held {
                 instance: new_instance(),
                 registered: false,
@@ -176,7 +206,7 @@ impl<S: Shard> RedisPresence<S> {
         format!("{}pr:{topic}:{name}", shard.base(shard.partition_of(topic)))
     }
 
-    /// m, i, n, v, x of `instance`: the keys of [`JOIN`], [`LEAVE`] and (with h) [`REAP`].
+    /// m, i, n, v, x of `instance`: the keys of [`JOIN`], [`LEAVE`] and (with h) [`MOVE`].
     fn member_keys(&self, topic: &Topic, instance: &str) -> [String; 5] {
         [
             self.key(topic, "m"),
@@ -191,10 +221,6 @@ impl<S: Shard> RedisPresence<S> {
         format!("{}pr:{what}:{instance}", self.engine.shard.prefix())
     }
 
-    fn instances_key(&self) -> String {
-        format!("{}pr:instances", self.engine.shard.prefix())
-    }
-
     fn fail(&self, e: RedisError) -> BrokerError {
         self.engine.fail(e)
     }
@@ -203,18 +229,18 @@ impl<S: Shard> RedisPresence<S> {
     async fn index(
         &self,
         conn: &mut S::Conn,
-        held: &mut Held,
+        (instance, indexed): (&str, &mut HashSet<Topic>),
         topic: &Topic,
     ) -> Result<(), RedisError> {
-        if held.indexed.contains(topic) {
+        if indexed.contains(topic) {
             return Ok(());
         }
         redis::cmd("SADD")
-            .arg(self.instance_key("topics", &held.instance))
+            .arg(self.instance_key("topics", instance))
             .arg(topic.as_str())
             .query_async::<()>(conn)
             .await?;
-        held.indexed.insert(topic.clone());
+        indexed.insert(topic.clone());
         Ok(())
     }
 
@@ -255,98 +281,149 @@ impl<S: Shard> RedisPresence<S> {
         Ok(edge == 1)
     }
 
-    /// Takes back everything `instance` holds on `topics` and forgets it; returns the topics
-    /// that this left vacated.
-    async fn reap(
+    /// Renews this instance's lease when a tick's time went by since `last`: long loops (a
+    /// reap, a resync) call it between commands, so that they never cost the lease.
+    async fn keep_alive(&self, conn: &mut S::Conn, last: &mut Instant) -> Result<(), RedisError> {
+        if last.elapsed() < RENEW_EVERY {
+            return Ok(());
+        }
+        *last = Instant::now();
+        let me = self.leased();
+        self.leases.tick(conn, &me).await.map(|_| ())
+    }
+
+    fn leased(&self) -> String {
+        self.leased
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs [`MOVE`] on `topic`: `old`'s share goes, `members` (key, info, streams) are
+    /// recorded under `new`, which holds the topic when `occupied`. Returns the edge it made.
+    async fn move_share(
+        &self,
+        conn: &mut S::Conn,
+        topic: &Topic,
+        (old, new): (&str, &str),
+        members: &[(&str, &str, u64)],
+        occupied: bool,
+    ) -> Result<Option<Occupancy>, RedisError> {
+        let mut invocation = self.scripts[S_MOVE].prepare_invoke();
+        for k in self.member_keys(topic, old) {
+            invocation.key(k);
+        }
+        invocation
+            .key(self.key(topic, "h"))
+            .key(self.key(topic, &format!("x:{new}")))
+            .arg(old)
+            .arg(new)
+            .arg(if occupied { "1" } else { "0" });
+        for (key, info, streams) in members {
+            invocation.arg(*key).arg(*info).arg(*streams);
+        }
+        let edge: i64 = invocation.invoke_async(conn).await?;
+        Ok(match edge {
+            1 => Some(Occupancy::Occupied),
+            -1 => Some(Occupancy::Vacated),
+            _ => None,
+        })
+    }
+
+    /// The topics listed under `instance`, with `topics`.
+    async fn listed(
         &self,
         conn: &mut S::Conn,
         instance: &str,
         mut topics: HashSet<String>,
-    ) -> Result<Vec<Topic>, RedisError> {
+    ) -> Result<HashSet<String>, RedisError> {
         let listed: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.instance_key("topics", instance))
             .query_async(conn)
             .await?;
         topics.extend(listed);
+        Ok(topics)
+    }
+
+    /// Removes `instance`'s list of topics and its lease, once its shares are taken back.
+    async fn forget(&self, conn: &mut S::Conn, instance: &str) -> Result<(), RedisError> {
+        redis::cmd("DEL")
+            .arg(self.instance_key("topics", instance))
+            .query_async::<()>(conn)
+            .await?;
+        self.leases.forget(conn, instance).await
+    }
+
+    /// Takes back everything dead `instance` holds and forgets it; returns the topics that
+    /// this left vacated.
+    async fn reap(&self, conn: &mut S::Conn, instance: &str) -> Result<Vec<Topic>, RedisError> {
+        let topics = self.listed(conn, instance, HashSet::new()).await?;
         let mut vacated = Vec::new();
+        let mut renewed = Instant::now();
         for topic in topics {
             let Ok(topic) = Topic::new(&topic) else {
                 continue;
             };
-            let mut invocation = self.scripts[S_REAP].prepare_invoke();
-            for k in self.member_keys(&topic, instance) {
-                invocation.key(k);
-            }
-            let edge: i64 = invocation
-                .key(self.key(&topic, "h"))
-                .arg(instance)
-                .invoke_async(conn)
+            self.keep_alive(conn, &mut renewed).await?;
+            let edge = self
+                .move_share(conn, &topic, (instance, instance), &[], false)
                 .await?;
-            if edge == 1 {
+            if edge == Some(Occupancy::Vacated) {
                 vacated.push(topic);
             }
         }
-        redis::cmd("DEL")
-            .arg(self.instance_key("topics", instance))
-            .arg(self.instance_key("lease", instance))
-            .query_async::<()>(conn)
-            .await
-            .or_else(|_| Ok::<(), RedisError>(()))?;
-        redis::cmd("SREM")
-            .arg(self.instances_key())
-            .arg(instance)
-            .query_async::<()>(conn)
-            .await?;
+        self.forget(conn, instance).await?;
         Ok(vacated)
     }
 
-    /// Takes a new identity and records everything held under it, then reaps the old one; the
-    /// occupancy edges this makes go to `held.edges` (an occupied topic that was reaped while
-    /// this instance was cut off is occupied again; a topic it stopped holding meanwhile may be
-    /// vacated by the reap).
+    /// Takes a new identity and moves every topic of the old one to it, with what this
+    /// instance holds there, one atomic script per topic: a member that stays never leaves and
+    /// is never counted twice. The occupancy edges this makes go to `held.edges` (an occupied
+    /// topic that was reaped while this instance was cut off is occupied again; a topic it
+    /// stopped holding meanwhile may be vacated).
     async fn resync(&self, conn: &mut S::Conn, held: &mut Held) -> Result<(), RedisError> {
-        let old = held.registered.then(|| held.instance.clone());
-        let old_topics: HashSet<String> = held.indexed.iter().map(|t| t.to_string()).collect();
         let instance = new_instance();
-        redis::cmd("SET")
-            .arg(self.instance_key("lease", &instance))
-            .arg(1)
-            .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .query_async::<()>(conn)
-            .await?;
-        redis::cmd("SADD")
-            .arg(self.instances_key())
-            .arg(&instance)
-            .query_async::<()>(conn)
-            .await?;
+        // the first time, "moving" from the new identity itself: nothing to take back
+        let old = match held.registered {
+            true => held.instance.clone(),
+            false => instance.clone(),
+        };
+        let old_topics: HashSet<String> = held.indexed.iter().map(|t| t.to_string()).collect();
+        let old_topics = self.listed(conn, &old, old_topics).await?;
+        self.leases.register(conn, &instance).await?;
+        *self.leased.lock().unwrap_or_else(|p| p.into_inner()) = instance.clone();
         held.instance = instance.clone();
         held.registered = true;
         held.indexed.clear();
-        let topics: HashSet<Topic> = held
-            .members
-            .keys()
-            .map(|(t, _)| t.clone())
-            .chain(held.occupied.iter().cloned())
-            .collect();
-        for topic in &topics {
-            self.index(conn, held, topic).await?;
-        }
+        let mut by_topic: HashMap<Topic, Vec<(&str, &str, u64)>> = HashMap::new();
         for ((topic, key), (streams, info)) in &held.members {
-            self.join_on(conn, &instance, topic, key, info, *streams)
-                .await?;
+            let entry = by_topic.entry(topic.clone()).or_default();
+            entry.push((key.as_str(), info.as_str(), *streams));
         }
-        let occupied: Vec<Topic> = held.occupied.iter().cloned().collect();
-        for topic in occupied {
-            if self.occupy_on(conn, S_OCCUPY, &instance, &topic).await? {
-                held.edges.push((topic, Occupancy::Occupied));
+        for topic in &held.occupied {
+            by_topic.entry(topic.clone()).or_default();
+        }
+        let gone = old_topics.iter().filter_map(|t| Topic::new(t).ok());
+        let topics: HashSet<Topic> = by_topic.keys().cloned().chain(gone).collect();
+        let mut renewed = Instant::now();
+        for topic in topics {
+            self.keep_alive(conn, &mut renewed).await?;
+            let members = by_topic.get(&topic).map_or(&[][..], |m| &m[..]);
+            let occupied = held.occupied.contains(&topic);
+            if !members.is_empty() || occupied {
+                self.index(conn, (&instance, &mut held.indexed), &topic)
+                    .await?;
             }
+            let moved = (old.as_str(), instance.as_str());
+            let edge = self
+                .move_share(conn, &topic, moved, members, occupied)
+                .await?;
+            // kept at once: a failure further on must not lose an edge already made
+            held.edges.extend(edge.map(|e| (topic, e)));
         }
         held.dirty = false;
-        if let Some(old) = old {
-            for topic in self.reap(conn, &old, old_topics).await? {
-                held.edges.push((topic, Occupancy::Vacated));
-            }
+        if old != instance {
+            self.forget(conn, &old).await?;
         }
         Ok(())
     }
@@ -387,7 +464,8 @@ impl<S: Shard> PresenceStore for RedisPresence<S> {
         }
         let result = async {
             let mut conn = self.conn()?;
-            self.index(&mut conn, &mut held, topic)
+            let held = &mut *held;
+            self.index(&mut conn, (&held.instance, &mut held.indexed), topic)
                 .await
                 .map_err(|e| self.fail(e))?;
             let instance = held.instance.clone();
@@ -446,7 +524,8 @@ impl<S: Shard> PresenceStore for RedisPresence<S> {
         }
         let result = async {
             let mut conn = self.conn()?;
-            self.index(&mut conn, &mut held, topic)
+            let held = &mut *held;
+            self.index(&mut conn, (&held.instance, &mut held.indexed), topic)
                 .await
                 .map_err(|e| self.fail(e))?;
             let instance = held.instance.clone();
@@ -546,66 +625,46 @@ impl<S: Shard> PresenceStore for RedisPresence<S> {
         Ok(out)
     }
 
+    fn maintain_every(&self) -> Duration {
+        RENEW_EVERY
+    }
+
     async fn maintain(&self) -> Result<Vec<(Topic, Occupancy)>, BrokerError> {
         let mut conn = self.conn()?;
-        let mut edges = Vec::new();
-        let me = {
-            let mut held = self.held.lock().await;
-            let renewed = match held.registered && !held.dirty {
-                // SET … XX: renewed only while the lease is still there
-                true => redis::cmd("SET")
-                    .arg(self.instance_key("lease", &held.instance))
-                    .arg(1)
-                    .arg("PX")
-                    .arg(LEASE.as_millis() as u64)
-                    .arg("XX")
-                    .query_async::<Option<String>>(&mut conn)
-                    .await
-                    .map_err(|e| self.fail(e))?
-                    .is_some(),
-                false => false,
-            };
-            if !renewed {
-                if held.registered {
-                    held.dirty = true;
-                    tracing::warn!("presence lease lost or a presence write failed: recording this instance's members again");
-                }
-                self.ready(&mut held).await?;
-            }
-            edges.append(&mut held.edges);
-            held.instance.clone()
-        };
-        let instances: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.instances_key())
-            .query_async(&mut conn)
+        // The renewal first, without waiting for `held` (a slow join may hold it).
+        let me = self.leased();
+        let tick = self
+            .leases
+            .tick(&mut conn, &me)
             .await
             .map_err(|e| self.fail(e))?;
-        for instance in instances.into_iter().filter(|i| *i != me) {
-            let alive: bool = redis::cmd("EXISTS")
-                .arg(self.instance_key("lease", &instance))
-                .query_async(&mut conn)
+        let mut edges = Vec::new();
+        let held = match tick.renewed {
+            // lost (or never had) a lease: wait for `held`, this instance resyncs
+            false => Some(self.held.lock().await),
+            // renewed: whatever else `held` needs (a resync after a failed write, edges to
+            // report) waits for the next tick if a join holds it now
+            true => self.held.try_lock().ok(),
+        };
+        if let Some(mut held) = held {
+            if !tick.renewed && held.registered && held.instance == me {
+                held.dirty = true;
+                tracing::warn!("presence lease lost: recording this instance's members again");
+            }
+            self.ready(&mut held).await?;
+            edges.append(&mut held.edges);
+        }
+        for instance in tick.expired {
+            tracing::info!(
+                instance,
+                "an instance's presence lease ran out: removing its members"
+            );
+            let gone = self
+                .reap(&mut conn, &instance)
                 .await
                 .map_err(|e| self.fail(e))?;
-            if !alive {
-                tracing::info!(
-                    instance,
-                    "an instance's presence lease ran out: removing its members"
-                );
-                let gone = self
-                    .reap(&mut conn, &instance, HashSet::new())
-                    .await
-                    .map_err(|e| self.fail(e))?;
-                edges.extend(gone.into_iter().map(|t| (t, Occupancy::Vacated)));
-            }
+            edges.extend(gone.into_iter().map(|t| (t, Occupancy::Vacated)));
         }
         Ok(edges)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_lease_outlives_several_renewals() {
-        assert!(super::LEASE >= crate::broker::MAINTAIN_EVERY * 3);
     }
 }

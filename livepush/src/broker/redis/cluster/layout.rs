@@ -1,6 +1,6 @@
 //! Where topics live on a Redis Cluster: partitions, their hash tags, and key and channel names.
 //!
-//! A topic belongs to partition `fnv1a(topic) mod P`. Every key and shard channel of a partition
+//! A topic belongs to partition `fnv1a(topic) mod P` (`broker/partitioned.rs`, shared with NATS). Every key and shard channel of a partition
 //! carries the partition's hash tag, so one publish (sequence, stream, channel, dedupe key) is
 //! one script on one shard. The tags are not `{0}`…`{P-1}`: CRC16 of short decimal strings
 //! clusters in the slot space (centrifuge#554: half of a 16-node cluster idle). Instead the slot
@@ -49,15 +49,6 @@ fn crc16(data: &[u8]) -> u16 {
     crc
 }
 
-fn fnv1a(data: &[u8]) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for &b in data {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash
-}
-
 /// Partition count, hash tags and names.
 pub(super) struct Layout {
     pub(super) prefix: String,
@@ -73,7 +64,7 @@ impl Layout {
                     .into(),
             ));
         }
-        if !(1..=1296).contains(&count) {
+        if !(1..=crate::broker::partitioned::MAX_PARTITIONS).contains(&count) {
             return Err(BrokerError::InvalidAddress(
                 "invalid Redis URL: partitions must be 1 to 1296".into(),
             ));
@@ -115,7 +106,7 @@ impl Layout {
 
 impl Shard for Layout {
     fn partition_of(&self, topic: &Topic) -> u32 {
-        fnv1a(topic.as_str().as_bytes()) % self.count()
+        crate::broker::partitioned::partition_of(topic, self.count())
     }
     fn base(&self, p: u32) -> String {
         format!("{}{{{}}}", self.prefix, self.tags[p as usize])

@@ -46,6 +46,7 @@
 
 mod listener;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -195,6 +196,29 @@ redis_broker!(RedisBroker, {
         after: EventId,
     ) -> Result<crate::broker::History, BrokerError> {
         self.handle.engine.history(0, topics, after).await
+    }
+
+    async fn watching_processes(&self, topics: &[Topic]) -> Option<Vec<u64>> {
+        if topics.is_empty() {
+            return Some(Vec::new());
+        }
+        let engine = &self.handle.engine;
+        let mut conn = engine.conn().ok()?;
+        let channels: Vec<String> = topics.iter().map(|t| engine.shard.channel(0, t)).collect();
+        // Each process subscribes a topic's channel once, on its pub/sub connection, while it
+        // has local subscribers of the topic.
+        let counts: HashMap<String, u64> = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channels)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        Some(
+            channels
+                .iter()
+                .map(|c| counts.get(c).copied().unwrap_or(0))
+                .collect(),
+        )
     }
 
     async fn position(&self) -> Result<EventId, BrokerError> {

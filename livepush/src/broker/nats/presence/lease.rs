@@ -3,21 +3,35 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv::{self, Entry};
 
 use super::super::bucket;
 use super::entries::{
-    add_share, adjust, hold, index_key, lease_key, list, members_prefix, take_share, Kv, INSTANCES,
+    add_share, forget, hold, index_key, lease_key, list, members_prefix, summary_key, take_all, Kv,
+    Summary, INSTANCES,
 };
-use crate::broker::{Occupancy, MAINTAIN_EVERY};
+use crate::broker::Occupancy;
 use crate::topic::Topic;
 
-/// How long an instance stays alive for the others without renewing its lease (four
-/// maintenances): a killed instance is reaped within this plus one maintenance.
-pub(super) fn lease() -> Duration {
-    MAINTAIN_EVERY * 4
+/// How long an instance stays alive for the others without renewing its lease (five renewals,
+/// in the server's time): a killed instance is reaped within this plus one [`RENEW_EVERY`], so
+/// that its rooms are vacated within a second. A pause longer than `LEASE - RENEW_EVERY`
+/// (600 ms) costs a paused instance its identity (it records its members again).
+pub(super) const LEASE: Duration = Duration::from_millis(750);
+
+/// How often an instance renews its lease and looks for dead ones
+/// ([`PresenceStore::maintain_every`](crate::broker::PresenceStore::maintain_every)).
+pub(super) const RENEW_EVERY: Duration = Duration::from_millis(150);
+
+/// An instance's lease as last written: identity, revision and the server's time of the write
+/// (Unix ms). Kept beside [`Held`] so that renewals never wait for a join or leave.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Lease {
+    pub(super) instance: String,
+    pub(super) revision: u64,
+    pub(super) at: i128,
 }
 
 /// When the server stored `entry`, in Unix milliseconds.
@@ -42,8 +56,10 @@ pub(super) struct Held {
     /// A write failed half way, or the lease lapsed: at the next maintenance, take a new
     /// identity and record everything held again.
     pub(super) dirty: bool,
-    /// The revision and server time (Unix ms) of this instance's last lease write.
-    pub(super) lease: (u64, i128),
+    /// The lease written when this identity was taken.
+    pub(super) lease: Lease,
+    /// The number of this instance's last presence operation ([`super::entries::Op`]).
+    pub(super) ops: u64,
     /// Topics with a `p.<instance>.<topic>` entry.
     pub(super) indexed: HashSet<Topic>,
     /// (topic, member) → (streams, info).
@@ -61,7 +77,8 @@ impl Held {
             instance: new_instance(),
             registered: false,
             dirty: false,
-            lease: (0, 0),
+            lease: Lease::default(),
+            ops: 0,
             indexed: HashSet::new(),
             members: HashMap::new(),
             occupied: HashSet::new(),
@@ -85,15 +102,23 @@ pub(super) async fn index(store: &Kv, held: &mut Held, topic: &Topic) -> Result<
     Ok(())
 }
 
-/// Writes this instance's lease: created with a new identity (`None`), or renewed at the
-/// revision of its last write. Answers the new (revision, server time), or `None` when the lease
-/// is not the one last written (another instance reaped this one).
-async fn write_lease(store: &Kv, held: &Held, renew: bool) -> Result<Option<(u64, i128)>, String> {
-    let key = lease_key(&held.instance);
-    let written = match renew {
+impl Held {
+    /// The next operation number of this instance.
+    pub(super) fn op(&mut self) -> (&str, u64) {
+        self.ops += 1;
+        (&self.instance, self.ops)
+    }
+}
+
+/// Writes `instance`'s lease: created with a new identity (`renew` 0), or renewed at revision
+/// `renew` of its last write. Answers the lease written, or `None` when the lease is not the
+/// one last written (another instance reaped this one).
+async fn write_lease(store: &Kv, instance: &str, renew: u64) -> Result<Option<Lease>, String> {
+    let key = lease_key(instance);
+    let written = match renew > 0 {
         true => store
             .store
-            .update(&key, "1".into(), held.lease.0)
+            .update(&key, "1".into(), renew)
             .await
             .map_err(|e| {
                 (
@@ -113,22 +138,50 @@ async fn write_lease(store: &Kv, held: &Held, renew: bool) -> Result<Option<(u64
         Err((false, e)) => return Err(e),
     };
     let entry = store.store.entry(&key).await.map_err(|e| e.to_string())?;
-    Ok(entry
-        .filter(|e| e.revision == revision)
-        .map(|e| (revision, stored_ms(&e))))
+    Ok(entry.filter(|e| e.revision == revision).map(|e| Lease {
+        instance: instance.to_owned(),
+        revision,
+        at: stored_ms(&e),
+    }))
+}
+
+/// The lease that renewals renew (the current identity's), shared by the maintenance and a
+/// resync.
+pub(super) type Leased = std::sync::Mutex<Lease>;
+
+/// The lease in `leased`.
+pub(super) fn current(leased: &Leased) -> Lease {
+    leased.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Renews the lease in `leased` when a renewal's time went by since `last`: a long resync
+/// calls it between writes, so that it never costs the identity it is recording under.
+async fn keep_alive(store: &Kv, leased: &Leased, last: &mut Instant) -> Result<(), String> {
+    if last.elapsed() < RENEW_EVERY {
+        return Ok(());
+    }
+    *last = Instant::now();
+    let lease = current(leased);
+    if let Some(renewed) = renew(store, &lease).await? {
+        *leased.lock().unwrap_or_else(|p| p.into_inner()) = renewed;
+    }
+    Ok(())
 }
 
 /// Takes a new identity and records everything held under it, then reaps the old one; the
-/// occupancy edges this makes go to `held.edges`.
-pub(super) async fn resync(store: &Kv, held: &mut Held) -> Result<(), String> {
+/// occupancy edges this makes go to `held.edges`; the new lease goes to `leased` as soon as it
+/// is written.
+pub(super) async fn resync(store: &Kv, held: &mut Held, leased: &Leased) -> Result<(), String> {
     let old = held.registered.then(|| held.instance.clone());
     held.instance = new_instance();
     held.registered = false;
     held.dirty = true;
     held.indexed.clear();
-    held.lease = write_lease(store, held, false)
+    held.lease = write_lease(store, &held.instance, 0)
         .await?
         .ok_or("a new lease key already exists")?;
+    *leased.lock().unwrap_or_else(|p| p.into_inner()) = held.lease.clone();
+    let mut renewed = Instant::now();
     list(store, &held.instance, true).await?;
     held.registered = true;
     let topics: HashSet<Topic> = held
@@ -140,8 +193,14 @@ pub(super) async fn resync(store: &Kv, held: &mut Held) -> Result<(), String> {
     for topic in &topics {
         index(store, held, topic).await?;
     }
-    for ((topic, key), (streams, info)) in &held.members {
-        add_share(store, &held.instance, topic, key, info, *streams).await?;
+    let members: Vec<_> = held
+        .members
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for ((topic, key), (streams, info)) in &members {
+        keep_alive(store, leased, &mut renewed).await?;
+        add_share(store, held.op(), topic, key, info, *streams).await?;
     }
     for topic in &held.occupied {
         if hold(store, &held.instance, topic, true).await? {
@@ -182,13 +241,19 @@ async fn reap(store: &Kv, instance: &str, judged: Option<&Entry>) -> Result<Vec<
         if hold(store, instance, &topic, false).await? {
             vacated.push(topic.clone());
         }
-        let (mut streams, mut members) = (0, 0);
+        // the marks read once: the dead instance moves none of them any more
+        let applied = match store.store.get(summary_key(&topic)).await {
+            Ok(value) => value.and_then(|v| serde_json::from_slice::<Summary>(&v).ok()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let applied = applied.unwrap_or_default().a;
+        let mut taken = (0, 0, false);
         for (member, _) in bucket::scan(&store.store, &members_prefix(&topic)).await? {
-            let (taken, gone) = take_share(store, instance, &topic, &member, None).await?;
-            streams += taken as i64;
-            members += gone as i64;
+            let (streams, members, moved) =
+                take_all(store, instance, &topic, &member, &applied).await?;
+            taken = (taken.0 + streams, taken.1 + members, taken.2 || moved);
         }
-        adjust(store, &topic, -streams, -members).await?;
+        forget(store, &topic, instance, taken).await?;
         let entry = store.store.entry(&key).await.map_err(|e| e.to_string())?;
         bucket::remove(&store.js, &store.store, &key, entry.as_ref())
             .await
@@ -198,28 +263,15 @@ async fn reap(store: &Kv, instance: &str, judged: Option<&Entry>) -> Result<Vec<
     Ok(vacated)
 }
 
-/// This instance's lease renewed (or, lapsed, a new identity taken); answers the server time of
-/// the renewal and this instance's identity.
-pub(super) async fn renew(store: &Kv, held: &mut Held) -> Result<(i128, String), String> {
-    let previous = held.lease.1;
-    let renewed = match held.registered && !held.dirty {
-        true => write_lease(store, held, true).await?,
-        false => None,
-    };
-    match renewed {
-        // a renewal later than a lease after the previous one: others may be reaping this
-        // identity already
-        Some(renewal) if renewal.1 - previous <= lease().as_millis() as i128 => {
-            held.lease = renewal
-        }
-        _ => {
-            if held.registered {
-                tracing::warn!("presence lease lapsed or a presence write failed: recording this instance's members again");
-            }
-            resync(store, held).await?;
-        }
+/// Renews `lease` at the server: answers the lease written, or `None` when it lapsed (another
+/// instance may be reaping it: written more than a [`LEASE`] after the previous renewal, or
+/// reaped already).
+pub(super) async fn renew(store: &Kv, lease: &Lease) -> Result<Option<Lease>, String> {
+    if lease.revision == 0 {
+        return Ok(None);
     }
-    Ok((held.lease.1, held.instance.clone()))
+    let renewed = write_lease(store, &lease.instance, lease.revision).await?;
+    Ok(renewed.filter(|renewal| renewal.at - lease.at <= LEASE.as_millis() as i128))
 }
 
 /// The other instances listed, in order from the one after `me`, wrapping round: `me` watches
@@ -257,7 +309,7 @@ pub(super) async fn reap_dead(store: &Kv, me: &str, now: i128) -> Result<Vec<Top
             .await
             .map_err(|e| e.to_string())?;
         let alive = entry.as_ref().is_some_and(|e| {
-            e.operation == kv::Operation::Put && now - stored_ms(e) <= lease().as_millis() as i128
+            e.operation == kv::Operation::Put && now - stored_ms(e) <= LEASE.as_millis() as i128
         });
         if alive {
             break;
@@ -274,8 +326,15 @@ pub(super) async fn reap_dead(store: &Kv, me: &str, now: i128) -> Result<Vec<Top
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_lease_outlives_several_maintenances() {
-        assert!(super::lease() >= crate::broker::MAINTAIN_EVERY * 3);
+    fn the_lease_outlives_several_renewals() {
+        assert!(super::LEASE >= super::RENEW_EVERY * 4);
+    }
+
+    #[test]
+    fn a_dead_instance_is_found_within_a_second() {
+        // the bound on a vacated hook after a kill, with room left for the reap
+        let found = super::LEASE + super::RENEW_EVERY;
+        assert!(found <= std::time::Duration::from_millis(900));
     }
 
     #[test]

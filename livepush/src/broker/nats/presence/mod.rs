@@ -15,13 +15,17 @@
 //!
 //! A join writes the member's entry, then (the number of its streams changed) the summary; a
 //! leave the same. Each is a compare-and-set on one entry, so instances racing on one member or
-//! one topic retry, never overwrite. Occupancy is one compare-and-set of the summary's holder
-//! set: the write that empties or fills it makes the edge, on one instance.
+//! one topic retry, never overwrite; the two writes are fenced by numbered operations so that a
+//! kill between them is completed by the reaper ([`entries`]). Occupancy is one compare-and-set
+//! of the summary's holder set: the write that empties or fills it makes the edge, on one
+//! instance.
 //!
-//! Leases are judged by the server's clock, never by comparing instances' clocks: each
-//! maintenance rewrites the instance's lease (compare-and-set on its own last revision) and reads
-//! it back; the server-assigned time of that write is "now", and another instance whose lease
-//! was written more than [`lease`] before it is dead. Each instance checks the next one in the
+//! Leases are judged by the server's clock, never by comparing instances' clocks: every
+//! [`RENEW_EVERY`] the instance rewrites its lease (compare-and-set on its own last revision)
+//! and reads it back; the server-assigned time of that write is "now", and another instance
+//! whose lease was written more than [`LEASE`](lease::LEASE) before it is dead. The renewal never waits for
+//! [`Held`]'s lock (a join that waits on a slow NATS holds it) nor for a reap (run on a task of
+//! its own): the lease to renew is kept beside it ([`Leased`]). Each instance checks the next one in the
 //! instance list, and the one after only while they are dead, so the checks cost O(instances). The instance that claims a dead one (a
 //! compare-and-set delete of its lease at the revision it judged) reaps it topic by topic:
 //! occupancy first, then every member share of the dead instance (a scan of the topic's
@@ -32,7 +36,11 @@
 mod entries;
 mod lease;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
 
 use async_nats::jetstream::stream::StorageType;
 use async_trait::async_trait;
@@ -43,17 +51,26 @@ use crate::broker::{
     BrokerError, Cause, Member, Occupancy, Presence, PresenceCount, PresenceStore,
 };
 use crate::topic::Topic;
-use entries::{
-    add_share, adjust, hold, member_key, members_prefix, summary_key, take_share, Kv, Shares,
-    Summary,
-};
-use lease::{index, reap_dead, renew, resync, Held};
+use entries::{add_share, hold, leave_share, members_prefix, summary_key, Kv, Shares, Summary};
+use lease::{current, index, reap_dead, renew, resync, Held, Leased, RENEW_EVERY};
 
 /// The presence store of the NATS broker.
 pub(super) struct NatsPresence {
     shared: Arc<Shared>,
     bucket: Bucket,
     held: tokio::sync::Mutex<Held>,
+    /// The lease the maintenance renews (`held`'s identity's once registered).
+    leased: Leased,
+    /// Dead instances' reaping, on a task of its own: whether one runs, and the topics it
+    /// vacated, for the next maintenance to report.
+    reaping: Arc<Reaping>,
+}
+
+/// What the reaping task shares with the store.
+#[derive(Default)]
+struct Reaping {
+    running: AtomicBool,
+    vacated: Mutex<Vec<Topic>>,
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> BrokerError {
@@ -73,6 +90,8 @@ impl NatsPresence {
             shared,
             bucket: Bucket::new(name, description, storage, replicas),
             held: tokio::sync::Mutex::new(Held::new()),
+            leased: Leased::default(),
+            reaping: Arc::default(),
         }
     }
 
@@ -120,7 +139,7 @@ impl NatsPresence {
             return Ok(());
         }
         self.own(held, "resync", async |store, held| {
-            resync(store, held).await
+            resync(store, held, &self.leased).await
         })
         .await
     }
@@ -144,7 +163,7 @@ impl PresenceStore for NatsPresence {
         }
         self.own(&mut held, "join", async |store, held| {
             index(store, held, topic).await?;
-            add_share(store, &held.instance, topic, key, info, 1).await
+            add_share(store, held.op(), topic, key, info, 1).await
         })
         .await
     }
@@ -163,9 +182,7 @@ impl PresenceStore for NatsPresence {
             return Ok(());
         }
         self.own(&mut held, "leave", async |store, held| {
-            let member = member_key(topic, key);
-            let (taken, gone) = take_share(store, &held.instance, topic, &member, Some(1)).await?;
-            adjust(store, topic, -(taken as i64), -(gone as i64)).await
+            leave_share(store, held.op(), topic, key).await
         })
         .await
     }
@@ -241,22 +258,75 @@ impl PresenceStore for NatsPresence {
         Ok(out)
     }
 
+    fn maintain_every(&self) -> Duration {
+        RENEW_EVERY
+    }
+
     async fn maintain(&self) -> Result<Vec<(Topic, Occupancy)>, BrokerError> {
-        let (mut edges, now, me) = {
-            let mut held = self.held.lock().await;
-            let (now, me) = self
-                .own(&mut held, "lease", async |store, held| {
-                    renew(store, held).await
-                })
-                .await?;
-            (std::mem::take(&mut held.edges), now, me)
-        };
         let store = self.store().await?;
-        match reap_dead(&store, &me, now).await {
-            Ok(vacated) => edges.extend(vacated.into_iter().map(|t| (t, Occupancy::Vacated))),
-            Err(e) => return Err(self.fail("reap", e).await),
+        // The renewal first, without waiting for `held` (a slow join may hold it).
+        let lease = current(&self.leased);
+        let renewed = match renew(&store, &lease).await {
+            Ok(renewed) => renewed,
+            Err(e) => return Err(self.fail("lease", e).await),
+        };
+        if let Some(renewed) = &renewed {
+            *self.leased.lock().unwrap_or_else(|p| p.into_inner()) = renewed.clone();
         }
+        let held = match renewed {
+            // lapsed, lost or never had: wait for `held`, this instance resyncs
+            None => Some(self.held.lock().await),
+            // renewed: whatever else `held` needs (a resync after a failed write, edges to
+            // report) waits for the next renewal if a join holds it now
+            Some(_) => self.held.try_lock().ok(),
+        };
+        let mut edges = Vec::new();
+        if let Some(mut held) = held {
+            // a resync that renewed or replaced the lease meanwhile: not lapsed
+            let moved = current(&self.leased).revision != lease.revision;
+            if renewed.is_none() && !moved && held.registered && held.instance == lease.instance {
+                held.dirty = true;
+                tracing::warn!("presence lease lapsed: recording this instance's members again");
+            }
+            self.ready(&mut held).await?;
+            edges.append(&mut held.edges);
+        }
+        // a short reap reports its vacated topics now; a long one at a later maintenance
+        if let Some(reap) = self.reap_in_background(store, current(&self.leased)) {
+            let _ = tokio::time::timeout(RENEW_EVERY / 2, reap).await;
+        }
+        let vacated = std::mem::take(
+            &mut *self
+                .reaping
+                .vacated
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        edges.extend(vacated.into_iter().map(|t| (t, Occupancy::Vacated)));
         Ok(edges)
+    }
+}
+
+impl NatsPresence {
+    /// Reaps the dead instances after this one ([`reap_dead`]) on a task of its own, unless one
+    /// runs already: a reap of many members takes many writes, and the renewals go on meanwhile.
+    fn reap_in_background(&self, store: Kv, me: lease::Lease) -> Option<JoinHandle<()>> {
+        if me.revision == 0 || self.reaping.running.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let reaping = self.reaping.clone();
+        let task = tokio::spawn(async move {
+            match reap_dead(&store, &me.instance, me.at).await {
+                Ok(vacated) => reaping
+                    .vacated
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(vacated),
+                Err(error) => tracing::warn!(%error, "reaping dead presence instances failed"),
+            }
+            reaping.running.store(false, Ordering::Release);
+        });
+        Some(task)
     }
 }
 

@@ -239,8 +239,33 @@ pub(super) async fn remove(
 
 /// The current entries (key without the bucket's prefix, value) of every key that starts with
 /// `prefix` (which ends with `.`), read through one short-lived pull consumer that is deleted
-/// after the read: O(keys) messages and three requests. Errors are written for a log line.
+/// after the read: O(keys) messages and three requests. Keys written during the read are read
+/// again, until none is pending: under writes that never stop, it follows them. Errors are
+/// written for a log line.
 pub(super) async fn scan(store: &Store, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, String> {
+    scan_up_to(store, prefix, u64::MAX)
+        .await
+        .map(|(entries, _)| entries)
+}
+
+/// Like [`scan`], but ends at the first message written after the read began (one request more,
+/// for the stream's last sequence): answers the entries and whether they are complete (`false`:
+/// some key was written meanwhile, and its last value may be missing). A reader that runs again
+/// when a version moves (the presence members) does not chase a stream that is being written.
+pub(super) async fn snapshot(
+    store: &Store,
+    prefix: &str,
+) -> Result<(Vec<(String, Vec<u8>)>, bool), String> {
+    let info = store.stream.get_info().await.map_err(|e| e.to_string())?;
+    scan_up_to(store, prefix, info.state.last_sequence).await
+}
+
+/// [`scan`], ending at the first message after stream sequence `last`.
+async fn scan_up_to(
+    store: &Store,
+    prefix: &str,
+    last: u64,
+) -> Result<(Vec<(String, Vec<u8>)>, bool), String> {
     let consumer: PullConsumer = store
         .stream
         .create_consumer(pull::Config {
@@ -256,7 +281,7 @@ pub(super) async fn scan(store: &Store, prefix: &str) -> Result<Vec<(String, Vec
         .map_err(|e| e.to_string())?;
     let info = consumer.cached_info();
     let (name, pending) = (info.name.clone(), info.num_pending);
-    let read = read_all(&consumer, &store.prefix, pending).await;
+    let read = read_all(&consumer, &store.prefix, pending, last).await;
     if let Err(error) = store.stream.delete_consumer(&name).await {
         tracing::debug!(%error, "a scan's consumer is left to expire");
     }
@@ -264,12 +289,14 @@ pub(super) async fn scan(store: &Store, prefix: &str) -> Result<Vec<(String, Vec
 }
 
 /// The messages of a fresh `consumer`, `pending` of them at least, up to the one that says none
-/// is pending; deleted keys skipped.
+/// is pending or the first after stream sequence `last` (then answers `false`: incomplete);
+/// deleted keys skipped.
 async fn read_all(
     consumer: &PullConsumer,
     prefix: &str,
     mut pending: u64,
-) -> Result<Vec<(String, Vec<u8>)>, String> {
+    last: u64,
+) -> Result<(Vec<(String, Vec<u8>)>, bool), String> {
     // a key written again during the read comes again: the last message of each key wins
     let mut out = BTreeMap::new();
     while pending > 0 {
@@ -284,7 +311,11 @@ async fn read_all(
         while let Some(message) = batch.next().await {
             let message = message.map_err(|e| e.to_string())?;
             got += 1;
-            pending = message.info().map_err(|e| e.to_string())?.pending;
+            let info = message.info().map_err(|e| e.to_string())?;
+            if info.stream_sequence > last {
+                return Ok((out.into_iter().collect(), false));
+            }
+            pending = info.pending;
             let deleted = message
                 .headers
                 .as_ref()
@@ -302,7 +333,7 @@ async fn read_all(
             break;
         }
     }
-    Ok(out.into_iter().collect())
+    Ok((out.into_iter().collect(), true))
 }
 
 #[cfg(test)]

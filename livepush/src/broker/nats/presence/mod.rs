@@ -54,6 +54,9 @@ use crate::topic::Topic;
 use entries::{add_share, hold, leave_share, members_prefix, summary_key, Kv, Shares, Summary};
 use lease::{current, index, reap_dead, renew, resync, Held, Leased, RENEW_EVERY};
 
+/// A bit no summary's version has: set on the version of a members read that writes overtook.
+const UNSETTLED: u64 = 1 << 63;
+
 /// The presence store of the NATS broker.
 pub(super) struct NatsPresence {
     shared: Arc<Shared>,
@@ -222,9 +225,16 @@ impl PresenceStore for NatsPresence {
             Ok(summary) => summary.v,
             Err(e) => return Err(self.fail("read", e).await),
         };
-        let entries = match bucket::scan(&store.store, &members_prefix(topic)).await {
-            Ok(entries) => entries,
+        let (entries, complete) = match bucket::snapshot(&store.store, &members_prefix(topic)).await
+        {
+            Ok(read) => read,
             Err(e) => return Err(self.fail("scan", e).await),
+        };
+        // a member written during the read may be missing: answer a version no summary has, so
+        // that the hub reads again at its next tick (instead of following the writes now)
+        let version = match complete {
+            true => version,
+            false => version | UNSETTLED,
         };
         let members = entries
             .into_iter()

@@ -4,12 +4,13 @@
 //! presence events on, so it gets the members of the room first (`livepush.presence`), then
 //! `livepush.join` / `livepush.leave` as people come and go on any instance, and the room's
 //! messages. A user with several tabs is one member; a reload within the grace period
-//! (`LIVEPUSH_PRESENCE_GRACE_MS`, 3 s) is no leave and no join. With `REDIS_URL`, every instance
-//! sharing the Redis answers the same presence, and a killed instance's members leave everywhere
-//! within a second.
+//! (`LIVEPUSH_PRESENCE_GRACE_MS`, 3 s) is no leave and no join. With `REDIS_URL` (or `NATS_URL`),
+//! every instance sharing the broker answers the same presence, and a killed instance's members
+//! leave everywhere within a second.
 //!
 //! Run:   cargo run --bin chat                       (in memory)
 //!        REDIS_URL=redis://127.0.0.1:6379 PORT=3001 cargo run --bin chat   (one of several)
+//!        NATS_URL=nats://127.0.0.1:4222 PORT=3001 cargo run --bin chat     (NATS JetStream)
 //! Open:  http://127.0.0.1:3000/?room=lobby&user=ann (and another tab with `user=bob`)
 //!
 //! ```sh

@@ -83,9 +83,10 @@ const FOLDERS: &[(&str, &[&str])] = &[
         "broker/nats",
         &[
             "subject", "payload", "address", "stream", "bucket", "history", "slots", "state",
-            "live",
+            "presence", "live",
         ],
     ),
+    ("broker/nats/presence", &["entries", "lease"]),
     (
         "broker/redis",
         &[

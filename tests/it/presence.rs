@@ -1,6 +1,7 @@
 //! Presence (issue 25): members per topic, `livepush.join` / `livepush.leave` with a grace
 //! period, coalesced diffs, occupancy hooks; in memory, across hubs on one real Redis, and across
-//! `chat` processes killed with SIGKILL.
+//! `chat` processes killed with SIGKILL; on NATS JetStream the same scenarios (`on_nats_*`,
+//! `chat_on_nats_*`).
 //!
 //! Figures: the tests that measure print them (`cargo test --test it presence:: -- --nocapture`);
 //! docs/presence.md records them with this command.
@@ -17,7 +18,9 @@ use crate::support::presence::{
     occupancy_once_per_period_with_a_kill, presence_event, presence_event_within, presence_of,
     room_events, serve, three_hubs, Survivors,
 };
-use crate::support::{eventually, Example, RedisServer, Sentinel, SseClient};
+use crate::support::{
+    eventually, get_json, Example, NatsServer, RedisServer, Sentinel, SseClient, TestServer,
+};
 
 fn topic(name: &str) -> Topic {
     Topic::new(name).unwrap()
@@ -153,15 +156,37 @@ async fn in_memory_occupancy_is_one_edge_each_way_per_period() {
 }
 
 /// Three hubs on one Redis, each served on its own port.
-async fn three_on(redis: &RedisServer, grace: Duration) -> Vec<(Hub, crate::support::TestServer)> {
+async fn three_on(redis: &RedisServer, grace: Duration) -> Vec<(Hub, TestServer)> {
     three_hubs(|| Hub::builder().redis(redis.url()).presence_grace(grace)).await
+}
+
+/// Three hubs on one NATS server, each served on its own port.
+async fn three_on_nats(nats: &NatsServer, grace: Duration) -> Vec<(Hub, TestServer)> {
+    three_hubs(|| Hub::builder().nats(nats.url()).presence_grace(grace)).await
 }
 
 #[tokio::test]
 async fn on_redis_joins_and_leaves_reach_every_instance_and_tabs_count_once() {
     let redis = RedisServer::start();
     let grace = Duration::from_millis(300);
-    let hubs = three_on(&redis, grace).await;
+    joins_and_leaves_reach_every_instance(three_on(&redis, grace).await, grace, "Redis").await;
+}
+
+#[tokio::test]
+async fn on_nats_joins_and_leaves_reach_every_instance_and_tabs_count_once() {
+    let nats = NatsServer::start();
+    let grace = Duration::from_millis(300);
+    joins_and_leaves_reach_every_instance(three_on_nats(&nats, grace).await, grace, "NATS").await;
+}
+
+/// Members join and leave on each of three `hubs` (grace period `grace`, on `broker`): every
+/// instance's watcher sees each once, within a second at p50; two tabs on two instances are one
+/// member with two connections everywhere.
+async fn joins_and_leaves_reach_every_instance(
+    hubs: Vec<(Hub, TestServer)>,
+    grace: Duration,
+    broker: &str,
+) {
     let mut watchers = Vec::new();
     for (_, server) in &hubs {
         let mut w = SseClient::connect(&server.url("/rooms/lat/events")).await;
@@ -188,7 +213,7 @@ async fn on_redis_joins_and_leaves_reach_every_instance_and_tabs_count_once() {
     joins.sort();
     leaves.sort();
     println!(
-        "presence across 3 instances on one Redis: join p50 {:?} p99 {:?} max {:?}; leave after the grace period p50 {:?} p99 {:?} max {:?} ({} samples each)",
+        "presence across 3 instances on one {broker}: join p50 {:?} p99 {:?} max {:?}; leave after the grace period p50 {:?} p99 {:?} max {:?} ({} samples each)",
         percentile(&joins, 0.5),
         percentile(&joins, 0.99),
         joins.last().unwrap(),
@@ -223,7 +248,20 @@ async fn on_redis_joins_and_leaves_reach_every_instance_and_tabs_count_once() {
 #[tokio::test]
 async fn on_redis_a_reconnect_to_another_instance_within_the_grace_period_is_quiet() {
     let redis = RedisServer::start();
-    let hubs = three_on(&redis, Duration::from_millis(1500)).await;
+    a_reconnect_to_another_instance_is_quiet(three_on(&redis, Duration::from_millis(1500)).await)
+        .await;
+}
+
+#[tokio::test]
+async fn on_nats_a_reconnect_to_another_instance_within_the_grace_period_is_quiet() {
+    let nats = NatsServer::start();
+    let grace = Duration::from_millis(1500);
+    a_reconnect_to_another_instance_is_quiet(three_on_nats(&nats, grace).await).await;
+}
+
+/// On three `hubs` with a 1.5 s grace period, a member that reconnects to another instance
+/// within it shows as no leave and no join.
+async fn a_reconnect_to_another_instance_is_quiet(hubs: Vec<(Hub, TestServer)>) {
     let mut watcher = SseClient::connect(&hubs[2].1.url("/rooms/g/events")).await;
     presence_event(&mut watcher).await;
     let bob = SseClient::connect(&hubs[0].1.url("/rooms/g/events?user=bob")).await;
@@ -257,6 +295,12 @@ async fn on_redis_churn_is_coalesced_to_about_ten_events_a_second() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_churn_is_coalesced_to_about_ten_events_a_second() {
+    let nats = NatsServer::start();
+    churn_is_coalesced(three_on_nats(&nats, Duration::ZERO).await).await;
+}
+
 /// The CPU seconds `redis-server` has used (`INFO cpu`: user + system, main thread and others).
 async fn redis_cpu(redis: &RedisServer) -> f64 {
     info(redis, "cpu")
@@ -271,16 +315,20 @@ async fn redis_cpu(redis: &RedisServer) -> f64 {
 #[tokio::test]
 async fn on_redis_occupancy_is_once_per_period_across_instances() {
     let redis = RedisServer::start();
+    occupancy_is_once_per_period_across(|| Hub::builder().redis(redis.url())).await;
+}
+
+#[tokio::test]
+async fn on_nats_occupancy_is_once_per_period_across_instances() {
+    let nats = NatsServer::start();
+    occupancy_is_once_per_period_across(|| Hub::builder().nats(nats.url())).await;
+}
+
+/// Three hubs made by `builder`, recording their occupancy hooks: streams opened on several
+/// instances and closed in another order make one occupied and one vacated per period in all.
+async fn occupancy_is_once_per_period_across(builder: impl Fn() -> HubBuilder) {
     let edges = Edges::default();
-    let mut hubs = Vec::new();
-    for _ in 0..3 {
-        let hub = recording(Hub::builder().redis(redis.url()), &edges)
-            .build()
-            .unwrap();
-        crate::support::wait_until_ready(&hub).await;
-        let server = serve(&hub).await;
-        hubs.push((hub, server));
-    }
+    let hubs = three_hubs(|| recording(builder(), &edges)).await;
     // each period: streams opened on several instances, closed in another order
     for period in 0..6usize {
         let mut open = Vec::new();
@@ -310,13 +358,17 @@ async fn on_redis_occupancy_is_once_per_period_across_instances() {
 
 /// `chat` on `redis` with a short grace period.
 fn chat(redis: &RedisServer) -> Example {
-    Example::start(
-        "chat",
-        &[
-            ("REDIS_URL", &redis.url()),
-            ("LIVEPUSH_PRESENCE_GRACE_MS", "300"),
-        ],
-    )
+    chat_on(("REDIS_URL", &redis.url()))
+}
+
+/// `chat` on `nats` with a short grace period.
+fn chat_on_nats(nats: &NatsServer) -> Example {
+    chat_on(("NATS_URL", &nats.url()))
+}
+
+/// `chat` with the broker variable `broker` and a short grace period.
+fn chat_on(broker: (&str, &str)) -> Example {
+    Example::start("chat", &[broker, ("LIVEPUSH_PRESENCE_GRACE_MS", "300")])
 }
 
 /// The instances listed in Redis, and the per-instance member hashes of the whole deployment.
@@ -340,17 +392,39 @@ async fn instance_keys(redis: &RedisServer) -> (Vec<String>, Vec<String>) {
 #[tokio::test]
 async fn chat_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_no_zombies() {
     let redis = RedisServer::start();
+    restarts_leave_no_zombies(|| chat(&redis)).await;
+    eventually("only the two live instances are listed", || async {
+        let (instances, shares) = instance_keys(&redis).await;
+        instances.len() == 2 && shares.len() == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn chat_on_nats_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_no_zombies()
+{
+    let nats = NatsServer::start();
+    restarts_leave_no_zombies(|| chat_on_nats(&nats)).await;
+    eventually("only the two live instances are listed", || async {
+        nats.presence_instances().await.len() == 2
+    })
+    .await;
+}
+
+/// [`a_killed_instance_leaves_everywhere`] on `chat` processes made by `start`, then 50
+/// instances started and SIGKILLed with a member open: none is left behind.
+async fn restarts_leave_no_zombies(start: impl Fn() -> Example) {
     let Survivors {
         a,
         c,
         watcher: _watcher,
-    } = a_killed_instance_leaves_everywhere(|| chat(&redis)).await;
+    } = a_killed_instance_leaves_everywhere(&start).await;
 
     // kill and restart, again and again: never a member or an instance left behind
     let cycles = 50;
     let started = Instant::now();
     for i in 0..cycles {
-        let d = chat(&redis);
+        let d = start();
         d.wait_ready().await;
         let _z = SseClient::connect(&d.url(&format!("/rooms/k/events?user=z{i}"))).await;
         drop(d); // SIGKILL, with the member's stream open
@@ -366,11 +440,119 @@ async fn chat_a_killed_instance_leaves_everywhere_within_5_s_and_restarts_leave_
     let presence = presence_of(&a, "k").await;
     assert_eq!(presence["count"], 1);
     assert_eq!(presence["connections"], 1);
-    eventually("only the two live instances are listed", || async {
-        let (instances, shares) = instance_keys(&redis).await;
-        instances.len() == 2 && shares.len() == 1
-    })
-    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_kills_in_the_middle_of_joins_and_leaves_leave_exact_counts() {
+    let redis = RedisServer::start();
+    let survivors = || Hub::builder().redis(redis.url());
+    kills_mid_churn_leave_exact_counts(survivors, || chat(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_on_nats_kills_in_the_middle_of_joins_and_leaves_leave_exact_counts() {
+    let nats = NatsServer::start();
+    let survivors = || Hub::builder().nats(nats.url());
+    kills_mid_churn_leave_exact_counts(survivors, || chat_on_nats(&nats)).await;
+}
+
+/// `Ok` when every hub lists exactly `members` in `room`, one stream each, and its totals
+/// (`presence_count`) agree; else what it answered.
+async fn exact_counts(
+    hubs: &[(Hub, TestServer)],
+    room: &Topic,
+    members: &[&str],
+) -> Result<(), String> {
+    for (hub, _) in hubs {
+        let presence = hub.presence(room).await.unwrap();
+        let count = hub.presence_count(room).await.unwrap();
+        let listed = keys(&serde_json::to_value(&presence).unwrap());
+        let n = members.len() as u64;
+        if listed != members
+            || presence.connections != n
+            || (count.count, count.connections) != (n, n)
+        {
+            return Err(format!("{presence:?}, totals {count:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Opens `target` on `port` as a raw client, waits for the response head (the member's join is
+/// recorded before it) and answers the open connection; `None` once the server is gone.
+async fn open_stream(port: u16, target: &str) -> Option<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut head = [0u8; 512];
+    (stream.read(&mut head).await.ok()? > 0).then_some(stream)
+}
+
+/// Two hubs made by `survivors` hold members of room `x` (one of them, `shared`, also on the
+/// instances that die); then, cycle after cycle, a `chat` process made by `start` gets joins
+/// and leaves from 12 raw clients as fast as they go and is SIGKILLed in the middle of them (a
+/// kill lands between the two writes of a join or leave when a store has two). At the end the
+/// totals (`presence_count`, the store's own counters) match the members list on both hubs,
+/// and only the live members are left.
+async fn kills_mid_churn_leave_exact_counts(
+    survivors: impl Fn() -> HubBuilder,
+    start: impl Fn() -> Example,
+) {
+    let mut hubs = three_hubs(survivors).await;
+    hubs.truncate(2);
+    let _held = [
+        SseClient::connect(&hubs[0].1.url("/rooms/x/events?user=ann&quiet")).await,
+        SseClient::connect(&hubs[1].1.url("/rooms/x/events?user=shared&quiet")).await,
+    ];
+    let cycles = 15;
+    let mut opened = 0;
+    for cycle in 0..cycles {
+        let d = start();
+        d.wait_ready().await;
+        // a different moment each cycle, so that kills land at different points of an operation
+        let kill_at = Instant::now() + Duration::from_millis(200 + 53 * (cycle % 7));
+        let mut tasks = Vec::new();
+        for t in 0..12 {
+            let port = d.port;
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0;
+                // each client keeps one stream open while it opens the next: joins of new
+                // members (a name seen again within the grace period would be no join), and
+                // joins and leaves of the shared one
+                let mut open = Vec::new();
+                loop {
+                    let user = match n % 5 {
+                        4 => "shared".to_owned(),
+                        _ => format!("u{t}-{n}"),
+                    };
+                    let target = format!("/rooms/x/events?quiet&user={user}");
+                    let Some(stream) = open_stream(port, &target).await else {
+                        return n;
+                    };
+                    // the previous stream closes once this one is open
+                    open.push(stream);
+                    if open.len() > 1 {
+                        open.remove(0);
+                    }
+                    n += 1;
+                }
+            }));
+        }
+        tokio::time::sleep_until(kill_at.into()).await;
+        drop(d); // SIGKILL, with joins and leaves in flight
+        for task in tasks {
+            opened += task.await.unwrap();
+        }
+    }
+    println!("presence: {cycles} instances killed in the middle of {opened} streams opened");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(off) = exact_counts(&hubs, &topic("room:x"), &["ann", "shared"]).await {
+        assert!(Instant::now() < deadline, "counts not exact: {off}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -412,6 +594,12 @@ async fn on_redis_instances_that_lost_their_lease_move_their_members_without_a_l
 async fn chat_occupancy_hooks_fire_once_per_period_even_when_the_last_holder_is_killed() {
     let redis = RedisServer::start();
     occupancy_once_per_period_with_a_kill(|| chat(&redis)).await;
+}
+
+#[tokio::test]
+async fn chat_on_nats_occupancy_hooks_fire_once_per_period_even_when_the_last_holder_is_killed() {
+    let nats = NatsServer::start();
+    occupancy_once_per_period_with_a_kill(|| chat_on_nats(&nats)).await;
 }
 
 #[tokio::test]
@@ -485,6 +673,68 @@ async fn calls_per_second(redis: &RedisServer, window: Duration) -> (f64, Vec<(S
 async fn on_redis_idle_presence_costs_the_same_at_10000_members() {
     let redis = RedisServer::start();
     let hubs = three_on(&redis, Duration::from_millis(300)).await;
+    let members = 10_000;
+    let rate = async |window| calls_per_second(&redis, window).await;
+    let ((empty, _), (per_second, by)) = idle_cost(&hubs, members, rate).await;
+    println!(
+        "presence idle cost: {per_second:.1} Redis command calls/s with {members} members on one topic, {empty:.1} with none, 3 instances, one presence-event stream each (totals since start: {by:?})"
+    );
+    // per instance, whatever the number of members: one lease script every 150 ms (4 calls:
+    // TIME, ZRANGEBYSCORE, ZADD and the EVALSHA) and one MGET of versions every 100 ms, about
+    // 37 a second (a hub reads a topic's versions once per tick however many of its streams
+    // watch it, so members that all watch, as in `chat`, cost the same)
+    assert!(
+        per_second <= empty * 1.1 + 3.0,
+        "{per_second} commands/s with {members} members, {empty} with none"
+    );
+    assert!(per_second < 3.0 * 45.0, "{per_second} commands/s");
+}
+
+/// Messages clients sent the NATS server (`/varz` `in_msgs`): each request, publish or KV write
+/// is one.
+async fn nats_in_msgs(nats: &NatsServer) -> u64 {
+    let varz = get_json(&format!("http://127.0.0.1:{}/varz", nats.monitor_port())).await;
+    varz["in_msgs"].as_u64().unwrap()
+}
+
+/// NATS messages per second over `window`.
+async fn nats_messages_per_second(nats: &NatsServer, window: Duration) -> (f64, ()) {
+    let before = nats_in_msgs(nats).await;
+    tokio::time::sleep(window).await;
+    let after = nats_in_msgs(nats).await;
+    ((after - before) as f64 / window.as_secs_f64(), ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_nats_idle_presence_costs_the_same_at_10000_members() {
+    let nats = NatsServer::start();
+    let hubs = three_on_nats(&nats, Duration::from_millis(300)).await;
+    let members = 10_000;
+    let rate = async |window| nats_messages_per_second(&nats, window).await;
+    let started = Instant::now();
+    let ((empty, _), (per_second, _)) = idle_cost(&hubs, members, rate).await;
+    println!(
+        "presence idle cost: {per_second:.1} NATS messages/s from the instances with {members} members on one topic, {empty:.1} with none, 3 instances, one presence-event stream each ({:?} in all)",
+        started.elapsed()
+    );
+    // per instance, whatever the number of members: every 150 ms a lease write and read, the
+    // instance list and the next instance's lease (about 27 a second); every 100 ms tick one
+    // summary read per watched topic (10 a second)
+    assert!(
+        per_second <= empty * 1.1 + 3.0,
+        "{per_second} messages/s with {members} members, {empty} with none"
+    );
+    assert!(per_second < 3.0 * 45.0, "{per_second} messages/s");
+}
+
+/// What idle presence costs on `hubs`, as `rate` measures it over a window: with one watcher per
+/// instance on an empty room, then with `members` quiet members spread over the instances and
+/// a watcher per instance of their room. Answers both measures.
+async fn idle_cost<T>(
+    hubs: &[(Hub, TestServer)],
+    members: usize,
+    rate: impl AsyncFn(Duration) -> (f64, T),
+) -> ((f64, T), (f64, T)) {
     let clients: Vec<livepush::testing::Client> = hubs
         .iter()
         .map(|(hub, _)| {
@@ -500,10 +750,9 @@ async fn on_redis_idle_presence_costs_the_same_at_10000_members() {
         watchers.push(client.subscribe("/rooms/empty/events").await);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (empty, _) = calls_per_second(&redis, Duration::from_secs(5)).await;
+    let empty = rate(Duration::from_secs(5)).await;
     watchers.clear();
 
-    let members = 10_000;
     let mut streams = Vec::with_capacity(members);
     for i in 0..members {
         let stream = clients[i % 3]
@@ -523,20 +772,9 @@ async fn on_redis_idle_presence_costs_the_same_at_10000_members() {
         (count.count, count.connections),
         (members as u64, members as u64)
     );
-    // idle: measure what presence costs Redis over ten seconds
+    // idle: measure what presence costs over ten seconds
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (per_second, by) = calls_per_second(&redis, Duration::from_secs(10)).await;
-    println!(
-        "presence idle cost: {per_second:.1} Redis command calls/s with {members} members on one topic, {empty:.1} with none, 3 instances, one presence-event stream each (totals since start: {by:?})"
-    );
-    // per instance, whatever the number of members: one lease script every 150 ms (4 calls:
-    // TIME, ZRANGEBYSCORE, ZADD and the EVALSHA) and one MGET of versions every 100 ms, about
-    // 37 a second (a hub reads a topic's versions once per tick however many of its streams
-    // watch it, so members that all watch, as in `chat`, cost the same)
-    assert!(
-        per_second <= empty * 1.1 + 3.0,
-        "{per_second} commands/s with {members} members, {empty} with none"
-    );
-    assert!(per_second < 3.0 * 45.0, "{per_second} commands/s");
+    let loaded = rate(Duration::from_secs(10)).await;
     drop(streams);
+    (empty, loaded)
 }

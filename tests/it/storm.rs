@@ -14,7 +14,9 @@ use livepush::{EventId, Hub, HubBuilder, RouterExt};
 use serde_json::json;
 
 use crate::support::handlers::events;
-use crate::support::{get_json, wait_for_status, NatsServer, RedisServer, SseClient, TestServer};
+use crate::support::{
+    eventually, get_json, wait_for_status, NatsServer, RedisServer, SseClient, TestServer,
+};
 
 /// Resuming clients per storm: a few hundred, within the test process's descriptor limit.
 const CLIENTS: usize = 200;
@@ -258,6 +260,11 @@ async fn a_resume_storm_on_nats_gets_every_event_once_with_one_history_read_per_
         .build()
         .unwrap();
     let server = instance(hub.clone()).await;
+    // the hub's presence registration opens its KV bucket once (API requests of its own)
+    eventually("the hub's presence is registered", || async {
+        nats.presence_instances().await.len() == 1
+    })
+    .await;
     let before = jetstream_api_calls(&nats).await;
     storm(&hub, &server).await;
     let calls = jetstream_api_calls(&nats).await - before;

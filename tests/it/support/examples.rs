@@ -41,7 +41,7 @@ pub fn command(name: &str) -> Command {
         if key.starts_with("LIVEPUSH_")
             || matches!(
                 key.as_str(),
-                "REDIS_URL" | "DATABASE_URL" | "HOST" | "PORT" | "RUST_LOG"
+                "REDIS_URL" | "NATS_URL" | "DATABASE_URL" | "HOST" | "PORT" | "RUST_LOG"
             )
         {
             cmd.env_remove(&key);

@@ -78,6 +78,20 @@ impl NatsServer {
         self.monitor
     }
 
+    /// The instances listed in the presence bucket of the default stream (`LIVEPUSH_presence`):
+    /// each hub on this server registers there once connected.
+    pub async fn presence_instances(&self) -> Vec<String> {
+        let client = async_nats::connect(self.url()).await.unwrap();
+        let bucket = async_nats::jetstream::new(client)
+            .get_key_value("LIVEPUSH_presence")
+            .await;
+        let Ok(bucket) = bucket else {
+            return Vec::new();
+        };
+        let listed = bucket.get("instances").await.unwrap().unwrap_or_default();
+        serde_json::from_slice(&listed).unwrap_or_default()
+    }
+
     /// The unique server name (`-n`), as JetStream names a stream's leader.
     pub fn name(&self) -> &str {
         &self.name

@@ -1,5 +1,6 @@
-//! Presence scenarios (issue 25) that run the same on every Redis topology: one server
-//! (`tests/it/presence.rs`), Sentinel (the same file) and Cluster (`tests/redis_cluster`).
+//! Presence scenarios (issue 25) that run the same on every broker with a presence store: one
+//! Redis server, Sentinel and NATS (`tests/it/presence.rs`) and Redis Cluster
+//! (`tests/redis_cluster`).
 //! Each takes how to make its hubs or start its `chat` processes, and asserts and prints what
 //! the issue asks.
 

@@ -24,6 +24,8 @@
 //!   compare-and-set entry per cap key with leased members (`slots.rs`).
 //! - **State topics**: the current retained values, one compare-and-set KV entry per topic
 //!   written after the publish is acknowledged (`state.rs`).
+//! - **Presence**: members and occupancy per topic, and a lease per instance, in a KV bucket
+//!   (`presence.rs`; `docs/presence.md`).
 //!
 //! `docs/nats.md` has the setup and the fault table.
 
@@ -49,6 +51,7 @@ mod bucket;
 mod history;
 mod live;
 mod payload;
+mod presence;
 mod slots;
 mod state;
 mod stream;
@@ -65,6 +68,8 @@ pub struct NatsBroker {
     shared: std::sync::Arc<Shared>,
     /// The connection task's start-up, taken by [`Broker::start`].
     setup: Mutex<Option<live::Setup>>,
+    /// Members and occupancy, shared through a KV bucket.
+    presence: Arc<presence::NatsPresence>,
 }
 
 /// What the broker and its connection task share.
@@ -122,10 +127,17 @@ impl NatsBroker {
             slots: slots::Slots::new(&address.names.stream, address.storage, address.replicas),
             state: state::State::new(&address.names.stream, address.storage, address.replicas),
         });
+        let presence = Arc::new(presence::NatsPresence::new(
+            shared.clone(),
+            &address.names.stream,
+            address.storage,
+            address.replicas,
+        ));
         let setup = live::Setup { address, inputs };
         Ok(NatsBroker {
             shared,
             setup: Mutex::new(Some(setup)),
+            presence,
         })
     }
 
@@ -426,6 +438,10 @@ impl Broker for NatsBroker {
     async fn acquire_slot(&self, key: &str, limit: u32) -> Result<Slot, BrokerError> {
         let (_, js, _) = self.shared.jetstream()?;
         self.shared.slots.acquire(js, key, limit).await
+    }
+
+    fn presence(&self) -> Option<Arc<dyn crate::broker::PresenceStore>> {
+        Some(self.presence.clone())
     }
 
     async fn release_slot(&self, key: &str) {

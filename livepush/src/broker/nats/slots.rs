@@ -14,11 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::StorageType;
 use async_nats::jetstream::Context;
 
-use super::bucket::{kv_key, now_ms, write_if_unchanged, Bucket};
+use super::bucket::{self, kv_key, now_ms, Bucket, Decision};
 use super::Shared;
 use crate::broker::{BrokerError, Cause, Slot};
 
@@ -44,14 +43,6 @@ pub(super) struct Slots {
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> BrokerError {
     BrokerError::Unavailable(Cause::new(format!("NATS connection slots ({what}): {e}")))
-}
-
-/// What one compare-and-set round decided.
-enum Decision<T> {
-    /// Write these members and answer `T`.
-    Write(Members, T),
-    /// Write nothing and answer `T`.
-    Keep(T),
 }
 
 impl Slots {
@@ -93,47 +84,21 @@ impl Slots {
         &self,
         js: &Context,
         key: &str,
-        mut decide: impl FnMut(Members) -> Decision<T>,
+        mut decide: impl FnMut(Members) -> Decision<Members, T>,
     ) -> Result<T, BrokerError> {
         let store = self
             .bucket
             .store(js)
             .await
             .map_err(|e| unavailable("bucket", e))?;
-        let key = kv_key(key);
-        for _ in 0..ATTEMPTS {
-            let entry = match store.entry(key.as_str()).await {
-                Ok(entry) => entry,
-                Err(e) => {
-                    self.bucket.forget().await;
-                    return Err(unavailable("read", e));
-                }
-            };
-            let members: Members = entry
-                .as_ref()
-                .filter(|e| e.operation == kv::Operation::Put)
-                .and_then(|e| serde_json::from_slice(&e.value).ok())
-                .unwrap_or_default();
-            let (members, answer) = match decide(members) {
-                Decision::Keep(answer) => return Ok(answer),
-                Decision::Write(members, answer) => (members, answer),
-            };
-            let value = serde_json::to_vec(&members).expect("a map of strings to numbers");
-            let written = write_if_unchanged(&store, key.as_str(), entry.as_ref(), value).await;
-            match written {
-                Ok(_) => return Ok(answer),
-                // another instance wrote first: read again
-                Err((true, _)) => continue,
-                Err((false, e)) => {
-                    self.bucket.forget().await;
-                    return Err(unavailable("write", e));
-                }
-            }
+        let updated = bucket::update(js, &store, &kv_key(key), ATTEMPTS, |members| {
+            decide(members.unwrap_or_default())
+        })
+        .await;
+        if updated.is_err() {
+            self.bucket.forget().await;
         }
-        Err(unavailable(
-            "write",
-            format!("{ATTEMPTS} attempts lost to other instances' writes"),
-        ))
+        updated.map_err(|e| unavailable("write", e))
     }
 
     pub(super) async fn acquire(

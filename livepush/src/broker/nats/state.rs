@@ -26,7 +26,7 @@ use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::bucket::{kv_key, now_ms, write_if_unchanged, Bucket};
+use super::bucket::{self, kv_key, now_ms, Bucket, Decision};
 use super::payload;
 use super::subject::Names;
 use crate::broker::{BrokerError, Cause, Delivery};
@@ -125,42 +125,21 @@ impl State {
             .store(js)
             .await
             .map_err(|e| unavailable("bucket", e))?;
-        let key = kv_key(topic.as_str());
-        for _ in 0..ATTEMPTS {
-            let entry = match store.entry(key.as_str()).await {
-                Ok(entry) => entry,
-                Err(e) => {
-                    self.bucket.forget().await;
-                    return Err(unavailable("read", e));
-                }
-            };
-            let mut values = entry
-                .as_ref()
-                .filter(|e| e.operation == kv::Operation::Put)
-                .and_then(|e| serde_json::from_slice::<Values>(&e.value).ok())
-                .unwrap_or_default();
+        let kept = bucket::update(js, &store, &kv_key(topic.as_str()), ATTEMPTS, |values| {
+            let mut values: Values = values.unwrap_or_default();
             if values.get(&marked.key).is_some_and(|v| v.id >= id) {
-                return Ok(());
+                return Decision::Keep(());
             }
             let now = now_ms();
             values.retain(|_, v| v.alive(now));
             values.insert(marked.key.clone(), value.clone());
-            let bytes = serde_json::to_vec(&values).expect("a map of plain values");
-            let written = write_if_unchanged(&store, key.as_str(), entry.as_ref(), bytes).await;
-            match written {
-                Ok(_) => return Ok(()),
-                // another publisher wrote first: read again
-                Err((true, _)) => continue,
-                Err((false, e)) => {
-                    self.bucket.forget().await;
-                    return Err(unavailable("write", e));
-                }
-            }
+            Decision::Write(values, ())
+        })
+        .await;
+        if kept.is_err() {
+            self.bucket.forget().await;
         }
-        Err(unavailable(
-            "write",
-            format!("{ATTEMPTS} attempts lost to other publishers' writes"),
-        ))
+        kept.map_err(|e| unavailable("write", e))
     }
 
     /// The current values of `topics` (any order).

@@ -5,7 +5,9 @@
 # Per rate in RATES (default "500 1000 2000"), on a fresh Redis and fresh instances, one JSON
 # line on stdout:
 # - churn (benchmarks/churn.rs): CHURN_S (10) seconds of new members opening
-#   `/rooms/churn/events?user=…` at the rate, each held HOLD_MS (1000) ms then closed (FIN); the
+#   `/rooms/churn/events?user=…` at the rate (with QUIET=1 `…&presence=off`: members whose streams
+#   get no member list and no joins or leaves, as in the issue's test; by default every member
+#   watches, as chat's page does), each held HOLD_MS (1000) ms then closed (FIN); the
 #   rate achieved, failures, time to response head, each chat's CPU per subscribe+unsubscribe
 #   (`servers`, instance 0 first; until the leaves are done: the grace period + 2 s), the Redis
 #   commands it caused (and per second, against `redis_idle_calls_per_s` measured before);
@@ -33,6 +35,12 @@ CHURN_S=${CHURN_S:-10}
 HOLD_MS=${HOLD_MS:-1000}
 GRACE_MS=${GRACE_MS:-3000}
 LATENCY_N=${LATENCY_N:-100}
+QUIET=${QUIET:-0}
+if [ "$QUIET" = 1 ]; then
+    CHURN_QUERY='&presence=off' LABEL=presence-quiet
+else
+    CHURN_QUERY='' LABEL=presence
+fi
 IDLE_S=${IDLE_S:-5}
 CHAT=$ROOT/target/release/chat
 CHURN=$ROOT/target/release/churn
@@ -116,8 +124,8 @@ for rate in $RATES; do
     "$CHURN" --base "${BASES[1]}" --base "${BASES[2]}" --server-pid "${CHATS[0]}" \
         --server-pid "${CHATS[1]}" --server-pid "${CHATS[2]}" --rate "$rate" \
         --duration-s "$CHURN_S" --hold-ms "$HOLD_MS" --settle-ms $((GRACE_MS + 2000)) \
-        --path-template "/rooms/churn/events?user=c{i}" --redis "127.0.0.1:$REDIS_PORT" \
-        --label "presence-$rate" >"$DIR/churn.json" || status=$?
+        --path-template "/rooms/churn/events?user=c{i}$CHURN_QUERY" \
+        --redis "127.0.0.1:$REDIS_PORT" --label "$LABEL-$rate" >"$DIR/churn.json" || status=$?
     cpu1=$(redis_cpu)
     wait "$watcher" || true
     sleep $(((GRACE_MS + 1500) / 1000)) # the watcher's own leave
@@ -150,7 +158,7 @@ print(f"# {out.get('label')}: {out.get('achieved_rate', 0):.0f}/s achieved, {out
       f"chat CPU µs/cycle {each}; redis {out.get('redis_calls_per_s', 0):.0f} calls/s "
       f"(idle {out['redis_idle_calls_per_s']}), {out['redis_cpu_us_per_cycle']} µs/cycle", file=sys.stderr)
 EOF
-    stop_cluster "presence-$rate"
+    stop_cluster "$LABEL-$rate"
 done
 
 echo "# $(date -u +%FT%TZ) $(uptime)" >&2

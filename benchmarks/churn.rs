@@ -289,9 +289,8 @@ async fn cycle(args: Arc<Args>, i: u64, counts: Arc<Counts>) {
         Ok(c) => c,
         Err(e) => return counts.fail(format!("connect: {e}")),
     };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
-    );
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
     if let Err(e) = conn.write_all(request.as_bytes()).await {
         return counts.fail(format!("request: {e}"));
     }

@@ -371,9 +371,13 @@ async fn chat_keeps_its_http_contract_and_refuses_bad_input_without_pushing() {
     assert_eq!(joined.event, "livepush.join", "{joined:?}");
 
     // `presence=off`: a member (ann sees it join, it is counted) whose stream gets no member list
-    let mut bot = SseClient::connect(&example.url("/rooms/lobby/events?user=bot&presence=off")).await;
+    let mut bot =
+        SseClient::connect(&example.url("/rooms/lobby/events?user=bot&presence=off")).await;
     let current = bot.next().await;
-    assert_eq!(current.event, "room_topic", "no snapshot first: {current:?}");
+    assert_eq!(
+        current.event, "room_topic",
+        "no snapshot first: {current:?}"
+    );
     let joined = ann.next().await;
     assert_eq!(joined.event, "livepush.join", "{joined:?}");
     assert_eq!(

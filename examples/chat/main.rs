@@ -15,6 +15,7 @@
 //!
 //! ```sh
 //! curl -N 'localhost:3000/rooms/lobby/events?user=ann'            # presence, joins, messages
+//! curl -N 'localhost:3000/rooms/lobby/events?user=bot&presence=off' # a member, messages only
 //! curl -X POST -H 'content-type: application/json' -d '{"user":"bob","text":"hi"}' \
 //!      localhost:3000/rooms/lobby/messages                         # 201, event `message`
 //! curl -X PUT -H 'content-type: application/json' -d '{"text":"Friday release"}' \
@@ -117,9 +118,12 @@ fn message_id() -> String {
 #[derive(Deserialize)]
 struct Member {
     user: Option<String>,
+    /// `off`: the member is counted, but its stream gets no member list, joins or leaves.
+    presence: Option<String>,
 }
 
-/// `GET /rooms/{room}/events?user=NAME`: the room's stream for member `NAME`, presence on.
+/// `GET /rooms/{room}/events?user=NAME[&presence=off]`: the room's stream for member `NAME`,
+/// presence events on (off for a client that shows no member list: it is still a member).
 #[subscribe_to_events]
 async fn room_events(
     ApiPath(room): ApiPath<String>,
@@ -128,9 +132,17 @@ async fn room_events(
     let topic = room_topic(&room)?;
     let user = member.user.unwrap_or_default();
     checked_text("user", &user, MAX_USER)?;
-    Ok(Subscription::new(Topics::one(topic.as_str()))
-        .member(user.clone(), serde_json::json!({ "name": user }))
-        .presence_events())
+    let subscription = Subscription::new(Topics::one(topic.as_str()))
+        .member(user.clone(), serde_json::json!({ "name": user }));
+    Ok(match member.presence.as_deref() {
+        Some("off") => subscription,
+        None | Some("on") => subscription.presence_events(),
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "`presence` must be `on` or `off`, not {other:?}"
+            )))
+        }
+    })
 }
 
 #[derive(Deserialize)]

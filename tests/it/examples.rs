@@ -370,6 +370,23 @@ async fn chat_keeps_its_http_contract_and_refuses_bad_input_without_pushing() {
     let joined = ann.next().await;
     assert_eq!(joined.event, "livepush.join", "{joined:?}");
 
+    // `presence=off`: a member (ann sees it join, it is counted) whose stream gets no member list
+    let mut bot =
+        SseClient::connect(&example.url("/rooms/lobby/events?user=bot&presence=off")).await;
+    let current = bot.next().await;
+    assert_eq!(
+        current.event, "room_topic",
+        "no snapshot first: {current:?}"
+    );
+    let joined = ann.next().await;
+    assert_eq!(joined.event, "livepush.join", "{joined:?}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&joined.data).unwrap()["key"],
+        "bot"
+    );
+    let presence = get_json(&example.url("/rooms/lobby/presence")).await;
+    assert_eq!(presence["count"], 3, "{presence}");
+
     // bad input: 4xx with a JSON message, nothing pushed
     let long = "x".repeat(2001);
     let refusals = [
@@ -409,6 +426,7 @@ async fn chat_keeps_its_http_contract_and_refuses_bad_input_without_pushing() {
     for path in [
         "/rooms/lobby/events?user=",
         "/rooms/lobby/events",
+        "/rooms/lobby/events?user=ann&presence=maybe",
         "/rooms/bad%20room/events?user=ann",
     ] {
         let response = client.get(example.url(path)).send().await.unwrap();
@@ -425,5 +443,10 @@ async fn chat_keeps_its_http_contract_and_refuses_bad_input_without_pushing() {
         "a refused request pushed something",
     )
     .await;
-    drop(bob);
+    bot.assert_quiet(
+        Duration::from_millis(100),
+        "a presence=off stream got presence events",
+    )
+    .await;
+    drop((bob, bot));
 }

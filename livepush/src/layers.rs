@@ -106,6 +106,7 @@ const FOLDERS: &[(&str, &[&str])] = &[
         "serve",
         &[
             "io",
+            "tls_io",
             "conn_io",
             "settings",
             "listen",

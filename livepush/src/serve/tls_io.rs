@@ -87,7 +87,15 @@ impl TlsIo {
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.poll_send(cx))?;
-            match self.process(&[])? {
+            let processed = match self.process(&[]) {
+                Ok(processed) => processed,
+                Err(error) => {
+                    // the alert, if the socket takes it now
+                    let _ = self.poll_send(cx);
+                    return Poll::Ready(Err(error));
+                }
+            };
+            match processed {
                 // what rustls answered goes out first, at the top of the loop
                 Processed::Blocked | Processed::Traffic(_) if !self.outgoing.is_empty() => {}
                 Processed::Blocked => {
@@ -113,7 +121,14 @@ impl TlsIo {
     fn process(&mut self, write: &[u8]) -> io::Result<Processed> {
         loop {
             let status = self.conn.process_tls_records(&mut self.incoming);
-            let outcome = match status.state.map_err(invalid)? {
+            let state = match status.state {
+                Ok(state) => state,
+                Err(error) => {
+                    self.take_alert();
+                    return Err(invalid(error));
+                }
+            };
+            let outcome = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
                     while let Some(record) = traffic.next_record() {
                         self.plain
@@ -176,6 +191,24 @@ impl TlsIo {
             }
             if let Some(outcome) = outcome {
                 return Ok(outcome);
+            }
+        }
+    }
+
+    /// After an error: the alert rustls queued for the peer, into `outgoing` (the caller sends
+    /// what it can of it), as tokio-rustls does, so that a client learns why its handshake failed.
+    fn take_alert(&mut self) {
+        while let Ok(ConnectionState::EncodeTlsData(mut encode)) =
+            self.conn.process_tls_records(&mut []).state
+        {
+            if append(
+                &mut self.outgoing,
+                |buf| encode.encode(buf),
+                encode_too_small,
+            )
+            .is_err()
+            {
+                return;
             }
         }
     }
@@ -359,8 +392,14 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
     use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 
-    /// A server `TlsIo` and the client's end of it, `alpn` offered by the client.
-    async fn pair(alpn: &[&[u8]]) -> (TlsIo, tokio_rustls::client::TlsStream<TcpStream>) {
+    /// A handshake between a server offering `h2` and `http/1.1` and a client offering `alpn`:
+    /// the server's `TlsIo` and the client's stream, or their errors.
+    async fn handshake(
+        alpn: &[&[u8]],
+    ) -> (
+        io::Result<TlsIo>,
+        io::Result<tokio_rustls::client::TlsStream<TcpStream>>,
+    ) {
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let key =
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
@@ -383,16 +422,18 @@ mod tests {
             tokio_rustls::TlsConnector::from(Arc::new(client))
                 .connect(name, stream)
                 .await
-                .unwrap()
         };
         let accept = async {
             let (stream, _) = listener.accept().await.unwrap();
-            TlsIo::accept(Arc::new(server), DeadlineIo::new(stream, None))
-                .await
-                .unwrap()
+            TlsIo::accept(Arc::new(server), DeadlineIo::new(stream, None)).await
         };
-        let (client, server) = tokio::join!(connect, accept);
-        (server, client)
+        tokio::join!(accept, connect)
+    }
+
+    /// A server `TlsIo` and the client's end of it, `alpn` offered by the client.
+    async fn pair(alpn: &[&[u8]]) -> (TlsIo, tokio_rustls::client::TlsStream<TcpStream>) {
+        let (server, client) = handshake(alpn).await;
+        (server.unwrap(), client.unwrap())
     }
 
     fn holds_no_buffer(tls: &TlsIo) -> bool {
@@ -461,5 +502,14 @@ mod tests {
         let mut rest = Vec::new();
         client.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_handshake_tells_the_client_why() {
+        // no protocol in common: rustls refuses with a `no_application_protocol` alert
+        let (server, client) = handshake(&[b"spdy/3"]).await;
+        assert!(server.is_err());
+        let error = client.err().expect("the handshake fails").to_string();
+        assert!(error.contains("NoApplicationProtocol"), "{error}");
     }
 }

@@ -509,7 +509,7 @@ mod tests {
         // no protocol in common: rustls refuses with a `no_application_protocol` alert
         let (server, client) = handshake(&[b"spdy/3"]).await;
         assert!(server.is_err());
-        let error = client.err().expect("the handshake fails").to_string();
+        let error = client.expect_err("the handshake fails").to_string();
         assert!(error.contains("NoApplicationProtocol"), "{error}");
     }
 }

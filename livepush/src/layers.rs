@@ -107,6 +107,7 @@ const FOLDERS: &[(&str, &[&str])] = &[
         "serve",
         &[
             "io",
+            "tls_io",
             "conn_io",
             "settings",
             "listen",

@@ -26,6 +26,8 @@ use super::io::DeadlineIo;
 use super::settings::ServeConfig;
 use super::sse_loop::{self, Handoff, ToHyper};
 use super::stream_watch::{StreamWatch, WatchingExecutor};
+#[cfg(feature = "tls")]
+use super::tls_io::TlsIo;
 
 /// What every connection of one server shares.
 pub(super) struct Shared {
@@ -38,7 +40,7 @@ pub(super) struct Shared {
     pub(super) app: Router,
     pub(super) config: ServeConfig,
     #[cfg(feature = "tls")]
-    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(super) tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 /// Serves one connection until it ends, times out, or the server's drain ends it.
@@ -59,12 +61,10 @@ pub(super) async fn run(
     #[cfg(feature = "tls")]
     let (io, http2) = match &shared.tls {
         // Boxed: the connection's future does not carry the TLS handshake's state.
-        Some(acceptor) => {
-            match Box::pin(handshake(acceptor, io, peer, deadline, &mut stop)).await {
-                Some(opened) => opened,
-                None => return,
-            }
-        }
+        Some(tls) => match Box::pin(handshake(tls, io, peer, deadline, &mut stop)).await {
+            Some(opened) => opened,
+            None => return,
+        },
         None => (ConnIo::plain(io), false),
     };
     #[cfg(not(feature = "tls"))]
@@ -91,7 +91,7 @@ pub(super) async fn run(
 /// when it fails, times out or the server stops first.
 #[cfg(feature = "tls")]
 async fn handshake(
-    acceptor: &tokio_rustls::TlsAcceptor,
+    tls: &Arc<tokio_rustls::rustls::ServerConfig>,
     io: DeadlineIo,
     peer: SocketAddr,
     deadline: Instant,
@@ -103,7 +103,7 @@ async fn handshake(
     // instead of on every worker of the runtime.
     let mut handshake = Handshake(tokio::spawn(tokio::time::timeout_at(
         deadline,
-        acceptor.accept(io),
+        TlsIo::accept(tls.clone(), io),
     )));
     let accepted = tokio::select! {
         accepted = &mut handshake.0 => match accepted {
@@ -117,8 +117,9 @@ async fn handshake(
     };
     match accepted {
         Ok(Ok(tls)) => {
-            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            return Some((ConnIo::tls(tls), http2));
+            let http2 = tls.alpn_protocol() == Some(b"h2");
+            // boxed here, in the handshake's task, so the connection never moves it again
+            return Some((ConnIo::tls(Box::new(tls)), http2));
         }
         Ok(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "no TLS handshake within the header-read timeout"),

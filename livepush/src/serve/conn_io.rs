@@ -9,6 +9,8 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::io::DeadlineIo;
+#[cfg(feature = "tls")]
+use super::tls_io::TlsIo;
 
 /// One connection as `serve` reads and writes it: [`DeadlineIo`], or TLS over it.
 ///
@@ -27,7 +29,7 @@ enum Stream {
     /// Boxed: rustls' connection state is large, and a plain connection's future (which every
     /// idle stream keeps) should not carry room for it.
     #[cfg(feature = "tls")]
-    Tls(Box<tokio_rustls::server::TlsStream<DeadlineIo>>),
+    Tls(Box<TlsIo>),
 }
 
 impl ConnIo {
@@ -41,9 +43,9 @@ impl ConnIo {
 
     /// A TLS connection whose handshake is done.
     #[cfg(feature = "tls")]
-    pub(super) fn tls(io: tokio_rustls::server::TlsStream<DeadlineIo>) -> Self {
+    pub(super) fn tls(io: Box<TlsIo>) -> Self {
         ConnIo {
-            stream: Stream::Tls(Box::new(io)),
+            stream: Stream::Tls(io),
             rewound: None,
         }
     }

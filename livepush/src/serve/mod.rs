@@ -9,6 +9,8 @@ mod listen;
 mod settings;
 mod sse_loop;
 mod stream_watch;
+#[cfg(feature = "tls")]
+mod tls_io;
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -130,7 +132,7 @@ pub fn serve_tls(
         Arc::make_mut(&mut tls).alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
     let mut serve = serve(listener, app);
-    serve.tls = Some(tokio_rustls::TlsAcceptor::from(tls));
+    serve.tls = Some(tls);
     serve
 }
 
@@ -183,7 +185,7 @@ pub struct Serve {
     config: ServeConfig,
     signal: Option<BoxFuture<()>>,
     #[cfg(feature = "tls")]
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for Serve {

@@ -90,8 +90,8 @@ const FOLDERS: &[(&str, &[&str])] = &[
     (
         "broker/redis",
         &[
-            "payload", "version", "target", "slots", "scripts", "engine", "lease", "presence",
-            "link", "single", "cluster",
+            "payload", "version", "target", "slots", "scripts", "engine", "lease", "renewal",
+            "presence", "link", "single", "cluster",
         ],
     ),
     ("broker/redis/cluster", &["layout", "listener"]),

@@ -778,3 +778,134 @@ async fn idle_cost<T>(
     drop(streams);
     (empty, loaded)
 }
+
+/// A hub on Redis running on a runtime of its own with one thread (a `current_thread` runtime
+/// on a thread of the test), which the test can block; its logs are captured.
+struct OneWorkerHub {
+    url: String,
+    block: tokio::sync::mpsc::UnboundedSender<(Duration, tokio::sync::oneshot::Sender<()>)>,
+    thread: std::thread::JoinHandle<String>,
+}
+
+impl OneWorkerHub {
+    fn start(redis_url: String, grace: Duration) -> OneWorkerHub {
+        let (block, mut blocks) =
+            tokio::sync::mpsc::unbounded_channel::<(Duration, tokio::sync::oneshot::Sender<()>)>();
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let (logs, _guard) = crate::support::capture_logs("livepush=info");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let hub = Hub::builder()
+                    .redis(redis_url)
+                    .presence_grace(grace)
+                    .build()
+                    .unwrap();
+                crate::support::wait_until_ready(&hub).await;
+                let server = serve(&hub).await;
+                url_tx.send(server.url("")).unwrap();
+                while let Some((how_long, done)) = blocks.recv().await {
+                    // deliberately blocking the runtime's only worker, as a CPU-bound storm
+                    // or a blocking handler does
+                    tokio::spawn(async move { std::thread::sleep(how_long) })
+                        .await
+                        .unwrap();
+                    let _ = done.send(());
+                }
+            });
+            logs.text()
+        });
+        let url = url_rx.recv().unwrap();
+        OneWorkerHub { url, block, thread }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.trim_end_matches('/'))
+    }
+
+    /// Blocks the hub's only worker for `how_long`; returns once it is free again.
+    async fn block(&self, how_long: Duration) {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        self.block.send((how_long, done)).unwrap();
+        finished.await.unwrap();
+    }
+
+    /// Drops the hub and answers its logs.
+    fn stop(self) -> String {
+        drop(self.block);
+        self.thread.join().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_a_hub_whose_only_worker_is_blocked_for_2_s_keeps_its_lease_and_its_members() {
+    let redis = RedisServer::start();
+    let grace = Duration::from_millis(300);
+    let b = Hub::builder()
+        .redis(redis.url())
+        .presence_grace(grace)
+        .build()
+        .unwrap();
+    crate::support::wait_until_ready(&b).await;
+    let b_server = serve(&b).await;
+    let mut watcher = SseClient::connect(&b_server.url("/rooms/busy/events")).await;
+    presence_event(&mut watcher).await;
+    let _bob = SseClient::connect(&b_server.url("/rooms/busy/events?user=bob&quiet")).await;
+    assert_eq!(
+        changes(&presence_event(&mut watcher).await),
+        [("bob".into(), true)]
+    );
+    let a = OneWorkerHub::start(redis.url(), grace);
+    let _ann = SseClient::connect(&a.url("/rooms/busy/events?user=ann&quiet")).await;
+    assert_eq!(
+        changes(&presence_event(&mut watcher).await),
+        [("ann".into(), true)]
+    );
+    let (mut before, _) = instance_keys(&redis).await;
+    before.sort();
+    assert_eq!(before.len(), 2, "both instances hold a lease");
+
+    // far longer than the lease (750 ms): renewed from the store's own thread, it holds
+    a.block(Duration::from_secs(2)).await;
+    // a lapsed lease would have been reaped by B meanwhile (a leave), and A would record ann
+    // again at its next maintenance (a join)
+    assert_eq!(
+        presence_event_within(&mut watcher, Duration::from_millis(1500)).await,
+        None,
+        "the second instance saw the member of the blocked one leave or join"
+    );
+    let (mut after, _) = instance_keys(&redis).await;
+    after.sort();
+    assert_eq!(
+        after, before,
+        "an instance took a new identity (lease lost)"
+    );
+    let count = b.presence_count(&topic("room:busy")).await.unwrap();
+    assert_eq!((count.count, count.connections), (2, 2));
+    let logs = a.stop();
+    assert!(
+        !logs.contains("presence lease lost"),
+        "the blocked hub lost its lease:\n{logs}"
+    );
+
+    // the lease threads end with their hubs: no lease is renewed any more
+    drop((watcher, _bob, _ann, b_server, b));
+    eventually("every lease runs out once the hubs are dropped", || async {
+        let mut conn = redis.connection().await;
+        let (seconds, micros): (u64, u64) =
+            redis::cmd("TIME").query_async(&mut conn).await.unwrap();
+        let now_ms = seconds * 1000 + micros / 1000;
+        let ahead: u64 = redis::cmd("ZCOUNT")
+            .arg("livepush:pr:instances")
+            .arg(now_ms)
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        ahead == 0
+    })
+    .await;
+}

@@ -16,6 +16,7 @@ mod lease;
 mod link;
 mod payload;
 mod presence;
+mod renewal;
 mod scripts;
 mod single;
 mod slots;

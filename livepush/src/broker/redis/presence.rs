@@ -18,8 +18,10 @@
 //! second finds nothing left), then forgets it. The reap that empties a topic's `h` reports the
 //! topic vacated: once, on one instance.
 //!
-//! The renewal never waits for [`Held`]'s lock (a join that waits on a slow Redis holds it): the
-//! identity to renew is kept beside it.
+//! The renewal runs on a thread of its own ([`super::renewal`]), so neither a saturated
+//! application runtime nor [`Held`]'s lock (a join that waits on a slow Redis holds it) delays
+//! it; the maintenance on the application's runtime acts on what it found (a lost lease, dead
+//! instances).
 //!
 //! An instance whose own lease ran out (a pause longer than the lease, or Redis restarted
 //! empty), or whose command failed half way, takes a new identity and moves each of its topics
@@ -28,14 +30,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redis::{RedisError, Script};
 
 use super::engine::{Engine, Shard};
 use super::lease::{Leases, RENEW_EVERY};
+use super::renewal::{Dial, Renewal};
 use crate::broker::{BrokerError, Member, Occupancy, Presence, PresenceCount, PresenceStore};
 use crate::topic::Topic;
 
@@ -152,11 +155,10 @@ struct Held {
 pub(super) struct RedisPresence<S: Shard> {
     engine: Arc<Engine<S>>,
     scripts: [Script; 6],
-    leases: Leases,
+    leases: Arc<Leases>,
     held: tokio::sync::Mutex<Held>,
-    /// The identity whose lease [`PresenceStore::maintain`] renews (`held.instance` once
-    /// registered), readable without waiting for `held`.
-    leased: Mutex<String>,
+    /// Renews the lease of `held.instance` (once registered) from its own thread.
+    renewal: Renewal,
 }
 
 const S_JOIN: usize = 0;
@@ -181,13 +183,18 @@ fn new_instance() -> String {
 }
 
 impl<S: Shard> RedisPresence<S> {
-    pub(super) fn new(engine: Arc<Engine<S>>) -> Self {
-        let leases = Leases::new(format!("{}pr:instances", engine.shard.prefix()));
+    /// The presence store on `engine`'s Redis; its lease renewal dials its own connections
+    /// with `dial`.
+    pub(super) fn new(engine: Arc<Engine<S>>, dial: impl Dial) -> Self {
+        let leases = Arc::new(Leases::new(format!(
+            "{}pr:instances",
+            engine.shard.prefix()
+        )));
         RedisPresence {
             engine,
             scripts: [JOIN, LEAVE, OCCUPY, VACATE, MOVE, READ].map(Script::new),
+            renewal: Renewal::new(dial, leases.clone()),
             leases,
-            leased: Mutex::new(String::new()),
             held: tokio::sync::Mutex::new(Held {
                 instance: new_instance(),
                 registered: false,
@@ -281,24 +288,6 @@ impl<S: Shard> RedisPresence<S> {
         Ok(edge == 1)
     }
 
-    /// Renews this instance's lease when a tick's time went by since `last`: long loops (a
-    /// reap, a resync) call it between commands, so that they never cost the lease.
-    async fn keep_alive(&self, conn: &mut S::Conn, last: &mut Instant) -> Result<(), RedisError> {
-        if last.elapsed() < RENEW_EVERY {
-            return Ok(());
-        }
-        *last = Instant::now();
-        let me = self.leased();
-        self.leases.tick(conn, &me).await.map(|_| ())
-    }
-
-    fn leased(&self) -> String {
-        self.leased
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
     /// Runs [`MOVE`] on `topic`: `old`'s share goes, `members` (key, info, streams) are
     /// recorded under `new`, which holds the topic when `occupied`. Returns the edge it made.
     async fn move_share(
@@ -359,12 +348,10 @@ impl<S: Shard> RedisPresence<S> {
     async fn reap(&self, conn: &mut S::Conn, instance: &str) -> Result<Vec<Topic>, RedisError> {
         let topics = self.listed(conn, instance, HashSet::new()).await?;
         let mut vacated = Vec::new();
-        let mut renewed = Instant::now();
         for topic in topics {
             let Ok(topic) = Topic::new(&topic) else {
                 continue;
             };
-            self.keep_alive(conn, &mut renewed).await?;
             let edge = self
                 .move_share(conn, &topic, (instance, instance), &[], false)
                 .await?;
@@ -391,7 +378,7 @@ impl<S: Shard> RedisPresence<S> {
         let old_topics: HashSet<String> = held.indexed.iter().map(|t| t.to_string()).collect();
         let old_topics = self.listed(conn, &old, old_topics).await?;
         self.leases.register(conn, &instance).await?;
-        *self.leased.lock().unwrap_or_else(|p| p.into_inner()) = instance.clone();
+        self.renewal.renew_as(&instance);
         held.instance = instance.clone();
         held.registered = true;
         held.indexed.clear();
@@ -405,9 +392,7 @@ impl<S: Shard> RedisPresence<S> {
         }
         let gone = old_topics.iter().filter_map(|t| Topic::new(t).ok());
         let topics: HashSet<Topic> = by_topic.keys().cloned().chain(gone).collect();
-        let mut renewed = Instant::now();
         for topic in topics {
-            self.keep_alive(conn, &mut renewed).await?;
             let members = by_topic.get(&topic).map_or(&[][..], |m| &m[..]);
             let occupied = held.occupied.contains(&topic);
             if !members.is_empty() || occupied {
@@ -630,31 +615,31 @@ impl<S: Shard> PresenceStore for RedisPresence<S> {
     }
 
     async fn maintain(&self) -> Result<Vec<(Topic, Occupancy)>, BrokerError> {
-        let mut conn = self.conn()?;
-        // The renewal first, without waiting for `held` (a slow join may hold it).
-        let me = self.leased();
-        let tick = self
-            .leases
-            .tick(&mut conn, &me)
-            .await
-            .map_err(|e| self.fail(e))?;
+        self.renewal.start();
+        // What the renewal thread found since the last maintenance.
+        let (last, expired) = self.renewal.take();
         let mut edges = Vec::new();
-        let held = match tick.renewed {
+        let lost = last.filter(|(_, renewed)| !renewed).map(|(me, _)| me);
+        let held = match lost {
             // lost (or never had) a lease: wait for `held`, this instance resyncs
-            false => Some(self.held.lock().await),
+            Some(_) => Some(self.held.lock().await),
             // renewed: whatever else `held` needs (a resync after a failed write, edges to
             // report) waits for the next tick if a join holds it now
-            true => self.held.try_lock().ok(),
+            None => self.held.try_lock().ok(),
         };
         if let Some(mut held) = held {
-            if !tick.renewed && held.registered && held.instance == me {
+            if held.registered && lost.as_ref() == Some(&held.instance) {
                 held.dirty = true;
                 tracing::warn!("presence lease lost: recording this instance's members again");
             }
             self.ready(&mut held).await?;
             edges.append(&mut held.edges);
         }
-        for instance in tick.expired {
+        if expired.is_empty() {
+            return Ok(edges);
+        }
+        let mut conn = self.conn()?;
+        for instance in expired {
             tracing::info!(
                 instance,
                 "an instance's presence lease ran out: removing its members"

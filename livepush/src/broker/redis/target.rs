@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Client, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, RedisError};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo,
+    RedisError,
+};
 use tokio::sync::mpsc;
 
 use crate::broker::BrokerError;
@@ -17,6 +20,15 @@ pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// a redirect and a slot-map refresh, and a failover (seconds) is left to the hub's retry
 /// buffer instead of holding the publisher.
 const RETRIES: u32 = 3;
+/// Longest wait for the sentinels to name a master.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The timeouts of every connection to one server ([`CONNECT_TIMEOUT`], [`RESPONSE_TIMEOUT`]).
+pub(super) fn timeouts() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+}
 
 /// The server to connect to, resolved again before every connection attempt: a Sentinel
 /// deployment may have promoted another master since the last one.
@@ -46,6 +58,16 @@ impl Target {
             Target::Server(client) => Ok(client.clone()),
             Target::Sentinel { client, .. } => client.async_get_client().await,
         }
+    }
+
+    /// [`Target::resolve`], failing when the sentinels name no master within a few seconds.
+    pub(super) async fn resolve_in_time(&mut self) -> Result<Client, RedisError> {
+        tokio::time::timeout(RESOLVE_TIMEOUT, self.resolve())
+            .await
+            .map_err(|_| {
+                let what = "the sentinels did not name a master in time";
+                RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
+            })?
     }
 
     /// What to name in logs: the address or the master name, never credentials.

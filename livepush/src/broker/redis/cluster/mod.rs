@@ -31,7 +31,8 @@
 //!
 //! # Connections
 //! Two `redis-rs` cluster connections per process: one for commands, one for sharded pub/sub
-//! with a RESP3 push sender. `redis-rs` opens one multiplexed connection per node of each
+//! with a RESP3 push sender (and a third, idle but for one script every 150 ms, that renews the
+//! presence lease from a thread of its own). `redis-rs` opens one multiplexed connection per node of each
 //! (masters, and replicas it learns from the slot map, which stay idle), follows `MOVED`/`ASK`,
 //! refreshes the slot map and reconnects nodes, and re-subscribes tracked shard channels after
 //! a reconnect or a topology change. It does not tell when it did so, nor whether messages
@@ -113,7 +114,9 @@ impl RedisClusterBroker {
         let handle = Handle::new(layout, replay, replay_ttl, scripts, |engine, commands| {
             Listener::new(engine, commands, target)
         });
-        let presence = std::sync::Arc::new(RedisPresence::new(handle.engine.clone()));
+        // the lease renewal's own cluster connection, from the same seeds
+        let (dial, _) = ClusterTarget::parse(url)?;
+        let presence = std::sync::Arc::new(RedisPresence::new(handle.engine.clone(), dial));
         Ok(RedisClusterBroker { handle, presence })
     }
 }

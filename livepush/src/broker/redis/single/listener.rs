@@ -9,23 +9,19 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisError, Value};
+use redis::{PushInfo, PushKind, RedisError, Value};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use super::Keys;
 use crate::broker::redis::engine::{Command, Engine, Shard};
 use crate::broker::redis::link::{self, Conns, Link, Part, Resume, Task};
 use crate::broker::redis::payload::decode_live;
-use crate::broker::redis::target::{Target, CONNECT_TIMEOUT, RESPONSE_TIMEOUT};
+use crate::broker::redis::target::{self, Target};
 use crate::broker::redis::version;
 use crate::broker::Delivery;
 use crate::topic::Topic;
-
-/// Longest wait for the sentinels to name a master.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(super) struct Listener {
     engine: Arc<Engine<Keys>>,
@@ -144,12 +140,8 @@ impl Listener {
     }
 
     async fn try_connect(&mut self, delivery: &Delivery) -> Result<(), RedisError> {
-        let client = tokio::time::timeout(RESOLVE_TIMEOUT, self.target.resolve())
-            .await
-            .map_err(|_| timed_out("the sentinels did not name a master in time"))??;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let client = self.target.resolve_in_time().await?;
+        let config = target::timeouts();
         let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
@@ -237,8 +229,4 @@ impl Task for Listener {
 
 async fn ping(conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
     redis::cmd("PING").query_async::<()>(conn).await
-}
-
-fn timed_out(what: &'static str) -> RedisError {
-    RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, what))
 }

@@ -64,9 +64,10 @@ use listener::Listener;
 /// Carries events between instances through Redis.
 ///
 /// Built by the hub when a Redis URL is configured ([`HubBuilder::redis`](crate::HubBuilder::redis),
-/// `REDIS_URL`). Each process holds two connections whatever the number of clients: one for
-/// commands (publish, history, caps) and one pub/sub connection that subscribes the channel of a
-/// topic when its first local subscriber arrives and unsubscribes it when the last one leaves.
+/// `REDIS_URL`). Each process holds three connections whatever the number of clients: one for
+/// commands (publish, history, caps), one pub/sub connection that subscribes the channel of a
+/// topic when its first local subscriber arrives and unsubscribes it when the last one leaves,
+/// and the presence lease's, on a thread of its own (see `docs/presence.md`).
 ///
 /// It connects in the background and reconnects with backoff: the application starts while Redis
 /// is down, publishing fails fast (the hub keeps publications in its retry buffer),
@@ -168,7 +169,9 @@ impl RedisBroker {
         let handle = Handle::new(keys, replay, replay_ttl, scripts, |engine, commands| {
             Listener::new(engine, target, commands)
         });
-        let presence = std::sync::Arc::new(RedisPresence::new(handle.engine.clone()));
+        // the lease renewal's own connection, to the same server (or sentinels)
+        let dial = Target::parse(url)?;
+        let presence = std::sync::Arc::new(RedisPresence::new(handle.engine.clone(), dial));
         Ok(RedisBroker { handle, presence })
     }
 

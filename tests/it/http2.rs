@@ -164,12 +164,21 @@ async fn rapid_reset_gets_a_goaway_and_leaves_nothing_behind() {
     );
     // Bounded: h2 sends GOAWAY (ENHANCE_YOUR_CALM, "too_many_resets") once 20 streams wait
     // reset before the server accepted them. The client counts what it had written when it read
-    // the GOAWAY (hundreds: its socket buffers); what matters is what reached the app.
+    // the GOAWAY (hundreds: its socket buffers); what matters is what reached the app. h2 bounds
+    // only the streams reset *before* the server accepted them: one whose RST_STREAM came in a
+    // later read than its HEADERS reaches the handler first, and how many do depends on how the
+    // frames fall into the server's reads (0 to 21 in 11 runs on 2026-12-05; a bound of 20 failed
+    // once in CI). What the test guards is that the flood ends in a GOAWAY (above) having reached
+    // the app for a small share of what was sent (64, three times the most seen, or a quarter of
+    // what the client sent plus h2's 20), and leaves nothing behind (below).
     let served = crate::support::metric(&hub.metrics_text(), "livepush_connections_accepted_total");
     println!(
         "GOAWAY after {opened} streams opened and reset ({served} reached the handler): {ended}"
     );
-    assert!(served <= 20.0, "{served} reset streams reached the handler");
+    assert!(
+        served <= 64.0 && served <= opened as f64 / 4.0 + 20.0,
+        "{served} of {opened} reset streams reached the handler"
+    );
     // nothing is left of the reset streams, and the server serves a new connection
     eventually("open streams: 0.0", || {
         let hub = hub.clone();

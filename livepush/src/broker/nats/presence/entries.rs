@@ -8,7 +8,8 @@
 //! operation it applied (`a`). Applying is idempotent (a number at or below the mark is
 //! skipped), and the reaper of a dead instance applies the one operation the dead instance may
 //! have left half done (its number above the mark) before it takes the instance's shares back
-//! ([`take_all`], [`forget`]). A leave that empties a member leaves a tombstone (no streams,
+//! ([`reclaim`]: its own steps fenced the same way, so that a reaper killed half way leaves
+//! them to the next one). A leave that empties a member leaves a tombstone (no streams,
 //! the pending operation) until the summary has applied it, then deletes it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -155,56 +156,121 @@ pub(super) async fn leave_share(
         return Ok(());
     }
     // the tombstone, unless a join came since or another instance's operation is pending on it
-    bucket::update(
-        &store.js,
-        &store.store,
-        &key,
-        ATTEMPTS,
-        |s: Option<Shares>| match s {
-            Some(shares) if shares.x.is_empty() && settled(&shares, &applied) => {
-                Decision::Delete(())
-            }
-            _ => Decision::Keep(()),
-        },
-    )
-    .await
+    settle(store, &key, &|_| false, &applied).await
 }
 
-/// Takes every stream of dead `instance` back from member entry `key` of `topic`, and its
-/// pending operation if the summary's marks `applied` are below it; deletes an entry left with
-/// no stream and nothing pending. Answers (the streams and members this takes from the summary,
-/// whether a member appeared or disappeared).
-pub(super) async fn take_all(
+/// Takes back everything dead `instance` holds on `topic`'s members, so that a kill of the
+/// reaper itself at any point leaves nothing half done for the next reaper. First the
+/// operations left pending on them (the dead instance's own, and those of a reaper of it killed
+/// in the middle) are applied; then each share is taken back as an operation of the reaper on
+/// behalf of the dead one (the owner `<instance>~<reaper>`, numbered from its mark): the member's
+/// entry records it, the summary applies it, the entry drops it; last the marks are dropped.
+pub(super) async fn reclaim(
     store: &Kv,
     instance: &str,
+    reaper: &str,
     topic: &Topic,
+) -> Result<(), String> {
+    let theirs = |who: &str| who == instance || who.starts_with(&format!("{instance}~"));
+    let owner = format!("{instance}~{reaper}");
+    let mut members = Vec::new();
+    let mut pending = Vec::new();
+    for (key, value) in bucket::scan(&store.store, &members_prefix(topic)).await? {
+        if let Ok(shares) = serde_json::from_slice::<Shares>(&value) {
+            pending.extend(shares.p.into_iter().filter(|(who, _)| theirs(who)));
+        }
+        members.push(key);
+    }
+    pending.sort_by_key(|(who, op)| (who.clone(), op.0));
+    let summary = store.store.get(summary_key(topic)).await;
+    let summary = summary.map_err(|e| e.to_string())?;
+    let mut applied = summary
+        .and_then(|v| serde_json::from_slice::<Summary>(&v).ok())
+        .unwrap_or_default()
+        .a;
+    for (who, op) in pending {
+        if !is_applied(&applied, &who, &op) {
+            applied = apply(store, topic, &who, op).await?;
+        }
+    }
+    let mut n = applied.get(&owner).copied().unwrap_or(0);
+    for key in members {
+        n += 1;
+        let taken = take_share(store, instance, &owner, n, &key, &applied).await?;
+        if let Some(op) = taken {
+            applied = apply(store, topic, &owner, op).await?;
+            settle(store, &key, &|who| who == owner, &applied).await?;
+        }
+    }
+    forget(store, topic, &theirs).await
+}
+
+/// Takes dead `instance`'s streams back from member entry `key` as operation `n` of `owner`
+/// (recorded pending in the entry), and drops the dead one's operations the marks `applied`
+/// settle. Answers the operation, `None` when the dead instance had no stream there.
+async fn take_share(
+    store: &Kv,
+    instance: &str,
+    owner: &str,
+    n: u64,
     key: &str,
     applied: &BTreeMap<String, u64>,
-) -> Result<(i64, i64, bool), String> {
+) -> Result<Option<Op>, String> {
+    let theirs = |who: &str| who == instance || who.starts_with(&format!("{instance}~"));
     bucket::update(&store.js, &store.store, key, ATTEMPTS, |s| {
         let Some(mut shares): Option<Shares> = s else {
-            return Decision::Keep((0, 0, false));
+            return Decision::Keep(None);
         };
-        let before: u64 = shares.x.values().sum();
+        let before = shares.p.len();
+        shares
+            .p
+            .retain(|who, op| !theirs(who) || !is_applied(applied, who, op));
+        let dropped = shares.p.len() != before;
         let taken = shares.x.remove(instance).unwrap_or(0);
-        let pending = shares.p.remove(instance);
-        // the half-done operation first (the summary never saw it), then the share
-        let (mut streams, mut members) = match pending {
-            Some(op) if applied.get(instance).is_none_or(|mark| *mark < op.0) => (op.1, op.2),
-            _ => (0, 0),
-        };
-        let gone = before > 0 && before == taken;
-        streams -= taken as i64;
-        members -= gone as i64;
-        let answer = (streams, members, gone || members != 0);
-        match (taken, pending) {
-            (0, None) => Decision::Keep(answer),
-            _ if shares.x.is_empty() && settled(&shares, applied) => Decision::Delete(answer),
-            _ => Decision::Write(shares, answer),
+        let op = (taken > 0).then(|| Op(n, -(taken as i64), -(shares.x.is_empty() as i64)));
+        if let Some(op) = op {
+            shares.p.insert(owner.to_owned(), op);
+        }
+        match (op, dropped) {
+            (None, false) => Decision::Keep(None),
+            (None, true) if shares.x.is_empty() && settled(&shares, applied) => {
+                Decision::Delete(None)
+            }
+            _ => Decision::Write(shares, op),
         }
     })
     .await
-    .map_err(|e| format!("{e} (member of {topic})"))
+}
+
+/// Whether `who`'s operation `op` is applied by the marks `applied`.
+fn is_applied(applied: &BTreeMap<String, u64>, who: &str, op: &Op) -> bool {
+    applied.get(who).is_some_and(|mark| *mark >= op.0)
+}
+
+/// Drops from member entry `key` the operations of the owners `ours` selects that the marks
+/// `applied` settle, and deletes the entry when it has no stream and nothing pending (unless a
+/// join came since or another instance's operation is pending on it).
+async fn settle(
+    store: &Kv,
+    key: &str,
+    ours: &(dyn Fn(&str) -> bool + Sync),
+    applied: &BTreeMap<String, u64>,
+) -> Result<(), String> {
+    bucket::update(&store.js, &store.store, key, ATTEMPTS, |s| {
+        let Some(mut shares): Option<Shares> = s else {
+            return Decision::Keep(());
+        };
+        let before = shares.p.len();
+        shares
+            .p
+            .retain(|who, op| !ours(who) || !is_applied(applied, who, op));
+        match shares.x.is_empty() && settled(&shares, applied) {
+            true => Decision::Delete(()),
+            false if shares.p.len() != before => Decision::Write(shares, ()),
+            false => Decision::Keep(()),
+        }
+    })
+    .await
 }
 
 /// Applies `instance`'s operation `op` to the summary of `topic` unless its mark is there
@@ -238,14 +304,12 @@ pub(super) async fn apply(
     .await
 }
 
-/// Adds what reaping dead `instance` took (`streams`, `members`, negative) to the summary of
-/// `topic` and drops the instance's mark; `moved` (a member appeared or disappeared) bumps the
-/// version.
-pub(super) async fn forget(
+/// Drops the marks of the owners `theirs` selects (a dead instance and its reapers) from the
+/// summary of `topic`, once [`reclaim`] applied and dropped all their operations.
+async fn forget(
     store: &Kv,
     topic: &Topic,
-    instance: &str,
-    (streams, members, moved): (i64, i64, bool),
+    theirs: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(), String> {
     bucket::update(
         &store.js,
@@ -254,16 +318,12 @@ pub(super) async fn forget(
         ATTEMPTS,
         |s| {
             let mut summary: Summary = s.unwrap_or_default();
-            let marked = summary.a.remove(instance).is_some();
-            if !marked && streams == 0 && members == 0 && !moved {
-                return Decision::Keep(());
+            let before = summary.a.len();
+            summary.a.retain(|who, _| !theirs(who));
+            match summary.a.len() != before {
+                true => Decision::Write(summary, ()),
+                false => Decision::Keep(()),
             }
-            summary.n = summary.n.saturating_add_signed(streams);
-            summary.c = summary.c.saturating_add_signed(members);
-            if moved {
-                summary.v += 1;
-            }
-            Decision::Write(summary, ())
         },
     )
     .await

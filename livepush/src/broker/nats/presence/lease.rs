@@ -8,10 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_nats::jetstream::kv::{self, Entry};
 
 use super::super::bucket;
-use super::entries::{
-    add_share, forget, hold, index_key, lease_key, list, members_prefix, summary_key, take_all, Kv,
-    Summary, INSTANCES,
-};
+use super::entries::{add_share, hold, index_key, lease_key, list, reclaim, Kv, INSTANCES};
 use crate::broker::Occupancy;
 use crate::topic::Topic;
 
@@ -176,7 +173,8 @@ pub(super) async fn resync(store: &Kv, held: &mut Held, leased: &Leased) -> Resu
     held.instance = new_instance();
     held.registered = false;
     held.dirty = true;
-    held.indexed.clear();
+    // the topics the old identity wrote on, all its writes done (they run under `held`)
+    let wrote = std::mem::take(&mut held.indexed);
     held.lease = write_lease(store, &held.instance, 0)
         .await?
         .ok_or("a new lease key already exists")?;
@@ -214,7 +212,7 @@ pub(super) async fn resync(store: &Kv, held: &mut Held, leased: &Leased) -> Resu
             .entry(lease_key(&old))
             .await
             .map_err(|e| e.to_string())?;
-        let vacated = reap(store, &old, judged.as_ref()).await?;
+        let vacated = reap(store, &old, &held.instance, judged.as_ref(), Some(&wrote)).await?;
         held.edges
             .extend(vacated.into_iter().map(|t| (t, Occupancy::Vacated)));
     }
@@ -222,38 +220,39 @@ pub(super) async fn resync(store: &Kv, held: &mut Held, leased: &Leased) -> Resu
 }
 
 /// Claims dead `instance` (deletes its lease if it is still `judged`) and takes back everything
-/// it holds, topic by topic; then forgets it. Answers the topics this left vacated (none when
-/// another instance claimed it first, or it renewed since it was judged).
-async fn reap(store: &Kv, instance: &str, judged: Option<&Entry>) -> Result<Vec<Topic>, String> {
+/// it holds, topic by topic ([`reclaim`]); then forgets it. Answers the topics this left vacated
+/// (none when another instance claimed it first, or it renewed since it was judged). `own`: the
+/// topics a resync's old identity wrote on, reclaimed even when another instance reaped it
+/// already: a join in flight when that one reaped it may have written after its scan.
+async fn reap(
+    store: &Kv,
+    instance: &str,
+    reaper: &str,
+    judged: Option<&Entry>,
+    own: Option<&HashSet<Topic>>,
+) -> Result<Vec<Topic>, String> {
     match bucket::remove(&store.js, &store.store, &lease_key(instance), judged).await {
         Ok(_) => {}
-        Err((true, _)) => return Ok(Vec::new()),
+        // claimed by another: it reaps, unless these are this instance's own old records
+        Err((true, _)) if own.is_none() => return Ok(Vec::new()),
+        Err((true, _)) => {}
         Err((false, e)) => return Err(e),
     }
+    let mut topics: BTreeSet<Topic> = own.into_iter().flatten().cloned().collect();
+    for (_, topic) in bucket::scan(&store.store, &format!("p.{instance}.")).await? {
+        topics.extend(
+            String::from_utf8(topic)
+                .ok()
+                .and_then(|t| Topic::new(&t).ok()),
+        );
+    }
     let mut vacated = Vec::new();
-    for (key, topic) in bucket::scan(&store.store, &format!("p.{instance}.")).await? {
-        let Some(topic) = String::from_utf8(topic)
-            .ok()
-            .and_then(|t| Topic::new(&t).ok())
-        else {
-            continue;
-        };
+    for topic in topics {
         if hold(store, instance, &topic, false).await? {
             vacated.push(topic.clone());
         }
-        // the marks read once: the dead instance moves none of them any more
-        let applied = match store.store.get(summary_key(&topic)).await {
-            Ok(value) => value.and_then(|v| serde_json::from_slice::<Summary>(&v).ok()),
-            Err(e) => return Err(e.to_string()),
-        };
-        let applied = applied.unwrap_or_default().a;
-        let mut taken = (0, 0, false);
-        for (member, _) in bucket::scan(&store.store, &members_prefix(&topic)).await? {
-            let (streams, members, moved) =
-                take_all(store, instance, &topic, &member, &applied).await?;
-            taken = (taken.0 + streams, taken.1 + members, taken.2 || moved);
-        }
-        forget(store, &topic, instance, taken).await?;
+        reclaim(store, instance, reaper, &topic).await?;
+        let key = index_key(instance, &topic);
         let entry = store.store.entry(&key).await.map_err(|e| e.to_string())?;
         bucket::remove(&store.js, &store.store, &key, entry.as_ref())
             .await
@@ -318,7 +317,7 @@ pub(super) async fn reap_dead(store: &Kv, me: &str, now: i128) -> Result<Vec<Top
             instance,
             "an instance's presence lease ran out: removing its members"
         );
-        vacated.extend(reap(store, instance, entry.as_ref()).await?);
+        vacated.extend(reap(store, instance, me, entry.as_ref(), None).await?);
     }
     Ok(vacated)
 }

@@ -92,6 +92,40 @@ impl NatsServer {
         serde_json::from_slice(&listed).unwrap_or_default()
     }
 
+    /// Every entry of the presence bucket, `key = value` a line, for a failing test to print.
+    pub async fn presence_dump(&self) -> String {
+        use futures_util::StreamExt;
+        let client = async_nats::connect(self.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let Ok(bucket) = js.get_key_value("LIVEPUSH_presence").await else {
+            return "no presence bucket".to_owned();
+        };
+        let mut keys: Vec<String> = bucket
+            .keys()
+            .await
+            .unwrap()
+            .filter_map(|k| async { k.ok() })
+            .collect()
+            .await;
+        keys.sort();
+        let mut out = String::new();
+        for key in keys {
+            let entry = bucket.entry(&key).await.unwrap();
+            let value = entry
+                .map(|e| {
+                    format!(
+                        "{} (rev {}, {:?})",
+                        String::from_utf8_lossy(&e.value),
+                        e.revision,
+                        e.created
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!("{key} = {value}\n"));
+        }
+        out
+    }
+
     /// The unique server name (`-n`), as JetStream names a stream's leader.
     pub fn name(&self) -> &str {
         &self.name

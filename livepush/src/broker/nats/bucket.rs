@@ -270,7 +270,12 @@ async fn scan_up_to(
         .stream
         .create_consumer(pull::Config {
             filter_subject: format!("{}{prefix}>", store.prefix),
-            deliver_policy: DeliverPolicy::LastPerSubject,
+            // every message, not the last per subject: the bucket keeps one value per key, so
+            // this is the same set, and it is read in stream order, so a key rewritten during
+            // the read comes at its new sequence. A LastPerSubject consumer created while keys
+            // of its filter are rewritten can miss one (nats-server 2.9: the presence reaper's
+            // scan missed a member rewritten then, and left a dead instance's share for good)
+            deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::None,
             inactive_threshold: Duration::from_secs(10),
             num_replicas: 1,
@@ -288,6 +293,10 @@ async fn scan_up_to(
     read
 }
 
+/// How many empty batches in a row a read takes while its consumer still counts messages
+/// pending, before it fails (rather than answer fewer keys than there are).
+const EMPTY_ROUNDS: usize = 3;
+
 /// The messages of a fresh `consumer`, `pending` of them at least, up to the one that says none
 /// is pending or the first after stream sequence `last` (then answers `false`: incomplete);
 /// deleted keys skipped.
@@ -299,6 +308,7 @@ async fn read_all(
 ) -> Result<(Vec<(String, Vec<u8>)>, bool), String> {
     // a key written again during the read comes again: the last message of each key wins
     let mut out = BTreeMap::new();
+    let mut empty = 0;
     while pending > 0 {
         let mut batch = consumer
             .batch()
@@ -328,9 +338,26 @@ async fn read_all(
                 };
             }
         }
-        if got == 0 {
-            // what was counted pending is gone: delete markers purged after the count
-            break;
+        if got > 0 {
+            empty = 0;
+        } else {
+            // an empty batch: what was counted pending is gone (delete markers purged after
+            // the count), or the server did not deliver it in time; the consumer's own count
+            // says which, so that a slow server never passes for the end of the keys
+            let left = consumer
+                .clone()
+                .info()
+                .await
+                .map_err(|e| e.to_string())?
+                .num_pending;
+            if left == 0 {
+                break;
+            }
+            empty += 1;
+            if empty == EMPTY_ROUNDS {
+                return Err(format!("{left} entries pending, none delivered"));
+            }
+            pending = left;
         }
     }
     Ok((out.into_iter().collect(), true))

@@ -38,7 +38,16 @@ pub(super) struct Summary {
     /// Instance → the number of the last of its operations applied here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) a: BTreeMap<String, u64>,
+    /// Owners reaped (a dead instance and its reapers) → when (server ms): their marks stay in
+    /// `a` for [`KEEP_MARKS`] after, so that a reaper still at work (one that read an
+    /// operation as pending before another reaper applied it) never applies it twice.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) g: BTreeMap<String, i128>,
 }
+
+/// How long the marks of a reaped instance stay in a summary: far longer than any reap or
+/// presence write in flight takes (each request times out within seconds).
+const KEEP_MARKS_MS: i128 = 60_000;
 
 /// `m.<topic>.<member>`.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -164,12 +173,14 @@ pub(super) async fn leave_share(
 /// operations left pending on them (the dead instance's own, and those of a reaper of it killed
 /// in the middle) are applied; then each share is taken back as an operation of the reaper on
 /// behalf of the dead one (the owner `<instance>~<reaper>`, numbered from its mark): the member's
-/// entry records it, the summary applies it, the entry drops it; last the marks are dropped.
+/// entry records it, the summary applies it, the entry drops it; last the marks are marked
+/// reaped at `now` (the server's time), to be dropped a minute later.
 pub(super) async fn reclaim(
     store: &Kv,
     instance: &str,
     reaper: &str,
     topic: &Topic,
+    now: i128,
 ) -> Result<(), String> {
     let theirs = |who: &str| who == instance || who.starts_with(&format!("{instance}~"));
     let owner = format!("{instance}~{reaper}");
@@ -202,7 +213,7 @@ pub(super) async fn reclaim(
             settle(store, &key, &|who| who == owner, &applied).await?;
         }
     }
-    forget(store, topic, &theirs).await
+    forget(store, topic, &theirs, now).await
 }
 
 /// Takes dead `instance`'s streams back from member entry `key` as operation `n` of `owner`
@@ -288,28 +299,42 @@ pub(super) async fn apply(
         ATTEMPTS,
         |s| {
             let mut summary: Summary = s.unwrap_or_default();
-            if summary.a.get(instance).is_some_and(|mark| *mark >= op.0) {
-                return Decision::Keep(summary.a);
+            match apply_mark(&mut summary, instance, op) {
+                true => {
+                    let applied = summary.a.clone();
+                    Decision::Write(summary, applied)
+                }
+                false => Decision::Keep(summary.a),
             }
-            summary.a.insert(instance.to_owned(), op.0);
-            summary.n = summary.n.saturating_add_signed(op.1);
-            summary.c = summary.c.saturating_add_signed(op.2);
-            if op.2 != 0 {
-                summary.v += 1;
-            }
-            let applied = summary.a.clone();
-            Decision::Write(summary, applied)
         },
     )
     .await
 }
 
-/// Drops the marks of the owners `theirs` selects (a dead instance and its reapers) from the
-/// summary of `topic`, once [`reclaim`] applied and dropped all their operations.
+/// [`apply`] on the summary itself: `false` when `instance`'s mark is at `op` already.
+fn apply_mark(summary: &mut Summary, instance: &str, op: Op) -> bool {
+    if summary.a.get(instance).is_some_and(|mark| *mark >= op.0) {
+        return false;
+    }
+    summary.a.insert(instance.to_owned(), op.0);
+    summary.n = summary.n.saturating_add_signed(op.1);
+    summary.c = summary.c.saturating_add_signed(op.2);
+    if op.2 != 0 {
+        summary.v += 1;
+    }
+    true
+}
+
+/// Marks the owners `theirs` selects (a dead instance and its reapers) reaped at `now` in the
+/// summary of `topic`, once [`reclaim`] applied and dropped all their operations, and drops the
+/// marks of owners reaped more than [`KEEP_MARKS_MS`] before. A mark is kept that long rather
+/// than dropped at once: a second reaper that read the dead one's last operation as pending
+/// before the first applied it would find no mark and apply it again.
 async fn forget(
     store: &Kv,
     topic: &Topic,
     theirs: &(dyn Fn(&str) -> bool + Sync),
+    now: i128,
 ) -> Result<(), String> {
     bucket::update(
         &store.js,
@@ -318,15 +343,37 @@ async fn forget(
         ATTEMPTS,
         |s| {
             let mut summary: Summary = s.unwrap_or_default();
-            let before = summary.a.len();
-            summary.a.retain(|who, _| !theirs(who));
-            match summary.a.len() != before {
+            match summary.forget(theirs, now) {
                 true => Decision::Write(summary, ()),
                 false => Decision::Keep(()),
             }
         },
     )
     .await
+}
+
+impl Summary {
+    /// [`forget`] on the summary itself: `true` when it changed.
+    fn forget(&mut self, theirs: &(dyn Fn(&str) -> bool + Sync), now: i128) -> bool {
+        let mut changed = false;
+        for who in self.a.keys().filter(|who| theirs(who)) {
+            if !self.g.contains_key(who) {
+                self.g.insert(who.clone(), now);
+                changed = true;
+            }
+        }
+        let expired: Vec<String> = self
+            .g
+            .iter()
+            .filter(|(_, at)| now - **at > KEEP_MARKS_MS)
+            .map(|(who, _)| who.clone())
+            .collect();
+        for who in &expired {
+            self.g.remove(who);
+            self.a.remove(who);
+        }
+        changed || !expired.is_empty()
+    }
 }
 
 /// Adds `instance` to (or removes it from) the holders of `topic`; `true` when that filled
@@ -382,5 +429,25 @@ mod tests {
         let a = Topic::new("room:a.b").unwrap();
         assert_eq!(super::member_key(&a, "x.y"), "m.kroom=3Aa=2Eb.kx=2Ey");
         assert!(super::index_key("1-2-3", &a).starts_with("p.1-2-3."));
+    }
+
+    #[test]
+    fn a_reaped_instance_keeps_its_marks_for_a_minute_so_no_operation_applies_twice() {
+        use super::{apply_mark, Op, Summary, KEEP_MARKS_MS};
+        let theirs = |who: &str| who == "d" || who.starts_with("d~");
+        let mut summary = Summary::default();
+        summary.a.insert("d".into(), 7);
+        summary.a.insert("d~r".into(), 2);
+        summary.a.insert("e".into(), 3);
+        assert!(summary.forget(&theirs, 1_000));
+        // a second reaper that read d's operation 7 as pending finds it applied
+        assert!(!apply_mark(&mut summary, "d", Op(7, 1, 1)));
+        // nothing to do at a second forget within the minute
+        assert!(!summary.forget(&theirs, 2_000));
+        assert_eq!(summary.a.len(), 3);
+        // a later reap (another instance) drops them once the minute is over
+        assert!(summary.forget(&|who: &str| who == "x", 1_001 + KEEP_MARKS_MS));
+        assert_eq!(summary.a.keys().collect::<Vec<_>>(), ["e"]);
+        assert!(summary.g.is_empty());
     }
 }

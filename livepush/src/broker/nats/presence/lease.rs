@@ -212,7 +212,15 @@ pub(super) async fn resync(store: &Kv, held: &mut Held, leased: &Leased) -> Resu
             .entry(lease_key(&old))
             .await
             .map_err(|e| e.to_string())?;
-        let vacated = reap(store, &old, &held.instance, judged.as_ref(), Some(&wrote)).await?;
+        let vacated = reap(
+            store,
+            &old,
+            &held.instance,
+            held.lease.at,
+            judged.as_ref(),
+            Some(&wrote),
+        )
+        .await?;
         held.edges
             .extend(vacated.into_iter().map(|t| (t, Occupancy::Vacated)));
     }
@@ -223,11 +231,13 @@ pub(super) async fn resync(store: &Kv, held: &mut Held, leased: &Leased) -> Resu
 /// it holds, topic by topic ([`reclaim`]); then forgets it. Answers the topics this left vacated
 /// (none when another instance claimed it first, or it renewed since it was judged). `own`: the
 /// topics a resync's old identity wrote on, reclaimed even when another instance reaped it
-/// already: a join in flight when that one reaped it may have written after its scan.
+/// already: a join in flight when that one reaped it may have written after its scan. `now`:
+/// the server's time of the reaper's lease.
 async fn reap(
     store: &Kv,
     instance: &str,
     reaper: &str,
+    now: i128,
     judged: Option<&Entry>,
     own: Option<&HashSet<Topic>>,
 ) -> Result<Vec<Topic>, String> {
@@ -251,7 +261,7 @@ async fn reap(
         if hold(store, instance, &topic, false).await? {
             vacated.push(topic.clone());
         }
-        reclaim(store, instance, reaper, &topic).await?;
+        reclaim(store, instance, reaper, &topic, now).await?;
         let key = index_key(instance, &topic);
         let entry = store.store.entry(&key).await.map_err(|e| e.to_string())?;
         bucket::remove(&store.js, &store.store, &key, entry.as_ref())
@@ -317,7 +327,7 @@ pub(super) async fn reap_dead(store: &Kv, me: &str, now: i128) -> Result<Vec<Top
             instance,
             "an instance's presence lease ran out: removing its members"
         );
-        vacated.extend(reap(store, instance, me, entry.as_ref(), None).await?);
+        vacated.extend(reap(store, instance, me, now, entry.as_ref(), None).await?);
     }
     Ok(vacated)
 }

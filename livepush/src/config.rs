@@ -38,13 +38,11 @@ pub struct Config {
     ///
     /// A stream that writes its events one at a time keeps up and never waits. A stream that
     /// finds several events queued when it writes has fallen behind; it then waits a window after
-    /// each write and sends everything queued by then in one write. The window starts at 1 ms and
-    /// doubles, up to this value, each time the stream comes back from a window late (more than
-    /// 2 ms after it ended: the runtime was busy writing other streams) with several events. It
-    /// closes after a write of a single event, and when the stream comes back on time (the
-    /// runtime was idle, so holding only added latency). A queue that fills to its flush mark is
-    /// written at once, so holding back never costs an event. Why: each write to a socket costs
-    /// kernel time whatever it carries (figures in BENCHMARKS.md).
+    /// each write and sends everything queued by then in one write. The window starts at 1 ms,
+    /// doubles with each further write of several events up to this value, and closes after a
+    /// write of a single event. A queue that fills to its flush mark is written at once, so
+    /// holding back never costs an event. Why: each write to a socket costs kernel time whatever
+    /// it carries (figures in BENCHMARKS.md).
     pub(crate) coalesce: Duration,
     /// Events retained per topic for `Last-Event-ID` replay; 0 turns replay off
     /// (`LIVEPUSH_REPLAY`, default 0).
@@ -107,13 +105,11 @@ impl Config {
     ///
     /// A stream that writes its events one at a time keeps up and never waits. A stream that
     /// finds several events queued when it writes has fallen behind; it then waits a window after
-    /// each write and sends everything queued by then in one write. The window starts at 1 ms and
-    /// doubles, up to this value, each time the stream comes back from a window late (more than
-    /// 2 ms after it ended: the runtime was busy writing other streams) with several events. It
-    /// closes after a write of a single event, and when the stream comes back on time (the
-    /// runtime was idle, so holding only added latency). A queue that fills to its flush mark is
-    /// written at once, so holding back never costs an event. Why: each write to a socket costs
-    /// kernel time whatever it carries (figures in BENCHMARKS.md).
+    /// each write and sends everything queued by then in one write. The window starts at 1 ms,
+    /// doubles with each further write of several events up to this value, and closes after a
+    /// write of a single event. A queue that fills to its flush mark is written at once, so
+    /// holding back never costs an event. Why: each write to a socket costs kernel time whatever
+    /// it carries (figures in BENCHMARKS.md).
     pub fn coalesce(&self) -> Duration {
         self.coalesce
     }

@@ -44,13 +44,6 @@ pub(crate) struct Held {
 /// longest window).
 const FIRST_WINDOW: Duration = Duration::from_millis(1);
 
-/// How late a held stream may come back after its window ended and still count as on time: the
-/// timer's resolution (tokio rounds a deadline up to the next millisecond) plus a turn of the
-/// run queue. A stream that comes back later than this found the runtime busy writing other
-/// streams: the server is behind, and a wider window saves it writes. One that comes back on
-/// time found it idle: holding only added latency, and the window closes.
-const ON_TIME: Duration = Duration::from_millis(2);
-
 /// Adaptive write coalescing, as [`crate::Config::coalesce`] describes it; the window starts at
 /// [`FIRST_WINDOW`].
 struct Coalescer {
@@ -64,11 +57,6 @@ struct Coalescer {
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether the stream is holding events back until the window ends.
     held: bool,
-    /// The window ended while holding and the stream took one more turn (see [`Coalescer::hold`]).
-    yielded: bool,
-    /// Set when the coming write ends a held window: whether the stream came back within
-    /// [`ON_TIME`] of the window's end.
-    on_time: Option<bool>,
 }
 
 impl Coalescer {
@@ -79,8 +67,6 @@ impl Coalescer {
             last_write: None,
             timer: None,
             held: false,
-            yielded: false,
-            on_time: None,
         }
     }
 
@@ -90,20 +76,14 @@ impl Coalescer {
         let Some(until) = self.last_write.map(|at| at + self.window) else {
             return false;
         };
-        let now = Instant::now();
-        if now >= until {
+        if Instant::now() >= until {
             if std::mem::replace(&mut self.held, false) {
                 // The window ended while holding: take one more turn at the back of the run
                 // queue before writing, behind the streams that were already waiting. Without
                 // this the timer's wake-up lets a held stream cut ahead of them, and under load
                 // held streams then write smaller batches more often (BENCHMARKS.md, N = 10,000).
-                // How long that turn took is what tells a busy runtime from an idle one.
-                self.yielded = true;
                 cx.waker().wake_by_ref();
                 return true;
-            }
-            if std::mem::replace(&mut self.yielded, false) {
-                self.on_time = Some(now - until <= ON_TIME);
             }
             return false;
         }
@@ -117,15 +97,11 @@ impl Coalescer {
         self.held
     }
 
-    /// After a write of `events` queued events: close the window if the stream keeps up (it
-    /// wrote a single event, or it held events back and came back on time: the runtime was
-    /// idle), widen it if it is behind (it found several events queued without holding, or came
-    /// back late from holding). The clock is read only while a window is open.
+    /// After a write of `events` queued events: widen the window if the stream is behind, close
+    /// it if it keeps up. The clock is read only while a window is open.
     fn wrote(&mut self, events: usize) {
         self.held = false;
-        self.yielded = false;
-        let on_time = self.on_time.take() == Some(true);
-        if events > 1 && !on_time && !self.max.is_zero() {
+        if events > 1 && !self.max.is_zero() {
             self.window = (self.window * 2).clamp(FIRST_WINDOW.min(self.max), self.max);
             self.last_write = Some(Instant::now());
         } else {
@@ -500,18 +476,13 @@ mod tests {
         }
     }
 
-    /// How late past its window's end a held stream comes back in these tests when the runtime
-    /// is busy: more than [`ON_TIME`].
-    const LATE: Duration = Duration::from_millis(3);
-
     #[tokio::test(start_paused = true)]
-    async fn a_stream_that_comes_back_late_waits_a_window_that_doubles_up_to_the_limit() {
+    async fn a_stream_that_falls_behind_waits_a_window_that_doubles_up_to_the_limit() {
         let hub = held_hub(Hub::builder());
         let mut body = subscribe(&hub).await;
         fall_behind(&hub, &mut body, 1..=2).await;
-        let tick = Duration::from_micros(1);
+        let mut last_write = tokio::time::Instant::now();
         for (pair, window_ms) in [(3, 1), (5, 2), (7, 4), (9, 5), (11, 5)] {
-            let window = Duration::from_millis(window_ms);
             hub.publish("t", "e", &pair).await.unwrap();
             let mut next = body.next();
             assert!(
@@ -519,60 +490,24 @@ mod tests {
                 "{pair} held within the window"
             );
             hub.publish("t", "e", &(pair + 1)).await.unwrap();
-            tokio::time::advance(window - tick).await;
-            assert!(
-                poll_once(&mut next).is_pending(),
-                "{pair} still held just before the {window_ms} ms window ends"
-            );
-            // the runtime was busy: the stream comes back late
-            tokio::time::advance(tick + LATE).await;
             assert_eq!(
                 payloads(&next.await.unwrap().unwrap()),
                 [pair.to_string(), (pair + 1).to_string()]
             );
+            let now = tokio::time::Instant::now();
+            assert_eq!(now - last_write, Duration::from_millis(window_ms));
+            last_write = now;
         }
         // a single event (held: the window is still open) closes the window...
         hub.publish("t", "e", &13).await.unwrap();
-        let mut next = body.next();
-        assert!(poll_once(&mut next).is_pending(), "13 held");
-        tokio::time::advance(Duration::from_millis(5) + LATE).await;
-        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["13"]);
+        assert_eq!(payloads(&body.next().await.unwrap().unwrap()), ["13"]);
+        assert_eq!(
+            tokio::time::Instant::now() - last_write,
+            Duration::from_millis(5)
+        );
         // ...so the next one is written at once
         hub.publish("t", "e", &14).await.unwrap();
         assert_eq!(written_now(&mut body), ["14"]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stream_that_comes_back_on_time_closes_its_window() {
-        let hub = held_hub(Hub::builder());
-        let mut body = subscribe(&hub).await;
-        fall_behind(&hub, &mut body, 1..=2).await;
-        let opened = tokio::time::Instant::now();
-        hub.publish("t", "e", &3).await.unwrap();
-        let mut next = body.next();
-        assert!(poll_once(&mut next).is_pending(), "3 held");
-        hub.publish("t", "e", &4).await.unwrap();
-        // nothing else runs: the timer brings the stream back when the window ends
-        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["3", "4"]);
-        assert_eq!(
-            tokio::time::Instant::now() - opened,
-            Duration::from_millis(1)
-        );
-        // two events in that write, but the runtime was idle: nothing is held any more
-        for n in 5..=7 {
-            hub.publish("t", "e", &n).await.unwrap();
-            assert_eq!(written_now(&mut body), [n.to_string()]);
-        }
-        // on time by at most ON_TIME still counts as on time
-        fall_behind(&hub, &mut body, 8..=9).await;
-        hub.publish("t", "e", &10).await.unwrap();
-        let mut next = body.next();
-        assert!(poll_once(&mut next).is_pending(), "10 held");
-        hub.publish("t", "e", &11).await.unwrap();
-        tokio::time::advance(Duration::from_millis(1) + ON_TIME).await;
-        assert_eq!(payloads(&next.await.unwrap().unwrap()), ["10", "11"]);
-        hub.publish("t", "e", &12).await.unwrap();
-        assert_eq!(written_now(&mut body), ["12"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -292,6 +292,20 @@ pub(super) async fn apply(
     instance: &str,
     op: Op,
 ) -> Result<BTreeMap<String, u64>, String> {
+    change_summary(store, topic, |summary| {
+        (apply_mark(summary, instance, op), summary.a.clone())
+    })
+    .await
+}
+
+/// Changes the summary of `topic` (empty when it has none) with `change`, which answers whether
+/// it changed anything (then the summary is written, compare-and-set: read again and changed
+/// again when another instance wrote first) and what to answer.
+async fn change_summary<T>(
+    store: &Kv,
+    topic: &Topic,
+    mut change: impl FnMut(&mut Summary) -> (bool, T),
+) -> Result<T, String> {
     bucket::update(
         &store.js,
         &store.store,
@@ -299,12 +313,9 @@ pub(super) async fn apply(
         ATTEMPTS,
         |s| {
             let mut summary: Summary = s.unwrap_or_default();
-            match apply_mark(&mut summary, instance, op) {
-                true => {
-                    let applied = summary.a.clone();
-                    Decision::Write(summary, applied)
-                }
-                false => Decision::Keep(summary.a),
+            match change(&mut summary) {
+                (true, answer) => Decision::Write(summary, answer),
+                (false, answer) => Decision::Keep(answer),
             }
         },
     )
@@ -336,20 +347,7 @@ async fn forget(
     theirs: &(dyn Fn(&str) -> bool + Sync),
     now: i128,
 ) -> Result<(), String> {
-    bucket::update(
-        &store.js,
-        &store.store,
-        &summary_key(topic),
-        ATTEMPTS,
-        |s| {
-            let mut summary: Summary = s.unwrap_or_default();
-            match summary.forget(theirs, now) {
-                true => Decision::Write(summary, ()),
-                false => Decision::Keep(()),
-            }
-        },
-    )
-    .await
+    change_summary(store, topic, |summary| (summary.forget(theirs, now), ())).await
 }
 
 impl Summary {
@@ -384,24 +382,13 @@ pub(super) async fn hold(
     topic: &Topic,
     holds: bool,
 ) -> Result<bool, String> {
-    bucket::update(
-        &store.js,
-        &store.store,
-        &summary_key(topic),
-        ATTEMPTS,
-        |s| {
-            let mut summary: Summary = s.unwrap_or_default();
-            let changed = match holds {
-                true => summary.h.insert(instance.to_owned()),
-                false => summary.h.remove(instance),
-            };
-            if !changed {
-                return Decision::Keep(false);
-            }
-            let edge = summary.h.len() == holds as usize;
-            Decision::Write(summary, edge)
-        },
-    )
+    change_summary(store, topic, |summary| {
+        let changed = match holds {
+            true => summary.h.insert(instance.to_owned()),
+            false => summary.h.remove(instance),
+        };
+        (changed, changed && summary.h.len() == holds as usize)
+    })
     .await
 }
 

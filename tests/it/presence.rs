@@ -455,7 +455,10 @@ async fn chat_on_nats_kills_in_the_middle_of_joins_and_leaves_leave_exact_counts
     let survivors = || Hub::builder().nats(nats.url());
     let run = kills_mid_churn_leave_exact_counts(survivors, || chat_on_nats(&nats));
     if let Err(e) = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await {
-        eprintln!("DUMP\n{}", nats.presence_dump().await);
+        eprintln!(
+            "the presence bucket at the failure:\n{}",
+            nats.presence_dump().await
+        );
         std::panic::resume_unwind(e);
     }
 }

@@ -92,7 +92,8 @@ impl NatsServer {
         serde_json::from_slice(&listed).unwrap_or_default()
     }
 
-    /// Every entry of the presence bucket, `key = value` a line, for a failing test to print.
+    /// Every entry of the presence bucket, `key = value` a line, for a failing test to print
+    /// (read with `Store::keys`, a last-per-subject listing: meant for after the writes stopped).
     pub async fn presence_dump(&self) -> String {
         use futures_util::StreamExt;
         let client = async_nats::connect(self.url()).await.unwrap();

@@ -182,7 +182,7 @@ pub(super) async fn reclaim(
     topic: &Topic,
     now: i128,
 ) -> Result<(), String> {
-    let theirs = |who: &str| who == instance || who.starts_with(&format!("{instance}~"));
+    let theirs = |who: &str| of_instance(who, instance);
     let owner = format!("{instance}~{reaper}");
     let mut members = Vec::new();
     let mut pending = Vec::new();
@@ -227,7 +227,6 @@ async fn take_share(
     key: &str,
     applied: &BTreeMap<String, u64>,
 ) -> Result<Option<Op>, String> {
-    let theirs = |who: &str| who == instance || who.starts_with(&format!("{instance}~"));
     bucket::update(&store.js, &store.store, key, ATTEMPTS, |s| {
         let Some(mut shares): Option<Shares> = s else {
             return Decision::Keep(None);
@@ -235,7 +234,7 @@ async fn take_share(
         let before = shares.p.len();
         shares
             .p
-            .retain(|who, op| !theirs(who) || !is_applied(applied, who, op));
+            .retain(|who, op| !of_instance(who, instance) || !is_applied(applied, who, op));
         let dropped = shares.p.len() != before;
         let taken = shares.x.remove(instance).unwrap_or(0);
         let op = (taken > 0).then(|| Op(n, -(taken as i64), -(shares.x.is_empty() as i64)));
@@ -251,6 +250,12 @@ async fn take_share(
         }
     })
     .await
+}
+
+/// Whether owner `who` is dead `instance` or one of its reapers (`<instance>~<reaper>`).
+fn of_instance(who: &str, instance: &str) -> bool {
+    who.strip_prefix(instance)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('~'))
 }
 
 /// Whether `who`'s operation `op` is applied by the marks `applied`.
@@ -416,6 +421,14 @@ mod tests {
         let a = Topic::new("room:a.b").unwrap();
         assert_eq!(super::member_key(&a, "x.y"), "m.kroom=3Aa=2Eb.kx=2Ey");
         assert!(super::index_key("1-2-3", &a).starts_with("p.1-2-3."));
+    }
+
+    #[test]
+    fn a_reapers_owner_belongs_to_the_dead_instance_and_no_other() {
+        assert!(super::of_instance("a-1", "a-1"));
+        assert!(super::of_instance("a-1~b-2", "a-1"));
+        assert!(!super::of_instance("a-12", "a-1"));
+        assert!(!super::of_instance("b-2~a-1", "a-1"));
     }
 
     #[test]

@@ -72,6 +72,8 @@
 #   SHAPES="n10 n100 n1000 n10000 n1000-rate100"   the throughput shapes to run (default: these;
 #                   n10 only with redis). Also `n10000-rate100` (N = 10,000 at 100 events/s,
 #                   300 events: 1 M deliveries/s asked, more than one core here writes).
+#                   Latency against fan-out width at 100k deliveries/s: `n1-rate100` (the floor),
+#                   `n100-rate1000`, `n10000-rate10` (with n1000-rate100: issue 29, goal 1).
 #   LIVEPUSH_BIN=path              another build of the bench protocol in place of bench_server.
 #   ALT_BIN=path ALT2_BIN=path     kinds `alt` and `alt2` (name them in ROWS, e.g. ROWS="baseline
 #                   memory alt"): other livepush builds (in-memory broker) alternating with the
@@ -393,6 +395,12 @@ if [ -n "$KINDS" ]; then
     shape n1000-rate100 && alternate throughput "$KINDS" n1000-rate100 "$REPEAT" --subscribers 1000 --events $EV_LAT --rate 100 --publish-concurrency 1
     # 1 M deliveries/s asked: more than one core of this machine writes (not in the default set)
     shape n10000-rate100 && alternate throughput "$KINDS" n10000-rate100 "$REPEAT" --subscribers 10000 --events $EV_LAT10K --rate 100 --publish-concurrency 1 --hold-s 1
+    # Latency against fan-out width at the same 100k deliveries/s (not in the default set): one
+    # subscriber (the publish-to-delivery floor), 100 @1,000/s, 10,000 @10/s; with n1000-rate100
+    # they show how an event's latency grows with the number of writes it takes (issue 29, goal 1).
+    shape n1-rate100 && alternate throughput "$KINDS" n1-rate100 "$REPEAT" --subscribers 1 --events $EV_LAT --rate 100 --publish-concurrency 1
+    shape n100-rate1000 && alternate throughput "$KINDS" n100-rate1000 "$REPEAT" --subscribers 100 --events $((EV_LAT * 10)) --rate 1000 --publish-concurrency 1
+    shape n10000-rate10 && alternate throughput "$KINDS" n10000-rate10 "$REPEAT" --subscribers 10000 --events $((EV_LAT / 10)) --rate 10 --publish-concurrency 1 --hold-s 1
 fi
 
 for what in $ROWS; do

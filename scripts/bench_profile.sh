@@ -56,7 +56,7 @@ perf report -i "$OUT/perf.data" --no-children --sort sym -g none --stdio 2>/dev/
     echo "server: $bin; load generator: $*; load average $load0 → $load1"
     # [k] marks kernel symbols in perf's sym sort
     awk '{gsub("%","",$1); if ($2=="[k]") k+=$1; else u+=$1} END {printf "kernel %.1f %%, user %.1f %%\n", k, u}' "$OUT/report.txt"
-    python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); l=d.get("lat_us") or {}; n=d.get("received") or 0; w=int(sys.argv[2]); print("deliveries/s %.0f, server CPU µs/delivery %.2f, loadgen CPU µs/delivery %.2f, p50/p99 %s/%s µs, lost %s, write calls %d (%.3f per delivery)" % (d.get("deliveries_per_s",0), d.get("server_cpu_us_per_delivery") or 0, 1e6*(d.get("loadgen_cpu_s") or 0)/max(n,1), l.get("p50"), l.get("p99"), d.get("lost"), w, w/max(n,1)))' "$OUT/loadgen.json" "$syscw" || true
+    python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); l=d.get("lat_us") or {}; n=d.get("received") or 0; w=int(sys.argv[2]); print("deliveries/s %.0f, server CPU µs/delivery %.2f, loadgen CPU µs/delivery %.2f, p50/p99 %s/%s µs, lost %s, write calls %d over the whole run, warm-up included (%.3f per measured delivery)" % (d.get("deliveries_per_s",0), d.get("server_cpu_us_per_delivery") or 0, 1e6*(d.get("loadgen_cpu_s") or 0)/max(n,1), l.get("p50"), l.get("p99"), d.get("lost"), w, w/max(n,1)))' "$OUT/loadgen.json" "$syscw" || true
     echo "top symbols (self):"
     head -25 "$OUT/report.txt"
 } | tee "$OUT/summary.txt"

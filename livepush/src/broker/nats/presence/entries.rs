@@ -433,8 +433,8 @@ mod tests {
 
     #[test]
     fn a_reaped_instance_keeps_its_marks_for_a_minute_so_no_operation_applies_twice() {
-        use super::{apply_mark, Op, Summary, KEEP_MARKS_MS};
-        let theirs = |who: &str| who == "d" || who.starts_with("d~");
+        use super::{apply_mark, of_instance, Op, Summary, KEEP_MARKS_MS};
+        let theirs = |who: &str| of_instance(who, "d");
         let mut summary = Summary::default();
         summary.a.insert("d".into(), 7);
         summary.a.insert("d~r".into(), 2);
